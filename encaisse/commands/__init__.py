@@ -1,0 +1,1 @@
+"""One module per CLI command group; ``encaisse.cli`` registers them."""

@@ -1,0 +1,62 @@
+"""Shared CLI helpers: the ``--home`` option, JSON result lines, error exits, progress bars."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ledger.workspace import Settings, load_settings
+
+err = Console(stderr=True)
+out = Console()
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="ENCAISSE_HOME", help="Workspace folder (default ./.encaisse)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as one JSON line, last.")]
+
+
+def settings_for(home: Path | None) -> Settings:
+    """Workspace settings for a command, honouring ``--home``."""
+    return load_settings(home)
+
+
+def emit_json(payload: dict[str, Any]) -> None:
+    """Print ``payload`` as the last line of standard output, for scripts."""
+    sys.stdout.write(json.dumps(payload, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print ``message`` to standard error and return an exit to raise."""
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def progress(disable: bool = False) -> Progress:
+    """A progress bar on standard error (so ``--json`` output stays clean)."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=disable or not err.is_terminal,
+        transient=True,
+    )
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

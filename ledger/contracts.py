@@ -1,0 +1,246 @@
+"""Canonical data contracts: the four ledger tables, their columns, types and rules.
+
+This module is the one place where the shape of Encaisse's data is written down. The store
+(``ledger.store``), mapped ingest (``ledger.ingest``), the synthetic generator (``ledger.synth``),
+features and the API all follow it.
+
+Conventions:
+    * ids are strings (``"0000611365"`` keeps its leading zeros);
+    * ``*_date`` columns are calendar days (``datetime64[s]`` in frames, ``DATE`` in the store);
+    * amounts are positive numbers in the document currency; the sign of a movement comes from
+      ``doc_type`` (a credit note reduces what the client owes);
+    * ``paid_date`` empty means the document was still open when the export was taken. It is
+      censored, not missing: the invoice was not paid *by then*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pandas as pd
+
+Kind = Literal["str", "date", "amount", "bool", "int"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One canonical column.
+
+    Attributes:
+        name: snake_case column name.
+        kind: value type: ``str``, ``date``, ``amount`` (float, > 0), ``bool`` or ``int``.
+        required: whether every row must carry a value.
+        doc: what the column means, with units.
+    """
+
+    name: str
+    kind: Kind
+    required: bool
+    doc: str
+
+
+@dataclass(frozen=True)
+class Table:
+    """A canonical table: its primary key and its columns, in order."""
+
+    name: str
+    key: str
+    columns: tuple[Column, ...]
+    doc: str
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"Table {self.name!r} has no column {name!r}; it has {self.names}.")
+
+
+DOC_TYPES = ("invoice", "credit_note", "debit_note", "down_payment", "payment_difference", "other")
+"""Kinds of receivable documents. Only ``invoice`` rows are scored; the others count in balances."""
+
+INVOICES = Table(
+    name="invoices",
+    key="invoice_id",
+    doc="Receivable documents (invoices and other open-item movements), one row per document.",
+    columns=(
+        Column("invoice_id", "str", True, "Document id, unique in the ledger."),
+        Column("client_id", "str", True, "The client who owes the amount."),
+        Column("issue_date", "date", True, "Day the document was issued (known from this day on)."),
+        Column("due_date", "date", True, "Day payment is due. Never before issue_date."),
+        Column("amount", "amount", True, "Gross amount in `currency`, > 0."),
+        Column("currency", "str", True, "ISO 4217 code, e.g. EUR."),
+        Column("paid_date", "date", False, "Day the document was cleared; empty = open (censored)."),
+        Column("doc_type", "str", True, f"One of {', '.join(DOC_TYPES)}."),
+        Column("terms", "str", False, "Payment terms as the source names them, e.g. '30 net'."),
+        Column("company", "str", False, "Issuing company (company code)."),
+        Column("country", "str", False, "Client country."),
+        Column("disputed", "bool", False, "The invoice is or was disputed (as known at export)."),
+        Column("dunning_block", "str", False, "Dunning block code; empty = dunning allowed."),
+        Column("credit_category", "str", False, "Credit-control risk category from the source."),
+    ),
+)
+
+PAYMENTS = Table(
+    name="payments",
+    key="payment_id",
+    doc="Payments applied to invoices; several rows per invoice for partial payments.",
+    columns=(
+        Column("payment_id", "str", True, "Payment (or payment allocation) id, unique."),
+        Column("invoice_id", "str", True, "The invoice the payment is applied to."),
+        Column("paid_date", "date", True, "Day the payment was received."),
+        Column("amount", "amount", True, "Amount applied, in the invoice currency, > 0."),
+    ),
+)
+
+CLIENTS = Table(
+    name="clients",
+    key="client_id",
+    doc="Client master data. Optional: clients seen only on invoices get default attributes.",
+    columns=(
+        Column("client_id", "str", True, "Client id."),
+        Column("name", "str", False, "Client name."),
+        Column("segment", "str", False, "Segment, e.g. 'SME', 'key account', 'public'."),
+        Column("credit_limit", "amount", False, "Credit limit in the ledger currency."),
+        Column("strategic", "bool", False, "Strategic client: handled with care in dunning."),
+        Column("sector", "str", False, "Business sector."),
+        Column("country", "str", False, "Country."),
+        Column("collector", "str", False, "Collector owning the client's portfolio."),
+    ),
+)
+
+ACTIONS = Table(
+    name="actions",
+    key="action_id",
+    doc="Dunning and collection actions, and their outcomes.",
+    columns=(
+        Column("action_id", "str", True, "Action id; derived from the row's content when absent."),
+        Column("invoice_id", "str", False, "The invoice concerned (or empty for a client action)."),
+        Column("client_id", "str", True, "The client concerned."),
+        Column("action_date", "date", True, "Day the action was taken."),
+        Column("step", "str", True, "Ladder step, e.g. 'preventive', 'reminder_1', 'call', "
+               "'formal_notice', 'agency', 'promise', 'dispute', 'payment_plan', 'dunning_block'."),
+        Column("channel", "str", False, "email, sms, call, letter, registered_letter, agency."),
+        Column("outcome", "str", False, "e.g. 'no_answer', 'promise', 'dispute', 'paid', 'refused'."),
+        Column("promise_date", "date", False, "Promised payment day, for a promise to pay."),
+        Column("promise_amount", "amount", False, "Promised amount, for a promise to pay."),
+    ),
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (INVOICES, PAYMENTS, CLIENTS, ACTIONS)}
+
+# A working set of ISO 4217 codes; unknown codes are rejected at ingest.
+CURRENCIES = frozenset(
+    "EUR USD GBP CHF SEK NOK DKK PLN CZK HUF RON BGN JPY CNY CAD AUD NZD SGD HKD INR BRL MXN ZAR "
+    "TRY MAD TND XOF XAF AED SAR ILS KRW".split()
+)
+
+
+def empty_frame(table: Table) -> pd.DataFrame:
+    """An empty frame with the table's columns and dtypes."""
+    return pd.DataFrame({c.name: pd.Series(dtype=_DTYPES[c.kind]) for c in table.columns})
+
+
+_DTYPES = {
+    "str": "object",
+    "date": "datetime64[s]",
+    "amount": "float64",
+    "bool": "boolean",
+    "int": "Int64",
+}
+
+
+def coerce_frame(df: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Return ``df`` with every canonical column present and typed; extra columns are kept after.
+
+    Missing optional columns are added empty. Values are converted, not validated: validation
+    (with row-level reasons) is ``ledger.ingest``'s job.
+    """
+    out = pd.DataFrame(index=df.index)
+    for c in table.columns:
+        if c.name in df.columns:
+            s = df[c.name]
+        else:
+            s = pd.Series([None] * len(df), index=df.index)
+        if c.kind == "date":
+            out[c.name] = pd.to_datetime(s).astype("datetime64[s]")
+        elif c.kind == "amount":
+            out[c.name] = pd.to_numeric(s).astype("float64")
+        elif c.kind == "bool":
+            out[c.name] = s.astype("boolean")
+        elif c.kind == "int":
+            out[c.name] = pd.to_numeric(s).astype("Int64")
+        else:
+            out[c.name] = s.astype("object").where(s.notna(), None)
+    extras = [c for c in df.columns if c not in table.names]
+    for name in extras:
+        out[name] = df[name]
+    return out
+
+
+@dataclass
+class Ledger:
+    """A company's receivables in memory: the four canonical tables as pandas frames.
+
+    ``invoices`` may carry extra columns (mapped attributes declared as features), after the
+    canonical ones. ``payments``, ``clients`` and ``actions`` may be empty.
+    """
+
+    invoices: pd.DataFrame
+    payments: pd.DataFrame = field(default_factory=lambda: empty_frame(PAYMENTS))
+    clients: pd.DataFrame = field(default_factory=lambda: empty_frame(CLIENTS))
+    actions: pd.DataFrame = field(default_factory=lambda: empty_frame(ACTIONS))
+
+    @classmethod
+    def from_frames(
+        cls,
+        invoices: pd.DataFrame,
+        payments: pd.DataFrame | None = None,
+        clients: pd.DataFrame | None = None,
+        actions: pd.DataFrame | None = None,
+    ) -> "Ledger":
+        """Build a ledger from loosely typed frames, adding and typing canonical columns."""
+        inv = invoices.copy()
+        if "doc_type" not in inv.columns:
+            inv["doc_type"] = "invoice"
+        if "currency" not in inv.columns:
+            inv["currency"] = "EUR"
+        return cls(
+            invoices=coerce_frame(inv, INVOICES).reset_index(drop=True),
+            payments=coerce_frame(payments, PAYMENTS) if payments is not None else empty_frame(PAYMENTS),
+            clients=coerce_frame(clients, CLIENTS) if clients is not None else empty_frame(CLIENTS),
+            actions=coerce_frame(actions, ACTIONS) if actions is not None else empty_frame(ACTIONS),
+        )
+
+    def known_at(self, as_of: pd.Timestamp | str) -> "Ledger":
+        """The ledger as it was known at the start of day ``as_of``.
+
+        Documents issued on or after ``as_of`` are dropped; payments, paid dates, actions and
+        promises dated on or after ``as_of`` are hidden (an invoice paid later is open then).
+        Nothing here reads the clock.
+        """
+        d = pd.Timestamp(as_of)
+        inv = self.invoices[self.invoices["issue_date"] < d].copy()
+        inv["paid_date"] = inv["paid_date"].where(inv["paid_date"] < d)
+        pay = self.payments[self.payments["paid_date"] < d]
+        act = self.actions[self.actions["action_date"] < d]
+        return Ledger(invoices=inv, payments=pay.copy(), clients=self.clients.copy(), actions=act.copy())
+
+
+def describe_contracts() -> str:
+    """The contracts as Markdown, for ``docs/contracts.md`` and ``encaisse contracts``."""
+    lines = ["# Data contracts", "", __doc__.strip().split("\n\n", 1)[1], ""]
+    for t in TABLES.values():
+        lines += [f"## {t.name}", "", t.doc, "", f"Key: `{t.key}`.", "",
+                  "| column | type | required | meaning |", "| --- | --- | --- | --- |"]
+        lines += [f"| {c.name} | {c.kind} | {'yes' if c.required else ''} | {c.doc} |" for c in t.columns]
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Shared test fixtures: workspace isolation, real data paths, the PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_URL = os.environ.get("ENCAISSE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _unavailable(reason: str) -> None:
+    """Fail under CI (where the resource must be there), skip on a developer's machine."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this must be available in CI)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own workspace; nothing touches the developer's ./.encaisse."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("ENCAISSE_HOME", str(home))
+    for var in ("ENCAISSE_DATABASE_URL", "ENCAISSE_MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real data sets in ../shared/data."""
+    if not SHARED_DATA.is_dir():
+        _unavailable(f"real data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def pg_url():
+    """A URL to a fresh, empty schema on the real PostgreSQL server; dropped afterwards."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    engine = sqlalchemy.create_engine(PG_URL)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any connection error means "not reachable"
+        engine.dispose()
+        _unavailable(f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f'create schema "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f'drop schema "{schema}" cascade'))
+    engine.dispose()
