@@ -1,0 +1,105 @@
+"""Training sets from snapshots: the invoices open on past dates, with what happened to them.
+
+This is how the models are used: on a given day, score the invoices open that day (some not yet
+due, some already overdue). A training set replays that on a series of past days.
+
+Outcomes are read from the ledger as known at ``outcome_end`` (in a backtest, the as-of date of
+the backtest): an invoice not paid before ``outcome_end`` is censored there, never dropped.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.clients import build_client_features
+from features.invoices import build_features
+from ledger.contracts import Ledger
+
+VERY_LATE_DAYS = 30
+"""'Very late' = paid more than this many days after max(due date, as_of)."""
+
+
+def snapshot_dates(
+    ledger: Ledger, end: str | pd.Timestamp, freq_days: int = 14, min_history_days: int = 60,
+    max_snapshots: int | None = None,
+) -> list[pd.Timestamp]:
+    """Snapshot days, every ``freq_days`` back from ``end`` (excluded), after enough history.
+
+    The first snapshot is at least ``min_history_days`` after the ledger's history begins: the later
+    of its first issue date and its first payment date (an extract that holds only items cleared
+    after some day has no payment history before it, whatever the issue dates say).
+    """
+    end = pd.Timestamp(end)
+    inv = ledger.invoices
+    first_issue = inv.loc[inv["issue_date"] < end, "issue_date"].min()
+    first_paid = inv.loc[inv["paid_date"] < end, "paid_date"].min()
+    begin = max(first_issue, first_paid) if pd.notna(first_paid) else first_issue
+    start = begin + pd.Timedelta(days=min_history_days)
+    dates = []
+    day = end - pd.Timedelta(days=freq_days)
+    while day >= start:
+        dates.append(day)
+        day -= pd.Timedelta(days=freq_days)
+        if max_snapshots and len(dates) >= max_snapshots:
+            break
+    return sorted(dates)
+
+
+def add_outcomes(frame: pd.DataFrame, ledger: Ledger, as_of: pd.Timestamp, outcome_end: pd.Timestamp) -> pd.DataFrame:
+    """Add what happened to each invoice of a feature frame built as of ``as_of``.
+
+    Columns added:
+        ``as_of``; ``paid_date`` (empty if not paid before ``outcome_end``); ``duration_days``
+        (days from as_of to payment, or to ``outcome_end`` when censored); ``event`` (1 paid, 0
+        censored); ``y_late`` (paid after due; NaN when undetermined by ``outcome_end``, 1 for an
+        invoice already overdue at as_of); ``y_very_late`` (paid more than VERY_LATE_DAYS after
+        max(due, as_of); NaN when undetermined).
+    """
+    d, end = pd.Timestamp(as_of), pd.Timestamp(outcome_end)
+    paid = ledger.invoices.set_index("invoice_id")["paid_date"]
+    pd_ = frame["invoice_id"].map(paid)
+    pd_ = pd_.where(pd_ < end)
+    out = frame.copy()
+    out["as_of"] = d
+    out["paid_date"] = pd_
+    out["event"] = pd_.notna().astype(int)
+    out["duration_days"] = ((pd_.fillna(end) - d) / pd.Timedelta(days=1)).astype(float)
+
+    due = out["due_date"]
+    late = pd.Series(float("nan"), index=out.index)
+    late[pd_.notna()] = (pd_[pd_.notna()] > due[pd_.notna()]).astype(float)
+    late[pd_.isna() & (due < end - pd.Timedelta(days=1))] = 1.0
+    out["y_late"] = late
+
+    limit = due.where(due > d, d) + pd.Timedelta(days=VERY_LATE_DAYS)
+    very = pd.Series(float("nan"), index=out.index)
+    very[pd_.notna()] = (pd_[pd_.notna()] > limit[pd_.notna()]).astype(float)
+    very[pd_.isna() & (limit < end)] = 1.0
+    out["y_very_late"] = very
+    return out
+
+
+def build_training_set(
+    ledger: Ledger,
+    dates: list[pd.Timestamp],
+    outcome_end: str | pd.Timestamp,
+    **feature_kwargs,
+) -> pd.DataFrame:
+    """Stack feature frames with outcomes for each snapshot day.
+
+    Args:
+        ledger: the ledger; outcomes come only from what is known before ``outcome_end``.
+        dates: snapshot days, all before ``outcome_end``.
+        outcome_end: the day outcomes stop being observed (censoring time).
+        **feature_kwargs: passed to ``build_features``.
+    """
+    end = pd.Timestamp(outcome_end)
+    known = ledger.known_at(end)
+    frames = []
+    for day in dates:
+        clients = build_client_features(known, day)
+        f = build_features(known, day, clients=clients, **feature_kwargs)
+        frames.append(add_outcomes(f, known, day, end))
+    if not frames:
+        raise ValueError(f"No snapshot dates before {end.date()}: the ledger holds too little history.")
+    return pd.concat(frames, ignore_index=True)
