@@ -1,0 +1,653 @@
+"""Mapped ingest: read an export, map it to a canonical table, validate it, upsert it atomically.
+
+Every input row ends up either stored (inserted, updated or unchanged) or in the rejects file
+``<rejects_dir>/<file>-<timestamp>.rejects.csv`` with its source row number (1-based, counting data
+rows, header excluded), the reason and its original values. Rows dropped by a mapping ``filters``
+rule are written there too, with the reason ``filtered by mapping``, and counted as ``filtered``
+(they are intended: they do not make the ingest fail). So ``read == inserted + updated + unchanged
++ rejected + filtered``.
+
+Reasons a row is rejected: a missing required value, an unparsable date, amount or boolean, an
+amount that is zero or negative, ``due_date`` before ``issue_date``, an unknown currency or
+``doc_type``, and an id that appears more than once in the file with different values (every
+such row is rejected: which one is right is the sender's call). Identical duplicates are stored
+once and the copies counted unchanged.
+
+By default an ingest with rejected rows stores nothing and raises ``IngestRejected`` (fix the
+file and send it again); with ``allow_rejects=True`` the good rows are stored. Either way the
+store changes in one transaction: a failure mid-file leaves it as it was.
+
+Zero amounts (the SAP extract): 3,681 SAP invoice rows, and 222 other items, carry
+``VALUE_EUR == 0`` (none is negative: the amounts are transformed integers, and small items round
+to 0). The contract wants amounts > 0 and a zero-amount item owes nothing and cannot be late in any
+way that matters for cash, so they are rejected with their reason rather than invented a value;
+the SAP mapping is ingested with ``allow_rejects``. A negative amount is also rejected: the sign
+of a movement belongs in ``doc_type`` (map it with ``values:``).
+
+Without a mapping, a file in the canonical layout is accepted (its table from the file name,
+``invoices*``, ``payments*``, ``clients*``, ``actions*``, or given); a missing ``doc_type`` column
+means every row is an invoice. Actions without ``action_id`` get an id hashed from their content,
+so sending them again is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from ledger.contracts import CURRENCIES, DOC_TYPES, TABLES, Table, coerce_frame
+from ledger.mapping import FALSE_VALUES, TRUE_VALUES, ColumnSpec, Mapping, SourceOptions, load_mapping
+from ledger.schema import ingest_runs
+from ledger.store import content_ids, row_hashes, upsert_frame
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 250_000
+"""Source rows read at a time."""
+
+FILTERED = "filtered by mapping"
+
+ProgressFn = Callable[[str, int, int | None], None]
+"""Progress callback: (stage, done, total or None)."""
+
+
+class IngestError(ValueError):
+    """The file cannot be ingested at all (not found, unknown table, columns missing)."""
+
+
+class IngestRejected(Exception):
+    """Rows were rejected and ``allow_rejects`` was not given: nothing was stored."""
+
+    def __init__(self, result: "IngestResult") -> None:
+        self.result = result
+        super().__init__(result.summary())
+
+
+@dataclass
+class IngestResult:
+    """What became of a file's rows. ``read = inserted + updated + unchanged + rejected + filtered``."""
+
+    table: str
+    source: str
+    mapping: str | None
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    filtered: int = 0
+    rejects_file: str | None = None
+    stored: bool = False
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The result line for scripts: the six stable keys first, then details."""
+        d = asdict(self)
+        keys = ["read", "inserted", "updated", "unchanged", "rejected", "rejects_file",
+                "filtered", "table", "source", "mapping", "stored", "seconds"]
+        out = {k: d[k] for k in keys}
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+    def summary(self) -> str:
+        head = (f"{self.source}: read {self.read}, inserted {self.inserted}, updated {self.updated}, "
+                f"unchanged {self.unchanged}, rejected {self.rejected}, filtered {self.filtered}")
+        lines = [head] + self.problems
+        if self.rejects_file:
+            lines.append(f"rejected and filtered rows with their reasons: {self.rejects_file}")
+        return "\n".join(lines)
+
+
+# --- problems ------------------------------------------------------------------------------------
+
+_FIXES = {
+    "missing": "fill the values in, or map {col} to another source column or a constant `value`",
+    "unparsable_date": "fix the values, or set the column's `format` in the mapping (e.g. \"%m/%d/%Y\")",
+    "unparsable_amount": "fix the values, or set `decimal`/`thousands` under `source` in the mapping",
+    "unparsable_bool": "use Yes/No, 1/0 or true/false, or list yours with `true_values`/`false_values`",
+    "not_positive": "amounts are positive; give the sign with doc_type (e.g. credit_note) or drop "
+                    "the rows with a mapping filter",
+    "due_before_issue": "fix the dates, or map issue_date with not_after: [due_date] if it is a "
+                        "period stamp",
+    "currency": "use ISO 4217 codes (EUR, USD, ...) or map them with `values:`",
+    "doc_type": f"use one of {', '.join(DOC_TYPES)}, or map the source values with `values:` and a "
+                "`default`",
+    "duplicate": "keep one row per {key}",
+}
+
+_PHRASES = {
+    "missing": "miss {col}",
+    "unparsable_date": "have an unparsable {col}",
+    "unparsable_amount": "have an unparsable {col}",
+    "unparsable_bool": "have an unparsable {col}",
+    "not_positive": "have a zero or negative {col}",
+    "due_before_issue": "have due_date before issue_date",
+    "currency": "have an unknown currency",
+    "doc_type": "have an unknown doc_type",
+    "duplicate": "share a {key} with another row holding different values",
+}
+
+
+class _Problems:
+    """Row reasons, built one vectorized check at a time, and their summaries."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reasons = np.full(n, "", dtype=object)
+        self.tally: dict[tuple[str, str], list[np.ndarray]] = {}
+        self.examples: dict[tuple[str, str], str] = {}
+        self.unparsable: dict[str, np.ndarray] = {}
+
+    def add(self, code: str, col: str, mask: Any, messages: pd.Series | str, rows: np.ndarray) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        if isinstance(messages, str):
+            msgs = np.full(int(mask.sum()), messages, dtype=object)
+        else:
+            msgs = np.asarray(messages, dtype=object)[mask]
+        if code.startswith("unparsable"):
+            self.unparsable[col] = self.unparsable.get(col, np.zeros(self.n, dtype=bool)) | mask
+        current = self.reasons[mask]
+        self.reasons[mask] = np.where(current == "", msgs, current + "; " + msgs)
+        self.tally.setdefault((code, col), []).append(rows[mask])
+        self.examples.setdefault((code, col), str(msgs[0]))
+
+    @property
+    def bad(self) -> np.ndarray:
+        return self.reasons != ""
+
+
+def _summaries(tally: dict[tuple[str, str], list[np.ndarray]], examples: dict[tuple[str, str], str],
+               table: Table, source: str) -> list[str]:
+    out = []
+    for (code, col), parts in tally.items():
+        rows = np.sort(np.concatenate(parts))
+        shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
+        noun = table.name if len(rows) != 1 else table.name.rstrip("s")
+        verb = _PHRASES[code].format(col=col, key=table.key)
+        if len(rows) == 1:
+            verb = verb.replace("have ", "has ", 1).replace("miss ", "misses ", 1).replace("share ", "shares ", 1)
+        fix = _FIXES[code].format(col=col, key=table.key)
+        out.append(f"{len(rows)} {noun} {verb} (e.g. {examples[(code, col)]}): "
+                   f"row{'s' if len(rows) != 1 else ''} {shown} of {source}; {fix}")
+    return out
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """Source values as stripped text; empty and null become NA."""
+    if pd.api.types.is_float_dtype(s):
+        # 18724.0 read from a typed source is the id 18724.
+        t = s.map(lambda v: repr(int(v)) if v == v and float(v).is_integer() else repr(v), na_action="ignore")
+    else:
+        t = s.astype("object").where(s.notna())
+        t = t.map(str, na_action="ignore")
+    t = t.str.strip()
+    return t.where(t != "")
+
+
+_TRAILING_ZERO = re.compile(r"\.0+$")
+
+
+def _parse_date(s: pd.Series, fmt: str | None) -> tuple[pd.Series, pd.Series]:
+    """(dates, unparsable mask) for one source column."""
+    if pd.api.types.is_datetime64_any_dtype(s):
+        d = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
+        return d.dt.normalize().astype("datetime64[s]"), pd.Series(False, index=s.index)
+    t = _text(s)
+    if fmt is None or fmt.lower() == "iso":
+        parsed = pd.to_datetime(t, format="ISO8601", errors="coerce")
+    else:
+        if "." not in fmt:
+            t2 = t.str.replace(_TRAILING_ZERO, "", regex=True)  # 20180109.0 from a float column
+        else:
+            t2 = t
+        parsed = pd.to_datetime(t2, format=fmt, errors="coerce")
+    parsed = parsed.dt.normalize().astype("datetime64[s]")
+    return parsed, t.notna() & parsed.isna()
+
+
+def _parse_amount(s: pd.Series, opts: SourceOptions) -> tuple[pd.Series, pd.Series]:
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        v = s.astype("float64")
+        return v, pd.Series(False, index=s.index)
+    t = _text(s)
+    t2 = t
+    if opts.thousands:
+        t2 = t2.str.replace(opts.thousands, "", regex=False)
+    if opts.decimal != ".":
+        t2 = t2.str.replace(opts.decimal, ".", regex=False)
+    v = pd.to_numeric(t2, errors="coerce").astype("float64")
+    return v, t.notna() & v.isna()
+
+
+def _parse_bool(s: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype("boolean"), pd.Series(False, index=s.index)
+    t = _text(s).str.lower()
+    true = set(TRUE_VALUES) | {v.lower() for v in spec.true_values or ()}
+    false = set(FALSE_VALUES) | {v.lower() for v in spec.false_values or ()}
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[t.isin(true).to_numpy()] = True
+    out[t.isin(false).to_numpy()] = False
+    return out, t.notna() & out.isna()
+
+
+def _source_series(raw: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
+    if spec.column is None:
+        return pd.Series([spec.value] * len(raw), index=raw.index, dtype="object")
+    s = raw[spec.column]
+    if spec.values is not None:
+        t = _text(s)
+        mapped = t.map(spec.values)
+        unmapped = t.notna() & mapped.isna()
+        fallback = spec.default if spec.default is not None else None
+        mapped = mapped.astype("object")
+        mapped[unmapped.to_numpy()] = fallback if fallback is not None else t[unmapped]
+        return mapped
+    return s
+
+
+def _values_as_text(s: pd.Series) -> pd.Series:
+    return _text(s).astype("object")
+
+
+def _identity_mapping(table: Table, header: list[str]) -> Mapping:
+    present = [n for n in table.names if n in header]
+    cols: dict[str, Any] = {n: {"column": n} for n in present}
+    if table.name == "invoices" and "doc_type" not in present:
+        cols["doc_type"] = {"value": "invoice"}
+    ignored = [c for c in header if c not in table.names and c != "source_row"]
+    if ignored:
+        log.warning("ignoring columns outside the %s contract: %s (declare them as `extra` in a "
+                    "mapping to keep them)", table.name, ignored)
+    try:
+        return Mapping.model_validate({"table": table.name, "columns": cols})
+    except Exception:
+        missing = [n for n in table.required if n not in cols and not (table.name == "actions" and n == table.key)]
+        raise IngestError(
+            f"The {table.name} file lacks required columns: {', '.join(missing)}. Add them, or ingest "
+            "with --mapping to say where they come from."
+        ) from None
+
+
+def _map_chunk(
+    mapping: Mapping, raw: pd.DataFrame, rows: np.ndarray, problems: _Problems
+) -> pd.DataFrame:
+    """Source rows -> a typed canonical frame (extras after), recording parse problems."""
+    table = TABLES[mapping.table]
+    out = pd.DataFrame(index=raw.index)
+    for name in table.names:
+        spec = mapping.columns.get(name)
+        kind = table.column(name).kind
+        if spec is None:
+            out[name] = None
+            continue
+        s = _source_series(raw, spec)
+        if kind == "date":
+            parsed, bad = _parse_date(s, spec.format)
+            shown = "'" + _text(s).astype("object").fillna("") + "'"
+            fmt = spec.format or "ISO (YYYY-MM-DD)"
+            problems.add("unparsable_date", name, bad, f"unparsable {name} " + shown + f" (expected {fmt})", rows)
+            out[name] = parsed
+        elif kind in ("amount", "int"):
+            parsed, bad = _parse_amount(s, mapping.source)
+            shown = "'" + _text(s).astype("object").fillna("") + "'"
+            problems.add("unparsable_amount", name, bad, f"unparsable {name} " + shown, rows)
+            out[name] = parsed if kind == "amount" else parsed.round().astype("Int64")
+        elif kind == "bool":
+            parsed, bad = _parse_bool(s, spec)
+            shown = "'" + _text(s).astype("object").fillna("") + "'"
+            problems.add("unparsable_bool", name, bad, f"unparsable {name} " + shown, rows)
+            out[name] = parsed
+        else:
+            t = _values_as_text(s)
+            if name == "currency":
+                t = t.str.upper()
+            elif name == "doc_type" and spec.values is None:
+                t = t.str.lower()
+            out[name] = t
+    for name, spec in mapping.columns.items():
+        if spec.not_after:
+            dates = out[[name, *spec.not_after]]
+            out[name] = dates.min(axis=1, skipna=True).astype("datetime64[s]").where(out[name].notna())
+    for name, spec in mapping.extra.items():
+        s = _source_series(raw, spec)
+        if spec.type == "number":
+            out[name] = _parse_amount(s, mapping.source)[0]
+        elif spec.type == "bool":
+            out[name] = _parse_bool(s, spec)[0]
+        elif spec.type == "date":
+            out[name] = _parse_date(s, spec.format)[0].dt.strftime("%Y-%m-%d")
+        else:
+            out[name] = _values_as_text(s)
+    return out
+
+
+def _check_rules(table: Table, df: pd.DataFrame, rows: np.ndarray, problems: _Problems,
+                 allow_missing_key: bool) -> None:
+    """The contract's row rules, on a typed canonical frame."""
+    for name in table.required:
+        if name == table.key and allow_missing_key:
+            continue
+        problems.add("missing", name, df[name].isna().to_numpy() & ~_flagged(problems, name), f"missing {name}", rows)
+    for c in table.columns:
+        if c.kind != "amount":
+            continue
+        v = df[c.name]
+        bad = (v < 0) if c.name == "credit_limit" else (v <= 0)
+        bad = bad.fillna(False).to_numpy()
+        problems.add("not_positive", c.name, bad, f"{c.name} is zero or negative (" + v.astype("str") + ")", rows)
+    if table.name == "invoices":
+        bad = (df["due_date"] < df["issue_date"]).fillna(False).to_numpy()
+        msg = ("due_date " + df["due_date"].dt.strftime("%Y-%m-%d").astype("object").fillna("")
+               + " before issue_date " + df["issue_date"].dt.strftime("%Y-%m-%d").astype("object").fillna(""))
+        problems.add("due_before_issue", "due_date", bad, msg, rows)
+        cur = df["currency"]
+        bad = (cur.notna() & ~cur.isin(CURRENCIES)).to_numpy()
+        problems.add("currency", "currency", bad, "unknown currency '" + cur.astype("object").fillna("") + "'", rows)
+        dt = df["doc_type"]
+        bad = (dt.notna() & ~dt.isin(DOC_TYPES)).to_numpy()
+        problems.add("doc_type", "doc_type", bad, "unknown doc_type '" + dt.astype("object").fillna("") + "'", rows)
+
+
+def _flagged(problems: _Problems, col: str) -> np.ndarray:
+    """Rows already flagged as unparsable in ``col`` (so they are not also 'missing')."""
+    return problems.unparsable.get(col, np.zeros(problems.n, dtype=bool))
+
+
+@dataclass
+class _Chunk:
+    good: pd.DataFrame  # typed canonical + extras + source_row
+    rejects: pd.DataFrame  # source_row, reason, original columns
+    filtered: pd.DataFrame
+
+
+def _process(mapping: Mapping, raw: pd.DataFrame, first_row: int,
+             tally: dict, examples: dict) -> _Chunk:
+    table = TABLES[mapping.table]
+    raw = raw.reset_index(drop=True)
+    rows = np.arange(first_row, first_row + len(raw))
+    keep = np.ones(len(raw), dtype=bool)
+    for f in mapping.filters:
+        t = _text(raw[f.column]).fillna("")
+        keep &= t.isin(f.in_).to_numpy() if f.in_ is not None else ~t.isin(f.not_in).to_numpy()
+    filtered = raw[~keep].copy()
+    filtered.insert(0, "reason", FILTERED)
+    filtered.insert(0, "source_row", rows[~keep])
+    raw, rows = raw[keep].reset_index(drop=True), rows[keep]
+
+    problems = _Problems(len(raw))
+    df = _map_chunk(mapping, raw, rows, problems)
+    allow_missing_key = table.name == "actions"
+    _check_rules(table, df, rows, problems, allow_missing_key)
+    for key, parts in problems.tally.items():
+        tally.setdefault(key, []).extend(parts)
+        examples.setdefault(key, problems.examples[key])
+    bad = problems.bad
+    rejects = raw[bad].copy()
+    rejects.insert(0, "reason", problems.reasons[bad])
+    rejects.insert(0, "source_row", rows[bad])
+    good = df[~bad].copy()
+    good["source_row"] = rows[~bad]
+    return _Chunk(good=good, rejects=rejects, filtered=filtered)
+
+
+def _finish(table: Table, good: pd.DataFrame, tally: dict, examples: dict) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Give actions their content ids, hash rows, and settle duplicate keys.
+
+    Returns:
+        (rows to upsert with ``row_hash``, conflicting duplicates as (source_row, reason), number
+        of identical copies dropped).
+    """
+    if table.name == "actions":
+        missing = good["action_id"].isna()
+        if missing.any():
+            good.loc[missing, "action_id"] = content_ids(table, good[missing], "A").to_numpy()
+    body = good.drop(columns=["source_row"])
+    good["row_hash"] = row_hashes(table, coerce_frame(body, table)).to_numpy()
+    key = good[table.key]
+    dup = key.duplicated(keep=False)
+    if not dup.any():
+        return good, pd.DataFrame(columns=["source_row", "reason"]), 0
+    d = good[dup]
+    n_hashes = d.groupby(table.key)["row_hash"].transform("nunique")
+    conflict = d[n_hashes > 1]
+    same = d[n_hashes == 1]
+    identical_copies = int(same[table.key].duplicated().sum())
+    if len(conflict):
+        rows_by_key = conflict.groupby(table.key)["source_row"].apply(lambda r: ", ".join(map(str, sorted(r))))
+        reason = conflict[table.key].map(
+            lambda k: f"{table.key} {k} appears more than once with different values (rows {rows_by_key[k]})")
+        rej = pd.DataFrame({"source_row": conflict["source_row"].to_numpy(), "reason": reason.to_numpy()})
+        tally.setdefault(("duplicate", table.key), []).append(conflict["source_row"].to_numpy())
+        examples.setdefault(("duplicate", table.key), f"{table.key} {conflict[table.key].iloc[0]}")
+    else:
+        rej = pd.DataFrame(columns=["source_row", "reason"])
+    drop = good.index.isin(conflict.index) | (dup & key.duplicated(keep="first")).to_numpy()
+    return good[~drop], rej, identical_copies
+
+
+def validate_frame(table: str | Table, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate loosely typed canonical rows (e.g. from JSON) with the ingest's rules.
+
+    Args:
+        table: canonical table name or contract.
+        df: rows with canonical column names; dates as ISO text or datetimes, amounts as numbers or
+            text with a '.' decimal mark. Unknown columns are ignored.
+
+    Returns:
+        ``(good, rejects)``: ``good`` typed with ``contracts.coerce_frame`` (index kept, one row per
+        key, ``row_hash`` added); ``rejects`` with ``source_row`` (1-based position in ``df``),
+        ``reason`` and the original values.
+    """
+    spec = TABLES[table] if isinstance(table, str) else table
+    mapping = _identity_mapping(spec, list(df.columns))
+    tally: dict = {}
+    examples: dict = {}
+    original = df.reset_index(drop=True)
+    chunk = _process(mapping, original, 1, tally, examples)
+    good, dup_rej, _ = _finish(spec, chunk.good, tally, examples)
+    if len(dup_rej):
+        dup_rej = dup_rej.merge(original.assign(source_row=np.arange(1, len(original) + 1)), on="source_row")
+    rejects = pd.concat([x for x in (chunk.rejects, dup_rej) if len(x)] or [chunk.rejects], ignore_index=True)
+    rejects = rejects.sort_values("source_row", kind="stable").reset_index(drop=True)
+    positions = good.pop("source_row").to_numpy() - 1
+    good = coerce_frame(good, spec)
+    good.index = df.index[positions]
+    return good, rejects
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _format_of(path: Path, opts: SourceOptions) -> str:
+    if opts.format:
+        return opts.format
+    suffixes = [s.lower() for s in path.suffixes]
+    return "parquet" if ".parquet" in suffixes or ".pq" in suffixes else "csv"
+
+
+def read_source(path: Path, opts: SourceOptions, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Yield the file's rows in chunks: CSV as text (empty = missing), Parquet with its own types."""
+    if _format_of(path, opts) == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+        return
+    reader = pd.read_csv(
+        path, sep=opts.delimiter, encoding=opts.encoding, dtype=str, keep_default_na=False,
+        na_filter=False, skiprows=opts.skip_rows or None, chunksize=chunk_rows, compression="infer",
+    )
+    with reader:
+        yield from reader
+
+
+def infer_table(path: Path) -> str:
+    """The canonical table a file's name announces (``invoices_2024.csv`` -> invoices)."""
+    name = path.name.lower()
+    for t in TABLES:
+        if name.startswith(t):
+            return t
+    raise IngestError(
+        f"Cannot tell which table {path.name} holds: name it invoices*, payments*, clients* or "
+        "actions*, or pass --table, or give a --mapping."
+    )
+
+
+def _rejects_path(rejects_dir: Path, source: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = rejects_dir / f"{source.name}-{stamp}.rejects.csv"
+    i = 1
+    while path.exists():
+        path = rejects_dir / f"{source.name}-{stamp}-{i}.rejects.csv"
+        i += 1
+    return path
+
+
+def _reread_rows(path: Path, opts: SourceOptions, wanted: set[int], chunk_rows: int) -> pd.DataFrame:
+    parts, first = [], 1
+    for raw in read_source(path, opts, chunk_rows):
+        rows = np.arange(first, first + len(raw))
+        hit = np.isin(rows, list(wanted))
+        if hit.any():
+            part = raw.reset_index(drop=True)[hit].copy()
+            part.insert(0, "source_row", rows[hit])
+            parts.append(part)
+        first += len(raw)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["source_row"])
+
+
+def _record_run(conn: sa.Connection, result: IngestResult, started: datetime, status: str) -> None:
+    conn.execute(ingest_runs.insert().values(
+        started_at=started, finished_at=datetime.now(UTC), source=result.source,
+        mapping=result.mapping, table_name=result.table, status=status, read=result.read,
+        inserted=result.inserted, updated=result.updated, unchanged=result.unchanged,
+        rejected=result.rejected, filtered=result.filtered, rejects_file=result.rejects_file,
+    ))
+
+
+def ingest_file(
+    engine: sa.Engine,
+    path: Path | str,
+    mapping: Mapping | Path | str | None = None,
+    rejects_dir: Path | str | None = None,
+    *,
+    table: str | None = None,
+    allow_rejects: bool = False,
+    chunk_rows: int = CHUNK_ROWS,
+    on_progress: ProgressFn | None = None,
+) -> IngestResult:
+    """Ingest one CSV (``.csv``, ``.csv.gz``) or Parquet file into the store, atomically.
+
+    Args:
+        engine: the store (``ledger.store.open_store``).
+        path: the file.
+        mapping: a ``Mapping``, a mapping YAML path, or None for a file in the canonical layout.
+        rejects_dir: where the rejects file goes (default: beside the file).
+        table: the canonical table, when there is no mapping and the file name does not say.
+        allow_rejects: store the good rows even if some were rejected.
+        chunk_rows: source rows read at a time.
+        on_progress: called with (stage, done, total) as rows are read and written.
+
+    Returns:
+        The counts and the rejects file.
+
+    Raises:
+        IngestError: the file cannot be read as the table (missing file or columns).
+        IngestRejected: rows were rejected and ``allow_rejects`` is False; nothing was stored.
+    """
+    t0 = time.perf_counter()
+    started = datetime.now(UTC)
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"File not found: {path}.")
+    if mapping is not None and not isinstance(mapping, Mapping):
+        mapping = load_mapping(mapping)
+    opts = mapping.source if mapping is not None else SourceOptions()
+    rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
+
+    tally: dict = {}
+    examples: dict = {}
+    goods, rejects, filtered = [], [], []
+    read = 0
+    for raw in read_source(path, opts, chunk_rows):
+        if read == 0:
+            if mapping is None:
+                mapping_used = _identity_mapping(TABLES[table or infer_table(path)], list(raw.columns))
+            else:
+                mapping_used = mapping
+                absent = [c for c in mapping.source_columns() if c not in raw.columns]
+                if absent:
+                    raise IngestError(
+                        f"Mapping {mapping.name!r} reads columns missing from {path.name}: "
+                        f"{', '.join(absent)}. The file has: {', '.join(map(str, raw.columns))}."
+                    )
+        chunk = _process(mapping_used, raw, read + 1, tally, examples)
+        goods.append(chunk.good)
+        rejects.append(chunk.rejects)
+        filtered.append(chunk.filtered)
+        read += len(raw)
+        if on_progress:
+            on_progress("read", read, None)
+    if read == 0:
+        mapping_used = mapping or _identity_mapping(TABLES[table or infer_table(path)], [])
+    spec = TABLES[mapping_used.table]
+    result = IngestResult(table=spec.name, source=str(path), mapping=mapping.name if mapping else None, read=read)
+
+    good = pd.concat(goods, ignore_index=True) if goods else pd.DataFrame(columns=[*spec.names, "source_row"])
+    good, dup_rej, identical = _finish(spec, good, tally, examples)
+    if len(dup_rej):
+        originals = _reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows)
+        dup_rej = dup_rej.merge(originals, on="source_row", how="left")
+    rejected = pd.concat([r for r in (*rejects, dup_rej) if len(r)], ignore_index=True) if any(
+        len(r) for r in (*rejects, dup_rej)) else pd.DataFrame()
+    filt = pd.concat([f for f in filtered if len(f)], ignore_index=True) if any(len(f) for f in filtered) else pd.DataFrame()
+    result.rejected = len(rejected)
+    result.filtered = len(filt)
+    result.problems = _summaries(tally, examples, spec, path.name)
+    if result.rejected or result.filtered:
+        rejects_dir.mkdir(parents=True, exist_ok=True)
+        out = _rejects_path(rejects_dir, path)
+        both = pd.concat([x for x in (rejected, filt) if len(x)], ignore_index=True)
+        both.sort_values("source_row", kind="stable").to_csv(out, index=False)
+        result.rejects_file = str(out)
+
+    if result.rejected and not allow_rejects:
+        result.seconds = time.perf_counter() - t0
+        with engine.begin() as conn:
+            _record_run(conn, result, started, "rejected")
+        raise IngestRejected(result)
+
+    body = good.drop(columns=["source_row"])
+
+    def written(done: int, total: int) -> None:
+        if on_progress:
+            on_progress("write", done, total)
+
+    with engine.begin() as conn:
+        inserted, updated, unchanged = upsert_frame(conn, spec, body, on_progress=written)
+        result.inserted, result.updated = inserted, updated
+        result.unchanged = unchanged + identical
+        result.stored = True
+        result.seconds = time.perf_counter() - t0
+        _record_run(conn, result, started, "stored")
+    assert result.read == (result.inserted + result.updated + result.unchanged
+                           + result.rejected + result.filtered), result
+    log.info("%s", result.summary().splitlines()[0])
+    return result

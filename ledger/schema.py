@@ -1,0 +1,98 @@
+"""The ledger store's tables, as SQLAlchemy Core metadata (SQLite and PostgreSQL).
+
+Columns follow ``ledger.contracts``: ``date`` columns are ``DATE``, amounts ``DOUBLE``-like floats,
+ids ``VARCHAR``. Every ledger table also carries:
+
+* ``row_hash``: a digest of the row's canonical values, so a re-sent export is recognised as
+  unchanged and a changed row (an invoice now paid) as updated;
+* ``ingested_at``: when the row was first stored; ``updated_at``: when it last changed (UTC).
+
+``invoices.extra`` holds the attributes a mapping declares as features (a JSON object).
+``ingest_runs`` has one row per ingest.
+
+The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
+``ledger.store.open_store``), never with ``metadata.create_all``: this module is the reference the
+migrations are checked against (``tests/test_store.py``) and what queries are written with.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, TABLES, Table
+
+metadata = sa.MetaData()
+
+ID = sa.String(64)
+TEXT = sa.String(255)
+HASH = sa.String(32)
+
+_TYPES = {
+    "str": TEXT,
+    "date": sa.Date(),
+    "amount": sa.Float(),
+    "bool": sa.Boolean(),
+    "int": sa.Integer(),
+}
+
+# Indexes per table: client and date look-ups are what features and worklists do.
+INDEXED = {
+    "invoices": ("client_id", "issue_date", "due_date", "paid_date"),
+    "payments": ("invoice_id", "paid_date"),
+    "clients": (),
+    "actions": ("client_id", "invoice_id", "action_date"),
+}
+
+
+def _sql_type(table: Table, name: str) -> sa.types.TypeEngine:
+    column = table.column(name)
+    if name == table.key or name.endswith("_id"):
+        return ID
+    return _TYPES[column.kind]
+
+
+def _ledger_table(table: Table) -> sa.Table:
+    columns: list[sa.Column] = [
+        sa.Column(c.name, _sql_type(table, c.name), primary_key=c.name == table.key,
+                  nullable=not c.required)
+        for c in table.columns
+    ]
+    if table.name == "invoices":
+        columns.append(sa.Column("extra", sa.JSON(), nullable=True))
+    columns += [
+        sa.Column("row_hash", HASH, nullable=False),
+        sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    ]
+    indexes = [sa.Index(f"ix_{table.name}_{name}", name) for name in INDEXED[table.name]]
+    return sa.Table(table.name, metadata, *columns, *indexes)
+
+
+invoices = _ledger_table(INVOICES)
+payments = _ledger_table(PAYMENTS)
+clients = _ledger_table(CLIENTS)
+actions = _ledger_table(ACTIONS)
+
+ingest_runs = sa.Table(
+    "ingest_runs",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("source", sa.String(1024), nullable=False),
+    sa.Column("mapping", sa.String(255), nullable=True),
+    sa.Column("table_name", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("read", sa.Integer(), nullable=False),
+    sa.Column("inserted", sa.Integer(), nullable=False),
+    sa.Column("updated", sa.Integer(), nullable=False),
+    sa.Column("unchanged", sa.Integer(), nullable=False),
+    sa.Column("rejected", sa.Integer(), nullable=False),
+    sa.Column("filtered", sa.Integer(), nullable=False),
+    sa.Column("rejects_file", sa.String(1024), nullable=True),
+)
+
+LEDGER_TABLES: dict[str, sa.Table] = {name: metadata.tables[name] for name in TABLES}
+"""The SQLAlchemy table of each canonical table, by name."""
+
+TECHNICAL_COLUMNS = ("row_hash", "ingested_at", "updated_at")
