@@ -34,9 +34,9 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import ingest, sample
+    from encaisse.commands import ingest, kpis, sample
 
-    for module in (ingest, sample):
+    for module in (ingest, sample, kpis):
         module.register(app)
 
 

@@ -257,3 +257,53 @@ def test_empty_ledger():
     k = evaluate_kpis(Ledger.from_frames(inv), D)
     assert k["open_balance"] == 0 and k["dso"] == 0 and k["overdue_share"] is None and k["cei"] is None
     assert k["best_possible_dso"] is None and not math.isnan(k["suggested_provision"])
+
+
+# --- CLI -----------------------------------------------------------------------------------------
+
+def _store_with_fixture(home) -> None:
+    store = pytest.importorskip("ledger.store")
+    from ledger.workspace import load_settings
+
+    led = make_ledger()
+    engine = store.open_store(load_settings(home).store_url)
+    try:
+        with engine.begin() as conn:
+            store.upsert_frame(conn, "invoices", led.invoices)
+            store.upsert_frame(conn, "payments", led.payments)
+            store.upsert_frame(conn, "actions", led.actions)
+    finally:
+        engine.dispose()
+
+
+def test_cli_kpis_json(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from encaisse.cli import app
+
+    home = tmp_path / "ws"
+    _store_with_fixture(home)
+    res = CliRunner().invoke(app, ["kpis", "--as-of", D, "--home", str(home), "--json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    # Same hand-computed values as test_kpis_hand_computed.
+    assert payload["open_balance"] == pytest.approx(13400.0)
+    assert payload["dso"] == pytest.approx(86.9)
+    assert payload["cei"] == pytest.approx(1500 / 8400 * 100)
+    assert payload["aging"]["90+"] == {"amount": 1200.0, "count": 1}
+    res = CliRunner().invoke(app, ["kpis", "--as-of", D, "--home", str(home)])
+    assert res.exit_code == 0 and "DSO (countback)" in res.stdout and "86.9 d" in res.stdout
+
+
+def test_cli_kpis_errors(tmp_path):
+    pytest.importorskip("ledger.store")
+    from typer.testing import CliRunner
+
+    from encaisse.cli import app
+
+    res = CliRunner().invoke(app, ["kpis", "--as-of", "not-a-date", "--home", str(tmp_path / "a")])
+    assert res.exit_code == 1 and "--as-of must be a date" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["kpis", "--as-of", D, "--home", str(tmp_path / "b")])
+    assert res.exit_code == 1 and "holds no invoices" in " ".join(res.output.split())

@@ -1,0 +1,76 @@
+"""`encaisse kpis`: collection KPIs (aging, DSO, CEI, doubtful receivables) as of a day."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, settings_for
+
+
+def _money(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.2f}".replace(",", " ")
+
+
+def _num(x: float | None, unit: str = "") -> str:
+    return "-" if x is None else f"{x:.1f}{unit}"
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+
+    @app.command("kpis")
+    def kpis(
+        as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): KPIs at the start of that day.")],
+        period_days: Annotated[int, typer.Option("--period-days", min=1,
+                                                 help="Period for best possible DSO and CEI, days.")] = 90,
+        home: HomeOption = None,
+        json_: JsonOption = False,
+    ) -> None:
+        """Aging, countback DSO, best possible DSO, CEI and doubtful receivables from the ledger store."""
+        from features.kpis import evaluate_kpis
+
+        try:
+            day = pd.Timestamp(as_of).normalize()
+        except (ValueError, TypeError):
+            raise fail(f"--as-of must be a date like 2025-04-01; got {as_of!r}.") from None
+        settings = settings_for(home)
+        try:
+            from ledger.store import load_ledger, open_store
+        except ImportError as exc:  # the store module ships separately
+            raise fail(f"the ledger store is not available in this installation: {exc}") from None
+        engine = open_store(settings.store_url)
+        try:
+            ledger = load_ledger(engine)
+        finally:
+            engine.dispose()
+        if ledger.invoices.empty:
+            raise fail(f"the store {settings.store_url} holds no invoices; load some with `encaisse ingest` first.")
+        result = evaluate_kpis(ledger, day, period_days=period_days)
+
+        table = Table(title=f"Receivables KPIs at the start of {result['as_of']}", show_header=False)
+        table.add_column("KPI")
+        table.add_column("value", justify="right")
+        table.add_row("Open balance", _money(result["open_balance"]))
+        table.add_row("Current (not yet due)", _money(result["current_receivables"]))
+        share = result["overdue_share"]
+        table.add_row("Overdue", f"{_money(result['overdue_amount'])} ({_num(None if share is None else 100 * share, ' %')})")
+        table.add_row("DSO (countback)", _num(result["dso"], " d") + ("" if result["dso_complete"] else " (lower bound)"))
+        table.add_row("Best possible DSO", _num(result["best_possible_dso"], " d"))
+        table.add_row("Average days delinquent", _num(result["average_days_delinquent"], " d"))
+        table.add_row(f"CEI ({result['period_days']} d)", _num(result["cei"], " %"))
+        table.add_row("Doubtful receivables", f"{_money(result['doubtful_amount'])} ({len(result['doubtful'])} invoices)")
+        table.add_row("Suggested provision", _money(result["suggested_provision"]))
+        aging = Table(title="Aging (open invoices)")
+        for col in ("bucket", "amount", "count"):
+            aging.add_column(col, justify="left" if col == "bucket" else "right")
+        for bucket, v in result["aging"].items():
+            aging.add_row(bucket, _money(v["amount"]), str(v["count"]))
+        if json_:
+            emit_json(result)
+        else:
+            out.print(table)
+            out.print(aging)
