@@ -502,9 +502,15 @@ def next_steps(
     disputes = build_open_disputes(act.drop(columns="_client_level"), d)
     disputed_inv = set(disputes["invoice_id"].dropna())
     disputed_cl = set(disputes.loc[disputes["invoice_id"].isna(), "client_id"])
-    promises = act[act["promise_date"].notna() & ((act["step"] == "promise") | (act["outcome"] == "promise"))]
-    plans = act[(act["step"] == "payment_plan") & act["promise_date"].notna()]
     grace = pd.Timedelta(days=policy.promise_grace_days)
+    # Index actions once: per invoice, and client-level ones per client (in date order).
+    by_invoice: dict[str, list] = {}
+    by_client: dict[str, list] = {}
+    ordered = act.sort_values("action_date", kind="stable")
+    for a in ordered[["invoice_id", "client_id", "action_date", "step", "outcome", "promise_date",
+                      "_client_level"]].rename(columns={"_client_level": "client_level"}).itertuples(index=False):
+        target = by_client.setdefault(a.client_id, []) if a.client_level else by_invoice.setdefault(a.invoice_id, [])
+        target.append(a)
 
     rows = []
     for r in inv.itertuples(index=False):
@@ -527,28 +533,27 @@ def next_steps(
                 or r.invoice_id in disputed_inv or r.client_id in disputed_cl:
             emit(RESOLVE_DISPUTE, d, reason="open dispute")
             continue
-        mine = (act["invoice_id"] == r.invoice_id) | (act["_client_level"] & (act["client_id"] == r.client_id))
-        prom = promises[mine[promises.index]]
-        if len(prom):
-            latest = prom.sort_values("action_date", kind="stable").iloc[-1]
-            until = latest["promise_date"] + grace
+        own = by_invoice.get(r.invoice_id, [])
+        mine = sorted(own + by_client.get(r.client_id, []), key=lambda a: a.action_date)
+        prom = [a for a in mine if pd.notna(a.promise_date) and (a.step == "promise" or a.outcome == "promise")]
+        if prom:
+            latest = prom[-1]
+            until = latest.promise_date + grace
             if d < until:
-                emit(WAIT_PROMISE, until, reason=f"promise to pay on {latest['promise_date'].date()} "
+                emit(WAIT_PROMISE, until, reason=f"promise to pay on {latest.promise_date.date()} "
                                                  f"+ {policy.promise_grace_days} days grace")
                 continue
-        done = act.loc[act["invoice_id"] == r.invoice_id, ["step", "action_date"]]
-        plan = plans[mine[plans.index]]
-        if sc.plan_steps and len(plan):
+        plan = sorted({a.promise_date for a in mine if a.step == "payment_plan" and pd.notna(a.promise_date)})
+        if sc.plan_steps and plan:
             first, last = sc.plan_steps[0].offset_days, sc.plan_steps[-1].offset_days
-            client_done = act.loc[mine, ["step", "action_date"]]
             found = False
-            for t in sorted(plan["promise_date"].unique()):
+            for t in plan:
                 t = pd.Timestamp(t)
                 if d > t + pd.Timedelta(days=last):
                     continue
-                window = client_done[client_done["action_date"] >= t + pd.Timedelta(days=first)]
+                window = {a.step for a in mine if a.action_date >= t + pd.Timedelta(days=first)}
                 for s in sc.plan_steps:
-                    if s.step not in set(window["step"]):
+                    if s.step not in window:
                         date = max(t + pd.Timedelta(days=s.offset_days), d)
                         emit(s.step, date, s, reason=f"payment plan instalment {t.date()} J{s.offset_days:+d}")
                         found = True
@@ -558,7 +563,7 @@ def next_steps(
             if not found:
                 emit(REVIEW_PLAN, d, reason="no payment-plan instalment left to follow up")
             continue
-        done_steps = set(done["step"])
+        done_steps = {a.step for a in own}
         for s in sc.steps:
             if s.step in done_steps:
                 continue
