@@ -118,8 +118,8 @@ _FIXES = {
     "unparsable_bool": "use Yes/No, 1/0 or true/false, or list yours with `true_values`/`false_values`",
     "not_positive": "amounts are positive; give the sign with doc_type (e.g. credit_note) or drop "
                     "the rows with a mapping filter",
-    "due_before_issue": "fix the dates, or map issue_date with not_after: [due_date] if it is a "
-                        "period stamp",
+    "due_before_issue": "fix the dates or map issue_date with not_after (if the source date is a "
+                        "period stamp)",
     "currency": "use ISO 4217 codes (EUR, USD, ...) or map them with `values:`",
     "doc_type": f"use one of {', '.join(DOC_TYPES)}, or map the source values with `values:` and a "
                 "`default`",
@@ -180,8 +180,8 @@ def _summaries(tally: dict[tuple[str, str], list[np.ndarray]], examples: dict[tu
         if len(rows) == 1:
             verb = verb.replace("have ", "has ", 1).replace("miss ", "misses ", 1).replace("share ", "shares ", 1)
         fix = _FIXES[code].format(col=col, key=table.key)
-        out.append(f"{len(rows)} {noun} {verb} (e.g. {examples[(code, col)]}): "
-                   f"row{'s' if len(rows) != 1 else ''} {shown} of {source}; {fix}")
+        out.append(f"{len(rows)} {noun} {verb}: row{'s' if len(rows) != 1 else ''} {shown} of {source}; "
+                   f"{fix} (first: {examples[(code, col)]})")
     return out
 
 

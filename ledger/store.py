@@ -64,9 +64,16 @@ def create_store_engine(url: str) -> sa.Engine:
 def upgrade_store(engine: sa.Engine, revision: str = "head") -> str | None:
     """Run the migrations up to ``revision``; return the store's revision afterwards."""
     cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    quiet = logging.getLogger("alembic")
+    level = quiet.level
+    if level == logging.NOTSET:  # Alembic's INFO chatter is noise in a CLI; an explicit level wins
+        quiet.setLevel(logging.WARNING)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        quiet.setLevel(level)
     return current_revision(engine)
 
 
@@ -105,7 +112,7 @@ def canonical_strings(table: Table, df: pd.DataFrame, columns: list[str] | None 
     """One string per row holding its canonical values, in a stable text form.
 
     ``df`` must be typed (``contracts.coerce_frame``). Columns outside the contract (the extras of
-    invoices) are appended in name order as ``name=value``.
+    invoices) are appended in name order as ``name=value``, unless ``columns`` picks the columns.
     """
     names = columns if columns is not None else table.names
     parts: list[pd.Series] = []
@@ -113,6 +120,8 @@ def canonical_strings(table: Table, df: pd.DataFrame, columns: list[str] | None 
         s = df[name]
         kind = table.column(name).kind
         if kind == "date":
+            if not pd.api.types.is_datetime64_any_dtype(s):
+                s = pd.to_datetime(s).astype("datetime64[s]")
             text = s.dt.strftime("%Y-%m-%d")
         elif kind in ("amount", "int"):
             text = pd.to_numeric(s).astype("float64").map(repr)
@@ -123,7 +132,9 @@ def canonical_strings(table: Table, df: pd.DataFrame, columns: list[str] | None 
             text = s.astype("str")
             text = text.where(s.notna())
         parts.append(text.astype("object").fillna("\x00").astype("str"))
-    for name in sorted(c for c in df.columns if c not in table.names and c not in ("extra", "row_hash")):
+    others = [] if columns is not None else sorted(
+        c for c in df.columns if c not in table.names and c not in ("extra", "row_hash"))
+    for name in others:
         s = df[name]
         parts.append((name + "=" + s.astype("str")).where(s.notna(), "\x00").astype("str"))
     if not parts:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from encaisse.console import HomeOption, JsonOption, emit_json, err, fail, progress, settings_for
+from encaisse.console import HomeOption, JsonOption, emit_json, err, progress, settings_for
 
 db_app = typer.Typer(help="The ledger store's schema (Alembic migrations).", no_args_is_help=True)
 
@@ -39,17 +39,18 @@ def ingest(
                                  allow_rejects=allow_rejects, on_progress=on_progress)
             code = 0
         except (IngestError, MappingError) as exc:
-            raise fail(str(exc), code=2) from None
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
         except IngestRejected as exc:
             result = exc.result
             code = 1
     for line in result.problems:
-        err.print(line, markup=False, highlight=False)
+        typer.echo(line, err=True)
     if code:
-        err.print(f"error: {result.rejected} rows rejected, nothing stored; fix them or re-run with "
-                  "--allow-rejects to store the good rows.", markup=False, style="bold red")
+        err.print(f"[bold red]error:[/] {result.rejected} rows rejected, nothing stored; fix them or "
+                  "re-run with --allow-rejects to store the good rows.", soft_wrap=True)
     if result.rejects_file:
-        err.print(f"rejects: {result.rejects_file}", markup=False)
+        typer.echo(f"rejects: {result.rejects_file}", err=True)
     if json_out:
         emit_json(result.to_json())
     else:
