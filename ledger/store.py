@@ -14,7 +14,9 @@ import hashlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -64,28 +66,35 @@ def create_store_engine(url: str) -> sa.Engine:
 def upgrade_store(engine: sa.Engine, revision: str = "head") -> str | None:
     """Run the migrations up to ``revision``; return the store's revision afterwards."""
     cfg = alembic_config()
-    quiet = logging.getLogger("alembic")
-    level = quiet.level
-    if level == logging.NOTSET:  # Alembic's INFO chatter is noise in a CLI; an explicit level wins
-        quiet.setLevel(logging.WARNING)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    finally:
-        quiet.setLevel(level)
+    with _quiet_alembic(), engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
     return current_revision(engine)
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic's INFO chatter is noise in a CLI; a level someone set explicitly wins."""
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    if level == logging.NOTSET:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def current_revision(engine: sa.Engine) -> str | None:
     """The store's Alembic revision (None for an empty database)."""
-    with engine.connect() as conn:
+    with _quiet_alembic(), engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def head_revision() -> str | None:
     """The newest revision this release knows."""
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with _quiet_alembic():
+        return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def open_store(url: str) -> sa.Engine:
