@@ -20,13 +20,18 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
-from ledger.contracts import TABLES, Ledger, Table, coerce_frame
-from ledger.schema import LEDGER_TABLES
+# Alembic announces its plugins at INFO when imported: noise on every CLI call.
+if logging.getLogger("alembic.runtime.plugins").level == logging.NOTSET:
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+
+from ledger.contracts import TABLES, Ledger, Table, coerce_frame  # noqa: E402
+from ledger.schema import LEDGER_TABLES  # noqa: E402
 
 log = logging.getLogger(__name__)
 
