@@ -22,8 +22,8 @@ from pathlib import Path
 
 INVOICES_PER_CLIENT_2Y = 47.6  # measured on make_ledger(n, years=2): invoices (not credit notes) per client
 HEADER = ("| invoices (target) | clients | invoices | payments | actions | generate s | write s | total s "
-          "| CSV MB | peak RSS MB | machine |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-          "| ---: | --- |")
+          "| CSV MB | peak RSS MB | machine |\n"
+          "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 
 
 def run_one(target: int, seed: int) -> str:

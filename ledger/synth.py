@@ -271,7 +271,8 @@ def _categorical(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray) 
     return np.minimum((u[:, None] >= cum[rows]).sum(axis=1), probs.shape[1] - 1)
 
 
-def _uniform_days(rng: np.random.Generator, lo: np.ndarray | int, hi: np.ndarray | int, size: int) -> np.ndarray:
+def _uniform_days(rng: np.random.Generator, lo: np.ndarray | int, hi: np.ndarray | int,
+                  size: int) -> np.ndarray:
     """Integer days uniform in [lo, hi] (inclusive), element-wise."""
     lo = np.asarray(lo, dtype=np.int64)
     span = np.maximum(np.asarray(hi, dtype=np.int64) - lo + 1, 1)
@@ -298,7 +299,11 @@ def _dates(days: np.ndarray) -> np.ndarray:
 
 class _Generator:
     def __init__(self, n_clients: int, years: int, seed: int, end: pd.Timestamp):
-        self.rng = np.random.default_rng(seed)
+        # One stream per stage, so tuning one stage leaves the others' draws (and the clients) alone.
+        stages = ("clients", "invoices", "payments", "disputes", "dunning", "parts", "credit_notes",
+                  "outcomes", "names")
+        seeds = np.random.SeedSequence(seed).spawn(len(stages))
+        self.rngs = {stage: np.random.default_rng(s) for stage, s in zip(stages, seeds)}
         self.n_clients = n_clients
         self.end_ts = end
         self.end = int(np.datetime64(end.date(), "D").astype(np.int64))
@@ -320,7 +325,7 @@ class _Generator:
     # -- clients -------------------------------------------------------------------------------
 
     def _make_clients(self) -> None:
-        rng, n, start, end = self.rng, self.n_clients, self.start, self.end
+        rng, n, start, end = self.rngs["clients"], self.n_clients, self.start, self.end
         seg = rng.choice(4, size=n, p=_SEGMENT_P)
         prof = _categorical(rng, _PROFILE_BY_SEGMENT, seg)
         country = _categorical(rng, _COUNTRY_BY_SEGMENT, seg)
@@ -383,7 +388,7 @@ class _Generator:
     # -- invoices ------------------------------------------------------------------------------
 
     def _make_invoices(self) -> None:
-        rng, cal = self.rng, self.cal
+        rng, cal = self.rngs["invoices"], self.cal
         i0, i1 = cal.idx(np.int64(self.start)), cal.idx(np.int64(self.end))
         sl = slice(i0, i1 + 1)
         weight = np.where(cal.business[sl], 1.0, np.where(cal.dow[sl] == 5, .03, .01))
@@ -416,7 +421,7 @@ class _Generator:
 
     def _natural_payment_days(self) -> None:
         """Payment day without dunning, disputes or payment runs."""
-        rng, cal, cli, n = self.rng, self.cal, self.cli, self.n
+        rng, cal, cli, n = self.rngs["payments"], self.cal, self.cli, self.n
         prof = self.prof[cli]
         due, issue = self.due, self.issue
         size_effect = 2.5 * np.clip(np.log(self.amount / self.amount_median[cli]), -2, 2)
@@ -434,7 +439,7 @@ class _Generator:
         # Summer closures and year-end: payments due then slip to late August / early January.
         i = cal.idx(pay)
         month, dom = cal.month[i], cal.dom[i]
-        smb = np.where(self.seg[cli] == SME, .5, .35)
+        smb = np.where(self.seg[cli] == SME, .6, .45)
         aug = (month == 8) & (dom < 25) & (rng.random(n) < smb)
         pay = np.where(aug, pay - dom + 25 + rng.integers(0, 21, n), pay)
         dec = (month == 12) & (dom >= 20) & (rng.random(n) < .45)
@@ -443,7 +448,8 @@ class _Generator:
         ds, de = self.diff_start[cli], self.diff_end[cli]
         hit = (prof == IN_DIFFICULTY) & (pay >= ds) & (pay < de)
         longer = pay + rng.integers(30, 121, n)
-        pay = np.where(hit, np.where(de < NEVER, np.minimum(longer, de + rng.integers(0, 46, n)), longer), pay)
+        capped = np.where(de < NEVER, np.minimum(longer, de + rng.integers(0, 46, n)), longer)  # recovery
+        pay = np.where(hit, capped, pay)
 
         lost = (prof == DEFAULTING) & (pay >= default_day)
         pay = np.where(lost, NEVER, pay)
@@ -453,7 +459,7 @@ class _Generator:
         self.beh = np.where(prof == DEFAULTING, np.where(lost, DEFAULTING, CHRONIC_LATE), beh)
 
     def _raise_disputes(self) -> None:
-        rng, cal, n = self.rng, self.cal, self.n
+        rng, cal, n = self.rngs["disputes"], self.cal, self.n
         prof = self.prof[self.cli]
         p = np.array([.02, .03, .05, .03, .06, .04])[prof]
         p = p * np.where(self.amount > 2 * self.amount_median[self.cli], 1.5, 1.0)
@@ -476,7 +482,7 @@ class _Generator:
 
     def _run_dunning(self) -> None:
         """Walk the ladder in order; each step sees (and may shorten) the current payment day."""
-        rng, cal, n, cli = self.rng, self.cal, self.n, self.cli
+        rng, cal, n, cli = self.rngs["dunning"], self.cal, self.n, self.cli
         seg, beh = self.seg[cli], self.beh
         no_escalation = self.strategic[cli] | (seg == PUBLIC)
         ladder = [
@@ -553,7 +559,7 @@ class _Generator:
         self.final = np.where(self.credit_kind == 0, self.resolved, final)
 
     def _split_payments(self) -> None:
-        rng, cal, n = self.rng, self.cal, self.n
+        rng, cal, n = self.rngs["parts"], self.cal, self.n
         final = self.final
         paid = final < NEVER
         installments = paid & (self.beh == IN_DIFFICULTY) & (rng.random(n) < .5)
@@ -570,7 +576,8 @@ class _Generator:
         m = len(inv)
         starts = np.repeat(np.cumsum(parts) - parts, parts)
         j = np.arange(m) - starts  # 0 = last part (clears the invoice), 1.. = earlier parts
-        gap = np.where(j == 0, 0, np.where(installments[inv], rng.integers(20, 36, m), rng.integers(5, 41, m)))
+        gap = np.where(installments[inv], rng.integers(20, 36, m), rng.integers(5, 41, m))
+        gap = np.where(j == 0, 0, gap)
         back = np.cumsum(gap)
         back -= np.repeat(back[np.cumsum(parts)[parts > 0] - parts[parts > 0]], parts[parts > 0])
         day = cal.prev_business(final[inv] - back)
@@ -601,7 +608,7 @@ class _Generator:
                                  final[pi], np.zeros(len(pi))))
 
     def _make_credit_notes(self) -> None:
-        rng, cal, n = self.rng, self.cal, self.n
+        rng, cal, n = self.rngs["credit_notes"], self.cal, self.n
         k = rng.binomial(n, .012) if n else 0
         src = rng.integers(0, max(n, 1), k)
         issue = cal.next_business(self.issue[src] + rng.integers(0, 41, k))
@@ -671,7 +678,8 @@ class _Generator:
         ok = aday <= end
         ainv, aday, astep, ach, aout, apd, apa = (x[ok] for x in acts)
         # What the client says on the day: "it is paid" when the money is indeed days away.
-        says_paid = (aout == 0) & (self.final[ainv] - aday <= 3) & (self.rng.random(len(ainv)) < .6)
+        says = self.rngs["outcomes"].random(len(ainv)) < .6
+        says_paid = (aout == 0) & (self.final[ainv] - aday <= 3) & says
         aout = np.where(says_paid, OUTCOMES.index("paid"), aout)
         owed = np.flatnonzero(~np.isnan(apa))
         apa[owed] = self._open_amount(ainv[owed], aday[owed])
@@ -732,7 +740,7 @@ class _Generator:
         return np.round(np.maximum(self.amount[inv] - paid, 0.01), 2)
 
     def _client_names(self) -> np.ndarray:
-        rng, n = self.rng, self.n_clients
+        rng, n = self.rngs["names"], self.n_clients
         trades = np.array(["Transports", "Menuiserie", "Boulangerie", "Atelier", "Groupe", "Garage",
                            "Imprimerie", "Laboratoire", "Cabinet", "Distribution", "Bâtiment",
                            "Hôtel", "Conseil", "Informatique", "Métallerie", "Logistique"])
