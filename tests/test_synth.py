@@ -319,3 +319,6 @@ def test_committed_sample_equals_a_fresh_regeneration(tmp_path):
     assert _digests(tmp_path) == _digests(SAMPLE)
     readme = (SAMPLE / "README.md").read_text()
     assert "encaisse " + " ".join(SAMPLE_ARGS) + " --out data/sample" in readme
+    for name in FILES:  # the row counts the README states
+        rows = len((SAMPLE / name).read_text().splitlines()) - 1
+        assert f"| `{name}` | {rows:,} |" in readme, name
