@@ -84,6 +84,7 @@ def build_client_features(ledger: Ledger, as_of: str | pd.Timestamp) -> pd.DataF
         paid.sort_values("paid_date", kind="stable").groupby("client_id").tail(3).groupby("client_id")["delay"].mean()
     )
     out["c_days_since_last_payment"] = _days(pd.Series(d, index=clients), gp["paid_date"].max())
+    _add_payment_run_features(out, paid)
 
     # Open invoices: censored at as_of.
     open_ = inv[inv["paid_date"].isna()].copy()
@@ -113,6 +114,19 @@ def build_client_features(ledger: Ledger, as_of: str | pd.Timestamp) -> pd.DataF
     for col in ("c_open_amount", "c_overdue_amount"):
         out[col] = out[col].fillna(0.0)
     return out.sort_index()
+
+
+def _add_payment_run_features(out: pd.DataFrame, paid: pd.DataFrame) -> None:
+    """When a client pays: its usual weekday and how regular its payment runs are."""
+    days = paid[["client_id", "paid_date"]].drop_duplicates()
+    dow = days["paid_date"].dt.day_of_week
+    counts = pd.crosstab(days["client_id"], dow)
+    out["c_pay_dow_mode"] = counts.idxmax(axis=1).astype(float)
+    out["c_pay_dow_share"] = counts.max(axis=1) / counts.sum(axis=1)
+    out["c_pay_month_end_share"] = (days["paid_date"].dt.day >= 25).groupby(days["client_id"]).mean()
+    gaps = days.sort_values(["client_id", "paid_date"]).groupby("client_id")["paid_date"].diff()
+    out["c_pay_gap_median"] = (gaps / pd.Timedelta(days=1)).groupby(days["client_id"]).median()
+    out["c_pay_run_due_in"] = out["c_pay_gap_median"] - out["c_days_since_last_payment"]
 
 
 def _partial_received(known: Ledger, open_: pd.DataFrame) -> pd.Series:

@@ -1,0 +1,125 @@
+"""Backtest metrics for the model and the baselines it must beat.
+
+Censoring: outcomes are observed until ``outcome_end`` (C days after ``as_of``). An invoice unpaid
+by then is censored: its payment day T is only known to be >= C. Payment-date metrics are computed
+on the truncated variable min(T, C), which is known for every invoice; the quantiles of min(T, C)
+are min(q, C), so a forecast is judged on what could be observed and nothing is dropped:
+    * ``mae_days``: mean |min(P50, C) - min(T, C)|;
+    * ``within_7d``: share with that error <= 7 days;
+    * ``interval_coverage``: share with min(P10, C) <= min(T, C) <= min(P90, C);
+    * ``interval_width_days``: mean P90 - P10 (untruncated, clipped to the horizon).
+Risk metrics use invoices not yet due at ``as_of`` whose lateness is known by ``outcome_end``
+(paid, or still unpaid after the due date): ``auc_p_late``, ``brier_p_late``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import brier_score_loss, roc_auc_score
+
+from features.clients import build_client_features
+from ledger.contracts import Ledger
+
+
+def build_baselines(ledger: Ledger, as_of, open_frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The three baselines' forecasts for the invoices of ``open_frame``, from history before as_of.
+
+    * ``historical_rate``: P(late) = the client's share of invoices paid late (all clients' share
+      when the client has no history); no payment-date forecast.
+    * ``due_date``: paid on the due date (or today, when already overdue); P(late) = 0.
+    * ``client_median_delay``: paid on due date + the client's median delay, interval from the
+      client's P10/P90 delays; P(late) = 1 when the median delay is positive.
+
+    Returns:
+        name -> frame indexed like ``open_frame`` with ``p_late``, ``p10_days``, ``p50_days``,
+        ``p90_days`` (days after as_of; NaN when the baseline does not forecast it).
+    """
+    d = pd.Timestamp(as_of)
+    known = ledger.known_at(d)
+    cf = build_client_features(known, d)
+    inv = known.invoices
+    paid = inv[(inv["doc_type"] == "invoice") & inv["paid_date"].notna()]
+    delay = (paid["paid_date"] - paid["due_date"]) / pd.Timedelta(days=1)
+    g = delay.groupby(paid["client_id"])
+    q = pd.DataFrame({"p10": g.quantile(0.1), "p50": g.median(), "p90": g.quantile(0.9)})
+    glob = delay.quantile([0.1, 0.5, 0.9]).to_numpy() if len(delay) else np.zeros(3)
+    rate_all = float(cf["c_late_rate"].mean()) if cf["c_late_rate"].notna().any() else 0.5
+
+    cid = open_frame["client_id"]
+    days_to_due = ((open_frame["due_date"] - d) / pd.Timedelta(days=1)).to_numpy()
+    nan = np.full(len(open_frame), np.nan)
+    out = {}
+    rate = cid.map(cf["c_late_rate"]).fillna(rate_all).to_numpy()
+    out["historical_rate"] = pd.DataFrame({"p_late": rate, "p10_days": nan, "p50_days": nan, "p90_days": nan},
+                                          index=open_frame.index)
+    due = np.maximum(days_to_due, 0)
+    out["due_date"] = pd.DataFrame({"p_late": np.zeros(len(open_frame)), "p10_days": due, "p50_days": due,
+                                    "p90_days": due}, index=open_frame.index)
+    cq = q.reindex(cid)
+    p10 = cq["p10"].fillna(glob[0]).to_numpy()
+    p50 = cq["p50"].fillna(glob[1]).to_numpy()
+    p90 = cq["p90"].fillna(glob[2]).to_numpy()
+    out["client_median_delay"] = pd.DataFrame({
+        "p_late": (p50 > 0).astype(float),
+        "p10_days": np.maximum(days_to_due + p10, 0),
+        "p50_days": np.maximum(days_to_due + p50, 0),
+        "p90_days": np.maximum(days_to_due + p90, 0),
+    }, index=open_frame.index)
+    return out
+
+
+def evaluate_forecasts(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float | None]:
+    """Backtest metrics of one set of forecasts.
+
+    Args:
+        pred: ``p_late``, ``p10_days``, ``p50_days``, ``p90_days`` per invoice (NaN = not forecast).
+        truth: aligned with ``pred``: ``duration_days`` (min(T, C)), ``event`` (1 if paid before
+            C), ``censor_days`` (C), ``y_late`` (NaN when unknown), ``not_due`` (bool).
+    """
+    res: dict[str, float | None] = {}
+    m = truth["not_due"].to_numpy() & truth["y_late"].notna().to_numpy() & pred["p_late"].notna().to_numpy()
+    y = truth.loc[m, "y_late"].to_numpy().astype(int)
+    p = pred.loc[m, "p_late"].to_numpy()
+    res["n_risk"] = int(m.sum())
+    res["late_rate"] = float(y.mean()) if len(y) else None
+    if len(np.unique(y)) == 2:
+        res["auc_p_late"] = float(roc_auc_score(y, p))
+        res["brier_p_late"] = float(brier_score_loss(y, np.clip(p, 0, 1)))
+    else:
+        res["auc_p_late"] = res["brier_p_late"] = None
+
+    if pred["p50_days"].isna().all():
+        res.update(mae_days=None, within_7d=None, interval_coverage=None, interval_width_days=None)
+        return res
+    c = truth["censor_days"].to_numpy()
+    t = np.minimum(truth["duration_days"].to_numpy(), c)
+    p50 = np.minimum(pred["p50_days"].to_numpy(), c)
+    err = np.abs(p50 - t)
+    res["mae_days"] = float(err.mean())
+    res["within_7d"] = float((err <= 7).mean())
+    obs = truth["event"].to_numpy() == 1
+    res["mae_days_paid"] = float(err[obs].mean()) if obs.any() else None
+    lo = np.minimum(pred["p10_days"].to_numpy(), c)
+    hi = np.minimum(pred["p90_days"].to_numpy(), c)
+    res["interval_coverage"] = float(((lo <= t) & (t <= hi)).mean())
+    res["interval_width_days"] = float((pred["p90_days"] - pred["p10_days"]).mean())
+    return res
+
+
+def build_truth(open_frame: pd.DataFrame, ledger: Ledger, as_of, outcome_end) -> pd.DataFrame:
+    """What happened to the invoices open at ``as_of``, observed until ``outcome_end``."""
+    d, end = pd.Timestamp(as_of), pd.Timestamp(outcome_end)
+    paid = ledger.invoices.set_index("invoice_id")["paid_date"].reindex(open_frame["invoice_id"]).to_numpy()
+    paid = pd.Series(paid, index=open_frame.index)
+    paid = paid.where(paid < end)
+    c = (end - d) / pd.Timedelta(days=1)
+    dur = ((paid - d) / pd.Timedelta(days=1)).fillna(c)
+    due = open_frame["due_date"]
+    y = pd.Series(np.nan, index=open_frame.index)
+    y[paid.notna()] = (paid[paid.notna()] > due[paid.notna()]).astype(float)
+    y[paid.isna() & (due < end - pd.Timedelta(days=1))] = 1.0
+    return pd.DataFrame({
+        "duration_days": dur.astype(float), "event": paid.notna().astype(int), "censor_days": float(c),
+        "y_late": y, "not_due": (due >= d).to_numpy(), "paid_date": paid,
+    }, index=open_frame.index)

@@ -1,0 +1,233 @@
+"""The Encaisse model: features, late-payment risk and payment-date distribution behind one object.
+
+``EncaisseModel.fit(ledger, as_of)`` trains on what was known at the start of ``as_of``;
+``score(ledger, as_of)`` scores the invoices open on a day. Batch scoring, backtests and the API
+all call ``score``, through the same feature code, so a score does not depend on who asked.
+
+Time-ordered training (``as_of`` = D, snapshots every ``snapshot_freq_days`` before D):
+    * payment-date model: fitted on snapshots up to D - ``hazard_holdout_days``; early-stopped on
+      the later ones. Censoring at D is modelled, so every snapshot counts.
+    * risk models: labels need ``label_window_days`` of outcomes, so only snapshots up to
+      D - label_window_days are used; the last ``calibration_days`` of those calibrate (and
+      early-stop) what the earlier ones fitted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from features.descriptions import describe
+from features.invoices import build_features
+from features.snapshots import build_training_set, snapshot_dates
+from ledger.contracts import Ledger
+from models.encoding import FeatureEncoder
+from models.hazard import DEFAULT_EDGES, PaymentDateModel
+from models.risk import CalibratedRisk
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMNS = [
+    "invoice_id", "client_id", "amount", "currency", "issue_date", "due_date",
+    "p_late", "p_very_late", "expected_payment_date", "payment_date_low", "payment_date_high",
+    "p10_days", "p50_days", "p90_days", "beyond_horizon", "reasons",
+]
+
+
+@dataclass
+class TrainingReport:
+    """What ``fit`` saw: counts and dates, logged with the model."""
+
+    as_of: str
+    n_snapshots: int
+    n_rows: int
+    hazard_fit_rows: int
+    hazard_eval_rows: int
+    hazard_expanded_rows: int
+    risk_fit_rows: int
+    risk_cal_rows: int
+    first_snapshot: str
+    last_snapshot: str
+
+
+class EncaisseModel(BaseEstimator):
+    """Late-payment probabilities and payment-date distributions for open invoices.
+
+    Args:
+        extra_attributes: mapped extra invoice columns used as categorical features.
+        include_suspected_leaks: also use attributes suspected of holding export-time state.
+        snapshot_freq_days: days between training snapshots.
+        max_snapshots: keep at most this many most recent snapshots (None: all).
+        label_window_days: outcome days a risk label needs before it counts.
+        calibration_days: length of the calibration slice for the risk models, in days.
+        hazard_holdout_days: length of the early-stopping slice for the payment-date model.
+        bin_edges: payment-date bins in days from as_of (the last is the horizon).
+        hazard_params, risk_params: LightGBM parameters for the two kinds of model.
+        recalibrate: recalibrate the payment-date distribution on the held-out later slice.
+        random_state: seed.
+    """
+
+    def __init__(
+        self,
+        extra_attributes: tuple[str, ...] = (),
+        include_suspected_leaks: bool = False,
+        snapshot_freq_days: int = 14,
+        max_snapshots: int | None = None,
+        label_window_days: int = 90,
+        calibration_days: int = 63,
+        hazard_holdout_days: int = 42,
+        bin_edges=DEFAULT_EDGES,
+        hazard_params: dict | None = None,
+        risk_params: dict | None = None,
+        recalibrate: bool = True,
+        random_state: int = 0,
+    ):
+        self.recalibrate = recalibrate
+        self.extra_attributes = extra_attributes
+        self.include_suspected_leaks = include_suspected_leaks
+        self.snapshot_freq_days = snapshot_freq_days
+        self.max_snapshots = max_snapshots
+        self.label_window_days = label_window_days
+        self.calibration_days = calibration_days
+        self.hazard_holdout_days = hazard_holdout_days
+        self.bin_edges = bin_edges
+        self.hazard_params = hazard_params
+        self.risk_params = risk_params
+        self.random_state = random_state
+
+    # -- features ------------------------------------------------------------------------------
+    def _feature_kwargs(self) -> dict:
+        return dict(extra_attributes=list(self.extra_attributes),
+                    include_suspected_leaks=self.include_suspected_leaks)
+
+    def build_training_set(self, ledger: Ledger, as_of) -> pd.DataFrame:
+        """Snapshot rows with outcomes, from what was known at the start of ``as_of``."""
+        d = pd.Timestamp(as_of)
+        known = ledger.known_at(d)
+        dates = snapshot_dates(known, d, freq_days=self.snapshot_freq_days, max_snapshots=self.max_snapshots)
+        if len(dates) < 4:
+            raise ValueError(
+                f"Only {len(dates)} snapshot days fit between the start of the history and {d.date()}; "
+                f"training needs at least 4. Train as of a later date or load more history."
+            )
+        return build_training_set(known, dates, d, **self._feature_kwargs())
+
+    # -- fit -----------------------------------------------------------------------------------
+    def fit(self, ledger: Ledger, as_of, training_set: pd.DataFrame | None = None) -> "EncaisseModel":
+        """Fit every part on what was known at the start of ``as_of``.
+
+        Args:
+            ledger: the ledger (anything dated on or after ``as_of`` is ignored).
+            as_of: the training day D.
+            training_set: a precomputed ``build_training_set(ledger, as_of)`` (e.g. while tuning).
+        """
+        d = pd.Timestamp(as_of)
+        ts = training_set if training_set is not None else self.build_training_set(ledger, d)
+        self.encoder_ = FeatureEncoder().fit(ts)
+        X = self.encoder_.transform(ts)
+
+        h_cut = d - pd.Timedelta(days=self.hazard_holdout_days)
+        fit_m = (ts["as_of"] <= h_cut).to_numpy()
+        if fit_m.sum() == 0 or (~fit_m).sum() == 0:
+            raise ValueError(f"The payment-date model needs snapshots both before and after {h_cut.date()}.")
+        self.payment_model_ = PaymentDateModel(bin_edges=self.bin_edges, lgbm_params=self.hazard_params,
+                                               random_state=self.random_state)
+        held_out = (X[~fit_m], ts.loc[~fit_m, "duration_days"], ts.loc[~fit_m, "event"])
+        self.payment_model_.fit(X[fit_m], ts.loc[fit_m, "duration_days"], ts.loc[fit_m, "event"], eval_set=held_out)
+        if self.recalibrate:
+            self.payment_model_.recalibrate(*held_out, seed=self.random_state)
+
+        label_end = d - pd.Timedelta(days=self.label_window_days)
+        cal_start = label_end - pd.Timedelta(days=self.calibration_days)
+        in_fit = (ts["as_of"] <= cal_start).to_numpy()
+        in_cal = ((ts["as_of"] > cal_start) & (ts["as_of"] <= label_end)).to_numpy()
+        not_due = (ts["i_days_to_due"] >= 0).to_numpy()
+        late_ok = ts["y_late"].notna().to_numpy() & not_due
+        very_ok = ts["y_very_late"].notna().to_numpy()
+        for name, m in (("fitting", in_fit), ("calibration", in_cal)):
+            if not (m & late_ok).any():
+                raise ValueError(
+                    f"The risk models' {name} slice is empty (snapshots up to {label_end.date()}, "
+                    f"calibration after {cal_start.date()}): load more history or train as of a later date."
+                )
+        self.late_model_ = CalibratedRisk(self.risk_params, random_state=self.random_state).fit(
+            X[in_fit & late_ok], ts.loc[in_fit & late_ok, "y_late"], X[in_cal & late_ok], ts.loc[in_cal & late_ok, "y_late"])
+        self.very_late_model_ = CalibratedRisk(self.risk_params, random_state=self.random_state).fit(
+            X[in_fit & very_ok], ts.loc[in_fit & very_ok, "y_very_late"], X[in_cal & very_ok],
+            ts.loc[in_cal & very_ok, "y_very_late"])
+
+        self.as_of_ = d
+        self.training_report_ = TrainingReport(
+            as_of=str(d.date()), n_snapshots=int(ts["as_of"].nunique()), n_rows=len(ts),
+            hazard_fit_rows=int(fit_m.sum()), hazard_eval_rows=int((~fit_m).sum()),
+            hazard_expanded_rows=int(self.payment_model_.n_rows_expanded_),
+            risk_fit_rows=int((in_fit & very_ok).sum()), risk_cal_rows=int((in_cal & very_ok).sum()),
+            first_snapshot=str(ts["as_of"].min().date()), last_snapshot=str(ts["as_of"].max().date()),
+        )
+        return self
+
+    # -- score ---------------------------------------------------------------------------------
+    def features(self, ledger: Ledger, as_of, invoice_ids=None) -> pd.DataFrame:
+        """The feature frame ``score`` uses, for inspection."""
+        return build_features(ledger, as_of, invoice_ids=invoice_ids, **self._feature_kwargs())
+
+    def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
+              return_cdf: bool = False):
+        """Score the invoices open at the start of ``as_of``.
+
+        Returns:
+            A frame with ``SCORE_COLUMNS``: ``p_late`` = P(paid after the due date) (1 for an
+            invoice already overdue), ``p_very_late`` = P(paid more than 30 days after
+            max(due, as_of)), payment-date P10/P50/P90 as days after ``as_of`` and as dates
+            (clipped to the horizon, ``beyond_horizon`` flags P90 past it), and ``reasons``.
+            With ``return_cdf``, also ``(days, cdf)``: per invoice, days after as_of at each bin
+            edge and P(paid before it), for sampling.
+        """
+        check_is_fitted(self, "encoder_")
+        d = pd.Timestamp(as_of)
+        f = self.features(ledger, d, invoice_ids)
+        X = self.encoder_.transform(f)
+        out = f[["invoice_id", "client_id", "amount", "currency", "issue_date", "due_date"]].copy()
+        not_due = (f["i_days_to_due"] >= 0).to_numpy()
+        if len(f):
+            p_late = self.late_model_.predict_proba(X)[:, 1]
+            p_very = self.very_late_model_.predict_proba(X)[:, 1]
+            days, cdf = self.payment_model_.predict_cdf(X)
+        else:
+            p_late = p_very = np.zeros(0)
+            days = cdf = np.zeros((0, len(self.payment_model_.edges_)))
+        out["p_late"] = np.where(not_due, p_late, 1.0)
+        out["p_very_late"] = p_very
+        q = self.payment_model_.quantiles(days, cdf, (0.1, 0.5, 0.9))
+        horizon = self.payment_model_.horizon_days
+        out["beyond_horizon"] = ~np.isfinite(q[:, 2])
+        qd = np.minimum(q, horizon)
+        for j, name in enumerate(("p10_days", "p50_days", "p90_days")):
+            out[name] = qd[:, j]
+        for j, name in enumerate(("payment_date_low", "expected_payment_date", "payment_date_high")):
+            out[name] = (d + pd.to_timedelta(np.round(qd[:, j]), unit="D")).astype("datetime64[s]")
+        out["reasons"] = self.reasons(f, X, n_reasons, lang) if len(f) else []
+        out = out[SCORE_COLUMNS].reset_index(drop=True)
+        return (out, (days, cdf)) if return_cdf else out
+
+    def reasons(self, f: pd.DataFrame, X: pd.DataFrame, n: int = 3, lang: str = "en") -> list[str]:
+        """Per invoice, the facts that push P(very late) up the most, in plain words."""
+        contrib = self.very_late_model_.contributions(X)[:, :-1]
+        names = list(self.very_late_model_.feature_names_in_)
+        order = np.argsort(-contrib, axis=1)
+        texts = []
+        for i in range(len(X)):
+            said = []
+            for j in order[i]:
+                if contrib[i, j] <= 0 or len(said) >= n:
+                    break
+                t = describe(names[j], f.iloc[i][names[j]], lang)
+                if t:
+                    said.append(t)
+            texts.append("; ".join(said))
+        return texts
