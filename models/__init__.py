@@ -1,0 +1,1 @@
+"""Estimators and decision logic (scikit-learn contract). Code only: artifacts live in MLflow."""
