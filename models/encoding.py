@@ -47,6 +47,7 @@ class FeatureEncoder(TransformerMixin, BaseEstimator):
             if c in self.categories_:
                 s = frame[c].astype("object").where(frame[c].notna(), None)
                 s = s.map(lambda v: None if v is None else str(v))
+                s = s.where(s.isin(self.categories_[c]), None)
                 out[c] = pd.Categorical(s, categories=self.categories_[c])
             else:
                 out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy()

@@ -1,0 +1,123 @@
+"""Point-in-time features: censoring, leakage, purity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.clients import build_client_features
+from features.invoices import build_features, open_invoices
+from features.snapshots import add_outcomes, build_training_set, snapshot_dates
+from ledger.contracts import Ledger
+from ledger.synth import make_ledger
+
+D = pd.Timestamp("2024-03-01")
+
+
+def _three_invoices() -> Ledger:
+    # Client A: one paid 10 days late, one paid on time, one still open 20 days past due at D.
+    return Ledger.from_frames(pd.DataFrame({
+        "invoice_id": ["i1", "i2", "i3"],
+        "client_id": ["A", "A", "A"],
+        "issue_date": ["2024-01-01", "2024-01-05", "2024-01-10"],
+        "due_date": ["2024-01-31", "2024-02-04", "2024-02-10"],
+        "paid_date": ["2024-02-10", "2024-02-04", None],
+        "amount": [100.0, 200.0, 300.0],
+    }))
+
+
+def test_open_overdue_invoice_counts_as_late_not_dropped():
+    c = build_client_features(_three_invoices(), D).loc["A"]
+    assert c["c_n_due"] == 3
+    assert c["c_late_rate"] == pytest.approx(2 / 3)  # i1 paid late, i3 unpaid past due
+    assert c["c_n_paid"] == 2
+    assert c["c_delay_mean"] == pytest.approx(5.0)  # (10 + 0) / 2
+    assert c["c_n_open_overdue"] == 1
+    assert c["c_open_overdue_days_max"] == 20  # 2024-02-10 -> 2024-03-01
+    assert c["c_open_amount"] == 300.0
+    assert c["c_overdue_share"] == 1.0
+
+
+def test_payment_on_as_of_is_not_yet_known():
+    led = _three_invoices()
+    led.invoices.loc[2, "paid_date"] = D
+    assert list(open_invoices(led.known_at(D), D)["invoice_id"]) == ["i3"]
+    assert list(build_features(led, D)["invoice_id"]) == ["i3"]
+    assert build_client_features(led, D).loc["A", "c_n_open_overdue"] == 1
+
+
+def test_invoice_features_of_an_overdue_invoice():
+    f = build_features(_three_invoices(), D)
+    row = f.iloc[0]
+    assert row["invoice_id"] == "i3"
+    assert row["i_days_to_due"] == -20
+    assert row["i_terms_days"] == 31
+    assert row["i_age_days"] == 51
+    assert row["i_amount_ratio"] == pytest.approx(300 / 200)  # median of 100, 200, 300
+
+
+def _cut_after(ledger: Ledger, d: pd.Timestamp) -> Ledger:
+    """The ledger as an export taken at the start of ``d`` would hold it."""
+    inv = ledger.invoices[ledger.invoices["issue_date"] < d].copy()
+    inv["paid_date"] = inv["paid_date"].where(inv["paid_date"] < d)
+    return Ledger(invoices=inv, payments=ledger.payments[ledger.payments["paid_date"] < d].copy(),
+                  clients=ledger.clients.copy(), actions=ledger.actions[ledger.actions["action_date"] < d].copy())
+
+
+@pytest.fixture(scope="module")
+def synthetic() -> Ledger:
+    return make_ledger(60, years=2, seed=3, end_date="2025-12-31")
+
+
+def test_features_do_not_change_when_later_data_is_removed_or_altered(synthetic):
+    d = pd.Timestamp("2025-06-15")
+    full = build_features(synthetic, d)
+    cut = build_features(_cut_after(synthetic, d), d)
+    pd.testing.assert_frame_equal(full, cut)
+
+    # Move every later payment by 40 days and add actions after d: still identical.
+    altered = Ledger(
+        invoices=synthetic.invoices.assign(paid_date=synthetic.invoices["paid_date"].where(
+            synthetic.invoices["paid_date"] < d, synthetic.invoices["paid_date"] + pd.Timedelta(days=40))),
+        payments=synthetic.payments, clients=synthetic.clients,
+        actions=pd.concat([synthetic.actions, synthetic.actions.assign(
+            action_id=synthetic.actions["action_id"] + "x", action_date=d + pd.Timedelta(days=3))]),
+    )
+    pd.testing.assert_frame_equal(full, build_features(altered, d))
+    assert len(full) > 50  # the check compared real rows
+
+
+def test_features_do_not_mutate_inputs(synthetic):
+    before = synthetic.invoices.copy()
+    build_features(synthetic, "2025-06-15")
+    pd.testing.assert_frame_equal(before, synthetic.invoices)
+
+
+def test_outcomes_and_censoring():
+    led = _three_invoices()
+    frame = build_features(led.known_at("2024-01-20"), "2024-01-20")
+    out = add_outcomes(frame, led, pd.Timestamp("2024-01-20"), pd.Timestamp("2024-02-20"))
+    by = out.set_index("invoice_id")
+    assert by.loc["i1", "event"] == 1 and by.loc["i1", "duration_days"] == 21
+    assert by.loc["i1", "y_late"] == 1 and by.loc["i1", "y_very_late"] == 0
+    assert by.loc["i2", "y_late"] == 0
+    # i3 is still open at the end of outcomes: censored there, late (due 02-10 < 02-20),
+    # very-late undetermined (02-10 + 30 days is after 02-20).
+    assert by.loc["i3", "event"] == 0 and by.loc["i3", "duration_days"] == 31
+    assert by.loc["i3", "y_late"] == 1 and np.isnan(by.loc["i3", "y_very_late"])
+
+
+def test_snapshots_start_after_the_payment_history_begins():
+    led = _three_invoices()
+    dates = snapshot_dates(led, "2024-06-01", freq_days=7, min_history_days=10)
+    assert dates[0] >= pd.Timestamp("2024-02-04") + pd.Timedelta(days=10)
+    assert dates == sorted(dates) and dates[-1] < pd.Timestamp("2024-06-01")
+
+
+def test_training_set_hides_outcomes_after_its_end(synthetic):
+    end = pd.Timestamp("2025-03-01")
+    ts = build_training_set(synthetic, [pd.Timestamp("2024-12-01")], end)
+    assert (ts["paid_date"].dropna() < end).all()
+    assert (ts.loc[ts["event"] == 0, "duration_days"] == (end - pd.Timestamp("2024-12-01")).days).all()
+    assert ts["event"].eq(0).any() and ts["event"].eq(1).any()
