@@ -1,0 +1,128 @@
+"""`encaisse forecast`: expected cash collections per week or day, with P10-P90 bands, from the champion model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.table import Table
+
+from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, settings_for
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ["period_start", "expected_amount", "low", "high", "due_schedule_amount", "not_yet_issued_amount"]
+
+
+def _money(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:,.0f}".replace(",", " ")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+
+    @app.command("forecast")
+    def forecast(
+        as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): forecast from the start of that day.")],
+        horizon: Annotated[int, typer.Option("--horizon", min=1, help="Number of periods.")] = 13,
+        freq: Annotated[str, typer.Option("--freq", help="W: weeks from Monday; D: days.")] = "W",
+        out_file: Annotated[Path | None, typer.Option("--out", help="Write the forecast as CSV here.")] = None,
+        chart: Annotated[Path | None, typer.Option("--chart", help="Write a fan chart (PNG) here.")] = None,
+        samples: Annotated[int, typer.Option("--samples", min=10, help="Joint draws for the bands.")] = 1000,
+        rho: Annotated[float | None, typer.Option(
+            "--client-correlation", min=0.0, max=0.99,
+            help="Copula correlation of one client's invoices (default: the backtested value).")] = None,
+        run_rate_weeks: Annotated[int, typer.Option(
+            "--run-rate-weeks", min=0,
+            help="Weeks of issuance behind the not-yet-issued line; 0 leaves it out.")] = 13,
+        seed: Annotated[int, typer.Option("--seed", help="Random seed of the draws.")] = 0,
+        home: HomeOption = None,
+        json_: JsonOption = False,
+    ) -> None:
+        """Cash-collection forecast of the open invoices (expected, P10-P90) beside the due-date schedule."""
+        from models.forecast import (
+            DEFAULT_CLIENT_CORRELATION,
+            build_collection_forecast,
+            build_open_amounts,
+            build_run_rate,
+            plot_forecast,
+        )
+
+        try:
+            day = pd.Timestamp(as_of).normalize()
+        except (ValueError, TypeError):
+            raise fail(f"--as-of must be a date like 2025-04-01; got {as_of!r}.") from None
+        freq = freq.upper()
+        if freq not in ("W", "D"):
+            raise fail(f"--freq must be W (weeks) or D (days); got {freq!r}.")
+        settings = settings_for(home)
+        from ledger.store import load_ledger, open_store
+
+        engine = open_store(settings.store_url)
+        try:
+            ledger = load_ledger(engine)
+        finally:
+            engine.dispose()
+        if ledger.invoices.empty:
+            raise fail(f"the store {settings.store_url} holds no invoices; load some with `encaisse ingest` first.")
+        try:
+            from pipelines.registry import load_champion
+
+            champion = load_champion(settings)
+        except Exception as exc:  # noqa: BLE001 - any failure to load means: no usable champion
+            raise fail(f"no champion model could be loaded: {exc}") from None
+        if pd.Timestamp(champion.as_of) > day:
+            log.warning("the champion was trained as of %s, after --as-of %s: a backtest with it would see "
+                        "the future", champion.as_of, day.date())
+
+        model = champion.model
+        known = ledger.known_at(day)
+        scores, (days, cdf) = model.score(known, day, return_cdf=True, n_reasons=0)
+        scores["open_amount"] = build_open_amounts(scores, known, day)
+        run_rate = build_run_rate(known, day, n_weeks=run_rate_weeks) if run_rate_weeks > 0 else None
+        frame = build_collection_forecast(
+            scores, days, cdf, model.payment_model_, day, horizon=horizon, freq=freq, n_samples=samples,
+            client_correlation=DEFAULT_CLIENT_CORRELATION if rho is None else rho, seed=seed, run_rate=run_rate)
+        if "not_yet_issued_amount" not in frame.columns:
+            frame["not_yet_issued_amount"] = np.nan
+
+        if out_file is not None:
+            csv = frame[CSV_COLUMNS].copy()
+            csv["period_start"] = csv["period_start"].dt.strftime("%Y-%m-%d")
+            csv.to_csv(out_file, index=False, float_format="%.2f")
+        if chart is not None:
+            plot_forecast(frame, chart, title=f"Collections from {day.date()} (model {champion.version})")
+
+        totals = {c: float(frame[c].sum()) for c in ("expected_amount", "due_schedule_amount", "not_yet_issued_amount")}
+        totals.update(low=frame.attrs["total_low"], high=frame.attrs["total_high"],
+                      open_amount=frame.attrs["open_amount"],
+                      expected_beyond_horizon=frame.attrs["expected_beyond_horizon"])
+        if json_:
+            periods = frame[CSV_COLUMNS].assign(period_start=frame["period_start"].dt.strftime("%Y-%m-%d"))
+            emit_json({
+                "as_of": str(day.date()), "model_version": champion.version, "run_id": champion.run_id,
+                "freq": freq, "horizon": horizon, "client_correlation": frame.attrs["client_correlation"],
+                "n_invoices": len(scores),
+                "periods": [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
+                            for r in periods.to_dict("records")],
+                "totals": {k: (None if np.isnan(v) else v) for k, v in totals.items()},
+                "out": None if out_file is None else str(out_file),
+                "chart": None if chart is None else str(chart),
+            })
+            return
+        table = Table(title=f"Collections forecast from {day.date()} ({len(scores)} open invoices, "
+                            f"model {champion.version})")
+        for col in ("period", "expected", "P10", "P90", "due schedule", "not yet issued"):
+            table.add_column(col, justify="left" if col == "period" else "right")
+        for r in frame.itertuples(index=False):
+            table.add_row(r.period_start.strftime("%Y-%m-%d"), _money(r.expected_amount), _money(r.low),
+                          _money(r.high), _money(r.due_schedule_amount), _money(r.not_yet_issued_amount))
+        table.add_row("total", _money(totals["expected_amount"]), _money(totals["low"]), _money(totals["high"]),
+                      _money(totals["due_schedule_amount"]), _money(totals["not_yet_issued_amount"]))
+        out.print(table)
+        out.print(f"Open amount {_money(totals['open_amount'])}; expected after the horizon or never: "
+                  f"{_money(totals['expected_beyond_horizon'])}.")

@@ -1,0 +1,294 @@
+"""Collection forecast: sampling, expectations, copula, backtest metrics and the CLI.
+
+Hand-built CDFs use as_of = Monday 2025-03-03, so week p holds payment days 7p .. 7p + 6 after as_of.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ledger.contracts import Ledger
+from models.forecast import (
+    build_actual_collections,
+    build_baseline_schedules,
+    build_collection_forecast,
+    build_period_cdf,
+    build_periods,
+    build_run_rate,
+    evaluate_collection_forecast,
+    plot_forecast,
+    sample_payment_days,
+    sample_period_totals,
+)
+from models.hazard import PaymentDateModel
+
+D = "2025-03-03"  # a Monday
+
+
+def _scores(amounts, clients=None, due="2025-03-20") -> pd.DataFrame:
+    n = len(amounts)
+    return pd.DataFrame({
+        "invoice_id": [f"I{i}" for i in range(n)],
+        "client_id": clients if clients is not None else [f"C{i}" for i in range(n)],
+        "amount": np.asarray(amounts, dtype=float),
+        "due_date": pd.to_datetime([due] * n) if isinstance(due, str) else pd.to_datetime(due),
+    })
+
+
+def _same_cdf(n, days_row, cdf_row):
+    return np.tile(np.asarray(days_row, float), (n, 1)), np.tile(np.asarray(cdf_row, float), (n, 1))
+
+
+# -- periods and sampling --------------------------------------------------------------------------
+
+def test_build_periods_weeks_start_on_monday_and_first_is_partial():
+    starts, edges = build_periods("2025-03-05", 3, "W")  # a Wednesday
+    assert list(starts.strftime("%Y-%m-%d")) == ["2025-03-03", "2025-03-10", "2025-03-17"]
+    assert list(edges) == [0, 5, 12, 19]
+    starts, edges = build_periods(D, 2, "D")
+    assert list(edges) == [0, 1, 2]
+    with pytest.raises(ValueError, match="freq must be one of"):
+        build_periods(D, 2, "M")
+
+
+def test_vectorized_sampler_equals_payment_model_sample():
+    rng = np.random.default_rng(3)
+    n, k = 200, 12
+    days = np.sort(rng.integers(0, 500, (n, k)), axis=1).astype(float)
+    days[:, 0] = 0
+    cdf = np.sort(rng.random((n, k)) * 0.95, axis=1)
+    cdf[:, 0] = 0
+    u = rng.random((n, 25))
+    pm = PaymentDateModel(horizon_days=365)
+    np.testing.assert_array_equal(sample_payment_days(days, cdf, u, 365), pm.sample(days, cdf, u))
+
+
+def test_all_mass_in_days_7_to_14_lands_in_week_2():
+    days, cdf = _same_cdf(4, [0, 7, 14, 400], [0, 0, 1, 1])
+    t = sample_payment_days(days, cdf, np.random.default_rng(0).random((4, 500)), 365)
+    assert (t >= 7).all() and (t < 14).all()
+    s = _scores([100.0, 200.0, 300.0, 400.0])
+    f = build_collection_forecast(s, days, cdf, PaymentDateModel(horizon_days=365), D, horizon=4, n_samples=200,
+                                  client_correlation=0.5)
+    np.testing.assert_allclose(f["expected_amount"], [0, 1000, 0, 0])
+    np.testing.assert_allclose(f["low"], [0, 1000, 0, 0])
+    np.testing.assert_allclose(f["high"], [0, 1000, 0, 0])
+
+
+def test_expected_total_is_amount_times_p_paid_within_horizon():
+    # F(x) = 0.3 x/10 on [0, 10], 0.3 + 0.3 (x - 10)/40 on [10, 50], 0.6 + 0.3 (x - 50)/350 on [50, 400].
+    days, cdf = _same_cdf(3, [0, 10, 50, 400], [0, 0.3, 0.6, 0.9])
+    s = _scores([1000.0, 500.0, 250.0])
+    pm = PaymentDateModel(horizon_days=365)
+    # 60 weeks reach past the 365-day horizon: F(365) = 0.6 + 0.3 * 315 / 350 = 0.87.
+    f = build_collection_forecast(s, days, cdf, pm, D, horizon=60, n_samples=2000, seed=1)
+    assert f["expected_amount"].sum() == pytest.approx(1750 * 0.87)
+    assert f.attrs["expected_beyond_horizon"] == pytest.approx(1750 * 0.13)
+    # 20 days: F(20) = 0.3 + 0.3 * 10 / 40 = 0.375; first 10 days carry 0.03 each.
+    f = build_collection_forecast(s, days, cdf, pm, D, horizon=20, freq="D", n_samples=2000, seed=1)
+    assert f["expected_amount"].sum() == pytest.approx(1750 * 0.375)
+    np.testing.assert_allclose(f["expected_amount"][:10], 1750 * 0.03)
+    # The sampled totals agree with the exact expectation.
+    g = build_period_cdf(days, cdf, build_periods(D, 20, "D")[1], 365)
+    tot = sample_period_totals(s["amount"].to_numpy(), s["client_id"].to_numpy(), g, n_samples=4000, seed=2)
+    assert tot.sum(axis=1).mean() == pytest.approx(1750 * 0.375, rel=0.03)
+
+
+def test_client_correlation_widens_bands_and_keeps_the_mean():
+    n_clients, per = 40, 10
+    n = n_clients * per
+    days, cdf = _same_cdf(n, [0, 7, 14, 21, 400], [0, 0.3, 0.6, 0.8, 1.0])
+    amounts = np.full(n, 100.0)
+    clients = np.repeat([f"C{i}" for i in range(n_clients)], per)
+    g = build_period_cdf(days, cdf, build_periods(D, 3, "W")[1], 365)
+    exact = amounts @ np.diff(g, axis=1)
+    np.testing.assert_allclose(exact, [n * 30, n * 30, n * 20])
+    width, means = {}, {}
+    for rho in (0.0, 0.6):
+        tot = sample_period_totals(amounts, clients, g, n_samples=3000, client_correlation=rho, seed=5)
+        means[rho] = tot.mean(axis=0)
+        q10, q90 = np.quantile(np.column_stack([tot, tot.sum(axis=1)]), [0.1, 0.9], axis=0)
+        width[rho] = q90 - q10
+    # Every week widens; the three-week total (paid or not within 21 days, client by client) most.
+    assert (width[0.6][:3] > 1.15 * width[0.0][:3]).all()
+    assert width[0.6][3] > 2.0 * width[0.0][3]
+    for rho in means:
+        np.testing.assert_allclose(means[rho], exact, rtol=0.04)
+    with pytest.raises(ValueError, match=r"client_correlation must be a float in \[0, 1\)"):
+        sample_period_totals(amounts, clients, g, client_correlation=1.0)
+
+
+def test_bands_contain_the_mean_and_due_schedule_puts_overdue_first():
+    rng = np.random.default_rng(7)
+    n = 300
+    days = np.tile(np.array([0, 3, 7, 14, 30, 60, 400.0]), (n, 1))
+    cdf = np.hstack([np.zeros((n, 1)), np.sort(rng.random((n, 6)), axis=1)])
+    due = pd.Timestamp(D) + pd.to_timedelta(rng.integers(-40, 60, n), unit="D")
+    s = _scores(rng.lognormal(7, 1, n), clients=[f"C{i % 30}" for i in range(n)], due=due)
+    f = build_collection_forecast(s, days, cdf, PaymentDateModel(horizon_days=365), D, horizon=8, n_samples=800)
+    assert (f["low"] <= f["expected_amount"]).all() and (f["expected_amount"] <= f["high"]).all()
+    assert (f["low"] <= f["median_amount"]).all() and (f["median_amount"] <= f["high"]).all()
+    t = ((due - pd.Timestamp(D)) / pd.Timedelta(days=1)).to_numpy()
+    assert f["due_schedule_amount"][0] == pytest.approx(s["amount"][t < 7].sum())
+    assert f["due_schedule_amount"][2] == pytest.approx(s["amount"][(t >= 14) & (t < 21)].sum())
+
+
+# -- backtest metrics ------------------------------------------------------------------------------
+
+def _backtest_ledger(with_payments: bool) -> Ledger:
+    rows = [
+        # id, client, issue, due, amount, paid
+        ("A", "X", "2025-02-01", "2025-03-03", 100.0, "2025-03-05"),  # week 1
+        ("B", "X", "2025-02-01", "2025-03-10", 200.0, "2025-03-12"),  # week 2
+        ("C", "Y", "2025-02-10", "2025-03-12", 300.0, "2025-03-30"),  # paid after end: censored
+        ("E", "Y", "2025-02-10", "2025-03-17", 50.0, "2025-03-20"),   # week 3
+        ("F", "Y", "2025-01-10", "2025-02-10", 70.0, "2025-02-12"),   # paid before as_of: not open
+        ("G", "Z", "2025-03-04", "2025-03-06", 80.0, "2025-03-06"),   # issued after as_of: not open
+    ]
+    inv = pd.DataFrame(rows, columns=["invoice_id", "client_id", "issue_date", "due_date", "amount", "paid_date"])
+    pay = None
+    if with_payments:
+        pay = pd.DataFrame([
+            ("p1", "A", "2025-03-05", 100.0), ("p2", "B", "2025-02-20", 80.0), ("p3", "B", "2025-03-12", 120.0),
+            ("p4", "C", "2025-03-30", 300.0), ("p5", "E", "2025-03-20", 50.0), ("p6", "F", "2025-02-12", 70.0),
+            ("p7", "G", "2025-03-06", 80.0),
+        ], columns=["payment_id", "invoice_id", "paid_date", "amount"])
+    return Ledger.from_frames(inv, pay)
+
+
+def _frame(expected, low=None, high=None) -> pd.DataFrame:
+    f = pd.DataFrame({"period_start": build_periods(D, len(expected), "W")[0], "expected_amount": expected})
+    if low is not None:
+        f["low"], f["high"] = low, high
+    return f
+
+
+def test_metrics_on_a_hand_built_three_week_example():
+    led = _backtest_ledger(with_payments=False)
+    end = "2025-03-24"  # weeks 1-3 fully observed; week 4 (from 2025-03-24) is not
+    act = build_actual_collections(led, D, end, horizon=4)
+    np.testing.assert_allclose(act["actual_amount"], [100, 200, 50, 0])
+    assert list(act["observed"]) == [True, True, True, False]
+    fc = _frame([120.0, 150.0, 50.0, 999.0], low=[90.0, 210.0, 40.0, 0.0], high=[130.0, 250.0, 60.0, 0.0])
+    res = evaluate_collection_forecast(fc, led, D, end)
+    # |120-100| + |150-200| + |50-50| = 70 over 350 collected; week 2's 200 is below its band.
+    assert res["n_periods"] == 3 and res["actual_total"] == 350
+    assert res["weekly_wape"] == pytest.approx(70 / 350)
+    assert res["weekly_band_coverage"] == pytest.approx(2 / 3)
+    assert [p["actual"] for p in res["periods"]] == [100, 200, 50]
+    base = evaluate_collection_forecast(_frame([100.0, 100.0, 100.0, 0.0]), led, D, end)
+    assert base["weekly_wape"] == pytest.approx(150 / 350) and base["weekly_band_coverage"] is None
+    with pytest.raises(ValueError, match="period_start must be"):
+        evaluate_collection_forecast(_frame([1.0, 1.0]).assign(period_start=build_periods("2025-03-10", 2)[0]),
+                                     led, D, end)
+
+
+def test_actuals_count_cash_from_payments_when_the_ledger_has_them():
+    led = _backtest_ledger(with_payments=True)
+    act = build_actual_collections(led, D, "2025-03-24", horizon=3)
+    np.testing.assert_allclose(act["actual_amount"], [100, 120, 50])  # B: 80 of 200 paid before as_of
+
+
+def test_baseline_schedules_due_date_and_client_median_delay():
+    inv = pd.DataFrame([
+        # client X paid its past invoices 3, 5 and 30 days late: median 5.
+        ("H1", "X", "2024-11-01", "2024-12-01", 10.0, "2024-12-04"),
+        ("H2", "X", "2024-12-01", "2025-01-01", 10.0, "2025-01-06"),
+        ("H3", "X", "2025-01-01", "2025-01-20", 10.0, "2025-02-19"),
+        ("O1", "X", "2025-02-01", "2025-03-04", 100.0, None),  # due day 1 -> +5 = day 6: week 1
+        ("O2", "X", "2025-02-01", "2025-03-05", 200.0, None),  # due day 2 -> day 7: week 2
+        ("O3", "X", "2025-01-01", "2025-02-01", 400.0, None),  # overdue: first week in both
+    ], columns=["invoice_id", "client_id", "issue_date", "due_date", "amount", "paid_date"])
+    led = Ledger.from_frames(inv)
+    s = led.known_at(D).invoices.query("paid_date.isna()", engine="python")[["invoice_id", "client_id", "amount",
+                                                                               "due_date"]].reset_index(drop=True)
+    b = build_baseline_schedules(s, led, D, horizon=3)
+    np.testing.assert_allclose(b["due_date"]["expected_amount"], [700, 0, 0])
+    np.testing.assert_allclose(b["client_median_delay"]["expected_amount"], [500, 200, 0])
+
+
+def test_run_rate_line_from_history():
+    # One 700 EUR invoice issued every Monday for a year, each paid exactly 10 days after issue.
+    issue = pd.date_range("2024-03-04", "2025-02-24", freq="7D")
+    inv = pd.DataFrame({"invoice_id": [f"R{i}" for i in range(len(issue))], "client_id": "X", "issue_date": issue,
+                        "due_date": issue + pd.Timedelta(days=30), "amount": 700.0,
+                        "paid_date": issue + pd.Timedelta(days=10)})
+    rr = build_run_rate(Ledger.from_frames(inv), D, n_weeks=4)
+    assert rr.daily_amount == pytest.approx(100.0)
+    assert rr.lag_share[10] == pytest.approx(1.0) and rr.lag_share.sum() == pytest.approx(1.0)
+    # Issued from day 0 at 100/day, each collected 10 days later: days 10.. collect 100/day.
+    np.testing.assert_allclose(rr.period_amounts(build_periods(D, 3, "W")[1]), [0, 400, 700])
+
+
+# -- with a fitted model, and the CLI --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fitted():
+    from ledger.synth import make_ledger
+    from models.scorer import EncaisseModel
+
+    led = make_ledger(40, years=2, seed=4, end_date="2025-12-31")
+    as_of = "2025-10-06"
+    model = EncaisseModel(max_snapshots=12, snapshot_freq_days=28, hazard_params={"n_estimators": 40},
+                          risk_params={"n_estimators": 40}).fit(led, as_of)
+    return led, model, as_of
+
+
+def test_forecast_from_a_fitted_model(fitted, tmp_path):
+    led, model, as_of = fitted
+    known = led.known_at(as_of)
+    s, (days, cdf) = model.score(known, as_of, return_cdf=True, n_reasons=0)
+    f = build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=13, n_samples=300,
+                                  run_rate=build_run_rate(known, as_of))
+    assert len(f) == 13 and (f["low"] <= f["expected_amount"]).all() and (f["expected_amount"] <= f["high"]).all()
+    assert f["expected_amount"].sum() <= s["amount"].sum() + 1e-6
+    assert (f["not_yet_issued_amount"] >= 0).all() and f["not_yet_issued_amount"].iloc[-1] > 0
+    res = evaluate_collection_forecast(f, led, as_of, "2025-12-29")
+    assert res["n_periods"] == 12 and res["weekly_wape"] is not None
+    png = plot_forecast(f, tmp_path / "fan.png", "test")
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_forecast_writes_csv_and_json(fitted, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from encaisse.cli import app
+    from ledger import store
+    from ledger.workspace import load_settings
+
+    led, model, as_of = fitted
+    home = tmp_path / "ws"
+    engine = store.open_store(load_settings(home).store_url)
+    try:
+        with engine.begin() as conn:
+            store.upsert_frame(conn, "invoices", led.invoices)
+            store.upsert_frame(conn, "payments", led.payments)
+    finally:
+        engine.dispose()
+    champion = types.SimpleNamespace(model=model, version="7", run_id="r1", as_of=as_of, metrics={})
+    fake = types.ModuleType("pipelines.registry")
+    fake.load_champion = lambda settings: champion
+    monkeypatch.setitem(sys.modules, "pipelines.registry", fake)
+
+    csv, png = tmp_path / "f.csv", tmp_path / "f.png"
+    res = CliRunner().invoke(app, ["forecast", "--as-of", as_of, "--horizon", "6", "--samples", "200",
+                                   "--out", str(csv), "--chart", str(png), "--home", str(home), "--json"])
+    assert res.exit_code == 0, res.output
+    frame = pd.read_csv(csv)
+    assert list(frame.columns) == ["period_start", "expected_amount", "low", "high", "due_schedule_amount",
+                                   "not_yet_issued_amount"]
+    assert len(frame) == 6 and frame["period_start"].iloc[0] == "2025-10-06"
+    assert png.exists()
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    assert payload["as_of"] == as_of and payload["model_version"] == "7" and payload["freq"] == "W"
+    assert len(payload["periods"]) == 6
+    assert payload["totals"]["expected_amount"] == pytest.approx(frame["expected_amount"].sum(), abs=0.1)
+
+    res = CliRunner().invoke(app, ["forecast", "--as-of", as_of, "--freq", "M", "--home", str(home)])
+    assert res.exit_code != 0 and "--freq must be W" in res.output
