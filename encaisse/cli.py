@@ -34,9 +34,9 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import ingest, kpis, sample
+    from encaisse.commands import forecast, ingest, kpis, sample
 
-    for module in (ingest, sample, kpis):
+    for module in (ingest, sample, kpis, forecast):
         module.register(app)
 
 
