@@ -8,7 +8,8 @@ ids ``VARCHAR``. Every ledger table also carries:
 * ``ingested_at``: when the row was first stored; ``updated_at``: when it last changed (UTC).
 
 ``invoices.extra`` holds the attributes a mapping declares as features (a JSON object).
-``ingest_runs`` has one row per ingest.
+``ingest_runs`` has one row per ingest. ``score_runs``, ``invoice_scores`` and ``client_scores``
+(revision 0002) keep every scoring run and what it predicted, keyed by ``run_id``.
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
 ``ledger.store.open_store``), never with ``metadata.create_all``: this module is the reference the
@@ -91,6 +92,80 @@ ingest_runs = sa.Table(
     sa.Column("filtered", sa.Integer(), nullable=False),
     sa.Column("rejects_file", sa.String(1024), nullable=True),
 )
+
+# --- score history (migration 0002) ---------------------------------------------------------------
+# One row per scoring run, and the invoice and client scores of every run, never overwritten: an
+# audit trail of what was predicted and recommended on which day, with which model.
+
+score_runs = sa.Table(
+    "score_runs",
+    metadata,
+    sa.Column("run_id", ID, primary_key=True),
+    sa.Column("as_of", sa.Date(), nullable=False),
+    sa.Column("model_version", TEXT, nullable=False),
+    sa.Column("model_run_id", TEXT, nullable=True),
+    sa.Column("policy", TEXT, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("n_invoices", sa.Integer(), nullable=False),
+    sa.Column("n_clients", sa.Integer(), nullable=False),
+    sa.Column("n_worklist", sa.Integer(), nullable=False),
+    sa.Index("ix_score_runs_as_of", "as_of"),
+)
+
+invoice_scores = sa.Table(
+    "invoice_scores",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("score_runs.run_id", name="fk_invoice_scores_run_id"),
+              primary_key=True),
+    sa.Column("invoice_id", ID, primary_key=True),
+    sa.Column("client_id", ID, nullable=False),
+    sa.Column("amount", sa.Float(), nullable=False),
+    sa.Column("amount_remaining", sa.Float(), nullable=True),
+    sa.Column("currency", TEXT, nullable=True),
+    sa.Column("due_date", sa.Date(), nullable=True),
+    sa.Column("p_late", sa.Float(), nullable=True),
+    sa.Column("p_very_late", sa.Float(), nullable=True),
+    sa.Column("expected_payment_date", sa.Date(), nullable=True),
+    sa.Column("payment_date_low", sa.Date(), nullable=True),
+    sa.Column("payment_date_high", sa.Date(), nullable=True),
+    sa.Column("beyond_horizon", sa.Boolean(), nullable=True),
+    sa.Column("profile", TEXT, nullable=True),
+    sa.Column("scenario", TEXT, nullable=True),
+    sa.Column("next_action", TEXT, nullable=True),
+    sa.Column("next_action_date", sa.Date(), nullable=True),
+    sa.Column("queue", TEXT, nullable=True),
+    sa.Column("collector", TEXT, nullable=True),
+    sa.Column("priority", sa.Integer(), nullable=True),
+    sa.Column("expected_gain", sa.Float(), nullable=True),
+    sa.Column("why", sa.Text(), nullable=True),
+    sa.Column("reasons", sa.Text(), nullable=True),
+    sa.Index("ix_invoice_scores_invoice_id", "invoice_id"),
+)
+
+client_scores = sa.Table(
+    "client_scores",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("score_runs.run_id", name="fk_client_scores_run_id"),
+              primary_key=True),
+    sa.Column("client_id", ID, primary_key=True),
+    sa.Column("p_late_mean", sa.Float(), nullable=True),
+    sa.Column("p_very_late_max", sa.Float(), nullable=True),
+    sa.Column("overdue_share", sa.Float(), nullable=True),
+    sa.Column("open_amount", sa.Float(), nullable=True),
+    sa.Column("broken_promises", sa.Float(), nullable=True),
+    sa.Column("days_since_last_payment", sa.Float(), nullable=True),
+    sa.Column("strategic", sa.Boolean(), nullable=True),
+    sa.Column("in_difficulty", sa.Boolean(), nullable=True),
+    sa.Column("in_payment_plan", sa.Boolean(), nullable=True),
+    sa.Column("credit_limit", sa.Float(), nullable=True),
+    sa.Column("profile", TEXT, nullable=True),
+    sa.Column("scenario", TEXT, nullable=True),
+    sa.Column("profile_reason", sa.Text(), nullable=True),
+    sa.Index("ix_client_scores_client_id", "client_id"),
+)
+
+SCORE_TABLES: dict[str, sa.Table] = {t.name: t for t in (score_runs, invoice_scores, client_scores)}
+"""The score-history tables, by name."""
 
 LEDGER_TABLES: dict[str, sa.Table] = {name: metadata.tables[name] for name in TABLES}
 """The SQLAlchemy table of each canonical table, by name."""
