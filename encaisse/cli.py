@@ -34,9 +34,9 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import forecast, ingest, kpis, sample
+    from encaisse.commands import alerts, backtest, forecast, ingest, kpis, sample, score, train, tune
 
-    for module in (ingest, sample, kpis, forecast):
+    for module in (ingest, sample, kpis, score, alerts, forecast, train, backtest, tune):
         module.register(app)
 
 

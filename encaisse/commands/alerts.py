@@ -1,0 +1,48 @@
+"""`encaisse alerts`: credit-limit, risk-jump, broken-promise and due-soon alerts from the stored scores."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, settings_for
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""
+
+    @app.command("alerts")
+    def alerts(
+        as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): alerts at the start of that day.")],
+        home: HomeOption = None,
+        json_: JsonOption = False,
+    ) -> None:
+        """Alerts from the latest scoring run at or before a day (and the run before it, for risk jumps)."""
+        from pipelines.score import NoScoresError, run_alerts
+
+        try:
+            day = pd.Timestamp(as_of).normalize()
+        except (ValueError, TypeError):
+            raise fail(f"--as-of must be a date like 2025-04-01; got {as_of!r}.", code=2) from None
+        try:
+            result = run_alerts(settings_for(home), day)
+        except NoScoresError as exc:
+            raise fail(str(exc)) from exc
+        a = result.alerts
+        if json_:
+            records = a.astype(object).where(a.notna(), None).to_dict(orient="records")
+            emit_json({"as_of": result.as_of, "run_id": result.run_id, "run_as_of": result.run_as_of,
+                       "previous_run_id": result.previous_run_id, "n_alerts": len(a),
+                       "by_kind": {k: int(v) for k, v in a["kind"].value_counts().items()}, "alerts": records})
+            return
+        table = Table(title=f"Alerts as of {result.as_of} (scores of run {result.run_id}, {result.run_as_of})")
+        for col in ("severity", "kind", "client", "invoice", "reason"):
+            table.add_column(col)
+        for r in a.itertuples(index=False):
+            table.add_row(r.severity, r.kind, str(r.client_id), r.invoice_id or "", r.reason)
+        out.print(table)
+        if result.previous_run_id is None:
+            out.print("No earlier run is stored: risk jumps need two scoring runs.")
