@@ -34,9 +34,9 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import alerts, backtest, forecast, ingest, kpis, sample, score, train, tune
+    from encaisse.commands import alerts, forecast, ingest, kpis, sample, score
 
-    for module in (ingest, sample, kpis, score, alerts, forecast, train, backtest, tune):
+    for module in (ingest, sample, kpis, forecast, score, alerts):
         module.register(app)
 
 
