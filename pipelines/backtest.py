@@ -1,0 +1,191 @@
+"""Backtest as of a day D: train on what was known then, score the invoices open then, compare.
+
+``build_backtest`` fits an ``EncaisseModel`` on ``ledger.known_at(D)`` (everything dated on or after
+D hidden from training and features), scores the invoices open at the start of D, and reads what
+happened to them up to ``end`` (default: the day after the last date in the ledger).
+``evaluate_backtest`` turns that into metrics for the model and the three baselines;
+``save_backtest_report`` writes a Markdown report with PNG plots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ledger.contracts import Ledger
+from models import evaluation
+from models.scorer import EncaisseModel
+from pipelines import plots
+from pipelines.config import TrainingConfig, load_config
+from pipelines.validation import (
+    BASELINES, EvaluationSet, build_evaluation_set, coverage_by_group, evaluate_baselines, evaluate_predictions,
+    headline, predict_evaluation_set, risk_outcomes, truncated_errors,
+)
+
+CENSORING_NOTE = (evaluation.__doc__.split("\n\n", 1)[1].strip().replace("\n    * ", "\n\n* ", 1)
+                  .replace("\n    * ", "\n* ").replace("\nRisk metrics", "\n\nRisk metrics")
+                  if evaluation.__doc__ else "")
+"""How outcomes still unknown at the end of the backtest are treated (from ``models.evaluation``)."""
+
+
+@dataclass
+class Backtest:
+    """A fitted backtest.
+
+    Attributes:
+        as_of: D; ``end``: outcomes observed up to (excluded) this day.
+        model: the model fitted on ``ledger.known_at(D)``.
+        evaluation_set: the invoices open at D, their outcomes and the baselines' forecasts.
+        predictions: the model's forecasts for them (``p_late``, ``p10/50/90_days``, ``pit``).
+    """
+
+    as_of: pd.Timestamp
+    end: pd.Timestamp
+    model: EncaisseModel
+    evaluation_set: EvaluationSet
+    predictions: pd.DataFrame
+
+    @property
+    def n_open(self) -> int:
+        return len(self.evaluation_set.rows)
+
+    def forecasts(self) -> dict[str, pd.DataFrame]:
+        """Name -> forecasts aligned with the open invoices: the model then the baselines."""
+        return {"model": self.predictions, **self.evaluation_set.baselines}
+
+
+def default_end(ledger: Ledger) -> pd.Timestamp:
+    """The day after the last date in the ledger (issue, payment or action day)."""
+    inv = ledger.invoices
+    cands = [inv["issue_date"].max(), inv["paid_date"].max()]
+    if len(ledger.payments):
+        cands.append(ledger.payments["paid_date"].max())
+    if len(ledger.actions):
+        cands.append(ledger.actions["action_date"].max())
+    last = max(pd.Timestamp(c) for c in cands if pd.notna(c))
+    return last.normalize() + pd.Timedelta(days=1)
+
+
+def build_backtest(ledger: Ledger, as_of, end=None, config: TrainingConfig | None = None) -> Backtest:
+    """Fit as of ``as_of`` on what was known then; score the invoices open then; read outcomes to ``end``."""
+    d = pd.Timestamp(as_of).normalize()
+    end = default_end(ledger) if end is None else pd.Timestamp(end).normalize()
+    if end <= d:
+        raise ValueError(f"The outcome end {end.date()} must be after the backtest day {d.date()}.")
+    config = config or load_config()
+    known = ledger.known_at(d)
+    model = EncaisseModel(**config.model.estimator_params()).fit(known, d)
+    es = build_evaluation_set(ledger, [d], end)
+    # The model scores from ``known`` only: the outcomes in ``ledger`` are for the truth alone.
+    pred = predict_evaluation_set(model, known, es)
+    return Backtest(as_of=d, end=end, model=model, evaluation_set=es, predictions=pred)
+
+
+def evaluate_backtest(ledger: Ledger, as_of, end=None, config: TrainingConfig | None = None,
+                      backtest: Backtest | None = None) -> dict:
+    """Backtest metrics of the model and the baselines on the invoices open at ``as_of``.
+
+    Args:
+        ledger: the whole ledger (training and features see only what was known at ``as_of``).
+        as_of: the backtest day D.
+        end: outcomes observed up to (excluded) this day; default ``default_end(ledger)``.
+        config: training configuration (default: ``pipelines/default.yaml``).
+        backtest: an already built ``build_backtest(ledger, as_of, end, config)`` to reuse.
+
+    Returns:
+        ``{"as_of", "n_open", "model": {...}, "baselines": {name: {...}}}`` with ``METRICS`` each
+        (None when a forecaster does not forecast it or the rows cannot tell).
+    """
+    bt = backtest or build_backtest(ledger, as_of, end, config)
+    es = bt.evaluation_set
+    return {
+        "as_of": str(bt.as_of.date()),
+        "n_open": bt.n_open,
+        "model": headline(evaluate_predictions(bt.predictions, es)),
+        "baselines": {name: headline(m) for name, m in evaluate_baselines(es).items()},
+    }
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def save_backtest_report(bt: Backtest, metrics: dict, out_dir: str | Path) -> Path:
+    """Write ``report.md`` and its PNG plots into ``out_dir``; return the report path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    es = bt.evaluation_set
+    forecasts = bt.forecasts()
+    m = risk_outcomes(es)
+    y = es.truth["y_late"].to_numpy()[m]
+    plots.save_calibration_curve({"model": (y, bt.predictions["p_late"].to_numpy()[m]),
+                                  "historical_rate": (y, es.baselines["historical_rate"]["p_late"].to_numpy()[m])},
+                                 out / "calibration_p_late.png", title=f"Calibration of p_late, as of {bt.as_of.date()}")
+    errors = {name: truncated_errors(f, es) for name, f in forecasts.items() if not f["p50_days"].isna().all()}
+    plots.save_error_distribution(errors, out / "payment_date_error.png")
+    cov = coverage_by_group(forecasts, es)
+    plots.save_coverage_by_group(cov, out / "coverage_by_days_to_due.png")
+    plots.save_pit_histogram(bt.predictions["pit"], out / "pit_histogram.png")
+
+    full = {"model": evaluate_predictions(bt.predictions, es), **evaluate_baselines(es)}
+    rows = ["| forecaster | " + " | ".join(metrics["model"]) + " |", "| --- |" + " --- |" * len(metrics["model"])]
+    for name in ("model", *BASELINES):
+        vals = metrics["model"] if name == "model" else metrics["baselines"][name]
+        rows.append(f"| {name} | " + " | ".join(_fmt(v) for v in vals.values()) + " |")
+    cov_rows = ["| days to due at as_of | forecaster | invoices | coverage | mae_days |", "| --- | --- | --- | --- | --- |"]
+    cov_rows += [f"| {r.group} | {r.forecaster} | {r.n} | {_fmt(r.interval_coverage)} | {_fmt(r.mae_days)} |"
+                 for r in cov.itertuples()]
+    rep = bt.model.training_report_
+    text = "\n".join([
+        f"# Backtest as of {bt.as_of.date()}",
+        "",
+        f"Model fitted on the ledger as known at the start of {bt.as_of.date()} (nothing dated on or after it "
+        f"was visible to training or features); {bt.n_open} invoices open that day scored; outcomes observed up to "
+        f"{(bt.end - pd.Timedelta(days=1)).date()} ({(bt.end - bt.as_of).days} days).",
+        "",
+        f"Training: {rep.n_snapshots} snapshots ({rep.first_snapshot} .. {rep.last_snapshot}), {rep.n_rows} rows.",
+        "",
+        "## Metrics",
+        "",
+        *rows,
+        "",
+        f"Risk metrics use the {full['model']['n_risk']} invoices not yet due at as_of whose lateness is known "
+        f"by the end (late rate {_fmt(full['model']['late_rate'])}). Overdue invoices get p_late = 1 and are "
+        f"left out of AUC and Brier. Model MAE on paid invoices only: {_fmt(full['model'].get('mae_days_paid'))} days.",
+        "",
+        "## Censoring",
+        "",
+        CENSORING_NOTE,
+        "",
+        "## Plots",
+        "",
+        "![Calibration of p_late](calibration_p_late.png)",
+        "",
+        "Observed late rate against mean predicted p_late in equal-count bins (risk rows).",
+        "",
+        "![Payment-date error](payment_date_error.png)",
+        "",
+        "Forecast P50 minus actual payment day, both truncated at the censoring day.",
+        "",
+        "![Coverage by days to due](coverage_by_days_to_due.png)",
+        "",
+        *cov_rows,
+        "",
+        "![PIT histogram](pit_histogram.png)",
+        "",
+        "F(payment day) over invoices paid before the end; flat = calibrated. Censored invoices are left "
+        "out, which thins the right-hand side when the window is short.",
+        "",
+        "## Training report",
+        "",
+        "```",
+        *(f"{k}: {v}" for k, v in asdict(rep).items()),
+        "```",
+        "",
+    ])
+    path = out / "report.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
