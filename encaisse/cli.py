@@ -34,9 +34,9 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import alerts, forecast, ingest, kpis, sample, score
+    from encaisse.commands import alerts, backtest, forecast, ingest, kpis, sample, score, train, tune
 
-    for module in (ingest, sample, kpis, forecast, score, alerts):
+    for module in (ingest, sample, kpis, forecast, score, alerts, train, backtest, tune):
         module.register(app)
 
 
