@@ -280,6 +280,10 @@ def rank_worklist(
     d = pd.Timestamp(as_of).normalize()
     eff = {**EFFORT_MINUTES, **(effort or {})}
     upl = {**UPLIFT_BY_STEP, **(uplift or {})}
+    absent = [c for c in ("invoice_id", "client_id", "amount", "due_date", "p_very_late") if c not in scores.columns]
+    if absent:
+        raise ValueError(f"scores lack column(s) {absent}; rank_worklist needs invoice_id, client_id, amount, "
+                         f"due_date and p_very_late (EncaisseModel.score output); got {list(scores.columns)}.")
     missing = sorted(set(steps["invoice_id"]) - set(scores["invoice_id"]))
     if missing:
         raise ValueError(f"{len(missing)} invoice(s) of steps have no score, e.g. {missing[:5]}; "
@@ -355,6 +359,9 @@ def rank_worklist(
     wl.loc[due, "collector_priority"] = wl[due].groupby("collector").cumcount().to_numpy() + 1
     wl["rank"] = np.arange(1, len(wl) + 1)
     wl["why"] = [_why(r, d) for r in wl.itertuples(index=False)]
+    for name in WORKLIST_COLUMNS:  # score columns a caller may leave out (p_late, dates, reasons)
+        if name not in wl.columns:
+            wl[name] = None
     rest = [c for c in wl.columns if c not in WORKLIST_COLUMNS and not c.startswith("_")]
     return wl[WORKLIST_COLUMNS + rest]
 
