@@ -262,9 +262,10 @@ def rank_worklist(
         assignments: ``assign_profiles`` output (``client_id, profile, scenario``).
         steps: ``next_steps`` output (``invoice_id, next_action, next_action_date, channel``).
         as_of: the day the list is for.
-        capacity: minutes per collector per day (one number for all, or per collector); the
-            dunning queue of each collector stops when the next case would exceed it; the rest goes
-            to ``dunning (over capacity)`` with priority None. None = no limit.
+        capacity: minutes per collector per day (one number for all, or per collector). Each
+            collector's cases are taken in ranking order while their minutes fit; a case that would
+            exceed what is left goes to ``dunning (over capacity)`` with priority None (a cheaper
+            case after it may still fit the remaining minutes). None = no limit.
         portfolios: client -> collector (mapping, Series, or frame with ``client_id, collector``);
             default: the ``collector`` column of ``scores``; clients without one are
             ``'unassigned'``.
