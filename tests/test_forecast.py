@@ -75,10 +75,15 @@ def test_all_mass_in_days_7_to_14_lands_in_week_2():
     assert (t >= 7).all() and (t < 14).all()
     s = _scores([100.0, 200.0, 300.0, 400.0])
     f = build_collection_forecast(s, days, cdf, PaymentDateModel(horizon_days=365), D, horizon=4, n_samples=200,
-                                  client_correlation=0.5)
+                                  client_correlation=0.5, period_noise=0.0)
     np.testing.assert_allclose(f["expected_amount"], [0, 1000, 0, 0])
     np.testing.assert_allclose(f["low"], [0, 1000, 0, 0])
     np.testing.assert_allclose(f["high"], [0, 1000, 0, 0])
+    # The model-error factor widens the band around the same expectation.
+    g = build_collection_forecast(s, days, cdf, PaymentDateModel(horizon_days=365), D, horizon=4, n_samples=2000,
+                                  period_noise=0.2)
+    np.testing.assert_allclose(g["expected_amount"], f["expected_amount"])
+    assert g["low"][1] < 900 < 1100 < g["high"][1]
 
 
 def test_expected_total_is_amount_times_p_paid_within_horizon():

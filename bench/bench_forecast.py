@@ -1,0 +1,179 @@
+"""Backtest the collection forecast on the SAP slice, choose the copula rho, and time the sampler.
+
+Usage (from the repository root)::
+
+    # rho chosen as of 2018-07-01 (outcomes to 2018-10-01), then the test as of 2018-10-01 (to 2019-01-01)
+    .venv/bin/python bench/bench_forecast.py backtest --cache /tmp/encaisse-bench
+    # 100k open invoices x 1000 samples: time and peak RSS (a fresh process)
+    .venv/bin/python bench/bench_forecast.py speed --invoices 100000 --samples 1000
+
+The SAP extract is ingested once with ``data/mappings/sap_ar.yaml`` into a SQLite store in ``--cache``;
+models are fitted with the default ``EncaisseModel()`` as of each date and cached there too (pass
+``--model-select`` / ``--model-test`` to reuse fitted joblib files). Nothing here is tuned on the test
+date: rho is picked on the selection date only, by the lowest mean 80% interval score of the weekly
+totals (width + 10 x how far the actual falls outside), relative to the mean weekly actual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SAP = REPO.parent / "shared" / "data" / "sap_ar" / "sap_ar_as_of_2019-01-01.csv.gz"
+GRID = [(rho, sigma) for rho in (0.3, 0.8) for sigma in (0.0, 0.1, 0.2, 0.3, 0.4)]
+"""(client_correlation, period_noise) pairs tried on the selection date."""
+
+
+def load_sap_ledger(cache: Path):
+    """The SAP slice as a Ledger, through the store (ingested once into ``cache``)."""
+    from ledger.ingest import ingest_file
+    from ledger.store import load_ledger, open_store
+
+    cache.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{cache / 'sap.db'}"
+    engine = open_store(url)
+    try:
+        done = cache / "sap.ingested"
+        if not done.exists():
+            ingest_file(engine, SAP, REPO / "data" / "mappings" / "sap_ar.yaml", rejects_dir=cache, allow_rejects=True)
+            done.write_text("ok")
+        return load_ledger(engine)
+    finally:
+        engine.dispose()
+
+
+def fitted_model(ledger, as_of: str, cache: Path, path: str | None):
+    import joblib
+
+    from models.scorer import EncaisseModel
+
+    p = Path(path) if path else cache / f"model_{as_of}.joblib"
+    if p.exists():
+        return joblib.load(p)
+    t = time.perf_counter()
+    m = EncaisseModel().fit(ledger, as_of)
+    print(f"fitted as of {as_of} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    joblib.dump(m, p)
+    return m
+
+
+def interval_score(res: dict, alpha: float = 0.2) -> float:
+    """Mean interval score of the weekly bands, relative to the mean weekly actual."""
+    rows = pd.DataFrame(res["periods"])
+    a, lo, hi = rows["actual"], rows["low"], rows["high"]
+    s = (hi - lo) + (2 / alpha) * (lo - a).clip(lower=0) + (2 / alpha) * (a - hi).clip(lower=0)
+    return float(s.mean() / a.mean())
+
+
+def backtest(args) -> None:
+    from models.forecast import (
+        build_baseline_schedules,
+        build_collection_forecast,
+        evaluate_collection_forecast,
+    )
+
+    cache = Path(args.cache)
+    ledger = load_sap_ledger(cache)
+
+    def run(as_of, end, model, grid):
+        s, (days, cdf) = model.score(ledger.known_at(as_of), as_of, return_cdf=True, n_reasons=0)
+        out = {}
+        for rho, sigma in grid:
+            f = build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=13,
+                                          n_samples=args.samples, client_correlation=rho, period_noise=sigma,
+                                          seed=0)
+            out[rho, sigma] = (f, evaluate_collection_forecast(f, ledger, as_of, end))
+        base = {k: evaluate_collection_forecast(b, ledger, as_of, end)
+                for k, b in build_baseline_schedules(s, ledger, as_of, horizon=13).items()}
+        return s, out, base
+
+    sel_of, sel_end = args.select_as_of, args.select_end
+    m0 = fitted_model(ledger, sel_of, cache, args.model_select)
+    s0, runs0, base0 = run(sel_of, sel_end, m0, GRID)
+    print(f"## rho selection as of {sel_of} (outcomes to {sel_end}), {len(s0)} open invoices\n")
+    print("| rho | sigma | weekly WAPE | P10-P90 coverage | interval score / mean week |\n"
+          "| ---: | ---: | ---: | ---: | ---: |")
+    scores = {}
+    for key, (_, r) in runs0.items():
+        scores[key] = interval_score(r)
+        print(f"| {key[0]} | {key[1]} | {r['weekly_wape']:.3f} | {r['weekly_band_coverage']:.2f} | {scores[key]:.3f} |")
+    rho = min(scores, key=scores.get)
+    print(f"\nchosen (rho, sigma) = {rho}; baselines there: " + ", ".join(
+        f"{k} WAPE {v['weekly_wape']:.3f}" for k, v in base0.items()))
+
+    test_of, test_end = args.test_as_of, args.test_end
+    m1 = fitted_model(ledger, test_of, cache, args.model_test)
+    s1, runs1, base1 = run(test_of, test_end, m1, [rho])
+    f, r = runs1[rho]
+    print(f"\n## test as of {test_of} (outcomes to {test_end}), {len(s1)} open invoices, "
+          f"{s1['amount'].sum():,.0f} EUR open, rho = {rho}\n")
+    print("| forecast | weekly WAPE | P10-P90 coverage |\n| --- | ---: | ---: |")
+    print(f"| model | {r['weekly_wape']:.3f} | {r['weekly_band_coverage']:.2f} |")
+    for k, v in base1.items():
+        print(f"| {k} | {v['weekly_wape']:.3f} | - |")
+    rows = pd.DataFrame(r["periods"])
+    rows["due_date"] = [p["expected"] for p in base1["due_date"]["periods"]]
+    rows["client_median_delay"] = [p["expected"] for p in base1["client_median_delay"]["periods"]]
+    rows["in_band"] = (rows["low"] <= rows["actual"]) & (rows["actual"] <= rows["high"])
+    print("\n" + rows.round(0).to_string(index=False))
+    better = min(v["weekly_wape"] for v in base1.values())
+    print(json.dumps({"rho": rho, "model_wape": r["weekly_wape"], "best_baseline_wape": better,
+                      "ratio": r["weekly_wape"] / better, "coverage": r["weekly_band_coverage"]}))
+
+
+def speed(args) -> None:
+    from models.forecast import build_collection_forecast
+    from models.hazard import DEFAULT_EDGES, PaymentDateModel
+
+    rng = np.random.default_rng(0)
+    n = args.invoices
+    e = np.array(DEFAULT_EDGES, dtype=float)
+    a0 = rng.integers(-60, 90, n).astype(float)
+    days = np.maximum(e[None, :], a0[:, None]) - a0[:, None]
+    cdf = np.sort(rng.random((n, len(e))), axis=1) * rng.uniform(0.8, 1.0, (n, 1))
+    cdf[days == 0] = 0.0
+    cdf = np.maximum.accumulate(cdf, axis=1)
+    scores = pd.DataFrame({"invoice_id": np.arange(n).astype(str),
+                           "client_id": rng.integers(0, n // 5, n).astype(str),
+                           "amount": rng.lognormal(7, 1, n),
+                           "due_date": pd.Timestamp("2025-01-06") - pd.to_timedelta(a0, unit="D")})
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = time.perf_counter()
+    f = build_collection_forecast(scores, days, cdf, PaymentDateModel(), "2025-01-06", horizon=13,
+                                  n_samples=args.samples, client_correlation=0.3)
+    dt = time.perf_counter() - t
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{n} invoices x {args.samples} samples, 13 weeks: {dt:.1f} s, peak RSS {rss1:.0f} MB "
+          f"(inputs {rss0:.0f} MB); expected total {f['expected_amount'].sum():,.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("backtest")
+    b.add_argument("--cache", default="/tmp/encaisse-bench")
+    b.add_argument("--select-as-of", default="2018-07-01")
+    b.add_argument("--select-end", default="2018-10-01")
+    b.add_argument("--test-as-of", default="2018-10-01")
+    b.add_argument("--test-end", default="2019-01-01")
+    b.add_argument("--samples", type=int, default=1000)
+    b.add_argument("--model-select", default=None, help="joblib of an EncaisseModel fitted as of --select-as-of")
+    b.add_argument("--model-test", default=None, help="joblib of an EncaisseModel fitted as of --test-as-of")
+    s = sub.add_parser("speed")
+    s.add_argument("--invoices", type=int, default=100_000)
+    s.add_argument("--samples", type=int, default=1000)
+    args = ap.parse_args()
+    backtest(args) if args.cmd == "backtest" else speed(args)
+
+
+if __name__ == "__main__":
+    main()
