@@ -145,5 +145,6 @@ def build_alerts(
                                    f"{r.p_very_late:.0%} on this one)"})
 
     out = pd.DataFrame(rows, columns=ALERT_COLUMNS)
+    out["invoice_id"] = out["invoice_id"].astype(object).where(out["invoice_id"].notna(), None)
     out["_s"] = out["severity"].map({s: i for i, s in enumerate(SEVERITY_ORDER)})
     return out.sort_values(["_s", "kind", "client_id"], kind="stable").drop(columns="_s").reset_index(drop=True)

@@ -123,6 +123,11 @@ def test_score_stores_runs_and_writes_the_worklist(ledger, champion, monkeypatch
     assert alerts["run_id"] == second["run_id"] and alerts["previous_run_id"] == first["run_id"]
     assert alerts["n_alerts"] == len(alerts["alerts"])
     assert all(set(a) == {"kind", "client_id", "invoice_id", "severity", "reason"} for a in alerts["alerts"])
+    shown = runner.invoke(app, ["alerts", "--as-of", DAY2])
+    assert shown.exit_code == 0, shown.output
+    assert "Alerts as of 2025-06-15" in shown.stdout
+    listed = runner.invoke(app, ["score", "--as-of", DAY2])
+    assert listed.exit_code == 0 and "Worklist as of 2025-06-15" in listed.stdout
 
 
 def test_score_and_alerts_fail_cleanly(ledger, champion, monkeypatch, _isolated_home):

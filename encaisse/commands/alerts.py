@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
         for col in ("severity", "kind", "client", "invoice", "reason"):
             table.add_column(col)
         for r in a.itertuples(index=False):
-            table.add_row(r.severity, r.kind, str(r.client_id), r.invoice_id or "", r.reason)
+            table.add_row(r.severity, r.kind, str(r.client_id), r.invoice_id if isinstance(r.invoice_id, str) else "",
+                          r.reason)
         out.print(table)
         if result.previous_run_id is None:
             out.print("No earlier run is stored: risk jumps need two scoring runs.")
