@@ -21,9 +21,9 @@ VERY_LATE_DAYS = 30
 
 def snapshot_dates(
     ledger: Ledger, end: str | pd.Timestamp, freq_days: int = 14, min_history_days: int = 60,
-    max_snapshots: int | None = None,
+    max_snapshots: int | None = None, include_month_starts: bool = True,
 ) -> list[pd.Timestamp]:
-    """Snapshot days, every ``freq_days`` back from ``end`` (excluded), after enough history.
+    """Snapshot days: every ``freq_days`` back from ``end`` (excluded), plus month starts.
 
     The first snapshot is at least ``min_history_days`` after the ledger's history begins: the later
     of its first issue date and its first payment date (an extract that holds only items cleared
@@ -35,14 +35,17 @@ def snapshot_dates(
     first_paid = inv.loc[inv["paid_date"] < end, "paid_date"].min()
     begin = max(first_issue, first_paid) if pd.notna(first_paid) else first_issue
     start = begin + pd.Timedelta(days=min_history_days)
-    dates = []
+    dates = set()
     day = end - pd.Timedelta(days=freq_days)
     while day >= start:
-        dates.append(day)
+        dates.add(day)
         day -= pd.Timedelta(days=freq_days)
-        if max_snapshots and len(dates) >= max_snapshots:
-            break
-    return sorted(dates)
+    if include_month_starts:
+        # Month starts are when month-end due dates have just rolled into 'overdue' and when
+        # companies most often score; training on them keeps that situation represented.
+        dates.update(d for d in pd.date_range(start, end, freq="MS") if d < end)
+    dates = sorted(dates)
+    return dates[-max_snapshots:] if max_snapshots else dates
 
 
 def add_outcomes(frame: pd.DataFrame, ledger: Ledger, as_of: pd.Timestamp, outcome_end: pd.Timestamp) -> pd.DataFrame:
