@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -48,6 +50,15 @@ REQUIREMENTS = ("mlflow", "lightgbm", "scikit-learn", "pandas", "numpy", "scipy"
 
 _SCHEMA_TYPES = {"str": "string", "date": "datetime", "amount": "double", "bool": "boolean", "int": "long"}
 _REQUIRED_INPUTS = {"invoice_id", "client_id", "issue_date", "due_date", "amount"}
+
+
+@contextmanager
+def _quiet_mlflow():
+    """MLflow nags about type hints and input examples; the signature here is explicit on purpose."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*input example.*", category=UserWarning)
+        yield
 
 
 class NoChampionError(LookupError):
@@ -130,7 +141,7 @@ def log_model(model: EncaisseModel, registered_model_name: str | None = None, na
     Returns:
         MLflow's ``ModelInfo`` (``registered_model_version`` set when registered).
     """
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet_mlflow():
         path = Path(tmp) / "estimator.joblib"
         joblib.dump(model, path)
         return mlflow.pyfunc.log_model(
@@ -151,7 +162,7 @@ def get_champion_version(settings: Settings) -> str | None:
     """The version carrying the ``champion`` alias, or None."""
     client = configure_mlflow(settings)
     try:
-        return client.get_model_version_by_alias(settings.model_name, CHAMPION).version
+        return str(client.get_model_version_by_alias(settings.model_name, CHAMPION).version)
     except MlflowException:
         return None
 
@@ -175,7 +186,8 @@ def load_model_version(settings: Settings, version: str | int) -> ChampionModel:
         mv = client.get_model_version(settings.model_name, str(version))
     except MlflowException:
         raise LookupError(f"Model {settings.model_name!r} has no version {version} in {settings.tracking_uri}.") from None
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{mv.version}")
+    with _quiet_mlflow():
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{mv.version}")
     run = client.get_run(mv.run_id)
     as_of = mv.tags.get("as_of") or run.data.params.get("as_of", "")
     return ChampionModel(model=pyfunc.unwrap_python_model().model, version=str(mv.version), run_id=mv.run_id,
@@ -201,4 +213,5 @@ def load_pyfunc(settings: Settings, version: str | int | None = None) -> Any:
     """The registered model as MLflow loads it for any caller (the champion when ``version`` is None)."""
     configure_mlflow(settings)
     ref = f"@{CHAMPION}" if version is None else f"/{version}"
-    return mlflow.pyfunc.load_model(f"models:/{settings.model_name}{ref}")
+    with _quiet_mlflow():
+        return mlflow.pyfunc.load_model(f"models:/{settings.model_name}{ref}")

@@ -98,6 +98,7 @@ class TrainResult:
     champion_metrics: dict | None
     seconds: float
     training_report: dict = field(default_factory=dict)
+    model: EncaisseModel | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
         return {"run_id": self.run_id, "version": self.version, "promoted": self.promoted, "reason": self.reason,
@@ -317,5 +318,5 @@ def run_training(settings: Settings, as_of, config: TrainingConfig, force: bool 
         run_id=run_id, version=version, promoted=promoted, reason=decision[1], as_of=str(d.date()),
         metrics={k: val.model.get(k) for k in val.model}, baselines=val.baselines,
         champion_metrics=val.champion, seconds=time.perf_counter() - t0,
-        training_report=asdict(model.training_report_),
+        training_report=asdict(model.training_report_), model=model,
     )
