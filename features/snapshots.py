@@ -23,7 +23,8 @@ def snapshot_dates(
     ledger: Ledger, end: str | pd.Timestamp, freq_days: int = 14, min_history_days: int = 60,
     max_snapshots: int | None = None, include_month_starts: bool = True,
 ) -> list[pd.Timestamp]:
-    """Snapshot days: every ``freq_days`` back from ``end`` (excluded), plus month starts.
+    """Snapshot days: every ``freq_days`` back from ``end`` (excluded), plus the month starts
+    between the first of those and ``end``. ``max_snapshots`` caps the regular ones.
 
     The first snapshot is at least ``min_history_days`` after the ledger's history begins: the later
     of its first issue date and its first payment date (an extract that holds only items cleared
@@ -35,17 +36,17 @@ def snapshot_dates(
     first_paid = inv.loc[inv["paid_date"] < end, "paid_date"].min()
     begin = max(first_issue, first_paid) if pd.notna(first_paid) else first_issue
     start = begin + pd.Timedelta(days=min_history_days)
-    dates = set()
+    dates = []
     day = end - pd.Timedelta(days=freq_days)
-    while day >= start:
-        dates.add(day)
+    while day >= start and not (max_snapshots and len(dates) >= max_snapshots):
+        dates.append(day)
         day -= pd.Timedelta(days=freq_days)
-    if include_month_starts:
+    if include_month_starts and dates:
         # Month starts are when month-end due dates have just rolled into 'overdue' and when
         # companies most often score; training on them keeps that situation represented.
-        dates.update(d for d in pd.date_range(start, end, freq="MS") if d < end)
-    dates = sorted(dates)
-    return dates[-max_snapshots:] if max_snapshots else dates
+        # Only inside the span of the regular snapshots, so max_snapshots bounds the span.
+        dates += [d for d in pd.date_range(min(dates), end, freq="MS") if d < end]
+    return sorted(set(dates))
 
 
 def add_outcomes(frame: pd.DataFrame, ledger: Ledger, as_of: pd.Timestamp, outcome_end: pd.Timestamp) -> pd.DataFrame:
