@@ -106,7 +106,7 @@ def build_legal_amounts(
     for col in ("terms_days", "lme_limit_date", "lme_terms_exceeded"):
         out[col] = flags[col].to_numpy()
     last_payment = known.payments.groupby("invoice_id")["paid_date"].max()
-    paid_on = out["invoice_id"].map(last_payment)
+    paid_on = pd.Series(out["invoice_id"].map(last_payment.to_dict()), index=out.index, dtype="datetime64[s]")
     start = out["due_date"].where(paid_on.isna() | (paid_on <= out["due_date"]), paid_on)
     out["prescription_start"] = start
     out["prescription_date"] = start + pd.DateOffset(years=PRESCRIPTION_YEARS)

@@ -120,29 +120,11 @@ def build_scoring(
         portfolios = ledger.clients.drop_duplicates("client_id").set_index("client_id")["collector"]
     worklist = rank_worklist(scores, feats, assignments, steps, d, capacity=capacity, portfolios=portfolios)
     worklist = worklist.merge(steps[["invoice_id", "template"]], on="invoice_id", how="left")
-    legal = _legal_amounts(ledger, d)
+    legal = build_legal_amounts(ledger, d)
     worklist = worklist.merge(legal[["invoice_id"] + LEGAL_COLUMNS], on="invoice_id", how="left")
     cl = client_scores.merge(assignments.rename(columns={"reason": "profile_reason"}), on="client_id", how="left")
     return Scoring(as_of=d, scores=scores, client_scores=cl, assignments=assignments, steps=steps,
                    worklist=worklist)
-
-
-def _legal_amounts(ledger: Ledger, as_of: pd.Timestamp) -> pd.DataFrame:
-    """``build_legal_amounts``, also for a ledger without a payments table.
-
-    ``build_legal_amounts`` fails on an empty payments table (it compares dates with the empty
-    float series of last payments). Invoices cleared without payment rows get one full payment on
-    their ``paid_date``: they are closed, so no open item changes; it only gives the table rows.
-    """
-    if ledger.payments.empty:
-        paid = ledger.invoices[ledger.invoices["paid_date"].notna()]
-        payments = pd.DataFrame({"payment_id": "clear-" + paid["invoice_id"].astype(str),
-                                 "invoice_id": paid["invoice_id"], "paid_date": paid["paid_date"],
-                                 "amount": paid["amount"]})
-        if len(payments):
-            ledger = Ledger(invoices=ledger.invoices, payments=payments, clients=ledger.clients,
-                            actions=ledger.actions)
-    return build_legal_amounts(ledger, as_of)
 
 
 def save_worklist(worklist: pd.DataFrame, path: str | Path) -> Path:

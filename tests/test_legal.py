@@ -123,3 +123,13 @@ def test_no_leakage_from_payments_after_as_of():
     led2 = Ledger(invoices=led.invoices, payments=later_pay, clients=led.clients, actions=led.actions)
     pd.testing.assert_frame_equal(build_legal_amounts(led2, D), base)
     assert "L4" not in set(build_legal_amounts(led2, "2025-06-02")["invoice_id"])
+
+
+def test_a_ledger_without_payment_rows():
+    # ERP extracts often carry only cleared dates (the SAP slice does): no payments table at all.
+    full = make_ledger()
+    bare = Ledger(invoices=full.invoices, clients=full.clients, actions=full.actions)
+    res = build_legal_amounts(bare, D).set_index("invoice_id")
+    assert res.loc["L1", "late_penalty"] == 10.65  # same hand-computed figure as above
+    assert res.loc["L6", "outstanding"] == 300.0  # no partial payment known now
+    assert res.loc["L5", "prescription_status"] == "prescribed"
