@@ -110,7 +110,7 @@ def build_client_features(ledger: Ledger, as_of: str | pd.Timestamp) -> pd.DataF
 
     counts = [c for c in out.columns if c.startswith("c_n_") or c in ("c_invoices_90d", "c_promises",
               "c_promises_kept", "c_promises_broken", "c_reminders_365", "c_disputes")]
-    out[counts] = out[counts].fillna(0)
+    out[counts] = out[counts].fillna(0).astype("float64")  # one dtype whatever the data
     for col in ("c_open_amount", "c_overdue_amount"):
         out[col] = out[col].fillna(0.0)
     return out.sort_index()

@@ -69,6 +69,8 @@ class EncaisseModel(BaseEstimator):
         bin_edges: payment-date bins in days from as_of (the last is the horizon).
         hazard_params, risk_params: LightGBM parameters for the two kinds of model.
         recalibrate: recalibrate the payment-date distribution on the held-out later slice.
+        max_training_rows: budget of snapshot rows; above it, a stable sample of whole clients is
+            trained on (None: no limit).
         random_state: seed.
     """
 
@@ -85,9 +87,11 @@ class EncaisseModel(BaseEstimator):
         hazard_params: dict | None = None,
         risk_params: dict | None = None,
         recalibrate: bool = True,
+        max_training_rows: int | None = 600_000,
         random_state: int = 0,
     ):
         self.recalibrate = recalibrate
+        self.max_training_rows = max_training_rows
         self.extra_attributes = extra_attributes
         self.include_suspected_leaks = include_suspected_leaks
         self.snapshot_freq_days = snapshot_freq_days
@@ -115,7 +119,35 @@ class EncaisseModel(BaseEstimator):
                 f"Only {len(dates)} snapshot days fit between the start of the history and {d.date()}; "
                 f"training needs at least 4. Train as of a later date or load more history."
             )
+        known = self._sample_clients(known, dates)
         return build_training_set(known, dates, d, **self._feature_kwargs())
+
+    def _sample_clients(self, known: Ledger, dates: list[pd.Timestamp]) -> Ledger:
+        """Keep a deterministic share of clients (whole histories) when the rows would exceed the budget.
+
+        The share is ``max_training_rows`` / (invoices open summed over the snapshot days); a client
+        is kept when a stable hash of its id falls under it, so the same clients are kept run after run.
+        """
+        if not self.max_training_rows:
+            return known
+        inv = known.invoices[known.invoices["doc_type"] == "invoice"]
+        issue = inv["issue_date"].to_numpy()
+        paid = inv["paid_date"].to_numpy()
+        rows = sum(int(((issue < day) & ~(paid < day)).sum()) for day in np.array(dates, dtype="datetime64[s]"))
+        share = self.max_training_rows / max(rows, 1)
+        if share >= 1:
+            return known
+        keep_ids = known.invoices["client_id"].drop_duplicates()
+        h = pd.util.hash_pandas_object(keep_ids, index=False).to_numpy() % 1_000_000 / 1_000_000
+        keep = set(keep_ids[h < share])
+        log.info("Training on %.0f%% of clients (%d of ~%d snapshot rows)", 100 * share, self.max_training_rows, rows)
+        return Ledger(
+            invoices=known.invoices[known.invoices["client_id"].isin(keep)],
+            payments=known.payments[known.payments["invoice_id"].isin(
+                known.invoices.loc[known.invoices["client_id"].isin(keep), "invoice_id"])],
+            clients=known.clients[known.clients["client_id"].isin(keep)],
+            actions=known.actions[known.actions["client_id"].isin(keep)],
+        )
 
     # -- fit -----------------------------------------------------------------------------------
     def fit(self, ledger: Ledger, as_of, training_set: pd.DataFrame | None = None) -> "EncaisseModel":

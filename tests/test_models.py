@@ -126,3 +126,17 @@ def test_training_needs_enough_history():
     ledger = make_ledger(20, years=1, seed=1, end_date="2025-12-31")
     with pytest.raises(ValueError, match="snapshot days"):
         EncaisseModel(**SMALL).fit(ledger, "2025-02-01")
+
+
+def test_row_budget_keeps_whole_clients_and_the_same_ones():
+    ledger = make_ledger(80, years=2, seed=5, end_date="2025-12-31")
+    d = pd.Timestamp("2025-09-01")
+    full = EncaisseModel(**SMALL, max_training_rows=None).build_training_set(ledger, d)
+    small = EncaisseModel(**SMALL, max_training_rows=len(full) // 3).build_training_set(ledger, d)
+    again = EncaisseModel(**SMALL, max_training_rows=len(full) // 3).build_training_set(ledger, d)
+    assert 0.15 * len(full) < len(small) < 0.6 * len(full)
+    pd.testing.assert_frame_equal(small, again)
+    kept = set(small["client_id"])
+    # Every kept client's rows are all there, with the same features as without sampling.
+    sub = full[full["client_id"].isin(kept)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(sub, small.reset_index(drop=True), check_like=True)
