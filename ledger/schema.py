@@ -9,7 +9,8 @@ ids ``VARCHAR``. Every ledger table also carries:
 
 ``invoices.extra`` holds the attributes a mapping declares as features (a JSON object).
 ``ingest_runs`` has one row per ingest. ``score_runs``, ``invoice_scores`` and ``client_scores``
-(revision 0002) keep every scoring run and what it predicted, keyed by ``run_id``.
+(revision 0002) keep every scoring run and what it predicted, keyed by ``run_id``. ``api_keys``
+(revision 0003) holds the HTTP API's keys, hashed.
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
 ``ledger.store.open_store``), never with ``metadata.create_all``: this module is the reference the
@@ -162,6 +163,24 @@ client_scores = sa.Table(
     sa.Column("scenario", TEXT, nullable=True),
     sa.Column("profile_reason", sa.Text(), nullable=True),
     sa.Index("ix_client_scores_client_id", "client_id"),
+)
+
+# --- API keys (migration 0003) ---------------------------------------------------------------------
+# Keys for the HTTP API, stored hashed: ``key_hash`` is the SHA-256 of a high-entropy random token
+# (never stored), ``prefix`` its first characters, shown in listings and used to find the row.
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("name", TEXT, nullable=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("collector", TEXT, nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_api_keys_prefix", "prefix", unique=True),
 )
 
 SCORE_TABLES: dict[str, sa.Table] = {t.name: t for t in (score_runs, invoice_scores, client_scores)}
