@@ -330,6 +330,8 @@ def test_cli_db_current_and_upgrade(tmp_path):
     res = _cli("db", "current", "--home", str(tmp_path / "ws"), "--json")
     assert json.loads(res.stdout.splitlines()[-1])["revision"] is None
     res = _cli("db", "upgrade", "--home", str(tmp_path / "ws"), "--json")
-    assert json.loads(res.stdout.splitlines()[-1]) == {"before": None, "revision": "0001"}
+    from ledger.store import head_revision
+
+    assert json.loads(res.stdout.splitlines()[-1]) == {"before": None, "revision": head_revision()}
     res = _cli("db", "current", "--home", str(tmp_path / "ws"), "--json")
     assert json.loads(res.stdout.splitlines()[-1])["up_to_date"] is True
