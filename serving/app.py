@@ -1,0 +1,90 @@
+"""The FastAPI app: ``create_app(settings)``; the champion and the ledger load in the lifespan.
+
+Run it with ``encaisse serve`` (uvicorn), or ``uvicorn --factory serving.app:create_app``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from ledger.store import open_store
+from ledger.workspace import Settings, load_settings
+from serving import pages, services
+from serving.config import ServingSettings
+from serving.routes import actions, clients, forecast, health, ledger, model, scores, worklist
+from serving.state import LRU, ServiceState
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+API_DESCRIPTION = """Risk scores, payment-date forecasts, worklists and cash forecasts for accounts receivable.
+
+Authenticate with an API key (`encaisse keys create --role ...`): `Authorization: Bearer <key>` or
+`X-API-Key: <key>`. Roles: **collector** (worklist, clients and actions of their portfolio),
+**treasurer** (forecast, KPIs, scores), **system** (scores, invoices, payments, actions), **admin** (all).
+Every score carries the model version and the `as_of` day it holds for.
+"""
+
+
+def create_app(
+    settings: Settings | None = None,
+    serving: ServingSettings | None = None,
+    champion_loader: Callable[[Settings], Any] | None = None,
+) -> FastAPI:
+    """Build the app. Nothing is loaded here: the store, the ledger and the champion load at start-up.
+
+    Args:
+        settings: workspace settings (default: from the environment).
+        serving: service settings (default: from the environment).
+        champion_loader: ``settings -> ChampionModel`` (default: the registry's champion).
+    """
+    settings = settings or load_settings()
+    serving = serving or ServingSettings()
+    loader = champion_loader or services.default_loader
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = open_store(settings.store_url)
+        state = ServiceState(settings=settings, serving=serving, engine=engine, loader=loader,
+                             client_features=LRU(serving.client_feature_cache_days))
+        app.state.encaisse = state
+        services.refresh_ledger(state)
+        loaded, message = services.reload_champion(state)
+        log.info("%s", message)
+        if loaded:
+            try:  # warm today's client features so the first score call is fast
+                services.client_features(state, services.today())
+            except Exception:  # noqa: BLE001 - warming is best effort; the first call computes it
+                log.exception("could not warm client features")
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(title="Encaisse", version="1", description=API_DESCRIPTION, lifespan=lifespan)
+
+    @app.exception_handler(services.NoModelError)
+    async def _no_model(request: Request, exc: services.NoModelError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(services.RowsRejected)
+    async def _rejected(request: Request, exc: services.RowsRejected) -> JSONResponse:
+        o = exc.outcome
+        return JSONResponse({"detail": {
+            "message": f"{o.rejected} of {o.received} {o.table} rows were rejected; nothing was stored. Fix them, "
+                       "or send ?allow_rejects=true to store the others.",
+            "rejected": o.rejected, "rejects": o.rejects}}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    for router in (health.router, model.router, scores.router, clients.router, worklist.router, actions.router,
+                   forecast.router, ledger.router, pages.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    return app

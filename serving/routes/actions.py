@@ -1,0 +1,24 @@
+"""``POST /v1/actions``: record a collector action; features and next steps use it from then on."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from serving import services
+from serving.deps import ActionsCaller, StateDep, check_portfolio
+from serving.schemas import ActionIn, ActionOut, ErrorOut
+
+router = APIRouter(prefix="/v1", tags=["actions"])
+
+
+@router.post("/actions", response_model=ActionOut, status_code=status.HTTP_201_CREATED,
+             summary="Record a collector action (call, promise to pay, dispute, payment plan, dunning block)",
+             responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+def create_action(body: ActionIn, state: StateDep, principal: ActionsCaller) -> ActionOut:
+    check_portfolio(state, principal, body.client_id)
+    try:
+        outcome = services.record_action(state, body.model_dump())
+    except LookupError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+    return ActionOut(action_id=outcome.keys[0], created=outcome.inserted + outcome.updated > 0,
+                     write=outcome.__dict__)

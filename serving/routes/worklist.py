@@ -1,0 +1,43 @@
+"""``GET /v1/worklist``: ranked rows with the next action and why, per collector."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+
+from serving import services
+from serving.deps import StateDep, WorklistCaller
+from serving.frames import records
+from serving.schemas import Day, ErrorOut, InvoiceScoreOut, Text, WorklistOut
+
+router = APIRouter(prefix="/v1", tags=["worklist"])
+
+
+@router.get("/worklist", response_model=WorklistOut, summary="The ranked worklist",
+            responses={403: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+def get_worklist(
+    state: StateDep,
+    principal: WorklistCaller,
+    as_of: Annotated[Day | None, Query(description="Day (default: today, UTC). The latest stored score run at or "
+                                                   "before it is used; without one, the ledger is scored now.")] = None,
+    collector: Annotated[Text | None, Query(description="Only this collector's rows (a collector key: their own).")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> WorklistOut:
+    if principal.role == "collector":
+        if collector is not None and collector != principal.collector:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"A collector key sees its own portfolio only ({principal.collector!r}).")
+        collector = principal.collector
+    view = services.worklist_rows(state, as_of)
+    rows = view.rows
+    if collector is not None:
+        rows = rows[rows["collector"] == collector]
+    page = rows.iloc[offset:offset + limit]
+    note = None if view.source == "stored" else (
+        f"No score run is stored at or before {view.as_of.date()}: scored now with model {view.model_version} "
+        "(run `encaisse score` daily to keep an audit trail).")
+    return WorklistOut(as_of=view.as_of.date(), source=view.source, run_id=view.run_id, run_as_of=view.run_as_of.date(),
+                       model_version=view.model_version, note=note, total=len(rows), limit=limit, offset=offset,
+                       rows=records(page, list(InvoiceScoreOut.model_fields)))

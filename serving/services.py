@@ -1,0 +1,549 @@
+"""What routes and web pages share: the current ledger and model, scoring, worklist, forecast, KPIs, writes.
+
+Every function takes the ``ServiceState`` and returns frames or plain values; HTTP lives in the
+routes. This is the one module of ``serving`` that reaches the model registry and batch scoring
+(``models.registry``, ``models.scoring``).
+
+Fast scoring: client features (``features.clients.build_client_features``) are a function of one
+client's own rows, so they are computed once per ``as_of`` on the whole stored ledger and cached;
+a score call then builds the feature rows of the requested invoices only, from a small ledger of
+their own rows, and hands the cached client rows to ``features.invoices.build_features``. The
+scores equal ``EncaisseModel.score`` on the full ledger (``tests/test_api.py`` checks it).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from features.clients import build_client_features
+from features.invoices import build_features
+from features.kpis import evaluate_kpis
+from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, Ledger, empty_frame
+from ledger.ingest import validate_frame
+from ledger.schema import ingest_runs
+from ledger.scores_store import load_latest_scores
+from ledger.store import load_ledger, upsert_frame
+from ledger.workspace import Settings
+from models.forecast import DEFAULT_CLIENT_CORRELATION, build_collection_forecast, build_open_amounts, build_run_rate
+from models.scorer import SCORE_COLUMNS
+from pipelines.registry import ChampionModel, NoChampionError, load_champion  # -> models.registry
+from pipelines.score import build_scoring  # -> models.scoring
+from serving.state import LedgerIndex, ServiceState
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ChampionModel", "NoChampionError", "NoModelError", "RowsRejected", "default_loader", "today",
+    "current_ledger", "current_model", "refresh_ledger", "reload_champion", "store_reachable",
+    "score_invoices", "score_client", "worklist_rows", "forecast_frame", "kpis", "write_rows", "record_action",
+    "client_features",
+]
+
+
+class NoModelError(LookupError):
+    """No champion is loaded: nothing can be scored."""
+
+
+class RowsRejected(ValueError):
+    """Rows failed the ledger's validation; nothing was stored. ``outcome`` lists them."""
+
+    def __init__(self, outcome: "WriteOutcome"):
+        super().__init__(f"{outcome.rejected} of {outcome.received} {outcome.table} rows were rejected")
+        self.outcome = outcome
+
+
+def default_loader(settings: Settings) -> ChampionModel:
+    """The champion from the registry (``load_champion``)."""
+    return load_champion(settings)
+
+
+def today() -> pd.Timestamp:
+    """The default ``as_of``: the start of the current day (UTC)."""
+    return pd.Timestamp(datetime.now(UTC).date())
+
+
+def day_of(as_of: date | str | pd.Timestamp | None) -> pd.Timestamp:
+    """``as_of`` as the start of a day (today when None)."""
+    return today() if as_of is None else pd.Timestamp(as_of).normalize()
+
+
+# --- current state --------------------------------------------------------------------------------
+
+
+def refresh_ledger(state: ServiceState) -> LedgerIndex:
+    """Reload the ledger from the store (after a write, or on reload); caches are dropped with it."""
+    ledger = load_ledger(state.engine)
+    with state.lock:
+        version = (state.index.version + 1) if state.index is not None else 1
+        state.index = LedgerIndex.build(ledger, version)
+        state.client_features.clear()
+        state.results.clear()
+    log.info("ledger loaded: %d invoices, %d payments, %d actions (version %d)", len(ledger.invoices),
+             len(ledger.payments), len(ledger.actions), version)
+    return state.index
+
+
+def current_ledger(state: ServiceState) -> LedgerIndex:
+    """The loaded ledger and its look-ups (loaded on first use)."""
+    return state.index if state.index is not None else refresh_ledger(state)
+
+
+def current_model(state: ServiceState) -> ChampionModel:
+    """The loaded champion.
+
+    Raises:
+        NoModelError: none is loaded (and why).
+    """
+    champion = state.champion
+    if champion is None:
+        raise NoModelError(state.champion_error or "No champion model is loaded.")
+    return champion
+
+
+def reload_champion(state: ServiceState) -> tuple[bool, str]:
+    """Load the champion again from the registry; keep the current one if that fails.
+
+    Returns:
+        ``(loaded, message)``: ``loaded`` False means the registry could not give a model and the
+        service still serves what it had (the message says which version, or that there is none).
+    """
+    try:
+        champion = state.loader(state.settings)
+    except Exception as exc:  # noqa: BLE001 - an unreachable registry must never take the service down
+        kept = state.champion
+        what = f"still serving version {kept.version}" if kept is not None else "no model is loaded"
+        message = f"Could not load the champion ({exc.__class__.__name__}: {exc}); {what}."
+        log.warning("%s", message)
+        if kept is None:
+            state.champion_error = message
+        return False, message
+    with state.lock:
+        previous = state.champion
+        state.champion = champion
+        state.champion_error = None
+        state.results.clear()
+    was = f" (was {previous.version})" if previous is not None else ""
+    return True, f"Serving version {champion.version}{was}."
+
+
+def store_reachable(state: ServiceState) -> str | None:
+    """None when the store answers; otherwise why not."""
+    try:
+        with state.engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return f"The ledger store is not reachable: {exc.__class__.__name__}."
+    return None
+
+
+# --- scoring --------------------------------------------------------------------------------------
+
+
+class _ClientFeaturesGiven:
+    """The champion, with its feature step handed precomputed client features.
+
+    ``EncaisseModel.score`` builds features through ``self.features``; this wrapper routes that
+    call to ``build_features(..., clients=...)`` and delegates everything else to the model, so
+    the scoring code that runs is the model's own. (Once ``EncaisseModel.score`` takes a
+    ``clients=`` argument, this wrapper goes.)
+    """
+
+    def __init__(self, model, clients: pd.DataFrame | None):
+        self._model = model
+        self._clients = clients
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+    def features(self, ledger: Ledger, as_of, invoice_ids=None) -> pd.DataFrame:
+        m = self._model
+        return build_features(ledger, as_of, extra_attributes=list(m.extra_attributes),
+                              include_suspected_leaks=m.include_suspected_leaks, clients=self._clients,
+                              invoice_ids=invoice_ids)
+
+    def score(self, *args, **kwargs):
+        return type(self._model).score(self, *args, **kwargs)
+
+
+def client_features(state: ServiceState, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Client features of the stored ledger as of a day (cached per ledger version and day)."""
+    index = current_ledger(state)
+    key = (index.version, as_of)
+    with state.lock:
+        cached = state.client_features.get_or_none(key)
+        if cached is None:
+            cached = build_client_features(index.ledger, as_of)
+            state.client_features.put(key, cached)
+    return cached
+
+
+def _take(df: pd.DataFrame, groups: dict, keys) -> pd.DataFrame:
+    parts = [groups[k] for k in keys if k in groups]
+    if not parts:
+        return df.iloc[:0]
+    return df.iloc[np.sort(np.concatenate(parts))]
+
+
+def invoices_ledger(index: LedgerIndex, positions: np.ndarray) -> Ledger:
+    """The stored rows of some invoices: themselves, their payments and their actions."""
+    led = index.ledger
+    inv = led.invoices.iloc[positions]
+    ids = inv["invoice_id"].tolist()
+    return Ledger(invoices=inv, payments=_take(led.payments, index.payments_of_invoice, ids),
+                  clients=led.clients.iloc[:0], actions=_take(led.actions, index.actions_of_invoice, ids))
+
+
+def clients_ledger(index: LedgerIndex, client_ids) -> Ledger:
+    """Everything stored about some clients: their documents, payments, actions and master rows."""
+    led = index.ledger
+    inv = _take(led.invoices, index.invoices_of_client, client_ids)
+    return Ledger(invoices=inv, payments=_take(led.payments, index.payments_of_invoice, inv["invoice_id"].tolist()),
+                  clients=_take(led.clients, index.client_rows, client_ids),
+                  actions=_take(led.actions, index.actions_of_client, client_ids))
+
+
+def _not_open_reason(row, d: pd.Timestamp) -> str | None:
+    if row.doc_type != "invoice":
+        return f"not an invoice (doc_type {row.doc_type}): only invoices are scored"
+    if not row.issue_date < d:
+        return f"issued on {row.issue_date.date()}, not before as_of {d.date()}"
+    if row.paid_date < d:
+        return f"paid on {row.paid_date.date()}, before as_of {d.date()}"
+    return None
+
+
+@dataclass
+class ScoreBatch:
+    """Scores of a batch, in the order asked, and the invoices that could not be scored (with why)."""
+
+    as_of: pd.Timestamp
+    scores: pd.DataFrame
+    not_scored: list[dict[str, str]] = field(default_factory=list)
+    champion: Any = None
+
+
+def _validated(table, rows: list[dict], what: str) -> pd.DataFrame:
+    df = pd.DataFrame.from_records(rows, columns=table.names) if rows else empty_frame(table)
+    good, rejects = validate_frame(table, df)
+    if len(rejects):
+        raise RowsRejected(_outcome(table.name, len(df), rejects, what=what))
+    return good
+
+
+def score_invoices(
+    state: ServiceState,
+    as_of: date | pd.Timestamp | None,
+    invoice_ids: list[str] | None = None,
+    invoices: list[dict] | None = None,
+    history: list[dict] | None = None,
+    payments: list[dict] | None = None,
+    n_reasons: int = 3,
+) -> ScoreBatch:
+    """Score a batch of invoices as of a day with the champion.
+
+    Args:
+        state: the service state.
+        as_of: the scoring day (None: today).
+        invoice_ids: invoices known to the store, scored with the store's history.
+        invoices: full invoice rows (canonical columns). Without ``history``, their clients'
+            history comes from the store (a sent row replaces a stored one with the same id);
+            with ``history`` (stateless mode), only what the request carries is used.
+        history: the clients' other invoice rows (stateless mode).
+        payments: payment rows (stateless mode; optional).
+        n_reasons: reasons given per invoice.
+
+    Returns:
+        The scores (``models.scorer.SCORE_COLUMNS``), one row per scorable invoice in the order
+        asked, and the ones not scored with the reason.
+
+    Raises:
+        NoModelError: no champion.
+        RowsRejected: sent rows fail the ledger's validation.
+    """
+    champion = current_model(state)
+    d = day_of(as_of)
+    sent = list(invoices or [])
+    wanted = list(dict.fromkeys([*(invoice_ids or []), *(r["invoice_id"] for r in sent)]))
+    if history is not None:
+        rows = _validated(INVOICES, [*history, *sent], "invoices and history")[INVOICES.names]
+        pay = _validated(PAYMENTS, payments or [], "payments")
+        ledger = Ledger(invoices=rows.reset_index(drop=True), payments=pay)
+        model = champion.model
+    elif sent:
+        # Sent rows replace stored ones; their clients' history (and the listed ids') comes from the store.
+        index = current_ledger(state)
+        rows = _validated(INVOICES, sent, "invoices")[INVOICES.names]
+        pos = index.invoice_pos.get_indexer(invoice_ids or [])
+        id_clients = index.ledger.invoices["client_id"].iloc[pos[pos >= 0]].tolist()
+        stored = clients_ledger(index, list(dict.fromkeys([*rows["client_id"], *id_clients])))
+        others = stored.invoices[~stored.invoices["invoice_id"].isin(rows["invoice_id"])]
+        ledger = Ledger(invoices=pd.concat([others, rows], ignore_index=True), payments=stored.payments,
+                        clients=stored.clients, actions=stored.actions)
+        model = champion.model
+    else:
+        index = current_ledger(state)
+        pos = index.invoice_pos.get_indexer(wanted)
+        ledger = invoices_ledger(index, pos[pos >= 0])
+        model = _ClientFeaturesGiven(champion.model, client_features(state, d))
+
+    inv = ledger.invoices.drop_duplicates("invoice_id", keep="last").set_index("invoice_id", drop=False)
+    not_scored, scorable = [], []
+    for i in wanted:
+        if i not in inv.index:
+            not_scored.append({"invoice_id": i, "reason": "unknown invoice_id (not in the store)"})
+            continue
+        why = _not_open_reason(inv.loc[i], d)
+        if why:
+            not_scored.append({"invoice_id": i, "reason": why})
+        else:
+            scorable.append(i)
+    if scorable:
+        scores = model.score(ledger, d, invoice_ids=scorable, n_reasons=n_reasons)
+        scores = scores.set_index("invoice_id", drop=False).loc[scorable].reset_index(drop=True)
+    else:
+        scores = pd.DataFrame(columns=SCORE_COLUMNS)
+    return ScoreBatch(as_of=d, scores=scores, not_scored=not_scored, champion=champion)
+
+
+# --- clients and worklist -------------------------------------------------------------------------
+
+
+@dataclass
+class ClientView:
+    """One client as of a day: master data, behaviour figures, profile and scored open invoices."""
+
+    client_id: str
+    as_of: pd.Timestamp
+    master: dict[str, Any]
+    behaviour: dict[str, Any]
+    profile: dict[str, Any] | None
+    invoices: pd.DataFrame
+
+
+def _plain(value):
+    if value is None:
+        return None
+    if isinstance(value, (np.floating, float)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    return value
+
+
+def score_client(state: ServiceState, client_id: str, as_of: date | pd.Timestamp | None) -> ClientView:
+    """Profile, scenario, behaviour figures and open invoices (scored, with next steps) of a client.
+
+    The client's own rows go through the same ``build_scoring`` as the batch run (the ranking is
+    left out: it only means something across a portfolio).
+
+    Raises:
+        LookupError: the store has no such client.
+        NoModelError: no champion.
+    """
+    champion = current_model(state)
+    index = current_ledger(state)
+    if not index.knows_client(client_id):
+        raise LookupError(f"Client {client_id!r} is not in the store.")
+    d = day_of(as_of)
+    feats = client_features(state, d)
+    ledger = clients_ledger(index, [client_id])
+    model = _ClientFeaturesGiven(champion.model, feats)
+    scoring = build_scoring(model, ledger, d)
+    master = {}
+    if len(ledger.clients):
+        row = ledger.clients.iloc[-1]
+        master = {c: _plain(row[c]) for c in CLIENTS.names}
+    behaviour = {}
+    if client_id in feats.index:
+        behaviour = {k: _plain(v) for k, v in feats.loc[client_id].items() if k.startswith("c_")}
+    profile = None
+    cs = scoring.client_scores
+    if len(cs):
+        r = cs.iloc[0]
+        profile = {k: _plain(r.get(k)) for k in ("profile", "scenario", "profile_reason", "p_late_mean",
+                                                   "p_very_late_max", "overdue_share", "open_amount",
+                                                   "in_difficulty", "in_payment_plan")}
+    wl = scoring.worklist.drop(columns=["priority", "rank", "collector_priority"], errors="ignore")
+    return ClientView(client_id=client_id, as_of=d, master=master, behaviour=behaviour, profile=profile,
+                      invoices=wl.sort_values("due_date", kind="stable").reset_index(drop=True))
+
+
+@dataclass
+class WorklistView:
+    """Ranked worklist rows and where they come from."""
+
+    as_of: pd.Timestamp
+    source: str  # "stored" (a stored score run) or "computed" (scored now)
+    run_id: str | None
+    run_as_of: pd.Timestamp
+    model_version: str
+    rows: pd.DataFrame
+
+
+def _order_worklist(rows: pd.DataFrame) -> pd.DataFrame:
+    rows = rows.copy()
+    rows["_has"] = rows["priority"].isna()
+    rows = rows.sort_values(["_has", "priority", "p_very_late", "invoice_id"], ascending=[True, True, False, True],
+                            kind="stable")
+    return rows.drop(columns="_has").reset_index(drop=True)
+
+
+def worklist_rows(state: ServiceState, as_of: date | pd.Timestamp | None) -> WorklistView:
+    """The worklist of the latest stored score run at or before ``as_of``; scored now if none.
+
+    Raises:
+        NoModelError: no stored run and no champion to score with.
+    """
+    d = day_of(as_of)
+    stored = load_latest_scores(state.engine, d)
+    if stored is not None:
+        return WorklistView(as_of=d, source="stored", run_id=stored.run_id, run_as_of=pd.Timestamp(stored.run["as_of"]),
+                            model_version=str(stored.run["model_version"]), rows=_order_worklist(stored.invoices))
+    champion = current_model(state)
+    index = current_ledger(state)
+    key = ("worklist", index.version, champion.version, d)
+    with state.lock:
+        rows = state.results.get_or_none(key)
+    if rows is None:
+        model = _ClientFeaturesGiven(champion.model, client_features(state, d))
+        rows = _order_worklist(build_scoring(model, index.ledger, d).worklist)
+        with state.lock:
+            state.results.put(key, rows)
+    return WorklistView(as_of=d, source="computed", run_id=None, run_as_of=d, model_version=str(champion.version),
+                        rows=rows)
+
+
+# --- forecast and KPIs ----------------------------------------------------------------------------
+
+
+def forecast_frame(state: ServiceState, as_of: date | pd.Timestamp | None, horizon: int = 13, freq: str = "W",
+                   n_samples: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, int]:
+    """Expected collections per period with P10-P90 bands, as ``encaisse forecast`` computes them.
+
+    Returns:
+        ``(frame, n_invoices)``: ``models.forecast.build_collection_forecast``'s frame (its
+        ``attrs`` hold the totals) and the number of open invoices behind it.
+    """
+    champion = current_model(state)
+    index = current_ledger(state)
+    d = day_of(as_of)
+    key = ("forecast", index.version, champion.version, d, horizon, freq, n_samples, seed)
+    with state.lock:
+        hit = state.results.get_or_none(key)
+    if hit is not None:
+        return hit
+    model = _ClientFeaturesGiven(champion.model, client_features(state, d))
+    known = index.ledger.known_at(d)
+    scores, (days, cdf) = model.score(known, d, return_cdf=True, n_reasons=0)
+    scores["open_amount"] = build_open_amounts(scores, known, d)
+    frame = build_collection_forecast(scores, days, cdf, champion.model.payment_model_, d, horizon=horizon, freq=freq,
+                                      n_samples=n_samples, client_correlation=DEFAULT_CLIENT_CORRELATION, seed=seed,
+                                      run_rate=build_run_rate(known, d))
+    if "not_yet_issued_amount" not in frame.columns:
+        frame["not_yet_issued_amount"] = np.nan
+    out = (frame, len(scores))
+    with state.lock:
+        state.results.put(key, out)
+    return out
+
+
+def kpis(state: ServiceState, as_of: date | pd.Timestamp | None, period_days: int = 90) -> dict:
+    """``features.kpis.evaluate_kpis`` on the loaded ledger (cached per ledger version)."""
+    index = current_ledger(state)
+    d = day_of(as_of)
+    key = ("kpis", index.version, d, period_days)
+    with state.lock:
+        hit = state.results.get_or_none(key)
+    if hit is None:
+        hit = evaluate_kpis(index.ledger, d, period_days=period_days)
+        with state.lock:
+            state.results.put(key, hit)
+    return hit
+
+
+# --- writes ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class WriteOutcome:
+    """What a write did: counts, and every rejected row with its 1-based position and reason."""
+
+    table: str
+    received: int
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    stored: bool = False
+    keys: list[str] = field(default_factory=list)
+
+
+def _outcome(table: str, received: int, rejects: pd.DataFrame, what: str | None = None) -> WriteOutcome:
+    spec_key = {"invoices": "invoice_id", "payments": "payment_id", "actions": "action_id", "clients": "client_id"}[table]
+    listed = [{"row": int(r["source_row"]), "key": None if pd.isna(r.get(spec_key)) else str(r.get(spec_key)),
+               "reason": str(r["reason"])} for r in rejects.to_dict("records")]
+    return WriteOutcome(table=what or table, received=received, rejected=len(listed), rejects=listed)
+
+
+def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects: bool = False,
+               source: str | None = None) -> WriteOutcome:
+    """Validate rows like ``encaisse ingest`` and upsert the good ones in one transaction.
+
+    Re-sending the same rows changes nothing (``unchanged``). The loaded ledger is refreshed
+    after a write that changed something.
+
+    Raises:
+        RowsRejected: some rows were rejected and ``allow_rejects`` is False; nothing was stored.
+    """
+    spec = {"invoices": INVOICES, "payments": PAYMENTS, "actions": ACTIONS}[table]
+    started = datetime.now(UTC)
+    df = pd.DataFrame.from_records(rows, columns=spec.names) if rows else empty_frame(spec)
+    good, rejects = validate_frame(spec, df)
+    outcome = _outcome(spec.name, len(df), rejects)
+    if outcome.rejected and not allow_rejects:
+        raise RowsRejected(outcome)
+    with state.engine.begin() as conn:
+        ins, upd, same = upsert_frame(conn, spec, good) if len(good) else (0, 0, 0)
+        outcome.inserted, outcome.updated, outcome.unchanged = ins, upd, same
+        conn.execute(ingest_runs.insert().values(
+            started_at=started, finished_at=datetime.now(UTC), source=source or f"api:{table}", mapping=None,
+            table_name=spec.name, status="stored", read=len(df), inserted=ins, updated=upd, unchanged=same,
+            rejected=outcome.rejected, filtered=0, rejects_file=None))
+    outcome.stored = True
+    outcome.keys = good[spec.key].astype(str).tolist()
+    if ins or upd:
+        refresh_ledger(state)
+    return outcome
+
+
+def record_action(state: ServiceState, row: dict) -> WriteOutcome:
+    """Record one collector action (validated like the ledger's actions); features use it from then on.
+
+    Raises:
+        LookupError: the client, or the invoice for that client, is not in the store.
+        RowsRejected: the row fails the ledger's validation.
+    """
+    index = current_ledger(state)
+    client_id = row["client_id"]
+    if not index.knows_client(client_id):
+        raise LookupError(f"Client {client_id!r} is not in the store.")
+    invoice_id = row.get("invoice_id")
+    if invoice_id is not None:
+        pos = index.invoice_pos.get_indexer([invoice_id])[0]
+        if pos < 0 or str(index.ledger.invoices["client_id"].iloc[pos]) != client_id:
+            raise LookupError(f"Invoice {invoice_id!r} of client {client_id!r} is not in the store.")
+    return write_rows(state, "actions", [row], source="api:actions")
