@@ -34,9 +34,9 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import alerts, backtest, forecast, ingest, kpis, sample, score, train, tune
+    from encaisse.commands import alerts, backtest, forecast, ingest, keys, kpis, sample, score, serve, train, tune
 
-    for module in (ingest, sample, kpis, forecast, score, alerts, train, backtest, tune):
+    for module in (ingest, sample, kpis, forecast, score, alerts, train, backtest, tune, serve, keys):
         module.register(app)
 
 
