@@ -34,9 +34,10 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import alerts, backtest, forecast, ingest, keys, kpis, sample, score, serve, train, tune
+    from encaisse.commands import (alerts, backtest, demo, forecast, ingest, keys, kpis, sample, score, serve, train,
+                                   tune)
 
-    for module in (ingest, sample, kpis, forecast, score, alerts, train, backtest, tune, serve, keys):
+    for module in (ingest, sample, kpis, forecast, score, alerts, train, backtest, tune, serve, keys, demo):
         module.register(app)
 
 
