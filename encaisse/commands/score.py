@@ -26,6 +26,9 @@ def register(app: typer.Typer) -> None:
                                                        "day: each collector's list stops there.")] = None,
         policy: Annotated[Path | None, typer.Option("--policy", help="Dunning policy YAML (default: the "
                                                     "shipped one).")] = None,
+        scheduler: Annotated[str | None, typer.Option("--scheduler", envvar="ENCAISSE_DASK_SCHEDULER",
+                                                      help="Dask scheduler (tcp://host:8786): score on that "
+                                                      "cluster, partitioned by client.")] = None,
         home: HomeOption = None,
         json_: JsonOption = False,
     ) -> None:
@@ -39,7 +42,13 @@ def register(app: typer.Typer) -> None:
             raise fail(f"--as-of must be a date like 2025-04-01; got {as_of!r}.", code=2) from None
         settings = settings_for(home)
         try:
-            result = run_score(settings, day, out=out_file, capacity=capacity, policy_path=policy)
+            if scheduler:
+                from pipelines.distributed import run_score_distributed
+
+                result = run_score_distributed(settings, day, scheduler, out=out_file, capacity=capacity,
+                                               policy_path=policy)
+            else:
+                result = run_score(settings, day, out=out_file, capacity=capacity, policy_path=policy)
         except (ValueError, LookupError, PolicyError) as exc:  # no invoices, no champion, bad policy
             raise fail(str(exc)) from exc
 

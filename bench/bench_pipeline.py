@@ -1,0 +1,243 @@
+"""Pipeline benchmarks: wall time and peak memory of each step at 100k, 1M and 10M synthetic invoices.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/bench_pipeline.py --invoices 100000 1000000 --runs 3
+    .venv/bin/python bench/bench_pipeline.py --invoices 10000000 --runs 1
+    .venv/bin/python bench/bench_pipeline.py --invoices 1000000 --steps score forecast --runs 3 --reuse
+
+Every step runs in a fresh subprocess (``--step``), reads its inputs from the work directory
+(``bench/out/<invoices>/``, git-ignored; untimed), times the step itself and reports its wall time
+and the process's peak RSS (``ru_maxrss``: the inputs it holds count, as they would in production).
+Each run appends one JSON line to ``bench/out/results.jsonl`` with the 1-minute load average at the
+start and end of the step (the machine is shared: figures taken under load are marked and rerun).
+
+Steps (as of the ledger's end date, 2025-12-31, the start of that day):
+
+    generate   ``make_ledger`` (10M: in client chunks of ``CHUNK_CLIENTS`` with their own seed and
+               id prefix, to bound memory), then CSV export for ingest (untimed)
+    ingest     ``ledger.ingest.ingest_file`` of clients, invoices, payments, actions into a fresh
+               SQLite store (validation + upsert; one transaction per file)
+    load       ``ledger.store.load_ledger`` (the frames later steps use are the loaded ones)
+    features   ``features.invoices.build_features`` (client features included)
+    train      ``EncaisseModel().fit`` with default parameters (``max_training_rows`` 600k)
+    score      ``EncaisseModel.score(return_cdf=True)``
+    scoring    ``pipelines.score.build_scoring``: score + client scores, profiles, next steps,
+               worklist ranking, legal amounts (the batch ``encaisse score`` minus storage)
+    forecast   ``models.forecast.build_collection_forecast``: 13 weeks, 1000 samples
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+INVOICES_PER_CLIENT_2Y = 47.0  # make_ledger(n, years=2): invoices (not credit notes) per client
+CHUNK_CLIENTS = 25_000  # about 1.2M invoices per generated chunk
+AS_OF = "2025-12-31"
+STEPS = ("generate", "ingest", "load", "features", "train", "score", "scoring", "forecast")
+TABLE_ORDER = ("clients", "invoices", "payments", "actions")
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _load(path: Path):
+    with path.open("rb") as fh:
+        return pickle.load(fh)
+
+
+def _save(obj, path: Path) -> None:
+    with path.open("wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _prefix_ids(ledger, prefix: str):
+    """A chunk's ledger with every id prefixed, so chunks never collide."""
+    from ledger.contracts import Ledger
+
+    def pre(frame, cols):
+        frame = frame.copy()
+        for c in cols:
+            s = frame[c]
+            frame[c] = (prefix + s.astype("str")).where(s.notna(), None).astype(s.dtype)
+        return frame
+
+    return Ledger(invoices=pre(ledger.invoices, ["invoice_id", "client_id"]),
+                  payments=pre(ledger.payments, ["payment_id", "invoice_id"]),
+                  clients=pre(ledger.clients, ["client_id"]),
+                  actions=pre(ledger.actions, ["action_id", "invoice_id", "client_id"]))
+
+
+def step_generate(work: Path, invoices: int, seed: int) -> dict:
+    from ledger.synth import make_ledger, write_ledger
+
+    n_clients = max(1, round(invoices / INVOICES_PER_CLIENT_2Y))
+    csv = work / "csv"
+    shutil.rmtree(csv, ignore_errors=True)
+    chunks = [(i, min(CHUNK_CLIENTS, n_clients - start)) for i, start in enumerate(range(0, n_clients, CHUNK_CLIENTS))]
+    seconds = write_s = 0.0
+    n_inv = 0
+    for i, n in chunks:
+        t0 = time.perf_counter()
+        ledger = make_ledger(n, years=2, seed=seed + i)
+        if len(chunks) > 1:
+            ledger = _prefix_ids(ledger, f"K{i:03d}-")
+        seconds += time.perf_counter() - t0
+        n_inv += int((ledger.invoices["doc_type"] == "invoice").sum())
+        t1 = time.perf_counter()
+        write_ledger(ledger, csv / f"chunk{i:03d}")
+        write_s += time.perf_counter() - t1
+        del ledger
+    return {"seconds": seconds, "n_clients": n_clients, "n_invoices": n_inv, "chunks": len(chunks),
+            "csv_write_s": round(write_s, 1)}
+
+
+def step_ingest(work: Path, **_) -> dict:
+    from ledger.ingest import ingest_file
+    from ledger.store import open_store
+
+    db = work / "ledger.db"
+    db.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    engine = open_store(f"sqlite:///{db}")
+    rows = 0
+    for chunk in sorted((work / "csv").iterdir()):
+        for table in TABLE_ORDER:
+            rows += ingest_file(engine, chunk / f"{table}.csv", rejects_dir=work / "rejects", table=table).inserted
+    engine.dispose()
+    return {"seconds": time.perf_counter() - t0, "rows": rows, "db_mb": round(db.stat().st_size / 1e6)}
+
+
+def step_load(work: Path, **_) -> dict:
+    from ledger.store import load_ledger, open_store
+
+    t0 = time.perf_counter()
+    engine = open_store(f"sqlite:///{work / 'ledger.db'}")
+    ledger = load_ledger(engine)
+    seconds = time.perf_counter() - t0
+    engine.dispose()
+    _save(ledger, work / "ledger.pkl")
+    return {"seconds": seconds, "n_invoices": len(ledger.invoices)}
+
+
+def step_features(work: Path, **_) -> dict:
+    from features.invoices import build_features
+
+    ledger = _load(work / "ledger.pkl")
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    f = build_features(ledger, AS_OF)
+    return {"seconds": time.perf_counter() - t0, "rows": len(f), "inputs_rss_mb": round(base)}
+
+
+def step_train(work: Path, **_) -> dict:
+    from models.scorer import EncaisseModel
+
+    ledger = _load(work / "ledger.pkl")
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    model = EncaisseModel().fit(ledger, AS_OF)
+    seconds = time.perf_counter() - t0
+    _save(model, work / "model.pkl")
+    r = model.training_report_
+    return {"seconds": seconds, "rows": r.n_rows, "hazard_expanded_rows": r.hazard_expanded_rows,
+            "inputs_rss_mb": round(base)}
+
+
+def step_score(work: Path, **_) -> dict:
+    ledger, model = _load(work / "ledger.pkl"), _load(work / "model.pkl")
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    scores, (days, cdf) = model.score(ledger, AS_OF, return_cdf=True)
+    seconds = time.perf_counter() - t0
+    _save((scores, days, cdf), work / "scores.pkl")
+    return {"seconds": seconds, "rows": len(scores), "inputs_rss_mb": round(base)}
+
+
+def step_scoring(work: Path, **_) -> dict:
+    from pipelines.score import build_scoring
+
+    ledger, model = _load(work / "ledger.pkl"), _load(work / "model.pkl")
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    s = build_scoring(model, ledger, AS_OF)
+    return {"seconds": time.perf_counter() - t0, "rows": len(s.worklist), "inputs_rss_mb": round(base)}
+
+
+def step_forecast(work: Path, **_) -> dict:
+    from models.forecast import build_collection_forecast
+
+    scores, days, cdf = _load(work / "scores.pkl")
+    model = _load(work / "model.pkl")
+    base = _rss_mb()
+    t0 = time.perf_counter()
+    build_collection_forecast(scores, days, cdf, model.payment_model_, AS_OF, horizon=13, n_samples=1000)
+    return {"seconds": time.perf_counter() - t0, "rows": len(scores), "inputs_rss_mb": round(base)}
+
+
+def run_step(step: str, work: Path, invoices: int, seed: int) -> dict:
+    """Run one step in this process; return its measurements."""
+    load0 = os.getloadavg()[0]
+    res = globals()[f"step_{step}"](work=work, invoices=invoices, seed=seed)
+    res.update(step=step, invoices=invoices, peak_rss_mb=round(_rss_mb()), load_start=round(load0, 2),
+               load_end=round(os.getloadavg()[0], 2), seconds=round(res["seconds"], 2))
+    return res
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--invoices", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS))
+    parser.add_argument("--runs", type=int, default=3, help="Runs per step (the median is reported).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
+    parser.add_argument("--reuse", action="store_true", help="Keep existing inputs (skip steps not listed).")
+    parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.step:  # child process: one step, one JSON line on stdout
+        work = args.out / str(args.invoices[0])
+        print(json.dumps(run_step(args.step, work, args.invoices[0], args.seed)), flush=True)
+        return
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "results.jsonl"
+    for invoices in args.invoices:
+        work = args.out / str(invoices)
+        work.mkdir(parents=True, exist_ok=True)
+        for step in args.steps:
+            runs = []
+            for _ in range(args.runs):
+                proc = subprocess.run([sys.executable, __file__, "--step", step, "--invoices", str(invoices),
+                                       "--seed", str(args.seed), "--out", str(args.out)],
+                                      capture_output=True, text=True)
+                if proc.returncode:
+                    sys.stderr.write(proc.stderr)
+                    raise SystemExit(f"{step} at {invoices:,} invoices failed")
+                res = json.loads(proc.stdout.strip().splitlines()[-1])
+                res["at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+                with log.open("a") as fh:
+                    fh.write(json.dumps(res) + "\n")
+                runs.append(res)
+            secs = [r["seconds"] for r in runs]
+            print(f"{invoices:>10,} {step:<9} median {statistics.median(secs):8.2f} s  runs {secs}  "
+                  f"peak {statistics.median(r['peak_rss_mb'] for r in runs):,.0f} MB  "
+                  f"load {[r['load_start'] for r in runs]}->{[r['load_end'] for r in runs]}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

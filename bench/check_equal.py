@@ -1,0 +1,94 @@
+"""Before/after equality check for speed edits: every pipeline output on a 20k-invoice synthetic ledger.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/check_equal.py save /tmp/eq_before     # before changing code
+    .venv/bin/python bench/check_equal.py compare /tmp/eq_before   # after: exits 1 on any difference
+
+Saved: client features and invoice features as of the end date, the training set, a freshly fitted
+model's scores (with the CDFs), the scoring worklist and client scores (``build_scoring``) and the
+13-week forecast. Compared with ``assert_frame_equal`` (floats to rtol/atol 1e-9) and
+``np.testing.assert_allclose``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+N_CLIENTS = 425  # about 20k invoices over two years
+AS_OF = pd.Timestamp("2025-12-01")
+
+
+def build_outputs() -> dict:
+    from features.clients import build_client_features
+    from features.invoices import build_features
+    from ledger.synth import make_ledger
+    from models.forecast import build_collection_forecast
+    from models.scorer import EncaisseModel
+    from pipelines.score import build_scoring
+
+    ledger = make_ledger(N_CLIENTS, years=2, seed=3)
+    model = EncaisseModel(hazard_params={"n_estimators": 60}, risk_params={"n_estimators": 60})
+    ts = model.build_training_set(ledger, AS_OF)
+    model.fit(ledger, AS_OF, training_set=ts)
+    scores, (days, cdf) = model.score(ledger, AS_OF, return_cdf=True)
+    scoring = build_scoring(model, ledger, AS_OF)
+    forecast = build_collection_forecast(scores, days, cdf, model.payment_model_, AS_OF, n_samples=200)
+    # a second model through fit's own training-set path, default sampling budget forced low
+    small = EncaisseModel(hazard_params={"n_estimators": 30}, risk_params={"n_estimators": 30},
+                          max_training_rows=20_000).fit(ledger, AS_OF)
+    return {
+        "n_invoices": int((ledger.invoices["doc_type"] == "invoice").sum()),
+        "clients": build_client_features(ledger, AS_OF),
+        "features": build_features(ledger, AS_OF),
+        "training_set": ts,
+        "scores": scores, "days": days, "cdf": cdf,
+        "worklist": scoring.worklist, "client_scores": scoring.client_scores, "steps": scoring.steps,
+        "forecast": forecast,
+        "small_scores": small.score(ledger, AS_OF),
+    }
+
+
+def compare(before: dict, after: dict) -> list[str]:
+    failures = []
+    for name, want in before.items():
+        got = after[name]
+        try:
+            if isinstance(want, pd.DataFrame):
+                pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9, atol=1e-9)
+            elif isinstance(want, np.ndarray):
+                np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+            else:
+                assert got == want, (got, want)
+        except AssertionError as exc:
+            failures.append(f"{name}: {str(exc)[:600]}")
+    return failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["save", "compare"])
+    parser.add_argument("path", type=Path)
+    args = parser.parse_args()
+    out = build_outputs()
+    if args.mode == "save":
+        args.path.write_bytes(pickle.dumps(out))
+        print(f"saved {len(out)} outputs ({out['n_invoices']} invoices) to {args.path}")
+        return
+    failures = compare(pickle.loads(args.path.read_bytes()), out)
+    for f in failures:
+        print("DIFF", f)
+    print(f"{len(out) - len(failures)} of {len(out)} outputs identical ({out['n_invoices']} invoices)")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Batch features and scoring on a Dask cluster, partitioned by client.
+
+Every feature of an invoice depends only on its own client's history (invoices, payments, actions,
+master row), so a ledger split by client scores exactly like the whole: each partition holds whole
+client histories (a stable hash of ``client_id`` modulo ``n_partitions``), a worker runs the usual
+single-machine code on it (``build_features``, ``EncaisseModel.score``), and the results are
+concatenated and put back in the single-machine order (by ``invoice_id``). The fitted model is
+broadcast to the workers once per call.
+
+A cluster is a ``dask.distributed.Client``: a ``LocalCluster`` for one machine, or a scheduler
+address (``tcp://host:8786``, ``encaisse score --scheduler`` or ``ENCAISSE_DASK_SCHEDULER``) for a
+real one. See docs/distributed.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ledger.contracts import Ledger
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITIONS_PER_WORKER = 4
+"""Partitions per worker when ``n_partitions`` is not given: enough to balance uneven clients."""
+
+
+def client_partition(client_ids: pd.Series | pd.Index, n_partitions: int) -> np.ndarray:
+    """The partition (0 .. n_partitions - 1) of each client id: a stable hash, the same on every machine."""
+    if int(n_partitions) < 1:
+        raise ValueError(f"n_partitions must be an integer >= 1; got {n_partitions!r}.")
+    ids = pd.Series(np.asarray(client_ids, dtype=object)).astype("str")
+    return (pd.util.hash_pandas_object(ids, index=False).to_numpy() % np.uint64(n_partitions)).astype(np.int64)
+
+
+def partition_ledger(ledger: Ledger, n_partitions: int) -> list[Ledger]:
+    """Split a ledger into ``n_partitions`` ledgers of whole clients (some may be empty).
+
+    Invoices, clients and actions go with their ``client_id``; payments with their invoice's client.
+    Payments of unknown invoices (no client) are dropped: no feature reads them.
+    """
+    inv_part = client_partition(ledger.invoices["client_id"], n_partitions)
+    by_invoice = pd.Series(inv_part, index=ledger.invoices["invoice_id"].to_numpy())
+    by_invoice = by_invoice[~by_invoice.index.duplicated()]
+    pay_part = ledger.payments["invoice_id"].map(by_invoice).fillna(-1).to_numpy(dtype=np.int64)
+    cl_part = client_partition(ledger.clients["client_id"], n_partitions)
+    act_part = client_partition(ledger.actions["client_id"], n_partitions)
+    return [
+        Ledger(invoices=ledger.invoices[inv_part == p], payments=ledger.payments[pay_part == p],
+               clients=ledger.clients[cl_part == p], actions=ledger.actions[act_part == p])
+        for p in range(n_partitions)
+    ]
+
+
+def _n_partitions(client, n_partitions: int | None) -> int:
+    if n_partitions is not None:
+        return int(n_partitions)
+    workers = len(client.scheduler_info().get("workers", {})) or 1
+    return DEFAULT_PARTITIONS_PER_WORKER * workers
+
+
+def _ordered(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Concatenate partition frames in single-machine order (by ``invoice_id``); also the row order."""
+    nonempty = [f for f in frames if len(f)] or frames[:1]
+    out = pd.concat(nonempty, ignore_index=True)
+    order = np.argsort(out["invoice_id"].to_numpy(dtype=object), kind="stable")
+    return out.take(order).reset_index(drop=True), order
+
+
+# -- worker tasks (module-level so they pickle by reference) ---------------------------------------
+
+def _features_task(part: Ledger, as_of, kwargs: dict) -> pd.DataFrame:
+    from features.invoices import build_features
+
+    return build_features(part, as_of, **kwargs)
+
+
+def _score_task(model, part: Ledger, as_of, kwargs: dict):
+    out, (days, cdf) = model.score(part, as_of, return_cdf=True, **kwargs)
+    return out, days, cdf
+
+
+def _scatter(client, parts: list[Ledger]):
+    return client.scatter(parts)
+
+
+def build_features_distributed(ledger: Ledger, as_of, client, n_partitions: int | None = None,
+                               **feature_kwargs) -> pd.DataFrame:
+    """``build_features(ledger, as_of)`` computed on a Dask cluster, one task per client partition.
+
+    Args:
+        ledger: the ledger (anything dated on or after ``as_of`` is ignored, as single-machine).
+        as_of: the scoring day (start of day).
+        client: a ``dask.distributed.Client``.
+        n_partitions: client partitions (default: 4 per worker).
+        **feature_kwargs: passed to ``build_features`` (``extra_attributes``, ...).
+
+    Returns:
+        The same frame as ``build_features(ledger, as_of, **feature_kwargs)``, row for row.
+    """
+    n = _n_partitions(client, n_partitions)
+    parts = _scatter(client, partition_ledger(ledger, n))
+    futures = [client.submit(_features_task, p, pd.Timestamp(as_of), feature_kwargs, pure=False) for p in parts]
+    frames = client.gather(futures)
+    return _ordered(frames)[0]
+
+
+def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | None = None,
+                      return_cdf: bool = False, **score_kwargs):
+    """``model.score(ledger, as_of)`` on a Dask cluster: the model is broadcast once, one task per partition.
+
+    Args:
+        model: a fitted ``EncaisseModel``.
+        ledger, as_of: as for ``EncaisseModel.score``.
+        client: a ``dask.distributed.Client``.
+        n_partitions: client partitions (default: 4 per worker).
+        return_cdf: also return ``(days, cdf)`` in the rows' order, as ``score`` does.
+        **score_kwargs: ``n_reasons``, ``lang``, ``invoice_ids``.
+
+    Returns:
+        The same frame (and CDFs) as ``model.score(ledger, as_of)``, row for row.
+    """
+    n = _n_partitions(client, n_partitions)
+    remote_model = client.scatter(model, broadcast=True)
+    parts = _scatter(client, partition_ledger(ledger, n))
+    futures = [client.submit(_score_task, remote_model, p, pd.Timestamp(as_of), score_kwargs, pure=False)
+               for p in parts]
+    results = client.gather(futures)
+    keep = [r for r in results if len(r[0])] or results[:1]
+    out, order = _ordered([r[0] for r in keep])
+    if not return_cdf:
+        return out
+    days = np.concatenate([r[1] for r in keep])[order]
+    cdf = np.concatenate([r[2] for r in keep])[order]
+    return out, (days, cdf)
+
+
+@dataclass
+class DistributedModel:
+    """A fitted model whose ``score`` and ``features`` run on a Dask cluster; the rest is the model's.
+
+    Drop-in for ``pipelines.score.build_scoring``, which calls only these two and the policy code.
+    """
+
+    model: object
+    client: object
+    n_partitions: int | None = None
+
+    def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
+              return_cdf: bool = False):
+        return score_distributed(self.model, ledger, as_of, self.client, self.n_partitions, return_cdf=return_cdf,
+                                 invoice_ids=invoice_ids, n_reasons=n_reasons, lang=lang)
+
+    def features(self, ledger: Ledger, as_of, invoice_ids=None) -> pd.DataFrame:
+        return build_features_distributed(ledger, as_of, self.client, self.n_partitions, invoice_ids=invoice_ids,
+                                          **self.model._feature_kwargs())
+
+    def __getattr__(self, name):  # payment_model_, encoder_, ... come from the model
+        return getattr(self.model, name)
+
+
+def connect(scheduler: str | None = None, n_workers: int = 2, memory_limit: str = "2GiB"):
+    """A Dask client: to the scheduler at ``scheduler`` (``tcp://host:8786``), or a local cluster."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler)
+    return Client(LocalCluster(n_workers=n_workers, threads_per_worker=1, memory_limit=memory_limit,
+                               dashboard_address=None))
+
+
+def run_score_distributed(settings, as_of, scheduler: str, out=None, capacity: float | None = None,
+                          policy_path=None, n_partitions: int | None = None):
+    """``pipelines.score.run_score`` with scoring and features on the Dask cluster at ``scheduler``.
+
+    The store is read here and client partitions are sent to the workers (they need this package
+    installed, not access to the store). Storage and export are as single-machine.
+    """
+    from ledger.scores_store import load_latest_scores, save_scores
+    from ledger.store import load_ledger, open_store
+    from models.policy import load_policy
+    from pipelines import score as single
+
+    d = pd.Timestamp(as_of).normalize()
+    engine = open_store(settings.store_url)
+    client = connect(scheduler)
+    try:
+        ledger = load_ledger(engine)
+        if ledger.invoices.empty:
+            raise ValueError(f"The store {settings.store_url} holds no invoices; load some with `encaisse ingest` "
+                             "first.")
+        champion = single.load_champion(settings)
+        policy = load_policy(policy_path)
+        before = load_latest_scores(engine, d - pd.Timedelta(days=1))
+        previous = before.clients[["client_id", "profile"]] if before is not None else None
+        model = DistributedModel(champion.model, client, n_partitions)
+        scoring = single.build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
+        run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
+                             model_version=str(champion.version), model_run_id=champion.run_id, policy=policy.name)
+    finally:
+        client.close()
+        engine.dispose()
+    written = str(single.save_worklist(scoring.worklist, out)) if out else None
+    log.info("scored %d invoices of %d clients as of %s on %s (run %s)", len(scoring.worklist),
+             len(scoring.client_scores), d.date(), scheduler, run_id)
+    return single.ScoreResult(run_id=run_id, as_of=str(d.date()), model_version=str(champion.version),
+                              n_invoices=len(scoring.worklist), n_clients=len(scoring.client_scores), out=written,
+                              worklist=scoring.worklist, client_scores=scoring.client_scores)
