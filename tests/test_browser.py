@@ -1,0 +1,299 @@
+"""The web pages in a real browser: Playwright drives Debian's chromium against uvicorn on loopback.
+
+The app runs on a small synthetic store with a stored score run (so the pages show that run's
+day) and a model fitted in memory (``tests/test_api.synthetic``). The browser may load nothing
+but the app: every other request is aborted and fails the test. Screenshots go to the test's tmp
+dir. Without chromium the tests skip, except under ``CI=true`` where they fail
+(``scripts/ensure_chromium.sh``, run by ``make test``, installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from test_api import AS_OF, FakeChampion, Loader, collector_of_first_client, fill_store, synthetic
+
+CHROMIUM = os.environ.get("ENCAISSE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+START_TIMEOUT_S = 90.0
+
+
+def _need(ok: bool, reason: str) -> None:
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: the browser tests must run; `scripts/ensure_chromium.sh` installs it)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app under uvicorn in a background thread; yields (base URL, keys, ledger)."""
+    import uvicorn
+
+    from ledger.scores_store import save_scores
+    from ledger.store import open_store
+    from pipelines.score import build_scoring
+    from serving.app import create_app
+    from serving.keys import create_key
+
+    home = tmp_path_factory.mktemp("browser") / "home"
+    ledger, model = synthetic()
+    settings = fill_store(home, ledger)
+    engine = open_store(settings.store_url)
+    scoring = build_scoring(model, ledger, AS_OF)
+    save_scores(engine, scoring.worklist, scoring.client_scores, as_of=AS_OF, model_version="7")
+    _, collector = collector_of_first_client(ledger)
+    keys = {"admin": create_key(engine, "admin").token,
+            "collector": create_key(engine, "collector", collector=collector).token,
+            "treasurer": create_key(engine, "treasurer").token}
+    engine.dispose()
+    app = create_app(settings, champion_loader=Loader(FakeChampion(model)))
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not srv.started:  # bounded: the thread ends (start-up failed) or the deadline passes
+        if not thread.is_alive() or time.monotonic() > deadline:
+            srv.should_exit = True
+            pytest.fail(f"uvicorn did not start on 127.0.0.1:{port} within {START_TIMEOUT_S:.0f} s")
+        thread.join(timeout=0.05)
+    base = f"http://127.0.0.1:{port}"
+    assert httpx.get(f"{base}/health", timeout=5).json() == {"status": "ok"}
+    try:
+        yield base, keys, ledger, collector
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "uvicorn did not shut down within 30 s"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _need(Path(CHROMIUM).exists(), f"chromium not found at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - the test extra pins it
+        _need(False, "playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Watched:
+    """A page whose console errors, page errors and off-site requests are collected."""
+
+    def __init__(self, browser, base: str, shots: Path):
+        self.base = base
+        self.shots = shots
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True,
+                                           locale="en-GB")
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.offsite: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+
+        def route(r):
+            if r.request.url.startswith(base) or r.request.url.startswith("data:"):
+                r.continue_()
+            else:
+                self.offsite.append(r.request.url)
+                r.abort()
+
+        self.context.route("**/*", route)
+
+    def goto(self, path: str):
+        response = self.page.goto(self.base + path)
+        assert response is not None
+        return response
+
+    def shot(self, name: str) -> Path:
+        path = self.shots / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+    def login(self, key: str) -> None:
+        self.goto("/login")
+        self.page.fill("#key", key)
+        self.page.click("button[type=submit]")
+        self.page.wait_for_load_state("load")
+
+    def check_clean(self) -> None:
+        assert self.errors == [], self.errors
+        assert self.offsite == [], f"the browser tried to load off-site resources: {self.offsite}"
+
+
+@pytest.fixture
+def shots(tmp_path_factory) -> Path:
+    path = tmp_path_factory.getbasetemp() / "screenshots"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def watched(browser, server, shots):
+    w = Watched(browser, server[0], shots)
+    yield w
+    w.context.close()
+
+
+def test_every_page_loads_without_console_errors(watched, server):
+    _, keys, _, _ = server
+    w = watched
+    response = w.goto("/worklist")
+    assert w.page.url.startswith(w.base + "/login"), "an anonymous visitor is sent to the login page"
+    assert response.status == 200
+    w.shot("login")
+    w.login(keys["admin"])
+    assert w.page.url.startswith(w.base + "/worklist")
+    for path, heading, chart in (("/worklist", "Worklist", None), ("/forecast", "Collection forecast", "#fan-chart"),
+                                 ("/kpis", "Collection KPIs", "#aging-chart")):
+        response = w.goto(path)
+        assert response.status == 200, path
+        assert w.page.locator("h1").first.inner_text().strip() == heading
+        if chart:
+            w.page.wait_for_selector(f"{chart}[data-drawn=true] canvas", timeout=10_000)
+        w.shot(path.strip("/"))
+    rows = w.page.goto(w.base + "/worklist")
+    assert rows.status == 200
+    assert w.page.locator("#worklist tbody tr").count() > 0
+    w.check_clean()
+
+
+def test_click_through_worklist_client_promise_and_back(watched, server):
+    _, keys, ledger, _ = server
+    w = watched
+    w.login(keys["admin"])
+    first = w.page.locator("#worklist tbody tr").first
+    invoice = first.get_attribute("data-invoice")
+    client = first.get_attribute("data-client")
+    first.locator("a.client-link").click()
+    w.page.wait_for_load_state("load")
+    assert w.page.url.startswith(f"{w.base}/clients/{client}")
+    name = ledger.clients.set_index("client_id").loc[client, "name"]
+    assert name in w.page.locator("h1").inner_text()
+    w.page.wait_for_selector("#history-chart[data-drawn=true] canvas", timeout=10_000)
+    assert w.page.locator(f"#open-invoices tr[data-invoice='{invoice}']").count() == 1
+    w.shot("client")
+
+    form = w.page.locator("#record-action")
+    form.locator("input[name=kind][value=promise]").check()
+    form.locator("select[name=invoice_id]").select_option(invoice)
+    form.locator("input[name=promise_date]").fill("2025-06-20")
+    form.locator("input[name=promise_amount]").fill("500")
+    form.locator("button[type=submit]").click()
+    w.page.wait_for_load_state("load")
+    assert "saved=1" in w.page.url
+    assert w.page.locator("p.ok").inner_text().strip() == "Action recorded."
+    table = w.page.locator("#actions").inner_text()
+    assert "Promise to pay" in table and invoice in table and "20 Jun 2025" in table
+    w.shot("client-after-promise")
+
+    w.page.click("#back-to-worklist")
+    w.page.wait_for_load_state("load")
+    assert w.page.url.startswith(w.base + "/worklist")
+    assert w.page.locator(f"#worklist tr[data-invoice='{invoice}']").count() == 0, "the promised row left the list"
+    w.check_clean()
+
+
+def test_mark_done_removes_the_row(watched, server):
+    _, keys, _, _ = server
+    w = watched
+    w.login(keys["admin"])
+    button = w.page.locator("#worklist tbody tr button.mark-done").first
+    row = w.page.locator("#worklist tbody tr", has=w.page.locator("button.mark-done")).first
+    invoice = row.get_attribute("data-invoice")
+    before = w.page.locator("#worklist tbody tr").count()
+    button.click()
+    w.page.wait_for_load_state("load")
+    assert f"done={invoice}" in w.page.url
+    assert w.page.locator(f"#worklist tr[data-invoice='{invoice}']").count() == 0
+    assert w.page.locator("#worklist tbody tr").count() == before - 1
+    w.check_clean()
+
+
+def test_french_labels_and_formats(watched, server):
+    _, keys, _, _ = server
+    w = watched
+    w.login(keys["admin"])
+    w.page.click("a[data-lang=fr]")
+    w.page.wait_for_load_state("load")
+    assert w.page.locator("html").get_attribute("lang") == "fr"
+    assert w.page.locator("h1").first.inner_text().strip() == "Liste de travail"
+    assert w.page.locator("header nav").inner_text().split() == ["Liste", "de", "travail", "Prévision", "Indicateurs"]
+    assert "Au 01/06/2025" in w.page.locator(".head").inner_text()
+    amounts = w.page.locator("#worklist tbody tr td.num:nth-child(4)").all_inner_texts()
+    assert amounts and all(re.fullmatch(r"[\d\u202f]+\u202f€", a.strip()) for a in amounts), amounts[:5]
+    w.shot("worklist-fr")
+    w.goto("/kpis")  # the choice sticks (cookie) without ?lang=
+    assert w.page.locator("h1").first.inner_text().strip() == "Indicateurs de recouvrement"
+    w.page.wait_for_selector("#aging-chart[data-drawn=true] canvas", timeout=10_000)
+    w.shot("kpis-fr")
+    w.check_clean()
+
+
+def test_forecast_csv_download(watched, server):
+    _, keys, _, _ = server
+    w = watched
+    w.login(keys["treasurer"])
+    assert w.page.url.startswith(w.base + "/worklist")  # a treasurer may read the worklist (serving.auth)
+    w.goto("/forecast")
+    w.page.wait_for_selector("#fan-chart[data-drawn=true] canvas", timeout=10_000)
+    rows = w.page.locator("#forecast-table tbody tr").count()
+    with w.page.expect_download() as info:
+        w.page.click("#csv-download")
+    download = info.value
+    assert download.suggested_filename == "encaisse-forecast-2025-06-01-13W.csv"
+    lines = Path(download.path()).read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "period_start,expected_amount,low,high,due_schedule_amount,not_yet_issued_amount"
+    assert len(lines) == rows + 1 == 14
+    first = lines[1].split(",")
+    assert first[0] == "2025-05-26"  # weeks start on Monday: the week holding as_of 2025-06-01
+    low, high, expected = float(first[2]), float(first[3]), float(first[1])
+    assert low <= expected <= high
+    w.check_clean()
+
+
+def test_collector_sees_own_portfolio_only(watched, server):
+    _, keys, ledger, collector = server
+    w = watched
+    w.login(keys["collector"])
+    w.goto("/worklist?show=all")
+    shown = set(w.page.locator("#worklist tbody tr").evaluate_all("rs => rs.map(r => r.dataset.client)"))
+    portfolio = set(ledger.clients.loc[ledger.clients["collector"] == collector, "client_id"])
+    assert shown and shown <= portfolio
+    other = sorted(set(ledger.clients["client_id"]) - portfolio)[0]
+    assert w.goto(f"/clients/{other}").status == 403
+    assert w.goto("/forecast").status == 403
+    assert [a.strip() for a in w.page.locator("header nav a").all_inner_texts()] == ["Worklist"]
+    # A 403 page is an expected "Failed to load resource" console message; nothing else may be.
+    w.errors = [e for e in w.errors if "403" not in e]
+    w.check_clean()
+
+
+def test_screenshots_were_written(browser, shots):
+    names = {p.name for p in shots.glob("*.png")}
+    assert {"login.png", "worklist.png", "forecast.png", "kpis.png", "client.png", "worklist-fr.png"} <= names
+    assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))
