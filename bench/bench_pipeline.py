@@ -4,7 +4,10 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/bench_pipeline.py --invoices 100000 1000000 --runs 3
     .venv/bin/python bench/bench_pipeline.py --invoices 10000000 --runs 1
-    .venv/bin/python bench/bench_pipeline.py --invoices 1000000 --steps score forecast --runs 3 --reuse
+    .venv/bin/python bench/bench_pipeline.py --invoices 1000000 --steps score forecast --runs 3
+    .venv/bin/python bench/bench_pipeline.py --invoices 100000 --steps train --runs 1 --train-rows 100000
+
+Steps read what earlier steps left in the work directory, so a subset can be rerun alone.
 
 Every step runs in a fresh subprocess (``--step``), reads its inputs from the work directory
 (``bench/out/<invoices>/``, git-ignored; untimed), times the step itself and reports its wall time
@@ -144,13 +147,14 @@ def step_features(work: Path, **_) -> dict:
     return {"seconds": time.perf_counter() - t0, "rows": len(f), "inputs_rss_mb": round(base)}
 
 
-def step_train(work: Path, **_) -> dict:
+def step_train(work: Path, train_rows: int | None = None, **_) -> dict:
     from models.scorer import EncaisseModel
 
     ledger = _load(work / "ledger.pkl")
     base = _rss_mb()
     t0 = time.perf_counter()
-    model = EncaisseModel().fit(ledger, AS_OF)
+    params = {"max_training_rows": train_rows} if train_rows else {}
+    model = EncaisseModel(**params).fit(ledger, AS_OF)
     seconds = time.perf_counter() - t0
     _save(model, work / "model.pkl")
     r = model.training_report_
@@ -189,10 +193,12 @@ def step_forecast(work: Path, **_) -> dict:
     return {"seconds": time.perf_counter() - t0, "rows": len(scores), "inputs_rss_mb": round(base)}
 
 
-def run_step(step: str, work: Path, invoices: int, seed: int) -> dict:
+def run_step(step: str, work: Path, invoices: int, seed: int, train_rows: int | None = None) -> dict:
     """Run one step in this process; return its measurements."""
     load0 = os.getloadavg()[0]
-    res = globals()[f"step_{step}"](work=work, invoices=invoices, seed=seed)
+    res = globals()[f"step_{step}"](work=work, invoices=invoices, seed=seed, train_rows=train_rows)
+    if train_rows and step == "train":
+        res["max_training_rows"] = train_rows
     res.update(step=step, invoices=invoices, peak_rss_mb=round(_rss_mb()), load_start=round(load0, 2),
                load_end=round(os.getloadavg()[0], 2), seconds=round(res["seconds"], 2))
     return res
@@ -205,13 +211,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="Runs per step (the median is reported).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
-    parser.add_argument("--reuse", action="store_true", help="Keep existing inputs (skip steps not listed).")
+    parser.add_argument("--train-rows", type=int, help="max_training_rows for train (default: the model's).")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.step:  # child process: one step, one JSON line on stdout
         work = args.out / str(args.invoices[0])
-        print(json.dumps(run_step(args.step, work, args.invoices[0], args.seed)), flush=True)
+        print(json.dumps(run_step(args.step, work, args.invoices[0], args.seed, args.train_rows)), flush=True)
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +229,8 @@ def main() -> None:
             runs = []
             for _ in range(args.runs):
                 proc = subprocess.run([sys.executable, __file__, "--step", step, "--invoices", str(invoices),
-                                       "--seed", str(args.seed), "--out", str(args.out)],
+                                       "--seed", str(args.seed), "--out", str(args.out)]
+                                      + (["--train-rows", str(args.train_rows)] if args.train_rows else []),
                                       capture_output=True, text=True)
                 if proc.returncode:
                     sys.stderr.write(proc.stderr)
