@@ -15,53 +15,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.legal import build_legal_amounts
-from ledger.contracts import Ledger
 from ledger.scores_store import load_latest_scores, save_scores
 from ledger.store import load_ledger, open_store
 from ledger.workspace import Settings
 from models.alerts import build_alerts
-from models.policy import Policy, assign_profiles, load_policy, next_steps
-from models.worklist import build_client_scores, rank_worklist
+from models.policy import load_policy
+from models.scoring import EXPORT_COLUMNS, build_scoring
 
 log = logging.getLogger(__name__)
-
-EXPORT_COLUMNS = [
-    "priority", "collector", "collector_priority", "queue", "invoice_id", "client_id", "amount", "amount_remaining",
-    "currency", "issue_date", "due_date", "days_overdue", "p_late", "p_very_late", "expected_payment_date",
-    "payment_date_low", "payment_date_high", "beyond_horizon", "profile", "scenario", "next_action",
-    "next_action_date", "channel", "template", "expected_gain", "gain_per_minute", "effort_minutes", "why",
-    "reasons", "late_penalty", "recovery_indemnity", "penalty_rate", "days_late", "lme_terms_exceeded",
-    "prescription_date", "prescription_status", "rank",
-]
-"""Columns of the exported worklist, in order."""
-
-LEGAL_COLUMNS = ["late_penalty", "recovery_indemnity", "penalty_rate", "days_late", "lme_terms_exceeded",
-                 "prescription_date", "prescription_status"]
-"""From :func:`features.legal.build_legal_amounts`; empty for invoices not past due."""
-
 
 class NoScoresError(LookupError):
     """No stored scoring run at or before the requested day."""
 
 
 def load_champion(settings: Settings):
-    """The champion model (``pipelines.registry.load_champion``); a seam tests replace."""
-    from pipelines.registry import load_champion as _load
+    """The champion model (``models.registry.load_champion``); a seam tests replace."""
+    from models.registry import load_champion as _load
 
     return _load(settings)
-
-
-@dataclass
-class Scoring:
-    """Everything one scoring produces, in memory."""
-
-    as_of: pd.Timestamp
-    scores: pd.DataFrame
-    client_scores: pd.DataFrame
-    assignments: pd.DataFrame
-    steps: pd.DataFrame
-    worklist: pd.DataFrame
 
 
 @dataclass
@@ -76,55 +47,6 @@ class ScoreResult:
     out: str | None
     worklist: pd.DataFrame = field(repr=False)
     client_scores: pd.DataFrame = field(repr=False)
-
-
-def build_scoring(
-    model,
-    ledger: Ledger,
-    as_of: pd.Timestamp | str,
-    policy: Policy | None = None,
-    previous: pd.DataFrame | None = None,
-    capacity: float | None = None,
-    portfolios=None,
-    invoice_flags: bool = True,
-) -> Scoring:
-    """Score, profile, plan and rank the invoices open at the start of ``as_of``.
-
-    Args:
-        model: a fitted ``EncaisseModel``.
-        ledger: the ledger (anything dated on or after ``as_of`` is ignored by the features).
-        as_of: the scoring day.
-        policy: the dunning policy (default: the shipped one).
-        previous: previous profile assignment (``client_id, profile``) for ``change_reason``.
-        capacity: collector minutes per day (None: no limit).
-        portfolios: client -> collector (default: ``ledger.clients.collector``).
-        invoice_flags: pass the invoices' ``dunning_block`` and ``disputed`` columns to the
-            policy as the current state. Right for today's scoring from a fresh export; turn off
-            when scoring a past day from a later export (the flags then hold later knowledge).
-    """
-    d = pd.Timestamp(as_of).normalize()
-    pol = policy or load_policy()
-    scores = model.score(ledger, d)
-    feats = model.features(ledger, d)
-    client_scores = build_client_scores(scores, feats, ledger, d)
-    assignments = assign_profiles(client_scores, pol, previous=previous)
-    inv = scores.copy()
-    if invoice_flags:
-        src = ledger.invoices.drop_duplicates("invoice_id").set_index("invoice_id")
-        for col in ("dunning_block", "disputed"):
-            if col in src.columns:
-                inv[col] = inv["invoice_id"].map(src[col])
-    known = ledger.known_at(d)
-    steps = next_steps(inv, assignments, pol, d, actions=known.actions)
-    if portfolios is None:
-        portfolios = ledger.clients.drop_duplicates("client_id").set_index("client_id")["collector"]
-    worklist = rank_worklist(scores, feats, assignments, steps, d, capacity=capacity, portfolios=portfolios)
-    worklist = worklist.merge(steps[["invoice_id", "template"]], on="invoice_id", how="left")
-    legal = build_legal_amounts(ledger, d)
-    worklist = worklist.merge(legal[["invoice_id"] + LEGAL_COLUMNS], on="invoice_id", how="left")
-    cl = client_scores.merge(assignments.rename(columns={"reason": "profile_reason"}), on="client_id", how="left")
-    return Scoring(as_of=d, scores=scores, client_scores=cl, assignments=assignments, steps=steps,
-                   worklist=worklist)
 
 
 def save_worklist(worklist: pd.DataFrame, path: str | Path) -> Path:

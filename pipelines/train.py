@@ -41,7 +41,8 @@ from ledger.store import load_ledger as load_stored_ledger
 from ledger.store import open_store
 from ledger.workspace import Settings
 from models.scorer import EncaisseModel
-from pipelines import plots, registry
+from models import registry
+from pipelines import plots
 from pipelines.config import TrainingConfig, ValidationConfig
 from pipelines.validation import (
     BASELINES, EvaluationSet, build_evaluation_set, evaluate_baselines, evaluate_predictions,

@@ -27,7 +27,7 @@ import pandas as pd
 from ledger.contracts import Ledger
 from ledger.workspace import Settings
 from models.scorer import EncaisseModel
-from pipelines import registry
+from models import registry
 from pipelines.backtest import default_end
 from pipelines.config import TrainingConfig, save_config
 from pipelines.train import build_training_set, validation_days

@@ -277,9 +277,9 @@ def test_cli_forecast_writes_csv_and_json(fitted, tmp_path, monkeypatch):
     finally:
         engine.dispose()
     champion = types.SimpleNamespace(model=model, version="7", run_id="r1", as_of=as_of, metrics={})
-    fake = types.ModuleType("pipelines.registry")
+    fake = types.ModuleType("models.registry")
     fake.load_champion = lambda settings: champion
-    monkeypatch.setitem(sys.modules, "pipelines.registry", fake)
+    monkeypatch.setitem(sys.modules, "models.registry", fake)
 
     csv, png = tmp_path / "f.csv", tmp_path / "f.png"
     res = CliRunner().invoke(app, ["forecast", "--as-of", as_of, "--horizon", "6", "--samples", "200",

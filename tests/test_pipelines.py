@@ -174,7 +174,7 @@ def test_cli_backtest_json_and_train(tmp_path, ledger):
                               "--json", "--force"])
     second = _last_json(res.stdout)
     assert second["promoted"] is True and second["reason"].startswith("forced") and second["version"] == "2"
-    from pipelines.registry import get_champion_version
+    from models.registry import get_champion_version
 
     assert get_champion_version(Settings(home=home)) == "2"
 
@@ -209,7 +209,7 @@ def test_tune_writes_a_config_train_can_use(tmp_path, ledger, quick):
     study = optuna.load_study(study_name=res.study_name, storage=study_storage(settings))
     assert study.best_value == pytest.approx(res.best_value)
     assert Path(study_storage(settings).removeprefix("sqlite:///")).parent == settings.home_dir
-    from pipelines.registry import configure_mlflow
+    from models.registry import configure_mlflow
 
     run = configure_mlflow(settings).get_run(res.run_id)
     assert run.data.metrics[f"best_{quick.validation.primary_metric}"] == pytest.approx(res.best_value)

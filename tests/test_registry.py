@@ -8,7 +8,7 @@ import pytest
 from ledger.contracts import Ledger
 from ledger.synth import make_ledger
 from ledger.workspace import Settings
-from pipelines import registry
+from models import registry
 from pipelines.config import QUICK_CONFIG, ValidationConfig, load_config
 from pipelines.train import decide_promotion, run_training
 

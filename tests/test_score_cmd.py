@@ -18,7 +18,7 @@ from encaisse.cli import app
 from ledger.contracts import TABLES
 from ledger.schema import client_scores, invoice_scores, score_runs
 from ledger.scores_store import list_score_runs, load_latest_scores, save_scores
-from ledger.store import create_store_engine, current_revision, load_ledger, open_store, upgrade_store, upsert_frame
+from ledger.store import create_store_engine, current_revision, head_revision, load_ledger, open_store, upgrade_store, upsert_frame
 from ledger.synth import make_ledger
 from models.scorer import EncaisseModel
 
@@ -142,7 +142,7 @@ def test_score_and_alerts_fail_cleanly(ledger, champion, monkeypatch, _isolated_
     assert none.exit_code == 1 and "encaisse score" in none.stderr
 
 
-def test_migration_0002_upgrades_an_existing_store_in_place(tmp_path):
+def test_an_existing_0001_store_upgrades_in_place(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_store_engine(url)
     assert upgrade_store(engine, "0001") == "0001"
@@ -156,7 +156,7 @@ def test_migration_0002_upgrades_an_existing_store_in_place(tmp_path):
 
     upgraded = open_store(url)
     try:
-        assert current_revision(upgraded) == "0002"
+        assert current_revision(upgraded) == head_revision()
         assert {"score_runs", "invoice_scores", "client_scores"} <= set(sa.inspect(upgraded).get_table_names())
         assert load_ledger(upgraded).invoices["invoice_id"].tolist() == ["0001", "0002"]
         rid = save_scores(upgraded, inv.assign(p_very_late=[0.2, 0.4], priority=[1, None]),

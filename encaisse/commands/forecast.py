@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         if ledger.invoices.empty:
             raise fail(f"the store {settings.store_url} holds no invoices; load some with `encaisse ingest` first.")
         try:
-            from pipelines.registry import load_champion
+            from models.registry import load_champion
 
             champion = load_champion(settings)
         except Exception as exc:  # noqa: BLE001 - any failure to load means: no usable champion

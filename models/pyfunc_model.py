@@ -1,7 +1,7 @@
 """The MLflow pyfunc wrapper of a fitted ``EncaisseModel`` (logged as "model from code").
 
 MLflow copies this file into the logged model and runs it when the model is loaded, so loading
-needs neither this package nor ``pipelines``: only the ``ledger``, ``features`` and ``models``
+needs nothing but the ``ledger``, ``features`` and ``models``
 packages, which are logged with the model as ``code_paths``. Keep it self-contained.
 """
 
