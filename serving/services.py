@@ -191,19 +191,21 @@ def _take(df: pd.DataFrame, groups: dict, keys) -> pd.DataFrame:
     return df.iloc[np.sort(np.concatenate(parts))]
 
 
+_GUARD_DAY = pd.Timestamp("1800-01-01")
 _GUARD_ACTION = {"action_id": "\x00guard", "invoice_id": "\x00guard", "client_id": "\x00guard",
-                 "action_date": pd.Timestamp("1900-01-01"), "step": "promise", "channel": None, "outcome": None,
-                 "promise_date": pd.Timestamp("1900-01-01"), "promise_amount": None}
+                 "action_date": _GUARD_DAY, "step": "promise", "channel": None, "outcome": None,
+                 "promise_date": _GUARD_DAY, "promise_amount": None}
 
 
 def _promise_guard(actions: pd.DataFrame) -> pd.DataFrame:
-    """Actions with, when needed, one dated promise on no invoice.
+    """Actions with one dated promise on no invoice and no client added.
 
     ``features.invoices._add_invoice_history`` fails (subtracting a day from a float) when the
-    actions hold rows but no dated promise, which a few invoices' own actions often do. The guard
-    row matches no invoice or client, so no feature changes.
+    actions known at ``as_of`` hold rows but no dated promise, which a few invoices' own actions
+    often do (the whole ledger almost never). The guard row matches no invoice or client and is
+    dated before any ``as_of`` the API takes, so no feature changes.
     """
-    if actions.empty or ((actions["step"] == "promise") & actions["promise_date"].notna()).any():
+    if actions.empty:
         return actions
     guard = pd.DataFrame([_GUARD_ACTION]).astype({c: actions[c].dtype for c in _GUARD_ACTION})
     return pd.concat([actions, guard], ignore_index=True)
