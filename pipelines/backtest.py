@@ -16,11 +16,16 @@ import pandas as pd
 
 from ledger.contracts import Ledger
 from models import evaluation
+from models.forecast import (
+    build_baseline_schedules, build_collection_forecast, build_open_amounts, evaluate_collection_forecast,
+)
 from models.scorer import EncaisseModel
+from models.scoring import build_scoring
+from models.worklist import evaluate_worklist_capture
 from pipelines import plots
 from pipelines.config import TrainingConfig, load_config
 from pipelines.validation import (
-    BASELINES, EvaluationSet, build_evaluation_set, coverage_by_group, evaluate_baselines, evaluate_predictions,
+    EvaluationSet, build_evaluation_set, coverage_by_group, evaluate_baselines, evaluate_predictions,
     headline, predict_evaluation_set, risk_outcomes, truncated_errors,
 )
 
@@ -100,12 +105,55 @@ def evaluate_backtest(ledger: Ledger, as_of, end=None, config: TrainingConfig | 
     """
     bt = backtest or build_backtest(ledger, as_of, end, config)
     es = bt.evaluation_set
-    return {
+    out = {
         "as_of": str(bt.as_of.date()),
         "n_open": bt.n_open,
         "model": headline(evaluate_predictions(bt.predictions, es)),
         "baselines": {name: headline(m) for name, m in evaluate_baselines(es).items()},
     }
+    collections = evaluate_collections(bt, ledger)
+    capture = evaluate_worklist(bt, ledger)
+    out["model"].update(collections.pop("model"), capture_top10=capture["capture_top10"])
+    for name, metrics in collections.items():
+        out["baselines"].setdefault(name, {}).update(metrics)
+    out["baselines"]["static_ranking"] = {"capture_top10": capture["capture_top10_static"]}
+    return out
+
+
+def _weeks_observed(bt: Backtest) -> int:
+    """Whole weeks between as_of and the end of outcomes (at least 1, at most 13)."""
+    return int(min(13, max(1, (bt.end - bt.as_of).days // 7)))
+
+
+def evaluate_collections(bt: Backtest, ledger: Ledger) -> dict[str, dict]:
+    """Weekly WAPE and P10-P90 band coverage of the cash forecast, and WAPE of the naive schedules.
+
+    Weeks start on as_of; only weeks fully observed before ``bt.end`` count (censoring). The
+    forecast samples the model's payment-date distributions with clients' invoices correlated
+    (``models.forecast``); the schedules put each amount on its due date, or on due date + the
+    client's median delay.
+    """
+    known = ledger.known_at(bt.as_of)
+    scores, (days, cdf) = bt.model.score(known, bt.as_of, n_reasons=0, return_cdf=True)
+    scores["open_amount"] = build_open_amounts(scores, known, bt.as_of).to_numpy()
+    weeks = _weeks_observed(bt)
+    frame = build_collection_forecast(scores, days, cdf, bt.model.payment_model_, bt.as_of, horizon=weeks, freq="W")
+    res = {"model": evaluate_collection_forecast(frame, ledger, bt.as_of, bt.end, freq="W")}
+    for name, sched in build_baseline_schedules(scores, known, bt.as_of, horizon=weeks, freq="W").items():
+        res[name] = evaluate_collection_forecast(sched, ledger, bt.as_of, bt.end, freq="W")
+    keys = ("weekly_wape", "weekly_band_coverage")
+    return {name: {k: m.get(k) for k in keys} for name, m in res.items()}
+
+
+def evaluate_worklist(bt: Backtest, ledger: Ledger) -> dict:
+    """``capture_top10`` of the worklist built at as_of, and of a static amount x days-overdue ranking.
+
+    The invoices' dunning-block and dispute flags are left out (in an export they hold the state at
+    export time, after as_of); dated actions still count.
+    """
+    known = ledger.known_at(bt.as_of)
+    scoring = build_scoring(bt.model, known, bt.as_of, invoice_flags=False)
+    return evaluate_worklist_capture(scoring.worklist, ledger, bt.as_of, bt.end)
 
 
 def _fmt(v) -> str:
@@ -130,10 +178,11 @@ def save_backtest_report(bt: Backtest, metrics: dict, out_dir: str | Path) -> Pa
     plots.save_pit_histogram(bt.predictions["pit"], out / "pit_histogram.png")
 
     full = {"model": evaluate_predictions(bt.predictions, es), **evaluate_baselines(es)}
-    rows = ["| forecaster | " + " | ".join(metrics["model"]) + " |", "| --- |" + " --- |" * len(metrics["model"])]
-    for name in ("model", *BASELINES):
+    names = list(metrics["model"])
+    rows = ["| forecaster | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    for name in ("model", *metrics["baselines"]):
         vals = metrics["model"] if name == "model" else metrics["baselines"][name]
-        rows.append(f"| {name} | " + " | ".join(_fmt(v) for v in vals.values()) + " |")
+        rows.append(f"| {name} | " + " | ".join(_fmt(vals.get(k)) for k in names) + " |")
     cov_rows = ["| days to due at as_of | forecaster | invoices | coverage | mae_days |", "| --- | --- | --- | --- | --- |"]
     cov_rows += [f"| {r.group} | {r.forecaster} | {r.n} | {_fmt(r.interval_coverage)} | {_fmt(r.mae_days)} |"
                  for r in cov.itertuples()]
@@ -154,6 +203,12 @@ def save_backtest_report(bt: Backtest, metrics: dict, out_dir: str | Path) -> Pa
         f"Risk metrics use the {full['model']['n_risk']} invoices not yet due at as_of whose lateness is known "
         f"by the end (late rate {_fmt(full['model']['late_rate'])}). Overdue invoices get p_late = 1 and are "
         f"left out of AUC and Brier. Model MAE on paid invoices only: {_fmt(full['model'].get('mae_days_paid'))} days.",
+        "",
+        "Cash forecast: `weekly_wape` = sum |forecast - collected| / sum collected over the weeks from as_of "
+        "fully observed before the end; `weekly_band_coverage` = share of those weeks whose collections fall in "
+        "the P10-P90 band. Worklist: `capture_top10` = share of the amount of invoices paid more than 30 days "
+        "after max(due, as_of) that sits in the first 10% of the worklist (`static_ranking`: amount x days "
+        "overdue).",
         "",
         "## Censoring",
         "",

@@ -21,6 +21,7 @@ from pipelines.config import DEFAULT_CONFIG, QUICK_CONFIG, ConfigError, load_con
 from pipelines.tune import run_tuning, study_storage
 from pipelines.validation import METRICS
 
+CASH_METRICS = ("weekly_wape", "weekly_band_coverage")
 AS_OF = "2025-04-01"
 runner = CliRunner()
 
@@ -107,10 +108,16 @@ def test_backtest_metrics_shape(backtest, ledger, quick):
     assert list(res) == ["as_of", "n_open", "model", "baselines"]
     assert res["as_of"] == AS_OF
     assert res["n_open"] == len(open_invoices(ledger.known_at(AS_OF), AS_OF)) > 0
-    assert list(res["baselines"]) == ["historical_rate", "due_date", "client_median_delay"]
-    for vals in [res["model"], *res["baselines"].values()]:
-        assert list(vals) == list(METRICS)
-    assert all(res["model"][k] is not None for k in METRICS)
+    assert list(res["baselines"]) == ["historical_rate", "due_date", "client_median_delay", "static_ranking"]
+    assert list(res["model"]) == [*METRICS, *CASH_METRICS, "capture_top10"]
+    assert list(res["baselines"]["historical_rate"]) == list(METRICS)
+    for name in ("due_date", "client_median_delay"):
+        assert list(res["baselines"][name]) == [*METRICS, *CASH_METRICS]
+        assert res["baselines"][name]["weekly_band_coverage"] is None  # a schedule has no band
+        assert res["baselines"][name]["weekly_wape"] > 0
+    assert list(res["baselines"]["static_ranking"]) == ["capture_top10"]
+    assert all(res["model"][k] is not None for k in res["model"])
+    assert 0 <= res["model"]["weekly_band_coverage"] <= 1 and 0 <= res["model"]["capture_top10"] <= 1
     assert res["baselines"]["historical_rate"]["mae_days"] is None
     assert backtest.end == default_end(ledger) == pd.Timestamp("2025-07-01")
 
@@ -123,8 +130,10 @@ def test_backtest_ignores_everything_dated_after_as_of(backtest, ledger, quick):
     altered = inv[~later].copy()
     # Invoices issued after D are gone; later payments and actions are gone; only the payment days
     # of the invoices open at D (their outcomes) remain after D.
+    open_at_d = set(open_invoices(ledger.known_at(d), d)["invoice_id"])
+    outcome = ledger.payments["invoice_id"].isin(open_at_d)  # payments of open invoices are outcomes
     trimmed = Ledger(invoices=altered.reset_index(drop=True),
-                     payments=ledger.payments[ledger.payments["paid_date"] < d].copy(),
+                     payments=ledger.payments[(ledger.payments["paid_date"] < d) | outcome].copy(),
                      clients=ledger.clients.copy(),
                      actions=ledger.actions[ledger.actions["action_date"] < d].copy())
     end = backtest.end
@@ -160,8 +169,10 @@ def test_cli_backtest_json_and_train(tmp_path, ledger):
     assert res.exit_code == 0, res.output
     got = _last_json(res.stdout)
     assert list(got) == ["as_of", "n_open", "model", "baselines"]
-    assert set(got["baselines"]) == {"historical_rate", "due_date", "client_median_delay"}
-    assert all(list(v) == list(METRICS) for v in [got["model"], *got["baselines"].values()])
+    assert set(got["baselines"]) == {"historical_rate", "due_date", "client_median_delay", "static_ranking"}
+    assert all(set(METRICS) <= set(got[k] if k == "model" else got["baselines"][k])
+               for k in ("model", "historical_rate", "due_date", "client_median_delay"))
+    assert {"weekly_wape", "weekly_band_coverage", "capture_top10"} <= set(got["model"])
     assert (tmp_path / "rep" / "report.md").is_file()
 
     res = runner.invoke(app, ["train", "--as-of", "2025-05-01", "--config", str(QUICK_CONFIG), "--home", str(home), "--json"])
