@@ -382,11 +382,11 @@ def logout(request: Request, csrf: FormText = "") -> Response:
 
 
 def _done_today(ctx: Ctx, invoice_ids) -> set[str]:
-    """Invoices with an action recorded on the day shown or later: done for that day's list."""
+    """Invoices with an action recorded on the day shown: done for that day's list."""
     actions = services.current_ledger(ctx.state).ledger.actions
     if actions.empty:
         return set()
-    recent = actions[(pd.to_datetime(actions["action_date"]) >= ctx.day) & actions["invoice_id"].isin(set(invoice_ids))]
+    recent = actions[(pd.to_datetime(actions["action_date"]) == ctx.day) & actions["invoice_id"].isin(set(invoice_ids))]
     return set(recent["invoice_id"].astype(str))
 
 
@@ -463,6 +463,8 @@ def _client_page(ctx: Ctx, client_id: str, status_code: int = 200, error: str | 
                  form: dict | None = None) -> HTMLResponse:
     try:
         view = services.score_client(ctx.state, client_id, ctx.day)
+    except services.NoModelError:
+        raise
     except LookupError:
         return error_page(ctx, 404, ctx.t("not_found"))
     index = services.current_ledger(ctx.state)
