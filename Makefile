@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/encaisse demo
+	$(BIN)/encaisse demo $(DEMO_ARGS)
 
 test: $(STAMP)
+	scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 clean:
