@@ -33,8 +33,8 @@ from ledger.store import load_ledger, upsert_frame
 from ledger.workspace import Settings
 from models.forecast import DEFAULT_CLIENT_CORRELATION, build_collection_forecast, build_open_amounts, build_run_rate
 from models.scorer import SCORE_COLUMNS
-from pipelines.registry import ChampionModel, NoChampionError, load_champion  # -> models.registry
-from pipelines.score import build_scoring  # -> models.scoring
+from models.registry import ChampionModel, NoChampionError, load_champion
+from models.scoring import build_scoring
 from serving.state import LedgerIndex, ServiceState
 
 log = logging.getLogger(__name__)
