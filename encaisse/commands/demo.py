@@ -2,13 +2,15 @@
 
 Every step reuses what the workspace already holds, so a second run is fast and changes nothing:
 ingest upserts (unchanged rows stay), training is skipped while the champion was trained on the
-demo day, scoring is skipped while a run of that champion is stored for the day, and the admin key
-is kept in the workspace (``demo-admin-key.txt``, readable by its owner only) and reused while it is
-not revoked.
+demo day with the same configuration (``demo-state.json``), scoring is skipped while a run of that
+champion is stored for the day, and the admin key is kept in the workspace (``demo-admin-key.txt``,
+readable by its owner only) and reused while it is not revoked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -27,6 +29,8 @@ SAMPLE_ARGS = {"n_clients": 300, "years": 2, "seed": 0, "end_date": "2025-12-31"
 """How ``data/sample`` was made (``data/sample/README.md``); used when the folder is not there."""
 TABLE_ORDER = ("clients", "invoices", "payments", "actions")
 KEY_FILE = "demo-admin-key.txt"
+STATE_FILE = "demo-state.json"
+"""The champion version the demo trained and the hash of its configuration (to reuse it)."""
 
 
 def find_sample(home: Path, clients: int | None) -> tuple[Path, str]:
@@ -139,20 +143,27 @@ def register(app: typer.Typer) -> None:
                 client = registry.configure_mlflow(settings)
                 mv = client.get_model_version(settings.model_name, version)
                 trained_as_of = mv.tags.get("as_of") or client.get_run(mv.run_id).data.params.get("as_of")
-            if version is not None and str(trained_as_of)[:10] == str(day.date()) and config is None:
+            config_path = config or QUICK_CONFIG
+            config_sha = hashlib.sha256(config_path.read_bytes()).hexdigest()[:16]
+            state_file = work / STATE_FILE
+            state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
+            if version is not None and str(trained_as_of)[:10] == str(day.date()) \
+                    and state.get("model_version") == str(version) and state.get("config_sha") == config_sha:
                 say(f"[bold]3/5[/] train: reusing champion v{version} (trained as of {day.date()})")
                 report["trained"] = False
             else:
-                cfg = load_config_or_fail(config or QUICK_CONFIG)
+                cfg = load_config_or_fail(config_path)
                 t = time.perf_counter()
                 try:
                     result = run_training(settings, day, cfg, force=True)
                 except (LedgerError, ValueError) as exc:
                     raise fail(str(exc)) from None
-                say(f"[bold]3/5[/] train as of {day.date()} ({(config or QUICK_CONFIG).name}): "
+                say(f"[bold]3/5[/] train as of {day.date()} ({config_path.name}): "
                     f"{settings.model_name} v{result.version} in {time.perf_counter() - t:.1f} s")
                 report["trained"] = True
                 version = result.version
+                state_file.write_text(json.dumps({"model_version": str(version), "config_sha": config_sha,
+                                                  "as_of": str(day.date())}) + "\n", encoding="utf-8")
             report["model_version"] = str(version)
 
             stored = load_latest_scores(engine, day)
