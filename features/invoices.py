@@ -107,6 +107,11 @@ def build_features(
     return out
 
 
+def _map_dates(ids: pd.Series, dates: pd.Series) -> pd.Series:
+    """``ids.map(dates)`` typed as dates even when ``dates`` is empty (no promise known yet)."""
+    return pd.Series(ids.map(dates.to_dict()), index=ids.index, dtype="datetime64[s]")
+
+
 def _add_invoice_history(out: pd.DataFrame, known: Ledger, d: pd.Timestamp) -> None:
     """Per-invoice actions and partial payments before ``as_of``."""
     act = known.actions
@@ -122,11 +127,11 @@ def _add_invoice_history(out: pd.DataFrame, known: Ledger, d: pd.Timestamp) -> N
         out["i_n_actions"] = ids.map(g.size()).fillna(0.0).astype(float)
         rank = a["step"].map(STEP_RANK)
         out["i_last_step_rank"] = ids.map(rank.groupby(a["invoice_id"]).max()).fillna(0.0)
-        out["i_days_since_action"] = _days(pd.Series(d, index=ids.index), ids.map(g["action_date"].max()))
+        out["i_days_since_action"] = _days(pd.Series(d, index=ids.index), _map_dates(ids, g["action_date"].max()))
         prom = a[(a["step"] == "promise") & a["promise_date"].notna()]
         latest = prom.sort_values("action_date", kind="stable").groupby("invoice_id")["promise_date"].last()
         # Days until the latest promised date (negative: the promise is past and unkept so far).
-        out["i_promise_days"] = _days(ids.map(latest), pd.Series(d, index=ids.index))
+        out["i_promise_days"] = _days(_map_dates(ids, latest), pd.Series(d, index=ids.index))
     pay = known.payments
     if pay.empty:
         out["i_paid_share"] = 0.0

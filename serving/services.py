@@ -191,26 +191,6 @@ def _take(df: pd.DataFrame, groups: dict, keys) -> pd.DataFrame:
     return df.iloc[np.sort(np.concatenate(parts))]
 
 
-_GUARD_DAY = pd.Timestamp("1800-01-01")
-_GUARD_ACTION = {"action_id": "\x00guard", "invoice_id": "\x00guard", "client_id": "\x00guard",
-                 "action_date": _GUARD_DAY, "step": "promise", "channel": None, "outcome": None,
-                 "promise_date": _GUARD_DAY, "promise_amount": None}
-
-
-def _promise_guard(actions: pd.DataFrame) -> pd.DataFrame:
-    """Actions with one dated promise on no invoice and no client added.
-
-    ``features.invoices._add_invoice_history`` fails (subtracting a day from a float) when the
-    actions known at ``as_of`` hold rows but no dated promise, which a few invoices' own actions
-    often do (the whole ledger almost never). The guard row matches no invoice or client and is
-    dated before any ``as_of`` the API takes, so no feature changes.
-    """
-    if actions.empty:
-        return actions
-    guard = pd.DataFrame([_GUARD_ACTION]).astype({c: actions[c].dtype for c in _GUARD_ACTION})
-    return pd.concat([actions, guard], ignore_index=True)
-
-
 def invoices_ledger(index: LedgerIndex, positions: np.ndarray) -> Ledger:
     """The stored rows of some invoices: themselves, their payments and their actions."""
     led = index.ledger
@@ -218,7 +198,7 @@ def invoices_ledger(index: LedgerIndex, positions: np.ndarray) -> Ledger:
     ids = inv["invoice_id"].tolist()
     return Ledger(invoices=inv, payments=_take(led.payments, index.payments_of_invoice, ids),
                   clients=led.clients.iloc[:0],
-                  actions=_promise_guard(_take(led.actions, index.actions_of_invoice, ids)))
+                  actions=_take(led.actions, index.actions_of_invoice, ids))
 
 
 def clients_ledger(index: LedgerIndex, client_ids) -> Ledger:
@@ -227,7 +207,7 @@ def clients_ledger(index: LedgerIndex, client_ids) -> Ledger:
     inv = _take(led.invoices, index.invoices_of_client, client_ids)
     return Ledger(invoices=inv, payments=_take(led.payments, index.payments_of_invoice, inv["invoice_id"].tolist()),
                   clients=_take(led.clients, index.client_rows, client_ids),
-                  actions=_promise_guard(_take(led.actions, index.actions_of_client, client_ids)))
+                  actions=_take(led.actions, index.actions_of_client, client_ids))
 
 
 def _not_open_reason(row, d: pd.Timestamp) -> str | None:

@@ -121,3 +121,13 @@ def test_training_set_hides_outcomes_after_its_end(synthetic):
     assert (ts["paid_date"].dropna() < end).all()
     assert (ts.loc[ts["event"] == 0, "duration_days"] == (end - pd.Timestamp("2024-12-01")).days).all()
     assert ts["event"].eq(0).any() and ts["event"].eq(1).any()
+
+
+def test_actions_without_any_promise_yet():
+    led = _three_invoices()
+    led = Ledger.from_frames(led.invoices, actions=pd.DataFrame({
+        "action_id": ["a1"], "invoice_id": ["i3"], "client_id": ["A"], "action_date": ["2024-02-12"],
+        "step": ["reminder_1"], "channel": ["email"]}))
+    f = build_features(led, D).set_index("invoice_id")
+    assert f.loc["i3", "i_n_actions"] == 1 and f.loc["i3", "i_days_since_action"] == 18
+    assert np.isnan(f.loc["i3", "i_promise_days"])
