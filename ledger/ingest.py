@@ -196,6 +196,8 @@ def _text(s: pd.Series) -> pd.Series:
     else:
         t = s.astype("object").where(s.notna())
         t = t.map(str, na_action="ignore")
+    if not pd.api.types.is_object_dtype(t):
+        t = t.astype("object")  # an all-missing column maps to floats; pandas' .str needs objects
     t = t.str.strip()
     return t.where(t != "")
 

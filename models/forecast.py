@@ -100,11 +100,17 @@ def _count_le(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
         for j in range(k):
             count += rows[:, j:j + 1] <= values
         return count
-    lo, hi = float(rows.min()), float(rows.max())
-    width = hi - lo + 2.0
+    finite = rows[np.isfinite(rows)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    # Infinite entries become sentinels outside the finite range, keeping every comparison's result:
+    # a finite value never reaches a +inf entry (hi + 2), a +inf value (hi + 3) passes them all.
+    r = np.nan_to_num(rows, posinf=hi + 2.0, neginf=lo - 2.0)
+    v = np.where(np.isposinf(values), hi + 3.0, np.where(np.isneginf(values), lo - 3.0,
+                                                          np.clip(values, lo - 1.0, hi + 1.0)))
+    width = hi - lo + 7.0
     off = np.arange(n, dtype=float)[:, None] * width
-    flat = (rows - lo + off).ravel()
-    v = np.clip(values, lo - 0.5, hi + 0.5) - lo + off
+    flat = (r - lo + 3.0 + off).ravel()
+    v = v - lo + 3.0 + off
     pos = np.searchsorted(flat, v.ravel(), side="right").reshape(values.shape)
     return pos - np.arange(n)[:, None] * k
 

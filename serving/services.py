@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from features.clients import build_client_features
 from features.invoices import build_features
 from features.kpis import evaluate_kpis
-from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, Ledger, empty_frame
+from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, Ledger
 from ledger.ingest import validate_frame
 from ledger.schema import ingest_runs
 from ledger.scores_store import load_latest_scores
@@ -231,20 +231,11 @@ class ScoreBatch:
 
 
 def _frame(table, rows: list[dict]) -> pd.DataFrame:
-    """Rows from JSON as a frame ``validate_frame`` reads: columns empty in every row are left out.
-
-    (``ledger.ingest`` cannot read an all-missing column as text: pandas types it float64.)
-    """
-    if not rows:
-        return empty_frame(table)
-    df = pd.DataFrame.from_records(rows, columns=table.names)
-    empty = [c for c in df.columns if df[c].isna().all()]
-    return df.drop(columns=empty)
+    """Rows from JSON as a frame with the table's canonical columns."""
+    return pd.DataFrame.from_records(rows, columns=table.names)
 
 
 def _validated(table, rows: list[dict], what: str) -> pd.DataFrame:
-    if not rows:
-        return empty_frame(table)
     df = _frame(table, rows)
     good, rejects = validate_frame(table, df)
     if len(rejects):
@@ -527,10 +518,7 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
     spec = {"invoices": INVOICES, "payments": PAYMENTS, "actions": ACTIONS}[table]
     started = datetime.now(UTC)
     df = _frame(spec, rows)
-    if len(df):
-        good, rejects = validate_frame(spec, df)
-    else:  # ledger.ingest cannot read an empty float column as text
-        good, rejects = empty_frame(spec), pd.DataFrame(columns=["source_row", "reason"])
+    good, rejects = validate_frame(spec, df)
     outcome = _outcome(spec.name, len(df), rejects)
     if outcome.rejected and not allow_rejects:
         raise RowsRejected(outcome)

@@ -297,3 +297,16 @@ def test_cli_forecast_writes_csv_and_json(fitted, tmp_path, monkeypatch):
 
     res = CliRunner().invoke(app, ["forecast", "--as-of", as_of, "--freq", "M", "--home", str(home)])
     assert res.exit_code != 0 and "--freq must be W" in res.output
+
+
+def test_count_le_matches_brute_force_with_many_columns_and_infinities():
+    from models.forecast import _count_le
+
+    rng = np.random.default_rng(1)
+    rows = np.sort(rng.integers(0, 30, size=(20, 60)).astype(float), axis=1)
+    rows[:5, -7:] = np.inf  # period edges past the horizon
+    rows[5:8, :3] = -np.inf
+    values = rng.integers(-5, 35, size=(20, 9)).astype(float)
+    values[0, 0], values[1, 1], values[2, 2] = np.inf, -np.inf, 29.0
+    brute = (rows[:, :, None] <= values[:, None, :]).sum(axis=1)
+    assert (_count_le(rows, values) == brute).all()

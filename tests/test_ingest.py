@@ -335,3 +335,15 @@ def test_cli_db_current_and_upgrade(tmp_path):
     assert json.loads(res.stdout.splitlines()[-1]) == {"before": None, "revision": head_revision()}
     res = _cli("db", "current", "--home", str(tmp_path / "ws"), "--json")
     assert json.loads(res.stdout.splitlines()[-1])["up_to_date"] is True
+
+
+def test_validate_frame_takes_empty_input_and_all_empty_columns():
+    from ledger.ingest import validate_frame
+
+    rows = pd.DataFrame({"invoice_id": ["a"], "client_id": ["c"], "issue_date": ["2024-01-01"],
+                         "due_date": ["2024-01-31"], "amount": [10.0], "currency": ["EUR"],
+                         "terms": [None], "paid_date": [None]})  # JSON callers send such columns
+    good, rejects = validate_frame("invoices", rows)
+    assert len(good) == 1 and len(rejects) == 0 and pd.isna(good["terms"].iloc[0])
+    good, rejects = validate_frame("invoices", rows.iloc[:0])
+    assert len(good) == 0 and len(rejects) == 0

@@ -27,9 +27,7 @@ def get_forecast(
     state: StateDep,
     _: ForecastCaller,
     as_of: Annotated[Day | None, Query(description="Forecast from the start of this day (default: today).")] = None,
-    # At most 40 periods: models.forecast._count_le's branch for more columns breaks on the infinite
-    # latent edges of certain (0 or 1) period probabilities.
-    horizon: Annotated[int, Query(ge=1, le=40, description="Number of periods (at most 40).")] = 13,
+    horizon: Annotated[int, Query(ge=1, le=366, description="Number of periods (at most 366: a year of days).")] = 13,
     freq: Annotated[Literal["W", "D"], Query(description="W: weeks from Monday; D: days.")] = "W",
 ) -> ForecastOut:
     champion = services.current_model(state)
