@@ -566,7 +566,7 @@ def forecast_page(request: Request) -> Response:
              "low": [_clean(float(v)) for v in frame["low"]],
              "high": [_clean(float(v)) for v in frame["high"]],
              "due": [_clean(float(v)) for v in frame["due_schedule_amount"]],
-             "labels": {"expected": ctx.t("col_expected"), "low": ctx.t("col_low"), "high": ctx.t("col_high"),
+             "labels": {"period": ctx.t("col_period"), "expected": ctx.t("col_expected"), "low": ctx.t("col_low"), "high": ctx.t("col_high"),
                         "due": ctx.t("col_due_schedule")}}
     totals = {c: _clean(float(frame[c].sum())) for c in ("expected_amount", "due_schedule_amount",
                                                           "not_yet_issued_amount")}

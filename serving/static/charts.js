@@ -38,7 +38,7 @@
         legend: { show: true }, scales: { x: { time: true } },
         axes: [dateAxis(), moneyAxis()],
         series: [
-          {},
+          { label: d.labels.period },
           { label: d.labels.low, stroke: "rgba(31,95,191,0.35)", width: 1, value: function (u, v) { return v == null ? "" : money.format(v); } },
           { label: d.labels.high, stroke: "rgba(31,95,191,0.35)", width: 1, value: function (u, v) { return v == null ? "" : money.format(v); } },
           { label: d.labels.expected, stroke: "#1f5fbf", width: 2.5, value: function (u, v) { return v == null ? "" : money.format(v); } },
