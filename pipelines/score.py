@@ -73,7 +73,7 @@ def run_score(
 
     Raises:
         ValueError: the store holds no invoices.
-        pipelines.registry.NoChampionError: no champion model yet.
+        models.registry.NoChampionError: no champion model yet.
     """
     d = pd.Timestamp(as_of).normalize()
     engine = open_store(settings.store_url)

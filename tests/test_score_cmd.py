@@ -1,7 +1,7 @@
 """`encaisse score` / `encaisse alerts` end to end on a small synthetic store, and migration 0002 in place.
 
 The champion is an ``EncaisseModel`` fitted in memory on the same small ledger (seconds), put in place
-of ``pipelines.registry.load_champion``.
+of ``models.registry.load_champion``.
 """
 
 from __future__ import annotations

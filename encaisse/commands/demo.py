@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
         from ledger.ingest import IngestError, IngestRejected, ingest_file
         from ledger.scores_store import load_latest_scores
         from ledger.store import open_store
-        from pipelines import registry
+        from models import registry
         from pipelines.config import QUICK_CONFIG
         from pipelines.score import run_score
         from pipelines.train import LedgerError, run_training
