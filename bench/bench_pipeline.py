@@ -25,7 +25,7 @@ Steps (as of the ledger's end date, 2025-12-31, the start of that day):
     features   ``features.invoices.build_features`` (client features included)
     train      ``EncaisseModel().fit`` with default parameters (``max_training_rows`` 600k)
     score      ``EncaisseModel.score(return_cdf=True)``
-    scoring    ``pipelines.score.build_scoring``: score + client scores, profiles, next steps,
+    scoring    ``models.scoring.build_scoring``: score + client scores, profiles, next steps,
                worklist ranking, legal amounts (the batch ``encaisse score`` minus storage)
     forecast   ``models.forecast.build_collection_forecast``: 13 weeks, 1000 samples
 """
@@ -43,6 +43,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -85,7 +87,8 @@ def _prefix_ids(ledger, prefix: str):
                   actions=pre(ledger.actions, ["action_id", "invoice_id", "client_id"]))
 
 
-def step_generate(work: Path, invoices: int, seed: int) -> dict:
+def step_generate(work: Path, invoices: int, seed: int, direct: bool = False, **_) -> dict:
+    from ledger.contracts import Ledger
     from ledger.synth import make_ledger, write_ledger
 
     n_clients = max(1, round(invoices / INVOICES_PER_CLIENT_2Y))
@@ -94,6 +97,7 @@ def step_generate(work: Path, invoices: int, seed: int) -> dict:
     chunks = [(i, min(CHUNK_CLIENTS, n_clients - start)) for i, start in enumerate(range(0, n_clients, CHUNK_CLIENTS))]
     seconds = write_s = 0.0
     n_inv = 0
+    kept = []
     for i, n in chunks:
         t0 = time.perf_counter()
         ledger = make_ledger(n, years=2, seed=seed + i)
@@ -102,9 +106,17 @@ def step_generate(work: Path, invoices: int, seed: int) -> dict:
         seconds += time.perf_counter() - t0
         n_inv += int((ledger.invoices["doc_type"] == "invoice").sum())
         t1 = time.perf_counter()
-        write_ledger(ledger, csv / f"chunk{i:03d}")
+        if direct:
+            kept.append(ledger)
+        else:
+            write_ledger(ledger, csv / f"chunk{i:03d}")
         write_s += time.perf_counter() - t1
         del ledger
+    if direct:  # skip the store: later steps read the generated frames
+        whole = Ledger(**{name: pd.concat([getattr(k, name) for k in kept], ignore_index=True)
+                          for name in ("invoices", "payments", "clients", "actions")})
+        kept.clear()
+        _save(whole, work / "ledger.pkl")
     return {"seconds": seconds, "n_clients": n_clients, "n_invoices": n_inv, "chunks": len(chunks),
             "csv_write_s": round(write_s, 1)}
 
@@ -173,7 +185,7 @@ def step_score(work: Path, **_) -> dict:
 
 
 def step_scoring(work: Path, **_) -> dict:
-    from pipelines.score import build_scoring
+    from models.scoring import build_scoring
 
     ledger, model = _load(work / "ledger.pkl"), _load(work / "model.pkl")
     base = _rss_mb()
@@ -193,10 +205,11 @@ def step_forecast(work: Path, **_) -> dict:
     return {"seconds": time.perf_counter() - t0, "rows": len(scores), "inputs_rss_mb": round(base)}
 
 
-def run_step(step: str, work: Path, invoices: int, seed: int, train_rows: int | None = None) -> dict:
+def run_step(step: str, work: Path, invoices: int, seed: int, train_rows: int | None = None,
+             direct: bool = False) -> dict:
     """Run one step in this process; return its measurements."""
     load0 = os.getloadavg()[0]
-    res = globals()[f"step_{step}"](work=work, invoices=invoices, seed=seed, train_rows=train_rows)
+    res = globals()[f"step_{step}"](work=work, invoices=invoices, seed=seed, train_rows=train_rows, direct=direct)
     if train_rows and step == "train":
         res["max_training_rows"] = train_rows
     res.update(step=step, invoices=invoices, peak_rss_mb=round(_rss_mb()), load_start=round(load0, 2),
@@ -212,12 +225,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--train-rows", type=int, help="max_training_rows for train (default: the model's).")
+    parser.add_argument("--direct", action="store_true",
+                        help="generate writes the frames for later steps itself (no CSV, ingest or load).")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.step:  # child process: one step, one JSON line on stdout
         work = args.out / str(args.invoices[0])
-        print(json.dumps(run_step(args.step, work, args.invoices[0], args.seed, args.train_rows)), flush=True)
+        print(json.dumps(run_step(args.step, work, args.invoices[0], args.seed, args.train_rows, args.direct)), flush=True)
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -230,7 +245,8 @@ def main() -> None:
             for _ in range(args.runs):
                 proc = subprocess.run([sys.executable, __file__, "--step", step, "--invoices", str(invoices),
                                        "--seed", str(args.seed), "--out", str(args.out)]
-                                      + (["--train-rows", str(args.train_rows)] if args.train_rows else []),
+                                      + (["--train-rows", str(args.train_rows)] if args.train_rows else [])
+                                      + (["--direct"] if args.direct else []),
                                       capture_output=True, text=True)
                 if proc.returncode:
                     sys.stderr.write(proc.stderr)

@@ -33,8 +33,13 @@ def build_outputs() -> dict:
     from ledger.synth import make_ledger
     from models.forecast import build_collection_forecast
     from models.scorer import EncaisseModel
-    from pipelines.score import build_scoring
+    from models.scoring import build_scoring
 
+    try:  # predict in many small slices, so slicing is exercised on a small ledger too
+        import models.hazard
+        models.hazard.PREDICT_CHUNK_ROWS = 997
+    except AttributeError:
+        pass
     ledger = make_ledger(N_CLIENTS, years=2, seed=3)
     model = EncaisseModel(hazard_params={"n_estimators": 60}, risk_params={"n_estimators": 60})
     ts = model.build_training_set(ledger, AS_OF)

@@ -44,6 +44,9 @@ _TEMPLATES: dict[str, tuple[str, str]] = {
     "i_due_december": ("due in December", "échéance en décembre"),
 }
 
+DESCRIBED_FEATURES = frozenset(_TEMPLATES)
+"""Features with a template (``a_*`` attributes are described by name and value besides)."""
+
 
 def describe(feature: str, value, lang: str = "en") -> str | None:
     """A plain-word reason for ``feature`` at ``value``, or None when there is nothing to say."""

@@ -44,6 +44,9 @@ LGBM_DEFAULTS = dict(
     verbose=-1,
 )
 
+PREDICT_CHUNK_ROWS = 250_000
+"""Person-period rows predicted at a time (about 200 MB of frame for ~90 features)."""
+
 # _WEEKEND[s, r]: weekend days among r consecutive days starting on weekday s (0 = Monday).
 _WEEKEND = np.array([[sum(((s + i) % 7) >= 5 for i in range(r)) for r in range(7)] for s in range(7)])
 
@@ -189,9 +192,11 @@ class PaymentDateModel(BaseEstimator):
         rows = np.repeat(np.arange(len(X)), n)
         bins = np.repeat(f, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
         h = np.zeros((len(X), k))
-        if len(rows):
-            Z = self._bin_frame(X, rows, bins.astype(int), a0)
-            h[rows, bins] = np.clip(self.booster_.predict(Z), 0.0, 1.0)
+        # Person-period rows in slices: the same predictions, without the whole expanded frame in memory.
+        for lo in range(0, len(rows), PREDICT_CHUNK_ROWS):
+            r, b = rows[lo:lo + PREDICT_CHUNK_ROWS], bins[lo:lo + PREDICT_CHUNK_ROWS]
+            Z = self._bin_frame(X, r, b.astype(int), a0)
+            h[r, b] = np.clip(self.booster_.predict(Z), 0.0, 1.0)
         surv = np.cumprod(1.0 - h, axis=1)
         cdf = np.hstack([np.zeros((len(X), 1)), 1.0 - surv])
         days = np.maximum(e[None, :], a0[:, None]) - a0[:, None]

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -507,14 +508,20 @@ def next_steps(
     by_invoice: dict[str, list] = {}
     by_client: dict[str, list] = {}
     ordered = act.sort_values("action_date", kind="stable")
+    # Only the actions of the invoices and clients being planned are ever looked up.
+    wanted = np.where(ordered["_client_level"].to_numpy(dtype=bool), ordered["client_id"].isin(inv["client_id"]),
+                      ordered["invoice_id"].isin(inv["invoice_id"]))
+    ordered = ordered[wanted]
     for a in ordered[["invoice_id", "client_id", "action_date", "step", "outcome", "promise_date",
                       "_client_level"]].rename(columns={"_client_level": "client_level"}).itertuples(index=False):
         target = by_client.setdefault(a.client_id, []) if a.client_level else by_invoice.setdefault(a.invoice_id, [])
         target.append(a)
 
     rows = []
+    profile_of = assigned.to_dict()
+    profiles = {name: policy.profile(name) for name in set(profile_of.values())}
     for r in inv.itertuples(index=False):
-        prof = policy.profile(assigned[r.client_id])
+        prof = profiles[profile_of[r.client_id]]
         sc = policy.scenarios[prof.scenario]
         base = {"invoice_id": r.invoice_id, "client_id": r.client_id, "profile": prof.name}
 

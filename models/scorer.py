@@ -15,6 +15,7 @@ Time-ordered training (``as_of`` = D, snapshots every ``snapshot_freq_days`` bef
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from features.descriptions import describe
+from features.descriptions import DESCRIBED_FEATURES as _DESCRIBED, describe
 from features.invoices import build_features
 from features.snapshots import build_training_set, snapshot_dates
 from ledger.contracts import Ledger
@@ -252,14 +253,43 @@ class EncaisseModel(BaseEstimator):
         contrib = self.very_late_model_.contributions(X)[:, :-1]
         names = list(self.very_late_model_.feature_names_in_)
         order = np.argsort(-contrib, axis=1)
-        texts = []
-        for i in range(len(X)):
-            said = []
-            for j in order[i]:
-                if contrib[i, j] <= 0 or len(said) >= n:
-                    break
-                t = describe(names[j], f.iloc[i][names[j]], lang)
-                if t:
-                    said.append(t)
-            texts.append("; ".join(said))
-        return texts
+        m = len(X)
+        values = [f[name].to_numpy(dtype=object) if name in f.columns else None for name in names]
+        # Which (invoice, feature) pairs ``describe`` has words for: decided per feature, not per cell.
+        speakable = np.zeros(contrib.shape, dtype=bool)
+        for j, name in enumerate(names):
+            if values[j] is None or not (name in _DESCRIBED or name.startswith("a_")):
+                continue
+            if f[name].dtype == np.float64:
+                speakable[:, j] = ~np.isnan(f[name].to_numpy())
+            else:
+                speakable[:, j] = [_has_value(x, name) for x in values[j]]
+        # Walk each row's features by falling contribution, as a reader would: stop at the first
+        # non-positive one or after n reasons, skip the ones without words.
+        rows = np.arange(m)
+        said = np.zeros(m, dtype=int)
+        picks: list[tuple[np.ndarray, np.ndarray, int]] = []  # (rows, features, slot)
+        for k in range(order.shape[1]):
+            j = order[:, k]
+            live = (contrib[rows, j] > 0) & (said < n)
+            if not live.any():
+                break
+            take = live & speakable[rows, j]
+            if take.any():
+                picks.append((rows[take], j[take], said[take]))
+                said[take] += 1
+        slots = [[""] * m for _ in range(max(n, 0))]
+        for r, j, s in picks:
+            for jj in np.unique(j):  # format grouped by feature
+                sel = j == jj
+                col, name = values[jj], names[jj]
+                for i, slot in zip(r[sel], s[sel]):
+                    slots[slot][i] = describe(name, col[i], lang)
+        return ["; ".join(t for t in parts if t) for parts in zip(*slots)] if n > 0 else [""] * m
+
+
+def _has_value(value, feature: str) -> bool:
+    """Whether ``describe(feature, value)`` says something (the value is present)."""
+    if feature.startswith("a_") and feature not in _DESCRIBED:
+        return value is not None and bool(value == value)
+    return not (value is None or (isinstance(value, float) and math.isnan(value)))

@@ -142,7 +142,7 @@ def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | 
 class DistributedModel:
     """A fitted model whose ``score`` and ``features`` run on a Dask cluster; the rest is the model's.
 
-    Drop-in for ``pipelines.score.build_scoring``, which calls only these two and the policy code.
+    Drop-in for ``models.scoring.build_scoring``, which calls only these two and the policy code.
     """
 
     model: object
@@ -182,6 +182,7 @@ def run_score_distributed(settings, as_of, scheduler: str, out=None, capacity: f
     from ledger.scores_store import load_latest_scores, save_scores
     from ledger.store import load_ledger, open_store
     from models.policy import load_policy
+    from models.scoring import build_scoring
     from pipelines import score as single
 
     d = pd.Timestamp(as_of).normalize()
@@ -197,7 +198,7 @@ def run_score_distributed(settings, as_of, scheduler: str, out=None, capacity: f
         before = load_latest_scores(engine, d - pd.Timedelta(days=1))
         previous = before.clients[["client_id", "profile"]] if before is not None else None
         model = DistributedModel(champion.model, client, n_partitions)
-        scoring = single.build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
+        scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
         run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
                              model_version=str(champion.version), model_run_id=champion.run_id, policy=policy.name)
     finally:

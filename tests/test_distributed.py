@@ -16,7 +16,7 @@ from models.scorer import EncaisseModel  # noqa: E402
 from pipelines.distributed import (  # noqa: E402
     DistributedModel, build_features_distributed, client_partition, partition_ledger, score_distributed,
 )
-from pipelines.score import build_scoring  # noqa: E402
+from models.scoring import build_scoring  # noqa: E402
 
 AS_OF = pd.Timestamp("2025-11-03")
 SMALL = dict(max_snapshots=10, snapshot_freq_days=21, hazard_params={"n_estimators": 30},
