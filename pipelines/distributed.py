@@ -84,7 +84,9 @@ def _score_task(model, part: Ledger, as_of, kwargs: dict):
 
 
 def _scatter(client, parts: list[Ledger]):
-    return client.scatter(parts)
+    # Unique keys (hash=False): with content-hashed keys, two clients scattering the same data share
+    # keys, and one releasing them cancels the other's futures.
+    return client.scatter(parts, hash=False)
 
 
 def build_features_distributed(ledger: Ledger, as_of, client, n_partitions: int | None = None,
@@ -124,7 +126,7 @@ def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | 
         The same frame (and CDFs) as ``model.score(ledger, as_of)``, row for row.
     """
     n = _n_partitions(client, n_partitions)
-    remote_model = client.scatter(model, broadcast=True)
+    remote_model = client.scatter(model, broadcast=True, hash=False)
     parts = _scatter(client, partition_ledger(ledger, n))
     futures = [client.submit(_score_task, remote_model, p, pd.Timestamp(as_of), score_kwargs, pure=False)
                for p in parts]
