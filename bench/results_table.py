@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python bench/results_table.py [bench/out/results.jsonl] [--since "2026-11-23 16:40:00"]
 
-Only the latest ``--runs`` batch counts: for each (invoices, step), the runs after ``--since``.
+Runs between ``--since`` and ``--until`` count (e.g. a rerun batch taken on a quieter machine).
 Load is the 1-minute load average at the start -> end of each run (2 cores: above 2 means
 other work was competing for the CPU).
 """
@@ -23,12 +23,13 @@ STEPS = ("generate", "ingest", "load", "features", "train", "score", "scoring", 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, default=Path(__file__).parent / "out" / "results.jsonl")
-    parser.add_argument("--since", default="")
+    parser.add_argument("--since", default="", help="Only runs at or after this time.")
+    parser.add_argument("--until", default="~", help="Only runs before this time.")
     args = parser.parse_args()
     runs = defaultdict(list)
     for line in args.path.read_text().splitlines():
         r = json.loads(line)
-        if r.get("at", "") >= args.since:
+        if args.since <= r.get("at", "") < args.until:
             runs[(r["invoices"], r["step"])].append(r)
     print("| invoices | step | runs | median s | min s | each run s | peak RSS MB (median) | rows "
           "| load avg (start->end) |")
