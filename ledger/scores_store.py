@@ -157,16 +157,25 @@ def load_latest_scores(engine: sa.Engine, as_of: pd.Timestamp | str | None = Non
     Returns:
         The run and its scores, or None when no run qualifies.
     """
+    run = latest_run(engine, as_of)
+    return None if run is None else load_run(engine, run)
+
+
+def latest_run(engine: sa.Engine, as_of: pd.Timestamp | str | None = None) -> dict | None:
+    """The row of the run ``load_latest_scores`` would load (one small query), or None."""
     q = sa.select(score_runs).order_by(score_runs.c.as_of.desc(), score_runs.c.created_at.desc()).limit(1)
     if as_of is not None:
         q = q.where(score_runs.c.as_of <= pd.Timestamp(as_of).date())
     with engine.connect() as conn:
         row = conn.execute(q).mappings().first()
-        if row is None:
-            return None
-        run = dict(row)
+    return None if row is None else dict(row)
+
+
+def load_run(engine: sa.Engine, run: dict) -> StoredScores:
+    """The scores of a run (a row of ``score_runs``). Runs never change once saved."""
+    with engine.connect() as conn:
         return StoredScores(run=run, invoices=_frame(conn, invoice_scores_table, run["run_id"]),
                             clients=_frame(conn, client_scores_table, run["run_id"]))
 
 
-__all__ = ["StoredScores", "list_score_runs", "load_latest_scores", "save_scores"]
+__all__ = ["StoredScores", "latest_run", "list_score_runs", "load_latest_scores", "load_run", "save_scores"]

@@ -28,7 +28,7 @@ from features.kpis import evaluate_kpis
 from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, Ledger
 from ledger.ingest import validate_frame
 from ledger.schema import ingest_runs
-from ledger.scores_store import load_latest_scores
+from ledger.scores_store import latest_run, load_run
 from ledger.store import load_ledger, upsert_frame
 from ledger.workspace import Settings
 from models.forecast import DEFAULT_CLIENT_CORRELATION, build_collection_forecast, build_open_amounts, build_run_rate
@@ -414,10 +414,17 @@ def worklist_rows(state: ServiceState, as_of: date | pd.Timestamp | None) -> Wor
         NoModelError: no stored run and no champion to score with.
     """
     d = day_of(as_of)
-    stored = load_latest_scores(state.engine, d)
-    if stored is not None:
-        return WorklistView(as_of=d, source="stored", run_id=stored.run_id, run_as_of=pd.Timestamp(stored.run["as_of"]),
-                            model_version=str(stored.run["model_version"]), rows=_order_worklist(stored.invoices))
+    run = latest_run(state.engine, d)
+    if run is not None:
+        key = ("stored-worklist", run["run_id"])  # a saved run never changes: its rows are cached
+        with state.lock:
+            rows = state.results.get_or_none(key)
+        if rows is None:
+            rows = _order_worklist(load_run(state.engine, run).invoices)
+            with state.lock:
+                state.results.put(key, rows)
+        return WorklistView(as_of=d, source="stored", run_id=run["run_id"], run_as_of=pd.Timestamp(run["as_of"]),
+                            model_version=str(run["model_version"]), rows=rows)
     champion = current_model(state)
     index = current_ledger(state)
     key = ("worklist", index.version, champion.version, d)
