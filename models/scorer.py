@@ -88,7 +88,7 @@ class EncaisseModel(BaseEstimator):
         hazard_params: dict | None = None,
         risk_params: dict | None = None,
         recalibrate: bool = True,
-        max_training_rows: int | None = 200_000,
+        max_training_rows: int | None = 300_000,
         random_state: int = 0,
     ):
         self.recalibrate = recalibrate
