@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,6 +28,24 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as on
 def settings_for(home: Path | None) -> Settings:
     """Workspace settings for a command, honouring ``--home``."""
     return load_settings(home)
+
+
+def parse_day(value: str, flag: str = "--as-of") -> pd.Timestamp:
+    """A YYYY-MM-DD option as a day, or a usage error (exit 2)."""
+    try:
+        return pd.Timestamp(value).normalize()
+    except (ValueError, TypeError):
+        raise fail(f"{flag} must be a date like 2025-04-01; got {value!r}.", code=2) from None
+
+
+def load_ledger_or_fail(settings: Settings):
+    """The whole stored ledger, or a clean error when the store holds no invoice yet."""
+    from ledger.store import EmptyStoreError, load_store_ledger
+
+    try:
+        return load_store_ledger(settings.store_url)
+    except EmptyStoreError as exc:
+        raise fail(str(exc)) from None
 
 
 def emit_json(payload: dict[str, Any]) -> None:

@@ -344,6 +344,26 @@ def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None) -> L
     return ledger.known_at(as_of) if as_of is not None else ledger
 
 
+class EmptyStoreError(ValueError):
+    """The store holds no invoices yet."""
+
+
+def load_store_ledger(url: str) -> Ledger:
+    """The whole ledger stored at ``url`` (migrated first); the engine is disposed afterwards.
+
+    Raises:
+        EmptyStoreError: no invoice is stored yet.
+    """
+    engine = open_store(url)
+    try:
+        ledger = load_ledger(engine)
+    finally:
+        engine.dispose()
+    if ledger.invoices.empty:
+        raise EmptyStoreError(f"The store {url} holds no invoices; load some with `encaisse ingest` first.")
+    return ledger
+
+
 def count_rows(engine: sa.Engine, table: str) -> int:
     """Number of rows stored in a ledger table."""
     with engine.connect() as conn:
@@ -351,7 +371,7 @@ def count_rows(engine: sa.Engine, table: str) -> int:
 
 
 __all__ = [
-    "alembic_config", "canonical_strings", "content_ids", "count_rows", "current_revision",
-    "head_revision", "load_ledger", "open_store", "row_hashes", "upgrade_store", "upsert_frame",
+    "EmptyStoreError", "alembic_config", "canonical_strings", "content_ids", "count_rows", "current_revision",
+    "head_revision", "load_ledger", "load_store_ledger", "open_store", "row_hashes", "upgrade_store", "upsert_frame",
 ]
 

@@ -14,7 +14,6 @@ real one. See docs/distributed.md.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +21,6 @@ import pandas as pd
 
 from ledger.contracts import Ledger
 
-log = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS_PER_WORKER = 4
 """Partitions per worker when ``n_partitions`` is not given: enough to balance uneven clients."""
@@ -172,43 +170,3 @@ def connect(scheduler: str | None = None, n_workers: int = 2, memory_limit: str 
         return Client(scheduler)
     return Client(LocalCluster(n_workers=n_workers, threads_per_worker=1, memory_limit=memory_limit,
                                dashboard_address=None))
-
-
-def run_score_distributed(settings, as_of, scheduler: str, out=None, capacity: float | None = None,
-                          policy_path=None, n_partitions: int | None = None):
-    """``pipelines.score.run_score`` with scoring and features on the Dask cluster at ``scheduler``.
-
-    The store is read here and client partitions are sent to the workers (they need this package
-    installed, not access to the store). Storage and export are as single-machine.
-    """
-    from ledger.scores_store import load_latest_scores, save_scores
-    from ledger.store import load_ledger, open_store
-    from models.policy import load_policy
-    from models.scoring import build_scoring
-    from pipelines import score as single
-
-    d = pd.Timestamp(as_of).normalize()
-    engine = open_store(settings.store_url)
-    client = connect(scheduler)
-    try:
-        ledger = load_ledger(engine)
-        if ledger.invoices.empty:
-            raise ValueError(f"The store {settings.store_url} holds no invoices; load some with `encaisse ingest` "
-                             "first.")
-        champion = single.load_champion(settings)
-        policy = load_policy(policy_path)
-        before = load_latest_scores(engine, d - pd.Timedelta(days=1))
-        previous = before.clients[["client_id", "profile"]] if before is not None else None
-        model = DistributedModel(champion.model, client, n_partitions)
-        scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
-        run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
-                             model_version=str(champion.version), model_run_id=champion.run_id, policy=policy.name)
-    finally:
-        client.close()
-        engine.dispose()
-    written = str(single.save_worklist(scoring.worklist, out)) if out else None
-    log.info("scored %d invoices of %d clients as of %s on %s (run %s)", len(scoring.worklist),
-             len(scoring.client_scores), d.date(), scheduler, run_id)
-    return single.ScoreResult(run_id=run_id, as_of=str(d.date()), model_version=str(champion.version),
-                              n_invoices=len(scoring.worklist), n_clients=len(scoring.client_scores), out=written,
-                              worklist=scoring.worklist, client_scores=scoring.client_scores)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ledger.scores_store import load_latest_scores, save_scores
-from ledger.store import load_ledger, open_store
+from ledger.store import load_ledger, load_store_ledger, open_store
 from ledger.workspace import Settings
 from models.alerts import build_alerts
 from models.policy import load_policy
@@ -68,32 +68,46 @@ def run_score(
     out: str | Path | None = None,
     capacity: float | None = None,
     policy_path: str | Path | None = None,
+    scheduler: str | None = None,
+    n_partitions: int | None = None,
 ) -> ScoreResult:
     """Score the store's ledger as of a day with the champion, store the run, export the worklist.
 
+    Args:
+        scheduler: a Dask scheduler address (``tcp://host:8786``): features and scores are computed
+            on that cluster, partitioned by client (``pipelines.distributed``); storage and export
+            stay here. The workers need this package installed, not access to the store.
+        n_partitions: client partitions on the cluster (default: ``pipelines.distributed``'s).
+
     Raises:
-        ValueError: the store holds no invoices.
+        ledger.store.EmptyStoreError: the store holds no invoices.
         models.registry.NoChampionError: no champion model yet.
     """
     d = pd.Timestamp(as_of).normalize()
+    ledger = load_store_ledger(settings.store_url)
+    champion = load_champion(settings)
+    policy = load_policy(policy_path)
     engine = open_store(settings.store_url)
+    client = None
     try:
-        ledger = load_ledger(engine)
-        if ledger.invoices.empty:
-            raise ValueError(f"The store {settings.store_url} holds no invoices; load some with `encaisse ingest` "
-                             "first.")
-        champion = load_champion(settings)
-        policy = load_policy(policy_path)
+        model = champion.model
+        if scheduler:
+            from pipelines.distributed import DistributedModel, connect
+
+            client = connect(scheduler)
+            model = DistributedModel(model, client, n_partitions)
         before = load_latest_scores(engine, d - pd.Timedelta(days=1))
         previous = before.clients[["client_id", "profile"]] if before is not None else None
-        scoring = build_scoring(champion.model, ledger, d, policy=policy, previous=previous, capacity=capacity)
+        scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
         run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
                              model_version=str(champion.version), model_run_id=champion.run_id, policy=policy.name)
     finally:
+        if client is not None:
+            client.close()
         engine.dispose()
     written = str(save_worklist(scoring.worklist, out)) if out else None
-    log.info("scored %d invoices of %d clients as of %s (run %s)", len(scoring.worklist),
-             len(scoring.client_scores), d.date(), run_id)
+    log.info("scored %d invoices of %d clients as of %s%s (run %s)", len(scoring.worklist),
+             len(scoring.client_scores), d.date(), f" on {scheduler}" if scheduler else "", run_id)
     return ScoreResult(run_id=run_id, as_of=str(d.date()), model_version=str(champion.version),
                        n_invoices=len(scoring.worklist), n_clients=len(scoring.client_scores), out=written,
                        worklist=scoring.worklist, client_scores=scoring.client_scores)

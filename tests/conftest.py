@@ -42,7 +42,8 @@ def shared_data() -> Path:
 @pytest.fixture
 def pg_url():
     """A URL to a fresh, empty schema on the real PostgreSQL server; dropped afterwards."""
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    import sqlalchemy
+
     engine = sqlalchemy.create_engine(PG_URL)
     try:
         with engine.connect() as conn:

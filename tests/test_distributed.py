@@ -5,18 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from dask.distributed import Client, LocalCluster
 
-pytest.importorskip("dask.distributed")
-
-from dask.distributed import Client, LocalCluster  # noqa: E402
-
-from features.invoices import build_features  # noqa: E402
-from ledger.synth import make_ledger  # noqa: E402
-from models.scorer import EncaisseModel  # noqa: E402
-from pipelines.distributed import (  # noqa: E402
-    DistributedModel, build_features_distributed, client_partition, partition_ledger, score_distributed,
+from features.invoices import build_features
+from ledger.synth import make_ledger
+from models.scorer import EncaisseModel
+from models.scoring import build_scoring
+from pipelines.distributed import (
+    DistributedModel,
+    build_features_distributed,
+    client_partition,
+    partition_ledger,
+    score_distributed,
 )
-from models.scoring import build_scoring  # noqa: E402
 
 AS_OF = pd.Timestamp("2025-11-03")
 SMALL = dict(max_snapshots=10, snapshot_freq_days=21, hazard_params={"n_estimators": 30},

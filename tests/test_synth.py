@@ -67,7 +67,8 @@ def test_columns_and_dtypes_follow_the_contracts(synth):
 
 
 def test_csv_files_pass_the_ingest_validation(tmp_path):
-    validate_frame = pytest.importorskip("ledger.ingest").validate_frame
+    from ledger.ingest import validate_frame
+
     write_ledger(make_ledger(80, seed=1), tmp_path)
     for name in TABLES:
         raw = pd.read_csv(tmp_path / f"{name}.csv", dtype=str, keep_default_na=False)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, settings_for
+from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, parse_day, settings_for
 
 
 def register(app: typer.Typer) -> None:
@@ -23,10 +22,7 @@ def register(app: typer.Typer) -> None:
         """Alerts from the latest scoring run at or before a day (and the run before it, for risk jumps)."""
         from pipelines.score import NoScoresError, run_alerts
 
-        try:
-            day = pd.Timestamp(as_of).normalize()
-        except (ValueError, TypeError):
-            raise fail(f"--as-of must be a date like 2025-04-01; got {as_of!r}.", code=2) from None
+        day = parse_day(as_of)
         try:
             result = run_alerts(settings_for(home), day)
         except NoScoresError as exc:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from encaisse.commands.train import ConfigOption, load_config_or_fail, parse_day
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, progress, settings_for
+from encaisse.commands.train import ConfigOption, load_config_or_fail
+from encaisse.console import HomeOption, JsonOption, emit_json, fail, load_ledger_or_fail, out, parse_day, progress, settings_for
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +27,6 @@ def register(app: typer.Typer) -> None:
         json_: JsonOption = False,
     ) -> None:
         """Backtest the model and three baselines (historical rate, due date, client median delay)."""
-        from ledger.store import load_ledger, open_store
         from pipelines.backtest import build_backtest, evaluate_backtest, save_backtest_report
         from pipelines.validation import METRICS
 
@@ -37,13 +36,7 @@ def register(app: typer.Typer) -> None:
         settings = settings_for(home)
         with progress(disable=json_) as bar:
             task = bar.add_task("loading the ledger", total=3)
-            engine = open_store(settings.store_url)
-            try:
-                ledger = load_ledger(engine)
-            finally:
-                engine.dispose()
-            if ledger.invoices.empty:
-                raise fail(f"the store {settings.store_url} holds no invoices; load some with `encaisse ingest` first.")
+            ledger = load_ledger_or_fail(settings)
             bar.update(task, advance=1, description=f"fitting as of {day.date()}")
             try:
                 bt = build_backtest(ledger, day, end_day, cfg)

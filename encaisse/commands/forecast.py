@@ -11,7 +11,7 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, settings_for
+from encaisse.console import HomeOption, JsonOption, emit_json, fail, load_ledger_or_fail, out, parse_day, settings_for
 
 log = logging.getLogger(__name__)
 
@@ -52,23 +52,12 @@ def register(app: typer.Typer) -> None:
             plot_forecast,
         )
 
-        try:
-            day = pd.Timestamp(as_of).normalize()
-        except (ValueError, TypeError):
-            raise fail(f"--as-of must be a date like 2025-04-01; got {as_of!r}.") from None
+        day = parse_day(as_of)
         freq = freq.upper()
         if freq not in ("W", "D"):
             raise fail(f"--freq must be W (weeks) or D (days); got {freq!r}.")
         settings = settings_for(home)
-        from ledger.store import load_ledger, open_store
-
-        engine = open_store(settings.store_url)
-        try:
-            ledger = load_ledger(engine)
-        finally:
-            engine.dispose()
-        if ledger.invoices.empty:
-            raise fail(f"the store {settings.store_url} holds no invoices; load some with `encaisse ingest` first.")
+        ledger = load_ledger_or_fail(settings)
         try:
             from models.registry import load_champion
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, settings_for
+from encaisse.console import HomeOption, JsonOption, emit_json, load_ledger_or_fail, out, parse_day, settings_for
 
 
 def _money(x: float | None) -> str:
@@ -33,22 +32,8 @@ def register(app: typer.Typer) -> None:
         """Aging, countback DSO, best possible DSO, CEI and doubtful receivables from the ledger store."""
         from features.kpis import evaluate_kpis
 
-        try:
-            day = pd.Timestamp(as_of).normalize()
-        except (ValueError, TypeError):
-            raise fail(f"--as-of must be a date like 2025-04-01; got {as_of!r}.") from None
-        settings = settings_for(home)
-        try:
-            from ledger.store import load_ledger, open_store
-        except ImportError as exc:  # the store module ships separately
-            raise fail(f"the ledger store is not available in this installation: {exc}") from None
-        engine = open_store(settings.store_url)
-        try:
-            ledger = load_ledger(engine)
-        finally:
-            engine.dispose()
-        if ledger.invoices.empty:
-            raise fail(f"the store {settings.store_url} holds no invoices; load some with `encaisse ingest` first.")
+        day = parse_day(as_of)
+        ledger = load_ledger_or_fail(settings_for(home))
         result = evaluate_kpis(ledger, day, period_days=period_days)
 
         table = Table(title=f"Receivables KPIs at the start of {result['as_of']}", show_header=False)

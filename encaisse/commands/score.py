@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, settings_for
+from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, parse_day, settings_for
 
 SHOWN_ROWS = 20
 
@@ -36,19 +35,10 @@ def register(app: typer.Typer) -> None:
         from models.policy import PolicyError
         from pipelines.score import run_score
 
-        try:
-            day = pd.Timestamp(as_of).normalize()
-        except (ValueError, TypeError):
-            raise fail(f"--as-of must be a date like 2025-04-01; got {as_of!r}.", code=2) from None
+        day = parse_day(as_of)
         settings = settings_for(home)
         try:
-            if scheduler:
-                from pipelines.distributed import run_score_distributed
-
-                result = run_score_distributed(settings, day, scheduler, out=out_file, capacity=capacity,
-                                               policy_path=policy)
-            else:
-                result = run_score(settings, day, out=out_file, capacity=capacity, policy_path=policy)
+            result = run_score(settings, day, out=out_file, capacity=capacity, policy_path=policy, scheduler=scheduler)
         except (ValueError, LookupError, PolicyError) as exc:  # no invoices, no champion, bad policy
             raise fail(str(exc)) from exc
 

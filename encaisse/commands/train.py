@@ -5,21 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, progress, settings_for
+from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, parse_day, progress, settings_for
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="Training configuration YAML "
                                                    "(default: the packaged pipelines/default.yaml).")]
-
-
-def parse_day(value: str, flag: str) -> pd.Timestamp:
-    """A YYYY-MM-DD option as a day, or a clean CLI error."""
-    try:
-        return pd.Timestamp(value).normalize()
-    except (ValueError, TypeError):
-        raise fail(f"{flag} must be a date like 2025-04-01; got {value!r}.", code=2) from None
 
 
 def load_config_or_fail(path: Path | None):

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from encaisse.commands.train import ConfigOption, load_config_or_fail, parse_day
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, settings_for
+from encaisse.commands.train import ConfigOption, load_config_or_fail
+from encaisse.console import HomeOption, JsonOption, emit_json, fail, load_ledger_or_fail, out, parse_day, settings_for
 
 
 def register(app: typer.Typer) -> None:
@@ -28,19 +28,12 @@ def register(app: typer.Typer) -> None:
         json_: JsonOption = False,
     ) -> None:
         """Search hyperparameters; write the best as a config YAML usable by `encaisse train --config`."""
-        from ledger.store import load_ledger, open_store
         from pipelines.tune import run_tuning
 
         day = parse_day(as_of, "--as-of") if as_of else None
         cfg = load_config_or_fail(config)
         settings = settings_for(home)
-        engine = open_store(settings.store_url)
-        try:
-            ledger = load_ledger(engine)
-        finally:
-            engine.dispose()
-        if ledger.invoices.empty:
-            raise fail(f"the store {settings.store_url} holds no invoices; load some with `encaisse ingest` first.")
+        ledger = load_ledger_or_fail(settings)
         try:
             result = run_tuning(settings, cfg, trials, ledger, as_of=day, timeout=timeout, out=out_path)
         except (ValueError, RuntimeError) as exc:
