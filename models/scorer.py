@@ -210,8 +210,11 @@ class EncaisseModel(BaseEstimator):
         return build_features(ledger, as_of, invoice_ids=invoice_ids, **self._feature_kwargs())
 
     def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
-              return_cdf: bool = False):
+              return_cdf: bool = False, features: pd.DataFrame | None = None):
         """Score the invoices open at the start of ``as_of``.
+
+        ``features``: ``self.features(ledger, as_of, invoice_ids)`` when the caller already built it
+        (the worklist needs it too); it is then not built again.
 
         Returns:
             A frame with ``SCORE_COLUMNS``: ``p_late`` = P(paid after the due date) (1 for an
@@ -223,7 +226,7 @@ class EncaisseModel(BaseEstimator):
         """
         check_is_fitted(self, "encoder_")
         d = pd.Timestamp(as_of)
-        f = self.features(ledger, d, invoice_ids)
+        f = self.features(ledger, d, invoice_ids) if features is None else features
         X = self.encoder_.transform(f)
         out = f[["invoice_id", "client_id", "amount", "currency", "issue_date", "due_date"]].copy()
         not_due = (f["i_days_to_due"] >= 0).to_numpy()

@@ -69,8 +69,8 @@ def build_scoring(
     """
     d = pd.Timestamp(as_of).normalize()
     pol = policy or load_policy()
-    scores = model.score(ledger, d)
     feats = model.features(ledger, d)
+    scores = model.score(ledger, d, features=feats)
     client_scores = build_client_scores(scores, feats, ledger, d)
     assignments = assign_profiles(client_scores, pol, previous=previous)
     inv = scores.copy()

@@ -76,8 +76,8 @@ def _features_task(part: Ledger, as_of, kwargs: dict) -> pd.DataFrame:
     return build_features(part, as_of, **kwargs)
 
 
-def _score_task(model, part: Ledger, as_of, kwargs: dict):
-    out, (days, cdf) = model.score(part, as_of, return_cdf=True, **kwargs)
+def _score_task(model, part: Ledger, as_of, kwargs: dict, features: pd.DataFrame | None = None):
+    out, (days, cdf) = model.score(part, as_of, return_cdf=True, features=features, **kwargs)
     return out, days, cdf
 
 
@@ -109,7 +109,7 @@ def build_features_distributed(ledger: Ledger, as_of, client, n_partitions: int 
 
 
 def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | None = None,
-                      return_cdf: bool = False, **score_kwargs):
+                      return_cdf: bool = False, features: pd.DataFrame | None = None, **score_kwargs):
     """``model.score(ledger, as_of)`` on a Dask cluster: the model is broadcast once, one task per partition.
 
     Args:
@@ -118,6 +118,8 @@ def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | 
         client: a ``dask.distributed.Client``.
         n_partitions: client partitions (default: 4 per worker).
         return_cdf: also return ``(days, cdf)`` in the rows' order, as ``score`` does.
+        features: the feature frame already built for these invoices; split by the same client
+            partitions and sent along, so the workers do not build it again.
         **score_kwargs: ``n_reasons``, ``lang``, ``invoice_ids``.
 
     Returns:
@@ -126,8 +128,13 @@ def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | 
     n = _n_partitions(client, n_partitions)
     remote_model = client.scatter(model, broadcast=True, hash=False)
     parts = _scatter(client, partition_ledger(ledger, n))
-    futures = [client.submit(_score_task, remote_model, p, pd.Timestamp(as_of), score_kwargs, pure=False)
-               for p in parts]
+    if features is None:
+        feats = [None] * n
+    else:
+        fpart = client_partition(features["client_id"], n)
+        feats = _scatter(client, [features[fpart == p].reset_index(drop=True) for p in range(n)])
+    futures = [client.submit(_score_task, remote_model, p, pd.Timestamp(as_of), score_kwargs, f, pure=False)
+               for p, f in zip(parts, feats)]
     results = client.gather(futures)
     keep = [r for r in results if len(r[0])] or results[:1]
     out, order = _ordered([r[0] for r in keep])
@@ -150,9 +157,9 @@ class DistributedModel:
     n_partitions: int | None = None
 
     def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
-              return_cdf: bool = False):
+              return_cdf: bool = False, features: pd.DataFrame | None = None):
         return score_distributed(self.model, ledger, as_of, self.client, self.n_partitions, return_cdf=return_cdf,
-                                 invoice_ids=invoice_ids, n_reasons=n_reasons, lang=lang)
+                                 features=features, invoice_ids=invoice_ids, n_reasons=n_reasons, lang=lang)
 
     def features(self, ledger: Ledger, as_of, invoice_ids=None) -> pd.DataFrame:
         return build_features_distributed(ledger, as_of, self.client, self.n_partitions, invoice_ids=invoice_ids,
