@@ -151,8 +151,8 @@ class _ClientFeaturesGiven:
 
     ``EncaisseModel.score`` builds features through ``self.features``; this wrapper routes that
     call to ``build_features(..., clients=...)`` and delegates everything else to the model, so
-    the scoring code that runs is the model's own. (Once ``EncaisseModel.score`` takes a
-    ``clients=`` argument, this wrapper goes.)
+    the scoring code that runs is the model's own, including inside ``build_scoring``, which asks
+    the model for its features.
     """
 
     def __init__(self, model, clients: pd.DataFrame | None):
