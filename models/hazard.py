@@ -58,17 +58,62 @@ def _edges(edges) -> np.ndarray:
     return e
 
 
+def _count_le(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per row i and column j: how many entries of ``rows[i]`` (non-decreasing) are <= ``values[i, j]``.
+
+    One flat ``searchsorted``: rows are shifted apart so that the flattened array stays sorted.
+    """
+    n, k = rows.shape
+    if n == 0:
+        return np.zeros(values.shape, dtype=np.int64)
+    if k <= 40:
+        # Few columns (weekly periods, the model's bins): comparing column by column is faster.
+        count = np.zeros(values.shape, dtype=np.int16 if k < 32_000 else np.int64)
+        for j in range(k):
+            count += rows[:, j:j + 1] <= values
+        return count
+    finite = rows[np.isfinite(rows)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    # Infinite entries become sentinels outside the finite range, keeping every comparison's result:
+    # a finite value never reaches a +inf entry (hi + 2), a +inf value (hi + 3) passes them all.
+    r = np.nan_to_num(rows, posinf=hi + 2.0, neginf=lo - 2.0)
+    v = np.where(np.isposinf(values), hi + 3.0, np.where(np.isneginf(values), lo - 3.0,
+                                                          np.clip(values, lo - 1.0, hi + 1.0)))
+    width = hi - lo + 7.0
+    off = np.arange(n, dtype=float)[:, None] * width
+    flat = (r - lo + 3.0 + off).ravel()
+    v = v - lo + 3.0 + off
+    pos = np.searchsorted(flat, v.ravel(), side="right").reshape(values.shape)
+    return pos - np.arange(n)[:, None] * k
+
+
 def _interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """Row-wise linear interpolation: for each row i, np.interp(x[i], xp[i], fp[i]) (xp non-decreasing)."""
-    n, m = x.shape
-    idx = np.empty((n, m), dtype=int)
-    for j in range(m):
-        idx[:, j] = (xp <= x[:, [j]]).sum(axis=1)
-    k = np.clip(idx, 1, xp.shape[1] - 1)
+    """Row-wise ``np.interp(x[i], xp[i], fp[i])`` without a loop over rows or columns."""
+    n, k = xp.shape
+    idx = _count_le(xp, x)
+    j = np.clip(idx, 1, k - 1)
     r = np.arange(n)[:, None]
-    x0, x1, f0, f1 = xp[r, k - 1], xp[r, k], fp[r, k - 1], fp[r, k]
+    x0, x1, f0, f1 = xp[r, j - 1], xp[r, j], fp[r, j - 1], fp[r, j]
     w = np.where(x1 > x0, (x - x0) / np.where(x1 > x0, x1 - x0, 1.0), 1.0)
-    return np.where(idx <= 0, fp[:, :1], np.where(idx >= xp.shape[1], fp[:, -1:], f0 + np.clip(w, 0, 1) * (f1 - f0)))
+    return np.where(idx <= 0, fp[:, :1], np.where(idx >= k, fp[:, -1:], f0 + np.clip(w, 0, 1) * (f1 - f0)))
+
+
+def sample_payment_days(days: np.ndarray, cdf: np.ndarray, u: np.ndarray, horizon_days: float) -> np.ndarray:
+    """Payment days after as_of for uniform draws ``u`` (n, m); ``inf`` = not paid within the horizon.
+
+    Inverse CDF, linear inside a bin: the payment day is ``floor`` of the returned value (a day-t
+    payment is the CDF's rise over [t, t + 1)).
+    """
+    n, k = cdf.shape
+    idx = _count_le(cdf, u)  # first edge with cdf > u
+    ok = idx < k
+    j = np.clip(idx, 1, k - 1)
+    r = np.arange(n)[:, None]
+    lo, hi = cdf[r, j - 1], cdf[r, j]
+    frac = np.where(hi > lo, (u - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    val = days[r, j - 1] + np.clip(frac, 0, 1) * (days[r, j] - days[r, j - 1])
+    ok &= val <= horizon_days
+    return np.where(ok, val, np.inf)
 
 
 class PaymentDateModel(BaseEstimator):
@@ -249,20 +294,7 @@ class PaymentDateModel(BaseEstimator):
 
     def sample(self, days: np.ndarray, cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Payment days (after as_of) for uniform draws ``u`` (n, m); ``inf`` past the horizon."""
-        n, m = u.shape
-        out = np.full((n, m), np.inf)
-        idx = np.empty((n, m), dtype=int)
-        for j in range(m):
-            idx[:, j] = (cdf <= u[:, [j]]).sum(axis=1)  # first edge with cdf > u
-        ok = idx < cdf.shape[1]
-        k = np.clip(idx, 1, cdf.shape[1] - 1)
-        r = np.arange(n)[:, None]
-        lo, hi = cdf[r, k - 1], cdf[r, k]
-        frac = np.where(hi > lo, (u - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
-        val = days[r, k - 1] + np.clip(frac, 0, 1) * (days[r, k] - days[r, k - 1])
-        ok &= val <= self.horizon_days
-        out[ok] = val[ok]
-        return out
+        return sample_payment_days(days, cdf, u, self.horizon_days)
 
 
 def _km_map(u: np.ndarray, event: np.ndarray, n_grid: int = 201, min_at_risk: int = 50) -> tuple[np.ndarray, np.ndarray]:

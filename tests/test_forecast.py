@@ -23,10 +23,9 @@ from models.forecast import (
     build_run_rate,
     evaluate_collection_forecast,
     plot_forecast,
-    sample_payment_days,
     sample_period_totals,
 )
-from models.hazard import PaymentDateModel
+from models.hazard import PaymentDateModel, sample_payment_days
 
 D = "2025-03-03"  # a Monday
 
@@ -55,18 +54,6 @@ def test_build_periods_weeks_start_on_monday_and_first_is_partial():
     assert list(edges) == [0, 1, 2]
     with pytest.raises(ValueError, match="freq must be one of"):
         build_periods(D, 2, "M")
-
-
-def test_vectorized_sampler_equals_payment_model_sample():
-    rng = np.random.default_rng(3)
-    n, k = 200, 12
-    days = np.sort(rng.integers(0, 500, (n, k)), axis=1).astype(float)
-    days[:, 0] = 0
-    cdf = np.sort(rng.random((n, k)) * 0.95, axis=1)
-    cdf[:, 0] = 0
-    u = rng.random((n, 25))
-    pm = PaymentDateModel(horizon_days=365)
-    np.testing.assert_array_equal(sample_payment_days(days, cdf, u, 365), pm.sample(days, cdf, u))
 
 
 def test_all_mass_in_days_7_to_14_lands_in_week_2():
@@ -300,7 +287,7 @@ def test_cli_forecast_writes_csv_and_json(fitted, tmp_path, monkeypatch):
 
 
 def test_count_le_matches_brute_force_with_many_columns_and_infinities():
-    from models.forecast import _count_le
+    from models.hazard import _count_le
 
     rng = np.random.default_rng(1)
     rows = np.sort(rng.integers(0, 30, size=(20, 60)).astype(float), axis=1)
