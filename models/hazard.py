@@ -45,7 +45,7 @@ LGBM_DEFAULTS = dict(
 )
 
 PREDICT_CHUNK_ROWS = 250_000
-"""Person-period rows predicted at a time (about 200 MB of frame for ~90 features)."""
+"""Person-period rows predicted at a time (about 200 MB of float matrix for ~100 columns)."""
 
 # _WEEKEND[s, r]: weekend days among r consecutive days starting on weekday s (0 = Monday).
 _WEEKEND = np.array([[sum(((s + i) % 7) >= 5 for i in range(r)) for r in range(7)] for s in range(7)])
@@ -151,9 +151,9 @@ class PaymentDateModel(BaseEstimator):
     def _first_bin(self, a0: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.edges_, a0, side="right") - 1
 
-    def _bin_frame(self, X: pd.DataFrame, rows: np.ndarray, bins: np.ndarray, a0: np.ndarray) -> pd.DataFrame:
+    def _bin_columns(self, X: pd.DataFrame, rows: np.ndarray, bins: np.ndarray, a0: np.ndarray) -> dict:
+        """The bin's own columns (``h_*``) of person-period rows (invoice ``rows[i]``, bin ``bins[i]``)."""
         e = self.edges_
-        Z = X.iloc[rows].reset_index(drop=True)
         a = a0[rows]
         start = np.maximum(e[bins], a)
         end = e[bins + 1]
@@ -166,19 +166,50 @@ class PaymentDateModel(BaseEstimator):
         rem_start = (sdow + 7 * full) % 7
         weekend = 2 * full + _WEEKEND[rem_start, w % 7]
         month0 = np.nan_to_num(X["i_due_month"].to_numpy(dtype=float))[rows] - 1
-        Z["h_bin"] = bins.astype(float)
-        Z["h_start"] = start
-        Z["h_width"] = width
-        Z["h_since_as_of"] = start - a
-        Z["h_start_dow"] = sdow.astype(float)
-        Z["h_weekend_share"] = weekend / np.maximum(width, 1)
-        Z["h_month"] = ((month0 + np.floor(start / 30.44)) % 12 + 1).astype(float)
+        cols = {
+            "h_bin": bins.astype(float),
+            "h_start": start,
+            "h_width": width,
+            "h_since_as_of": start - a,
+            "h_start_dow": sdow.astype(float),
+            "h_weekend_share": weekend / np.maximum(width, 1),
+            "h_month": ((month0 + np.floor(start / 30.44)) % 12 + 1).astype(float),
+        }
         if "c_pay_dow_mode" in X.columns:
             mode = X["c_pay_dow_mode"].to_numpy(dtype=float)[rows]
             # Does the bin hold the client's usual payment weekday (its payment run)?
-            Z["h_pay_dow_in_bin"] = np.where(np.isnan(mode), np.nan,
-                                             ((mode - sdow) % 7 < np.maximum(width, 1)).astype(float))
+            cols["h_pay_dow_in_bin"] = np.where(np.isnan(mode), np.nan,
+                                                ((mode - sdow) % 7 < np.maximum(width, 1)).astype(float))
+        return cols
+
+    def _bin_frame(self, X: pd.DataFrame, rows: np.ndarray, bins: np.ndarray, a0: np.ndarray) -> pd.DataFrame:
+        """Person-period rows as a frame: the invoice's features, then its bin's (training input)."""
+        Z = X.iloc[rows].reset_index(drop=True)
+        for name, values in self._bin_columns(X, rows, bins, a0).items():
+            Z[name] = values
         return Z
+
+    def _base_matrix(self, X: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+        """The invoices' features as the booster's float matrix (bin columns left empty), and where each bin column goes.
+
+        Categorical columns become the codes LightGBM gives them from a frame: positions in the
+        categories it saw at fit (``pandas_categorical``), missing for anything else.
+        """
+        names = self.booster_.feature_name()
+        cats = iter(self.booster_.pandas_categorical or [])
+        base = np.full((len(X), len(names)), np.nan)
+        slots = {}
+        for j, name in enumerate(names):
+            if name.startswith("h_"):
+                slots[name] = j
+                continue
+            col = X[name]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                codes = pd.Categorical(col, categories=next(cats)).codes
+                base[:, j] = np.where(codes < 0, np.nan, codes)
+            else:
+                base[:, j] = col.to_numpy(dtype=float, na_value=np.nan)
+        return base, slots
 
     def _expand(self, X, duration, event):
         """Person-period rows: one per (invoice, bin it was observed in), y = paid in that bin."""
@@ -225,8 +256,12 @@ class PaymentDateModel(BaseEstimator):
         return self
 
     # -- predict -------------------------------------------------------------------------------
-    def predict_raw_cdf(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Uncalibrated CDF: (days after as_of at each edge, P(paid before it)), both (n, bins + 1)."""
+    def predict_raw_cdf(self, X: pd.DataFrame, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated CDF: (days after as_of at each edge, P(paid before it)), both (n, bins + 1).
+
+        ``num_threads``: LightGBM prediction threads (0: OpenMP's default, every core; 1 in a
+        server answering concurrent requests).
+        """
         check_is_fitted(self, "booster_")
         e = self.edges_
         k = len(e) - 1
@@ -237,19 +272,22 @@ class PaymentDateModel(BaseEstimator):
         rows = np.repeat(np.arange(len(X)), n)
         bins = np.repeat(f, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
         h = np.zeros((len(X), k))
-        # Person-period rows in slices: the same predictions, without the whole expanded frame in memory.
+        base, slots = self._base_matrix(X)
+        # Person-period rows in slices: the same predictions, without the whole expanded matrix in memory.
         for lo in range(0, len(rows), PREDICT_CHUNK_ROWS):
             r, b = rows[lo:lo + PREDICT_CHUNK_ROWS], bins[lo:lo + PREDICT_CHUNK_ROWS]
-            Z = self._bin_frame(X, r, b.astype(int), a0)
-            h[r, b] = np.clip(self.booster_.predict(Z), 0.0, 1.0)
+            Z = base[r]
+            for name, values in self._bin_columns(X, r, b.astype(int), a0).items():
+                Z[:, slots[name]] = values
+            h[r, b] = np.clip(self.booster_.predict(Z, num_threads=num_threads), 0.0, 1.0)
         surv = np.cumprod(1.0 - h, axis=1)
         cdf = np.hstack([np.zeros((len(X), 1)), 1.0 - surv])
         days = np.maximum(e[None, :], a0[:, None]) - a0[:, None]
         return days, cdf
 
-    def predict_cdf(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def predict_cdf(self, X: pd.DataFrame, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated CDF: (days after as_of at each edge, P(paid before it)), both (n, bins + 1)."""
-        days, cdf = self.predict_raw_cdf(X)
+        days, cdf = self.predict_raw_cdf(X, num_threads=num_threads)
         return days, self._calibrate(cdf)
 
     def _calibrate(self, cdf: np.ndarray) -> np.ndarray:

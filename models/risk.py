@@ -57,15 +57,16 @@ class CalibratedRisk(ClassifierMixin, BaseEstimator):
         self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y_cal)
         return self
 
-    def predict_raw(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_raw(self, X: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
+        """Uncalibrated P(positive). ``num_threads``: LightGBM's (0: every core; 1 in a server)."""
         check_is_fitted(self, "booster_")
-        return self.booster_.predict(X[list(self.feature_names_in_)])
+        return self.booster_.predict(X[list(self.feature_names_in_)], num_threads=num_threads)
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = self.calibrator_.predict(self.predict_raw(X))
+    def predict_proba(self, X: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
+        p = self.calibrator_.predict(self.predict_raw(X, num_threads=num_threads))
         return np.column_stack([1 - p, p])
 
-    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+    def contributions(self, X: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
         """Per-feature contributions to the raw log-odds (LightGBM ``pred_contrib``), last column = bias."""
         check_is_fitted(self, "booster_")
-        return self.booster_.predict(X[list(self.feature_names_in_)], pred_contrib=True)
+        return self.booster_.predict(X[list(self.feature_names_in_)], pred_contrib=True, num_threads=num_threads)

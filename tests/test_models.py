@@ -106,6 +106,25 @@ def test_scores_are_coherent(fitted):
     pd.testing.assert_frame_equal(s, again)
 
 
+def test_hazard_predictions_from_the_float_matrix_equal_the_frame_the_model_was_fitted_on(fitted):
+    ledger, d, model = fitted
+    X = model.encoder_.transform(model.features(ledger, d))
+    hm = model.payment_model_
+    assert any(isinstance(X[c].dtype, pd.CategoricalDtype) for c in X.columns)
+    days, cdf = hm.predict_raw_cdf(X)
+    # The same person-period rows as a frame with categorical columns, as at fit.
+    a0 = hm._a0(X)
+    f = hm._first_bin(a0)
+    k = len(hm.edges_) - 1
+    rows = np.repeat(np.arange(len(X)), k - f)
+    bins = np.concatenate([np.arange(b, k) for b in f])
+    h = np.zeros((len(X), k))
+    h[rows, bins] = np.clip(hm.booster_.predict(hm._bin_frame(X, rows, bins, a0)), 0.0, 1.0)
+    expected = np.hstack([np.zeros((len(X), 1)), 1.0 - np.cumprod(1.0 - h, axis=1)])
+    np.testing.assert_array_equal(cdf, expected)
+    np.testing.assert_array_equal(hm.predict_raw_cdf(X, num_threads=1)[1], cdf)
+
+
 def test_model_beats_the_due_date_and_historical_rate_baselines(fitted):
     ledger, d, model = fitted
     s = model.score(ledger, d)
