@@ -32,6 +32,8 @@ so sending them again is idempotent.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import re
 import time
@@ -48,7 +50,7 @@ import sqlalchemy as sa
 from ledger.contracts import CURRENCIES, DOC_TYPES, TABLES, Table, coerce_frame
 from ledger.mapping import FALSE_VALUES, TRUE_VALUES, ColumnSpec, Mapping, SourceOptions, load_mapping
 from ledger.schema import ingest_runs
-from ledger.store import content_ids, row_hashes, upsert_frame
+from ledger.store import StagedUpsert, content_ids, row_hashes
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +192,10 @@ def _summaries(tally: dict[tuple[str, str], list[np.ndarray]], examples: dict[tu
 
 def _text(s: pd.Series) -> pd.Series:
     """Source values as stripped text; empty and null become NA."""
+    if isinstance(s.dtype, pd.StringDtype):
+        # Text as the CSV readers give it: strip and blank out without a Python call per value.
+        t = s.str.strip()
+        return t.where(t != "").astype("object")
     if pd.api.types.is_float_dtype(s):
         # 18724.0 read from a typed source is the id 18724.
         t = s.map(lambda v: repr(int(v)) if v == v and float(v).is_integer() else repr(v), na_action="ignore")
@@ -409,6 +415,17 @@ def _process(mapping: Mapping, raw: pd.DataFrame, first_row: int,
     return _Chunk(good=good, rejects=rejects, filtered=filtered)
 
 
+def _prepare(table: Table, good: pd.DataFrame) -> pd.DataFrame:
+    """Give actions without an id their content id, and every row its ``row_hash``."""
+    if table.name == "actions":
+        missing = good["action_id"].isna()
+        if missing.any():
+            good.loc[missing, "action_id"] = content_ids(table, good[missing], "A").to_numpy()
+    body = good.drop(columns=["source_row"])
+    good["row_hash"] = row_hashes(table, coerce_frame(body, table)).to_numpy()
+    return good
+
+
 def _finish(table: Table, good: pd.DataFrame, tally: dict, examples: dict) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Give actions their content ids, hash rows, and settle duplicate keys.
 
@@ -416,12 +433,7 @@ def _finish(table: Table, good: pd.DataFrame, tally: dict, examples: dict) -> tu
         (rows to upsert with ``row_hash``, conflicting duplicates as (source_row, reason), number
         of identical copies dropped).
     """
-    if table.name == "actions":
-        missing = good["action_id"].isna()
-        if missing.any():
-            good.loc[missing, "action_id"] = content_ids(table, good[missing], "A").to_numpy()
-    body = good.drop(columns=["source_row"])
-    good["row_hash"] = row_hashes(table, coerce_frame(body, table)).to_numpy()
+    good = _prepare(table, good)
     key = good[table.key]
     dup = key.duplicated(keep=False)
     if not dup.any():
@@ -484,13 +496,66 @@ def _format_of(path: Path, opts: SourceOptions) -> str:
     return "parquet" if ".parquet" in suffixes or ".pq" in suffixes else "csv"
 
 
-def read_source(path: Path, opts: SourceOptions, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """Yield the file's rows in chunks: CSV as text (empty = missing), Parquet with its own types."""
+class _CsvLayoutError(Exception):
+    """The fast CSV reader cannot read this file the way pandas does (ragged rows, odd header)."""
+
+
+def _read_csv_arrow(path: Path, opts: SourceOptions, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """CSV chunks read by pyarrow's multi-threaded reader, every column as text.
+
+    Gives the same frames as pandas' reader (``dtype=str``, empty = ""), several times faster;
+    raises ``_CsvLayoutError`` where the two would differ (a row with a missing or extra field,
+    duplicate or unnamed header columns), so the caller can start over with pandas.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    if len(opts.delimiter) != 1:
+        raise _CsvLayoutError("multi-character delimiter")
+    header = pd.read_csv(path, sep=opts.delimiter, encoding=opts.encoding, nrows=0,
+                         skiprows=opts.skip_rows or None, compression="infer")
+    names = [str(c) for c in header.columns]
+    try:
+        reader = pv.open_csv(
+            path,
+            read_options=pv.ReadOptions(skip_rows=opts.skip_rows, encoding=opts.encoding, block_size=8 << 20),
+            parse_options=pv.ParseOptions(delimiter=opts.delimiter, newlines_in_values=True),
+            convert_options=pv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+        if reader.schema.names != names:
+            raise _CsvLayoutError(f"header read as {reader.schema.names}, not {names}")
+        pending: list[Any] = []
+        n_pending = 0
+        for batch in reader:
+            pending.append(batch)
+            n_pending += batch.num_rows
+            while n_pending >= chunk_rows:
+                whole = pa.Table.from_batches(pending)
+                yield whole.slice(0, chunk_rows).to_pandas()
+                rest = whole.slice(chunk_rows)
+                pending, n_pending = rest.to_batches(), rest.num_rows
+        if n_pending:
+            yield pa.Table.from_batches(pending).to_pandas()
+    except pa.ArrowInvalid as exc:
+        raise _CsvLayoutError(str(exc)) from exc
+
+
+def read_source(path: Path, opts: SourceOptions, chunk_rows: int = CHUNK_ROWS,
+                fast_csv: bool = True) -> Iterator[pd.DataFrame]:
+    """Yield the file's rows in chunks: CSV as text (empty = ""), Parquet with its own types.
+
+    With ``fast_csv``, CSV is read by pyarrow and ``_CsvLayoutError`` is raised (possibly after
+    some chunks) for a file it reads differently from pandas; read it again with ``fast_csv=False``.
+    """
     if _format_of(path, opts) == "parquet":
         import pyarrow.parquet as pq
 
         for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
             yield batch.to_pandas()
+        return
+    if fast_csv:
+        yield from _read_csv_arrow(path, opts, chunk_rows)
         return
     reader = pd.read_csv(
         path, sep=opts.delimiter, encoding=opts.encoding, dtype=str, keep_default_na=False,
@@ -522,9 +587,10 @@ def _rejects_path(rejects_dir: Path, source: Path) -> Path:
     return path
 
 
-def _reread_rows(path: Path, opts: SourceOptions, wanted: set[int], chunk_rows: int) -> pd.DataFrame:
+def _reread_rows(path: Path, opts: SourceOptions, wanted: set[int], chunk_rows: int,
+                 fast_csv: bool) -> pd.DataFrame:
     parts, first = [], 1
-    for raw in read_source(path, opts, chunk_rows):
+    for raw in read_source(path, opts, chunk_rows, fast_csv=fast_csv):
         rows = np.arange(first, first + len(raw))
         hit = np.isin(rows, list(wanted))
         if hit.any():
@@ -533,6 +599,112 @@ def _reread_rows(path: Path, opts: SourceOptions, wanted: set[int], chunk_rows: 
             parts.append(part)
         first += len(raw)
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["source_row"])
+
+
+class _RejectsFile:
+    """The rejects file, written a chunk at a time (rows in source order), created on first use."""
+
+    def __init__(self, rejects_dir: Path, source: Path) -> None:
+        self.rejects_dir, self.source = rejects_dir, source
+        self.path: Path | None = None
+        self.rejected = 0
+        self.filtered = 0
+
+    def write(self, rejected: pd.DataFrame, filtered: pd.DataFrame) -> None:
+        self.rejected += len(rejected)
+        self.filtered += len(filtered)
+        both = [x for x in (rejected, filtered) if len(x)]
+        if not both:
+            return
+        rows = pd.concat(both, ignore_index=True) if len(both) > 1 else both[0]
+        rows = rows.sort_values("source_row", kind="stable")
+        if self.path is None:
+            self.rejects_dir.mkdir(parents=True, exist_ok=True)
+            self.path = _rejects_path(self.rejects_dir, self.source)
+            rows.to_csv(self.path, index=False)
+        else:
+            rows.to_csv(self.path, index=False, header=False, mode="a")
+
+    def add_late(self, rejected: pd.DataFrame) -> None:
+        """Rows rejected after the whole file was read (duplicate keys): merge them in, in order."""
+        if not len(rejected):
+            return
+        self.rejected += len(rejected)
+        if self.path is None:
+            self.rejects_dir.mkdir(parents=True, exist_ok=True)
+            self.path = _rejects_path(self.rejects_dir, self.source)
+            rejected.sort_values("source_row", kind="stable").to_csv(self.path, index=False)
+            return
+        earlier = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+        earlier["source_row"] = earlier["source_row"].astype("int64")
+        both = pd.concat([earlier, rejected], ignore_index=True)
+        both.sort_values("source_row", kind="stable").to_csv(self.path, index=False)
+
+
+class _KeyIndex:
+    """Compact 64-bit digests of every staged row's key and row hash, to find duplicate keys.
+
+    24 bytes per row instead of the rows themselves; candidates are checked exactly against the
+    staged keys, so a digest collision never rejects a row.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[np.ndarray] = []
+        self.hashes: list[np.ndarray] = []
+        self.rows: list[np.ndarray] = []
+
+    def add(self, key: pd.Series, row_hash: pd.Series, source_row: pd.Series) -> None:
+        self.keys.append(pd.util.hash_array(key.to_numpy(dtype=object)))
+        self.hashes.append(pd.util.hash_array(row_hash.to_numpy(dtype=object)))
+        self.rows.append(source_row.to_numpy(dtype="int64"))
+
+    def candidates(self) -> list[int]:
+        """Source rows whose key digest appears more than once."""
+        if not self.keys:
+            return []
+        keys = np.concatenate(self.keys)
+        rows = np.concatenate(self.rows)
+        order = np.argsort(keys, kind="stable")
+        k = keys[order]
+        same = k[1:] == k[:-1]
+        if not same.any():
+            return []
+        hit = np.zeros(len(k), dtype=bool)
+        hit[1:] |= same
+        hit[:-1] |= same
+        return sorted(rows[order][hit].tolist())
+
+
+def _settle_duplicates(table: Table, staged: StagedUpsert, index: _KeyIndex, tally: dict,
+                       examples: dict) -> tuple[pd.DataFrame, int]:
+    """Drop identical copies and reject conflicting duplicate keys among the staged rows.
+
+    Returns:
+        (conflicting rows as (source_row, reason), number of identical copies dropped).
+    """
+    candidates = index.candidates()
+    empty = pd.DataFrame(columns=["source_row", "reason"])
+    if not candidates:
+        return empty, 0
+    d = staged.fetch(candidates).sort_values("source_row", kind="stable").reset_index(drop=True)
+    key = d[table.key]
+    d = d[key.duplicated(keep=False)]
+    if not len(d):
+        return empty, 0
+    n_hashes = d.groupby(table.key)["row_hash"].transform("nunique")
+    conflict = d[n_hashes > 1]
+    same = d[n_hashes == 1]
+    copies = same[same[table.key].duplicated()]
+    rej = empty
+    if len(conflict):
+        rows_by_key = conflict.groupby(table.key)["source_row"].apply(lambda r: ", ".join(map(str, sorted(r))))
+        reason = conflict[table.key].map(
+            lambda k: f"{table.key} {k} appears more than once with different values (rows {rows_by_key[k]})")
+        rej = pd.DataFrame({"source_row": conflict["source_row"].to_numpy(), "reason": reason.to_numpy()})
+        tally.setdefault(("duplicate", table.key), []).append(conflict["source_row"].to_numpy())
+        examples.setdefault(("duplicate", table.key), f"{table.key} {conflict[table.key].iloc[0]}")
+    staged.discard(sorted(conflict["source_row"].tolist() + copies["source_row"].tolist()))
+    return rej, len(copies)
 
 
 def _record_run(conn: sa.Connection, result: IngestResult, started: datetime, status: str) -> None:
@@ -557,6 +729,10 @@ def ingest_file(
 ) -> IngestResult:
     """Ingest one CSV (``.csv``, ``.csv.gz``) or Parquet file into the store, atomically.
 
+    The file is read, validated and staged a chunk at a time (memory stays bounded by
+    ``chunk_rows``, whatever the file size), then merged into the ledger table with one statement;
+    staging, merge and the ``ingest_runs`` record share one transaction.
+
     Args:
         engine: the store (``ledger.store.open_store``).
         path: the file.
@@ -575,7 +751,6 @@ def ingest_file(
         IngestRejected: rows were rejected and ``allow_rejects`` is False; nothing was stored.
     """
     t0 = time.perf_counter()
-    started = datetime.now(UTC)
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"File not found: {path}.")
@@ -583,73 +758,97 @@ def ingest_file(
         mapping = load_mapping(mapping)
     opts = mapping.source if mapping is not None else SourceOptions()
     rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
+    args = (engine, path, mapping, opts, rejects_dir, table, allow_rejects, chunk_rows, on_progress)
+    try:
+        result = _ingest(*args, fast_csv=True)
+    except _CsvLayoutError as exc:
+        log.info("reading %s again with pandas' CSV reader: %s", path.name, exc)
+        result = _ingest(*args, fast_csv=False)
+    result.seconds = time.perf_counter() - t0
+    log.info("%s", result.summary().splitlines()[0])
+    return result
 
+
+def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: SourceOptions, rejects_dir: Path,
+            table: str | None, allow_rejects: bool, chunk_rows: int, on_progress: ProgressFn | None,
+            fast_csv: bool) -> IngestResult:
+    """``ingest_file``'s work, with one CSV reader."""
+    t0 = time.perf_counter()
+    started = datetime.now(UTC)
+    chunks = read_source(path, opts, chunk_rows, fast_csv=fast_csv)
+    first = next(chunks, None)
+    if first is None:
+        mapping_used = mapping or _identity_mapping(TABLES[table or infer_table(path)], [])
+    elif mapping is None:
+        mapping_used = _identity_mapping(TABLES[table or infer_table(path)], list(first.columns))
+    else:
+        mapping_used = mapping
+        absent = [c for c in mapping.source_columns() if c not in first.columns]
+        if absent:
+            raise IngestError(
+                f"Mapping {mapping.name!r} reads columns missing from {path.name}: "
+                f"{', '.join(absent)}. The file has: {', '.join(map(str, first.columns))}."
+            )
+    spec = TABLES[mapping_used.table]
+    result = IngestResult(table=spec.name, source=str(path), mapping=mapping.name if mapping else None)
+    rejects = _RejectsFile(rejects_dir, path)
+    index = _KeyIndex()
     tally: dict = {}
     examples: dict = {}
-    goods, rejects, filtered = [], [], []
-    read = 0
-    for raw in read_source(path, opts, chunk_rows):
-        if read == 0:
-            if mapping is None:
-                mapping_used = _identity_mapping(TABLES[table or infer_table(path)], list(raw.columns))
+
+    with engine.connect() as conn:
+        trans = conn.begin()
+        staged = None
+        try:
+            staged = StagedUpsert(conn, spec, list(mapping_used.extra))
+            for raw in itertools.chain([first] if first is not None else [], chunks):
+                chunk = _process(mapping_used, raw, result.read + 1, tally, examples)
+                good = _prepare(spec, chunk.good)
+                index.add(good[spec.key], good["row_hash"], good["source_row"])
+                staged.stage_frame(good)
+                rejects.write(chunk.rejects, chunk.filtered)
+                result.read += len(raw)
+                del raw, chunk, good
+                if on_progress:
+                    on_progress("read", result.read, None)
+            dup_rej, identical = _settle_duplicates(spec, staged, index, tally, examples)
+            del index
+            if len(dup_rej):
+                originals = _reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows, fast_csv)
+                rejects.add_late(dup_rej.merge(originals, on="source_row", how="left"))
+            result.rejected, result.filtered = rejects.rejected, rejects.filtered
+            result.rejects_file = str(rejects.path) if rejects.path is not None else None
+            result.problems = _summaries(tally, examples, spec, path.name)
+            if result.rejected and not allow_rejects:
+                trans.rollback()
+                staged.close()
+                result.seconds = time.perf_counter() - t0
+                _record_run(conn, result, started, "rejected")
+                conn.commit()
             else:
-                mapping_used = mapping
-                absent = [c for c in mapping.source_columns() if c not in raw.columns]
-                if absent:
-                    raise IngestError(
-                        f"Mapping {mapping.name!r} reads columns missing from {path.name}: "
-                        f"{', '.join(absent)}. The file has: {', '.join(map(str, raw.columns))}."
-                    )
-        chunk = _process(mapping_used, raw, read + 1, tally, examples)
-        goods.append(chunk.good)
-        rejects.append(chunk.rejects)
-        filtered.append(chunk.filtered)
-        read += len(raw)
-        if on_progress:
-            on_progress("read", read, None)
-    if read == 0:
-        mapping_used = mapping or _identity_mapping(TABLES[table or infer_table(path)], [])
-    spec = TABLES[mapping_used.table]
-    result = IngestResult(table=spec.name, source=str(path), mapping=mapping.name if mapping else None, read=read)
-
-    good = pd.concat(goods, ignore_index=True) if goods else pd.DataFrame(columns=[*spec.names, "source_row"])
-    good, dup_rej, identical = _finish(spec, good, tally, examples)
-    if len(dup_rej):
-        originals = _reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows)
-        dup_rej = dup_rej.merge(originals, on="source_row", how="left")
-    rejected = pd.concat([r for r in (*rejects, dup_rej) if len(r)], ignore_index=True) if any(
-        len(r) for r in (*rejects, dup_rej)) else pd.DataFrame()
-    filt = pd.concat([f for f in filtered if len(f)], ignore_index=True) if any(len(f) for f in filtered) else pd.DataFrame()
-    result.rejected = len(rejected)
-    result.filtered = len(filt)
-    result.problems = _summaries(tally, examples, spec, path.name)
-    if result.rejected or result.filtered:
-        rejects_dir.mkdir(parents=True, exist_ok=True)
-        out = _rejects_path(rejects_dir, path)
-        both = pd.concat([x for x in (rejected, filt) if len(x)], ignore_index=True)
-        both.sort_values("source_row", kind="stable").to_csv(out, index=False)
-        result.rejects_file = str(out)
-
-    if result.rejected and not allow_rejects:
-        result.seconds = time.perf_counter() - t0
-        with engine.begin() as conn:
-            _record_run(conn, result, started, "rejected")
+                if on_progress:
+                    on_progress("write", 0, staged.staged)
+                inserted, updated, unchanged = staged.merge()
+                if on_progress:
+                    on_progress("write", staged.staged, staged.staged)
+                result.inserted, result.updated = inserted, updated
+                result.unchanged = unchanged + identical
+                result.stored = True
+                result.seconds = time.perf_counter() - t0
+                _record_run(conn, result, started, "stored")
+                trans.commit()
+        except BaseException as exc:
+            if trans.is_active:
+                trans.rollback()
+            if isinstance(exc, _CsvLayoutError) and rejects.path is not None:
+                rejects.path.unlink(missing_ok=True)
+            if staged is not None:
+                with contextlib.suppress(Exception):
+                    staged.close()
+                    conn.commit()
+            raise
+    if not result.stored:
         raise IngestRejected(result)
-
-    body = good.drop(columns=["source_row"])
-
-    def written(done: int, total: int) -> None:
-        if on_progress:
-            on_progress("write", done, total)
-
-    with engine.begin() as conn:
-        inserted, updated, unchanged = upsert_frame(conn, spec, body, on_progress=written)
-        result.inserted, result.updated = inserted, updated
-        result.unchanged = unchanged + identical
-        result.stored = True
-        result.seconds = time.perf_counter() - t0
-        _record_run(conn, result, started, "stored")
     assert result.read == (result.inserted + result.updated + result.unchanged
                            + result.rejected + result.filtered), result
-    log.info("%s", result.summary().splitlines()[0])
     return result

@@ -11,6 +11,7 @@ now paid) is updated; the rest is counted unchanged.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -37,7 +39,9 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 CHUNK_ROWS = 20_000
-"""Rows per executemany batch."""
+"""Rows per staging batch (``executemany`` on SQLite, ``COPY`` on PostgreSQL)."""
+SQLITE_CACHE_KB = 256 * 1024
+"""SQLite page cache while an upsert stages and merges (KiB; the default is 2 MB)."""
 
 
 def alembic_config(url: str | None = None) -> Config:
@@ -122,82 +126,104 @@ def open_store(url: str) -> sa.Engine:
 # --- row hashes ----------------------------------------------------------------------------------
 
 
+def _all_text(values: np.ndarray) -> bool:
+    return len(values) == 0 or pd.api.types.infer_dtype(values, skipna=False) == "string"
+
+
+def _canonical_texts(table: Table, df: pd.DataFrame, columns: list[str] | None = None) -> list[str]:
+    """``canonical_strings`` as a list, built column-wise with one Python join per row."""
+    names = columns if columns is not None else table.names
+    parts: list[np.ndarray] = []
+    for name in names:
+        s = df[name]
+        kind = table.column(name).kind
+        missing = s.isna().to_numpy()
+        if kind == "date":
+            if not pd.api.types.is_datetime64_any_dtype(s):
+                s = pd.to_datetime(s).astype("datetime64[s]")
+            text = np.datetime_as_string(s.to_numpy(dtype="datetime64[D]"), unit="D").astype(object)
+        elif kind in ("amount", "int"):
+            floats = pd.to_numeric(s).astype("float64").to_numpy(na_value=np.nan)
+            text = np.array(list(map(repr, floats.tolist())), dtype=object)
+        elif kind == "bool":
+            flags = s.astype("boolean").to_numpy(dtype=object, na_value=None)
+            text = np.array(["1" if v else "0" for v in flags.tolist()], dtype=object)
+        else:
+            text = s.to_numpy(dtype=object)
+            if not _all_text(text[~missing]):
+                text = s.astype("str").to_numpy(dtype=object)
+        if missing.any():
+            text = text.copy()
+            # Empty, not "\x00": what the first release's pandas fillna("\x00") stored (stored
+            # hashes must stay valid). Ingest blanks empty text to missing, so nothing is lost.
+            text[missing] = ""
+        parts.append(text)
+    others = [] if columns is not None else sorted(
+        c for c in df.columns if c not in table.names and c not in ("extra", "row_hash"))
+    for name in others:
+        s = df[name]
+        parts.append((name + "=" + s.astype("str")).where(s.notna(), "\x00").astype("str").to_numpy(dtype=object))
+    if not parts:
+        return [""] * len(df)
+    return ["\x1f".join(row) for row in zip(*(p.tolist() for p in parts))]
+
+
 def canonical_strings(table: Table, df: pd.DataFrame, columns: list[str] | None = None) -> pd.Series:
     """One string per row holding its canonical values, in a stable text form.
 
     ``df`` must be typed (``contracts.coerce_frame``). Columns outside the contract (the extras of
     invoices) are appended in name order as ``name=value``, unless ``columns`` picks the columns.
+    Dates are ``YYYY-MM-DD``, numbers Python's ``repr`` of the float, booleans ``1``/``0``, a
+    missing canonical value empty and a missing extra ``\\x00``; values are separated by ``\\x1f``.
     """
-    names = columns if columns is not None else table.names
-    parts: list[pd.Series] = []
-    for name in names:
-        s = df[name]
-        kind = table.column(name).kind
-        if kind == "date":
-            if not pd.api.types.is_datetime64_any_dtype(s):
-                s = pd.to_datetime(s).astype("datetime64[s]")
-            text = s.dt.strftime("%Y-%m-%d")
-        elif kind in ("amount", "int"):
-            text = pd.to_numeric(s).astype("float64").map(repr)
-            text = text.where(s.notna())
-        elif kind == "bool":
-            text = s.astype("boolean").map({True: "1", False: "0"}, na_action="ignore")
-        else:
-            text = s.astype("str")
-            text = text.where(s.notna())
-        parts.append(text.astype("object").fillna("\x00").astype("str"))
-    others = [] if columns is not None else sorted(
-        c for c in df.columns if c not in table.names and c not in ("extra", "row_hash"))
-    for name in others:
-        s = df[name]
-        parts.append((name + "=" + s.astype("str")).where(s.notna(), "\x00").astype("str"))
-    if not parts:
-        return pd.Series("", index=df.index, dtype="str")
-    out = parts[0]
-    for p in parts[1:]:
-        out = out + "\x1f" + p
-    return out
+    return pd.Series(_canonical_texts(table, df, columns), index=df.index, dtype=object)
 
 
-def _digest(texts: pd.Series) -> pd.Series:
-    return pd.Series(
-        [hashlib.blake2b(t.encode(), digest_size=16).hexdigest() for t in texts],
-        index=texts.index, dtype="str",
-    )
+def _digests(texts: list[str]) -> list[str]:
+    blake2b = hashlib.blake2b
+    return [blake2b(t.encode(), digest_size=16).hexdigest() for t in texts]
 
 
 def row_hashes(table: Table, df: pd.DataFrame) -> pd.Series:
     """The ``row_hash`` of every row of a typed canonical frame (32 hex characters)."""
-    return _digest(canonical_strings(table, df))
+    return pd.Series(_digests(_canonical_texts(table, df)), index=df.index, dtype=object)
 
 
 def content_ids(table: Table, df: pd.DataFrame, prefix: str) -> pd.Series:
     """Deterministic ids from a row's content, key excluded (for actions sent without an id)."""
     names = [n for n in table.names if n != table.key]
-    return prefix + _digest(canonical_strings(table, df, names)).str.slice(0, 20)
+    ids = [prefix + d[:20] for d in _digests(_canonical_texts(table, df, names))]
+    return pd.Series(ids, index=df.index, dtype=object)
 
 
 # --- upsert ----------------------------------------------------------------------------------------
 
 
-def _python_values(table: Table, df: pd.DataFrame, name: str) -> list[Any]:
-    """A column as a list of Python values the DB driver takes (None for missing)."""
-    s = df[name]
-    kind = table.column(name).kind if name in table.names else "str"
+def _column_values(kind: str, s: pd.Series) -> list[Any]:
+    """A column as a list of values every driver takes: ISO text for dates, None for missing."""
+    missing = s.isna().to_numpy()
     if kind == "date":
-        values = s.dt.date.astype("object")
+        days = s.to_numpy(dtype="datetime64[D]") if pd.api.types.is_datetime64_any_dtype(s) else \
+            pd.to_datetime(s).to_numpy(dtype="datetime64[D]")
+        values = np.datetime_as_string(days, unit="D").astype(object)
     elif kind == "amount":
-        values = s.astype("float64").astype("object")
+        values = s.to_numpy(dtype="float64", na_value=np.nan).astype(object)
     elif kind == "int":
-        values = s.astype("Int64").astype("object")
+        values = s.astype("Int64").to_numpy(dtype=object, na_value=None)
     elif kind == "bool":
-        values = s.astype("boolean").astype("object")
+        values = s.astype("boolean").to_numpy(dtype=object, na_value=None)
     else:
-        values = s.astype("object")
-    return values.where(s.notna(), None).tolist()
+        values = s.to_numpy(dtype=object)
+        if not _all_text(values[~missing]):
+            values = s.astype("str").to_numpy(dtype=object)
+    if missing.any():
+        values = values.copy()
+        values[missing] = None
+    return values.tolist()
 
 
-def _extra_dicts(df: pd.DataFrame, names: list[str]) -> list[dict[str, Any] | None]:
+def _extra_texts(df: pd.DataFrame, names: list[str]) -> list[str | None]:
+    """Mapped extras as one JSON object per row (None when a row has none)."""
     if not names:
         return [None] * len(df)
     cols = []
@@ -208,15 +234,163 @@ def _extra_dicts(df: pd.DataFrame, names: list[str]) -> list[dict[str, Any] | No
         else:
             vals = s.astype("object")
         cols.append(vals.where(s.notna(), None).tolist())
-    return [
-        {k: v for k, v in zip(names, row) if v is not None} or None
-        for row in zip(*cols)
-    ]
+    out = []
+    for row in zip(*cols):
+        d = {k: v for k, v in zip(names, row) if v is not None}
+        out.append(json.dumps(d) if d else None)
+    return out
 
 
-def _write_chunk(conn: sa.Connection, statement: sa.Executable, rows: list[dict[str, Any]]) -> None:
-    """One executemany batch (a seam for the atomicity test)."""
-    conn.execute(statement, rows)
+def _write_chunk(staged: "StagedUpsert", rows: list[tuple[Any, ...]]) -> None:
+    """Write one batch of staged rows (a seam for the atomicity test)."""
+    staged.write_rows(rows)
+
+
+class StagedUpsert:
+    """Rows staged in a temporary table, then merged into a ledger table with one statement.
+
+    Staging keeps memory bounded whatever the file size (a batch at a time goes to the database)
+    and lets duplicate keys be settled before anything touches the ledger table. SQLite takes the
+    batches with ``executemany``, PostgreSQL with ``COPY``. Everything happens in the caller's
+    transaction: a failure leaves the ledger table as it was.
+
+    Usage: ``stage`` batches (with a unique ``source_row`` each), ``discard`` rows if needed,
+    then ``merge``.
+    """
+
+    def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
+                 now: datetime | None = None) -> None:
+        self.conn = conn
+        self.spec = TABLES[table] if isinstance(table, str) else table
+        self.target = LEDGER_TABLES[self.spec.name]
+        self.extras = list(extras)
+        if self.extras and self.spec.name != "invoices":
+            raise ValueError(f"Table {self.spec.name!r} has no extra attributes; unexpected columns {self.extras}.")
+        self.now = now or datetime.now(UTC)
+        self.dialect = conn.dialect.name
+        self.staged = 0
+        columns = [sa.Column("source_row", sa.Integer(), primary_key=True, autoincrement=False)]
+        columns += [sa.Column(n, self.target.c[n].type) for n in self.spec.names]
+        if self.spec.name == "invoices":
+            columns.append(sa.Column("extra", sa.Text()))
+        columns.append(sa.Column("row_hash", self.target.c.row_hash.type))
+        self.stage = sa.Table(f"_stage_{self.spec.name}", sa.MetaData(), *columns, prefixes=["TEMPORARY"])
+        self.stage.drop(conn, checkfirst=True)  # a failed ingest may have left it on a pooled connection
+        self.stage.create(conn)
+        self._cache_size = None
+        if self.dialect == "sqlite":
+            # Index maintenance on a large merge thrashes SQLite's default 2 MB page cache.
+            self._cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+            conn.exec_driver_sql(f"PRAGMA cache_size={-SQLITE_CACHE_KB}")
+        self._names = [c.name for c in columns]
+
+    def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> None:
+        """Stage typed canonical rows with ``row_hash`` and ``source_row`` columns (and extras)."""
+        for start in range(0, len(df), CHUNK_ROWS):
+            part = df.iloc[start:start + CHUNK_ROWS]
+            cols = [part["source_row"].astype("int64").tolist()]
+            for name in self.spec.names:
+                s = part[name]
+                cols.append(_column_values(self.spec.column(name).kind, s))
+            if self.spec.name == "invoices":
+                cols.append(_extra_texts(part, self.extras))
+            cols.append(part["row_hash"].astype("str").tolist())
+            _write_chunk(self, list(zip(*cols)))
+            self.staged += len(part)
+            if on_progress:
+                on_progress(self.staged)
+
+    def write_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """Write rows (in staging column order) to the staging table."""
+        if not rows:
+            return
+        dbapi = self.conn.connection.driver_connection
+        cols = ", ".join(self._names)
+        if self.dialect == "postgresql":
+            with dbapi.cursor() as cur, cur.copy(f"COPY {self.stage.name} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            marks = ", ".join("?" * len(self._names))
+            cur = dbapi.cursor()
+            try:
+                cur.executemany(f"INSERT INTO {self.stage.name} ({cols}) VALUES ({marks})", rows)
+            finally:
+                cur.close()
+
+    def fetch(self, source_rows: list[int]) -> pd.DataFrame:
+        """``source_row``, key and ``row_hash`` of staged rows."""
+        key = self.spec.key
+        parts = []
+        for start in range(0, len(source_rows), 10_000):
+            batch = source_rows[start:start + 10_000]
+            res = self.conn.execute(sa.select(self.stage.c.source_row, self.stage.c[key], self.stage.c.row_hash)
+                                    .where(self.stage.c.source_row.in_(batch)))
+            parts.append(pd.DataFrame(res.all(), columns=["source_row", key, "row_hash"]))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["source_row", key, "row_hash"])
+
+    def discard(self, source_rows: list[int]) -> None:
+        """Drop staged rows (duplicates) before the merge."""
+        for start in range(0, len(source_rows), 10_000):
+            batch = source_rows[start:start + 10_000]
+            self.conn.execute(self.stage.delete().where(self.stage.c.source_row.in_(batch)))
+            self.staged -= len(batch)
+
+    def counts(self) -> tuple[int, int, int]:
+        """``(new, changed, unchanged)`` staged keys against the ledger table."""
+        s, t, key = self.stage, self.target, self.spec.key
+        n = self.conn.execute(sa.select(sa.func.count()).select_from(s)).scalar_one()
+        matched, changed = self.conn.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(
+                sa.case((t.c.row_hash != s.c.row_hash, 1), else_=0)), 0))
+            .select_from(s.join(t, t.c[key] == s.c[key]))
+        ).one()
+        return int(n - matched), int(changed), int(matched - changed)
+
+    def merge(self) -> tuple[int, int, int]:
+        """Insert new keys and update changed rows; drop the staging table.
+
+        Returns:
+            ``(inserted, updated, unchanged)``.
+        """
+        new, changed, unchanged = self.counts()
+        if new or changed:
+            self.conn.execute(self._merge_statement())
+        self.close()
+        return new, changed, unchanged
+
+    def close(self) -> None:
+        """Drop the staging table (if still there)."""
+        self.stage.drop(self.conn, checkfirst=True)
+        if self._cache_size is not None:
+            self.conn.exec_driver_sql(f"PRAGMA cache_size={int(self._cache_size)}")
+            self._cache_size = None
+
+    def _merge_statement(self) -> sa.Executable:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise NotImplementedError(f"the ledger store runs on SQLite or PostgreSQL, not {self.dialect}")
+        s, t = self.stage, self.target
+        names = [*self.spec.names, *(["extra"] if self.spec.name == "invoices" else []), "row_hash"]
+        values: list[Any] = []
+        for n in names:
+            col = s.c[n]
+            if n == "extra" and self.dialect == "postgresql":
+                col = sa.cast(col, t.c.extra.type)
+            values.append(col)
+        stamp_type = t.c.updated_at.type
+        values += [sa.bindparam("ingested_at", self.now, type_=stamp_type),
+                   sa.bindparam("updated_at", self.now, type_=stamp_type)]
+        # SQLite needs a WHERE in INSERT ... SELECT ... ON CONFLICT (the ON would read as a join's).
+        select = sa.select(*values).where(sa.true())
+        stmt = insert(t).from_select([*names, "ingested_at", "updated_at"], select)
+        changed = {n: stmt.excluded[n] for n in names if n != self.spec.key}
+        changed["updated_at"] = stmt.excluded.updated_at
+        return stmt.on_conflict_do_update(index_elements=[t.c[self.spec.key]], set_=changed,
+                                          where=t.c.row_hash != stmt.excluded.row_hash)
 
 
 def upsert_frame(
@@ -236,13 +410,12 @@ def upsert_frame(
             other columns are mapped extras, stored in ``extra``. A ``row_hash`` column, if present,
             is trusted (``row_hashes`` computes it).
         now: timestamp for ``ingested_at``/``updated_at`` (default: the current UTC time).
-        on_progress: called with (rows written, rows to write) after every batch.
+        on_progress: called with (rows staged, rows to stage) after every batch.
 
     Returns:
         ``(inserted, updated, unchanged)`` counts.
     """
     spec = TABLES[table] if isinstance(table, str) else table
-    sql_table = LEDGER_TABLES[spec.name]
     extras = [c for c in df.columns if c not in spec.names and c != "row_hash"]
     if extras and spec.name != "invoices":
         raise ValueError(f"Table {spec.name!r} has no extra attributes; unexpected columns {extras}.")
@@ -253,77 +426,91 @@ def upsert_frame(
     frame[spec.key] = frame[spec.key].astype("str")
     hashes = df["row_hash"].astype("str") if "row_hash" in df.columns else row_hashes(spec, frame)
     frame["row_hash"] = hashes.to_numpy()
-
-    key = sql_table.c[spec.key]
-    existing = pd.DataFrame(
-        conn.execute(sa.select(key, sql_table.c.row_hash)).all(), columns=["_key", "_old_hash"]
-    )
-    merged = frame[[spec.key, "row_hash"]].merge(
-        existing, how="left", left_on=spec.key, right_on="_key", sort=False
-    )
-    is_new = merged["_key"].isna().to_numpy()
-    is_changed = (~is_new) & (merged["_old_hash"].to_numpy() != merged["row_hash"].to_numpy())
-    n_new, n_changed = int(is_new.sum()), int(is_changed.sum())
-    unchanged = len(frame) - n_new - n_changed
-
-    stamp = now or datetime.now(UTC)
-    total = n_new + n_changed
-    done = 0
-
-    def rows_of(part: pd.DataFrame, key_name: str) -> list[dict[str, Any]]:
-        names = spec.names
-        cols = [_python_values(spec, part, n) for n in names]
-        out_names = [key_name if n == spec.key else n for n in names]
-        if spec.name == "invoices":
-            cols.append(_extra_dicts(part, extras))
-            out_names.append("extra")
-        cols.append(part["row_hash"].astype("object").tolist())
-        out_names.append("row_hash")
-        return [dict(zip(out_names, row)) for row in zip(*cols)]
-
-    inserts = frame[is_new]
-    insert_stmt = sql_table.insert().values(ingested_at=stamp, updated_at=stamp)
-    for start in range(0, len(inserts), CHUNK_ROWS):
-        part = inserts.iloc[start:start + CHUNK_ROWS]
-        _write_chunk(conn, insert_stmt, rows_of(part, spec.key))
-        done += len(part)
-        if on_progress:
-            on_progress(done, total)
-
-    updates = frame[is_changed]
-    update_stmt = (
-        sql_table.update().where(key == sa.bindparam("_match_key")).values(updated_at=stamp)
-    )
-    for start in range(0, len(updates), CHUNK_ROWS):
-        part = updates.iloc[start:start + CHUNK_ROWS]
-        rows = rows_of(part, spec.key)
-        for row in rows:
-            row["_match_key"] = row.pop(spec.key)
-        _write_chunk(conn, update_stmt, rows)
-        done += len(part)
-        if on_progress:
-            on_progress(done, total)
-    return n_new, n_changed, unchanged
+    frame["source_row"] = np.arange(1, len(frame) + 1)
+    staged = StagedUpsert(conn, spec, extras, now)
+    total = len(frame)
+    staged.stage_frame(frame, on_progress=(lambda done: on_progress(done, total)) if on_progress else None)
+    return staged.merge()
 
 
 # --- load ----------------------------------------------------------------------------------------
 
+LOAD_ROWS = 200_000
+"""Rows fetched at a time by ``load_ledger``."""
+
+
+def _typed_column(kind: str, values: tuple[Any, ...] | list[Any]) -> Any:
+    """Driver values (ISO text for dates) -> a typed array, as ``contracts.coerce_frame`` types it."""
+    if kind == "date":
+        return np.array(values, dtype="datetime64[D]").astype("datetime64[s]")
+    if kind == "amount":
+        return np.array(values, dtype="float64")
+    if kind == "int":
+        return pd.array(values, dtype="Int64")
+    if kind == "bool":
+        return pd.array([None if v is None else bool(v) for v in values], dtype="boolean")
+    return np.array(values, dtype=object)
+
+
+def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
+    """Run ``sql`` on the raw driver cursor and return typed column parts, a batch at a time.
+
+    The driver's own values are read (no SQLAlchemy type processing per value); PostgreSQL dates
+    come back as ISO text, as SQLite stores them, and are parsed by numpy.
+    """
+    dbapi = conn.connection.driver_connection
+    cur = dbapi.cursor()
+    if conn.dialect.name == "postgresql":
+        from psycopg.types.string import TextLoader
+
+        cur.adapters.register_loader("date", TextLoader)
+    parts: list[list[Any]] = [[] for _ in kinds]
+    try:
+        cur.execute(sql)
+        while True:
+            rows = cur.fetchmany(LOAD_ROWS)
+            if not rows:
+                break
+            for i, (kind, col) in enumerate(zip(kinds, zip(*rows))):
+                parts[i].append(_typed_column(kind, col))
+            del rows
+    finally:
+        cur.close()
+    return parts
+
+
+def _concat(kind: str, parts: list[Any]) -> Any:
+    if not parts:
+        return _typed_column(kind, [])
+    if len(parts) == 1:
+        return parts[0]
+    if kind in ("int", "bool"):
+        return pd.concat([pd.Series(p) for p in parts], ignore_index=True).array
+    return np.concatenate(parts)
+
 
 def _read_table(conn: sa.Connection, spec: Table) -> pd.DataFrame:
-    sql_table = LEDGER_TABLES[spec.name]
-    cols = [sql_table.c[n] for n in spec.names]
+    names = list(spec.names)
+    kinds = [spec.column(n).kind for n in names]
     if spec.name == "invoices":
-        cols.append(sql_table.c.extra)
-    result = conn.execute(sa.select(*cols).order_by(sql_table.c[spec.key]))
-    df = pd.DataFrame(result.all(), columns=[c.name for c in cols])
-    extra = df.pop("extra") if "extra" in df.columns else None
-    typed = coerce_frame(df, spec)
-    if extra is not None and extra.notna().any():
-        expanded = pd.DataFrame.from_records(
-            [e if isinstance(e, dict) else {} for e in extra], index=typed.index
-        )
-        for name in expanded.columns:
-            typed[name] = expanded[name]
+        names.append("extra")
+        kinds.append("json")
+    preparer = conn.dialect.identifier_preparer
+    sql = (f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} "
+           f"ORDER BY {preparer.quote(spec.key)}")
+    parts = _fetch_columns(conn, sql, kinds)
+    data = {n: pd.Series(_concat(k, p), dtype=object if k == "str" else None, copy=False)
+            for n, k, p in zip(names, kinds, parts)}
+    extra = data.pop("extra", None)
+    typed = pd.DataFrame(data, columns=spec.names, copy=False)
+    if extra is not None and len(extra):
+        texts = pd.Series(extra, dtype=object)
+        has = texts.notna() & (texts != "null")
+        if has.any():
+            records = [json.loads(e) if isinstance(e, str) else e for e in texts[has]]
+            expanded = pd.DataFrame.from_records(records, index=texts.index[has])
+            for name in expanded.columns:
+                typed[name] = expanded[name].reindex(typed.index)
     return typed
 
 
@@ -371,7 +558,7 @@ def count_rows(engine: sa.Engine, table: str) -> int:
 
 
 __all__ = [
-    "EmptyStoreError", "alembic_config", "canonical_strings", "content_ids", "count_rows", "current_revision",
+    "EmptyStoreError", "StagedUpsert", "alembic_config", "canonical_strings", "content_ids", "count_rows", "current_revision",
     "head_revision", "load_ledger", "load_store_ledger", "open_store", "row_hashes", "upgrade_store", "upsert_frame",
 ]
 

@@ -168,11 +168,11 @@ def test_failure_mid_file_leaves_store_unchanged(engine, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = store_mod._write_chunk
 
-    def flaky(conn, statement, rows):
+    def flaky(staged, rows):
         calls["n"] += 1
-        if calls["n"] == 3:  # two batches are already written inside the transaction
+        if calls["n"] == 3:  # two batches are already staged inside the transaction
             raise RuntimeError("disk full")
-        real(conn, statement, rows)
+        real(staged, rows)
 
     monkeypatch.setattr(store_mod, "_write_chunk", flaky)
     with pytest.raises(RuntimeError, match="disk full"):
