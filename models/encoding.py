@@ -45,14 +45,48 @@ class FeatureEncoder(TransformerMixin, BaseEstimator):
         out = {}
         for c in self.feature_names_in_:
             if c in self.categories_:
-                s = frame[c].astype("object").where(frame[c].notna(), None)
-                s = s.map(lambda v: None if v is None else str(v))
-                s = s.where(s.isin(self.categories_[c]), None)
-                out[c] = pd.Categorical(s, categories=self.categories_[c])
+                codes = _category_codes(frame[c], self.categories_[c])
+                out[c] = pd.Categorical.from_codes(codes, categories=self.categories_[c])
             else:
-                out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64").to_numpy()
+                s = frame[c]
+                if s.dtype != np.float64:
+                    s = pd.to_numeric(s, errors="coerce").astype("float64")
+                out[c] = s.to_numpy(dtype=np.float64, na_value=np.nan)
         return pd.DataFrame(out, index=frame.index)
+
+    def to_matrix(self, encoded: pd.DataFrame) -> np.ndarray:
+        """The float matrix LightGBM builds from a ``transform`` output (columns in fitted order).
+
+        Numbers as they are; a category as its position in ``categories_`` (the codes LightGBM
+        uses for a model fitted on ``transform`` output), missing as NaN.
+        """
+        check_is_fitted(self, "feature_names_in_")
+        out = np.empty((len(encoded), len(self.feature_names_in_)), dtype=np.float64)
+        for j, c in enumerate(self.feature_names_in_):
+            s = encoded[c]
+            if c in self.categories_:
+                codes = s.cat.codes.to_numpy()
+                out[:, j] = np.where(codes < 0, np.nan, codes)
+            else:
+                out[:, j] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        return out
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "feature_names_in_")
         return self.feature_names_in_.copy()
+
+
+def _category_codes(s: pd.Series, categories: list[str]) -> np.ndarray:
+    """Positions of ``str(value)`` in ``categories``; -1 for a missing value or one not among them.
+
+    Each distinct value is converted and looked up once (``pd.factorize``), not each cell. Strings
+    are factorized as they are; other values go through ``str`` first, so that values equal in
+    Python but printed differently (``1``, ``1.0``, ``True``) stay apart.
+    """
+    values = s.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+        values = np.array([None if v is None or (not isinstance(v, str) and pd.isna(v)) else str(v)
+                           for v in values], dtype=object)
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    lookup = pd.Index(categories, dtype=object).get_indexer(pd.Index(uniques, dtype=object))
+    return np.where(codes < 0, -1, lookup[np.maximum(codes, 0)] if len(lookup) else -1).astype(np.int64)
