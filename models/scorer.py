@@ -209,12 +209,26 @@ class EncaisseModel(BaseEstimator):
         """The feature frame ``score`` uses, for inspection."""
         return build_features(ledger, as_of, invoice_ids=invoice_ids, **self._feature_kwargs())
 
+    def encode(self, features: pd.DataFrame, with_reasons: bool = True) -> "EncodedRows":
+        """Feature rows with their model input, ready for ``score_encoded`` (``take`` any subset).
+
+        ``with_reasons``: also decide which cells have words (``describe``) for the reasons; without
+        it, ``score_encoded`` decides that for the rows it is asked to give reasons for.
+        """
+        check_is_fitted(self, "encoder_")
+        f = features.reset_index(drop=True).copy()  # a copy is consolidated: taking rows is a few blocks, not a column each
+        X = self.encoder_.transform(f)
+        names = list(self.very_late_model_.feature_names_in_)
+        return EncodedRows(features=f, X=X, matrix=self.encoder_.to_matrix(X),
+                           speakable=_speakable(f, names) if with_reasons else None)
+
     def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
-              return_cdf: bool = False, features: pd.DataFrame | None = None):
+              return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0):
         """Score the invoices open at the start of ``as_of``.
 
         ``features``: ``self.features(ledger, as_of, invoice_ids)`` when the caller already built it
-        (the worklist needs it too); it is then not built again.
+        (the worklist needs it too); it is then not built again. ``num_threads``: LightGBM's
+        prediction threads (0: every core; 1 in a server answering concurrent requests).
 
         Returns:
             A frame with ``SCORE_COLUMNS``: ``p_late`` = P(paid after the due date) (1 for an
@@ -227,68 +241,138 @@ class EncaisseModel(BaseEstimator):
         check_is_fitted(self, "encoder_")
         d = pd.Timestamp(as_of)
         f = self.features(ledger, d, invoice_ids) if features is None else features
-        X = self.encoder_.transform(f)
-        out = f[["invoice_id", "client_id", "amount", "currency", "issue_date", "due_date"]].copy()
-        not_due = (f["i_days_to_due"] >= 0).to_numpy()
-        if len(f):
-            p_late = self.late_model_.predict_proba(X)[:, 1]
-            p_very = self.very_late_model_.predict_proba(X)[:, 1]
-            days, cdf = self.payment_model_.predict_cdf(X)
+        return self.score_encoded(self.encode(f, with_reasons=n_reasons > 0), d, n_reasons=n_reasons, lang=lang, return_cdf=return_cdf,
+                                  num_threads=num_threads)
+
+    def score_encoded(self, rows: "EncodedRows", as_of, n_reasons: int = 3, lang: str = "en",
+                      return_cdf: bool = False, num_threads: int = 0):
+        """``score`` on rows already built and encoded (``encode``), as of the day they were built for.
+
+        Each row is scored on its own, so scoring ``rows.take(positions)`` gives the same figures
+        as scoring all rows and picking those positions. Same returns as ``score``.
+        """
+        check_is_fitted(self, "encoder_")
+        d = pd.Timestamp(as_of)
+        f, X, M = rows.features, rows.X, rows.matrix
+        n = len(f)
+        not_due = f["i_days_to_due"].to_numpy(dtype=float) >= 0
+        if n:
+            p_late = _risk_proba(self.late_model_, M, num_threads)
+            p_very = _risk_proba(self.very_late_model_, M, num_threads)
+            days, cdf = self.payment_model_.predict_cdf(X, num_threads=num_threads)
         else:
             p_late = p_very = np.zeros(0)
             days = cdf = np.zeros((0, len(self.payment_model_.edges_)))
-        out["p_late"] = np.where(not_due, p_late, 1.0)
-        out["p_very_late"] = p_very
         q = self.payment_model_.quantiles(days, cdf, (0.1, 0.5, 0.9))
-        horizon = self.payment_model_.horizon_days
-        out["beyond_horizon"] = ~np.isfinite(q[:, 2])
-        qd = np.minimum(q, horizon)
-        for j, name in enumerate(("p10_days", "p50_days", "p90_days")):
-            out[name] = qd[:, j]
-        for j, name in enumerate(("payment_date_low", "expected_payment_date", "payment_date_high")):
-            out[name] = (d + pd.to_timedelta(np.round(qd[:, j]), unit="D")).astype("datetime64[s]")
-        out["reasons"] = self.reasons(f, X, n_reasons, lang) if len(f) else []
-        out = out[SCORE_COLUMNS].reset_index(drop=True)
+        qd = np.minimum(q, self.payment_model_.horizon_days)
+        # Whole days after as_of, as dates (seconds resolution, like the ledger's dates).
+        day0 = d.to_datetime64().astype("datetime64[s]")
+        dates = day0 + np.round(qd).astype("int64").astype("timedelta64[D]")
+        cols = {c: f[c] for c in ("invoice_id", "client_id", "amount", "currency", "issue_date", "due_date")}
+        cols.update(
+            p_late=np.where(not_due, p_late, 1.0), p_very_late=p_very,
+            expected_payment_date=dates[:, 1], payment_date_low=dates[:, 0], payment_date_high=dates[:, 2],
+            p10_days=qd[:, 0], p50_days=qd[:, 1], p90_days=qd[:, 2], beyond_horizon=~np.isfinite(q[:, 2]),
+            reasons=self._reasons_encoded(rows, n_reasons, lang, num_threads) if n else [],
+        )
+        out = pd.DataFrame({c: cols[c] for c in SCORE_COLUMNS})
         return (out, (days, cdf)) if return_cdf else out
 
     def reasons(self, f: pd.DataFrame, X: pd.DataFrame, n: int = 3, lang: str = "en") -> list[str]:
         """Per invoice, the facts that push P(very late) up the most, in plain words."""
-        contrib = self.very_late_model_.contributions(X)[:, :-1]
         names = list(self.very_late_model_.feature_names_in_)
-        order = np.argsort(-contrib, axis=1)
-        m = len(X)
-        values = [f[name].to_numpy(dtype=object) if name in f.columns else None for name in names]
-        # Which (invoice, feature) pairs ``describe`` has words for: decided per feature, not per cell.
-        speakable = np.zeros(contrib.shape, dtype=bool)
-        for j, name in enumerate(names):
-            if values[j] is None or not (name in _DESCRIBED or name.startswith("a_")):
-                continue
-            if f[name].dtype == np.float64:
-                speakable[:, j] = ~np.isnan(f[name].to_numpy())
-            else:
-                speakable[:, j] = [_has_value(x, name) for x in values[j]]
-        # Walk each row's features by falling contribution, as a reader would: stop at the first
-        # non-positive one or after n reasons, skip the ones without words.
-        rows = np.arange(m)
-        said = np.zeros(m, dtype=int)
-        picks: list[tuple[np.ndarray, np.ndarray, int]] = []  # (rows, features, slot)
-        for k in range(order.shape[1]):
-            j = order[:, k]
-            live = (contrib[rows, j] > 0) & (said < n)
-            if not live.any():
-                break
-            take = live & speakable[rows, j]
-            if take.any():
-                picks.append((rows[take], j[take], said[take]))
-                said[take] += 1
-        slots = [[""] * m for _ in range(max(n, 0))]
-        for r, j, s in picks:
-            for jj in np.unique(j):  # format grouped by feature
-                sel = j == jj
-                col, name = values[jj], names[jj]
-                for i, slot in zip(r[sel], s[sel]):
-                    slots[slot][i] = describe(name, col[i], lang)
-        return ["; ".join(t for t in parts if t) for parts in zip(*slots)] if n > 0 else [""] * m
+        contrib = self.very_late_model_.contributions(X)[:, :-1]
+        return _pick_reasons(contrib, names, f, _speakable(f, names), n, lang)
+
+    def _reasons_encoded(self, rows: "EncodedRows", n: int, lang: str, num_threads: int) -> list[str]:
+        if n <= 0:
+            return [""] * len(rows)
+        vm = self.very_late_model_
+        names = list(vm.feature_names_in_)
+        # LightGBM's pred_contrib from X's float matrix: what ``vm.contributions(X)`` gives.
+        contrib = vm.booster_.predict(rows.matrix, pred_contrib=True, num_threads=num_threads)[:, :-1]
+        speakable = rows.speakable if rows.speakable is not None else _speakable(rows.features, names)
+        return _pick_reasons(contrib, names, rows.features, speakable, n, lang)
+
+
+@dataclass
+class EncodedRows:
+    """Feature rows of some invoices and their model input (``EncaisseModel.encode``).
+
+    Attributes:
+        features: the feature frame (``build_features`` output), index 0..n-1.
+        X: the encoded frame (``FeatureEncoder.transform``), same rows.
+        matrix: ``X`` as the float matrix LightGBM predicts from (``FeatureEncoder.to_matrix``).
+        speakable: (rows, model features): whether ``describe`` has words for that cell (None:
+            not decided yet).
+    """
+
+    features: pd.DataFrame
+    X: pd.DataFrame
+    matrix: np.ndarray
+    speakable: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def take(self, positions) -> "EncodedRows":
+        """The rows at ``positions`` (in that order)."""
+        pos = np.asarray(positions, dtype=np.intp)
+        return EncodedRows(features=self.features.take(pos).reset_index(drop=True),
+                           X=self.X.take(pos).reset_index(drop=True), matrix=self.matrix[pos],
+                           speakable=None if self.speakable is None else self.speakable[pos])
+
+
+def _risk_proba(model: CalibratedRisk, matrix: np.ndarray, num_threads: int) -> np.ndarray:
+    """``model.predict_proba(X)[:, 1]`` from X's float matrix (LightGBM gets the same numbers either way)."""
+    check_is_fitted(model, "booster_")
+    return model.calibrator_.predict(model.booster_.predict(matrix, num_threads=num_threads))
+
+
+def _speakable(f: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """Which (invoice, feature) cells ``describe`` has words for: decided per feature, not per cell."""
+    speakable = np.zeros((len(f), len(names)), dtype=bool)
+    for j, name in enumerate(names):
+        if name not in f.columns or not (name in _DESCRIBED or name.startswith("a_")):
+            continue
+        col = f[name]
+        if col.dtype == np.float64:
+            speakable[:, j] = ~np.isnan(col.to_numpy())
+        else:
+            speakable[:, j] = [_has_value(x, name) for x in col.to_numpy(dtype=object)]
+    return speakable
+
+
+def _pick_reasons(contrib: np.ndarray, names: list[str], f: pd.DataFrame, speakable: np.ndarray, n: int,
+                  lang: str) -> list[str]:
+    """Per row, the words for the features that push P(very late) up the most (``contrib``: log-odds)."""
+    m = len(contrib)
+    if n <= 0:
+        return [""] * m
+    order = np.argsort(-contrib, axis=1)
+    # Walk each row's features by falling contribution, as a reader would: stop at the first
+    # non-positive one or after n reasons, skip the ones without words.
+    rows = np.arange(m)
+    said = np.zeros(m, dtype=int)
+    picks: list[tuple[np.ndarray, np.ndarray, int]] = []  # (rows, features, slot)
+    for k in range(order.shape[1]):
+        j = order[:, k]
+        live = (contrib[rows, j] > 0) & (said < n)
+        if not live.any():
+            break
+        take = live & speakable[rows, j]
+        if take.any():
+            picks.append((rows[take], j[take], said[take]))
+            said[take] += 1
+    slots = [[""] * m for _ in range(n)]
+    for r, j, s in picks:
+        for jj in np.unique(j):  # format grouped by feature, values converted only for the picked cells
+            sel = j == jj
+            name = names[jj]
+            values = f[name].take(r[sel]).to_numpy(dtype=object)
+            for i, slot, value in zip(r[sel], s[sel], values):
+                slots[slot][i] = describe(name, value, lang)
+    return ["; ".join(t for t in parts if t) for parts in zip(*slots)]
 
 
 def _has_value(value, feature: str) -> bool:
