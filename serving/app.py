@@ -54,16 +54,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = open_store(settings.store_url)
         state = ServiceState(settings=settings, serving=serving, engine=engine, loader=loader,
-                             client_features=LRU(serving.client_feature_cache_days))
+                             client_features=LRU(serving.client_feature_cache_days),
+                             open_rows=LRU(serving.score_cache_days))
         app.state.encaisse = state
         services.refresh_ledger(state)
         loaded, message = services.reload_champion(state)
         log.info("%s", message)
-        if loaded:
-            try:  # warm today's client features so the first score call is fast
-                services.client_features(state, services.today())
-            except Exception:  # noqa: BLE001 - warming is best effort; the first call computes it
-                log.exception("could not warm client features")
+        if loaded and serving.warm_today:
+            services.warm_today(state)  # today's client features and open invoices: the day's first call is fast
         try:
             yield
         finally:

@@ -27,6 +27,10 @@ class ServingSettings(BaseSettings):
     max_history_rows: int = Field(default=200_000, ge=1, description="History rows a stateless score call may carry.")
     max_rows_per_write: int = Field(default=50_000, ge=1, description="Rows one invoices/payments call may carry.")
     client_feature_cache_days: int = Field(default=8, ge=1, description="as_of days whose client features are kept.")
+    score_cache_days: int = Field(default=4, ge=1, description="as_of days whose encoded open invoices are kept "
+                                                                "for score calls.")
+    warm_today: bool = Field(default=True, description="Build today's open invoices for score calls at start-up "
+                                                       "and, in the background, after a write.")
 
     @model_validator(mode="after")
     def _no_placeholder_secret(self) -> "ServingSettings":

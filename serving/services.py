@@ -4,16 +4,23 @@ Every function takes the ``ServiceState`` and returns frames or plain values; HT
 routes. This is the one module of ``serving`` that reaches the model registry and batch scoring
 (``models.registry``, ``models.scoring``).
 
-Fast scoring: client features (``features.clients.build_client_features``) are a function of one
-client's own rows, so they are computed once per ``as_of`` on the whole stored ledger and cached;
-a score call then builds the feature rows of the requested invoices only, from a small ledger of
-their own rows, and hands the cached client rows to ``features.invoices.build_features``. The
-scores equal ``EncaisseModel.score`` on the full ledger (``tests/test_api.py`` checks it).
+Fast scoring: client features (``features.clients.build_client_features``) are computed once per
+``as_of`` on the whole stored ledger and cached. On top of them, ``open_rows`` builds, once per
+(ledger version, champion, ``as_of``), the feature rows of every invoice open that day with the
+batch feature path (``features.invoices.build_features``) and encodes them
+(``EncaisseModel.encode``). A score call on stored invoices then takes its rows and runs
+``EncaisseModel.score_encoded`` on them only (numpy and one-thread LightGBM, no feature building):
+each row is scored on its own, so the scores equal ``EncaisseModel.score`` on the full ledger
+(``tests/test_api.py``, ``tests/test_api_fast.py``). The first call of a day builds the entry
+(about the time of the batch feature step on the open invoices); today's is built at start-up
+and after each write. Sent invoice rows and stateless calls build their own features.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -32,10 +39,13 @@ from ledger.scores_store import latest_run, load_run
 from ledger.store import load_ledger, upsert_frame
 from ledger.workspace import Settings
 from models.forecast import DEFAULT_CLIENT_CORRELATION, build_collection_forecast, build_open_amounts, build_run_rate
-from models.scorer import SCORE_COLUMNS
+from models.scorer import SCORE_COLUMNS, EncodedRows
 from models.registry import ChampionModel, NoChampionError, load_champion
 from models.scoring import build_scoring
 from serving.state import LedgerIndex, ServiceState
+
+SERVER_THREADS = 1
+"""LightGBM prediction threads per call: requests run concurrently, each on one core."""
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +53,7 @@ __all__ = [
     "ChampionModel", "NoChampionError", "NoModelError", "RowsRejected", "default_loader", "today",
     "current_ledger", "current_model", "refresh_ledger", "reload_champion", "store_reachable",
     "score_invoices", "score_client", "worklist_rows", "forecast_frame", "kpis", "write_rows", "record_action",
-    "client_features",
+    "client_features", "open_rows", "warm_today",
 ]
 
 
@@ -83,8 +93,7 @@ def refresh_ledger(state: ServiceState) -> LedgerIndex:
     with state.lock:
         version = (state.index.version + 1) if state.index is not None else 1
         state.index = LedgerIndex.build(ledger, version)
-        state.client_features.clear()
-        state.results.clear()
+        state.clear_scoring_caches()
     log.info("ledger loaded: %d invoices, %d payments, %d actions (version %d)", len(ledger.invoices),
              len(ledger.payments), len(ledger.actions), version)
     return state.index
@@ -128,7 +137,7 @@ def reload_champion(state: ServiceState) -> tuple[bool, str]:
         previous = state.champion
         state.champion = champion
         state.champion_error = None
-        state.results.clear()
+        state.clear_scoring_caches()
     was = f" (was {previous.version})" if previous is not None else ""
     return True, f"Serving version {champion.version}{was}."
 
@@ -184,21 +193,69 @@ def client_features(state: ServiceState, as_of: pd.Timestamp) -> pd.DataFrame:
     return cached
 
 
+@dataclass
+class OpenRows:
+    """The invoices open at the start of a day in the stored ledger, built and encoded for a champion.
+
+    Attributes:
+        key: (ledger version, champion version, model identity, day).
+        rows: ``EncaisseModel.encode`` of ``build_features`` on the stored ledger (ordered by id).
+        position: ``invoice_id`` -> row of ``rows``.
+        build_seconds: how long building took (logged; the cold cost of a day).
+    """
+
+    key: tuple
+    rows: EncodedRows
+    position: pd.Index
+    build_seconds: float
+
+
+def open_rows(state: ServiceState, champion: ChampionModel, as_of: pd.Timestamp) -> OpenRows:
+    """The open invoices as of a day, built and encoded (cached per ledger version, champion and day).
+
+    Built by the batch path: ``build_features`` on the whole stored ledger with the cached client
+    features, then ``EncaisseModel.encode``. Concurrent first calls for a day build it once.
+    """
+    index = current_ledger(state)
+    key = (index.version, str(champion.version), id(champion.model), as_of)
+    with state.lock:
+        hit = state.open_rows.get_or_none(key)
+    if hit is not None:
+        return hit
+    with state.build_lock:
+        with state.lock:
+            hit = state.open_rows.get_or_none(key)
+        if hit is not None:
+            return hit
+        started = time.perf_counter()
+        model = _ClientFeaturesGiven(champion.model, client_features(state, as_of))
+        f = model.features(index.ledger, as_of)
+        rows = champion.model.encode(f)
+        hit = OpenRows(key=key, rows=rows, position=pd.Index(f["invoice_id"].astype(str)),
+                       build_seconds=time.perf_counter() - started)
+        with state.lock:
+            state.open_rows.put(key, hit)
+    log.info("open invoices as of %s built for scoring: %d rows in %.2f s (ledger version %d, model %s)",
+             as_of.date(), len(rows), hit.build_seconds, index.version, champion.version)
+    return hit
+
+
+def warm_today(state: ServiceState) -> None:
+    """Build today's client features and open invoices for score calls (best effort: errors are logged)."""
+    try:
+        champion = current_model(state)
+        open_rows(state, champion, today())
+    except NoModelError:
+        return
+    except Exception:  # noqa: BLE001 - warming is best effort; the first call builds what is missing
+        log.exception("could not warm today's scoring caches")
+
+
 def _take(df: pd.DataFrame, groups: dict, keys) -> pd.DataFrame:
     parts = [groups[k] for k in keys if k in groups]
     if not parts:
         return df.iloc[:0]
     return df.iloc[np.sort(np.concatenate(parts))]
-
-
-def invoices_ledger(index: LedgerIndex, positions: np.ndarray) -> Ledger:
-    """The stored rows of some invoices: themselves, their payments and their actions."""
-    led = index.ledger
-    inv = led.invoices.iloc[positions]
-    ids = inv["invoice_id"].tolist()
-    return Ledger(invoices=inv, payments=_take(led.payments, index.payments_of_invoice, ids),
-                  clients=led.clients.iloc[:0],
-                  actions=_take(led.actions, index.actions_of_invoice, ids))
 
 
 def clients_ledger(index: LedgerIndex, client_ids) -> Ledger:
@@ -294,10 +351,7 @@ def score_invoices(
                         clients=stored.clients, actions=stored.actions)
         model = champion.model
     else:
-        index = current_ledger(state)
-        pos = index.invoice_pos.get_indexer(wanted)
-        ledger = invoices_ledger(index, pos[pos >= 0])
-        model = _ClientFeaturesGiven(champion.model, client_features(state, d))
+        return _score_stored(state, champion, d, wanted, n_reasons)
 
     inv = ledger.invoices.drop_duplicates("invoice_id", keep="last").set_index("invoice_id", drop=False)
     not_scored, scorable = [], []
@@ -311,10 +365,28 @@ def score_invoices(
         else:
             scorable.append(i)
     if scorable:
-        scores = model.score(ledger, d, invoice_ids=scorable, n_reasons=n_reasons)
+        scores = model.score(ledger, d, invoice_ids=scorable, n_reasons=n_reasons, num_threads=SERVER_THREADS)
         scores = scores.set_index("invoice_id", drop=False).loc[scorable].reset_index(drop=True)
     else:
         scores = pd.DataFrame(columns=SCORE_COLUMNS)
+    return ScoreBatch(as_of=d, scores=scores, not_scored=not_scored, champion=champion)
+
+
+def _score_stored(state: ServiceState, champion: ChampionModel, d: pd.Timestamp, wanted: list[str],
+                  n_reasons: int) -> ScoreBatch:
+    """Stored invoices by id: their rows of the day's ``open_rows``, scored alone."""
+    cached = open_rows(state, champion, d)
+    pos = cached.position.get_indexer(wanted)
+    not_scored = []
+    if (pos < 0).any():
+        index = current_ledger(state)
+        inv = index.ledger.invoices
+        stored = index.invoice_pos.get_indexer([i for i, p in zip(wanted, pos) if p < 0])
+        for i, p in zip([i for i, p in zip(wanted, pos) if p < 0], stored):
+            why = "unknown invoice_id (not in the store)" if p < 0 else _not_open_reason(inv.iloc[p], d)
+            not_scored.append({"invoice_id": i, "reason": why or f"not open at the start of {d.date()}"})
+    scores = champion.model.score_encoded(cached.rows.take(pos[pos >= 0]), d, n_reasons=n_reasons,
+                                          num_threads=SERVER_THREADS)
     return ScoreBatch(as_of=d, scores=scores, not_scored=not_scored, champion=champion)
 
 
@@ -458,9 +530,9 @@ def forecast_frame(state: ServiceState, as_of: date | pd.Timestamp | None, horiz
         hit = state.results.get_or_none(key)
     if hit is not None:
         return hit
-    model = _ClientFeaturesGiven(champion.model, client_features(state, d))
     known = index.ledger.known_at(d)
-    scores, (days, cdf) = model.score(known, d, return_cdf=True, n_reasons=0)
+    scores, (days, cdf) = champion.model.score_encoded(open_rows(state, champion, d).rows, d, return_cdf=True,
+                                                       n_reasons=0)
     scores["open_amount"] = build_open_amounts(scores, known, d)
     frame = build_collection_forecast(scores, days, cdf, champion.model.payment_model_, d, horizon=horizon, freq=freq,
                                       n_samples=n_samples, client_correlation=DEFAULT_CLIENT_CORRELATION, seed=seed,
@@ -540,6 +612,8 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
     outcome.keys = good[spec.key].astype(str).tolist()
     if ins or upd:
         refresh_ledger(state)
+        if state.serving.warm_today:
+            threading.Thread(target=warm_today, args=(state,), name="warm-today", daemon=True).start()
     return outcome
 
 

@@ -4,6 +4,10 @@ One ``ServiceState`` per app (``app.state.encaisse``), built in the lifespan. Th
 once and reloaded after every write through the API (and on ``POST /v1/admin/reload``), so score
 calls never read the database. Caches are keyed by the ledger's ``version`` and the model version,
 so a write or a reload can never serve stale figures.
+
+Score calls on stored invoices read ``open_rows``: per (ledger version, champion, ``as_of`` day),
+the feature rows and encoded model input of every invoice open that day, built once by the batch
+feature path (``serving.services.open_rows``); a call then scores only the rows it asks for.
 """
 
 from __future__ import annotations
@@ -106,6 +110,11 @@ class ServiceState:
         champion: the loaded champion (``ChampionModel``), None when there is none yet.
         champion_error: why there is no champion (or why the last reload failed).
         loader: ``settings -> ChampionModel``; raises when the registry has none or is unreachable.
+        client_features: client features per (ledger version, day).
+        open_rows: the day's open invoices built and encoded (``OpenRows``) per (ledger version,
+            champion, day).
+        results: other computed answers (worklists, forecasts, KPIs).
+        build_lock: held while ``open_rows`` builds an entry, so concurrent first calls build it once.
     """
 
     settings: Settings
@@ -117,4 +126,13 @@ class ServiceState:
     champion_error: str | None = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     client_features: LRU = field(default_factory=lambda: LRU(8), repr=False)
+    open_rows: LRU = field(default_factory=lambda: LRU(4), repr=False)
     results: LRU = field(default_factory=lambda: LRU(32), repr=False)
+    build_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def clear_scoring_caches(self) -> None:
+        """Forget everything computed from the ledger or the champion (after a write or a reload)."""
+        with self.lock:
+            self.client_features.clear()
+            self.open_rows.clear()
+            self.results.clear()

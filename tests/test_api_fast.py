@@ -1,0 +1,136 @@
+"""Score calls on stored invoices read the day's encoded open invoices: they equal batch scoring.
+
+``serving.services.open_rows`` builds, per (ledger version, champion, day), the feature rows and
+model input of every open invoice; a call scores only its rows (``EncaisseModel.score_encoded``).
+These tests hold that path to the batch path (``EncaisseModel.score`` on the full ledger, and the
+risk and payment-date models' own frame methods), and check that a write rebuilds it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.scorer import SCORE_COLUMNS
+from serving import services
+from tests.test_api import AS_OF, open_ids, start_api, synthetic
+
+DAYS = ["2025-02-10", "2025-04-15", AS_OF, "2025-07-20"]
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    with start_api(tmp_path_factory.mktemp("api_fast")) as a:
+        yield a
+
+
+@pytest.fixture
+def fresh_api(tmp_path):
+    with start_api(tmp_path / "home") as a:
+        yield a
+
+
+def state_of(api):
+    return api.client.app.state.encaisse
+
+
+def assert_rows_equal(api_rows: list[dict], ref: pd.DataFrame) -> None:
+    """Every field of the API's rows equals the batch frame's, exactly (floats bit for bit)."""
+    ref = ref.set_index("invoice_id")
+    for r in api_rows:
+        e = ref.loc[r["invoice_id"]]
+        for name in ("p_late", "p_very_late", "p10_days", "p50_days", "p90_days", "amount"):
+            assert r[name] == float(e[name]), (r["invoice_id"], name)
+        for a, b in (("payment_date_p10", "payment_date_low"), ("payment_date_p50", "expected_payment_date"),
+                     ("payment_date_p90", "payment_date_high"), ("due_date", "due_date")):
+            assert r[a] == e[b].date().isoformat(), (r["invoice_id"], a)
+        assert r["beyond_horizon"] == bool(e["beyond_horizon"]) and r["client_id"] == e["client_id"]
+        assert "; ".join(r["reasons"]) == e["reasons"], r["invoice_id"]
+
+
+@pytest.mark.parametrize("day", DAYS)
+def test_scores_of_any_subset_equal_batch_scores(api, day):
+    ids = open_ids(api.ledger, day)
+    assert len(ids) > 10
+    ref = api.model.score(api.ledger, day, n_reasons=5)
+    rng = random.Random(day)
+    for k in (1, 7, len(ids)):
+        asked = rng.sample(ids, k)
+        r = api.post("/v1/scores", {"as_of": day, "invoice_ids": asked, "n_reasons": 5})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert [s["invoice_id"] for s in body["scores"]] == asked and body["not_scored"] == []
+        assert_rows_equal(body["scores"], ref)
+
+
+def test_score_encoded_equals_the_models_frame_methods():
+    """The float-matrix predictions and reasons equal the risk and payment-date models' frame methods."""
+    ledger, model = synthetic()
+    for day in DAYS:
+        f = model.features(ledger, day)
+        X = model.encoder_.transform(f)
+        rows = model.encode(f)
+        got, (days, cdf) = model.score_encoded(rows, day, return_cdf=True, num_threads=1)
+        not_due = f["i_days_to_due"].to_numpy() >= 0
+        np.testing.assert_array_equal(got["p_late"], np.where(not_due, model.late_model_.predict_proba(X)[:, 1], 1.0))
+        np.testing.assert_array_equal(got["p_very_late"], model.very_late_model_.predict_proba(X)[:, 1])
+        want_days, want_cdf = model.payment_model_.predict_cdf(X)
+        np.testing.assert_array_equal(days, want_days)
+        np.testing.assert_array_equal(cdf, want_cdf)
+        assert got["reasons"].tolist() == model.reasons(f, X)
+        # Rows taken in any order score as they do among all rows.
+        pos = np.random.default_rng(0).permutation(len(f))[:9]
+        pd.testing.assert_frame_equal(model.score_encoded(rows.take(pos), day),
+                                      got.iloc[pos].reset_index(drop=True), check_exact=True)
+
+
+def test_no_rows_and_no_reasons():
+    ledger, model = synthetic()
+    rows = model.encode(model.features(ledger, AS_OF))
+    empty = model.score_encoded(rows.take([]), AS_OF)
+    assert list(empty.columns) == SCORE_COLUMNS and len(empty) == 0
+    quiet = model.score_encoded(rows, AS_OF, n_reasons=0)
+    assert (quiet["reasons"] == "").all()
+    pd.testing.assert_frame_equal(quiet.drop(columns="reasons"), model.score(ledger, AS_OF).drop(columns="reasons"),
+                                  check_exact=True)
+
+
+def test_one_build_per_day_and_model(api):
+    state = state_of(api)
+    ids = open_ids(api.ledger, "2025-05-05")
+    for i in ids[:3]:
+        assert api.post("/v1/scores", {"as_of": "2025-05-05", "invoice_ids": [i]}).status_code == 200
+    keys = [k for k in state.open_rows if k[3] == pd.Timestamp("2025-05-05")]
+    assert len(keys) == 1 and keys[0][:2] == (state.index.version, "7")
+
+
+def test_a_write_rebuilds_the_open_invoices(fresh_api):
+    api = fresh_api
+    state = state_of(api)
+    invoice_id = open_ids(api.ledger)[0]
+    before = api.post("/v1/scores", {"as_of": AS_OF, "invoice_ids": [invoice_id]}).json()["scores"][0]
+    version = state.index.version
+    row = api.ledger.invoices.set_index("invoice_id").loc[invoice_id]
+    moved = (row["due_date"] + pd.Timedelta(days=20)).date().isoformat()
+    sent = {"invoice_id": invoice_id, "client_id": row["client_id"], "issue_date": row["issue_date"].date().isoformat(),
+            "due_date": moved, "amount": float(row["amount"])}
+    w = api.post("/v1/invoices", {"invoices": [sent]}, role="system")
+    assert w.status_code == 200 and w.json()["updated"] == 1, w.text
+    assert state.index.version == version + 1
+    assert all(k[0] == state.index.version for k in list(state.open_rows))
+    after = api.post("/v1/scores", {"as_of": AS_OF, "invoice_ids": [invoice_id]}).json()["scores"][0]
+    assert before["due_date"] != after["due_date"] == moved
+    inv = api.ledger.invoices.copy()
+    inv.loc[inv["invoice_id"] == invoice_id, "due_date"] = pd.Timestamp(moved)
+    led = type(api.ledger)(inv, api.ledger.payments, api.ledger.clients, api.ledger.actions)
+    assert_rows_equal([after], api.model.score(led, AS_OF))
+
+
+def test_warm_today_builds_todays_rows(api):
+    state = state_of(api)
+    services.warm_today(state)
+    today = services.today()
+    assert any(k[0] == state.index.version and k[3] == today for k in list(state.open_rows))
