@@ -11,7 +11,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.clients import REMINDER_STEPS, build_client_features
+from features.clients import (
+    DAY,
+    REMINDER_STEPS,  # noqa: F401  (re-exported: the ladder's steps, for callers of this module)
+    STEP_RANK,  # noqa: F401
+    LedgerArrays,
+    _seconds_of,
+    client_features_from_arrays,
+)
 from ledger.contracts import Ledger
 
 ID_COLUMNS = ["invoice_id", "client_id", "issue_date", "due_date", "amount", "currency"]
@@ -27,8 +34,6 @@ A dispute or a dunning block recorded on the invoice may have been set after the
 scored; the SAP extract's credit category and ratings are one value per customer taken at
 extraction. Dated actions (``step == 'dispute'``, ``'dunning_block'``) carry the same facts safely.
 """
-
-STEP_RANK = {s: i + 1 for i, s in enumerate(REMINDER_STEPS)}
 
 
 def _days(later, earlier) -> pd.Series:
@@ -66,17 +71,41 @@ def build_features(
         one row per open invoice, ordered by ``invoice_id``. ``i_days_to_due`` is negative for an
         invoice already overdue.
     """
-    d = pd.Timestamp(as_of)
-    known = ledger.known_at(d)
-    inv = open_invoices(known, d)
-    if invoice_ids is not None:
-        inv = inv[inv["invoice_id"].isin(pd.Index(invoice_ids))]
-    inv = inv.sort_values("invoice_id", kind="stable")
-    if clients is None:
-        clients = build_client_features(ledger, d)
+    return features_from_arrays(LedgerArrays.from_ledger(ledger), as_of, extra_attributes,
+                                include_suspected_leaks, clients, invoice_ids)[0]
 
-    out = inv[ID_COLUMNS].reset_index(drop=True)
-    src = inv.reset_index(drop=True)
+
+def features_from_arrays(
+    t: LedgerArrays,
+    as_of: str | pd.Timestamp,
+    extra_attributes: list[str] | None = None,
+    include_suspected_leaks: bool = False,
+    clients: pd.DataFrame | None = None,
+    invoice_ids: pd.Index | list[str] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``build_features`` on encoded arrays (a training set replays many days on the same ones).
+
+    Returns:
+        The feature frame and, for each of its rows, the row of ``t.ledger.invoices`` it describes.
+    """
+    d = pd.Timestamp(as_of)
+    ds = _seconds_of(d)
+    invoices = t.ledger.invoices
+    rows = np.flatnonzero(t.is_invoice & (t.issue < ds) & ~(t.paid < ds))
+    ids = invoices["invoice_id"].take(rows)
+    if invoice_ids is not None:
+        keep = ids.isin(pd.Index(invoice_ids)).to_numpy()
+        rows, ids = rows[keep], ids[keep]
+    rows = rows[ids.reset_index(drop=True).sort_values(kind="stable").index.to_numpy()]
+    slots = None
+    if clients is None:
+        clients, slot = client_features_from_arrays(t, d)
+        slots = slot[t.doc_client[rows]]
+
+    src = invoices.take(rows).reset_index(drop=True)
+    if "paid_date" in src.columns:  # as known at as_of: these invoices were open then
+        src["paid_date"] = src["paid_date"].where(src["paid_date"] < d)
+    out = src[ID_COLUMNS]
     out["i_amount"] = src["amount"]
     out["i_log_amount"] = np.log1p(src["amount"].clip(lower=0))
     out["i_terms_days"] = _days(src["due_date"], src["issue_date"])
@@ -89,9 +118,12 @@ def build_features(
     out["i_due_month_end"] = (src["due_date"].dt.day >= 25).astype(float)
     out["i_due_august"] = (src["due_date"].dt.month == 8).astype(float)
     out["i_due_december"] = (src["due_date"].dt.month == 12).astype(float)
-    _add_invoice_history(out, known, d)
+    _add_invoice_history(out, t, t.doc_key[rows], ds)
 
-    c = clients.reindex(out["client_id"]).reset_index(drop=True)
+    if slots is None:
+        c = clients.reindex(out["client_id"]).reset_index(drop=True)
+    else:
+        c = clients.take(slots).reset_index(drop=True)
     out["i_amount_ratio"] = out["i_amount"] / c["c_amount_median"].where(c["c_amount_median"] > 0)
     out = pd.concat([out, c], axis=1)
 
@@ -100,44 +132,53 @@ def build_features(
         attrs += SUSPECTED_LEAKS
     for name in dict.fromkeys(attrs):
         if name in src.columns:
-            s = src[name]
-            out[f"a_{name}"] = s.astype("object").where(s.notna(), None).map(
-                lambda v: None if v is None else str(v)
-            )
-    return out
+            out[f"a_{name}"] = _as_text(src[name])
+    return out, rows
 
 
-def _map_dates(ids: pd.Series, dates: pd.Series) -> pd.Series:
-    """``ids.map(dates)`` typed as dates even when ``dates`` is empty (no promise known yet)."""
-    return pd.Series(ids.map(dates.to_dict()), index=ids.index, dtype="datetime64[s]")
+def _as_text(s: pd.Series) -> pd.Series:
+    """Each value as ``str(value)``, None where missing (each distinct value converted once)."""
+    codes, uniques = pd.factorize(s.astype("object"))
+    text = np.empty(len(uniques) + 1, dtype=object)
+    text[:-1] = [str(v) for v in uniques]
+    text[-1] = None  # code -1: missing
+    return pd.Series(text[codes], index=s.index)
 
 
-def _add_invoice_history(out: pd.DataFrame, known: Ledger, d: pd.Timestamp) -> None:
-    """Per-invoice actions and partial payments before ``as_of``."""
-    act = known.actions
-    ids = out["invoice_id"]
-    if act.empty:
+def _add_invoice_history(out: pd.DataFrame, t: LedgerArrays, keys: np.ndarray, ds: float) -> None:
+    """Per-invoice actions and partial payments before ``as_of`` (``ds``, in seconds)."""
+    known = t.act_date < ds
+    if not known.any():
         out["i_n_actions"] = 0.0
         out["i_last_step_rank"] = 0.0
         out["i_days_since_action"] = np.nan
         out["i_promise_days"] = np.nan
     else:
-        a = act[act["invoice_id"].notna()]
-        g = a.groupby("invoice_id")
-        out["i_n_actions"] = ids.map(g.size()).fillna(0.0).astype(float)
-        rank = a["step"].map(STEP_RANK)
-        out["i_last_step_rank"] = ids.map(rank.groupby(a["invoice_id"]).max()).fillna(0.0)
-        out["i_days_since_action"] = _days(pd.Series(d, index=ids.index), _map_dates(ids, g["action_date"].max()))
-        prom = a[(a["step"] == "promise") & a["promise_date"].notna()]
-        latest = prom.sort_values("action_date", kind="stable").groupby("invoice_id")["promise_date"].last()
+        sel = known & (t.act_key >= 0)
+        k = t.act_key[sel]
+        out["i_n_actions"] = np.bincount(k, minlength=t.n_keys)[keys].astype(np.float64)
+        rank = np.full(t.n_keys, np.nan)
+        np.fmax.at(rank, k, t.act_rank[sel])
+        out["i_last_step_rank"] = np.nan_to_num(rank[keys], nan=0.0)
+        last = np.full(t.n_keys, np.nan)
+        np.fmax.at(last, k, t.act_date[sel])
+        out["i_days_since_action"] = (ds - last[keys]) / DAY
+        # The latest promise (by action day; the later row on a tie) and the day it promised.
+        prom = np.flatnonzero(sel & t.is_promise & ~np.isnan(t.act_promise_date))
+        prom = prom[np.lexsort((t.act_date[prom], t.act_key[prom]))]
+        pk = t.act_key[prom]
+        is_last = np.ones(len(pk), dtype=bool)
+        is_last[:-1] = pk[1:] != pk[:-1]
+        promised = np.full(t.n_keys, np.nan)
+        promised[pk[is_last]] = t.act_promise_date[prom[is_last]]
         # Days until the latest promised date (negative: the promise is past and unkept so far).
-        out["i_promise_days"] = _days(_map_dates(ids, latest), pd.Series(d, index=ids.index))
-    pay = known.payments
-    if pay.empty:
+        out["i_promise_days"] = (promised[keys] - ds) / DAY
+    n_known_pay, _, pay_total = t.payments_before(ds)
+    if not n_known_pay:
         out["i_paid_share"] = 0.0
     else:
-        got = pay.groupby("invoice_id")["amount"].sum()
-        out["i_paid_share"] = (ids.map(got).fillna(0.0) / out["i_amount"]).clip(0, 1)
+        got = pd.Series(pay_total[keys], index=out.index)  # 0 where nothing was paid yet
+        out["i_paid_share"] = (got / out["i_amount"]).clip(0, 1)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
@@ -148,4 +189,3 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 def categorical_columns(frame: pd.DataFrame) -> list[str]:
     """Input columns holding categories (strings) rather than numbers."""
     return [c for c in feature_columns(frame) if c.startswith("a_") or c in ("c_segment", "c_sector")]
-

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.clients import build_client_features
-from features.invoices import build_features
+from features.clients import LedgerArrays
+from features.invoices import features_from_arrays
 from ledger.contracts import Ledger
 
 VERY_LATE_DAYS = 30
@@ -59,10 +59,14 @@ def add_outcomes(frame: pd.DataFrame, ledger: Ledger, as_of: pd.Timestamp, outco
         invoice already overdue at as_of); ``y_very_late`` (paid more than VERY_LATE_DAYS after
         max(due, as_of); NaN when undetermined).
     """
-    d, end = pd.Timestamp(as_of), pd.Timestamp(outcome_end)
     paid = ledger.invoices.set_index("invoice_id")["paid_date"]
-    pd_ = frame["invoice_id"].map(paid)
-    pd_ = pd_.where(pd_ < end)
+    return _with_outcomes(frame, frame["invoice_id"].map(paid), as_of, outcome_end)
+
+
+def _with_outcomes(frame: pd.DataFrame, paid: pd.Series, as_of: pd.Timestamp, outcome_end: pd.Timestamp) -> pd.DataFrame:
+    """``add_outcomes`` given each row's paid date as the ledger holds it (``paid``, aligned on ``frame``)."""
+    d, end = pd.Timestamp(as_of), pd.Timestamp(outcome_end)
+    pd_ = paid.where(paid < end)
     out = frame.copy()
     out["as_of"] = d
     out["paid_date"] = pd_
@@ -99,11 +103,12 @@ def build_training_set(
     """
     end = pd.Timestamp(outcome_end)
     known = ledger.known_at(end)
+    arrays = LedgerArrays.from_ledger(known)  # ids encoded once for every day
+    paid = known.invoices["paid_date"].to_numpy()
     frames = []
     for day in dates:
-        clients = build_client_features(known, day)
-        f = build_features(known, day, clients=clients, **feature_kwargs)
-        frames.append(add_outcomes(f, known, day, end))
+        f, rows = features_from_arrays(arrays, day, **feature_kwargs)
+        frames.append(_with_outcomes(f, pd.Series(paid[rows], index=f.index), day, end))
     if not frames:
         raise ValueError(f"No snapshot dates before {end.date()}: the ledger holds too little history.")
     return pd.concat(frames, ignore_index=True)
