@@ -147,14 +147,19 @@ class _Problems:
     def __init__(self, n: int) -> None:
         self.n = n
         self.reasons = np.full(n, "", dtype=object)
+        self.flagged = np.zeros(n, dtype=bool)
         self.tally: dict[tuple[str, str], list[np.ndarray]] = {}
         self.examples: dict[tuple[str, str], str] = {}
         self.unparsable: dict[str, np.ndarray] = {}
 
-    def add(self, code: str, col: str, mask: Any, messages: pd.Series | str, rows: np.ndarray) -> None:
+    def add(self, code: str, col: str, mask: Any, messages: Callable[[], pd.Series] | str,
+            rows: np.ndarray) -> None:
+        """Flag the rows in ``mask``; ``messages`` (one per row) is only built if a row is flagged."""
         mask = np.asarray(mask, dtype=bool)
         if not mask.any():
             return
+        if callable(messages):
+            messages = messages()
         if isinstance(messages, str):
             msgs = np.full(int(mask.sum()), messages, dtype=object)
         else:
@@ -162,13 +167,14 @@ class _Problems:
         if code.startswith("unparsable"):
             self.unparsable[col] = self.unparsable.get(col, np.zeros(self.n, dtype=bool)) | mask
         current = self.reasons[mask]
-        self.reasons[mask] = np.where(current == "", msgs, current + "; " + msgs)
+        self.reasons[mask] = np.where(self.flagged[mask], current + "; " + msgs, msgs)
+        self.flagged |= mask
         self.tally.setdefault((code, col), []).append(rows[mask])
         self.examples.setdefault((code, col), str(msgs[0]))
 
     @property
     def bad(self) -> np.ndarray:
-        return self.reasons != ""
+        return self.flagged
 
 
 def _summaries(tally: dict[tuple[str, str], list[np.ndarray]], examples: dict[tuple[str, str], str],
@@ -209,6 +215,11 @@ def _text(s: pd.Series) -> pd.Series:
 
 
 _TRAILING_ZERO = re.compile(r"\.0+$")
+
+
+def _shown(s: pd.Series) -> pd.Series:
+    """Source values quoted for a reason ('2024-13-45')."""
+    return "'" + _text(s).astype("object").fillna("") + "'"
 
 
 def _parse_date(s: pd.Series, fmt: str | None) -> tuple[pd.Series, pd.Series]:
@@ -308,19 +319,17 @@ def _map_chunk(
         s = _source_series(raw, spec)
         if kind == "date":
             parsed, bad = _parse_date(s, spec.format)
-            shown = "'" + _text(s).astype("object").fillna("") + "'"
             fmt = spec.format or "ISO (YYYY-MM-DD)"
-            problems.add("unparsable_date", name, bad, f"unparsable {name} " + shown + f" (expected {fmt})", rows)
+            problems.add("unparsable_date", name, bad,
+                         lambda: f"unparsable {name} " + _shown(s) + f" (expected {fmt})", rows)
             out[name] = parsed
         elif kind in ("amount", "int"):
             parsed, bad = _parse_amount(s, mapping.source)
-            shown = "'" + _text(s).astype("object").fillna("") + "'"
-            problems.add("unparsable_amount", name, bad, f"unparsable {name} " + shown, rows)
+            problems.add("unparsable_amount", name, bad, lambda: f"unparsable {name} " + _shown(s), rows)
             out[name] = parsed if kind == "amount" else parsed.round().astype("Int64")
         elif kind == "bool":
             parsed, bad = _parse_bool(s, spec)
-            shown = "'" + _text(s).astype("object").fillna("") + "'"
-            problems.add("unparsable_bool", name, bad, f"unparsable {name} " + shown, rows)
+            problems.add("unparsable_bool", name, bad, lambda: f"unparsable {name} " + _shown(s), rows)
             out[name] = parsed
         else:
             t = _values_as_text(s)
@@ -359,18 +368,18 @@ def _check_rules(table: Table, df: pd.DataFrame, rows: np.ndarray, problems: _Pr
         v = df[c.name]
         bad = (v < 0) if c.name == "credit_limit" else (v <= 0)
         bad = bad.fillna(False).to_numpy()
-        problems.add("not_positive", c.name, bad, f"{c.name} is zero or negative (" + v.astype("str") + ")", rows)
+        problems.add("not_positive", c.name, bad, lambda: f"{c.name} is zero or negative (" + v.astype("str") + ")", rows)
     if table.name == "invoices":
         bad = (df["due_date"] < df["issue_date"]).fillna(False).to_numpy()
-        msg = ("due_date " + df["due_date"].dt.strftime("%Y-%m-%d").astype("object").fillna("")
-               + " before issue_date " + df["issue_date"].dt.strftime("%Y-%m-%d").astype("object").fillna(""))
-        problems.add("due_before_issue", "due_date", bad, msg, rows)
+        problems.add("due_before_issue", "due_date", bad, lambda: (
+            "due_date " + df["due_date"].dt.strftime("%Y-%m-%d").astype("object").fillna("")
+            + " before issue_date " + df["issue_date"].dt.strftime("%Y-%m-%d").astype("object").fillna("")), rows)
         cur = df["currency"]
         bad = (cur.notna() & ~cur.isin(CURRENCIES)).to_numpy()
-        problems.add("currency", "currency", bad, "unknown currency '" + cur.astype("object").fillna("") + "'", rows)
+        problems.add("currency", "currency", bad, lambda: "unknown currency '" + cur.astype("object").fillna("") + "'", rows)
         dt = df["doc_type"]
         bad = (dt.notna() & ~dt.isin(DOC_TYPES)).to_numpy()
-        problems.add("doc_type", "doc_type", bad, "unknown doc_type '" + dt.astype("object").fillna("") + "'", rows)
+        problems.add("doc_type", "doc_type", bad, lambda: "unknown doc_type '" + dt.astype("object").fillna("") + "'", rows)
 
 
 def _flagged(problems: _Problems, col: str) -> np.ndarray:
@@ -415,12 +424,14 @@ def _process(mapping: Mapping, raw: pd.DataFrame, first_row: int,
     return _Chunk(good=good, rejects=rejects, filtered=filtered)
 
 
-def _prepare(table: Table, good: pd.DataFrame) -> pd.DataFrame:
-    """Give actions without an id their content id, and every row its ``row_hash``."""
+def _prepare(table: Table, good: pd.DataFrame, hashed: bool = True) -> pd.DataFrame:
+    """Give actions without an id their content id, and every row its ``row_hash`` if ``hashed``."""
     if table.name == "actions":
         missing = good["action_id"].isna()
         if missing.any():
             good.loc[missing, "action_id"] = content_ids(table, good[missing], "A").to_numpy()
+    if not hashed:
+        return good
     body = good.drop(columns=["source_row"])
     good["row_hash"] = row_hashes(table, coerce_frame(body, table)).to_numpy()
     return good
@@ -803,12 +814,12 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
             staged = StagedUpsert(conn, spec, list(mapping_used.extra))
             for raw in itertools.chain([first] if first is not None else [], chunks):
                 chunk = _process(mapping_used, raw, result.read + 1, tally, examples)
-                good = _prepare(spec, chunk.good)
-                index.add(good[spec.key], good["row_hash"], good["source_row"])
-                staged.stage_frame(good)
+                good = _prepare(spec, chunk.good, hashed=False)
+                hashes = staged.stage_frame(good)
+                index.add(good[spec.key], hashes, good["source_row"])
                 rejects.write(chunk.rejects, chunk.filtered)
                 result.read += len(raw)
-                del raw, chunk, good
+                del raw, chunk, good, hashes
                 if on_progress:
                     on_progress("read", result.read, None)
             dup_rej, identical = _settle_duplicates(spec, staged, index, tally, examples)

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 CHUNK_ROWS = 20_000
 """Rows per staging batch (``executemany`` on SQLite, ``COPY`` on PostgreSQL)."""
+REBUILD_MIN_ROWS = 50_000
+"""On SQLite, a merge adding at least this many rows, and more than the table holds, rebuilds
+the table's secondary indexes instead of updating them row by row."""
 SQLITE_CACHE_KB = 256 * 1024
 """SQLite page cache while an upsert stages and merges (KiB; the default is 2 MB)."""
 
@@ -130,10 +133,16 @@ def _all_text(values: np.ndarray) -> bool:
     return len(values) == 0 or pd.api.types.infer_dtype(values, skipna=False) == "string"
 
 
-def _canonical_texts(table: Table, df: pd.DataFrame, columns: list[str] | None = None) -> list[str]:
-    """``canonical_strings`` as a list, built column-wise with one Python join per row."""
-    names = columns if columns is not None else table.names
-    parts: list[np.ndarray] = []
+def _encode(table: Table, df: pd.DataFrame, names: list[str]) -> tuple[list[list[Any]], list[list[str]]]:
+    """Each column of ``names`` once as driver values and once as canonical text.
+
+    Driver values: ISO text for dates, floats, booleans, text, None for missing. Canonical text
+    (``canonical_strings``): ``YYYY-MM-DD``, Python's ``repr`` of the float, ``1``/``0``, the
+    text; a missing value is empty, as the first release stored it (pandas' ``fillna("\\x00")`` on
+    objects gave ""; stored hashes must stay valid, and ingest turns empty text into missing).
+    """
+    db_cols: list[list[Any]] = []
+    text_cols: list[list[str]] = []
     for name in names:
         s = df[name]
         kind = table.column(name).kind
@@ -141,31 +150,48 @@ def _canonical_texts(table: Table, df: pd.DataFrame, columns: list[str] | None =
         if kind == "date":
             if not pd.api.types.is_datetime64_any_dtype(s):
                 s = pd.to_datetime(s).astype("datetime64[s]")
-            text = np.datetime_as_string(s.to_numpy(dtype="datetime64[D]"), unit="D").astype(object)
+            values = np.datetime_as_string(s.to_numpy(dtype="datetime64[D]"), unit="D").astype(object)
+            text = values
         elif kind in ("amount", "int"):
             floats = pd.to_numeric(s).astype("float64").to_numpy(na_value=np.nan)
             text = np.array(list(map(repr, floats.tolist())), dtype=object)
+            values = floats.astype(object) if kind == "amount" else \
+                s.astype("Int64").to_numpy(dtype=object, na_value=None)
         elif kind == "bool":
-            flags = s.astype("boolean").to_numpy(dtype=object, na_value=None)
-            text = np.array(["1" if v else "0" for v in flags.tolist()], dtype=object)
+            values = s.astype("boolean").to_numpy(dtype=object, na_value=None)
+            text = np.array(["1" if v else "0" for v in values.tolist()], dtype=object)
         else:
-            text = s.to_numpy(dtype=object)
-            if not _all_text(text[~missing]):
-                text = s.astype("str").to_numpy(dtype=object)
+            values = s.to_numpy(dtype=object)
+            if not _all_text(values[~missing]):
+                values = s.astype("str").to_numpy(dtype=object)
+            text = values
         if missing.any():
+            values = values.copy()
+            values[missing] = None
             text = text.copy()
-            # Empty, not "\x00": what the first release's pandas fillna("\x00") stored (stored
-            # hashes must stay valid). Ingest blanks empty text to missing, so nothing is lost.
             text[missing] = ""
-        parts.append(text)
-    others = [] if columns is not None else sorted(
-        c for c in df.columns if c not in table.names and c not in ("extra", "row_hash"))
-    for name in others:
-        s = df[name]
-        parts.append((name + "=" + s.astype("str")).where(s.notna(), "\x00").astype("str").to_numpy(dtype=object))
-    if not parts:
-        return [""] * len(df)
-    return ["\x1f".join(row) for row in zip(*(p.tolist() for p in parts))]
+        db_cols.append(values.tolist())
+        text_cols.append(text.tolist())
+    return db_cols, text_cols
+
+
+def _extra_parts(table: Table, df: pd.DataFrame) -> list[list[str]]:
+    """Canonical text of the columns outside the contract (invoice extras), in name order."""
+    others = sorted(c for c in df.columns if c not in table.names and c not in ("extra", "row_hash", "source_row"))
+    return [(name + "=" + df[name].astype("str")).where(df[name].notna(), "\x00").astype("str").tolist()
+            for name in others]
+
+
+def _join(parts: list[list[str]], n: int) -> list[str]:
+    return ["\x1f".join(row) for row in zip(*parts)] if parts else [""] * n
+
+
+def _canonical_texts(table: Table, df: pd.DataFrame, columns: list[str] | None = None) -> list[str]:
+    """``canonical_strings`` as a list."""
+    parts = _encode(table, df, columns if columns is not None else table.names)[1]
+    if columns is None:
+        parts += _extra_parts(table, df)
+    return _join(parts, len(df))
 
 
 def canonical_strings(table: Table, df: pd.DataFrame, columns: list[str] | None = None) -> pd.Series:
@@ -197,29 +223,6 @@ def content_ids(table: Table, df: pd.DataFrame, prefix: str) -> pd.Series:
 
 
 # --- upsert ----------------------------------------------------------------------------------------
-
-
-def _column_values(kind: str, s: pd.Series) -> list[Any]:
-    """A column as a list of values every driver takes: ISO text for dates, None for missing."""
-    missing = s.isna().to_numpy()
-    if kind == "date":
-        days = s.to_numpy(dtype="datetime64[D]") if pd.api.types.is_datetime64_any_dtype(s) else \
-            pd.to_datetime(s).to_numpy(dtype="datetime64[D]")
-        values = np.datetime_as_string(days, unit="D").astype(object)
-    elif kind == "amount":
-        values = s.to_numpy(dtype="float64", na_value=np.nan).astype(object)
-    elif kind == "int":
-        values = s.astype("Int64").to_numpy(dtype=object, na_value=None)
-    elif kind == "bool":
-        values = s.astype("boolean").to_numpy(dtype=object, na_value=None)
-    else:
-        values = s.to_numpy(dtype=object)
-        if not _all_text(values[~missing]):
-            values = s.astype("str").to_numpy(dtype=object)
-    if missing.any():
-        values = values.copy()
-        values[missing] = None
-    return values.tolist()
 
 
 def _extra_texts(df: pd.DataFrame, names: list[str]) -> list[str | None]:
@@ -284,21 +287,28 @@ class StagedUpsert:
             conn.exec_driver_sql(f"PRAGMA cache_size={-SQLITE_CACHE_KB}")
         self._names = [c.name for c in columns]
 
-    def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> None:
-        """Stage typed canonical rows with ``row_hash`` and ``source_row`` columns (and extras)."""
+    def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> pd.Series:
+        """Stage typed canonical rows with a unique ``source_row`` column (and extras).
+
+        Returns:
+            Their ``row_hash``: the frame's own column if it has one (trusted), else computed.
+        """
+        db_cols, text_cols = _encode(self.spec, df, self.spec.names)
+        if "row_hash" in df.columns:
+            hashes = df["row_hash"].astype("str").tolist()
+        else:
+            hashes = _digests(_join(text_cols + _extra_parts(self.spec, df), len(df)))
+        del text_cols
+        cols = [df["source_row"].astype("int64").tolist(), *db_cols]
+        if self.spec.name == "invoices":
+            cols.append(_extra_texts(df, self.extras))
+        cols.append(hashes)
         for start in range(0, len(df), CHUNK_ROWS):
-            part = df.iloc[start:start + CHUNK_ROWS]
-            cols = [part["source_row"].astype("int64").tolist()]
-            for name in self.spec.names:
-                s = part[name]
-                cols.append(_column_values(self.spec.column(name).kind, s))
-            if self.spec.name == "invoices":
-                cols.append(_extra_texts(part, self.extras))
-            cols.append(part["row_hash"].astype("str").tolist())
-            _write_chunk(self, list(zip(*cols)))
-            self.staged += len(part)
+            _write_chunk(self, list(zip(*(c[start:start + CHUNK_ROWS] for c in cols))))
+            self.staged += min(CHUNK_ROWS, len(df) - start)
             if on_progress:
                 on_progress(self.staged)
+        return pd.Series(hashes, index=df.index, dtype=object)
 
     def write_rows(self, rows: list[tuple[Any, ...]]) -> None:
         """Write rows (in staging column order) to the staging table."""
@@ -354,8 +364,19 @@ class StagedUpsert:
             ``(inserted, updated, unchanged)``.
         """
         new, changed, unchanged = self.counts()
+        rebuild: list[sa.Index] = []
+        if self.dialect == "sqlite" and new >= REBUILD_MIN_ROWS:
+            stored = self.conn.execute(sa.select(sa.func.count()).select_from(self.target)).scalar_one()
+            if new > stored:
+                # Building an index from sorted data beats inserting as many rows into it one by
+                # one (5.6 -> 3.2 s for 1M invoices); readers keep their snapshot meanwhile (WAL).
+                rebuild = sorted(self.target.indexes, key=lambda ix: ix.name)
+        for ix in rebuild:
+            ix.drop(self.conn)
         if new or changed:
             self.conn.execute(self._merge_statement())
+        for ix in rebuild:
+            ix.create(self.conn)
         self.close()
         return new, changed, unchanged
 
@@ -424,8 +445,8 @@ def upsert_frame(
         raise ValueError(f"upsert_frame needs unique {spec.key} values; duplicated: {dups}.")
     frame = coerce_frame(df.drop(columns=["row_hash"], errors="ignore"), spec)
     frame[spec.key] = frame[spec.key].astype("str")
-    hashes = df["row_hash"].astype("str") if "row_hash" in df.columns else row_hashes(spec, frame)
-    frame["row_hash"] = hashes.to_numpy()
+    if "row_hash" in df.columns:
+        frame["row_hash"] = df["row_hash"].astype("str").to_numpy()
     frame["source_row"] = np.arange(1, len(frame) + 1)
     staged = StagedUpsert(conn, spec, extras, now)
     total = len(frame)
