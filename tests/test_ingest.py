@@ -168,11 +168,11 @@ def test_failure_mid_file_leaves_store_unchanged(engine, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = store_mod._write_chunk
 
-    def flaky(staged, rows):
+    def flaky(staged, columns):
         calls["n"] += 1
         if calls["n"] == 3:  # two batches are already staged inside the transaction
             raise RuntimeError("disk full")
-        real(staged, rows)
+        real(staged, columns)
 
     monkeypatch.setattr(store_mod, "_write_chunk", flaky)
     with pytest.raises(RuntimeError, match="disk full"):

@@ -95,11 +95,11 @@ def test_failure_while_staging_leaves_the_store_and_the_connection_clean(engine,
     calls = {"n": 0}
     real = store_mod._write_chunk
 
-    def flaky(staged, rows):
+    def flaky(staged, columns):
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("disk full")
-        real(staged, rows)
+        real(staged, columns)
 
     monkeypatch.setattr(store_mod, "_write_chunk", flaky)
     changed = [_rows(1, amount=500.0)[0]] + _rows(30, start=1)
