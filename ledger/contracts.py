@@ -228,11 +228,22 @@ class Ledger:
         Nothing here reads the clock.
         """
         d = pd.Timestamp(as_of)
-        inv = self.invoices[self.invoices["issue_date"] < d].copy()
-        inv["paid_date"] = inv["paid_date"].where(inv["paid_date"] < d)
-        pay = self.payments[self.payments["paid_date"] < d]
-        act = self.actions[self.actions["action_date"] < d]
-        return Ledger(invoices=inv, payments=pay.copy(), clients=self.clients.copy(), actions=act.copy())
+        inv = _rows_before(self.invoices, "issue_date", d)
+        paid = inv["paid_date"]
+        if (paid >= d).any():
+            inv["paid_date"] = paid.where(paid < d)
+        return Ledger(invoices=inv, payments=_rows_before(self.payments, "paid_date", d),
+                      clients=self.clients.copy(deep=False), actions=_rows_before(self.actions, "action_date", d))
+
+
+def _rows_before(frame: pd.DataFrame, column: str, d: pd.Timestamp) -> pd.DataFrame:
+    """The rows of ``frame`` whose ``column`` is before ``d``, as a new frame.
+
+    Copy-on-write (pandas >= 3) keeps the result and ``frame`` independent, so when every row is
+    kept the result shares the data until one of them is written to.
+    """
+    mask = frame[column] < d
+    return frame.copy(deep=False) if mask.all() else frame[mask]
 
 
 def describe_contracts() -> str:
