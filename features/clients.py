@@ -93,6 +93,7 @@ class LedgerArrays:
     is_promise: np.ndarray
     is_dispute: np.ndarray
     _payments: dict = field(default_factory=dict, repr=False)
+    _paid_order: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
     def from_ledger(cls, ledger: Ledger) -> "LedgerArrays":
@@ -144,6 +145,13 @@ class LedgerArrays:
             is_reminder=np.isin(step_names, REMINDER_STEPS)[step_codes],
             is_promise=(step_names == "promise")[step_codes], is_dispute=(step_names == "dispute")[step_codes],
         )
+
+    def paid_order(self) -> np.ndarray:
+        """Rows of the paid invoices, by client, paid date, then row (computed once, for every day)."""
+        if self._paid_order is None:
+            rows = np.flatnonzero(self.is_invoice & ~np.isnan(self.paid) & (self.doc_client >= 0))
+            self._paid_order = rows[np.lexsort((self.paid[rows], self.doc_client[rows]))]
+        return self._paid_order
 
     def payments_before(self, ds: float) -> tuple[int, np.ndarray, np.ndarray]:
         """Payments dated before ``ds`` (seconds): how many, and per invoice key their count and sum.
@@ -284,9 +292,13 @@ def client_features_from_arrays(t: LedgerArrays, as_of: str | pd.Timestamp) -> t
         cols["c_delay_recent"] = means[:, 3]
         cols["c_delay_older"] = means[:, 4]
         cols["c_delay_trend"] = means[:, 3] - means[:, 4]
-        cols["c_last3_delay"] = _last3_delay(c[is_paid], paid[is_paid], delay[is_paid], n)
+        # The payments known at as_of, by client and paid date (ties: table order).
+        by_day = t.paid_order()
+        by_day = by_day[(t.issue[by_day] < ds) & (t.paid[by_day] < ds)]
+        pc, pp = slot[t.doc_client[by_day]], t.paid[by_day]
+        cols["c_last3_delay"] = _last3_delay(pc, (pp - t.due[by_day]) / DAY, n)
         cols["c_days_since_last_payment"] = (ds - maxima[:, 0]) / DAY
-        _add_payment_run_features(cols, c[is_paid], paid[is_paid], n)
+        _add_payment_run_features(cols, pc, pp, n)
 
         # Open invoices: censored at as_of.
         cols["c_n_open"] = n_open
@@ -314,24 +326,23 @@ def client_features_from_arrays(t: LedgerArrays, as_of: str | pd.Timestamp) -> t
     return out, slot
 
 
-def _last3_delay(c: np.ndarray, paid: np.ndarray, delay: np.ndarray, n: int) -> np.ndarray:
-    """Mean delay of each client's last three payments (ties on a day: the later rows)."""
-    order = np.lexsort((paid, c))  # stable: rows of one day keep their order
-    cs = c[order]
-    size = np.bincount(cs, minlength=n)
+def _last3_delay(c: np.ndarray, delay: np.ndarray, n: int) -> np.ndarray:
+    """Mean delay of each client's last three payments; rows by client then paid date (ties: later rows last)."""
+    size = np.bincount(c, minlength=n)
     start = np.cumsum(size) - size
-    from_end = size[cs] - (np.arange(len(cs)) - start[cs])
-    last3 = order[from_end <= 3]
+    from_end = size[c] - (np.arange(len(c)) - start[c])
+    last3 = from_end <= 3
     return _scatter(pd.Series(delay[last3]).groupby(c[last3]).mean(), n)
 
 
 def _add_payment_run_features(cols: dict, c: np.ndarray, paid: np.ndarray, n: int) -> None:
-    """When a client pays: its usual weekday and how regular its payment runs are."""
-    order = np.lexsort((paid, c))
-    cs, ps = c[order], paid[order]
-    first = np.ones(len(cs), dtype=bool)
-    first[1:] = (cs[1:] != cs[:-1]) | (ps[1:] != ps[:-1])
-    cs, ps = cs[first], ps[first]  # each client's payment days, in order
+    """When a client pays: its usual weekday and how regular its payment runs are.
+
+    ``c`` and ``paid``: the payments known, by client then paid date.
+    """
+    first = np.ones(len(c), dtype=bool)
+    first[1:] = (c[1:] != c[:-1]) | (paid[1:] != paid[:-1])
+    cs, ps = c[first], paid[first]  # each client's payment days, in order
     day_number = np.floor(ps / DAY).astype(np.int64)
     dow = (day_number + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     counts = np.bincount(cs * 7 + dow, minlength=n * 7).reshape(n, 7)
