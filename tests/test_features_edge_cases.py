@@ -124,3 +124,22 @@ def test_known_at_result_is_independent_of_the_ledger():
     cut = led.known_at(D)
     cut.invoices.loc[0, "paid_date"] = pd.NaT
     assert led.invoices.loc[0, "paid_date"] == pd.Timestamp("2024-02-05")
+
+
+def test_amount_received_in_many_parts_is_summed_as_pandas_sums_it():
+    # Awkward amounts in 1 to 6 parts: a compensated sum differs from plain addition from 3 parts on.
+    rng = np.random.default_rng(0)
+    parts = rng.integers(1, 7, 200)
+    ids = [f"i{k:03d}" for k in range(200)]
+    invoices = pd.DataFrame({"invoice_id": ids, "client_id": [f"C{k % 7}" for k in range(200)],
+                             "issue_date": "2024-01-01", "due_date": "2024-02-01", "paid_date": None,
+                             "amount": 1e9})
+    pay_ids = np.repeat(ids, parts)
+    payments = pd.DataFrame({"payment_id": [f"p{k}" for k in range(len(pay_ids))], "invoice_id": pay_ids,
+                             "paid_date": "2024-01-15", "amount": rng.lognormal(3, 3, len(pay_ids))})
+    led = Ledger.from_frames(invoices, payments)
+    f = build_features(led, D).set_index("invoice_id")
+    got = payments.groupby("invoice_id")["amount"].sum()
+    assert (f["i_paid_share"] == (got / 1e9).clip(0, 1).reindex(f.index)).all()
+    remaining = (1e9 - got).clip(lower=0).groupby(invoices.set_index("invoice_id")["client_id"]).sum()
+    assert (build_client_features(led, D)["c_open_amount"] == remaining).all()
