@@ -217,9 +217,9 @@ class EncaisseModel(BaseEstimator):
         """
         check_is_fitted(self, "encoder_")
         f = features.reset_index(drop=True).copy()  # a copy is consolidated: taking rows is a few blocks, not a column each
-        X = self.encoder_.transform(f)
+        matrix = self.encoder_.to_matrix(self.encoder_.transform(f))
         names = list(self.very_late_model_.feature_names_in_)
-        return EncodedRows(features=f, X=X, matrix=self.encoder_.to_matrix(X),
+        return EncodedRows(features=f, matrix=matrix, columns=list(self.encoder_.feature_names_in_),
                            speakable=_speakable(f, names) if with_reasons else None)
 
     def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
@@ -253,13 +253,16 @@ class EncaisseModel(BaseEstimator):
         """
         check_is_fitted(self, "encoder_")
         d = pd.Timestamp(as_of)
-        f, X, M = rows.features, rows.X, rows.matrix
+        f, M = rows.features, rows.matrix
         n = len(f)
         not_due = f["i_days_to_due"].to_numpy(dtype=float) >= 0
         if n:
             p_late = _risk_proba(self.late_model_, M, num_threads)
             p_very = _risk_proba(self.very_late_model_, M, num_threads)
-            days, cdf = self.payment_model_.predict_cdf(X, num_threads=num_threads)
+            # The payment-date model builds LightGBM's float matrix from the frame it is given;
+            # given the matrix's own columns it reads the same numbers without re-coding categories
+            # (tests/test_api_fast.py holds it equal to the categorical frame).
+            days, cdf = self.payment_model_.predict_cdf(rows.frame(), num_threads=num_threads)
         else:
             p_late = p_very = np.zeros(0)
             days = cdf = np.zeros((0, len(self.payment_model_.edges_)))
@@ -301,26 +304,30 @@ class EncodedRows:
 
     Attributes:
         features: the feature frame (``build_features`` output), index 0..n-1.
-        X: the encoded frame (``FeatureEncoder.transform``), same rows.
-        matrix: ``X`` as the float matrix LightGBM predicts from (``FeatureEncoder.to_matrix``).
+        matrix: the encoded rows as the float matrix LightGBM predicts from
+            (``FeatureEncoder.transform`` then ``to_matrix``: categories as their codes).
+        columns: the model input columns of ``matrix``, in order.
         speakable: (rows, model features): whether ``describe`` has words for that cell (None:
             not decided yet).
     """
 
     features: pd.DataFrame
-    X: pd.DataFrame
     matrix: np.ndarray
+    columns: list[str]
     speakable: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.features)
 
+    def frame(self) -> pd.DataFrame:
+        """``matrix`` as a frame of floats (one block, no copy), named by ``columns``."""
+        return pd.DataFrame(self.matrix, columns=pd.Index(self.columns, dtype=object), copy=False)
+
     def take(self, positions) -> "EncodedRows":
         """The rows at ``positions`` (in that order)."""
         pos = np.asarray(positions, dtype=np.intp)
-        return EncodedRows(features=self.features.take(pos).reset_index(drop=True),
-                           X=self.X.take(pos).reset_index(drop=True), matrix=self.matrix[pos],
-                           speakable=None if self.speakable is None else self.speakable[pos])
+        return EncodedRows(features=self.features.take(pos).reset_index(drop=True), matrix=self.matrix[pos],
+                           columns=self.columns, speakable=None if self.speakable is None else self.speakable[pos])
 
 
 def _risk_proba(model: CalibratedRisk, matrix: np.ndarray, num_threads: int) -> np.ndarray:
