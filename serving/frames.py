@@ -9,6 +9,8 @@ import pandas as pd
 def column_values(s: pd.Series) -> list:
     """A column as plain Python values (None for missing; ``datetime64`` as ``date``)."""
     if pd.api.types.is_datetime64_any_dtype(s):
+        if getattr(s.dtype, "tz", None) is None:
+            return s.to_numpy(dtype="datetime64[D]").tolist()  # numpy gives dates, and None for NaT
         return [None if pd.isna(v) else v.date() for v in s]
     if pd.api.types.is_bool_dtype(s) and s.dtype != object:
         return [None if pd.isna(v) else bool(v) for v in s.astype(object)]

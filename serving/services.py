@@ -200,13 +200,13 @@ class OpenRows:
     Attributes:
         key: (ledger version, champion version, model identity, day).
         rows: ``EncaisseModel.encode`` of ``build_features`` on the stored ledger (ordered by id).
-        position: ``invoice_id`` -> row of ``rows``.
+        position: ``invoice_id`` -> row of ``rows`` (a dict: one look-up per asked id).
         build_seconds: how long building took (logged; the cold cost of a day).
     """
 
     key: tuple
     rows: EncodedRows
-    position: pd.Index
+    position: dict[str, int]
     build_seconds: float
 
 
@@ -231,7 +231,7 @@ def open_rows(state: ServiceState, champion: ChampionModel, as_of: pd.Timestamp)
         model = _ClientFeaturesGiven(champion.model, client_features(state, as_of))
         f = model.features(index.ledger, as_of)
         rows = champion.model.encode(f)
-        hit = OpenRows(key=key, rows=rows, position=pd.Index(f["invoice_id"].astype(str)),
+        hit = OpenRows(key=key, rows=rows, position={str(i): p for p, i in enumerate(f["invoice_id"])},
                        build_seconds=time.perf_counter() - started)
         with state.lock:
             state.open_rows.put(key, hit)
@@ -376,7 +376,7 @@ def _score_stored(state: ServiceState, champion: ChampionModel, d: pd.Timestamp,
                   n_reasons: int) -> ScoreBatch:
     """Stored invoices by id: their rows of the day's ``open_rows``, scored alone."""
     cached = open_rows(state, champion, d)
-    pos = cached.position.get_indexer(wanted)
+    pos = np.fromiter((cached.position.get(i, -1) for i in wanted), dtype=np.intp, count=len(wanted))
     not_scored = []
     if (pos < 0).any():
         index = current_ledger(state)
