@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import logging
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from collections.abc import Callable, Iterator
@@ -538,6 +539,49 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _copy_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
+    """PostgreSQL: ``COPY (sql) TO STDOUT`` as CSV into a temporary file, parsed by Arrow's reader.
+
+    The file keeps memory bounded; Arrow parses and types the columns in C. In PostgreSQL's CSV a
+    null is an unquoted empty field and an empty text a quoted one, floats print exactly
+    (``extra_float_digits`` 1, the default), booleans as t/f, dates as ISO.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    arrow_of = {"date": pa.date32(), "amount": pa.float64(), "int": pa.int64(), "bool": pa.bool_(),
+                "str": pa.string(), "json": pa.string()}
+    names = [f"c{i}" for i in range(len(kinds))]
+    parts: list[list[Any]] = [[] for _ in kinds]
+    dbapi = conn.connection.driver_connection
+    with tempfile.TemporaryFile() as tmp:
+        with dbapi.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
+            for data in copy:
+                tmp.write(data)
+        if not tmp.tell():
+            return parts  # an empty table (Arrow refuses an empty file)
+        tmp.seek(0)
+        reader = pv.open_csv(
+            tmp,
+            read_options=pv.ReadOptions(column_names=names, block_size=16 << 20),
+            parse_options=pv.ParseOptions(newlines_in_values=True),
+            convert_options=pv.ConvertOptions(
+                column_types={n: arrow_of[k] for n, k in zip(names, kinds)}, null_values=[""],
+                strings_can_be_null=True, quoted_strings_can_be_null=False,
+                true_values=["t"], false_values=["f"]),
+        )
+        for batch in reader:
+            for i, kind in enumerate(kinds):
+                col = batch.column(i)
+                if kind == "date":
+                    parts[i].append(col.to_numpy(zero_copy_only=False).astype("datetime64[s]"))
+                elif kind in ("int", "bool"):
+                    parts[i].append(_typed_column(kind, col.to_pylist()))
+                else:
+                    parts[i].append(col.to_numpy(zero_copy_only=False))
+    return parts
+
+
 def _concat(kind: str, parts: list[Any]) -> Any:
     if not parts:
         return _typed_column(kind, [])
@@ -557,7 +601,10 @@ def _read_table(conn: sa.Connection, spec: Table) -> pd.DataFrame:
     preparer = conn.dialect.identifier_preparer
     sql = (f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} "
            f"ORDER BY {preparer.quote(spec.key)}")
-    parts = _fetch_columns(conn, sql, kinds)
+    if conn.dialect.name == "postgresql":
+        parts = _copy_columns(conn, sql, kinds)
+    else:
+        parts = _fetch_columns(conn, sql, kinds)
     data = {n: pd.Series(_concat(k, p), dtype=object if k == "str" else None, copy=False)
             for n, k, p in zip(names, kinds, parts)}
     extra = data.pop("extra", None)
