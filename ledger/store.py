@@ -6,6 +6,11 @@ head revision, so a newer release upgrades an existing store in place.
 Idempotence rests on ``row_hash``: a digest of a row's canonical values (and, for invoices, its
 mapped extras). Re-sending the same rows changes nothing; a row whose values changed (an invoice
 now paid) is updated; the rest is counted unchanged.
+
+Writes go through a staging table (``StagedUpsert``: batches by ``executemany`` on SQLite, ``COPY``
+on PostgreSQL, then one ``INSERT ... SELECT`` that skips identical rows), so memory stays bounded
+by a batch and the counts come from SQL. ``load_ledger`` reads the driver's values column-wise
+(PostgreSQL: ``COPY ... TO STDOUT`` parsed by Arrow), never through per-value type processing.
 """
 
 from __future__ import annotations
