@@ -653,20 +653,18 @@ class _RejectsFile:
 
 
 class _KeyIndex:
-    """Compact 64-bit digests of every staged row's key and row hash, to find duplicate keys.
+    """A 64-bit digest of every staged row's key (and its source row), to find duplicate keys.
 
-    24 bytes per row instead of the rows themselves; candidates are checked exactly against the
-    staged keys, so a digest collision never rejects a row.
+    16 bytes per row instead of the rows themselves; candidates are checked exactly against the
+    staged keys and hashes, so a digest collision never rejects a row.
     """
 
     def __init__(self) -> None:
         self.keys: list[np.ndarray] = []
-        self.hashes: list[np.ndarray] = []
         self.rows: list[np.ndarray] = []
 
-    def add(self, key: pd.Series, row_hash: pd.Series, source_row: pd.Series) -> None:
+    def add(self, key: pd.Series, source_row: pd.Series) -> None:
         self.keys.append(pd.util.hash_array(key.to_numpy(dtype=object)))
-        self.hashes.append(pd.util.hash_array(row_hash.to_numpy(dtype=object)))
         self.rows.append(source_row.to_numpy(dtype="int64"))
 
     def candidates(self) -> list[int]:
@@ -815,11 +813,11 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
             for raw in itertools.chain([first] if first is not None else [], chunks):
                 chunk = _process(mapping_used, raw, result.read + 1, tally, examples)
                 good = _prepare(spec, chunk.good, hashed=False)
-                hashes = staged.stage_frame(good)
-                index.add(good[spec.key], hashes, good["source_row"])
+                staged.stage_frame(good)
+                index.add(good[spec.key], good["source_row"])
                 rejects.write(chunk.rejects, chunk.filtered)
                 result.read += len(raw)
-                del raw, chunk, good, hashes
+                del raw, chunk, good
                 if on_progress:
                     on_progress("read", result.read, None)
             dup_rej, identical = _settle_duplicates(spec, staged, index, tally, examples)
