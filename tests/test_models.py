@@ -159,3 +159,21 @@ def test_row_budget_keeps_whole_clients_and_the_same_ones():
     # Every kept client's rows are all there, with the same features as without sampling.
     sub = full[full["client_id"].isin(kept)].reset_index(drop=True)
     pd.testing.assert_frame_equal(sub, small.reset_index(drop=True), check_like=True)
+
+
+def test_path_attribution_adds_up_to_the_raw_score_and_credits_only_split_features():
+    import lightgbm as lgb
+
+    from models.risk import PathAttribution
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3_000, 5))
+    X[:, 4] = 0.0  # constant: never split on
+    y = (X[:, 0] + 0.5 * X[:, 1] * X[:, 2] + rng.normal(scale=0.5, size=len(X)) > 0).astype(int)
+    booster = lgb.LGBMClassifier(n_estimators=30, num_leaves=7, n_jobs=1, verbose=-1).fit(X, y).booster_
+    credits = PathAttribution(booster).credit(booster.predict(X[:200], pred_leaf=True, num_threads=1))
+    assert credits.shape == (200, 6)
+    np.testing.assert_allclose(credits.sum(axis=1), booster.predict(X[:200], raw_score=True), rtol=0, atol=1e-9)
+    assert np.all(credits[:, 4] == 0.0)
+    # x0 drives the label: it takes the largest share of the credit in most rows.
+    assert (np.argmax(np.abs(credits[:, :-1]), axis=1) == 0).mean() > 0.5
