@@ -23,7 +23,7 @@ Steps (as of the ledger's end date, 2025-12-31, the start of that day):
                SQLite store (validation + upsert; one transaction per file)
     load       ``ledger.store.load_ledger`` (the frames later steps use are the loaded ones)
     features   ``features.invoices.build_features`` (client features included)
-    train      ``EncaisseModel().fit`` with default parameters (``max_training_rows`` 600k)
+    train      ``EncaisseModel().fit`` with default parameters (``max_training_rows`` 300k snapshot rows)
     score      ``EncaisseModel.score(return_cdf=True)``
     scoring    ``models.scoring.build_scoring``: score + client scores, profiles, next steps,
                worklist ranking, legal amounts (the batch ``encaisse score`` minus storage)
