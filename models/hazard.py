@@ -44,6 +44,9 @@ LGBM_DEFAULTS = dict(
     verbose=-1,
 )
 
+BIN_INPUTS = ("i_due_dow", "i_due_month", "c_pay_dow_mode")
+"""Invoice inputs the bin columns are computed from (``c_pay_dow_mode`` when the model has it)."""
+
 PREDICT_CHUNK_ROWS = 250_000
 """Person-period rows predicted at a time (about 200 MB of float matrix for ~100 columns)."""
 
@@ -142,30 +145,33 @@ class PaymentDateModel(BaseEstimator):
         self.random_state = random_state
 
     # -- geometry ------------------------------------------------------------------------------
-    def _a0(self, X: pd.DataFrame) -> np.ndarray:
-        """Delay (days past due) at as_of, clipped into the binned range."""
+    def _a0(self, X) -> np.ndarray:
+        """Delay (days past due) at as_of, clipped into the binned range (``X``: a frame or ``_bin_inputs``)."""
         e = self.edges_
-        a0 = -X["i_days_to_due"].to_numpy(dtype=float)
+        a0 = -np.asarray(X["i_days_to_due"], dtype=float)
         return np.clip(np.nan_to_num(a0), e[0], e[-1] - 1)
 
     def _first_bin(self, a0: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.edges_, a0, side="right") - 1
 
-    def _bin_columns(self, X: pd.DataFrame, rows: np.ndarray, bins: np.ndarray, a0: np.ndarray) -> dict:
-        """The bin's own columns (``h_*``) of person-period rows (invoice ``rows[i]``, bin ``bins[i]``)."""
+    def _bin_columns(self, src, rows: np.ndarray, bins: np.ndarray, a0: np.ndarray) -> dict:
+        """The bin's own columns (``h_*``) of person-period rows (invoice ``rows[i]``, bin ``bins[i]``).
+
+        ``src``: the invoices' ``BIN_INPUTS`` (a frame, or ``_bin_inputs``' arrays).
+        """
         e = self.edges_
         a = a0[rows]
         start = np.maximum(e[bins], a)
         end = e[bins + 1]
         width = end - start
-        dow0 = np.nan_to_num(X["i_due_dow"].to_numpy(dtype=float))[rows].astype(int)
+        dow0 = np.nan_to_num(np.asarray(src["i_due_dow"], dtype=float))[rows].astype(int)
         sdow = (dow0 + start.astype(int)) % 7
         w = width.astype(int)
         full = w // 7
         # weekend days in [start, end): two per full week plus those in the remainder
         rem_start = (sdow + 7 * full) % 7
         weekend = 2 * full + _WEEKEND[rem_start, w % 7]
-        month0 = np.nan_to_num(X["i_due_month"].to_numpy(dtype=float))[rows] - 1
+        month0 = np.nan_to_num(np.asarray(src["i_due_month"], dtype=float))[rows] - 1
         cols = {
             "h_bin": bins.astype(float),
             "h_start": start,
@@ -175,8 +181,8 @@ class PaymentDateModel(BaseEstimator):
             "h_weekend_share": weekend / np.maximum(width, 1),
             "h_month": ((month0 + np.floor(start / 30.44)) % 12 + 1).astype(float),
         }
-        if "c_pay_dow_mode" in X.columns:
-            mode = X["c_pay_dow_mode"].to_numpy(dtype=float)[rows]
+        if "c_pay_dow_mode" in src:
+            mode = np.asarray(src["c_pay_dow_mode"], dtype=float)[rows]
             # Does the bin hold the client's usual payment weekday (its payment run)?
             cols["h_pay_dow_in_bin"] = np.where(np.isnan(mode), np.nan,
                                                 ((mode - sdow) % 7 < np.maximum(width, 1)).astype(float))
@@ -189,27 +195,34 @@ class PaymentDateModel(BaseEstimator):
             Z[name] = values
         return Z
 
-    def _base_matrix(self, X: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
-        """The invoices' features as the booster's float matrix (bin columns left empty), and where each bin column goes.
+    def _layout(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        """Read once from the booster: its column count, where each bin column goes, where each input is."""
+        layout = self.__dict__.get("layout_")
+        if layout is None:
+            names = list(self.booster_.feature_name())
+            inputs = [str(c) for c in self.feature_names_in_]
+            if names[:len(inputs)] != inputs:
+                raise ValueError("The payment-date booster's columns do not start with the model's inputs.")
+            layout = self.layout_ = (len(names), {n: j for j, n in enumerate(names) if n.startswith("h_")},
+                                     {n: j for j, n in enumerate(inputs)})
+        return layout
+
+    def _frame_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """The invoices' inputs as LightGBM's float matrix from a frame.
 
         Categorical columns become the codes LightGBM gives them from a frame: positions in the
         categories it saw at fit (``pandas_categorical``), missing for anything else.
         """
-        names = self.booster_.feature_name()
         cats = iter(self.booster_.pandas_categorical or [])
-        base = np.full((len(X), len(names)), np.nan)
-        slots = {}
-        for j, name in enumerate(names):
-            if name.startswith("h_"):
-                slots[name] = j
-                continue
+        out = np.empty((len(X), len(self.feature_names_in_)))
+        for j, name in enumerate(self.feature_names_in_):
             col = X[name]
             if isinstance(col.dtype, pd.CategoricalDtype):
                 codes = pd.Categorical(col, categories=next(cats)).codes
-                base[:, j] = np.where(codes < 0, np.nan, codes)
+                out[:, j] = np.where(codes < 0, np.nan, codes)
             else:
-                base[:, j] = col.to_numpy(dtype=float, na_value=np.nan)
-        return base, slots
+                out[:, j] = col.to_numpy(dtype=float, na_value=np.nan)
+        return out
 
     def _expand(self, X, duration, event):
         """Person-period rows: one per (invoice, bin it was observed in), y = paid in that bin."""
@@ -240,6 +253,7 @@ class PaymentDateModel(BaseEstimator):
             eval_set: optional (X, duration, event) from later snapshots, for early stopping.
         """
         self.edges_ = _edges(self.bin_edges)
+        self.__dict__.pop("layout_", None)
         self.feature_names_in_ = np.array(X.columns, dtype=object)
         self.calibration_ = None
         Z, y = self._expand(X, duration, event)
@@ -263,31 +277,47 @@ class PaymentDateModel(BaseEstimator):
         server answering concurrent requests).
         """
         check_is_fitted(self, "booster_")
+        return self.predict_raw_cdf_matrix(self._frame_matrix(X[list(self.feature_names_in_)]), num_threads)
+
+    def predict_raw_cdf_matrix(self, M: np.ndarray, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_raw_cdf`` from the invoices' float matrix: columns in ``feature_names_in_`` order,
+        categories as their codes (``FeatureEncoder.to_matrix``)."""
+        check_is_fitted(self, "booster_")
+        width, slots, where = self._layout()
+        M = np.asarray(M, dtype=float)
+        m = len(self.feature_names_in_)
+        if M.ndim != 2 or M.shape[1] != m:
+            raise ValueError(f"Expected a matrix of {m} input columns, got shape {M.shape}.")
+        src = {c: M[:, where[c]] for c in ("i_days_to_due", *BIN_INPUTS) if c in where}
         e = self.edges_
         k = len(e) - 1
-        X = X[list(self.feature_names_in_)]
-        a0 = self._a0(X)
+        a0 = self._a0(src)
         f = self._first_bin(a0)
         n = k - f
-        rows = np.repeat(np.arange(len(X)), n)
+        rows = np.repeat(np.arange(len(M)), n)
         bins = np.repeat(f, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
-        h = np.zeros((len(X), k))
-        base, slots = self._base_matrix(X)
+        h = np.zeros((len(M), k))
         # Person-period rows in slices: the same predictions, without the whole expanded matrix in memory.
         for lo in range(0, len(rows), PREDICT_CHUNK_ROWS):
             r, b = rows[lo:lo + PREDICT_CHUNK_ROWS], bins[lo:lo + PREDICT_CHUNK_ROWS]
-            Z = base[r]
-            for name, values in self._bin_columns(X, r, b.astype(int), a0).items():
+            Z = np.empty((len(r), width))
+            Z[:, :m] = M[r]
+            for name, values in self._bin_columns(src, r, b.astype(int), a0).items():
                 Z[:, slots[name]] = values
             h[r, b] = np.clip(self.booster_.predict(Z, num_threads=num_threads), 0.0, 1.0)
         surv = np.cumprod(1.0 - h, axis=1)
-        cdf = np.hstack([np.zeros((len(X), 1)), 1.0 - surv])
+        cdf = np.hstack([np.zeros((len(M), 1)), 1.0 - surv])
         days = np.maximum(e[None, :], a0[:, None]) - a0[:, None]
         return days, cdf
 
     def predict_cdf(self, X: pd.DataFrame, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated CDF: (days after as_of at each edge, P(paid before it)), both (n, bins + 1)."""
         days, cdf = self.predict_raw_cdf(X, num_threads=num_threads)
+        return days, self._calibrate(cdf)
+
+    def predict_cdf_matrix(self, M: np.ndarray, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``predict_cdf`` from the invoices' float matrix (``predict_raw_cdf_matrix``)."""
+        days, cdf = self.predict_raw_cdf_matrix(M, num_threads=num_threads)
         return days, self._calibrate(cdf)
 
     def _calibrate(self, cdf: np.ndarray) -> np.ndarray:

@@ -262,7 +262,7 @@ class EncaisseModel(BaseEstimator):
             # The payment-date model builds LightGBM's float matrix from the frame it is given;
             # given the matrix's own columns it reads the same numbers without re-coding categories
             # (tests/test_api_fast.py holds it equal to the categorical frame).
-            days, cdf = self.payment_model_.predict_cdf(rows.frame(), num_threads=num_threads)
+            days, cdf = self.payment_model_.predict_cdf_matrix(rows.matrix, num_threads=num_threads)
         else:
             p_late = p_very = np.zeros(0)
             days = cdf = np.zeros((0, len(self.payment_model_.edges_)))
@@ -318,10 +318,6 @@ class EncodedRows:
 
     def __len__(self) -> int:
         return len(self.features)
-
-    def frame(self) -> pd.DataFrame:
-        """``matrix`` as a frame of floats (one block, no copy), named by ``columns``."""
-        return pd.DataFrame(self.matrix, columns=pd.Index(self.columns, dtype=object), copy=False)
 
     def take(self, positions) -> "EncodedRows":
         """The rows at ``positions`` (in that order)."""

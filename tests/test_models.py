@@ -123,6 +123,7 @@ def test_hazard_predictions_from_the_float_matrix_equal_the_frame_the_model_was_
     expected = np.hstack([np.zeros((len(X), 1)), 1.0 - np.cumprod(1.0 - h, axis=1)])
     np.testing.assert_array_equal(cdf, expected)
     np.testing.assert_array_equal(hm.predict_raw_cdf(X, num_threads=1)[1], cdf)
+    np.testing.assert_array_equal(hm.predict_raw_cdf_matrix(model.encoder_.to_matrix(X))[1], cdf)
 
 
 def test_model_beats_the_due_date_and_historical_rate_baselines(fitted):
