@@ -45,7 +45,16 @@ from models.scoring import build_scoring
 from serving.state import LedgerIndex, ServiceState
 
 SERVER_THREADS = 1
-"""LightGBM prediction threads per call: requests run concurrently, each on one core."""
+"""LightGBM prediction threads of a small call: requests run concurrently, each on one core."""
+
+LARGE_CALL_ROWS = 200
+"""From this many invoices a call predicts on every core (its LightGBM work dwarfs thread start-up;
+waiting OpenMP threads sleep, see ``models/__init__.py``, so concurrent small calls keep their core)."""
+
+
+def _threads(n_rows: int) -> int:
+    """LightGBM prediction threads for a call scoring ``n_rows`` invoices (0: every core)."""
+    return 0 if n_rows >= LARGE_CALL_ROWS else SERVER_THREADS
 
 log = logging.getLogger(__name__)
 
@@ -365,7 +374,7 @@ def score_invoices(
         else:
             scorable.append(i)
     if scorable:
-        scores = model.score(ledger, d, invoice_ids=scorable, n_reasons=n_reasons, num_threads=SERVER_THREADS)
+        scores = model.score(ledger, d, invoice_ids=scorable, n_reasons=n_reasons, num_threads=_threads(len(scorable)))
         scores = scores.set_index("invoice_id", drop=False).loc[scorable].reset_index(drop=True)
     else:
         scores = pd.DataFrame(columns=SCORE_COLUMNS)
@@ -385,8 +394,8 @@ def _score_stored(state: ServiceState, champion: ChampionModel, d: pd.Timestamp,
         for i, p in zip([i for i, p in zip(wanted, pos) if p < 0], stored):
             why = "unknown invoice_id (not in the store)" if p < 0 else _not_open_reason(inv.iloc[p], d)
             not_scored.append({"invoice_id": i, "reason": why or f"not open at the start of {d.date()}"})
-    scores = champion.model.score_encoded(cached.rows.take(pos[pos >= 0]), d, n_reasons=n_reasons,
-                                          num_threads=SERVER_THREADS)
+    rows = cached.rows.take(pos[pos >= 0])
+    scores = champion.model.score_encoded(rows, d, n_reasons=n_reasons, num_threads=_threads(len(rows)))
     return ScoreBatch(as_of=d, scores=scores, not_scored=not_scored, champion=champion)
 
 
