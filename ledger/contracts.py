@@ -5,7 +5,9 @@ This module is the one place where the shape of Encaisse's data is written down.
 features and the API all follow it.
 
 Conventions:
-    * ids are strings (``"0000611365"`` keeps its leading zeros);
+    * ids are strings (``"0000611365"`` keeps its leading zeros). A loaded or generated ledger
+      holds the required ids of invoices, payments and actions as Arrow-backed text, and their
+      other text as one shared string per distinct value, None where missing (``compact_frame``);
     * ``*_date`` columns are calendar days (``datetime64[s]`` in frames, ``DATE`` in the store);
     * amounts are positive numbers in the document currency; the sign of a movement comes from
       ``doc_type`` (a credit note reduces what the client owes);
@@ -18,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 Kind = Literal["str", "date", "amount", "bool", "int"]
@@ -42,12 +45,18 @@ class Column:
 
 @dataclass(frozen=True)
 class Table:
-    """A canonical table: its primary key and its columns, in order."""
+    """A canonical table: its primary key and its columns, in order.
+
+    Attributes:
+        repeated: text columns that repeat a handful of values (codes, steps, countries): held by
+            ``compact_frame`` as one shared Python string per distinct value.
+    """
 
     name: str
     key: str
     columns: tuple[Column, ...]
     doc: str
+    repeated: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -87,6 +96,7 @@ INVOICES = Table(
         Column("dunning_block", "str", False, "Dunning block code; empty = dunning allowed."),
         Column("credit_category", "str", False, "Credit-control risk category from the source."),
     ),
+    repeated=("currency", "doc_type", "terms", "company", "country", "dunning_block", "credit_category"),
 )
 
 PAYMENTS = Table(
@@ -133,6 +143,7 @@ ACTIONS = Table(
         Column("promise_date", "date", False, "Promised payment day, for a promise to pay."),
         Column("promise_amount", "amount", False, "Promised amount, for a promise to pay."),
     ),
+    repeated=("step", "channel", "outcome"),
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (INVOICES, PAYMENTS, CLIENTS, ACTIONS)}
@@ -186,6 +197,54 @@ def coerce_frame(df: pd.DataFrame, table: Table) -> pd.DataFrame:
     return out
 
 
+TEXT = pd.StringDtype("pyarrow", na_value=float("nan"))
+"""Arrow-backed text (pandas' ``str``): one buffer per column instead of a Python string per cell."""
+
+
+COMPACT_TABLES = ("invoices", "payments", "actions")
+"""Tables whose text columns ``Ledger.compact`` (and ``ledger.store.load_ledger``) hold compactly.
+
+Clients keep their frame as it is: one row per client, a small table.
+"""
+
+
+def compact_frame(df: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """``df`` (typed by ``coerce_frame``) with its canonical text columns held compactly, values unchanged.
+
+    Required ids (required text columns outside ``table.repeated``: never missing) become
+    Arrow-backed text (``TEXT``). The other text columns stay Python objects, None where missing,
+    with one string object per distinct value (a loaded column otherwise holds one per cell).
+    Columns holding anything but text are left as they are; the others are shared, not copied.
+
+    Categories would be smaller still, but MLflow's schema enforcement refuses them in the
+    invoice rows a pyfunc caller sends, and they (like Arrow text) read a missing value as NaN
+    where the contract gives None.
+    """
+    out = df.copy(deep=False)
+    for c in table.columns:
+        if c.kind != "str" or c.name not in out.columns:
+            continue
+        s = out[c.name]
+        if c.required and c.name not in table.repeated:
+            if s.dtype != TEXT and _all_text(s):
+                out[c.name] = s.astype(TEXT)
+        elif s.dtype == object and _all_text(s):
+            out[c.name] = _shared_strings(s)
+    return out
+
+
+def _all_text(s: pd.Series) -> bool:
+    return len(s) == 0 or pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty")
+
+
+def _shared_strings(s: pd.Series) -> pd.Series:
+    """``s`` (text, None or NaN where missing) with one string object per distinct value, None where missing."""
+    codes, uniques = pd.factorize(s.to_numpy(dtype=object))
+    values = np.empty(len(uniques) + 1, dtype=object)  # last slot: code -1 (missing)
+    values[:-1] = uniques
+    return pd.Series(values[codes], index=s.index, name=s.name, dtype=object)
+
+
 @dataclass
 class Ledger:
     """A company's receivables in memory: the four canonical tables as pandas frames.
@@ -219,6 +278,12 @@ class Ledger:
             clients=coerce_frame(clients, CLIENTS) if clients is not None else empty_frame(CLIENTS),
             actions=coerce_frame(actions, ACTIONS) if actions is not None else empty_frame(ACTIONS),
         )
+
+    def compact(self) -> "Ledger":
+        """The same ledger with the text columns of ``COMPACT_TABLES`` held compactly (``compact_frame``)."""
+        frames = {name: getattr(self, name) for name in TABLES}
+        return Ledger(**{name: compact_frame(df, TABLES[name]) if name in COMPACT_TABLES else df
+                         for name, df in frames.items()})
 
     def known_at(self, as_of: pd.Timestamp | str) -> "Ledger":
         """The ledger as it was known at the start of day ``as_of``.
