@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, Ledger, Table
+from ledger.contracts import ACTIONS, CLIENTS, COMPACT_TABLES, INVOICES, PAYMENTS, Ledger, Table, compact_frame
 
 log = logging.getLogger(__name__)
 
@@ -768,7 +768,8 @@ class _Generator:
 def _frame(table: Table, columns: dict, order: np.ndarray | None = None) -> pd.DataFrame:
     """A frame with exactly the table's columns and dtypes, rows taken in ``order``.
 
-    Text columns are built as ``object`` (the contract's dtype), not pandas' inferred ``str``.
+    Text columns are built as ``object`` (the contract's dtype), not pandas' inferred ``str``; the
+    tables of ``COMPACT_TABLES`` then hold them compactly (``compact_frame``), one table at a time.
     """
     data = {}
     for c in table.columns:
@@ -781,4 +782,5 @@ def _frame(table: Table, columns: dict, order: np.ndarray | None = None) -> pd.D
             data[c.name] = pd.array(values, dtype="boolean")
         else:
             data[c.name] = values
-    return pd.DataFrame(data)
+    frame = pd.DataFrame(data)
+    return compact_frame(frame, table) if table.name in COMPACT_TABLES else frame
