@@ -40,7 +40,7 @@ from alembic.config import Config  # noqa: E402
 from alembic.runtime.migration import MigrationContext  # noqa: E402
 from alembic.script import ScriptDirectory  # noqa: E402
 
-from ledger.contracts import TABLES, Ledger, Table, coerce_frame  # noqa: E402
+from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, Table, coerce_frame, compact_frame  # noqa: E402
 from ledger.schema import LEDGER_TABLES  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -634,10 +634,15 @@ def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None) -> L
             later payments and actions hidden.
 
     Returns:
-        A ``Ledger``; invoices carry their mapped extras as columns after the canonical ones.
+        A ``Ledger``; invoices carry their mapped extras as columns after the canonical ones. Text
+        columns are held compactly (``contracts.compact_frame``).
     """
+    frames = {}
     with engine.connect() as conn:
-        frames = {name: _read_table(conn, spec) for name, spec in TABLES.items()}
+        for name, spec in TABLES.items():  # compacted one at a time: one table of Python strings at most
+            df = _read_table(conn, spec)
+            frames[name] = compact_frame(df, spec) if name in COMPACT_TABLES else df
+            del df
     ledger = Ledger(**frames)
     return ledger.known_at(as_of) if as_of is not None else ledger
 
