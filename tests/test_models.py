@@ -178,3 +178,18 @@ def test_path_attribution_adds_up_to_the_raw_score_and_credits_only_split_featur
     assert np.all(credits[:, 4] == 0.0)
     # x0 drives the label: it takes the largest share of the credit in most rows.
     assert (np.argmax(np.abs(credits[:, :-1]), axis=1) == 0).mean() > 0.5
+
+
+def test_contributions_in_row_slices_equal_the_whole(monkeypatch):
+    import models.risk as risk
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(3_000, 4)), columns=list("abcd"), index=np.arange(3_000)[::-1] * 3)
+    y = (X["a"] + rng.normal(size=len(X)) > 0).astype(int)
+    m = risk.CalibratedRisk({"n_estimators": 20, "n_jobs": 1, "verbose": -1}).fit(X[:2_400], y[:2_400],
+                                                                                  X[2_400:], y[2_400:])
+    whole = m.contributions(X)
+    monkeypatch.setattr(risk, "CONTRIB_CHUNK_ROWS", 333)
+    np.testing.assert_array_equal(m.contributions(X), whole)
+    np.testing.assert_array_equal(m.contributions_matrix(X.to_numpy()), whole)
+    assert m.contributions(X.iloc[:0]).shape == (0, 5)
