@@ -437,6 +437,24 @@ def _prepare(table: Table, good: pd.DataFrame, hashed: bool = True) -> pd.DataFr
     return good
 
 
+def _split_duplicates(table: Table, d: pd.DataFrame, tally: dict, examples: dict
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Rows sharing a key, split into conflicting ones (different values: rejected, with the rows
+    named) and identical copies. Returns (conflicting rows, identical rows, rejects)."""
+    n_hashes = d.groupby(table.key)["row_hash"].transform("nunique")
+    conflict = d[n_hashes > 1]
+    same = d[n_hashes == 1]
+    if not len(conflict):
+        return conflict, same, pd.DataFrame(columns=["source_row", "reason"])
+    rows_by_key = conflict.groupby(table.key)["source_row"].apply(lambda r: ", ".join(map(str, sorted(r))))
+    reason = conflict[table.key].map(
+        lambda k: f"{table.key} {k} appears more than once with different values (rows {rows_by_key[k]})")
+    rej = pd.DataFrame({"source_row": conflict["source_row"].to_numpy(), "reason": reason.to_numpy()})
+    tally.setdefault(("duplicate", table.key), []).append(conflict["source_row"].to_numpy())
+    examples.setdefault(("duplicate", table.key), f"{table.key} {conflict[table.key].iloc[0]}")
+    return conflict, same, rej
+
+
 def _finish(table: Table, good: pd.DataFrame, tally: dict, examples: dict) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Give actions their content ids, hash rows, and settle duplicate keys.
 
@@ -450,19 +468,8 @@ def _finish(table: Table, good: pd.DataFrame, tally: dict, examples: dict) -> tu
     if not dup.any():
         return good, pd.DataFrame(columns=["source_row", "reason"]), 0
     d = good[dup]
-    n_hashes = d.groupby(table.key)["row_hash"].transform("nunique")
-    conflict = d[n_hashes > 1]
-    same = d[n_hashes == 1]
+    conflict, same, rej = _split_duplicates(table, d, tally, examples)
     identical_copies = int(same[table.key].duplicated().sum())
-    if len(conflict):
-        rows_by_key = conflict.groupby(table.key)["source_row"].apply(lambda r: ", ".join(map(str, sorted(r))))
-        reason = conflict[table.key].map(
-            lambda k: f"{table.key} {k} appears more than once with different values (rows {rows_by_key[k]})")
-        rej = pd.DataFrame({"source_row": conflict["source_row"].to_numpy(), "reason": reason.to_numpy()})
-        tally.setdefault(("duplicate", table.key), []).append(conflict["source_row"].to_numpy())
-        examples.setdefault(("duplicate", table.key), f"{table.key} {conflict[table.key].iloc[0]}")
-    else:
-        rej = pd.DataFrame(columns=["source_row", "reason"])
     drop = good.index.isin(conflict.index) | (dup & key.duplicated(keep="first")).to_numpy()
     return good[~drop], rej, identical_copies
 
@@ -700,18 +707,8 @@ def _settle_duplicates(table: Table, staged: StagedUpsert, index: _KeyIndex, tal
     d = d[key.duplicated(keep=False)]
     if not len(d):
         return empty, 0
-    n_hashes = d.groupby(table.key)["row_hash"].transform("nunique")
-    conflict = d[n_hashes > 1]
-    same = d[n_hashes == 1]
+    conflict, same, rej = _split_duplicates(table, d, tally, examples)
     copies = same[same[table.key].duplicated()]
-    rej = empty
-    if len(conflict):
-        rows_by_key = conflict.groupby(table.key)["source_row"].apply(lambda r: ", ".join(map(str, sorted(r))))
-        reason = conflict[table.key].map(
-            lambda k: f"{table.key} {k} appears more than once with different values (rows {rows_by_key[k]})")
-        rej = pd.DataFrame({"source_row": conflict["source_row"].to_numpy(), "reason": reason.to_numpy()})
-        tally.setdefault(("duplicate", table.key), []).append(conflict["source_row"].to_numpy())
-        examples.setdefault(("duplicate", table.key), f"{table.key} {conflict[table.key].iloc[0]}")
     staged.discard(sorted(conflict["source_row"].tolist() + copies["source_row"].tolist()))
     return rej, len(copies)
 
