@@ -42,11 +42,6 @@ _COUNT_COLUMNS = ("c_invoices_90d", "c_promises", "c_promises_kept", "c_promises
                   "c_disputes")
 
 
-def _days(later: pd.Series, earlier: pd.Series | pd.Timestamp) -> pd.Series:
-    """Whole days from ``earlier`` to ``later`` as floats (NaN where either is missing)."""
-    return (later - earlier) / pd.Timedelta(days=1)
-
-
 def _seconds(dates: pd.Series) -> np.ndarray:
     """A date column as float seconds since 1970, NaN where empty (NaN compares False, like NaT)."""
     a = dates.to_numpy(dtype="datetime64[s]")

@@ -253,7 +253,6 @@ class PaymentDateModel(BaseEstimator):
             eval_set: optional (X, duration, event) from later snapshots, for early stopping.
         """
         self.edges_ = _edges(self.bin_edges)
-        self.__dict__.pop("layout_", None)
         self.feature_names_in_ = np.array(X.columns, dtype=object)
         self.calibration_ = None
         Z, y = self._expand(X, duration, event)
@@ -266,6 +265,7 @@ class PaymentDateModel(BaseEstimator):
                           callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
         clf.fit(Z, y, **kwargs)
         self.booster_ = clf.booster_
+        self.__dict__.pop("layout_", None)  # read from the booster on first use
         self.n_rows_expanded_ = len(Z)
         return self
 
@@ -300,7 +300,7 @@ class PaymentDateModel(BaseEstimator):
         # Person-period rows in slices: the same predictions, without the whole expanded matrix in memory.
         for lo in range(0, len(rows), PREDICT_CHUNK_ROWS):
             r, b = rows[lo:lo + PREDICT_CHUNK_ROWS], bins[lo:lo + PREDICT_CHUNK_ROWS]
-            Z = np.empty((len(r), width))
+            Z = np.full((len(r), width), np.nan)
             Z[:, :m] = M[r]
             for name, values in self._bin_columns(src, r, b.astype(int), a0).items():
                 Z[:, slots[name]] = values

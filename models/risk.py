@@ -52,11 +52,11 @@ class CalibratedRisk(ClassifierMixin, BaseEstimator):
             if len(np.unique(v)) < 2:
                 raise ValueError(f"{name} holds a single class; a risk model needs both late and on-time invoices.")
         params = {**RISK_DEFAULTS, **(self.lgbm_params or {}), "random_state": self.random_state}
-        self.__dict__.pop("paths_", None)
         clf = lgb.LGBMClassifier(**params)
         clf.fit(X, y, eval_X=(X_cal,), eval_y=(y_cal,),
                 callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
         self.booster_ = clf.booster_
+        self.__dict__.pop("paths_", None)  # built from the booster on first use
         self.classes_ = np.array([0, 1])
         self.feature_names_in_ = np.array(X.columns, dtype=object)
         raw = self.booster_.predict(X_cal)

@@ -196,8 +196,11 @@ def client_features(state: ServiceState, as_of: pd.Timestamp) -> pd.DataFrame:
     key = (index.version, as_of)
     with state.lock:
         cached = state.client_features.get_or_none(key)
-        if cached is None:
-            cached = build_client_features(index.ledger, as_of)
+    if cached is None:
+        # Built outside the lock, which every cache look-up takes: seconds on a large ledger.
+        # Two first calls may both build it; the results are equal.
+        cached = build_client_features(index.ledger, as_of)
+        with state.lock:
             state.client_features.put(key, cached)
     return cached
 
@@ -253,7 +256,9 @@ def warm_today(state: ServiceState) -> None:
     """Build today's client features and open invoices for score calls (best effort: errors are logged)."""
     try:
         champion = current_model(state)
-        open_rows(state, champion, today())
+        rows = open_rows(state, champion, today())
+        if len(rows.rows):  # the reasons' path credits are read from the model on first use
+            champion.model.very_late_model_.contributions_matrix(rows.rows.matrix[:1], num_threads=1)
     except NoModelError:
         return
     except Exception:  # noqa: BLE001 - warming is best effort; the first call builds what is missing

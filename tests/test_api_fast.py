@@ -120,8 +120,10 @@ def test_a_write_rebuilds_the_open_invoices(fresh_api):
     w = api.post("/v1/invoices", {"invoices": [sent]}, role="system")
     assert w.status_code == 200 and w.json()["updated"] == 1, w.text
     assert state.index.version == version + 1
-    assert all(k[0] == state.index.version for k in list(state.open_rows))
     after = api.post("/v1/scores", {"as_of": AS_OF, "invoice_ids": [invoice_id]}).json()["scores"][0]
+    with state.lock:
+        keys = list(state.open_rows)
+    assert keys and all(k[0] == state.index.version for k in keys)
     assert before["due_date"] != after["due_date"] == moved
     inv = api.ledger.invoices.copy()
     inv.loc[inv["invoice_id"] == invoice_id, "due_date"] = pd.Timestamp(moved)
