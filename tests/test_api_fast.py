@@ -16,21 +16,9 @@ import pytest
 
 from models.scorer import SCORE_COLUMNS
 from serving import services
-from tests.test_api import AS_OF, open_ids, start_api, synthetic
+from tests.test_api import AS_OF, api, fresh_api, open_ids, synthetic  # noqa: F401 - api, fresh_api: fixtures
 
 DAYS = ["2025-02-10", "2025-04-15", AS_OF, "2025-07-20"]
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    with start_api(tmp_path_factory.mktemp("api_fast")) as a:
-        yield a
-
-
-@pytest.fixture
-def fresh_api(tmp_path):
-    with start_api(tmp_path / "home") as a:
-        yield a
 
 
 def state_of(api):
