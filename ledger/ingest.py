@@ -222,12 +222,25 @@ def _shown(s: pd.Series) -> pd.Series:
     return "'" + _text(s).astype("object").fillna("") + "'"
 
 
+def _stripped(s: pd.Series) -> pd.Series:
+    """``_text`` without the conversion to Python strings: CSV text stays Arrow-backed."""
+    if isinstance(s.dtype, pd.StringDtype):
+        t = s.str.strip()
+        return t.where(t != "")
+    return _text(s)
+
+
 def _parse_date(s: pd.Series, fmt: str | None) -> tuple[pd.Series, pd.Series]:
-    """(dates, unparsable mask) for one source column."""
+    """(dates, unparsable mask) for one source column.
+
+    Each distinct text is parsed once (a column of dates repeats a few hundred days): parsing is
+    value by value, so the dates are those of parsing every cell.
+    """
     if pd.api.types.is_datetime64_any_dtype(s):
         d = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
         return d.dt.normalize().astype("datetime64[s]"), pd.Series(False, index=s.index)
-    t = _text(s)
+    codes, uniques = pd.factorize(_stripped(s))  # missing -> code -1
+    t = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
     if fmt is None or fmt.lower() == "iso":
         parsed = pd.to_datetime(t, format="ISO8601", errors="coerce")
     else:
@@ -236,8 +249,10 @@ def _parse_date(s: pd.Series, fmt: str | None) -> tuple[pd.Series, pd.Series]:
         else:
             t2 = t
         parsed = pd.to_datetime(t2, format=fmt, errors="coerce")
-    parsed = parsed.dt.normalize().astype("datetime64[s]")
-    return parsed, t.notna() & parsed.isna()
+    days = parsed.dt.normalize().astype("datetime64[s]").to_numpy()
+    days = np.append(days, np.datetime64("NaT", "s"))[codes]  # code -1: the NaT appended last
+    out = pd.Series(days, index=s.index, dtype="datetime64[s]")
+    return out, pd.Series((codes >= 0) & np.isnat(days), index=s.index)
 
 
 def _parse_amount(s: pd.Series, opts: SourceOptions) -> tuple[pd.Series, pd.Series]:
@@ -671,7 +686,8 @@ class _KeyIndex:
         self.rows: list[np.ndarray] = []
 
     def add(self, key: pd.Series, source_row: pd.Series) -> None:
-        self.keys.append(pd.util.hash_array(key.to_numpy(dtype=object)))
+        # categorize=False: keys are mostly distinct, so factorizing first only costs (10x here).
+        self.keys.append(pd.util.hash_array(key.to_numpy(dtype=object), categorize=False))
         self.rows.append(source_row.to_numpy(dtype="int64"))
 
     def candidates(self) -> list[int]:
