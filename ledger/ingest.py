@@ -50,7 +50,7 @@ import sqlalchemy as sa
 from ledger.contracts import CURRENCIES, DOC_TYPES, TABLES, Table, coerce_frame
 from ledger.mapping import FALSE_VALUES, TRUE_VALUES, ColumnSpec, Mapping, SourceOptions, load_mapping
 from ledger.schema import ingest_runs
-from ledger.store import StagedUpsert, content_ids, row_hashes
+from ledger.store import DirectInsert, StagedUpsert, content_ids, row_hashes
 
 log = logging.getLogger(__name__)
 
@@ -674,6 +674,10 @@ class _RejectsFile:
         both.sort_values("source_row", kind="stable").to_csv(self.path, index=False)
 
 
+class _KeyRepeated(Exception):
+    """A key digest repeats in a file going straight into an empty table: stage it instead."""
+
+
 class _KeyIndex:
     """A 64-bit digest of every staged row's key (and its source row), to find duplicate keys.
 
@@ -684,10 +688,28 @@ class _KeyIndex:
     def __init__(self) -> None:
         self.keys: list[np.ndarray] = []
         self.rows: list[np.ndarray] = []
+        self.seen = np.empty(0, dtype="uint64")  # sorted digests so far, kept by add(check=True)
 
-    def add(self, key: pd.Series, source_row: pd.Series) -> None:
+    def add(self, key: pd.Series, source_row: pd.Series, check: bool = False) -> None:
+        """Record a chunk's keys.
+
+        Raises:
+            _KeyRepeated: with ``check``, when a digest repeats within the chunk or an earlier
+                checked one (nothing is recorded then).
+        """
         # categorize=False: keys are mostly distinct, so factorizing first only costs (10x here).
-        self.keys.append(pd.util.hash_array(key.to_numpy(dtype=object), categorize=False))
+        digests = pd.util.hash_array(key.to_numpy(dtype=object), categorize=False)
+        if check:
+            new = np.sort(digests)
+            repeated = bool((new[1:] == new[:-1]).any())
+            if len(self.seen) and not repeated:
+                at = np.minimum(np.searchsorted(self.seen, new), len(self.seen) - 1)
+                repeated = bool((self.seen[at] == new).any())
+            if repeated:
+                raise _KeyRepeated()
+            # Two sorted runs: the stable sort (timsort) merges them in linear time.
+            self.seen = np.sort(np.concatenate([self.seen, new]), kind="stable")
+        self.keys.append(digests)
         self.rows.append(source_row.to_numpy(dtype="int64"))
 
     def candidates(self) -> list[int]:
@@ -782,19 +804,34 @@ def ingest_file(
     rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
     args = (engine, path, mapping, opts, rejects_dir, table, allow_rejects, chunk_rows, on_progress)
     try:
-        result = _ingest(*args, fast_csv=True)
+        result = _ingest_once(args, fast_csv=True)
     except _CsvLayoutError as exc:
         log.info("reading %s again with pandas' CSV reader: %s", path.name, exc)
-        result = _ingest(*args, fast_csv=False)
+        result = _ingest_once(args, fast_csv=False)
     result.seconds = time.perf_counter() - t0
     log.info("%s", result.summary().splitlines()[0])
     return result
 
 
+def _ingest_once(args: tuple, fast_csv: bool) -> IngestResult:
+    """``_ingest`` straight into an empty table if it can, staged if a key repeats in the file."""
+    try:
+        return _ingest(*args, fast_csv=fast_csv, direct=True)
+    except _KeyRepeated:
+        log.info("%s repeats keys: staging it to settle them", args[1].name)
+        return _ingest(*args, fast_csv=fast_csv, direct=False)
+
+
 def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: SourceOptions, rejects_dir: Path,
             table: str | None, allow_rejects: bool, chunk_rows: int, on_progress: ProgressFn | None,
-            fast_csv: bool) -> IngestResult:
-    """``ingest_file``'s work, with one CSV reader."""
+            fast_csv: bool, direct: bool = False) -> IngestResult:
+    """``ingest_file``'s work, with one CSV reader.
+
+    With ``direct``, rows go straight into the ledger table if it is empty (SQLite:
+    ``DirectInsert``); a key seen twice then raises ``_KeyRepeated`` before that chunk is
+    written, and the caller starts over staged (the transaction rolled back, the rejects file
+    removed).
+    """
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     chunks = read_source(path, opts, chunk_rows, fast_csv=fast_csv)
@@ -822,18 +859,29 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
         trans = conn.begin()
         staged = None
         try:
-            staged = StagedUpsert(conn, spec, list(mapping_used.extra))
             for raw in itertools.chain([first] if first is not None else [], chunks):
                 chunk = _process(mapping_used, raw, result.read + 1, tally, examples)
                 good = _prepare(spec, chunk.good, hashed=False)
+                keys = good[spec.key]
+                if staged is None:  # the first chunk's keys decide: all new -> straight in
+                    direct = direct and DirectInsert.usable(conn, spec, keys.tolist())
+                    staged = (DirectInsert if direct else StagedUpsert)(conn, spec, list(mapping_used.extra))
+                elif direct and staged.any_stored(keys.tolist()):
+                    raise _KeyRepeated()
+                index.add(keys, good["source_row"], check=direct)
                 staged.stage_frame(good)
-                index.add(good[spec.key], good["source_row"])
                 rejects.write(chunk.rejects, chunk.filtered)
                 result.read += len(raw)
                 del raw, chunk, good
                 if on_progress:
                     on_progress("read", result.read, None)
-            dup_rej, identical = _settle_duplicates(spec, staged, index, tally, examples)
+            if staged is None:  # no row at all
+                direct = False
+                staged = StagedUpsert(conn, spec, list(mapping_used.extra))
+            if direct:  # every key was checked new and unique as it came
+                dup_rej, identical = pd.DataFrame(columns=["source_row", "reason"]), 0
+            else:
+                dup_rej, identical = _settle_duplicates(spec, staged, index, tally, examples)
             del index
             if len(dup_rej):
                 originals = _reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows, fast_csv)
@@ -862,7 +910,7 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
         except BaseException as exc:
             if trans.is_active:
                 trans.rollback()
-            if isinstance(exc, _CsvLayoutError) and rejects.path is not None:
+            if isinstance(exc, _CsvLayoutError | _KeyRepeated) and rejects.path is not None:
                 rejects.path.unlink(missing_ok=True)
             if staged is not None:
                 with contextlib.suppress(Exception):

@@ -458,6 +458,140 @@ class StagedUpsert:
                                           where=t.c.row_hash != stmt.excluded.row_hash)
 
 
+def _stored_probe(conn: sa.Connection, spec: Table) -> str:
+    """SQL finding whether any key of a JSON array (the one parameter) is stored: one index
+    look-up per key, the keys passed as one text instead of a parameter each."""
+    q = conn.dialect.identifier_preparer.quote
+    return (f"SELECT 1 FROM json_each(?) AS k WHERE EXISTS "
+            f"(SELECT 1 FROM {q(spec.name)} WHERE {q(spec.key)} = k.value) LIMIT 1")
+
+
+def _is_empty(conn: sa.Connection, target: sa.Table) -> bool:
+    return conn.execute(sa.select(sa.literal(1)).select_from(target).limit(1)).first() is None
+
+
+def _begin_sqlite(conn: sa.Connection) -> None:
+    """Open the SQLite transaction now if the driver has not yet.
+
+    pysqlite begins a transaction only before its first INSERT/UPDATE/DELETE: DDL sent before
+    that (dropping an index) would be committed at once, outside the caller's transaction.
+    """
+    dbapi = conn.connection.driver_connection
+    if not dbapi.in_transaction:
+        dbapi.execute("BEGIN")
+
+
+class DirectInsert(StagedUpsert):
+    """Rows of new keys inserted straight into a ledger table (SQLite), without staging.
+
+    ``StagedUpsert``'s interface (``stage_frame``, ``merge``, ``close``), values, hashes and stamps,
+    without the staging table, the merge statement and its look-ups. Right only while every
+    staged key is unique and not stored: ``ledger.ingest`` checks each chunk (``any_stored`` and
+    its own digests) before writing it, and starts the file over with ``StagedUpsert`` when a key
+    repeats. On an empty table the secondary indexes are dropped first and built once over the
+    loaded rows by ``merge``. Everything happens in the caller's transaction (opened here if the
+    driver has not yet): a failure leaves the table as it was, indexes included.
+    """
+
+    def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
+                 now: datetime | None = None) -> None:
+        self.conn = conn
+        self.spec = TABLES[table] if isinstance(table, str) else table
+        self.target = LEDGER_TABLES[self.spec.name]
+        self.extras = list(extras)
+        if self.extras and self.spec.name != "invoices":
+            raise ValueError(f"Table {self.spec.name!r} has no extra attributes; unexpected columns {self.extras}.")
+        if conn.dialect.name != "sqlite":
+            raise ValueError(f"DirectInsert writes to SQLite, not {conn.dialect.name}.")
+        _begin_sqlite(conn)
+        self.was_empty = _is_empty(conn, self.target)
+        self.now = now or datetime.now(UTC)
+        self.dialect = conn.dialect.name
+        self.staged = 0
+        names = [*self.spec.names, *(["extra"] if self.spec.name == "invoices" else []), "row_hash"]
+        self._names = ["source_row", *names]
+        # The stamps as SQLAlchemy binds them in the merge statement (same text in the table).
+        stamp_type = self.target.c.updated_at.type.dialect_impl(conn.dialect)
+        process = stamp_type.bind_processor(conn.dialect)
+        stamp = str(process(self.now) if process else self.now).replace("'", "''")
+        preparer = conn.dialect.identifier_preparer
+        cols = ", ".join(preparer.quote(n) for n in [*names, "ingested_at", "updated_at"])
+        marks = ", ".join("?" * len(names))
+        self._insert = (f"INSERT INTO {preparer.quote(self.target.name)} ({cols}) "
+                        f"VALUES ({marks}, '{stamp}', '{stamp}')")
+        _begin_sqlite(conn)
+        self._cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        conn.exec_driver_sql(f"PRAGMA cache_size={-SQLITE_CACHE_KB}")
+        # Building an index over sorted data beats inserting into it row by row; a table that
+        # holds rows keeps its indexes (the file may be small next to it).
+        self._indexes = sorted(self.target.indexes, key=lambda ix: ix.name) if self.was_empty else []
+        for ix in self._indexes:
+            ix.drop(conn)
+        self._probe = _stored_probe(conn, self.spec)
+
+    @staticmethod
+    def usable(conn: sa.Connection, table: str | Table, keys: list[str]) -> bool:
+        """Whether ``conn`` is a SQLite store whose ``table`` holds none of ``keys``.
+
+        Opens the transaction first, so the answer holds until it ends: SQLite refuses to write
+        from a snapshot another connection has since written over.
+        """
+        spec = TABLES[table] if isinstance(table, str) else table
+        if conn.dialect.name != "sqlite":
+            return False
+        _begin_sqlite(conn)
+        target = LEDGER_TABLES[spec.name]
+        if _is_empty(conn, target):
+            return True
+        try:
+            return conn.exec_driver_sql(_stored_probe(conn, spec), (json.dumps(keys),)).first() is None
+        except sa.exc.OperationalError:  # a SQLite built without JSON functions
+            return False
+
+    def any_stored(self, keys: list[str]) -> bool:
+        """Whether the table held any of ``keys`` before this transaction (none if it was empty)."""
+        if self.was_empty or not keys:
+            return False
+        return self.conn.exec_driver_sql(self._probe, (json.dumps(keys),)).first() is not None
+
+    def write_columns(self, columns: list[list[Any]]) -> None:
+        """Insert rows given as columns in staging order (``source_row`` first, not stored)."""
+        if not columns or not len(columns[0]):
+            return
+        cur = self.conn.connection.driver_connection.cursor()
+        try:
+            cur.executemany(self._insert, zip(*columns[1:]))
+        finally:
+            cur.close()
+
+    def fetch(self, source_rows: list[int]) -> pd.DataFrame:
+        raise NotImplementedError("DirectInsert keeps no staged rows: duplicate keys need StagedUpsert.")
+
+    def discard(self, source_rows: list[int]) -> None:
+        raise NotImplementedError("DirectInsert keeps no staged rows: duplicate keys need StagedUpsert.")
+
+    def counts(self) -> tuple[int, int, int]:
+        return self.staged, 0, 0
+
+    def merge(self) -> tuple[int, int, int]:
+        """Build the secondary indexes over the inserted rows.
+
+        Returns:
+            ``(inserted, 0, 0)``.
+        """
+        for ix in self._indexes:
+            ix.create(self.conn)
+        self._indexes = []
+        self.close()
+        return self.staged, 0, 0
+
+    def close(self) -> None:
+        """Give the connection its page cache size back (a rollback restores dropped indexes)."""
+        if self._cache_size is not None:
+            self.conn.exec_driver_sql(f"PRAGMA cache_size={int(self._cache_size)}")
+            self._cache_size = None
+
+
 def upsert_frame(
     conn: sa.Connection,
     table: str | Table,

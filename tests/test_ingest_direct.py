@@ -1,0 +1,210 @@
+"""Rows of new keys go straight into the ledger table on SQLite (``DirectInsert``): the same stored
+rows, counts, rejects and run records as the staged merge, and a file whose keys repeat or are
+already stored starts over staged."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import ledger.ingest as ingest_mod
+import ledger.store as store_mod
+from ledger.ingest import ingest_file
+from ledger.mapping import parse_mapping
+from ledger.store import count_rows, load_ledger, open_store
+
+HEADER = ("invoice_id,client_id,issue_date,due_date,amount,currency,paid_date,doc_type,terms,company,"
+          "country,disputed,dunning_block,credit_category,rating\n")
+STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$")
+
+
+def _lines(n: int, start: int = 0) -> list[str]:
+    out = []
+    for i in range(start, start + n):
+        paid = f"2024-0{2 + i % 3}-1{i % 10}" if i % 4 else ""
+        disputed = ("True", "False", "")[i % 3]
+        out.append(f"I{i:05d},C{i % 7},2024-01-{1 + i % 28:02d},2024-02-{1 + i % 28:02d},{10 + i * 0.01!r},"
+                   f"{('EUR', 'usd')[i % 2]},{paid},{('invoice', 'Credit_Note')[i % 5 == 0]},30 net,FR01,"
+                   f"FR,{disputed},{'' if i % 6 else 'B'}, A ,{('x', '', 'é ü')[i % 3]}")
+    return out
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text(HEADER + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+MAPPING = parse_mapping({
+    "name": "direct", "table": "invoices",
+    "columns": {n: n for n in HEADER.strip().split(",") if n != "rating"},
+    "extra": {"rating": {"column": "rating"}},
+})
+
+
+def _stored(db: Path) -> dict[str, list[tuple]]:
+    """Every ledger row with its rowid, stamps checked and left out; indexes; run records."""
+    con = sqlite3.connect(db)
+    out: dict[str, list[tuple]] = {}
+    for table in ("invoices", "payments", "clients", "actions"):
+        rows = con.execute(f"SELECT rowid, * FROM {table} ORDER BY rowid").fetchall()
+        names = [d[0] for d in con.execute(f"SELECT rowid, * FROM {table} LIMIT 0").description]
+        i, u = names.index("ingested_at"), names.index("updated_at")
+        for r in rows:
+            assert STAMP.match(r[i]) and STAMP.match(r[u]), r
+        out[table] = [tuple((type(v).__name__, v) for k, v in enumerate(r) if k not in (i, u)) for r in rows]
+    out["indexes"] = sorted(con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'").fetchall())
+    out["runs"] = con.execute("SELECT source, mapping, table_name, status, read, inserted, updated, unchanged, "
+                              "rejected, filtered FROM ingest_runs ORDER BY id").fetchall()
+    con.close()
+    return out
+
+
+@pytest.fixture
+def writers(monkeypatch):
+    """The writer class each ingest used, in order."""
+    used: list[str] = []
+    for cls in (store_mod.StagedUpsert, store_mod.DirectInsert):
+        real = cls.__init__
+
+        def spy(self, *args, _real=real, _name=cls.__name__, **kwargs):
+            used.append(_name)
+            _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", spy)
+    return used
+
+
+def _ingest_both(tmp_path: Path, monkeypatch, files: list[tuple[Path, dict]]) -> tuple[dict, dict, list, list]:
+    """Ingest ``files`` into a store straight where possible and into another always staged."""
+    results = {}
+    for mode in ("direct", "staged"):
+        db = tmp_path / f"{mode}.db"
+        engine = open_store(f"sqlite:///{db}")
+        with monkeypatch.context() as m:
+            if mode == "staged":
+                m.setattr(ingest_mod.DirectInsert, "usable", staticmethod(lambda *a, **k: False))
+            got = []
+            for path, kwargs in files:
+                r = ingest_file(engine, path, rejects_dir=tmp_path / f"rejects_{mode}", **kwargs)
+                rej = pd.read_csv(r.rejects_file, dtype=str, keep_default_na=False) if r.rejects_file else None
+                got.append(((r.read, r.inserted, r.updated, r.unchanged, r.rejected, r.filtered), r.problems, rej))
+        ledger = load_ledger(engine)
+        engine.dispose()
+        results[mode] = (got, _stored(db), ledger)
+    return results["direct"], results["staged"]
+
+
+def _assert_same(direct, staged):
+    for (counts_d, problems_d, rej_d), (counts_s, problems_s, rej_s) in zip(direct[0], staged[0], strict=True):
+        assert counts_d == counts_s
+        assert problems_d == problems_s
+        if rej_s is None:
+            assert rej_d is None
+        else:
+            pd.testing.assert_frame_equal(rej_d, rej_s)
+    stored_d, stored_s = direct[1], staged[1]
+    runs_d = [r[1:] for r in stored_d.pop("runs")]
+    runs_s = [r[1:] for r in stored_s.pop("runs")]
+    assert runs_d == runs_s
+    assert stored_d == stored_s
+    for name in ("invoices", "payments", "clients", "actions"):
+        pd.testing.assert_frame_equal(getattr(direct[2], name), getattr(staged[2], name))
+
+
+def test_first_load_goes_straight_in_and_stores_what_the_merge_stores(tmp_path, monkeypatch, writers):
+    lines = _lines(40)
+    lines[7] = lines[7].replace("2024-01-08", "2024-13-45")  # unparsable issue_date
+    lines[12] = lines[12].replace(",10.12,", ",-3,")  # negative amount
+    path = _write(tmp_path / "invoices.csv", lines)
+    actions = tmp_path / "actions.csv"
+    actions.write_text("invoice_id,client_id,action_date,step,channel,outcome,promise_date,promise_amount\n"
+                       "I00001,C1,2024-02-03,reminder_1,email,,,\n"
+                       "I00002,C2,2024-02-04,promise,call,promise,2024-02-20,12.5\n", encoding="utf-8")
+    files = [(path, {"mapping": MAPPING, "chunk_rows": 9, "allow_rejects": True}),
+             (actions, {"table": "actions"}),
+             (path, {"mapping": MAPPING, "chunk_rows": 9, "allow_rejects": True})]  # sent again
+    direct, staged = _ingest_both(tmp_path, monkeypatch, files)
+    _assert_same(direct, staged)
+    assert [g[0] for g in direct[0]] == [(40, 38, 0, 0, 2, 0), (2, 2, 0, 0, 0, 0), (40, 0, 0, 38, 2, 0)]
+    assert writers[:3] == ["DirectInsert", "DirectInsert", "StagedUpsert"]  # a re-send is merged
+    assert len(direct[1]["invoices"]) == 38 and direct[2].invoices["rating"].notna().any()
+
+
+def test_new_keys_go_straight_into_a_table_that_holds_rows(tmp_path, monkeypatch, writers):
+    first = _write(tmp_path / "invoices_1.csv", _lines(30))
+    second = _write(tmp_path / "invoices_2.csv", _lines(30, start=30))
+    files = [(first, {"chunk_rows": 7, "table": "invoices"}), (second, {"chunk_rows": 7, "table": "invoices"})]
+    direct, staged = _ingest_both(tmp_path, monkeypatch, files)
+    _assert_same(direct, staged)
+    assert writers[:2] == ["DirectInsert", "DirectInsert"]
+    assert [g[0][1] for g in direct[0]] == [30, 30]
+
+
+def test_a_stored_key_in_a_later_chunk_starts_the_file_over_staged(tmp_path, monkeypatch, writers):
+    first = _write(tmp_path / "invoices_1.csv", _lines(10))
+    changed = _lines(10)[3].replace(",30 net,", ",60 net,")
+    second = _write(tmp_path / "invoices_2.csv", _lines(20, start=10) + [changed, "I00077,C1,2024-01-02,bad"])
+    files = [(first, {"table": "invoices"}),
+             (second, {"chunk_rows": 6, "table": "invoices", "allow_rejects": True})]
+    direct, staged = _ingest_both(tmp_path, monkeypatch, files)
+    _assert_same(direct, staged)
+    assert writers[:3] == ["DirectInsert", "DirectInsert", "StagedUpsert"]
+    assert direct[0][1][0] == (22, 20, 1, 0, 1, 0)
+    assert len(list((tmp_path / "rejects_direct").iterdir())) == 1  # the abandoned attempt's is gone
+
+
+def test_a_repeated_key_starts_the_file_over_staged(tmp_path, monkeypatch, writers):
+    lines = _lines(12)
+    lines += [lines[2], lines[5].replace(",30 net,", ",45 net,")]  # an identical copy and a conflict
+    path = _write(tmp_path / "invoices.csv", lines)
+    direct, staged = _ingest_both(tmp_path, monkeypatch,
+                                  [(path, {"chunk_rows": 5, "table": "invoices", "allow_rejects": True})])
+    _assert_same(direct, staged)
+    assert writers[:2] == ["DirectInsert", "StagedUpsert"]
+    assert direct[0][0][0] == (14, 11, 0, 1, 2, 0)
+    assert len(list((tmp_path / "rejects_direct").iterdir())) == 1
+
+
+def test_a_failure_going_straight_in_leaves_the_table_empty_with_its_indexes(tmp_path, monkeypatch):
+    db = tmp_path / "ledger.db"
+    engine = open_store(f"sqlite:///{db}")
+    before = _stored(db)
+    calls = {"n": 0}
+    real = store_mod._write_chunk
+
+    def flaky(staged, columns):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk full")
+        real(staged, columns)
+
+    monkeypatch.setattr(store_mod, "_write_chunk", flaky)
+    path = _write(tmp_path / "invoices.csv", _lines(30))
+    with pytest.raises(RuntimeError, match="disk full"):
+        ingest_file(engine, path, table="invoices", chunk_rows=7)
+    assert calls["n"] == 3 and count_rows(engine, "invoices") == 0
+    assert _stored(db) == before  # indexes included: their drop was inside the transaction
+    monkeypatch.setattr(store_mod, "_write_chunk", real)
+    result = ingest_file(engine, path, table="invoices", chunk_rows=7)
+    assert (result.inserted, count_rows(engine, "invoices")) == (30, 30)
+    assert _stored(db)["indexes"] == before["indexes"]
+    engine.dispose()
+
+
+def test_rejected_file_going_straight_in_stores_nothing(tmp_path):
+    db = tmp_path / "ledger.db"
+    engine = open_store(f"sqlite:///{db}")
+    before = _stored(db)
+    lines = _lines(20)
+    lines[14] = lines[14].replace(",EUR,", ",XXX,")
+    with pytest.raises(ingest_mod.IngestRejected):
+        ingest_file(engine, _write(tmp_path / "invoices.csv", lines), table="invoices", chunk_rows=6)
+    after = _stored(db)
+    assert after.pop("runs")[0][2:] == ("invoices", "rejected", 20, 0, 0, 0, 1, 0)
+    before.pop("runs")
+    assert after == before
+    engine.dispose()
