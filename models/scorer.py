@@ -251,18 +251,40 @@ class EncaisseModel(BaseEstimator):
         Each row is scored on its own, so scoring ``rows.take(positions)`` gives the same figures
         as scoring all rows and picking those positions. Same returns as ``score``.
         """
+        r = self.predict_encoded(rows, as_of, n_reasons=n_reasons, lang=lang, num_threads=num_threads)
+        f = rows.features
+        cols = {c: f[c] for c in ("invoice_id", "client_id", "amount", "currency", "issue_date", "due_date")}
+        cols.update(
+            p_late=r.p_late, p_very_late=r.p_very_late,
+            expected_payment_date=r.dates[:, 1], payment_date_low=r.dates[:, 0], payment_date_high=r.dates[:, 2],
+            p10_days=r.days_q[:, 0], p50_days=r.days_q[:, 1], p90_days=r.days_q[:, 2], beyond_horizon=r.beyond_horizon,
+            reasons=r.reasons,
+        )
+        out = pd.DataFrame({c: cols[c] for c in SCORE_COLUMNS})
+        return (out, (r.days, r.cdf)) if return_cdf else out
+
+    def predict_encoded(self, rows: "EncodedRows", as_of, positions=None, n_reasons: int = 3, lang: str = "en",
+                        num_threads: int = 0) -> "EncodedScores":
+        """The model's figures for encoded rows (``score_encoded`` without the frame around them).
+
+        ``positions``: score only these rows of ``rows`` (in that order), without taking the
+        feature frame's rows: the same figures as ``rows.take(positions)``, for a server answering
+        a few invoices out of the day's open ones.
+        """
         check_is_fitted(self, "encoder_")
         d = pd.Timestamp(as_of)
-        f, M = rows.features, rows.matrix
-        n = len(f)
-        not_due = f["i_days_to_due"].to_numpy(dtype=float) >= 0
+        pos = None if positions is None else np.asarray(positions, dtype=np.intp)
+        M = rows.matrix if pos is None else rows.matrix[pos]
+        n = len(M)
+        due = rows.features["i_days_to_due"].to_numpy(dtype=float)
+        not_due = (due if pos is None else due[pos]) >= 0
         if n:
             p_late = _risk_proba(self.late_model_, M, num_threads)
             p_very = _risk_proba(self.very_late_model_, M, num_threads)
             # The payment-date model builds LightGBM's float matrix from the frame it is given;
             # given the matrix's own columns it reads the same numbers without re-coding categories
             # (tests/test_api_fast.py holds it equal to the categorical frame).
-            days, cdf = self.payment_model_.predict_cdf_matrix(rows.matrix, num_threads=num_threads)
+            days, cdf = self.payment_model_.predict_cdf_matrix(M, num_threads=num_threads)
         else:
             p_late = p_very = np.zeros(0)
             days = cdf = np.zeros((0, len(self.payment_model_.edges_)))
@@ -271,15 +293,9 @@ class EncaisseModel(BaseEstimator):
         # Whole days after as_of, as dates (seconds resolution, like the ledger's dates).
         day0 = d.to_datetime64().astype("datetime64[s]")
         dates = day0 + np.round(qd).astype("int64").astype("timedelta64[D]")
-        cols = {c: f[c] for c in ("invoice_id", "client_id", "amount", "currency", "issue_date", "due_date")}
-        cols.update(
-            p_late=np.where(not_due, p_late, 1.0), p_very_late=p_very,
-            expected_payment_date=dates[:, 1], payment_date_low=dates[:, 0], payment_date_high=dates[:, 2],
-            p10_days=qd[:, 0], p50_days=qd[:, 1], p90_days=qd[:, 2], beyond_horizon=~np.isfinite(q[:, 2]),
-            reasons=self._reasons_encoded(rows, n_reasons, lang, num_threads) if n else [],
-        )
-        out = pd.DataFrame({c: cols[c] for c in SCORE_COLUMNS})
-        return (out, (days, cdf)) if return_cdf else out
+        reasons = self._reasons_encoded(rows, n_reasons, lang, num_threads, M, pos) if n else []
+        return EncodedScores(p_late=np.where(not_due, p_late, 1.0), p_very_late=p_very, days_q=qd, dates=dates,
+                             beyond_horizon=~np.isfinite(q[:, 2]), reasons=reasons, days=days, cdf=cdf)
 
     def reasons(self, f: pd.DataFrame, X: pd.DataFrame, n: int = 3, lang: str = "en") -> list[str]:
         """Per invoice, the facts that push P(very late) up the most, in plain words."""
@@ -287,15 +303,45 @@ class EncaisseModel(BaseEstimator):
         contrib = self.very_late_model_.contributions(X)[:, :-1]
         return _pick_reasons(contrib, names, f, _speakable(f, names), n, lang)
 
-    def _reasons_encoded(self, rows: "EncodedRows", n: int, lang: str, num_threads: int) -> list[str]:
+    def _reasons_encoded(self, rows: "EncodedRows", n: int, lang: str, num_threads: int, M: np.ndarray | None = None,
+                         positions: np.ndarray | None = None) -> list[str]:
+        """Reasons of ``rows`` (or of the rows at ``positions``, whose float matrix ``M`` is)."""
+        m = len(rows) if positions is None else len(positions)
         if n <= 0:
-            return [""] * len(rows)
+            return [""] * m
         vm = self.very_late_model_
         names = list(vm.feature_names_in_)
         # From X's float matrix: what ``vm.contributions(X)`` gives.
-        contrib = vm.contributions_matrix(rows.matrix, num_threads=num_threads)[:, :-1]
-        speakable = rows.speakable if rows.speakable is not None else _speakable(rows.features, names)
-        return _pick_reasons(contrib, names, rows.features, speakable, n, lang)
+        contrib = vm.contributions_matrix(rows.matrix if M is None else M, num_threads=num_threads)[:, :-1]
+        if rows.speakable is not None:
+            speakable = rows.speakable if positions is None else rows.speakable[positions]
+        else:
+            f = rows.features if positions is None else rows.features.take(positions)
+            speakable = _speakable(f, names)
+        return _pick_reasons(contrib, names, rows.features, speakable, n, lang, at=positions)
+
+
+@dataclass
+class EncodedScores:
+    """``predict_encoded``'s figures, one row per invoice scored.
+
+    Attributes:
+        p_late, p_very_late: probabilities (``p_late`` is 1 for an invoice already overdue).
+        days_q: (n, 3) payment-day P10 / P50 / P90, days after as_of, clipped to the horizon.
+        dates: (n, 3) the same as ``datetime64[s]`` dates.
+        beyond_horizon: P90 lies past the horizon.
+        reasons: the reasons, ``"; "``-joined.
+        days, cdf: the calibrated payment-date CDF (``PaymentDateModel.predict_cdf_matrix``).
+    """
+
+    p_late: np.ndarray
+    p_very_late: np.ndarray
+    days_q: np.ndarray
+    dates: np.ndarray
+    beyond_horizon: np.ndarray
+    reasons: list[str]
+    days: np.ndarray
+    cdf: np.ndarray
 
 
 @dataclass
@@ -347,8 +393,11 @@ def _speakable(f: pd.DataFrame, names: list[str]) -> np.ndarray:
 
 
 def _pick_reasons(contrib: np.ndarray, names: list[str], f: pd.DataFrame, speakable: np.ndarray, n: int,
-                  lang: str) -> list[str]:
-    """Per row, the words for the features that push P(very late) up the most (``contrib``: log-odds)."""
+                  lang: str, at: np.ndarray | None = None) -> list[str]:
+    """Per row, the words for the features that push P(very late) up the most (``contrib``: log-odds).
+
+    ``at``: row i of ``contrib`` is row ``at[i]`` of ``f`` (None: row i).
+    """
     m = len(contrib)
     if n <= 0:
         return [""] * m
@@ -372,7 +421,7 @@ def _pick_reasons(contrib: np.ndarray, names: list[str], f: pd.DataFrame, speaka
         for jj in np.unique(j):  # format grouped by feature, values converted only for the picked cells
             sel = j == jj
             name = names[jj]
-            values = f[name].take(r[sel]).to_numpy(dtype=object)
+            values = f[name].take(r[sel] if at is None else at[r[sel]]).to_numpy(dtype=object)
             for i, slot, value in zip(r[sel], s[sel], values):
                 slots[slot][i] = describe(name, value, lang)
     return ["; ".join(t for t in parts if t) for parts in zip(*slots)]

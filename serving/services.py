@@ -42,6 +42,7 @@ from models.forecast import DEFAULT_CLIENT_CORRELATION, build_collection_forecas
 from models.scorer import SCORE_COLUMNS, EncodedRows
 from models.registry import ChampionModel, NoChampionError, load_champion
 from models.scoring import build_scoring
+from serving.frames import column_values
 from serving.state import LedgerIndex, ServiceState
 
 SERVER_THREADS = 1
@@ -214,12 +215,15 @@ class OpenRows:
         rows: ``EncaisseModel.encode`` of ``build_features`` on the stored ledger (ordered by id).
         position: ``invoice_id`` -> row of ``rows`` (a dict: one look-up per asked id).
         build_seconds: how long building took (logged; the cold cost of a day).
+        identity: the answer's identity columns (``SCORE_IDENTITY``) of every row, as plain values
+            (converted once here, not at every call).
     """
 
     key: tuple
     rows: EncodedRows
     position: dict[str, int]
     build_seconds: float
+    identity: dict[str, list] = field(default_factory=dict)
 
 
 def open_rows(state: ServiceState, champion: ChampionModel, as_of: pd.Timestamp) -> OpenRows:
@@ -244,7 +248,8 @@ def open_rows(state: ServiceState, champion: ChampionModel, as_of: pd.Timestamp)
         f = model.features(index.ledger, as_of)
         rows = champion.model.encode(f)
         hit = OpenRows(key=key, rows=rows, position={str(i): p for p, i in enumerate(f["invoice_id"])},
-                       build_seconds=time.perf_counter() - started)
+                       build_seconds=0.0, identity={c: column_values(rows.features[c]) for c in SCORE_IDENTITY})
+        hit.build_seconds = time.perf_counter() - started
         with state.lock:
             state.open_rows.put(key, hit)
     log.info("open invoices as of %s built for scoring: %d rows in %.2f s (ledger version %d, model %s)",
@@ -291,14 +296,46 @@ def _not_open_reason(row, d: pd.Timestamp) -> str | None:
     return None
 
 
+SCORE_IDENTITY = ("invoice_id", "client_id", "amount", "currency", "due_date")
+"""The scored invoice's own columns in a score answer (``ScoreOut``), before the model's figures."""
+
+
 @dataclass
 class ScoreBatch:
-    """Scores of a batch, in the order asked, and the invoices that could not be scored (with why)."""
+    """Scores of a batch, in the order asked, and the invoices that could not be scored (with why).
+
+    ``scores``: one JSON-ready dict per scored invoice (``serving.schemas.ScoreOut``'s fields).
+    """
 
     as_of: pd.Timestamp
-    scores: pd.DataFrame
+    scores: list[dict[str, Any]]
     not_scored: list[dict[str, str]] = field(default_factory=list)
     champion: Any = None
+
+
+def _reason_list(reasons) -> list[list[str]]:
+    return [[t for t in r.split("; ") if t] if isinstance(r, str) else [] for r in reasons]
+
+
+def _answer_rows(columns: dict[str, list]) -> list[dict[str, Any]]:
+    names = list(columns)
+    return [dict(zip(names, values)) for values in zip(*columns.values())]
+
+
+def _frame_answer(s: pd.DataFrame) -> list[dict[str, Any]]:
+    """``EncaisseModel.score``'s frame as answer rows."""
+    cols = {c: column_values(s[c]) for c in SCORE_IDENTITY}
+    for src, out in (("p_late", "p_late"), ("p_very_late", "p_very_late"), ("payment_date_low", "payment_date_p10"),
+                     ("expected_payment_date", "payment_date_p50"), ("payment_date_high", "payment_date_p90"),
+                     ("p10_days", "p10_days"), ("p50_days", "p50_days"), ("p90_days", "p90_days"),
+                     ("beyond_horizon", "beyond_horizon")):
+        cols[out] = column_values(s[src])
+    cols["reasons"] = _reason_list(s["reasons"])
+    return _answer_rows(cols)
+
+
+def _floats(a: np.ndarray) -> list:
+    return [float(v) if ok else None for v, ok in zip(a.tolist(), np.isfinite(a).tolist())]
 
 
 def _frame(table, rows: list[dict]) -> pd.DataFrame:
@@ -383,7 +420,7 @@ def score_invoices(
         scores = scores.set_index("invoice_id", drop=False).loc[scorable].reset_index(drop=True)
     else:
         scores = pd.DataFrame(columns=SCORE_COLUMNS)
-    return ScoreBatch(as_of=d, scores=scores, not_scored=not_scored, champion=champion)
+    return ScoreBatch(as_of=d, scores=_frame_answer(scores), not_scored=not_scored, champion=champion)
 
 
 def _score_stored(state: ServiceState, champion: ChampionModel, d: pd.Timestamp, wanted: list[str],
@@ -399,9 +436,16 @@ def _score_stored(state: ServiceState, champion: ChampionModel, d: pd.Timestamp,
         for i, p in zip([i for i, p in zip(wanted, pos) if p < 0], stored):
             why = "unknown invoice_id (not in the store)" if p < 0 else _not_open_reason(inv.iloc[p], d)
             not_scored.append({"invoice_id": i, "reason": why or f"not open at the start of {d.date()}"})
-    rows = cached.rows.take(pos[pos >= 0])
-    scores = champion.model.score_encoded(rows, d, n_reasons=n_reasons, num_threads=_threads(len(rows)))
-    return ScoreBatch(as_of=d, scores=scores, not_scored=not_scored, champion=champion)
+    pos = pos[pos >= 0]
+    # Only the asked rows are scored, and answered from arrays: no frame is built per call.
+    r = champion.model.predict_encoded(cached.rows, d, positions=pos, n_reasons=n_reasons, num_threads=_threads(len(pos)))
+    cols = {c: [values[p] for p in pos.tolist()] for c, values in cached.identity.items()}
+    dates = r.dates.astype("datetime64[D]")
+    cols.update(p_late=_floats(r.p_late), p_very_late=_floats(r.p_very_late), payment_date_p10=dates[:, 0].tolist(),
+                payment_date_p50=dates[:, 1].tolist(), payment_date_p90=dates[:, 2].tolist(),
+                p10_days=_floats(r.days_q[:, 0]), p50_days=_floats(r.days_q[:, 1]), p90_days=_floats(r.days_q[:, 2]),
+                beyond_horizon=r.beyond_horizon.tolist(), reasons=_reason_list(r.reasons))
+    return ScoreBatch(as_of=d, scores=_answer_rows(cols), not_scored=not_scored, champion=champion)
 
 
 # --- clients and worklist -------------------------------------------------------------------------

@@ -75,6 +75,22 @@ def test_score_encoded_equals_the_models_frame_methods():
                                       got.iloc[pos].reset_index(drop=True), check_exact=True)
 
 
+@pytest.mark.parametrize("with_speakable", [True, False])
+def test_predicting_at_positions_equals_taking_the_rows(with_speakable):
+    """``predict_encoded(rows, positions=p)`` (what a score call runs) gives ``rows.take(p)``'s figures."""
+    ledger, model = synthetic()
+    rows = model.encode(model.features(ledger, AS_OF), with_reasons=with_speakable)
+    pos = np.random.default_rng(1).permutation(len(rows))[:11]
+    pos[-1] = pos[0]  # an invoice asked twice is answered twice
+    got = model.predict_encoded(rows, AS_OF, positions=pos, n_reasons=4, num_threads=1)
+    want = model.predict_encoded(rows.take(pos), AS_OF, n_reasons=4, num_threads=1)
+    for name in ("p_late", "p_very_late", "days_q", "dates", "beyond_horizon", "days", "cdf"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert got.reasons == want.reasons and any(got.reasons)
+    none = model.predict_encoded(rows, AS_OF, positions=[], num_threads=1)
+    assert len(none.p_late) == 0 and none.reasons == [] and none.dates.shape == (0, 3)
+
+
 def test_no_rows_and_no_reasons():
     ledger, model = synthetic()
     rows = model.encode(model.features(ledger, AS_OF))

@@ -6,17 +6,9 @@ from fastapi import APIRouter, HTTPException, status
 
 from serving import services
 from serving.deps import ScoresCaller, StateDep
-from serving.frames import column_values
 from serving.schemas import ErrorOut, ScoreRequest, ScoresOut
 
 router = APIRouter(prefix="/v1", tags=["scores"])
-
-_COLUMNS = {"invoice_id": "invoice_id", "client_id": "client_id", "amount": "amount", "currency": "currency",
-            "due_date": "due_date", "p_late": "p_late", "p_very_late": "p_very_late",
-            "payment_date_low": "payment_date_p10", "expected_payment_date": "payment_date_p50",
-            "payment_date_high": "payment_date_p90", "p10_days": "p10_days", "p50_days": "p50_days",
-            "p90_days": "p90_days", "beyond_horizon": "beyond_horizon"}
-
 
 @router.post("/scores", response_model=ScoresOut, summary="Score a batch of invoices (up to 10,000)",
              responses={413: {"model": ErrorOut, "description": "Too many invoices in one call."},
@@ -40,10 +32,6 @@ def score(body: ScoreRequest, state: StateDep, _: ScoresCaller) -> dict:
         history=[r.model_dump() for r in body.history] if stateless else None,
         payments=[r.model_dump() for r in body.payments or []] if stateless else None,
         n_reasons=body.n_reasons)
-    s, champion = batch.scores, batch.champion
-    cols = {out: column_values(s[src]) for src, out in _COLUMNS.items()}
-    cols["reasons"] = [[t for t in str(r).split("; ") if t] if isinstance(r, str) else [] for r in s["reasons"]]
-    names = list(cols)
-    rows = [dict(zip(names, vals)) for vals in zip(*cols.values())]
+    champion = batch.champion
     return {"as_of": batch.as_of.date(), "model_version": str(champion.version), "model_run_id": champion.run_id,
-            "mode": "stateless" if stateless else "store", "scores": rows, "not_scored": batch.not_scored}
+            "mode": "stateless" if stateless else "store", "scores": batch.scores, "not_scored": batch.not_scored}
