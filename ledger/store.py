@@ -641,14 +641,32 @@ LOAD_ROWS = 200_000
 def _typed_column(kind: str, values: tuple[Any, ...] | list[Any]) -> Any:
     """Driver values (ISO text for dates) -> a typed array, as ``contracts.coerce_frame`` types it."""
     if kind == "date":
-        return np.array(values, dtype="datetime64[D]").astype("datetime64[s]")
+        return _parse_days(values).astype("datetime64[s]")
     if kind == "amount":
         return np.array(values, dtype="float64")
     if kind == "int":
         return pd.array(values, dtype="Int64")
     if kind == "bool":
-        return pd.array([None if v is None else bool(v) for v in values], dtype="boolean")
+        objects = np.asarray(values, dtype=object)
+        missing = np.equal(objects, None)
+        # astype(bool) is each value's truth, as bool(v) gives it (SQLite stores 1/0).
+        return pd.arrays.BooleanArray(np.where(missing, False, objects).astype(bool), missing)
     return np.array(values, dtype=object)
+
+
+def _parse_days(values: Any) -> np.ndarray:
+    """ISO dates (None where missing) -> ``datetime64[D]``.
+
+    Arrow parses ``YYYY-MM-DD`` several times faster than numpy; anything else is left to numpy,
+    which reads (or refuses) it as it always did.
+    """
+    import pyarrow as pa
+
+    try:
+        days = pa.array(values, type=pa.string()).cast(pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return np.array(values, dtype="datetime64[D]")
+    return days.to_numpy(zero_copy_only=False).astype("datetime64[D]")
 
 
 def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
@@ -671,9 +689,12 @@ def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list
                 rows = cur.fetchmany(LOAD_ROWS)
                 if not rows:
                     break
-                for i, (kind, col) in enumerate(zip(kinds, zip(*rows))):
-                    parts[i].append(_typed_column(kind, col))
+                # One 2-D object array: half the time of zip(*rows) and its tuple per column.
+                block = np.array(rows, dtype=object)
                 del rows
+                for i, kind in enumerate(kinds):
+                    parts[i].append(_typed_column(kind, block[:, i]))
+                del block
     finally:
         cur.close()
     return parts
@@ -755,14 +776,28 @@ def _read_table(conn: sa.Connection, spec: Table) -> pd.DataFrame:
         names.append("extra")
         kinds.append("json")
     preparer = conn.dialect.identifier_preparer
-    sql = (f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} "
-           f"ORDER BY {preparer.quote(spec.key)}")
+    select = f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} "
+    by_key = select + f"ORDER BY {preparer.quote(spec.key)}"
     if conn.dialect.name == "postgresql":
-        parts = _copy_columns(conn, sql, kinds)
+        columns = [_concat(k, p) for k, p in zip(kinds, _copy_columns(conn, by_key, kinds))]
     else:
-        parts = _fetch_columns(conn, sql, kinds)
-    data = {n: pd.Series(_concat(k, p), dtype=object if k == "str" else None, copy=False)
-            for n, k, p in zip(names, kinds, parts)}
+        # SQLite: in table order, then by key here. Walking the key's index to read the rows in
+        # its order took twice as long (1M invoices: 4.2 s against 2.2 s), and tables are mostly
+        # stored in key order already (ids grow over time).
+        columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, select + "ORDER BY rowid", kinds))]
+        keys = columns[names.index(spec.key)]
+        if len(keys) and pd.api.types.infer_dtype(keys, skipna=False) != "string":
+            columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, by_key, kinds))]
+        elif len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+            # Python orders text by code point, as SQLite's BINARY collation orders its UTF-8
+            # bytes (and Arrow its sort): the same order as ORDER BY key.
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            order = pc.sort_indices(pa.array(keys, type=pa.string())).to_numpy()
+            columns = [c.take(order) for c in columns]
+    data = {n: pd.Series(c, dtype=object if k == "str" else None, copy=False)
+            for n, k, c in zip(names, kinds, columns)}
     extra = data.pop("extra", None)
     typed = pd.DataFrame(data, columns=spec.names, copy=False)
     if extra is not None and len(extra):
@@ -825,7 +860,7 @@ def count_rows(engine: sa.Engine, table: str) -> int:
 
 
 __all__ = [
-    "EmptyStoreError", "StagedUpsert", "alembic_config", "canonical_strings", "content_ids", "count_rows", "current_revision",
+    "DirectInsert", "EmptyStoreError", "StagedUpsert", "alembic_config", "canonical_strings", "content_ids", "count_rows", "current_revision",
     "head_revision", "load_ledger", "load_store_ledger", "open_store", "row_hashes", "upgrade_store", "upsert_frame",
 ]
 
