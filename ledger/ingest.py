@@ -296,6 +296,15 @@ def _source_series(raw: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
     return s
 
 
+def _per_distinct(t: pd.Series, fn: Callable[[str], str]) -> pd.Series:
+    """``fn`` of each text (missing kept), called once per distinct value: a currency or doc_type
+    column holds a handful of them."""
+    codes, uniques = pd.factorize(t)
+    done = np.array([fn(u) for u in uniques] + [None], dtype=object)
+    out = pd.Series(done[codes], index=t.index, dtype=object)
+    return out.where(codes >= 0, t)  # missing values as they were (None or NaN)
+
+
 def _values_as_text(s: pd.Series) -> pd.Series:
     return _text(s).astype("object")
 
@@ -349,9 +358,9 @@ def _map_chunk(
         else:
             t = _values_as_text(s)
             if name == "currency":
-                t = t.str.upper()
+                t = _per_distinct(t, str.upper)
             elif name == "doc_type" and spec.values is None:
-                t = t.str.lower()
+                t = _per_distinct(t, str.lower)
             out[name] = t
     for name, spec in mapping.columns.items():
         if spec.not_after:
