@@ -9,8 +9,11 @@ now paid) is updated; the rest is counted unchanged.
 
 Writes go through a staging table (``StagedUpsert``: batches by ``executemany`` on SQLite, ``COPY``
 on PostgreSQL, then one ``INSERT ... SELECT`` that skips identical rows), so memory stays bounded
-by a batch and the counts come from SQL. ``load_ledger`` reads the driver's values column-wise
-(PostgreSQL: ``COPY ... TO STDOUT`` parsed by Arrow), never through per-value type processing.
+by a batch and the counts come from SQL. On SQLite, rows whose keys are all new (a first load, or
+an export of new documents) go straight into the table instead (``DirectInsert``).
+
+``load_ledger`` reads the driver's values column-wise (PostgreSQL: ``COPY ... TO STDOUT`` parsed
+by Arrow), never through per-value type processing; SQLite rows in table order, sorted by key here.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ REBUILD_MIN_ROWS = 50_000
 """A merge adding at least this many rows, and more than the table holds, rebuilds
 the table's secondary indexes instead of updating them row by row."""
 SQLITE_CACHE_KB = 256 * 1024
-"""SQLite page cache while an upsert stages and merges (KiB; the default is 2 MB)."""
+"""SQLite page cache while rows are written (KiB; the default is 2 MB)."""
 
 
 def alembic_config(url: str | None = None) -> Config:
