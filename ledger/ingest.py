@@ -684,7 +684,7 @@ class _RejectsFile:
 
 
 class _KeyRepeated(Exception):
-    """A key digest repeats in a file going straight into an empty table: stage it instead."""
+    """A file going straight into its table repeats a key, or holds one already stored: stage it."""
 
 
 class _KeyIndex:
@@ -823,7 +823,7 @@ def ingest_file(
 
 
 def _ingest_once(args: tuple, fast_csv: bool) -> IngestResult:
-    """``_ingest`` straight into an empty table if it can, staged if a key repeats in the file."""
+    """``_ingest`` straight into the table if its keys are new, else (or once one repeats) staged."""
     try:
         return _ingest(*args, fast_csv=fast_csv, direct=True)
     except _KeyRepeated:
@@ -836,10 +836,10 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
             fast_csv: bool, direct: bool = False) -> IngestResult:
     """``ingest_file``'s work, with one CSV reader.
 
-    With ``direct``, rows go straight into the ledger table if it is empty (SQLite:
-    ``DirectInsert``); a key seen twice then raises ``_KeyRepeated`` before that chunk is
-    written, and the caller starts over staged (the transaction rolled back, the rejects file
-    removed).
+    With ``direct``, rows go straight into the ledger table (SQLite: ``DirectInsert``) if none of
+    the first chunk's keys is stored; a later key seen twice or already stored raises
+    ``_KeyRepeated`` before its chunk is written, and the caller starts over staged (the
+    transaction rolled back, the rejects file removed).
     """
     t0 = time.perf_counter()
     started = datetime.now(UTC)
