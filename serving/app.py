@@ -62,6 +62,7 @@ def create_app(
         log.info("%s", message)
         if loaded and serving.warm_today:
             services.warm_today(state)  # today's client features and open invoices: the day's first call is fast
+        services.settle_heap()  # the ledger, model and caches loaded: out of the collector's scans
         try:
             yield
         finally:

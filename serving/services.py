@@ -18,6 +18,7 @@ and after each write. Sent invoice rows and stateless calls build their own feat
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -252,6 +253,7 @@ def open_rows(state: ServiceState, champion: ChampionModel, as_of: pd.Timestamp)
         hit.build_seconds = time.perf_counter() - started
         with state.lock:
             state.open_rows.put(key, hit)
+        settle_heap()
     log.info("open invoices as of %s built for scoring: %d rows in %.2f s (ledger version %d, model %s)",
              as_of.date(), len(rows), hit.build_seconds, index.version, champion.version)
     return hit
@@ -268,6 +270,19 @@ def warm_today(state: ServiceState) -> None:
         return
     except Exception:  # noqa: BLE001 - warming is best effort; the first call builds what is missing
         log.exception("could not warm today's scoring caches")
+
+
+def settle_heap() -> None:
+    """Keep what the service holds for long (ledger, model, caches) out of the garbage collector's scans.
+
+    A full collection walks every tracked object: ~360k for a 1M-invoice ledger, ~200 ms, paid by
+    whichever request happens to trigger it (a 1,000-invoice call went from 125 to 317 ms). Frozen
+    objects are skipped by later collections. Each call unfreezes, collects and freezes again, so
+    caches replaced since the last call are still collected.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _take(df: pd.DataFrame, groups: dict, keys) -> pd.DataFrame:
