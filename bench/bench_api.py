@@ -49,6 +49,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 ENCAISSE = str(Path(sys.executable).with_name("encaisse"))
 WRK_SCRIPT = REPO / "bench" / "wrk_api.lua"
+WARM_CONNECTIONS, WARM_SECONDS = 16, 8.0
 
 
 def _free_port() -> int:
@@ -95,18 +96,24 @@ def _run(client: httpx.Client, method: str, path: str, body, n: int, concurrency
 
 
 def _wrk(base: str, key: str, path: str, args: list[str], seconds: float, concurrency: int) -> dict:
-    """One wrk run (after a 2 s warm-up run on the same connections count): its JSON line."""
+    """One wrk run, after a warm-up run: its JSON line.
+
+    The warm-up opens ``WARM_CONNECTIONS`` connections for ``WARM_SECONDS``: each server worker is a
+    process with its own caches, and a connection stays with the worker that accepted it, so a
+    warm-up on a few connections can leave a worker cold (its first call of the day builds the
+    day's open invoices, ~4.5 s at 100k open) for the timed run to hit.
+    """
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk), or use --client python")
 
-    def run(duration: float) -> dict:
-        out = subprocess.run([wrk, "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "10s", "-s",
+    def run(duration: float, connections: int = concurrency) -> dict:
+        out = subprocess.run([wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", "-s",
                               str(WRK_SCRIPT), "-H", f"Authorization: Bearer {key}", f"{base}{path}", "--", *args],
                              check=True, capture_output=True, text=True).stdout
         return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
 
-    run(2)
+    run(WARM_SECONDS, WARM_CONNECTIONS)
     load0 = os.getloadavg()[0]
     r = run(seconds)
     if r["socket_errors"] or r["non2xx"]:
