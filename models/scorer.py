@@ -421,7 +421,8 @@ def _pick_reasons(contrib: np.ndarray, names: list[str], f: pd.DataFrame, speaka
         for jj in np.unique(j):  # format grouped by feature, values converted only for the picked cells
             sel = j == jj
             name = names[jj]
-            values = f[name].take(r[sel] if at is None else at[r[sel]]).to_numpy(dtype=object)
+            # The column's array, not the Series: a Series take builds an index per call.
+            values = f[name].array.take(r[sel] if at is None else at[r[sel]]).to_numpy(dtype=object)
             for i, slot, value in zip(r[sel], s[sel], values):
                 slots[slot][i] = describe(name, value, lang)
     return ["; ".join(t for t in parts if t) for parts in zip(*slots)]
