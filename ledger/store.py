@@ -536,20 +536,29 @@ class DirectInsert(StagedUpsert):
     def usable(conn: sa.Connection, table: str | Table, keys: list[str]) -> bool:
         """Whether ``conn`` is a SQLite store whose ``table`` holds none of ``keys``.
 
-        Opens the transaction first, so the answer holds until it ends: SQLite refuses to write
-        from a snapshot another connection has since written over.
+        Asks under the write lock (``BEGIN IMMEDIATE``), so the answer holds until the transaction
+        ends: nobody writes between it and the rows. When the answer is no and the transaction was
+        opened here, it ends at once (nothing was written): the staged path reads the table at its
+        merge, as if never asked. Kept open, its read snapshot would be older than any write
+        committed meanwhile, and SQLite refuses to write from such a snapshot.
         """
         spec = TABLES[table] if isinstance(table, str) else table
         if conn.dialect.name != "sqlite":
             return False
-        _begin_sqlite(conn)
+        dbapi = conn.connection.driver_connection
+        opened = not dbapi.in_transaction
+        if opened:
+            dbapi.execute("BEGIN IMMEDIATE")
         target = LEDGER_TABLES[spec.name]
         if _is_empty(conn, target):
             return True
         try:
-            return conn.exec_driver_sql(_stored_probe(conn, spec), (json.dumps(keys),)).first() is None
+            usable = conn.exec_driver_sql(_stored_probe(conn, spec), (json.dumps(keys),)).first() is None
         except sa.exc.OperationalError:  # a SQLite built without JSON functions
-            return False
+            usable = False
+        if not usable and opened:
+            dbapi.rollback()
+        return usable
 
     def any_stored(self, keys: list[str]) -> bool:
         """Whether the table held any of ``keys`` before this transaction (none if it was empty)."""

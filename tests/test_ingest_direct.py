@@ -208,3 +208,38 @@ def test_rejected_file_going_straight_in_stores_nothing(tmp_path):
     before.pop("runs")
     assert after == before
     engine.dispose()
+
+
+@pytest.mark.parametrize("resend", [False, True])
+def test_a_write_committed_elsewhere_while_a_file_is_read_does_not_fail_it(tmp_path, resend):
+    """Another connection commits while the file is read: the file is still stored, whichever path it takes.
+
+    A re-send (stored keys) is staged: its merge must not write from a read snapshot older than
+    that commit. New keys go straight in, asked under the write lock.
+    """
+    db = tmp_path / "ledger.db"
+    engine = open_store(f"sqlite:///{db}")
+    first = _write(tmp_path / "first.csv", _lines(50))
+    ingest_file(engine, first, mapping=MAPPING, rejects_dir=tmp_path / "rejects")
+    lines = [line.replace(",10.", ",20.", 1) for line in _lines(50)] if resend else _lines(50, start=50)
+    second = _write(tmp_path / "second.csv", lines)
+    others = []
+
+    def write_elsewhere(stage, done, total):
+        if stage == "read" and not others:
+            con = sqlite3.connect(db, timeout=0.2)
+            try:
+                con.execute("INSERT INTO clients (client_id, ingested_at, updated_at, row_hash) "
+                            "VALUES ('ELSEWHERE', '2024-01-01 00:00:00.000000', '2024-01-01 00:00:00.000000', 'x')")
+                con.commit()
+                others.append("committed")
+            except sqlite3.OperationalError as exc:  # the direct path holds the write lock: it waits
+                others.append(str(exc))
+            finally:
+                con.close()
+
+    result = ingest_file(engine, second, mapping=MAPPING, rejects_dir=tmp_path / "rejects",
+                         on_progress=write_elsewhere)
+    assert (result.inserted, result.updated) == ((0, 50) if resend else (50, 0))
+    assert others == (["committed"] if resend else ["database is locked"])
+    assert count_rows(engine, "invoices") == (50 if resend else 100)
