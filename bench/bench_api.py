@@ -101,7 +101,7 @@ def _wrk(base: str, key: str, path: str, args: list[str], seconds: float, concur
     The warm-up opens ``WARM_CONNECTIONS`` connections for ``WARM_SECONDS``: each server worker is a
     process with its own caches, and a connection stays with the worker that accepted it, so a
     warm-up on a few connections can leave a worker cold (its first call of the day builds the
-    day's open invoices, ~4.5 s at 100k open) for the timed run to hit.
+    day's open invoices, ~4.7 s at 100k open) for the timed run to hit.
     """
     wrk = shutil.which("wrk")
     if wrk is None:

@@ -148,7 +148,4 @@ def test_what_the_service_holds_is_kept_out_of_garbage_collections(api):
     state = state_of(api)
     rows = services.open_rows(state, services.current_model(state), pd.Timestamp("2025-03-03"))
     scanned = {id(o) for o in gc.get_objects()}  # the collector's generations; frozen objects are not in them
-    assert gc.get_freeze_count() > 0
     assert id(rows) not in scanned and id(state.index) not in scanned
-    new = [[]]  # made after the freeze: in the scanned generations, collected as usual
-    assert id(new) in {id(o) for o in gc.get_objects()}
