@@ -289,8 +289,8 @@ class StagedUpsert:
     then ``merge``.
     """
 
-    def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
-                 now: datetime | None = None) -> None:
+    def _bind(self, conn: sa.Connection, table: str | Table, extras, now: datetime | None) -> None:
+        """What every writer of a ledger table holds: connection, table, extra attributes, time stamp."""
         self.conn = conn
         self.spec = TABLES[table] if isinstance(table, str) else table
         self.target = LEDGER_TABLES[self.spec.name]
@@ -300,6 +300,10 @@ class StagedUpsert:
         self.now = now or datetime.now(UTC)
         self.dialect = conn.dialect.name
         self.staged = 0
+
+    def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
+                 now: datetime | None = None) -> None:
+        self._bind(conn, table, extras, now)
         columns = [sa.Column("source_row", sa.Integer(), primary_key=True, autoincrement=False)]
         columns += [sa.Column(n, self.target.c[n].type) for n in self.spec.names]
         if self.spec.name == "invoices":
@@ -498,19 +502,11 @@ class DirectInsert(StagedUpsert):
 
     def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
                  now: datetime | None = None) -> None:
-        self.conn = conn
-        self.spec = TABLES[table] if isinstance(table, str) else table
-        self.target = LEDGER_TABLES[self.spec.name]
-        self.extras = list(extras)
-        if self.extras and self.spec.name != "invoices":
-            raise ValueError(f"Table {self.spec.name!r} has no extra attributes; unexpected columns {self.extras}.")
         if conn.dialect.name != "sqlite":
             raise ValueError(f"DirectInsert writes to SQLite, not {conn.dialect.name}.")
+        self._bind(conn, table, extras, now)
         _begin_sqlite(conn)
         self.was_empty = _is_empty(conn, self.target)
-        self.now = now or datetime.now(UTC)
-        self.dialect = conn.dialect.name
-        self.staged = 0
         names = [*self.spec.names, *(["extra"] if self.spec.name == "invoices" else []), "row_hash"]
         self._names = ["source_row", *names]
         # The stamps as SQLAlchemy binds them in the merge statement (same text in the table).
@@ -522,7 +518,6 @@ class DirectInsert(StagedUpsert):
         marks = ", ".join("?" * len(names))
         self._insert = (f"INSERT INTO {preparer.quote(self.target.name)} ({cols}) "
                         f"VALUES ({marks}, '{stamp}', '{stamp}')")
-        _begin_sqlite(conn)
         self._cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
         conn.exec_driver_sql(f"PRAGMA cache_size={-SQLITE_CACHE_KB}")
         # Building an index over sorted data beats inserting into it row by row; a table that
