@@ -8,8 +8,8 @@ Fast scoring: client features (``features.clients.build_client_features``) are c
 ``as_of`` on the whole stored ledger and cached. On top of them, ``open_rows`` builds, once per
 (ledger version, champion, ``as_of``), the feature rows of every invoice open that day with the
 batch feature path (``features.invoices.build_features``) and encodes them
-(``EncaisseModel.encode``). A score call on stored invoices then takes its rows and runs
-``EncaisseModel.score_encoded`` on them only (numpy and one-thread LightGBM, no feature building):
+(``EncaisseModel.encode``). A score call on stored invoices then runs
+``EncaisseModel.predict_encoded`` at its rows only (numpy and one-thread LightGBM, no feature building):
 each row is scored on its own, so the scores equal ``EncaisseModel.score`` on the full ledger
 (``tests/test_api.py``, ``tests/test_api_fast.py``). The first call of a day builds the entry
 (about the time of the batch feature step on the open invoices); today's is built at start-up
@@ -224,7 +224,7 @@ class OpenRows:
     rows: EncodedRows
     position: dict[str, int]
     build_seconds: float
-    identity: dict[str, list] = field(default_factory=dict)
+    identity: dict[str, list]
 
 
 def open_rows(state: ServiceState, champion: ChampionModel, as_of: pd.Timestamp) -> OpenRows:
@@ -248,12 +248,12 @@ def open_rows(state: ServiceState, champion: ChampionModel, as_of: pd.Timestamp)
         model = _ClientFeaturesGiven(champion.model, client_features(state, as_of))
         f = model.features(index.ledger, as_of)
         rows = champion.model.encode(f)
+        identity = {c: column_values(rows.features[c]) for c in SCORE_IDENTITY}
         hit = OpenRows(key=key, rows=rows, position={str(i): p for p, i in enumerate(f["invoice_id"])},
-                       build_seconds=0.0, identity={c: column_values(rows.features[c]) for c in SCORE_IDENTITY})
-        hit.build_seconds = time.perf_counter() - started
+                       build_seconds=time.perf_counter() - started, identity=identity)
         with state.lock:
             state.open_rows.put(key, hit)
-        settle_heap()
+    settle_heap()  # outside the build lock: a full collection (~200 ms at 1M invoices) holds no one else's build
     log.info("open invoices as of %s built for scoring: %d rows in %.2f s (ledger version %d, model %s)",
              as_of.date(), len(rows), hit.build_seconds, index.version, champion.version)
     return hit
@@ -332,21 +332,28 @@ def _reason_list(reasons) -> list[list[str]]:
     return [[t for t in r.split("; ") if t] if isinstance(r, str) else [] for r in reasons]
 
 
-def _answer_rows(columns: dict[str, list]) -> list[dict[str, Any]]:
-    names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())]
+def _answer(identity: dict[str, list], p_late: np.ndarray, p_very_late: np.ndarray, days_q: np.ndarray,
+            dates: np.ndarray, beyond_horizon: np.ndarray, reasons) -> list[dict[str, Any]]:
+    """Answer rows (``serving.schemas.ScoreOut``'s fields): the invoices' own columns, then the model's
+    figures (``EncodedScores``'s, ``days_q`` and ``dates`` as (n, 3) P10 / P50 / P90)."""
+    dates = np.asarray(dates).astype("datetime64[D]")
+    cols = dict(identity)
+    cols.update(p_late=_floats(p_late), p_very_late=_floats(p_very_late), payment_date_p10=dates[:, 0].tolist(),
+                payment_date_p50=dates[:, 1].tolist(), payment_date_p90=dates[:, 2].tolist(),
+                p10_days=_floats(days_q[:, 0]), p50_days=_floats(days_q[:, 1]), p90_days=_floats(days_q[:, 2]),
+                beyond_horizon=[bool(v) for v in beyond_horizon], reasons=_reason_list(reasons))
+    names = list(cols)
+    return [dict(zip(names, values)) for values in zip(*cols.values())]
 
 
 def _frame_answer(s: pd.DataFrame) -> list[dict[str, Any]]:
     """``EncaisseModel.score``'s frame as answer rows."""
-    cols = {c: column_values(s[c]) for c in SCORE_IDENTITY}
-    for src, out in (("p_late", "p_late"), ("p_very_late", "p_very_late"), ("payment_date_low", "payment_date_p10"),
-                     ("expected_payment_date", "payment_date_p50"), ("payment_date_high", "payment_date_p90"),
-                     ("p10_days", "p10_days"), ("p50_days", "p50_days"), ("p90_days", "p90_days"),
-                     ("beyond_horizon", "beyond_horizon")):
-        cols[out] = column_values(s[src])
-    cols["reasons"] = _reason_list(s["reasons"])
-    return _answer_rows(cols)
+    dates = [s[c].to_numpy(dtype="datetime64[s]") for c in ("payment_date_low", "expected_payment_date",
+                                                             "payment_date_high")]
+    return _answer({c: column_values(s[c]) for c in SCORE_IDENTITY}, s["p_late"].to_numpy(dtype=float),
+                   s["p_very_late"].to_numpy(dtype=float),
+                   s[["p10_days", "p50_days", "p90_days"]].to_numpy(dtype=float).reshape(-1, 3),
+                   np.column_stack(dates).reshape(-1, 3), s["beyond_horizon"].to_numpy(dtype=bool), s["reasons"])
 
 
 def _floats(a: np.ndarray) -> list:
@@ -389,8 +396,8 @@ def score_invoices(
         n_reasons: reasons given per invoice.
 
     Returns:
-        The scores (``models.scorer.SCORE_COLUMNS``), one row per scorable invoice in the order
-        asked, and the ones not scored with the reason.
+        The scores (answer rows, ``serving.schemas.ScoreOut``'s fields), one per scorable invoice
+        in the order asked, and the ones not scored with the reason.
 
     Raises:
         NoModelError: no champion.
@@ -454,13 +461,9 @@ def _score_stored(state: ServiceState, champion: ChampionModel, d: pd.Timestamp,
     pos = pos[pos >= 0]
     # Only the asked rows are scored, and answered from arrays: no frame is built per call.
     r = champion.model.predict_encoded(cached.rows, d, positions=pos, n_reasons=n_reasons, num_threads=_threads(len(pos)))
-    cols = {c: [values[p] for p in pos.tolist()] for c, values in cached.identity.items()}
-    dates = r.dates.astype("datetime64[D]")
-    cols.update(p_late=_floats(r.p_late), p_very_late=_floats(r.p_very_late), payment_date_p10=dates[:, 0].tolist(),
-                payment_date_p50=dates[:, 1].tolist(), payment_date_p90=dates[:, 2].tolist(),
-                p10_days=_floats(r.days_q[:, 0]), p50_days=_floats(r.days_q[:, 1]), p90_days=_floats(r.days_q[:, 2]),
-                beyond_horizon=r.beyond_horizon.tolist(), reasons=_reason_list(r.reasons))
-    return ScoreBatch(as_of=d, scores=_answer_rows(cols), not_scored=not_scored, champion=champion)
+    identity = {c: [values[p] for p in pos.tolist()] for c, values in cached.identity.items()}
+    answer = _answer(identity, r.p_late, r.p_very_late, r.days_q, r.dates, r.beyond_horizon, r.reasons)
+    return ScoreBatch(as_of=d, scores=answer, not_scored=not_scored, champion=champion)
 
 
 # --- clients and worklist -------------------------------------------------------------------------
