@@ -59,3 +59,26 @@ def pg_url():
     with engine.begin() as conn:
         conn.execute(sqlalchemy.text(f'drop schema "{schema}" cascade'))
     engine.dispose()
+
+
+@pytest.fixture
+def failing_chunk_write(monkeypatch):
+    """Make ``ledger.store._write_chunk`` raise "disk full" on its third call during an ingest.
+
+    Returns ``calls`` (``calls["n"]``: the calls so far); ``calls["restore"]()`` puts the real
+    function back for the rest of the test.
+    """
+    import ledger.store as store_mod
+
+    real = store_mod._write_chunk
+    calls = {"n": 0}
+
+    def flaky(staged, columns):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("disk full")
+        real(staged, columns)
+
+    monkeypatch.setattr(store_mod, "_write_chunk", flaky)
+    calls["restore"] = lambda: monkeypatch.setattr(store_mod, "_write_chunk", real)
+    return calls

@@ -88,26 +88,17 @@ def test_resend_changes_nothing_and_a_later_export_updates(engine, tmp_path):
     assert len(inv) == 11
 
 
-def test_failure_while_staging_leaves_the_store_and_the_connection_clean(engine, tmp_path, monkeypatch):
+def test_failure_while_staging_leaves_the_store_and_the_connection_clean(engine, tmp_path, monkeypatch,
+                                                                         failing_chunk_write):
     ingest_file(engine, _write(tmp_path / "invoices.csv", _rows(3)))
     before = load_ledger(engine).invoices
     monkeypatch.setattr(store_mod, "CHUNK_ROWS", 5)
-    calls = {"n": 0}
-    real = store_mod._write_chunk
-
-    def flaky(staged, columns):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("disk full")
-        real(staged, columns)
-
-    monkeypatch.setattr(store_mod, "_write_chunk", flaky)
     changed = [_rows(1, amount=500.0)[0]] + _rows(30, start=1)
     with pytest.raises(RuntimeError, match="disk full"):
         ingest_file(engine, _write(tmp_path / "invoices_2.csv", changed), chunk_rows=7)
     pd.testing.assert_frame_equal(load_ledger(engine).invoices, before)
-    assert len(_runs(engine)) == 1
-    monkeypatch.setattr(store_mod, "_write_chunk", real)
+    assert len(_runs(engine)) == 1 and failing_chunk_write["n"] == 3
+    failing_chunk_write["restore"]()
     result = ingest_file(engine, _write(tmp_path / "invoices_2.csv", changed), chunk_rows=7)
     assert (result.inserted, result.updated, result.unchanged) == (28, 1, 2)
 

@@ -169,33 +169,24 @@ def test_a_repeated_key_starts_the_file_over_staged(tmp_path, monkeypatch, write
     assert len(list((tmp_path / "rejects_direct").iterdir())) == 1
 
 
-def test_a_failure_going_straight_in_leaves_the_table_empty_with_its_indexes(tmp_path, monkeypatch):
+def test_a_failure_going_straight_in_leaves_the_table_empty_with_its_indexes(tmp_path, failing_chunk_write, writers):
     db = tmp_path / "ledger.db"
     engine = open_store(f"sqlite:///{db}")
     before = _stored(db)
-    calls = {"n": 0}
-    real = store_mod._write_chunk
-
-    def flaky(staged, columns):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("disk full")
-        real(staged, columns)
-
-    monkeypatch.setattr(store_mod, "_write_chunk", flaky)
+    calls = failing_chunk_write
     path = _write(tmp_path / "invoices.csv", _lines(30))
     with pytest.raises(RuntimeError, match="disk full"):
         ingest_file(engine, path, table="invoices", chunk_rows=7)
-    assert calls["n"] == 3 and count_rows(engine, "invoices") == 0
+    assert calls["n"] == 3 and count_rows(engine, "invoices") == 0 and writers == ["DirectInsert"]
     assert _stored(db) == before  # indexes included: their drop was inside the transaction
-    monkeypatch.setattr(store_mod, "_write_chunk", real)
+    calls["restore"]()
     result = ingest_file(engine, path, table="invoices", chunk_rows=7)
     assert (result.inserted, count_rows(engine, "invoices")) == (30, 30)
     assert _stored(db)["indexes"] == before["indexes"]
     engine.dispose()
 
 
-def test_rejected_file_going_straight_in_stores_nothing(tmp_path):
+def test_rejected_file_going_straight_in_stores_nothing(tmp_path, writers):
     db = tmp_path / "ledger.db"
     engine = open_store(f"sqlite:///{db}")
     before = _stored(db)
@@ -204,14 +195,14 @@ def test_rejected_file_going_straight_in_stores_nothing(tmp_path):
     with pytest.raises(ingest_mod.IngestRejected):
         ingest_file(engine, _write(tmp_path / "invoices.csv", lines), table="invoices", chunk_rows=6)
     after = _stored(db)
-    assert after.pop("runs")[0][2:] == ("invoices", "rejected", 20, 0, 0, 0, 1, 0)
+    assert after.pop("runs")[0][2:] == ("invoices", "rejected", 20, 0, 0, 0, 1, 0) and writers == ["DirectInsert"]
     before.pop("runs")
     assert after == before
     engine.dispose()
 
 
 @pytest.mark.parametrize("resend", [False, True])
-def test_a_write_committed_elsewhere_while_a_file_is_read_does_not_fail_it(tmp_path, resend):
+def test_a_write_committed_elsewhere_while_a_file_is_read_does_not_fail_it(tmp_path, resend, writers):
     """Another connection commits while the file is read: the file is still stored, whichever path it takes.
 
     A re-send (stored keys) is staged: its merge must not write from a read snapshot older than
@@ -242,4 +233,5 @@ def test_a_write_committed_elsewhere_while_a_file_is_read_does_not_fail_it(tmp_p
                          on_progress=write_elsewhere)
     assert (result.inserted, result.updated) == ((0, 50) if resend else (50, 0))
     assert others == (["committed"] if resend else ["database is locked"])
+    assert writers[-1] == ("StagedUpsert" if resend else "DirectInsert")
     assert count_rows(engine, "invoices") == (50 if resend else 100)
