@@ -7,7 +7,12 @@ are min(q, C), so a forecast is judged on what could be observed and nothing is 
     * ``mae_days``: mean |min(P50, C) - min(T, C)|;
     * ``within_7d``: share with that error <= 7 days;
     * ``interval_coverage``: share with min(P10, C) <= min(T, C) <= min(P90, C);
-    * ``interval_width_days``: mean P90 - P10 (untruncated, clipped to the horizon).
+    * ``interval_width_days``: mean P90 - P10 (untruncated, clipped to the horizon);
+    * ``bias_days``: mean signed error min(P50, C) - min(T, C) (negative: forecast too early);
+    * ``pinball_days``: the mean quantile (pinball) loss of min(q_tau, C) against min(T, C) over
+      tau = 0.1, 0.2, .., 0.9: a proper scoring rule for the distribution of min(T, C) (twice its
+      mean over tau approximates the CRPS), so the sharpest calibrated forecast scores lowest.
+      Forecasts with only P10/P50/P90 are interpolated linearly between them (flat outside).
 Risk metrics use invoices not yet due at ``as_of`` whose lateness is known by ``outcome_end``
 (paid, or still unpaid after the due date): ``auc_p_late``, ``brier_p_late``.
 """
@@ -20,6 +25,47 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from features.clients import build_client_features
 from ledger.contracts import Ledger
+
+
+PINBALL_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+"""Quantile levels of ``pinball_days``; a forecast frame may carry them as ``q10_days`` .. ``q90_days``."""
+
+QUANTILE_COLUMNS = [f"q{round(100 * t)}_days" for t in PINBALL_LEVELS]
+
+
+def quantile_matrix(pred: pd.DataFrame) -> np.ndarray:
+    """(n, len(PINBALL_LEVELS)) payment-day quantiles, days after as_of.
+
+    From ``QUANTILE_COLUMNS`` when the frame has them, else interpolated between ``p10_days``,
+    ``p50_days`` and ``p90_days``.
+    """
+    if set(QUANTILE_COLUMNS) <= set(pred.columns):
+        return pred[QUANTILE_COLUMNS].to_numpy(dtype=float)
+    p = pred[["p10_days", "p50_days", "p90_days"]].to_numpy(dtype=float)
+    cols = []
+    for t in PINBALL_LEVELS:
+        if t <= 0.5:
+            w = (t - 0.1) / 0.4
+            cols.append(p[:, 0] + w * (p[:, 1] - p[:, 0]))
+        else:
+            w = (t - 0.5) / 0.4
+            cols.append(p[:, 1] + w * (p[:, 2] - p[:, 1]))
+    return np.column_stack(cols)
+
+
+def pinball_loss(q: np.ndarray, t: np.ndarray, c: np.ndarray | float) -> np.ndarray:
+    """Per row, the mean pinball loss over ``PINBALL_LEVELS`` of truncated quantiles (days).
+
+    Args:
+        q: (n, levels) quantiles of the payment day; ``inf`` past the horizon.
+        t: (n,) truncated outcomes min(T, C).
+        c: censoring days C (scalar or (n,)).
+    """
+    c = np.broadcast_to(np.asarray(c, dtype=float), t.shape)
+    qt = np.minimum(q, c[:, None])
+    tau = np.asarray(PINBALL_LEVELS)[None, :]
+    diff = t[:, None] - qt
+    return np.mean(np.maximum(tau * diff, (tau - 1.0) * diff), axis=1)
 
 
 def build_baselines(ledger: Ledger, as_of, open_frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -90,13 +136,17 @@ def evaluate_forecasts(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
         res["auc_p_late"] = res["brier_p_late"] = None
 
     if pred["p50_days"].isna().all():
-        res.update(mae_days=None, within_7d=None, interval_coverage=None, interval_width_days=None)
+        res.update(mae_days=None, within_7d=None, interval_coverage=None, interval_width_days=None,
+                   bias_days=None, pinball_days=None)
         return res
     c = truth["censor_days"].to_numpy()
     t = np.minimum(truth["duration_days"].to_numpy(), c)
     p50 = np.minimum(pred["p50_days"].to_numpy(), c)
-    err = np.abs(p50 - t)
+    signed = p50 - t
+    err = np.abs(signed)
     res["mae_days"] = float(err.mean())
+    res["bias_days"] = float(signed.mean())
+    res["pinball_days"] = float(pinball_loss(quantile_matrix(pred), t, c).mean())
     res["within_7d"] = float((err <= 7).mean())
     obs = truth["event"].to_numpy() == 1
     res["mae_days_paid"] = float(err[obs].mean()) if obs.any() else None

@@ -13,10 +13,11 @@ import pandas as pd
 
 from features.invoices import open_invoices
 from ledger.contracts import Ledger
-from models.evaluation import build_baselines, build_truth, evaluate_forecasts
+from models.evaluation import PINBALL_LEVELS, QUANTILE_COLUMNS, build_baselines, build_truth, evaluate_forecasts
 from models.scorer import EncaisseModel
 
-METRICS = ("auc_p_late", "brier_p_late", "mae_days", "within_7d", "interval_coverage", "interval_width_days")
+METRICS = ("auc_p_late", "brier_p_late", "mae_days", "bias_days", "within_7d", "interval_coverage",
+           "interval_width_days", "pinball_days")
 """The headline metrics, in report order."""
 
 BASELINES = ("historical_rate", "due_date", "client_median_delay")
@@ -79,7 +80,8 @@ def build_evaluation_set(ledger: Ledger, days, outcome_end) -> EvaluationSet:
 
 
 def predict_evaluation_set(model: EncaisseModel, ledger: Ledger, es: EvaluationSet) -> pd.DataFrame:
-    """``model``'s forecasts for ``es.rows``: ``FORECAST_COLUMNS`` and ``pit`` (F(payment day), paid rows).
+    """``model``'s forecasts for ``es.rows``: ``FORECAST_COLUMNS``, ``QUANTILE_COLUMNS`` and ``pit``
+    (F(payment day), paid rows).
 
     The model scores each day from the ledger as known at that day (``score`` enforces it).
     """
@@ -89,6 +91,9 @@ def predict_evaluation_set(model: EncaisseModel, ledger: Ledger, es: EvaluationS
         ids = es.rows.loc[es.rows["as_of"] == day, "invoice_id"]
         sc, (grid, cdf) = model.score(known, day, invoice_ids=ids, n_reasons=0, return_cdf=True)
         part = sc[["invoice_id", *FORECAST_COLUMNS]].copy()
+        q = model.payment_model_.quantiles(grid, cdf, PINBALL_LEVELS)
+        for j, name in enumerate(QUANTILE_COLUMNS):
+            part[name] = np.minimum(q[:, j], model.payment_model_.horizon_days)
         part["as_of"] = day
         truth = es.truth.loc[ids.index]
         dur = pd.Series(truth["duration_days"].to_numpy(), index=ids.to_numpy()).reindex(sc["invoice_id"]).to_numpy()
@@ -98,12 +103,13 @@ def predict_evaluation_set(model: EncaisseModel, ledger: Ledger, es: EvaluationS
             pit[i] = np.interp(dur[i] + 0.5, grid[i], cdf[i])
         part["pit"] = pit
         parts.append(part)
-    pred = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["as_of", "invoice_id", *FORECAST_COLUMNS, "pit"])
+    pred = (pd.concat(parts, ignore_index=True) if parts
+            else pd.DataFrame(columns=["as_of", "invoice_id", *FORECAST_COLUMNS, *QUANTILE_COLUMNS, "pit"]))
     out = es.rows[["as_of", "invoice_id"]].merge(pred, on=["as_of", "invoice_id"], how="left", validate="one_to_one")
     missing = int(out["p_late"].isna().sum())
     if missing:
         raise ValueError(f"The model did not score {missing} of the {len(out)} open invoices of the evaluation set.")
-    return out[[*FORECAST_COLUMNS, "pit"]]
+    return out[[*FORECAST_COLUMNS, *QUANTILE_COLUMNS, "pit"]]
 
 
 def headline(metrics: dict) -> dict:
@@ -113,7 +119,7 @@ def headline(metrics: dict) -> dict:
 
 def evaluate_predictions(pred: pd.DataFrame, es: EvaluationSet) -> dict:
     """``models.evaluation.evaluate_forecasts`` of ``pred`` on ``es`` (all keys, None = not forecast)."""
-    return evaluate_forecasts(pred[FORECAST_COLUMNS], es.truth)
+    return evaluate_forecasts(pred[[c for c in (*FORECAST_COLUMNS, *QUANTILE_COLUMNS) if c in pred.columns]], es.truth)
 
 
 def evaluate_baselines(es: EvaluationSet) -> dict[str, dict]:

@@ -168,7 +168,7 @@ def test_cli_backtest_json_and_train(tmp_path, ledger):
                               "--json", "--report", str(tmp_path / "rep")])
     assert res.exit_code == 0, res.output
     got = _last_json(res.stdout)
-    assert list(got) == ["as_of", "n_open", "model", "baselines"]
+    assert list(got) == ["as_of", "n_open", "model", "baselines", "buckets", "calibration"]
     assert set(got["baselines"]) == {"historical_rate", "due_date", "client_median_delay", "static_ranking"}
     assert all(set(METRICS) <= set(got[k] if k == "model" else got["baselines"][k])
                for k in ("model", "historical_rate", "due_date", "client_median_delay"))
