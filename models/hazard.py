@@ -52,6 +52,9 @@ LGBM_DEFAULTS = dict(
 BIN_INPUTS = ("i_due_dow", "i_due_month", "c_pay_dow_mode")
 """Invoice inputs the bin columns are computed from (``c_pay_dow_mode`` when the model has it)."""
 
+MIN_GROUP_EVENTS = 200
+"""Payments a calibration group needs in the held-out slice for a map of its own."""
+
 PREDICT_CHUNK_ROWS = 250_000
 """Person-period rows predicted at a time (about 200 MB of float matrix for ~100 columns)."""
 
@@ -142,12 +145,15 @@ class PaymentDateModel(BaseEstimator):
     """
 
     def __init__(self, bin_edges=DEFAULT_EDGES, horizon_days=365, lgbm_params=None, early_stopping_rounds=30,
-                 random_state=0):
+                 random_state=0, refit_full=False, calibration_groups=(), recency_halflife_days=None):
         self.bin_edges = bin_edges
         self.horizon_days = horizon_days
         self.lgbm_params = lgbm_params
         self.early_stopping_rounds = early_stopping_rounds
         self.random_state = random_state
+        self.refit_full = refit_full
+        self.calibration_groups = calibration_groups
+        self.recency_halflife_days = recency_halflife_days
 
     # -- geometry ------------------------------------------------------------------------------
     def _a0(self, X) -> np.ndarray:
@@ -245,34 +251,56 @@ class PaymentDateModel(BaseEstimator):
         y = np.zeros(len(rows), dtype=int)
         ends = np.cumsum(n) - 1
         y[ends[(n > 0) & ev]] = 1
-        return self._bin_frame(X, rows, bins.astype(int), a0), y
+        return self._bin_frame(X, rows, bins.astype(int), a0), y, rows
 
     # -- fit -----------------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame, duration, event, eval_set=None) -> "PaymentDateModel":
+    def fit(self, X: pd.DataFrame, duration, event, eval_set=None, age_days=None) -> "PaymentDateModel":
         """Fit on invoices open at their snapshot day.
 
         Args:
             X: encoded features (``FeatureEncoder`` output).
             duration: days from the snapshot day to payment, or to censoring.
             event: 1 if paid at ``duration``, 0 if still open then (censored).
-            eval_set: optional (X, duration, event) from later snapshots, for early stopping.
+            eval_set: optional (X, duration, event[, age_days]) from later snapshots, for early
+                stopping; with ``refit_full`` the model is then fitted again on both sets with the
+                number of trees early stopping chose, so that the latest behaviour is learnt too.
+            age_days: per row, days from its snapshot to the training day; with
+                ``recency_halflife_days`` a row weighs 0.5 ** (age / half-life) (recent behaviour
+                counts more).
         """
         self.edges_ = _edges(self.bin_edges)
         self.feature_names_in_ = np.array(X.columns, dtype=object)
         self.calibration_ = None
-        Z, y = self._expand(X, duration, event)
+        self.group_calibration_ = {}
+        Z, y, rows = self._expand(X, duration, event)
+        w = self._weights(age_days, rows)
         params = {**LGBM_DEFAULTS, **(self.lgbm_params or {}), "random_state": self.random_state}
         clf = lgb.LGBMClassifier(**params)
         kwargs = {}
         if eval_set is not None:
-            Ze, ye = self._expand(*eval_set)
+            Ze, ye, re_ = self._expand(*eval_set[:3])
+            we = self._weights(eval_set[3] if len(eval_set) > 3 else None, re_)
             kwargs = dict(eval_X=(Ze,), eval_y=(ye,),
                           callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
-        clf.fit(Z, y, **kwargs)
+            if we is not None:
+                kwargs["eval_sample_weight"] = [we]
+        clf.fit(Z, y, sample_weight=w, **kwargs)
+        if eval_set is not None and self.refit_full:
+            trees = max(int(clf.best_iteration_ or params["n_estimators"]), 1)
+            self.holdout_booster_ = clf.booster_
+            clf = lgb.LGBMClassifier(**{**params, "n_estimators": trees})
+            both_w = None if w is None else np.concatenate([w, we])
+            clf.fit(pd.concat([Z, Ze], ignore_index=True), np.concatenate([y, ye]), sample_weight=both_w)
         self.booster_ = clf.booster_
         self.__dict__.pop("layout_", None)  # read from the booster on first use
         self.n_rows_expanded_ = len(Z)
         return self
+
+    def _weights(self, age_days, rows) -> np.ndarray | None:
+        if self.recency_halflife_days is None or age_days is None:
+            return None
+        age = np.asarray(age_days, dtype=float)[rows]
+        return np.power(0.5, np.clip(age, 0, None) / float(self.recency_halflife_days))
 
     # -- predict -------------------------------------------------------------------------------
     def predict_raw_cdf(self, X: pd.DataFrame, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -318,22 +346,51 @@ class PaymentDateModel(BaseEstimator):
     def predict_cdf(self, X: pd.DataFrame, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated CDF: (days after as_of at each edge, P(paid before it)), both (n, bins + 1)."""
         days, cdf = self.predict_raw_cdf(X, num_threads=num_threads)
-        return days, self._calibrate(cdf)
+        return days, self._calibrate(cdf, -np.asarray(X["i_days_to_due"], dtype=float))
 
     def predict_cdf_matrix(self, M: np.ndarray, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``predict_cdf`` from the invoices' float matrix (``predict_raw_cdf_matrix``)."""
         days, cdf = self.predict_raw_cdf_matrix(M, num_threads=num_threads)
-        return days, self._calibrate(cdf)
+        _, _, where = self._layout()
+        return days, self._calibrate(cdf, -np.asarray(M, dtype=float)[:, where["i_days_to_due"]])
 
-    def _calibrate(self, cdf: np.ndarray) -> np.ndarray:
+    def _groups(self, overdue: np.ndarray) -> np.ndarray:
+        """Calibration group of each invoice: the index of its days overdue among ``calibration_groups``
+        (upper bounds, ascending; past the last: one more group)."""
+        return np.searchsorted(np.asarray(self.calibration_groups, dtype=float), np.nan_to_num(overdue), side="left")
+
+    def _calibrate(self, cdf: np.ndarray, overdue: np.ndarray | None = None) -> np.ndarray:
         if getattr(self, "calibration_", None) is None:
             return cdf
         grid, g = self.calibration_
-        return np.interp(cdf, grid, g)
+        maps = getattr(self, "group_calibration_", None) or {}
+        if not maps or overdue is None:
+            return np.interp(cdf, grid, g)
+        out = np.empty_like(cdf)
+        group = self._groups(overdue)
+        for k in np.unique(group):
+            m = group == k
+            gg = maps.get(int(k), (grid, g))
+            out[m] = np.interp(cdf[m], *gg)
+        return out
 
     def recalibrate(self, X: pd.DataFrame, duration, event, seed: int = 0) -> "PaymentDateModel":
-        """Fit the CDF map G on a later slice (censoring-aware, Kaplan-Meier over PIT values)."""
-        days, cdf = self.predict_raw_cdf(X)
+        """Fit the CDF map G on a later slice (censoring-aware, Kaplan-Meier over PIT values).
+
+        With ``calibration_groups`` (days-overdue bounds), one map per group of invoices with at
+        least ``MIN_GROUP_EVENTS`` payments in the slice, the overall map for the others: an
+        invoice 60 days overdue is not miscalibrated the way one not yet due is.
+        """
+        refit = self.__dict__.get("holdout_booster_")
+        if refit is not None:
+            # The slice was learnt by the refitted booster: judge the one that never saw it.
+            self.booster_, refit = refit, self.booster_
+            try:
+                days, cdf = self.predict_raw_cdf(X)
+            finally:
+                self.booster_ = refit
+        else:
+            days, cdf = self.predict_raw_cdf(X)
         dur = np.asarray(duration, dtype=float)
         ev = np.asarray(event, dtype=int).astype(bool)
         rng = np.random.default_rng(seed)
@@ -342,6 +399,13 @@ class PaymentDateModel(BaseEstimator):
         hi = _interp_rows(dur[:, None] + 1.0, days, cdf)[:, 0]
         u = np.where(ev, lo + rng.random(len(dur)) * (hi - lo), lo)
         self.calibration_ = _km_map(u, ev)
+        self.group_calibration_ = {}
+        if len(self.calibration_groups):
+            group = self._groups(-np.asarray(X["i_days_to_due"], dtype=float))
+            for k in np.unique(group):
+                m = group == k
+                if ev[m].sum() >= MIN_GROUP_EVENTS:
+                    self.group_calibration_[int(k)] = _km_map(u[m], ev[m])
         return self
 
     def quantiles(self, days: np.ndarray, cdf: np.ndarray, qs=(0.1, 0.5, 0.9)) -> np.ndarray:

@@ -33,6 +33,9 @@ from models.risk import CalibratedRisk
 
 log = logging.getLogger(__name__)
 
+MIN_RISK_FIT_DAYS = 28
+"""Snapshot days the risk models' fitting slice keeps at least, before the calibration slice."""
+
 SCORE_COLUMNS = [
     "invoice_id", "client_id", "amount", "currency", "issue_date", "due_date",
     "p_late", "p_very_late", "expected_payment_date", "payment_date_low", "payment_date_high",
@@ -54,6 +57,8 @@ class TrainingReport:
     risk_cal_rows: int
     first_snapshot: str
     last_snapshot: str
+    risk_label_window_days: int = 0
+    risk_calibration_days: int = 0
 
 
 class EncaisseModel(BaseEstimator):
@@ -73,6 +78,8 @@ class EncaisseModel(BaseEstimator):
         max_training_rows: budget of snapshot rows; above it, a stable sample of whole clients is
             trained on (None: no limit).
         random_state: seed.
+        payment_options: further ``PaymentDateModel`` parameters (``refit_full``,
+            ``calibration_groups``, ``recency_halflife_days``, ``horizon_days``).
     """
 
     def __init__(
@@ -90,7 +97,9 @@ class EncaisseModel(BaseEstimator):
         recalibrate: bool = True,
         max_training_rows: int | None = 300_000,
         random_state: int = 0,
+        payment_options: dict | None = None,
     ):
+        self.payment_options = payment_options
         self.recalibrate = recalibrate
         self.max_training_rows = max_training_rows
         self.extra_attributes = extra_attributes
@@ -169,14 +178,18 @@ class EncaisseModel(BaseEstimator):
         if fit_m.sum() == 0 or (~fit_m).sum() == 0:
             raise ValueError(f"The payment-date model needs snapshots both before and after {h_cut.date()}.")
         self.payment_model_ = PaymentDateModel(bin_edges=self.bin_edges, lgbm_params=self.hazard_params,
-                                               random_state=self.random_state)
+                                               random_state=self.random_state, **(self.payment_options or {}))
+        age = ((d - ts["as_of"]) / pd.Timedelta(days=1)).to_numpy()
         held_out = (X[~fit_m], ts.loc[~fit_m, "duration_days"], ts.loc[~fit_m, "event"])
-        self.payment_model_.fit(X[fit_m], ts.loc[fit_m, "duration_days"], ts.loc[fit_m, "event"], eval_set=held_out)
+        self.payment_model_.fit(X[fit_m], ts.loc[fit_m, "duration_days"], ts.loc[fit_m, "event"],
+                                eval_set=(*held_out, age[~fit_m]), age_days=age[fit_m])
         if self.recalibrate:
             self.payment_model_.recalibrate(*held_out, seed=self.random_state)
+        self.payment_model_.__dict__.pop("holdout_booster_", None)  # only recalibration needs it
 
-        label_end = d - pd.Timedelta(days=self.label_window_days)
-        cal_start = label_end - pd.Timedelta(days=self.calibration_days)
+        label_days, cal_days = self._risk_windows(ts["as_of"].min(), d)
+        label_end = d - pd.Timedelta(days=label_days)
+        cal_start = label_end - pd.Timedelta(days=cal_days)
         in_fit = (ts["as_of"] <= cal_start).to_numpy()
         in_cal = ((ts["as_of"] > cal_start) & (ts["as_of"] <= label_end)).to_numpy()
         not_due = (ts["i_days_to_due"] >= 0).to_numpy()
@@ -201,8 +214,26 @@ class EncaisseModel(BaseEstimator):
             hazard_expanded_rows=int(self.payment_model_.n_rows_expanded_),
             risk_fit_rows=int((in_fit & very_ok).sum()), risk_cal_rows=int((in_cal & very_ok).sum()),
             first_snapshot=str(ts["as_of"].min().date()), last_snapshot=str(ts["as_of"].max().date()),
+            risk_label_window_days=label_days, risk_calibration_days=cal_days,
         )
         return self
+
+    def _risk_windows(self, first_snapshot, d: pd.Timestamp) -> tuple[int, int]:
+        """The risk models' label window and calibration slice, in days, shrunk to fit a short history.
+
+        Both keep their configured lengths when the snapshots span at least their sum plus
+        ``MIN_RISK_FIT_DAYS``; otherwise they shrink in proportion, so that an early cutoff of a
+        short extract still trains (labels then need fewer days of outcomes).
+        """
+        label, cal = int(self.label_window_days), int(self.calibration_days)
+        span = (d - pd.Timestamp(first_snapshot)).days
+        if span >= label + cal + MIN_RISK_FIT_DAYS:
+            return label, cal
+        scale = max(span - MIN_RISK_FIT_DAYS, 2) / (label + cal)
+        short = max(int(label * scale), 1), max(int(cal * scale), 1)
+        log.warning("Snapshots span only %d days before %s: risk label window %d -> %d days, calibration %d -> %d days",
+                    span, d.date(), label, short[0], cal, short[1])
+        return short
 
     # -- score ---------------------------------------------------------------------------------
     def features(self, ledger: Ledger, as_of, invoice_ids=None) -> pd.DataFrame:

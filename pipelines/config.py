@@ -58,6 +58,18 @@ def _check_lgbm(params: dict[str, Any] | None) -> dict[str, Any] | None:
     return dict(params)
 
 
+class PaymentOptions(_Strict):
+    """``PaymentDateModel`` options beyond its LightGBM parameters (``models.hazard``)."""
+
+    refit_full: bool = Field(default=False, description="Refit on the held-out slice too, with the early-stopped "
+                             "number of trees.")
+    calibration_groups: tuple[int, ...] = Field(default=(), description="Days-overdue upper bounds of the groups "
+                                                "that get a calibration map of their own.")
+    recency_halflife_days: float | None = Field(default=None, gt=0, description="Half-life of a snapshot's weight, "
+                                                "in days before the training day (None: equal weights).")
+    horizon_days: int = Field(default=365, ge=30, le=730, description="Forecasts stop this many days after as_of.")
+
+
 class ModelConfig(_Strict):
     """``EncaisseModel`` parameters (see ``models.scorer.EncaisseModel`` for their meaning)."""
 
@@ -74,6 +86,7 @@ class ModelConfig(_Strict):
     max_training_rows: int | None = Field(default=300_000, ge=1_000, description="Budget of snapshot rows; above "
                                           "it a stable sample of whole clients is trained on (None: no limit).")
     random_state: int = Field(default=0, ge=0, description="Seed.")
+    payment_options: PaymentOptions = PaymentOptions()
 
     @field_validator("hazard_params")
     @classmethod

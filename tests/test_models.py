@@ -29,7 +29,7 @@ def _x(days_to_due):
 def test_expansion_follows_the_invoice_from_its_delay_at_as_of():
     m = _geometry()
     # Due in 3 days (delay -3 at as_of), paid 4 days later: delay 1, in bin [1, 2).
-    Z, y = m._expand(_x([3]), [4], [1])
+    Z, y, _ = m._expand(_x([3]), [4], [1])
     assert list(Z["h_start"]) == [-3, -2, -1, 0, 1]  # first bin starts at the as_of delay
     assert list(Z["h_width"]) == [1, 1, 1, 1, 1]
     assert list(y) == [0, 0, 0, 0, 1]
@@ -38,11 +38,11 @@ def test_expansion_follows_the_invoice_from_its_delay_at_as_of():
 def test_a_censored_invoice_contributes_only_the_bins_it_was_seen_through():
     m = _geometry()
     # Due in 3 days, still open 5 days later (delay 2): bins ending at or before 2 only.
-    Z, y = m._expand(_x([3]), [5], [0])
+    Z, y, _ = m._expand(_x([3]), [5], [0])
     assert list(Z["h_start"]) == [-3, -2, -1, 0, 1]
     assert y.sum() == 0
     # Open for a day only: no complete bin, no row.
-    Z, y = m._expand(_x([3]), [0], [0])
+    Z, y, _ = m._expand(_x([3]), [0], [0])
     assert len(Z) == 0
 
 
