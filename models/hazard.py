@@ -145,7 +145,8 @@ class PaymentDateModel(BaseEstimator):
     """
 
     def __init__(self, bin_edges=DEFAULT_EDGES, horizon_days=365, lgbm_params=None, early_stopping_rounds=30,
-                 random_state=0, refit_full=False, calibration_groups=(), recency_halflife_days=None):
+                 random_state=0, refit_full=False, calibration_groups=(), recency_halflife_days=None,
+                 exclude_inputs=()):
         self.bin_edges = bin_edges
         self.horizon_days = horizon_days
         self.lgbm_params = lgbm_params
@@ -154,6 +155,7 @@ class PaymentDateModel(BaseEstimator):
         self.refit_full = refit_full
         self.calibration_groups = calibration_groups
         self.recency_halflife_days = recency_halflife_days
+        self.exclude_inputs = exclude_inputs
 
     # -- geometry ------------------------------------------------------------------------------
     def _a0(self, X) -> np.ndarray:
@@ -273,12 +275,14 @@ class PaymentDateModel(BaseEstimator):
         self.calibration_ = None
         self.group_calibration_ = {}
         Z, y, rows = self._expand(X, duration, event)
+        self._mask(Z)
         w = self._weights(age_days, rows)
         params = {**LGBM_DEFAULTS, **(self.lgbm_params or {}), "random_state": self.random_state}
         clf = lgb.LGBMClassifier(**params)
         kwargs = {}
         if eval_set is not None:
             Ze, ye, re_ = self._expand(*eval_set[:3])
+            self._mask(Ze)
             we = self._weights(eval_set[3] if len(eval_set) > 3 else None, re_)
             kwargs = dict(eval_X=(Ze,), eval_y=(ye,),
                           callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
@@ -295,6 +299,18 @@ class PaymentDateModel(BaseEstimator):
         self.__dict__.pop("layout_", None)  # read from the booster on first use
         self.n_rows_expanded_ = len(Z)
         return self
+
+    def _mask(self, Z: pd.DataFrame) -> None:
+        """Blank the ``exclude_inputs`` columns: LightGBM never splits on a column that is all missing,
+        so the fitted model ignores them and the input layout stays the encoder's."""
+        for name in self.exclude_inputs:
+            if name not in Z.columns:
+                continue
+            col = Z[name]
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                Z[name] = pd.Categorical.from_codes(np.full(len(Z), -1), dtype=col.dtype)
+            else:
+                Z[name] = np.nan
 
     def _weights(self, age_days, rows) -> np.ndarray | None:
         if self.recency_halflife_days is None or age_days is None:

@@ -67,6 +67,8 @@ class PaymentOptions(_Strict):
                                                 "that get a calibration map of their own.")
     recency_halflife_days: float | None = Field(default=None, gt=0, description="Half-life of a snapshot's weight, "
                                                 "in days before the training day (None: equal weights).")
+    exclude_inputs: tuple[str, ...] = Field(default=(), description="Inputs the payment-date model does not use "
+                                            "(invoice, client or bin columns, e.g. h_month).")
     horizon_days: int = Field(default=365, ge=30, le=730, description="Forecasts stop this many days after as_of.")
 
 
@@ -121,7 +123,7 @@ class ValidationConfig(_Strict):
     from slipping through with a worse risk ranking).
     """
 
-    primary_metric: Literal["mae_days", "brier_p_late"] = "mae_days"
+    primary_metric: Literal["mae_days", "brier_p_late", "pinball_days"] = "mae_days"
     min_improvement: float = Field(default=0.0, ge=0.0)
     auc_tolerance: float = Field(default=0.01, ge=0.0, le=1.0)
     min_rows: int = Field(default=20, ge=1)
@@ -130,9 +132,11 @@ class ValidationConfig(_Strict):
 class TuneConfig(_Strict):
     """``encaisse tune``: time-ordered folds ``as_of - k * fold_step_days``, oldest first."""
 
-    n_folds: int = Field(default=2, ge=1, le=10)
+    n_folds: int = Field(default=4, ge=2, le=12, description="Cutoffs the objective is averaged over (never one).")
     fold_step_days: int = Field(default=28, ge=1)
     seed: int = Field(default=0, ge=0)
+    metric: Literal["pinball_days", "mae_days", "brier_p_late"] = Field(
+        default="pinball_days", description="The objective, averaged over the folds (lower is better).")
 
 
 class TrainingConfig(_Strict):

@@ -3,7 +3,8 @@
 Folds: as-of days D_k = D - k * ``tune.fold_step_days`` for k = n_folds - 1 .. 0 (oldest first).
 On each, the model is fitted as of D_k and judged like ``encaisse train`` judges it: the invoices
 open on the held-out last slice's snapshot days, outcomes up to D_k. The objective is the mean of
-``validation.primary_metric`` (lower is better) over the folds; a trial whose running mean is worse
+``tune.metric`` (lower is better; by default ``pinball_days``, the censoring-aware quantile score
+of the payment-date distribution) over the folds; a trial whose running mean is worse
 than the median of earlier trials at the same fold is pruned (``MedianPruner``), which skips its
 later, more expensive folds. Training sets are built once per fold and shared by every trial
 (the searched parameters do not change features).
@@ -109,7 +110,7 @@ def build_folds(ledger: Ledger, as_of, config: TrainingConfig) -> list[Fold]:
 
 def build_objective(folds: list[Fold], config: TrainingConfig, spaces: tuple[Space, Space] = (hazard_space, risk_space)):
     """The Optuna objective: mean primary metric over the folds, pruned between folds."""
-    metric = config.validation.primary_metric
+    metric = config.tune.metric
     h_space, r_space = spaces
 
     def objective(trial: optuna.Trial) -> float:
@@ -181,7 +182,7 @@ def run_tuning(settings: Settings, config: TrainingConfig, n_trials: int, ledger
     with mlflow.start_run(experiment_id=exp_id, run_name=f"tune-{d.date()}") as run:
         mlflow.log_params({"as_of": str(d.date()), "n_folds": config.tune.n_folds, "study": name,
                            **{f"best.{k}": v for k, v in best.params.items()}})
-        mlflow.log_metrics({f"best_{config.validation.primary_metric}": best.value,
+        mlflow.log_metrics({f"best_{config.tune.metric}": best.value,
                             "n_trials": len(study.trials),
                             "n_pruned": sum(s == optuna.trial.TrialState.PRUNED for s in states)})
         if "auc_p_late" in best.user_attrs:
@@ -191,7 +192,7 @@ def run_tuning(settings: Settings, config: TrainingConfig, n_trials: int, ledger
     return TuneResult(
         study_name=name, as_of=str(d.date()), n_trials=len(study.trials), n_complete=len(complete),
         n_pruned=sum(s == optuna.trial.TrialState.PRUNED for s in states), best_value=float(best.value),
-        best_metric=config.validation.primary_metric, hazard_params=best.user_attrs["hazard_params"],
+        best_metric=config.tune.metric, hazard_params=best.user_attrs["hazard_params"],
         risk_params=best.user_attrs["risk_params"], config_path=str(path), run_id=run.info.run_id,
         seconds=time.perf_counter() - t0,
     )

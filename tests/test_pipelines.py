@@ -67,6 +67,8 @@ def test_packaged_configs_load_and_round_trip(tmp_path):
     ({"model": {"snapshot_freq_days": 0}}, ["model.snapshot_freq_days", "greater than or equal to 1"]),
     ({"validation": {"primary_metric": "auc"}}, ["validation.primary_metric", "'mae_days'"]),
     ({"model": {"hazard_holdout_days": 7, "snapshot_freq_days": 14}}, ["hazard_holdout_days (7)"]),
+    ({"tune": {"n_folds": 1}}, ["tune.n_folds", "greater than or equal to 2"]),
+    ({"model": {"payment_options": {"refit": True}}}, ["model.payment_options.refit", "unknown key"]),
 ])
 def test_config_errors_name_the_key(data, words):
     with pytest.raises(ConfigError) as exc:
@@ -223,5 +225,6 @@ def test_tune_writes_a_config_train_can_use(tmp_path, ledger, quick):
     from models.registry import configure_mlflow
 
     run = configure_mlflow(settings).get_run(res.run_id)
-    assert run.data.metrics[f"best_{quick.validation.primary_metric}"] == pytest.approx(res.best_value)
+    assert res.best_metric == "pinball_days"
+    assert run.data.metrics[f"best_{quick.tune.metric}"] == pytest.approx(res.best_value)
     assert yaml.safe_load(Path(res.config_path).read_text())["model"]["risk_params"] == res.risk_params
