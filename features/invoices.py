@@ -115,10 +115,12 @@ def features_from_arrays(
     out["i_issue_month_end"] = (src["issue_date"].dt.day >= 25).astype(float)
     out["i_due_dow"] = src["due_date"].dt.day_of_week
     out["i_due_month"] = src["due_date"].dt.month
+    out["i_due_dom"] = src["due_date"].dt.day
     out["i_due_month_end"] = (src["due_date"].dt.day >= 25).astype(float)
     out["i_due_august"] = (src["due_date"].dt.month == 8).astype(float)
     out["i_due_december"] = (src["due_date"].dt.month == 12).astype(float)
     _add_invoice_history(out, t, t.doc_key[rows], ds)
+    _add_payment_run(out, t, rows, ds)
 
     if slots is None:
         c = clients.reindex(out["client_id"]).reset_index(drop=True)
@@ -179,6 +181,43 @@ def _add_invoice_history(out: pd.DataFrame, t: LedgerArrays, keys: np.ndarray, d
     else:
         got = pd.Series(pay_total[keys], index=out.index)  # 0 where nothing was paid yet
         out["i_paid_share"] = (got / out["i_amount"]).clip(0, 1)
+
+
+_DUE_SPAN = 1_000_000
+"""Due days (since 1970) are below this: (client, due day) pairs pack into one integer."""
+
+
+def _add_payment_run(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float) -> None:
+    """Where the invoice stands among its client's invoices of the same due date, at ``ds``.
+
+    A client clears invoices in payment runs: an invoice whose siblings (same client, same due
+    date) were already paid but which is still open was left out of the run (disputed, blocked,
+    lost) and tends to be paid much later; one whose siblings are open too waits for the same run.
+    An invoice behind older open invoices of the same client waits for them.
+
+    Columns: ``i_siblings`` (other invoices issued before ``ds`` with the same client and due
+    date), ``i_siblings_paid_share`` (the share of them paid before ``ds``; NaN without
+    siblings), ``i_older_open`` (the client's open invoices due strictly earlier).
+    """
+    issued = np.flatnonzero(t.is_invoice & (t.issue < ds) & (t.doc_client >= 0))
+    due_day = np.floor(np.nan_to_num(t.due / DAY)).astype(np.int64)
+    key = t.doc_client.astype(np.int64) * _DUE_SPAN + due_day
+    k_all = key[issued]
+    paid = t.paid[issued] < ds
+    uniq, inv = np.unique(k_all, return_inverse=True)
+    n_group = np.bincount(inv, minlength=len(uniq)).astype(float)
+    n_paid = np.bincount(inv, weights=paid.astype(float), minlength=len(uniq))
+    k_rows = key[rows]
+    pos = np.clip(np.searchsorted(uniq, k_rows), 0, max(len(uniq) - 1, 0))
+    found = (len(uniq) > 0) & (uniq[pos] == k_rows) if len(uniq) else np.zeros(len(rows), dtype=bool)
+    siblings = np.where(found, n_group[pos] - 1, 0.0) if len(uniq) else np.zeros(len(rows))
+    got = np.where(found, n_paid[pos], 0.0) if len(uniq) else np.zeros(len(rows))
+    out["i_siblings"] = siblings
+    out["i_siblings_paid_share"] = np.where(siblings > 0, got / np.maximum(siblings, 1), np.nan)
+    open_keys = np.sort(k_all[~paid])
+    client_start = t.doc_client[rows].astype(np.int64) * _DUE_SPAN
+    out["i_older_open"] = (np.searchsorted(open_keys, k_rows, side="left")
+                           - np.searchsorted(open_keys, client_start, side="left")).astype(float)
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:

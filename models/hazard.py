@@ -49,7 +49,7 @@ LGBM_DEFAULTS = dict(
     verbose=-1,
 )
 
-BIN_INPUTS = ("i_due_dow", "i_due_month", "c_pay_dow_mode")
+BIN_INPUTS = ("i_due_dow", "i_due_month", "i_due_dom", "c_pay_dow_mode")
 """Invoice inputs the bin columns are computed from (``c_pay_dow_mode`` when the model has it)."""
 
 MIN_GROUP_EVENTS = 200
@@ -57,6 +57,10 @@ MIN_GROUP_EVENTS = 200
 
 PREDICT_CHUNK_ROWS = 250_000
 """Person-period rows predicted at a time (about 200 MB of float matrix for ~100 columns)."""
+
+# Day of the year at which each month starts, in a year of 365 days (a leap day shifts a bin's
+# calendar by one day at most, for the rest of that year).
+_MONTH_START = np.cumsum([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
 
 # _WEEKEND[s, r]: weekend days among r consecutive days starting on weekday s (0 = Monday).
 _WEEKEND = np.array([[sum(((s + i) % 7) >= 5 for i in range(r)) for r in range(7)] for s in range(7)])
@@ -194,6 +198,9 @@ class PaymentDateModel(BaseEstimator):
             "h_weekend_share": weekend / np.maximum(width, 1),
             "h_month": ((month0 + np.floor(start / 30.44)) % 12 + 1).astype(float),
         }
+        if "i_due_dom" in src:
+            cols.update(_calendar_columns(np.nan_to_num(np.asarray(src["i_due_month"], dtype=float))[rows],
+                                          np.nan_to_num(np.asarray(src["i_due_dom"], dtype=float))[rows], start, end))
         if "c_pay_dow_mode" in src:
             mode = np.asarray(src["c_pay_dow_mode"], dtype=float)[rows]
             # Does the bin hold the client's usual payment weekday (its payment run)?
@@ -352,7 +359,8 @@ class PaymentDateModel(BaseEstimator):
             Z = np.full((len(r), width), np.nan)
             Z[:, :m] = M[r]
             for name, values in self._bin_columns(src, r, b.astype(int), a0).items():
-                Z[:, slots[name]] = values
+                if name in slots:  # a model fitted before a bin column existed does not have it
+                    Z[:, slots[name]] = values
             h[r, b] = np.clip(self.booster_.predict(Z, num_threads=num_threads), 0.0, 1.0)
         surv = np.cumprod(1.0 - h, axis=1)
         cdf = np.hstack([np.zeros((len(M), 1)), 1.0 - surv])
@@ -448,6 +456,29 @@ class PaymentDateModel(BaseEstimator):
     def sample(self, days: np.ndarray, cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Payment days (after as_of) for uniform draws ``u`` (n, m); ``inf`` past the horizon."""
         return sample_payment_days(days, cdf, u, self.horizon_days)
+
+
+def _calendar_columns(due_month: np.ndarray, due_dom: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict:
+    """Calendar of the bin [start, end) (days past due) of an invoice due on day ``due_dom`` of
+    month ``due_month``: day of the month at its start, and whether it holds a month end or the year end.
+
+    Companies pay in runs on set days of the month and close their books at month, quarter and
+    year end; the weekday alone does not say that.
+    """
+    m = np.clip(due_month.astype(int), 1, 12)
+    doy0 = _MONTH_START[m - 1] + np.clip(due_dom, 1, 31) - 1
+    s = (doy0 + np.floor(start)).astype(np.int64)
+    e = (doy0 + np.ceil(end) - 1).astype(np.int64)  # the bin's last day
+    s_in = s % 365
+    month_of = np.searchsorted(_MONTH_START, s_in, side="right") - 1
+    dom = s_in - _MONTH_START[month_of] + 1
+    # Month ends crossed: month starts (day of year) in (s, e + 1], counted over whole years.
+    ends_to = lambda x: (x // 365) * 12 + np.searchsorted(_MONTH_START[1:], x % 365, side="right")  # noqa: E731
+    return {
+        "h_start_dom": dom.astype(float),
+        "h_month_end_in_bin": (ends_to(e + 1) > ends_to(s)).astype(float),
+        "h_year_end_in_bin": ((e + 1) // 365 > s // 365).astype(float),
+    }
 
 
 def _km_map(u: np.ndarray, event: np.ndarray, n_grid: int = 201, min_at_risk: int = 50) -> tuple[np.ndarray, np.ndarray]:

@@ -131,3 +131,24 @@ def test_actions_without_any_promise_yet():
     f = build_features(led, D).set_index("invoice_id")
     assert f.loc["i3", "i_n_actions"] == 1 and f.loc["i3", "i_days_since_action"] == 18
     assert np.isnan(f.loc["i3", "i_promise_days"])
+
+
+def test_payment_run_siblings_and_older_open_invoices():
+    # Client A: i1, i2, i3 due the same day (i1 paid before D, i2 paid on D: not yet known), i4 due
+    # later; client B: i5 due the same day as A's, alone. i6 is issued on D: not yet known.
+    led = Ledger.from_frames(pd.DataFrame({
+        "invoice_id": ["i1", "i2", "i3", "i4", "i5", "i6"],
+        "client_id": ["A", "A", "A", "A", "B", "A"],
+        "issue_date": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-20", "2024-01-01", "2024-03-01"],
+        "due_date": ["2024-02-01", "2024-02-01", "2024-02-01", "2024-02-20", "2024-02-01", "2024-02-01"],
+        "paid_date": ["2024-02-05", "2024-03-01", None, None, None, None],
+        "amount": [10.0, 20.0, 30.0, 40.0, 50.0, 60.0],
+    }))
+    f = build_features(led, D).set_index("invoice_id")
+    assert list(f.index) == ["i2", "i3", "i4", "i5"]
+    assert f.loc["i2", "i_siblings"] == 2 and f.loc["i2", "i_siblings_paid_share"] == pytest.approx(0.5)
+    assert f.loc["i3", "i_siblings"] == 2 and f.loc["i3", "i_siblings_paid_share"] == pytest.approx(0.5)
+    assert f.loc["i4", "i_siblings"] == 0 and np.isnan(f.loc["i4", "i_siblings_paid_share"])
+    assert f.loc["i5", "i_siblings"] == 0
+    assert f.loc["i4", "i_older_open"] == 2  # i2 and i3 are open and due earlier
+    assert f.loc["i2", "i_older_open"] == 0 and f.loc["i5", "i_older_open"] == 0
