@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from ledger.store import open_store
 from ledger.workspace import Settings, load_settings
 from serving import pages, services
-from serving.config import ServingSettings
+from serving.config import ServingSettings, resolve_session_secret
 from serving.routes import actions, clients, forecast, health, ledger, model, scores, worklist
 from serving.state import LRU, ServiceState
 
@@ -49,13 +49,14 @@ def create_app(
     settings = settings or load_settings()
     serving = serving or ServingSettings()
     loader = champion_loader or services.default_loader
+    session_secret = resolve_session_secret(serving, settings.home_dir)  # refused here, before serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = open_store(settings.store_url)
         state = ServiceState(settings=settings, serving=serving, engine=engine, loader=loader,
                              client_features=LRU(serving.client_feature_cache_days),
-                             open_rows=LRU(serving.score_cache_days))
+                             open_rows=LRU(serving.score_cache_days), session_secret=session_secret)
         app.state.encaisse = state
         services.refresh_ledger(state)
         loaded, message = services.reload_champion(state)

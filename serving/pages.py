@@ -90,6 +90,8 @@ def _unb64(text: str) -> bytes:
 
 def sign_session(secret: str, payload: dict) -> str:
     """``payload`` as a cookie value: base64 JSON and its HMAC-SHA256 (keyed by the session secret)."""
+    if not secret:
+        raise ValueError("no session secret: nothing is signed without one")
     body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8"))
     mac = hmac.new(secret.encode("utf-8"), body.encode("ascii"), hashlib.sha256).digest()
     return f"{body}.{_b64(mac)}"
@@ -97,7 +99,7 @@ def sign_session(secret: str, payload: dict) -> str:
 
 def read_session(secret: str, value: str | None, now: float | None = None) -> dict | None:
     """The payload of a cookie made by :func:`sign_session`; None when forged, malformed or expired."""
-    if not value or value.count(".") != 1 or len(value) > 4096:
+    if not secret or not value or value.count(".") != 1 or len(value) > 4096:
         return None
     body, mac = value.split(".")
     want = hmac.new(secret.encode("utf-8"), body.encode("ascii"), hashlib.sha256).digest()
@@ -157,7 +159,7 @@ def _lang(request: Request) -> str:
 def _context(request: Request) -> Ctx:
     state: ServiceState = request.app.state.encaisse
     ctx = Ctx(request=request, state=state, lang=_lang(request))
-    payload = read_session(state.serving.session_secret, request.cookies.get(SESSION_COOKIE))
+    payload = read_session(state.session_secret, request.cookies.get(SESSION_COOKIE))
     if payload is not None:
         ctx.principal = _principal_of_key(state, payload.get("kid"))
         ctx.csrf = str(payload.get("csrf", ""))
@@ -358,7 +360,7 @@ def login(request: Request, key: FormText = "", csrf: FormText = "", next: FormT
         return _login_page(ctx, next_, ctx.t("login_invalid"), status_code=401)
     if _home(principal) == "/login":
         return _login_page(ctx, next_, ctx.t("login_no_pages", role=principal.role), status_code=403)
-    session = sign_session(ctx.state.serving.session_secret,
+    session = sign_session(ctx.state.session_secret,
                            {"kid": principal.key_id, "csrf": secrets.token_urlsafe(24), "iat": int(time.time())})
     response = RedirectResponse(next_ or _home(principal), status_code=303)
     _set_cookie(response, request, SESSION_COOKIE, session, max_age=SESSION_MAX_AGE)

@@ -115,6 +115,8 @@ class ServiceState:
             champion, day).
         results: other computed answers (worklists, forecasts, KPIs).
         build_lock: held while ``open_rows`` builds an entry, so concurrent first calls build it once.
+        session_secret: the secret signing the pages' session cookie
+            (``serving.config.resolve_session_secret``); empty signs and accepts nothing.
     """
 
     settings: Settings
@@ -129,6 +131,7 @@ class ServiceState:
     open_rows: LRU = field(default_factory=lambda: LRU(4), repr=False)
     results: LRU = field(default_factory=lambda: LRU(32), repr=False)
     build_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    session_secret: str = field(default="", repr=False)
 
     def clear_scoring_caches(self) -> None:
         """Forget everything computed from the ledger or the champion (after a write or a reload)."""

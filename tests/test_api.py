@@ -433,7 +433,8 @@ def test_ready_is_503_before_a_model_exists(tmp_path):
         assert r.status_code == 503 and "no model is loaded" in r.json()["detail"]
 
 
-def test_placeholder_secret_refused_outside_development():
-    with pytest.raises(ValueError, match="placeholder"):
-        ServingSettings(environment="production")
+def test_placeholder_secret_refused_in_every_environment():
+    for env in ("development", "production"):
+        with pytest.raises(ValueError, match="placeholder"):
+            ServingSettings(environment=env, session_secret="changethis")
     assert ServingSettings(environment="production", session_secret=hashlib.sha256(b"x").hexdigest())
