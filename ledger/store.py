@@ -75,9 +75,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_store_engine(url: str) -> sa.Engine:
-    """An engine for ``url`` without migrating (``open_store`` is what callers want)."""
-    engine = sa.create_engine(url)
+def create_store_engine(url: str, busy_timeout: float | None = None) -> sa.Engine:
+    """An engine for ``url`` without migrating (``open_store`` is what callers want).
+
+    ``busy_timeout``: seconds a SQLite statement waits for another process's write lock (default 5).
+    """
+    kwargs = {"connect_args": {"timeout": busy_timeout}} if busy_timeout is not None and url.startswith("sqlite") else {}
+    engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         db = engine.url.database
@@ -86,12 +90,47 @@ def create_store_engine(url: str) -> sa.Engine:
     return engine
 
 
+MIGRATION_LOCK_ID = 0x656E6361  # "enca"
+"""PostgreSQL advisory lock taken while migrations run."""
+MIGRATION_WAIT_MS = 120_000
+"""How long a process waits for another one's migrations (SQLite busy timeout, milliseconds)."""
+
+
+def _lock_for_migrations(conn: sa.Connection) -> int | None:
+    """Take the store's migration lock for the rest of ``conn``'s transaction.
+
+    SQLite: ``BEGIN IMMEDIATE`` (the write lock; DDL is transactional there). PostgreSQL: a
+    transaction-scoped advisory lock. A second process starting together waits here, then finds
+    the store migrated.
+
+    Returns:
+        SQLite: the connection's busy timeout before (milliseconds), to be given back.
+    """
+    if conn.dialect.name == "sqlite":
+        dbapi = conn.connection.driver_connection
+        before = int(dbapi.execute("PRAGMA busy_timeout").fetchone()[0])
+        dbapi.execute(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
+        if not dbapi.in_transaction:
+            dbapi.execute("BEGIN IMMEDIATE")
+        return before
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_ID})
+    return None
+
+
 def upgrade_store(engine: sa.Engine, revision: str = "head") -> str | None:
-    """Run the migrations up to ``revision``; return the store's revision afterwards."""
+    """Run the migrations up to ``revision`` under the migration lock; return the store's revision.
+
+    Idempotent: processes racing to create or upgrade one store run the migrations once, the others
+    wait for the lock and find nothing left to do.
+    """
     cfg = alembic_config()
     with _quiet_alembic(), engine.begin() as conn:
+        busy = _lock_for_migrations(conn)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+        if busy is not None:
+            conn.connection.driver_connection.execute(f"PRAGMA busy_timeout={busy}")
     return current_revision(engine)
 
 
@@ -120,17 +159,18 @@ def head_revision() -> str | None:
         return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def open_store(url: str) -> sa.Engine:
+def open_store(url: str, busy_timeout: float | None = None) -> sa.Engine:
     """Open the store at ``url``, creating or upgrading it to the newest schema.
 
     Args:
         url: SQLAlchemy URL, e.g. ``sqlite:///.encaisse/ledger.db`` or
             ``postgresql+psycopg://user@host/db``.
+        busy_timeout: seconds a SQLite statement waits for another process's write lock (default 5).
 
     Returns:
         An engine on the migrated store.
     """
-    engine = create_store_engine(url)
+    engine = create_store_engine(url, busy_timeout)
     if current_revision(engine) != head_revision():
         rev = upgrade_store(engine)
         log.info("ledger store at revision %s", rev)
