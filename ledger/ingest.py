@@ -803,6 +803,12 @@ def _unknown_invoices(conn: sa.Connection, stamp: datetime, source: str) -> list
             "or check the ids)"]
 
 
+def _undo(staged: StagedUpsert | None) -> None:
+    """Remove what a direct ingest committed batch by batch (a staged one commits nothing before its end)."""
+    if isinstance(staged, DirectInsert):
+        staged.undo()
+
+
 def _record_run(conn: sa.Connection, result: IngestResult, started: datetime, status: str) -> None:
     conn.execute(ingest_runs.insert().values(
         started_at=started, finished_at=datetime.now(UTC), source=result.source,
@@ -952,6 +958,7 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
             result.problems = _summaries(tally, examples, spec, path.name)
             if result.rejected and not allow_rejects:
                 trans.rollback()
+                _undo(staged)
                 staged.close()
                 result.seconds = time.perf_counter() - t0
                 _record_run(conn, result, started, "rejected")
@@ -973,6 +980,8 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
         except BaseException as exc:
             if trans.is_active:
                 trans.rollback()
+            with contextlib.suppress(Exception):
+                _undo(staged)
             if isinstance(exc, _CsvLayoutError | _KeyRepeated) and rejects.path is not None:
                 rejects.path.unlink(missing_ok=True)
             if staged is not None:

@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from collections.abc import Callable, Iterator
@@ -174,7 +175,22 @@ def open_store(url: str, busy_timeout: float | None = None) -> sa.Engine:
     if current_revision(engine) != head_revision():
         rev = upgrade_store(engine)
         log.info("ledger store at revision %s", rev)
+    _rebuild_dropped_indexes(engine)
     return engine
+
+
+def _rebuild_dropped_indexes(engine: sa.Engine) -> None:
+    """Build the ledger tables' secondary indexes an ingest killed part-way had dropped (SQLite)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        present = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    missing = [ix for t in LEDGER_TABLES.values() for ix in t.indexes if ix.name not in present]
+    if missing:
+        log.warning("rebuilding %d index(es) an interrupted ingest had dropped", len(missing))
+        with engine.begin() as conn:
+            for ix in missing:
+                ix.create(conn, checkfirst=True)
 
 
 # --- row hashes ----------------------------------------------------------------------------------
@@ -382,9 +398,13 @@ class StagedUpsert:
             for start in range(0, len(df), CHUNK_ROWS):
                 _write_chunk(self, [c[start:start + CHUNK_ROWS] for c in cols])
                 self.staged += min(CHUNK_ROWS, len(df) - start)
+                self.checkpoint()
                 if on_progress:
                     on_progress(self.staged)
         return pd.Series(hashes, index=df.index, dtype=object)
+
+    def checkpoint(self) -> None:
+        """After each batch: nothing here (staged rows wait in the caller's transaction)."""
 
     def write_columns(self, columns: list[list[Any]]) -> None:
         """Write rows given as columns (in staging column order) to the staging table.
@@ -536,9 +556,20 @@ class DirectInsert(StagedUpsert):
     staged key is unique and not stored: ``ledger.ingest`` checks each chunk (``any_stored`` and
     its own digests) before writing it, and starts the file over with ``StagedUpsert`` when a key
     repeats. On an empty table the secondary indexes are dropped first and built once over the
-    loaded rows by ``merge``. Everything happens in the caller's transaction (opened here if the
-    driver has not yet): a failure leaves the table as it was, indexes included.
+    loaded rows by ``merge``.
+
+    The rows are committed a batch at a time (``checkpoint``): SQLite's write lock is held for one
+    batch, never for the whole file, so a short write from elsewhere (an action recorded through
+    the API) waits a fraction of a second, not the file's length. One logical ingest all the same:
+    a failure, a rejected file or a repeated key ``undo``es what it committed (every row it
+    inserted carries its stamp; none existed before), indexes included. An ingest killed
+    part-way leaves the batches it committed: sending the file again stores the rest (the stored
+    rows are unchanged), and ``open_store`` rebuilds any index it had dropped.
     """
+
+    COMMIT_GAP_SECONDS = 0.01
+    """Pause between a batch's commit and the next batch: writers waiting for the lock (polling every
+    few milliseconds, ``ledger.writes``) take it in this gap."""
 
     def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
                  now: datetime | None = None) -> None:
@@ -566,6 +597,29 @@ class DirectInsert(StagedUpsert):
         for ix in self._indexes:
             ix.drop(conn)
         self._probe = _stored_probe(conn, self.spec)
+        self._stamp = stamp
+        self.committed = 0
+
+    def checkpoint(self) -> None:
+        """Commit the batch just written and take the write lock again, leaving others a gap to write."""
+        dbapi = self.conn.connection.driver_connection
+        dbapi.commit()
+        self.committed = self.staged
+        time.sleep(self.COMMIT_GAP_SECONDS)
+        dbapi.execute("BEGIN IMMEDIATE")
+
+    def undo(self) -> None:
+        """Remove every row this ingest inserted, in its own transaction, and rebuild dropped indexes."""
+        dbapi = self.conn.connection.driver_connection
+        if dbapi.in_transaction:
+            dbapi.rollback()
+        dbapi.execute("BEGIN IMMEDIATE")
+        preparer = self.conn.dialect.identifier_preparer
+        dbapi.execute(f"DELETE FROM {preparer.quote(self.target.name)} WHERE ingested_at = '{self._stamp}'")
+        for ix in self._indexes:
+            ix.create(self.conn, checkfirst=True)
+        dbapi.commit()
+        self.committed = self.staged = 0
 
     @staticmethod
     def usable(conn: sa.Connection, table: str | Table, keys: list[str]) -> bool:
@@ -627,7 +681,7 @@ class DirectInsert(StagedUpsert):
             ``(inserted, 0, 0)``.
         """
         for ix in self._indexes:
-            ix.create(self.conn)
+            ix.create(self.conn, checkfirst=True)  # open_store may have rebuilt one meanwhile
         self._indexes = []
         self.close()
         return self.staged, 0, 0

@@ -42,6 +42,10 @@ class ServingSettings(BaseSettings):
     max_invoices_per_call: int = Field(default=10_000, ge=1, description="Invoices one score call may carry.")
     max_history_rows: int = Field(default=200_000, ge=1, description="History rows a stateless score call may carry.")
     max_rows_per_write: int = Field(default=50_000, ge=1, description="Rows one invoices/payments call may carry.")
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="Largest request body (bytes); "
+                                                                                "a larger one is a 413 before parsing.")
+    write_timeout_seconds: float = Field(default=20.0, gt=0, description="How long a write waits for the store's "
+                                                                         "write lock before a 503 with Retry-After.")
     client_feature_cache_days: int = Field(default=8, ge=1, description="as_of days whose client features are kept.")
     score_cache_days: int = Field(default=4, ge=1, description="as_of days whose encoded open invoices are kept "
                                                                 "for score calls.")

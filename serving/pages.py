@@ -46,7 +46,7 @@ from pydantic import ValidationError
 from ledger.schema import api_keys
 from ledger.scores_store import list_score_runs
 from models.policy import NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVIEW_PLAN, WAIT_PROMISE, load_policy
-from serving import services
+from serving import services, writes
 from serving.auth import allows
 from serving.deps import authenticate, check_portfolio
 from serving.i18n import LANG_COOKIE, LANGS, fmt_amount, fmt_date, fmt_number, fmt_pct, label, pick_lang, translate
@@ -451,9 +451,9 @@ def mark_done(request: Request, invoice_id: FormText = "", csrf: FormText = "", 
     if not bool(row["actionable"]):
         return error_page(ctx, 409, ctx.t("nothing_to_mark"))
     step = str(row["next_action"])
-    services.record_action(ctx.state, {
+    writes.record_action(ctx.state, {
         "client_id": str(row["client_id"]), "invoice_id": invoice_id, "action_date": ctx.day.date(), "step": step,
-        "channel": _step_channel(row.get("scenario"), step), "outcome": "done"})
+        "channel": _step_channel(row.get("scenario"), step), "outcome": "done"}, principal=ctx.principal)
     params = {k: v for k, v in parse_qsl(back) if k in ("collector", "profile", "show", "sort", "order", "as_of")}
     return RedirectResponse(_url("/worklist", **params, done=invoice_id), status_code=303)
 
@@ -532,7 +532,7 @@ def record_client_action(request: Request, client_id: str, kind: FormText = "", 
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return _client_page(ctx, client_id, 422, ctx.t("action_invalid", detail=detail), form)
     try:
-        services.record_action(ctx.state, action.model_dump())
+        writes.record_action(ctx.state, action.model_dump(), principal=ctx.principal)
     except LookupError as exc:
         return _client_page(ctx, client_id, 422, ctx.t("action_invalid", detail=str(exc)), form)
     except services.RowsRejected as exc:
