@@ -54,22 +54,24 @@ def record_versions(conn: sa.Connection, rows: pd.DataFrame, stored: pd.DataFram
         if old is not None and old["row_hash"] == row["row_hash"]:
             counts["unchanged"] += 1
             continue
+        current_id = None
+        if old is not None:
+            current = conn.execute(sa.select(action_history.c.id).where(
+                action_history.c.action_id == aid, action_history.c.superseded_at.is_(None))
+                .order_by(action_history.c.id.desc())).first()
+            if current is None:  # the stored version came from a file: kept here before it is replaced
+                current_id = conn.execute(action_history.insert().values(
+                    action_id=aid, row_hash=old["row_hash"], data=_data({"action_id": aid, **old.to_dict()}),
+                    recorded_at=now, recorded_by="store (before its first edit)")).inserted_primary_key[0]
+            else:
+                current_id = current[0]
         new_id = conn.execute(action_history.insert().values(
             action_id=aid, row_hash=row["row_hash"], data=_data(row), recorded_at=now, recorded_by=by,
         )).inserted_primary_key[0]
-        if old is None:
+        if current_id is None:
             counts["new"] += 1
             continue
         counts["edited"] += 1
-        current = conn.execute(sa.select(action_history.c.id).where(
-            action_history.c.action_id == aid, action_history.c.superseded_at.is_(None),
-            action_history.c.id != new_id).order_by(action_history.c.id.desc())).first()
-        if current is None:  # the stored version came from a file: keep it here before it is replaced
-            current_id = conn.execute(action_history.insert().values(
-                action_id=aid, row_hash=old["row_hash"], data=_data({"action_id": aid, **old.to_dict()}),
-                recorded_at=now, recorded_by="store (before its first edit)")).inserted_primary_key[0]
-        else:
-            current_id = current[0]
         conn.execute(action_history.update().where(action_history.c.id == current_id)
                      .values(superseded_at=now, superseded_by=new_id))
     return counts
