@@ -886,7 +886,11 @@ def _ingest_once(args: tuple, fast_csv: bool) -> IngestResult:
         return _ingest(*args, fast_csv=fast_csv, direct=True)
     except _KeyRepeated:
         log.info("%s repeats keys: staging it to settle them", args[1].name)
-        return _ingest(*args, fast_csv=fast_csv, direct=False)
+    except sa.exc.IntegrityError:
+        # A key written by someone else between two of the direct path's batches (its lock is
+        # released between them); what it had written is undone, the staged path settles the keys.
+        log.info("a key of %s was stored meanwhile: staging it to settle them", args[1].name)
+    return _ingest(*args, fast_csv=fast_csv, direct=False)
 
 
 def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: SourceOptions, rejects_dir: Path,

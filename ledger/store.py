@@ -396,12 +396,16 @@ class StagedUpsert:
                 cols.append(_extra_texts(df, self.extras))
             cols.append(hashes)
             for start in range(0, len(df), CHUNK_ROWS):
+                self.lock()
                 _write_chunk(self, [c[start:start + CHUNK_ROWS] for c in cols])
                 self.staged += min(CHUNK_ROWS, len(df) - start)
                 self.checkpoint()
                 if on_progress:
                     on_progress(self.staged)
         return pd.Series(hashes, index=df.index, dtype=object)
+
+    def lock(self) -> None:
+        """Before each batch: nothing here (the caller's transaction holds everything)."""
 
     def checkpoint(self) -> None:
         """After each batch: nothing here (staged rows wait in the caller's transaction)."""
@@ -600,13 +604,18 @@ class DirectInsert(StagedUpsert):
         self._stamp = stamp
         self.committed = 0
 
-    def checkpoint(self) -> None:
-        """Commit the batch just written and take the write lock again, leaving others a gap to write."""
+    def lock(self) -> None:
+        """Take the write lock for the next batch (waiting for others' short writes: the busy timeout)."""
         dbapi = self.conn.connection.driver_connection
-        dbapi.commit()
+        if not dbapi.in_transaction:
+            dbapi.execute("BEGIN IMMEDIATE")
+
+    def checkpoint(self) -> None:
+        """Commit the batch just written and leave writers a gap; the lock is taken again at the next
+        batch, so reading and checking the file's next chunk hold no lock."""
+        self.conn.connection.driver_connection.commit()
         self.committed = self.staged
         time.sleep(self.COMMIT_GAP_SECONDS)
-        dbapi.execute("BEGIN IMMEDIATE")
 
     def undo(self) -> None:
         """Remove every row this ingest inserted, in its own transaction, and rebuild dropped indexes."""
