@@ -26,7 +26,6 @@ from serving.keys import verify_key
 
 MAX_ERRORS = 20
 """Validation errors listed in a 422 answer (the count of the others is given)."""
-PUBLIC_API_PATHS = ("/v1/openapi.json",)
 
 
 async def _send_json(send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
@@ -49,7 +48,7 @@ class BodyGuard:
             await self.app(scope, receive, send)
             return
         path = scope.get("path", "")
-        if path.startswith("/v1/") and path not in PUBLIC_API_PATHS:
+        if path.startswith("/v1/"):  # every /v1/ path needs a key; the public ones live outside /v1/
             conn = HTTPConnection(scope)
             token = token_from_request(conn)
             state = scope["app"].state.encaisse

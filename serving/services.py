@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from features.clients import build_client_features
 from features.invoices import build_features
 from features.kpis import evaluate_kpis
-from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, Ledger
+from ledger.contracts import CLIENTS, INVOICES, PAYMENTS, Ledger
 from ledger.ingest import validate_frame
 from ledger.scores_store import latest_run, load_run
 from ledger.store import load_ledger
