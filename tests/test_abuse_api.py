@@ -201,3 +201,14 @@ def test_writes_are_folded_into_the_loaded_ledger_without_reloading_it(site, mon
         assert {f"ACT-INC-{i}" for i in range(5)} <= set(index.ledger.actions["action_id"].iloc[pos].astype(str))
         page = tc.get(f"/v1/clients/{a_client}", headers={"X-API-Key": keys["admin"]})
         assert page.status_code in (200, 503)  # no model in this test; the ledger part never reloads
+
+
+def test_a_payment_of_an_unknown_invoice_is_stored_and_reported(site):
+    settings, ledger, keys, a_client, _ = site
+    known = str(ledger.invoices["invoice_id"].iloc[0])
+    rows = [{"payment_id": "PAY-KNOWN", "invoice_id": known, "paid_date": "2025-06-01", "amount": 1.0},
+            {"payment_id": "PAY-UNKNOWN", "invoice_id": "NO-SUCH-INVOICE", "paid_date": "2025-06-01", "amount": 1.0}]
+    with client(settings) as tc:
+        r = tc.post("/v1/payments", json={"payments": rows}, headers={"X-API-Key": keys["admin"]})
+    assert r.status_code == 200 and r.json()["inserted"] == 2
+    assert r.json()["warnings"] == ["1 payment(s) name an invoice not in the store: NO-SUCH-INVOICE (stored all the same)."]
