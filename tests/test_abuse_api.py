@@ -92,10 +92,11 @@ def hold_lock(db, seconds: float, ready: threading.Event) -> threading.Thread:
 
 
 def test_a_write_waits_for_a_held_lock_and_is_stored(site):
+    """Held longer than SQLite's default 5 s busy timeout (where the write used to fail with a 500)."""
     settings, ledger, keys, a_client, _ = site
-    with client(settings, ServingSettings(write_timeout_seconds=10)) as tc:
+    with client(settings, ServingSettings(write_timeout_seconds=15)) as tc:
         ready = threading.Event()
-        holder = hold_lock(settings.home_dir / "ledger.db", 1.0, ready)
+        holder = hold_lock(settings.home_dir / "ledger.db", 6.0, ready)
         ready.wait(5)
         r = tc.post("/v1/actions", json=action(a_client, action_id="ACT-WAIT"), headers={"X-API-Key": keys["admin"]})
         holder.join()
