@@ -126,16 +126,19 @@ def main() -> None:
             time.sleep(0.05)  # polling another process's progress
         burst_started = time.perf_counter()
 
+        limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+        http = httpx.Client(timeout=120, limits=limits)  # kept-alive connections, as a real client keeps them
+
         def post(i: int) -> tuple[int, float]:
             body = {"action_id": f"BURST-{i:04d}", "client_id": clients[i % len(clients)], "action_date": "2025-06-01",
                     "step": "call", "channel": "call", "outcome": "no_answer"}
             t = time.perf_counter()
-            with httpx.Client(timeout=120) as c:
-                r = c.post(f"{base}/v1/actions", json=body, headers={"X-API-Key": key})
+            r = http.post(f"{base}/v1/actions", json=body, headers={"X-API-Key": key})
             return r.status_code, (time.perf_counter() - t) * 1000
 
         with ThreadPoolExecutor(args.concurrency) as pool:
             results = list(pool.map(post, range(args.writes)))
+        http.close()
         burst_ended = time.perf_counter()
         ingest_running_at_burst_end = ingest.poll() is None
         out, _ = ingest.communicate(timeout=3600)

@@ -766,7 +766,8 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
                 keys = good[spec.key]
                 if staged is None:  # the first chunk's keys decide: all new -> straight in
                     direct = direct and DirectInsert.usable(conn, spec, keys.tolist())
-                    staged = (DirectInsert if direct else StagedUpsert)(conn, spec, list(mapping_used.extra))
+                    staged = (DirectInsert(conn, spec, list(mapping_used.extra)) if direct
+                              else StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True))
                 elif direct and staged.any_stored(keys.tolist()):
                     raise _KeyRepeated()
                 index.add(keys, good["source_row"], check=direct)
@@ -778,7 +779,7 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
                     on_progress("read", result.read, None)
             if staged is None:  # no row at all
                 direct = False
-                staged = StagedUpsert(conn, spec, list(mapping_used.extra))
+                staged = StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True)
             if direct:  # every key was checked new and unique as it came
                 dup_rej, identical = pd.DataFrame(columns=["source_row", "reason"]), 0
             else:

@@ -342,7 +342,9 @@ class StagedUpsert:
     transaction: a failure leaves the ledger table as it was.
 
     Usage: ``stage`` batches (with a unique ``source_row`` each), ``discard`` rows if needed,
-    then ``merge``.
+    then ``merge``. With ``lock_at_merge`` (a file ingest on SQLite, whose transaction has written
+    only the temporary stage), the store's write lock is taken at the merge: held for the merge
+    only, never while the file is read.
     """
 
     def _bind(self, conn: sa.Connection, table: str | Table, extras, now: datetime | None) -> None:
@@ -358,8 +360,9 @@ class StagedUpsert:
         self.staged = 0
 
     def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, lock_at_merge: bool = False) -> None:
         self._bind(conn, table, extras, now)
+        self.lock_at_merge = lock_at_merge
         columns = [sa.Column("source_row", sa.Integer(), primary_key=True, autoincrement=False)]
         columns += [sa.Column(n, self.target.c[n].type) for n in self.spec.names]
         if self.spec.name == "invoices":
@@ -399,7 +402,7 @@ class StagedUpsert:
                 self.lock()
                 _write_chunk(self, [c[start:start + CHUNK_ROWS] for c in cols])
                 self.staged += min(CHUNK_ROWS, len(df) - start)
-                self.checkpoint()
+                self.checkpoint(last=start + CHUNK_ROWS >= len(df))
                 if on_progress:
                     on_progress(self.staged)
         return pd.Series(hashes, index=df.index, dtype=object)
@@ -407,8 +410,8 @@ class StagedUpsert:
     def lock(self) -> None:
         """Before each batch: nothing here (the caller's transaction holds everything)."""
 
-    def checkpoint(self) -> None:
-        """After each batch: nothing here (staged rows wait in the caller's transaction)."""
+    def checkpoint(self, last: bool = False) -> None:
+        """After each batch (``last``: of a frame): nothing here (staged rows wait in the caller's transaction)."""
 
     def write_columns(self, columns: list[list[Any]]) -> None:
         """Write rows given as columns (in staging column order) to the staging table.
@@ -473,6 +476,14 @@ class StagedUpsert:
         Returns:
             ``(inserted, updated, unchanged)``.
         """
+        if self.lock_at_merge and self.dialect == "sqlite":
+            # Staging wrote to the connection's temporary database only; the write lock on the store
+            # is taken now, for the merge alone, before reading the table (a read snapshot taken
+            # first could be outdated by another writer's commit, and SQLite refuses to write from it).
+            dbapi = self.conn.connection.driver_connection
+            if dbapi.in_transaction:
+                dbapi.commit()
+            dbapi.execute("BEGIN IMMEDIATE")
         new, changed, unchanged = self.counts()
         rebuild: list[sa.Index] = []
         if new >= REBUILD_MIN_ROWS:
@@ -571,6 +582,9 @@ class DirectInsert(StagedUpsert):
     rows are unchanged), and ``open_store`` rebuilds any index it had dropped.
     """
 
+    COMMIT_ROWS = 50_000
+    """Rows per commit: a commit costs tens of milliseconds, a batch of this size holds the lock a
+    fraction of a second (bench/RESULTS.md, writes during an ingest)."""
     COMMIT_GAP_SECONDS = 0.01
     """Pause between a batch's commit and the next batch: writers waiting for the lock (polling every
     few milliseconds, ``ledger.writes``) take it in this gap."""
@@ -610,9 +624,12 @@ class DirectInsert(StagedUpsert):
         if not dbapi.in_transaction:
             dbapi.execute("BEGIN IMMEDIATE")
 
-    def checkpoint(self) -> None:
-        """Commit the batch just written and leave writers a gap; the lock is taken again at the next
-        batch, so reading and checking the file's next chunk hold no lock."""
+    def checkpoint(self, last: bool = False) -> None:
+        """Commit once ``COMMIT_ROWS`` rows are written, and after a frame's ``last`` batch, leaving
+        writers a gap; the lock is taken again at the next batch, so reading and checking the file's
+        next chunk hold no lock."""
+        if not last and self.staged - self.committed < self.COMMIT_ROWS:
+            return
         self.conn.connection.driver_connection.commit()
         self.committed = self.staged
         time.sleep(self.COMMIT_GAP_SECONDS)

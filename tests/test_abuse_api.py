@@ -135,6 +135,7 @@ def test_a_direct_ingest_leaves_writers_gaps_between_its_batches(tmp_path, monke
     path.write_text("invoice_id,client_id,issue_date,due_date,amount,currency\n" + "".join(
         f"NEW{i:04d},C1,2025-01-01,2025-02-01,10,EUR\n" for i in range(120)), encoding="utf-8")
     monkeypatch.setattr(store_mod, "CHUNK_ROWS", 10)  # 12 batches
+    monkeypatch.setattr(store_mod.DirectInsert, "COMMIT_ROWS", 20)  # a commit every 2 batches
     real = store_mod._write_chunk
     seen = {"batches": 0, "written_at_batch": None}
     done = threading.Event()
