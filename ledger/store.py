@@ -582,9 +582,10 @@ class DirectInsert(StagedUpsert):
     rows are unchanged), and ``open_store`` rebuilds any index it had dropped.
     """
 
-    COMMIT_ROWS = 50_000
-    """Rows per commit: a commit costs tens of milliseconds, a batch of this size holds the lock a
-    fraction of a second (bench/RESULTS.md, writes during an ingest)."""
+    COMMIT_ROWS = 20_000
+    """Rows per commit (one batch): the lock is held a fraction of a second at a time; committing
+    every batch leaves a 1M-row ingest as fast as one transaction (bench/RESULTS.md, writes during
+    an ingest)."""
     COMMIT_GAP_SECONDS = 0.01
     """Pause between a batch's commit and the next batch: writers waiting for the lock (polling every
     few milliseconds, ``ledger.writes``) take it in this gap."""
@@ -706,9 +707,14 @@ class DirectInsert(StagedUpsert):
         Returns:
             ``(inserted, 0, 0)``.
         """
-        for ix in self._indexes:
+        dbapi = self.conn.connection.driver_connection
+        for ix in self._indexes:  # one transaction per index: the lock is held for one index build at a time
+            self.lock()
             ix.create(self.conn, checkfirst=True)  # open_store may have rebuilt one meanwhile
+            dbapi.commit()
+            time.sleep(self.COMMIT_GAP_SECONDS)
         self._indexes = []
+        self.lock()  # the caller records the run and commits
         self.close()
         return self.staged, 0, 0
 
