@@ -44,6 +44,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from ledger.schema import api_keys
+from ledger.writes import StoreBusyError
 from ledger.scores_store import list_score_runs
 from models.policy import NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVIEW_PLAN, WAIT_PROMISE, load_policy
 from serving import services, writes
@@ -256,7 +257,7 @@ def _check_portfolio(ctx: Ctx, client_id: str) -> None:
 
 
 def _page(handler):
-    """Turn a ``_Stop`` into its response, and a missing model into a 503 page."""
+    """Turn a ``_Stop`` into its response, and a missing model or a busy store into a 503 page."""
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
@@ -267,6 +268,11 @@ def _page(handler):
         except services.NoModelError as exc:
             request = kwargs.get("request") or args[0]
             return error_page(_context(request), 503, translate("no_model", _lang(request), detail=str(exc)))
+        except StoreBusyError as exc:  # nothing was stored: the same form can be sent again
+            request = kwargs.get("request") or args[0]
+            response = error_page(_context(request), 503, str(exc))
+            response.headers["Retry-After"] = "5"
+            return response
 
     return wrapper
 

@@ -214,3 +214,24 @@ def test_a_payment_of_an_unknown_invoice_is_stored_and_reported(site):
         r = tc.post("/v1/payments", json={"payments": rows}, headers={"X-API-Key": keys["admin"]})
     assert r.status_code == 200 and r.json()["inserted"] == 2
     assert r.json()["warnings"] == ["1 payment(s) name an invoice not in the store: NO-SUCH-INVOICE (stored all the same)."]
+
+
+def test_a_page_form_under_a_held_lock_is_a_503_page_and_stores_nothing(site):
+    from serving.pages import SESSION_COOKIE, sign_session
+
+    settings, ledger, keys, a_client, _ = site
+    with client(settings, ServingSettings(write_timeout_seconds=0.3)) as tc:
+        session = sign_session(tc.app.state.encaisse.session_secret, {"kid": 1, "csrf": "tok", "iat": int(time.time())})
+        tc.cookies.set(SESSION_COOKIE, session)  # key 1: the admin
+        before = len(small_ledger().actions)
+        ready = threading.Event()
+        holder = hold_lock(settings.home_dir / "ledger.db", 1.5, ready)
+        ready.wait(5)
+        r = tc.post(f"/clients/{a_client}/actions", data={"csrf": "tok", "kind": "call", "action_date": "2025-06-01"},
+                    follow_redirects=False)
+        holder.join()
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5" and "nothing was written" in r.text
+    engine = open_store(settings.store_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from actions")).scalar() == before
+    engine.dispose()
