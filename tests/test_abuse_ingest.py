@@ -217,3 +217,33 @@ def test_first_opens_of_a_new_store_racing_each_other_all_succeed(tmp_path, stor
         p.join(120)
     results = [queue.get(timeout=5) for _ in procs]
     assert results == [head_revision()] * n
+
+
+def test_an_ingest_killed_part_way_is_finished_by_sending_the_file_again(tmp_path, monkeypatch, failing_chunk_write):
+    """A kill leaves the batches the direct path committed (here: undo disabled, as a kill skips it);
+    the next open rebuilds the indexes it had dropped, and the same file again stores the rest."""
+    import ledger.store as store_mod
+
+    monkeypatch.setattr(store_mod, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(store_mod.DirectInsert, "COMMIT_ROWS", 10)
+    monkeypatch.setattr(store_mod.DirectInsert, "undo", lambda self: None)
+    path = tmp_path / "invoices.csv"
+    path.write_text(HEADER + "".join(f"K{i:03d},C{i % 3},2025-01-01,2025-02-01,10,EUR\n" for i in range(50)),
+                    encoding="utf-8")
+    db = tmp_path / "ledger.db"
+    engine = open_store(f"sqlite:///{db}")
+    with pytest.raises(RuntimeError, match="disk full"):
+        ingest_file(engine, path, rejects_dir=tmp_path)
+    engine.dispose()
+    con = sqlite3.connect(db)
+    assert con.execute("select count(*) from invoices").fetchone()[0] == 20  # two batches committed
+    assert not con.execute("select name from sqlite_master where name = 'ix_invoices_client_id'").fetchall()
+    con.close()
+    failing_chunk_write["restore"]()
+    engine = open_store(f"sqlite:///{db}")  # rebuilds the dropped indexes
+    con = sqlite3.connect(db)
+    assert con.execute("select name from sqlite_master where name = 'ix_invoices_client_id'").fetchall()
+    con.close()
+    result = ingest_file(engine, path, rejects_dir=tmp_path)
+    assert (result.inserted, result.unchanged) == (30, 20)
+    assert sorted(load_ledger(engine).invoices["invoice_id"]) == [f"K{i:03d}" for i in range(50)]
