@@ -66,3 +66,14 @@ def test_changing_the_secret_ends_every_session(tmp_path, monkeypatch):
     with client(settings, ServingSettings(session_secret=new_secret)) as tc:
         tc.cookies.set(SESSION_COOKIE, cookie)
         assert tc.get("/kpis", follow_redirects=False).status_code == 303
+
+
+def test_serve_refuses_a_placeholder_secret_in_one_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from encaisse.cli import app
+
+    monkeypatch.setenv("ENCAISSE_SERVING_SESSION_SECRET", "changethis")
+    res = CliRunner().invoke(app, ["serve", "--home", str(tmp_path / "ws")])
+    assert res.exit_code == 1 and "Traceback" not in res.output + res.stderr
+    assert "ENCAISSE_SERVING_SESSION_SECRET is a placeholder ('changethis')" in " ".join(res.stderr.split())

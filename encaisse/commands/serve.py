@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
         try:
             resolve_session_secret(ServingSettings(), load_settings(home).home_dir)
         except ValueError as exc:
-            raise fail(str(exc)) from None
+            errors = getattr(exc, "errors", None)
+            message = "; ".join(e["msg"].removeprefix("Value error, ") for e in errors()) if callable(errors) else str(exc)
+            raise fail(message) from None
         uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level="info", access_log=False)
