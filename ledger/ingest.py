@@ -37,7 +37,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,9 +47,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledger.contracts import CURRENCIES, DOC_TYPES, TABLES, Table, coerce_frame
+from ledger.contracts import TABLES, Table, coerce_frame
 from ledger.mapping import FALSE_VALUES, TRUE_VALUES, ColumnSpec, Mapping, SourceOptions, load_mapping
+from ledger.rules import _check_rules, _Problems, _summaries
 from ledger.schema import ingest_runs
+from ledger.sources import CsvLayoutError as _CsvLayoutError
+from ledger.sources import MALFORMED, SourceError, resolve_options, read_source
 from ledger.store import DirectInsert, StagedUpsert, content_ids, row_hashes
 
 log = logging.getLogger(__name__)
@@ -111,89 +114,7 @@ class IngestResult:
         return "\n".join(lines)
 
 
-# --- problems ------------------------------------------------------------------------------------
-
-_FIXES = {
-    "missing": "fill the values in, or map {col} to another source column or a constant `value`",
-    "unparsable_date": "fix the values, or set the column's `format` in the mapping (e.g. \"%m/%d/%Y\")",
-    "unparsable_amount": "fix the values, or set `decimal`/`thousands` under `source` in the mapping",
-    "unparsable_bool": "use Yes/No, 1/0 or true/false, or list yours with `true_values`/`false_values`",
-    "not_positive": "amounts are positive; give the sign with doc_type (e.g. credit_note) or drop "
-                    "the rows with a mapping filter",
-    "due_before_issue": "fix the dates or map issue_date with not_after (if the source date is a "
-                        "period stamp)",
-    "currency": "use ISO 4217 codes (EUR, USD, ...) or map them with `values:`",
-    "doc_type": f"use one of {', '.join(DOC_TYPES)}, or map the source values with `values:` and a "
-                "`default`",
-    "duplicate": "keep one row per {key}",
-}
-
-_PHRASES = {
-    "missing": "miss {col}",
-    "unparsable_date": "have an unparsable {col}",
-    "unparsable_amount": "have an unparsable {col}",
-    "unparsable_bool": "have an unparsable {col}",
-    "not_positive": "have a zero or negative {col}",
-    "due_before_issue": "have due_date before issue_date",
-    "currency": "have an unknown currency",
-    "doc_type": "have an unknown doc_type",
-    "duplicate": "share a {key} with another row holding different values",
-}
-
-
-class _Problems:
-    """Row reasons, built one vectorized check at a time, and their summaries."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.reasons = np.full(n, "", dtype=object)
-        self.flagged = np.zeros(n, dtype=bool)
-        self.tally: dict[tuple[str, str], list[np.ndarray]] = {}
-        self.examples: dict[tuple[str, str], str] = {}
-        self.unparsable: dict[str, np.ndarray] = {}
-
-    def add(self, code: str, col: str, mask: Any, messages: Callable[[], pd.Series] | str,
-            rows: np.ndarray) -> None:
-        """Flag the rows in ``mask``; ``messages`` (one per row) is only built if a row is flagged."""
-        mask = np.asarray(mask, dtype=bool)
-        if not mask.any():
-            return
-        if callable(messages):
-            messages = messages()
-        if isinstance(messages, str):
-            msgs = np.full(int(mask.sum()), messages, dtype=object)
-        else:
-            msgs = np.asarray(messages, dtype=object)[mask]
-        if code.startswith("unparsable"):
-            self.unparsable[col] = self.unparsable.get(col, np.zeros(self.n, dtype=bool)) | mask
-        current = self.reasons[mask]
-        self.reasons[mask] = np.where(self.flagged[mask], current + "; " + msgs, msgs)
-        self.flagged |= mask
-        self.tally.setdefault((code, col), []).append(rows[mask])
-        self.examples.setdefault((code, col), str(msgs[0]))
-
-    @property
-    def bad(self) -> np.ndarray:
-        return self.flagged
-
-
-def _summaries(tally: dict[tuple[str, str], list[np.ndarray]], examples: dict[tuple[str, str], str],
-               table: Table, source: str) -> list[str]:
-    out = []
-    for (code, col), parts in tally.items():
-        rows = np.sort(np.concatenate(parts))
-        shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
-        noun = table.name if len(rows) != 1 else table.name.rstrip("s")
-        verb = _PHRASES[code].format(col=col, key=table.key)
-        if len(rows) == 1:
-            verb = verb.replace("have ", "has ", 1).replace("miss ", "misses ", 1).replace("share ", "shares ", 1)
-        fix = _FIXES[code].format(col=col, key=table.key)
-        out.append(f"{len(rows)} {noun} {verb}: row{'s' if len(rows) != 1 else ''} {shown} of {source}; "
-                   f"{fix} (first: {examples[(code, col)]})")
-    return out
-
-
-# --- parsing -------------------------------------------------------------------------------------
+# --- parsing (the row rules and their reasons: ledger.rules) -------------------------------------
 
 
 def _text(s: pd.Series) -> pd.Series:
@@ -269,6 +190,14 @@ def _parse_amount(s: pd.Series, opts: SourceOptions) -> tuple[pd.Series, pd.Seri
     return v, t.notna() & v.isna()
 
 
+def _ambiguous_amounts(s: pd.Series, opts: SourceOptions) -> np.ndarray:
+    """Text amounts holding a '.' when the decimal mark is another and '.' is no declared thousands
+    separator: "1.234" could be 1234 or 1.234, so it is rejected rather than guessed."""
+    if opts.decimal == "." or opts.thousands == "." or pd.api.types.is_numeric_dtype(s):
+        return np.zeros(len(s), dtype=bool)
+    return _text(s).str.contains(".", regex=False, na=False).to_numpy(dtype=bool)
+
+
 def _parse_bool(s: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
     if pd.api.types.is_bool_dtype(s):
         return s.astype("boolean"), pd.Series(False, index=s.index)
@@ -322,9 +251,15 @@ def _identity_mapping(table: Table, header: list[str]) -> Mapping:
         return Mapping.model_validate({"table": table.name, "columns": cols})
     except Exception:
         missing = [n for n in table.required if n not in cols and not (table.name == "actions" and n == table.key)]
+        hint = ""
+        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+            if len(header) == 1 and sep in str(header[0]):
+                hint = (f" Its header looks separated by {name}, not commas: pass --delimiter {sep!r} (or "
+                        "`delimiter` under `source` in a mapping).")
+                break
         raise IngestError(
             f"The {table.name} file lacks required columns: {', '.join(missing)}. Add them, or ingest "
-            "with --mapping to say where they come from."
+            f"with --mapping to say where they come from.{hint}"
         ) from None
 
 
@@ -350,6 +285,10 @@ def _map_chunk(
         elif kind in ("amount", "int"):
             parsed, bad = _parse_amount(s, mapping.source)
             problems.add("unparsable_amount", name, bad, lambda: f"unparsable {name} " + _shown(s), rows)
+            ambiguous = _ambiguous_amounts(s, mapping.source) & ~bad.to_numpy()
+            problems.add("ambiguous_amount", name, ambiguous, lambda: (
+                f"ambiguous {name} " + _shown(s) + f": '.' is not the decimal mark ({mapping.source.decimal!r}) "
+                "nor a declared thousands separator"), rows)
             out[name] = parsed if kind == "amount" else parsed.round().astype("Int64")
         elif kind == "bool":
             parsed, bad = _parse_bool(s, spec)
@@ -379,38 +318,6 @@ def _map_chunk(
     return out
 
 
-def _check_rules(table: Table, df: pd.DataFrame, rows: np.ndarray, problems: _Problems,
-                 allow_missing_key: bool) -> None:
-    """The contract's row rules, on a typed canonical frame."""
-    for name in table.required:
-        if name == table.key and allow_missing_key:
-            continue
-        problems.add("missing", name, df[name].isna().to_numpy() & ~_flagged(problems, name), f"missing {name}", rows)
-    for c in table.columns:
-        if c.kind != "amount":
-            continue
-        v = df[c.name]
-        bad = (v < 0) if c.name == "credit_limit" else (v <= 0)
-        bad = bad.fillna(False).to_numpy()
-        problems.add("not_positive", c.name, bad, lambda: f"{c.name} is zero or negative (" + v.astype("str") + ")", rows)
-    if table.name == "invoices":
-        bad = (df["due_date"] < df["issue_date"]).fillna(False).to_numpy()
-        problems.add("due_before_issue", "due_date", bad, lambda: (
-            "due_date " + df["due_date"].dt.strftime("%Y-%m-%d").astype("object").fillna("")
-            + " before issue_date " + df["issue_date"].dt.strftime("%Y-%m-%d").astype("object").fillna("")), rows)
-        cur = df["currency"]
-        bad = (cur.notna() & ~cur.isin(CURRENCIES)).to_numpy()
-        problems.add("currency", "currency", bad, lambda: "unknown currency '" + cur.astype("object").fillna("") + "'", rows)
-        dt = df["doc_type"]
-        bad = (dt.notna() & ~dt.isin(DOC_TYPES)).to_numpy()
-        problems.add("doc_type", "doc_type", bad, lambda: "unknown doc_type '" + dt.astype("object").fillna("") + "'", rows)
-
-
-def _flagged(problems: _Problems, col: str) -> np.ndarray:
-    """Rows already flagged as unparsable in ``col`` (so they are not also 'missing')."""
-    return problems.unparsable.get(col, np.zeros(problems.n, dtype=bool))
-
-
 @dataclass
 class _Chunk:
     good: pd.DataFrame  # typed canonical + extras + source_row
@@ -418,11 +325,32 @@ class _Chunk:
     filtered: pd.DataFrame
 
 
+def _layout_rejects(raw: pd.DataFrame, rows: np.ndarray, malformed: dict[int, tuple[int, int]], tally: dict,
+                    examples: dict) -> pd.DataFrame:
+    """Rows with more fields than the header (``ledger.sources``), as rejects with their line number."""
+    if not malformed:
+        return pd.DataFrame(columns=["source_row", "reason"])
+    at = sorted(malformed)
+    out = raw.iloc[at].copy()
+    reasons = [f"line {malformed[p][1]} has {malformed[p][0]} fields where the header has {raw.shape[1]} "
+               "(an unquoted separator in a value?)" for p in at]
+    out.insert(0, "reason", reasons)
+    out.insert(0, "source_row", rows[at])
+    tally.setdefault(("malformed", "row"), []).append(rows[at])
+    examples.setdefault(("malformed", "row"), reasons[0])
+    return out
+
+
 def _process(mapping: Mapping, raw: pd.DataFrame, first_row: int,
              tally: dict, examples: dict) -> _Chunk:
     table = TABLES[mapping.table]
+    malformed = raw.attrs.get(MALFORMED) or {}
     raw = raw.reset_index(drop=True)
     rows = np.arange(first_row, first_row + len(raw))
+    layout = _layout_rejects(raw, rows, malformed, tally, examples)
+    if len(layout):
+        ok = ~np.isin(np.arange(len(raw)), list(malformed))
+        raw, rows = raw[ok].reset_index(drop=True), rows[ok]
     keep = np.ones(len(raw), dtype=bool)
     for f in mapping.filters:
         t = _text(raw[f.column]).fillna("")
@@ -443,6 +371,8 @@ def _process(mapping: Mapping, raw: pd.DataFrame, first_row: int,
     rejects = raw[bad].copy()
     rejects.insert(0, "reason", problems.reasons[bad])
     rejects.insert(0, "source_row", rows[bad])
+    if len(layout):
+        rejects = pd.concat([layout, rejects], ignore_index=True).sort_values("source_row", kind="stable")
     good = df[~bad].copy()
     good["source_row"] = rows[~bad]
     return _Chunk(good=good, rejects=rejects, filtered=filtered)
@@ -528,83 +458,7 @@ def validate_frame(table: str | Table, df: pd.DataFrame) -> tuple[pd.DataFrame, 
     return good, rejects
 
 
-# --- reading -------------------------------------------------------------------------------------
-
-
-def _format_of(path: Path, opts: SourceOptions) -> str:
-    if opts.format:
-        return opts.format
-    suffixes = [s.lower() for s in path.suffixes]
-    return "parquet" if ".parquet" in suffixes or ".pq" in suffixes else "csv"
-
-
-class _CsvLayoutError(Exception):
-    """The fast CSV reader cannot read this file the way pandas does (ragged rows, odd header)."""
-
-
-def _read_csv_arrow(path: Path, opts: SourceOptions, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """CSV chunks read by pyarrow's multi-threaded reader, every column as text.
-
-    Gives the same frames as pandas' reader (``dtype=str``, empty = ""), several times faster;
-    raises ``_CsvLayoutError`` where the two would differ (a row with a missing or extra field,
-    duplicate or unnamed header columns), so the caller can start over with pandas.
-    """
-    import pyarrow as pa
-    import pyarrow.csv as pv
-
-    if len(opts.delimiter) != 1:
-        raise _CsvLayoutError("multi-character delimiter")
-    header = pd.read_csv(path, sep=opts.delimiter, encoding=opts.encoding, nrows=0,
-                         skiprows=opts.skip_rows or None, compression="infer")
-    names = [str(c) for c in header.columns]
-    try:
-        reader = pv.open_csv(
-            path,
-            read_options=pv.ReadOptions(skip_rows=opts.skip_rows, encoding=opts.encoding, block_size=8 << 20),
-            parse_options=pv.ParseOptions(delimiter=opts.delimiter, newlines_in_values=True),
-            convert_options=pv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
-        )
-        if reader.schema.names != names:
-            raise _CsvLayoutError(f"header read as {reader.schema.names}, not {names}")
-        pending: list[Any] = []
-        n_pending = 0
-        for batch in reader:
-            pending.append(batch)
-            n_pending += batch.num_rows
-            while n_pending >= chunk_rows:
-                whole = pa.Table.from_batches(pending)
-                yield whole.slice(0, chunk_rows).to_pandas()
-                rest = whole.slice(chunk_rows)
-                pending, n_pending = rest.to_batches(), rest.num_rows
-        if n_pending:
-            yield pa.Table.from_batches(pending).to_pandas()
-    except pa.ArrowInvalid as exc:
-        raise _CsvLayoutError(str(exc)) from exc
-
-
-def read_source(path: Path, opts: SourceOptions, chunk_rows: int = CHUNK_ROWS,
-                fast_csv: bool = True) -> Iterator[pd.DataFrame]:
-    """Yield the file's rows in chunks: CSV as text (empty = ""), Parquet with its own types.
-
-    With ``fast_csv``, CSV is read by pyarrow and ``_CsvLayoutError`` is raised (possibly after
-    some chunks) for a file it reads differently from pandas; read it again with ``fast_csv=False``.
-    """
-    if _format_of(path, opts) == "parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()
-        return
-    if fast_csv:
-        yield from _read_csv_arrow(path, opts, chunk_rows)
-        return
-    reader = pd.read_csv(
-        path, sep=opts.delimiter, encoding=opts.encoding, dtype=str, keep_default_na=False,
-        na_filter=False, skiprows=opts.skip_rows or None, chunksize=chunk_rows, compression="infer",
-    )
-    with reader:
-        yield from reader
+# --- reading (ledger.sources) ------------------------------------------------------------------
 
 
 def infer_table(path: Path) -> str:
@@ -760,6 +614,31 @@ def _settle_duplicates(table: Table, staged: StagedUpsert, index: _KeyIndex, tal
     return rej, len(copies)
 
 
+def _unknown_invoices(conn: sa.Connection, stamp: datetime, source: str) -> list[str]:
+    """A line naming the payments just written whose invoice is not in the store (stored all the same:
+    the invoice may come in a later file)."""
+    from ledger.schema import invoices, payments
+
+    orphan = (sa.select(payments.c.payment_id, payments.c.invoice_id)
+              .where(payments.c.updated_at == stamp)
+              .where(~sa.exists().where(invoices.c.invoice_id == payments.c.invoice_id))
+              .order_by(payments.c.payment_id))
+    rows = conn.execute(orphan.limit(11)).all()
+    if not rows:
+        return []
+    n = conn.execute(sa.select(sa.func.count()).select_from(orphan.subquery())).scalar_one()
+    shown = ", ".join(sorted({str(r.invoice_id) for r in rows[:10]})) + (", ..." if n > 10 else "")
+    noun = "payment names an invoice" if n == 1 else "payments name invoices"
+    return [f"{n} {noun} not in the store: {shown} (stored all the same; ingest the invoices of {source}, "
+            "or check the ids)"]
+
+
+def _undo(staged: StagedUpsert | None) -> None:
+    """Remove what a direct ingest committed batch by batch (a staged one commits nothing before its end)."""
+    if isinstance(staged, DirectInsert):
+        staged.undo()
+
+
 def _record_run(conn: sa.Connection, result: IngestResult, started: datetime, status: str) -> None:
     conn.execute(ingest_runs.insert().values(
         started_at=started, finished_at=datetime.now(UTC), source=result.source,
@@ -779,6 +658,8 @@ def ingest_file(
     allow_rejects: bool = False,
     chunk_rows: int = CHUNK_ROWS,
     on_progress: ProgressFn | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> IngestResult:
     """Ingest one CSV (``.csv``, ``.csv.gz``) or Parquet file into the store, atomically.
 
@@ -795,12 +676,15 @@ def ingest_file(
         allow_rejects: store the good rows even if some were rejected.
         chunk_rows: source rows read at a time.
         on_progress: called with (stage, done, total) as rows are read and written.
+        encoding: the CSV's encoding (default: the mapping's, else detected: ``ledger.sources``).
+        delimiter: the CSV's separator (default: the mapping's, else ',').
 
     Returns:
         The counts and the rejects file.
 
     Raises:
-        IngestError: the file cannot be read as the table (missing file or columns).
+        IngestError: the file cannot be read as the table (missing, empty, undecodable, columns
+            missing).
         IngestRejected: rows were rejected and ``allow_rejects`` is False; nothing was stored.
     """
     t0 = time.perf_counter()
@@ -809,14 +693,18 @@ def ingest_file(
         raise IngestError(f"File not found: {path}.")
     if mapping is not None and not isinstance(mapping, Mapping):
         mapping = load_mapping(mapping)
-    opts = mapping.source if mapping is not None else SourceOptions()
-    rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
-    args = (engine, path, mapping, opts, rejects_dir, table, allow_rejects, chunk_rows, on_progress)
     try:
-        result = _ingest_once(args, fast_csv=True)
-    except _CsvLayoutError as exc:
-        log.info("reading %s again with pandas' CSV reader: %s", path.name, exc)
-        result = _ingest_once(args, fast_csv=False)
+        opts = resolve_options(path, mapping.source if mapping is not None else SourceOptions(), encoding,
+                               delimiter)
+        rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
+        args = (engine, path, mapping, opts, rejects_dir, table, allow_rejects, chunk_rows, on_progress)
+        try:
+            result = _ingest_once(args, fast_csv=True)
+        except _CsvLayoutError as exc:
+            log.info("reading %s again row by row: %s", path.name, exc)
+            result = _ingest_once(args, fast_csv=False)
+    except SourceError as exc:
+        raise IngestError(str(exc)) from None
     result.seconds = time.perf_counter() - t0
     log.info("%s", result.summary().splitlines()[0])
     return result
@@ -828,7 +716,11 @@ def _ingest_once(args: tuple, fast_csv: bool) -> IngestResult:
         return _ingest(*args, fast_csv=fast_csv, direct=True)
     except _KeyRepeated:
         log.info("%s repeats keys: staging it to settle them", args[1].name)
-        return _ingest(*args, fast_csv=fast_csv, direct=False)
+    except sa.exc.IntegrityError:
+        # A key written by someone else between two of the direct path's batches (its lock is
+        # released between them); what it had written is undone, the staged path settles the keys.
+        log.info("a key of %s was stored meanwhile: staging it to settle them", args[1].name)
+    return _ingest(*args, fast_csv=fast_csv, direct=False)
 
 
 def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: SourceOptions, rejects_dir: Path,
@@ -874,7 +766,8 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
                 keys = good[spec.key]
                 if staged is None:  # the first chunk's keys decide: all new -> straight in
                     direct = direct and DirectInsert.usable(conn, spec, keys.tolist())
-                    staged = (DirectInsert if direct else StagedUpsert)(conn, spec, list(mapping_used.extra))
+                    staged = (DirectInsert(conn, spec, list(mapping_used.extra)) if direct
+                              else StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True))
                 elif direct and staged.any_stored(keys.tolist()):
                     raise _KeyRepeated()
                 index.add(keys, good["source_row"], check=direct)
@@ -886,7 +779,7 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
                     on_progress("read", result.read, None)
             if staged is None:  # no row at all
                 direct = False
-                staged = StagedUpsert(conn, spec, list(mapping_used.extra))
+                staged = StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True)
             if direct:  # every key was checked new and unique as it came
                 dup_rej, identical = pd.DataFrame(columns=["source_row", "reason"]), 0
             else:
@@ -900,6 +793,7 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
             result.problems = _summaries(tally, examples, spec, path.name)
             if result.rejected and not allow_rejects:
                 trans.rollback()
+                _undo(staged)
                 staged.close()
                 result.seconds = time.perf_counter() - t0
                 _record_run(conn, result, started, "rejected")
@@ -912,6 +806,8 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
                     on_progress("write", staged.staged, staged.staged)
                 result.inserted, result.updated = inserted, updated
                 result.unchanged = unchanged + identical
+                if spec.name == "payments" and (inserted or updated):
+                    result.problems += _unknown_invoices(conn, staged.now, path.name)
                 result.stored = True
                 result.seconds = time.perf_counter() - t0
                 _record_run(conn, result, started, "stored")
@@ -919,6 +815,8 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
         except BaseException as exc:
             if trans.is_active:
                 trans.rollback()
+            with contextlib.suppress(Exception):
+                _undo(staged)
             if isinstance(exc, _CsvLayoutError | _KeyRepeated) and rejects.path is not None:
                 rejects.path.unlink(missing_ok=True)
             if staged is not None:

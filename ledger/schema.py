@@ -10,7 +10,8 @@ ids ``VARCHAR``. Every ledger table also carries:
 ``invoices.extra`` holds the attributes a mapping declares as features (a JSON object).
 ``ingest_runs`` has one row per ingest. ``score_runs``, ``invoice_scores`` and ``client_scores``
 (revision 0002) keep every scoring run and what it predicted, keyed by ``run_id``. ``api_keys``
-(revision 0003) holds the HTTP API's keys, hashed.
+(revision 0003) holds the HTTP API's keys, hashed. ``action_history`` (revision 0004) keeps every
+version of an action written through the API and each version an edit superseded.
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
 ``ledger.store.open_store``), never with ``metadata.create_all``: this module is the reference the
@@ -181,6 +182,24 @@ api_keys = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
     sa.Index("ix_api_keys_prefix", "prefix", unique=True),
+)
+
+# --- action history (migration 0004) --------------------------------------------------------------
+# Every version of an action written through the API, and every stored version an edit replaced:
+# an edit adds the new version and marks the one it supersedes, which is kept.
+
+action_history = sa.Table(
+    "action_history",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("action_id", ID, nullable=False),
+    sa.Column("row_hash", HASH, nullable=False),
+    sa.Column("data", sa.Text(), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("recorded_by", TEXT, nullable=False),
+    sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("superseded_by", sa.Integer(), nullable=True),
+    sa.Index("ix_action_history_action_id", "action_id"),
 )
 
 SCORE_TABLES: dict[str, sa.Table] = {t.name: t for t in (score_runs, invoice_scores, client_scores)}

@@ -1,7 +1,8 @@
 """The ledger store: open (and migrate) it, load a ``Ledger`` from it, upsert canonical frames.
 
-SQLite by default, PostgreSQL by URL. ``open_store`` always runs the Alembic migrations up to the
-head revision, so a newer release upgrades an existing store in place.
+SQLite by default, PostgreSQL by URL. ``open_store`` (``ledger.engine``, re-exported here) always
+runs the Alembic migrations up to the head revision, under a lock, so a newer release upgrades an
+existing store in place.
 
 Idempotence rests on ``row_hash``: a digest of a row's canonical values (and, for invoices, its
 mapped extras). Re-sending the same rows changes nothing; a row whose values changed (an invoice
@@ -24,8 +25,8 @@ import io
 import json
 import logging
 import tempfile
+import time
 from datetime import UTC, datetime
-from pathlib import Path
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,21 +35,13 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-# Alembic announces its plugins at INFO when imported: noise on every CLI call.
-if logging.getLogger("alembic.runtime.plugins").level == logging.NOTSET:
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-
-from alembic import command  # noqa: E402
-from alembic.config import Config  # noqa: E402
-from alembic.runtime.migration import MigrationContext  # noqa: E402
-from alembic.script import ScriptDirectory  # noqa: E402
-
-from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, Table, coerce_frame, compact_frame  # noqa: E402
-from ledger.schema import LEDGER_TABLES  # noqa: E402
+from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, Table, coerce_frame, compact_frame
+from ledger.engine import (alembic_config, create_store_engine, current_revision, head_revision,  # noqa: F401
+                           open_store, upgrade_store)
+from ledger.schema import LEDGER_TABLES
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 CHUNK_ROWS = 20_000
 """Rows per staging batch (``executemany`` on SQLite, ``COPY`` on PostgreSQL)."""
 REBUILD_MIN_ROWS = 50_000
@@ -56,85 +49,6 @@ REBUILD_MIN_ROWS = 50_000
 the table's secondary indexes instead of updating them row by row."""
 SQLITE_CACHE_KB = 256 * 1024
 """SQLite page cache while rows are written (KiB; the default is 2 MB)."""
-
-
-def alembic_config(url: str | None = None) -> Config:
-    """An Alembic config built in code: no ``alembic.ini`` needed at runtime."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if url:
-        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return cfg
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    # WAL lets readers work while an ingest writes; NORMAL sync is safe with WAL and much faster.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
-
-
-def create_store_engine(url: str) -> sa.Engine:
-    """An engine for ``url`` without migrating (``open_store`` is what callers want)."""
-    engine = sa.create_engine(url)
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-        db = engine.url.database
-        if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
-    return engine
-
-
-def upgrade_store(engine: sa.Engine, revision: str = "head") -> str | None:
-    """Run the migrations up to ``revision``; return the store's revision afterwards."""
-    cfg = alembic_config()
-    with _quiet_alembic(), engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-    return current_revision(engine)
-
-
-@contextmanager
-def _quiet_alembic() -> Iterator[None]:
-    """Alembic's INFO chatter is noise in a CLI; a level someone set explicitly wins."""
-    logger = logging.getLogger("alembic")
-    level = logger.level
-    if level == logging.NOTSET:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def current_revision(engine: sa.Engine) -> str | None:
-    """The store's Alembic revision (None for an empty database)."""
-    with _quiet_alembic(), engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
-def head_revision() -> str | None:
-    """The newest revision this release knows."""
-    with _quiet_alembic():
-        return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-def open_store(url: str) -> sa.Engine:
-    """Open the store at ``url``, creating or upgrading it to the newest schema.
-
-    Args:
-        url: SQLAlchemy URL, e.g. ``sqlite:///.encaisse/ledger.db`` or
-            ``postgresql+psycopg://user@host/db``.
-
-    Returns:
-        An engine on the migrated store.
-    """
-    engine = create_store_engine(url)
-    if current_revision(engine) != head_revision():
-        rev = upgrade_store(engine)
-        log.info("ledger store at revision %s", rev)
-    return engine
 
 
 # --- row hashes ----------------------------------------------------------------------------------
@@ -286,7 +200,9 @@ class StagedUpsert:
     transaction: a failure leaves the ledger table as it was.
 
     Usage: ``stage`` batches (with a unique ``source_row`` each), ``discard`` rows if needed,
-    then ``merge``.
+    then ``merge``. With ``lock_at_merge`` (a file ingest on SQLite, whose transaction has written
+    only the temporary stage), the store's write lock is taken at the merge: held for the merge
+    only, never while the file is read.
     """
 
     def _bind(self, conn: sa.Connection, table: str | Table, extras, now: datetime | None) -> None:
@@ -302,8 +218,9 @@ class StagedUpsert:
         self.staged = 0
 
     def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, lock_at_merge: bool = False) -> None:
         self._bind(conn, table, extras, now)
+        self.lock_at_merge = lock_at_merge
         columns = [sa.Column("source_row", sa.Integer(), primary_key=True, autoincrement=False)]
         columns += [sa.Column(n, self.target.c[n].type) for n in self.spec.names]
         if self.spec.name == "invoices":
@@ -340,11 +257,19 @@ class StagedUpsert:
                 cols.append(_extra_texts(df, self.extras))
             cols.append(hashes)
             for start in range(0, len(df), CHUNK_ROWS):
+                self.lock()
                 _write_chunk(self, [c[start:start + CHUNK_ROWS] for c in cols])
                 self.staged += min(CHUNK_ROWS, len(df) - start)
+                self.checkpoint(last=start + CHUNK_ROWS >= len(df))
                 if on_progress:
                     on_progress(self.staged)
         return pd.Series(hashes, index=df.index, dtype=object)
+
+    def lock(self) -> None:
+        """Before each batch: nothing here (the caller's transaction holds everything)."""
+
+    def checkpoint(self, last: bool = False) -> None:
+        """After each batch (``last``: of a frame): nothing here (staged rows wait in the caller's transaction)."""
 
     def write_columns(self, columns: list[list[Any]]) -> None:
         """Write rows given as columns (in staging column order) to the staging table.
@@ -409,6 +334,14 @@ class StagedUpsert:
         Returns:
             ``(inserted, updated, unchanged)``.
         """
+        if self.lock_at_merge and self.dialect == "sqlite":
+            # Staging wrote to the connection's temporary database only; the write lock on the store
+            # is taken now, for the merge alone, before reading the table (a read snapshot taken
+            # first could be outdated by another writer's commit, and SQLite refuses to write from it).
+            dbapi = self.conn.connection.driver_connection
+            if dbapi.in_transaction:
+                dbapi.commit()
+            dbapi.execute("BEGIN IMMEDIATE")
         new, changed, unchanged = self.counts()
         rebuild: list[sa.Index] = []
         if new >= REBUILD_MIN_ROWS:
@@ -496,9 +429,24 @@ class DirectInsert(StagedUpsert):
     staged key is unique and not stored: ``ledger.ingest`` checks each chunk (``any_stored`` and
     its own digests) before writing it, and starts the file over with ``StagedUpsert`` when a key
     repeats. On an empty table the secondary indexes are dropped first and built once over the
-    loaded rows by ``merge``. Everything happens in the caller's transaction (opened here if the
-    driver has not yet): a failure leaves the table as it was, indexes included.
+    loaded rows by ``merge``.
+
+    The rows are committed a batch at a time (``checkpoint``): SQLite's write lock is held for one
+    batch, never for the whole file, so a short write from elsewhere (an action recorded through
+    the API) waits a fraction of a second, not the file's length. One logical ingest all the same:
+    a failure, a rejected file or a repeated key ``undo``es what it committed (every row it
+    inserted carries its stamp; none existed before), indexes included. An ingest killed
+    part-way leaves the batches it committed: sending the file again stores the rest (the stored
+    rows are unchanged), and ``open_store`` rebuilds any index it had dropped.
     """
+
+    COMMIT_ROWS = 20_000
+    """Rows per commit (one batch): the lock is held a fraction of a second at a time; committing
+    every batch leaves a 1M-row ingest as fast as one transaction (bench/RESULTS.md, writes during
+    an ingest)."""
+    COMMIT_GAP_SECONDS = 0.01
+    """Pause between a batch's commit and the next batch: writers waiting for the lock (polling every
+    few milliseconds, ``ledger.writes``) take it in this gap."""
 
     def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
                  now: datetime | None = None) -> None:
@@ -526,6 +474,37 @@ class DirectInsert(StagedUpsert):
         for ix in self._indexes:
             ix.drop(conn)
         self._probe = _stored_probe(conn, self.spec)
+        self._stamp = stamp
+        self.committed = 0
+
+    def lock(self) -> None:
+        """Take the write lock for the next batch (waiting for others' short writes: the busy timeout)."""
+        dbapi = self.conn.connection.driver_connection
+        if not dbapi.in_transaction:
+            dbapi.execute("BEGIN IMMEDIATE")
+
+    def checkpoint(self, last: bool = False) -> None:
+        """Commit once ``COMMIT_ROWS`` rows are written, and after a frame's ``last`` batch, leaving
+        writers a gap; the lock is taken again at the next batch, so reading and checking the file's
+        next chunk hold no lock."""
+        if not last and self.staged - self.committed < self.COMMIT_ROWS:
+            return
+        self.conn.connection.driver_connection.commit()
+        self.committed = self.staged
+        time.sleep(self.COMMIT_GAP_SECONDS)
+
+    def undo(self) -> None:
+        """Remove every row this ingest inserted, in its own transaction, and rebuild dropped indexes."""
+        dbapi = self.conn.connection.driver_connection
+        if dbapi.in_transaction:
+            dbapi.rollback()
+        dbapi.execute("BEGIN IMMEDIATE")
+        preparer = self.conn.dialect.identifier_preparer
+        dbapi.execute(f"DELETE FROM {preparer.quote(self.target.name)} WHERE ingested_at = '{self._stamp}'")
+        for ix in self._indexes:
+            ix.create(self.conn, checkfirst=True)
+        dbapi.commit()
+        self.committed = self.staged = 0
 
     @staticmethod
     def usable(conn: sa.Connection, table: str | Table, keys: list[str]) -> bool:
@@ -586,9 +565,14 @@ class DirectInsert(StagedUpsert):
         Returns:
             ``(inserted, 0, 0)``.
         """
-        for ix in self._indexes:
-            ix.create(self.conn)
+        dbapi = self.conn.connection.driver_connection
+        for ix in self._indexes:  # one transaction per index: the lock is held for one index build at a time
+            self.lock()
+            ix.create(self.conn, checkfirst=True)  # open_store may have rebuilt one meanwhile
+            dbapi.commit()
+            time.sleep(self.COMMIT_GAP_SECONDS)
         self._indexes = []
+        self.lock()  # the caller records the run and commits
         self.close()
         return self.staged, 0, 0
 

@@ -12,13 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from ledger.store import open_store
 from ledger.workspace import Settings, load_settings
-from serving import pages, services
-from serving.config import ServingSettings
+from ledger.writes import StoreBusyError
+from serving import pages, services, writes
+from serving.limits import BodyGuard, validation_error
+from serving.config import ServingSettings, resolve_session_secret
 from serving.routes import actions, clients, forecast, health, ledger, model, scores, worklist
 from serving.state import LRU, ServiceState
 
@@ -29,7 +32,8 @@ API_DESCRIPTION = """Risk scores, payment-date forecasts, worklists and cash for
 
 Authenticate with an API key (`encaisse keys create --role ...`): `Authorization: Bearer <key>` or
 `X-API-Key: <key>`. Roles: **collector** (worklist, clients and actions of their portfolio),
-**treasurer** (forecast, KPIs, scores), **system** (scores, invoices, payments, actions), **admin** (all).
+**treasurer** (forecast, KPIs, scores), **system** (scores, invoices, payments, actions), **admin** (all). The key is checked, and the body's
+size, before a body is read.
 Every score carries the model version and the `as_of` day it holds for.
 """
 
@@ -49,13 +53,14 @@ def create_app(
     settings = settings or load_settings()
     serving = serving or ServingSettings()
     loader = champion_loader or services.default_loader
+    session_secret = resolve_session_secret(serving, settings.home_dir)  # refused here, before serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = open_store(settings.store_url)
         state = ServiceState(settings=settings, serving=serving, engine=engine, loader=loader,
                              client_features=LRU(serving.client_feature_cache_days),
-                             open_rows=LRU(serving.score_cache_days))
+                             open_rows=LRU(serving.score_cache_days), session_secret=session_secret)
         app.state.encaisse = state
         services.refresh_ledger(state)
         loaded, message = services.reload_champion(state)
@@ -81,6 +86,21 @@ def create_app(
             "message": f"{o.rejected} of {o.received} {o.table} rows were rejected; nothing was stored. Fix them, "
                        "or send ?allow_rejects=true to store the others.",
             "rejected": o.rejected, "rejects": o.rejects}}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(StoreBusyError)
+    async def _busy(request: Request, exc: StoreBusyError) -> JSONResponse:
+        retry = max(1, round(serving.write_timeout_seconds / 4))
+        return JSONResponse({"detail": f"The ledger store is busy (another writer held its lock for "
+                                       f"{exc.waited:.0f} s); nothing was stored. Send the same request again "
+                                       f"in {retry} s: it is idempotent."},
+                            status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(retry)})
+
+    @app.exception_handler(writes.NotYours)
+    async def _not_yours(request: Request, exc: writes.NotYours) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_403_FORBIDDEN)
+
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_middleware(BodyGuard, max_body_bytes=serving.max_body_bytes)
 
     for router in (health.router, model.router, scores.router, clients.router, worklist.router, actions.router,
                    forecast.router, ledger.router, pages.router):

@@ -44,9 +44,10 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from ledger.schema import api_keys
+from ledger.writes import StoreBusyError
 from ledger.scores_store import list_score_runs
 from models.policy import NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVIEW_PLAN, WAIT_PROMISE, load_policy
-from serving import services
+from serving import services, writes
 from serving.auth import allows
 from serving.deps import authenticate, check_portfolio
 from serving.i18n import LANG_COOKIE, LANGS, fmt_amount, fmt_date, fmt_number, fmt_pct, label, pick_lang, translate
@@ -90,6 +91,8 @@ def _unb64(text: str) -> bytes:
 
 def sign_session(secret: str, payload: dict) -> str:
     """``payload`` as a cookie value: base64 JSON and its HMAC-SHA256 (keyed by the session secret)."""
+    if not secret:
+        raise ValueError("no session secret: nothing is signed without one")
     body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8"))
     mac = hmac.new(secret.encode("utf-8"), body.encode("ascii"), hashlib.sha256).digest()
     return f"{body}.{_b64(mac)}"
@@ -97,7 +100,7 @@ def sign_session(secret: str, payload: dict) -> str:
 
 def read_session(secret: str, value: str | None, now: float | None = None) -> dict | None:
     """The payload of a cookie made by :func:`sign_session`; None when forged, malformed or expired."""
-    if not value or value.count(".") != 1 or len(value) > 4096:
+    if not secret or not value or value.count(".") != 1 or len(value) > 4096:
         return None
     body, mac = value.split(".")
     want = hmac.new(secret.encode("utf-8"), body.encode("ascii"), hashlib.sha256).digest()
@@ -157,7 +160,7 @@ def _lang(request: Request) -> str:
 def _context(request: Request) -> Ctx:
     state: ServiceState = request.app.state.encaisse
     ctx = Ctx(request=request, state=state, lang=_lang(request))
-    payload = read_session(state.serving.session_secret, request.cookies.get(SESSION_COOKIE))
+    payload = read_session(state.session_secret, request.cookies.get(SESSION_COOKIE))
     if payload is not None:
         ctx.principal = _principal_of_key(state, payload.get("kid"))
         ctx.csrf = str(payload.get("csrf", ""))
@@ -254,7 +257,7 @@ def _check_portfolio(ctx: Ctx, client_id: str) -> None:
 
 
 def _page(handler):
-    """Turn a ``_Stop`` into its response, and a missing model into a 503 page."""
+    """Turn a ``_Stop`` into its response, and a missing model or a busy store into a 503 page."""
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
@@ -265,6 +268,11 @@ def _page(handler):
         except services.NoModelError as exc:
             request = kwargs.get("request") or args[0]
             return error_page(_context(request), 503, translate("no_model", _lang(request), detail=str(exc)))
+        except StoreBusyError as exc:  # nothing was stored: the same form can be sent again
+            request = kwargs.get("request") or args[0]
+            response = error_page(_context(request), 503, str(exc))
+            response.headers["Retry-After"] = "5"
+            return response
 
     return wrapper
 
@@ -358,7 +366,7 @@ def login(request: Request, key: FormText = "", csrf: FormText = "", next: FormT
         return _login_page(ctx, next_, ctx.t("login_invalid"), status_code=401)
     if _home(principal) == "/login":
         return _login_page(ctx, next_, ctx.t("login_no_pages", role=principal.role), status_code=403)
-    session = sign_session(ctx.state.serving.session_secret,
+    session = sign_session(ctx.state.session_secret,
                            {"kid": principal.key_id, "csrf": secrets.token_urlsafe(24), "iat": int(time.time())})
     response = RedirectResponse(next_ or _home(principal), status_code=303)
     _set_cookie(response, request, SESSION_COOKIE, session, max_age=SESSION_MAX_AGE)
@@ -449,9 +457,9 @@ def mark_done(request: Request, invoice_id: FormText = "", csrf: FormText = "", 
     if not bool(row["actionable"]):
         return error_page(ctx, 409, ctx.t("nothing_to_mark"))
     step = str(row["next_action"])
-    services.record_action(ctx.state, {
+    writes.record_action(ctx.state, {
         "client_id": str(row["client_id"]), "invoice_id": invoice_id, "action_date": ctx.day.date(), "step": step,
-        "channel": _step_channel(row.get("scenario"), step), "outcome": "done"})
+        "channel": _step_channel(row.get("scenario"), step), "outcome": "done"}, principal=ctx.principal)
     params = {k: v for k, v in parse_qsl(back) if k in ("collector", "profile", "show", "sort", "order", "as_of")}
     return RedirectResponse(_url("/worklist", **params, done=invoice_id), status_code=303)
 
@@ -530,7 +538,7 @@ def record_client_action(request: Request, client_id: str, kind: FormText = "", 
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return _client_page(ctx, client_id, 422, ctx.t("action_invalid", detail=detail), form)
     try:
-        services.record_action(ctx.state, action.model_dump())
+        writes.record_action(ctx.state, action.model_dump(), principal=ctx.principal)
     except LookupError as exc:
         return _client_page(ctx, client_id, 422, ctx.t("action_invalid", detail=str(exc)), form)
     except services.RowsRejected as exc:

@@ -118,6 +118,8 @@ class WriteOut(BaseModel):
     unchanged: int
     rejected: int
     rejects: list[RejectedRow]
+    warnings: list[str] = Field(default_factory=list, description="What was stored but deserves a look "
+                                                                  "(e.g. payments of invoices not in the store).")
 
 
 # --- actions --------------------------------------------------------------------------------------

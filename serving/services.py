@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -33,11 +32,10 @@ import sqlalchemy as sa
 from features.clients import build_client_features
 from features.invoices import build_features
 from features.kpis import evaluate_kpis
-from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, Ledger
+from ledger.contracts import CLIENTS, INVOICES, PAYMENTS, Ledger
 from ledger.ingest import validate_frame
-from ledger.schema import ingest_runs
 from ledger.scores_store import latest_run, load_run
-from ledger.store import load_ledger, upsert_frame
+from ledger.store import load_ledger
 from ledger.workspace import Settings
 from models.forecast import DEFAULT_CLIENT_CORRELATION, build_collection_forecast, build_open_amounts, build_run_rate
 from models.scorer import SCORE_COLUMNS, EncodedRows
@@ -63,7 +61,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ChampionModel", "NoChampionError", "NoModelError", "RowsRejected", "default_loader", "today",
     "current_ledger", "current_model", "refresh_ledger", "reload_champion", "store_reachable",
-    "score_invoices", "score_client", "worklist_rows", "forecast_frame", "kpis", "write_rows", "record_action",
+    "score_invoices", "score_client", "worklist_rows", "forecast_frame", "kpis",
     "client_features", "open_rows", "warm_today",
 ]
 
@@ -99,11 +97,18 @@ def day_of(as_of: date | str | pd.Timestamp | None) -> pd.Timestamp:
 
 
 def refresh_ledger(state: ServiceState) -> LedgerIndex:
-    """Reload the ledger from the store (after a write, or on reload); caches are dropped with it."""
+    """Reload the ledger from the store (at start-up, or on reload); caches are dropped with it.
+
+    Writes pending when the load began are in what it read; later ones stay pending (folding a
+    row in twice replaces it by itself).
+    """
+    with state.lock:
+        n_pending = len(state.pending)
     ledger = load_ledger(state.engine)
     with state.lock:
         version = (state.index.version + 1) if state.index is not None else 1
         state.index = LedgerIndex.build(ledger, version)
+        del state.pending[:n_pending]
         state.clear_scoring_caches()
     log.info("ledger loaded: %d invoices, %d payments, %d actions (version %d)", len(ledger.invoices),
              len(ledger.payments), len(ledger.actions), version)
@@ -111,8 +116,20 @@ def refresh_ledger(state: ServiceState) -> LedgerIndex:
 
 
 def current_ledger(state: ServiceState) -> LedgerIndex:
-    """The loaded ledger and its look-ups (loaded on first use)."""
-    return state.index if state.index is not None else refresh_ledger(state)
+    """The loaded ledger and its look-ups (loaded on first use), with the API's writes folded in."""
+    if state.index is None:
+        return refresh_ledger(state)
+    if not state.pending:
+        return state.index
+    with state.lock:
+        if state.pending:
+            index = state.index
+            for table, rows in state.pending:
+                index = index.with_rows(table, rows, index.version + 1)
+            state.pending.clear()
+            state.index = index
+            state.clear_scoring_caches()
+        return state.index
 
 
 def current_model(state: ServiceState) -> ChampionModel:
@@ -635,7 +652,7 @@ def kpis(state: ServiceState, as_of: date | pd.Timestamp | None, period_days: in
     return hit
 
 
-# --- writes ---------------------------------------------------------------------------------------
+# --- write outcomes (the writes themselves: serving.writes) ----------------------------------------
 
 
 @dataclass
@@ -651,62 +668,16 @@ class WriteOutcome:
     rejects: list[dict[str, Any]] = field(default_factory=list)
     stored: bool = False
     keys: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _outcome(table: str, received: int, rejects: pd.DataFrame, what: str | None = None) -> WriteOutcome:
     spec_key = {"invoices": "invoice_id", "payments": "payment_id", "actions": "action_id", "clients": "client_id"}[table]
     listed = [{"row": int(r["source_row"]), "key": None if pd.isna(r.get(spec_key)) else str(r.get(spec_key)),
-               "reason": str(r["reason"])} for r in rejects.to_dict("records")]
+               "reason": _short(str(r["reason"]))} for r in rejects.to_dict("records")]
     return WriteOutcome(table=what or table, received=received, rejected=len(listed), rejects=listed)
 
 
-def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects: bool = False,
-               source: str | None = None) -> WriteOutcome:
-    """Validate rows like ``encaisse ingest`` and upsert the good ones in one transaction.
-
-    Re-sending the same rows changes nothing (``unchanged``). The loaded ledger is refreshed
-    after a write that changed something.
-
-    Raises:
-        RowsRejected: some rows were rejected and ``allow_rejects`` is False; nothing was stored.
-    """
-    spec = {"invoices": INVOICES, "payments": PAYMENTS, "actions": ACTIONS}[table]
-    started = datetime.now(UTC)
-    df = _frame(spec, rows)
-    good, rejects = validate_frame(spec, df)
-    outcome = _outcome(spec.name, len(df), rejects)
-    if outcome.rejected and not allow_rejects:
-        raise RowsRejected(outcome)
-    with state.engine.begin() as conn:
-        ins, upd, same = upsert_frame(conn, spec, good) if len(good) else (0, 0, 0)
-        outcome.inserted, outcome.updated, outcome.unchanged = ins, upd, same
-        conn.execute(ingest_runs.insert().values(
-            started_at=started, finished_at=datetime.now(UTC), source=source or f"api:{table}", mapping=None,
-            table_name=spec.name, status="stored", read=len(df), inserted=ins, updated=upd, unchanged=same,
-            rejected=outcome.rejected, filtered=0, rejects_file=None))
-    outcome.stored = True
-    outcome.keys = good[spec.key].astype(str).tolist()
-    if ins or upd:
-        refresh_ledger(state)
-        if state.serving.warm_today:
-            threading.Thread(target=warm_today, args=(state,), name="warm-today", daemon=True).start()
-    return outcome
-
-
-def record_action(state: ServiceState, row: dict) -> WriteOutcome:
-    """Record one collector action (validated like the ledger's actions); features use it from then on.
-
-    Raises:
-        LookupError: the client, or the invoice for that client, is not in the store.
-        RowsRejected: the row fails the ledger's validation.
-    """
-    index = current_ledger(state)
-    client_id = row["client_id"]
-    if not index.knows_client(client_id):
-        raise LookupError(f"Client {client_id!r} is not in the store.")
-    invoice_id = row.get("invoice_id")
-    if invoice_id is not None:
-        pos = index.invoice_pos.get_indexer([invoice_id])[0]
-        if pos < 0 or str(index.ledger.invoices["client_id"].iloc[pos]) != client_id:
-            raise LookupError(f"Invoice {invoice_id!r} of client {client_id!r} is not in the store.")
-    return write_rows(state, "actions", [row], source="api:actions")
+def _short(text: str, limit: int = 300) -> str:
+    """A reason cut to ``limit`` characters: an answer never echoes large input back."""
+    return text if len(text) <= limit else text[:limit] + "..."

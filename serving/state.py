@@ -1,9 +1,11 @@
 """What the running service holds in memory: the store engine, the ledger, the champion, caches.
 
 One ``ServiceState`` per app (``app.state.encaisse``), built in the lifespan. The ledger is loaded
-once and reloaded after every write through the API (and on ``POST /v1/admin/reload``), so score
-calls never read the database. Caches are keyed by the ledger's ``version`` and the model version,
-so a write or a reload can never serve stale figures.
+once (and again on ``POST /v1/admin/reload``), so score calls never read the database. A write
+through the API leaves its stored rows in ``pending``; the next read folds them into the loaded
+ledger (``LedgerIndex.with_rows``: new rows appended, changed ones replaced), never reloading the
+whole ledger. Caches are keyed by the ledger's ``version`` and the model version, so a write or a
+reload can never serve stale figures.
 
 Score calls on stored invoices read ``open_rows``: per (ledger version, champion, ``as_of`` day),
 the feature rows and encoded model input of every invoice open that day, built once by the batch
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledger.contracts import Ledger
+from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, coerce_frame, compact_frame
 from ledger.workspace import Settings
 from serving.config import ServingSettings
 
@@ -66,6 +68,59 @@ class LedgerIndex:
             actions_of_client=groups(ledger.actions, "client_id"),
             client_rows=groups(ledger.clients, "client_id"),
         )
+
+    def with_rows(self, table: str, rows: pd.DataFrame, version: int) -> "LedgerIndex":
+        """This ledger with ``rows`` of ``table`` written (typed canonical rows, keys unique), as ``version``.
+
+        New keys are appended and their positions added to the look-ups; a key already loaded is
+        replaced (its table's look-ups are then rebuilt). The other tables are shared, not copied.
+        """
+        spec = TABLES[table]
+        old = getattr(self.ledger, table)
+        new = coerce_frame(rows[[c for c in rows.columns if c in spec.names]], spec)
+        if table in COMPACT_TABLES:
+            new = compact_frame(new, spec)
+        for c in old.columns:
+            if c not in new.columns:
+                new[c] = None
+        new = new[list(old.columns)]
+        for c in new.columns:  # one dtype per column, so the concatenation keeps the loaded ones
+            if new[c].dtype != old[c].dtype:
+                try:
+                    new[c] = new[c].astype(old[c].dtype)
+                except (TypeError, ValueError):
+                    pass
+        keys = new[spec.key].astype(str)
+        if table == "invoices":
+            replaced = self.invoice_pos.get_indexer(keys) >= 0
+            replaced = bool(replaced.any())
+        else:
+            replaced = bool(old[spec.key].isin(set(keys)).any()) if len(old) else False
+        kept = old[~old[spec.key].isin(set(keys))] if replaced else old
+        frame = pd.concat([kept, new], ignore_index=True) if len(kept) else new.reset_index(drop=True)
+        frames = {name: getattr(self.ledger, name) for name in TABLES}
+        frames[table] = frame
+        ledger = Ledger(**frames)
+        if replaced:  # positions moved: this table's look-ups are rebuilt
+            return LedgerIndex.build(ledger, version)
+        start = len(old)
+        out = LedgerIndex(ledger=ledger, version=version, invoice_pos=self.invoice_pos,
+                          invoices_of_client=self.invoices_of_client, payments_of_invoice=self.payments_of_invoice,
+                          actions_of_invoice=self.actions_of_invoice, actions_of_client=self.actions_of_client,
+                          client_rows=self.client_rows)
+        lookups = {"invoices": [("invoices_of_client", "client_id")],
+                   "payments": [("payments_of_invoice", "invoice_id")],
+                   "actions": [("actions_of_invoice", "invoice_id"), ("actions_of_client", "client_id")],
+                   "clients": [("client_rows", "client_id")]}[table]
+        for attr, col in lookups:
+            groups = dict(getattr(self, attr))
+            for k, pos in new.reset_index(drop=True).groupby(col, sort=False, dropna=True).indices.items():
+                at = np.asarray(pos, dtype=np.intp) + start
+                groups[k] = np.concatenate([groups[k], at]) if k in groups else at
+            setattr(out, attr, groups)
+        if table == "invoices":
+            out.invoice_pos = self.invoice_pos.append(pd.Index(keys.tolist()))
+        return out
 
     def knows_client(self, client_id: str) -> bool:
         return client_id in self.invoices_of_client or client_id in self.client_rows
@@ -115,6 +170,11 @@ class ServiceState:
             champion, day).
         results: other computed answers (worklists, forecasts, KPIs).
         build_lock: held while ``open_rows`` builds an entry, so concurrent first calls build it once.
+        pending: ``(table, rows)`` stored through the API and not yet in ``index`` (folded in by
+            ``serving.services.current_ledger``).
+        warming: held while today's caches are built in the background after writes.
+        session_secret: the secret signing the pages' session cookie
+            (``serving.config.resolve_session_secret``); empty signs and accepts nothing.
     """
 
     settings: Settings
@@ -129,6 +189,9 @@ class ServiceState:
     open_rows: LRU = field(default_factory=lambda: LRU(4), repr=False)
     results: LRU = field(default_factory=lambda: LRU(32), repr=False)
     build_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    session_secret: str = field(default="", repr=False)
+    pending: list = field(default_factory=list, repr=False)
+    warming: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def clear_scoring_caches(self) -> None:
         """Forget everything computed from the ledger or the champion (after a write or a reload)."""

@@ -365,7 +365,7 @@ def test_invoices_post_is_idempotent_and_validated(fresh_api):
     first = api.post("/v1/invoices", {"invoices": rows}, role="system")
     assert first.status_code == 200, first.text
     assert first.json() | {"rejects": []} == {"table": "invoices", "received": 2, "inserted": 2, "updated": 0,
-                                                "unchanged": 0, "rejected": 0, "rejects": []}
+                                                "unchanged": 0, "rejected": 0, "rejects": [], "warnings": []}
     again = api.post("/v1/invoices", {"invoices": rows}, role="system").json()
     assert (again["inserted"], again["updated"], again["unchanged"]) == (0, 0, 2)
     changed = api.post("/v1/invoices", {"invoices": [rows[0] | {"paid_date": "2025-06-01"}]}, role="system").json()
@@ -433,7 +433,8 @@ def test_ready_is_503_before_a_model_exists(tmp_path):
         assert r.status_code == 503 and "no model is loaded" in r.json()["detail"]
 
 
-def test_placeholder_secret_refused_outside_development():
-    with pytest.raises(ValueError, match="placeholder"):
-        ServingSettings(environment="production")
+def test_placeholder_secret_refused_in_every_environment():
+    for env in ("development", "production"):
+        with pytest.raises(ValueError, match="placeholder"):
+            ServingSettings(environment=env, session_secret="changethis")
     assert ServingSettings(environment="production", session_secret=hashlib.sha256(b"x").hexdigest())

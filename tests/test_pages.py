@@ -395,7 +395,7 @@ def test_number_and_date_formats():
 def test_session_cookie_is_not_reusable_after_its_max_age(site):
     tc = site.anonymous()
     tc.cookies.clear()
-    secret = site.app.state.encaisse.serving.session_secret
+    secret = site.app.state.encaisse.session_secret
     fresh = sign_session(secret, {"kid": 1, "csrf": "x", "iat": int(time.time())})
     tc.cookies.set(SESSION_COOKIE, fresh)
     assert tc.get("/kpis").status_code == 200  # key 1 is the admin key: a signed cookie is a session

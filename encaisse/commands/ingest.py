@@ -1,4 +1,10 @@
-"""`encaisse ingest` (load an export into the ledger store) and `encaisse db` (store migrations)."""
+"""`encaisse ingest` (load an export into the ledger store) and `encaisse db` (store migrations).
+
+Exit codes of `encaisse ingest` (README, "Exit codes"): 0 stored (every row, or with
+``--allow-rejects`` every good row); 1 rows rejected, nothing stored; 2 bad input or usage (file
+missing, empty, undecodable, columns missing, bad mapping or option); 3 the store stayed busy (another
+process held its write lock past ``--wait``), nothing stored; 4 unexpected failure, nothing stored.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from typing import Annotated
 
 import typer
 
-from encaisse.console import HomeOption, JsonOption, emit_json, err, progress, settings_for
+from encaisse.console import HomeOption, JsonOption, emit_json, err, fail, progress, settings_for
+
+EXIT_STORED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_FAILED = 0, 1, 2, 3, 4
 
 db_app = typer.Typer(help="The ledger store's schema (Alembic migrations).", no_args_is_help=True)
 
@@ -17,16 +25,36 @@ def ingest(
     mapping: Annotated[Path | None, typer.Option("--mapping", "-m", help="Mapping YAML (see data/mappings/).")] = None,
     table: Annotated[str | None, typer.Option("--table", help="Canonical table, if the file name does not say.")] = None,
     allow_rejects: Annotated[bool, typer.Option("--allow-rejects", help="Store the good rows even if some are rejected.")] = False,
+    encoding: Annotated[str | None, typer.Option("--encoding", help="The CSV's encoding, e.g. cp1252 "
+                                                 "(default: the mapping's, else detected).")] = None,
+    delimiter: Annotated[str | None, typer.Option("--delimiter", help="The CSV's separator, e.g. ';' "
+                                                  "(default: the mapping's, else ',').")] = None,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for another process holding "
+                                        "the store's write lock.")] = 120.0,
     home: HomeOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Load a file into the ledger store; rejected rows go to a rejects file with their reasons."""
+    """Load a file into the ledger store; rejected rows go to a rejects file with their reasons.
+
+    Exit codes: 0 stored; 1 rows rejected, nothing stored; 2 bad input or usage; 3 store busy; 4 unexpected failure.
+    """
+    import logging
+
     from ledger.ingest import IngestError, IngestRejected, ingest_file
     from ledger.mapping import MappingError
     from ledger.store import open_store
+    from ledger.writes import StoreBusyError, is_busy_error
 
     settings = settings_for(home)
-    engine = open_store(settings.store_url)
+    try:
+        engine = open_store(settings.store_url, busy_timeout=wait)
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        if is_busy_error(exc):
+            raise fail(f"the store {settings.store_url} stayed busy for {wait:g} s (another process holds its "
+                       "write lock); nothing was stored. Try again, or raise --wait.", code=EXIT_BUSY) from None
+        logging.getLogger(__name__).debug("opening the store failed", exc_info=True)
+        raise fail(f"cannot open the store {settings.store_url}: {exc.__class__.__name__}: "
+                   f"{str(exc).splitlines()[0][:200]}", code=EXIT_FAILED) from None
     with progress(disable=False) as bar:
         task = bar.add_task(f"reading {path.name}", total=None)
 
@@ -36,14 +64,24 @@ def ingest(
 
         try:
             result = ingest_file(engine, path, mapping, settings.rejects_dir, table=table,
-                                 allow_rejects=allow_rejects, on_progress=on_progress)
-            code = 0
+                                 allow_rejects=allow_rejects, on_progress=on_progress, encoding=encoding,
+                                 delimiter=delimiter)
+            code = EXIT_STORED
         except (IngestError, MappingError) as exc:
+            engine.dispose()
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_BAD_INPUT) from None
         except IngestRejected as exc:
             result = exc.result
-            code = 1
+            code = EXIT_REJECTED
+        except Exception as exc:  # noqa: BLE001 - one line, never a traceback (-v logs it)
+            engine.dispose()
+            if is_busy_error(exc) or isinstance(exc, StoreBusyError):
+                raise fail(f"the store stayed busy for {wait:g} s (another process holds its write lock); "
+                           f"{path.name} was not stored. Try again, or raise --wait.", code=EXIT_BUSY) from None
+            logging.getLogger(__name__).debug("ingest failed", exc_info=True)
+            raise fail(f"ingest of {path.name} failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}; "
+                       "nothing was stored (run with -v for the details).", code=EXIT_FAILED) from None
     for line in result.problems:
         typer.echo(line, err=True)
     if code:

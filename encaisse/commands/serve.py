@@ -25,15 +25,16 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from ledger.workspace import load_settings
-        from serving.config import ServingSettings
+        from serving.config import ServingSettings, resolve_session_secret
 
         if home is not None:
             # Workers are separate processes that build the app from the environment.
             os.environ["ENCAISSE_HOME"] = str(home)
         try:
-            load_settings(home)
-            ServingSettings()
+            resolve_session_secret(ServingSettings(), load_settings(home).home_dir)
         except ValueError as exc:
-            raise fail(str(exc)) from None
+            errors = getattr(exc, "errors", None)
+            message = "; ".join(e["msg"].removeprefix("Value error, ") for e in errors()) if callable(errors) else str(exc)
+            raise fail(message) from None
         uvicorn.run("serving.app:create_app", factory=True, host=host, port=port, workers=workers,
                     log_level="info", access_log=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from serving import services
+from serving import writes
 from serving.deps import ActionsCaller, StateDep, check_portfolio
 from serving.schemas import ActionIn, ActionOut, ErrorOut
 
@@ -13,11 +13,17 @@ router = APIRouter(prefix="/v1", tags=["actions"])
 
 @router.post("/actions", response_model=ActionOut, status_code=status.HTTP_201_CREATED,
              summary="Record a collector action (call, promise to pay, dispute, payment plan, dunning block)",
-             responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+             responses={403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut},
+                        503: {"model": ErrorOut, "description": "The store stayed busy; nothing was stored. "
+                                                                "Retry after `Retry-After` seconds."}})
 def create_action(body: ActionIn, state: StateDep, principal: ActionsCaller) -> ActionOut:
+    """An ``action_id`` already stored is edited: the new version supersedes the stored one, which is kept
+    (``action_history``). A collector may only name actions of their own portfolio."""
     check_portfolio(state, principal, body.client_id)
     try:
-        outcome = services.record_action(state, body.model_dump())
+        outcome = writes.record_action(state, body.model_dump(), principal=principal)
+    except writes.NotYours as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     return ActionOut(action_id=outcome.keys[0], created=outcome.inserted + outcome.updated > 0,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from serving import services
+from serving import writes
 from serving.deps import LedgerCaller, StateDep
 from serving.schemas import ErrorOut, InvoicesIn, PaymentsIn, WriteOut
 
@@ -15,14 +15,16 @@ router = APIRouter(prefix="/v1", tags=["ledger"])
 AllowRejects = Annotated[bool, Query(description="Store the good rows even when some are rejected.")]
 RESPONSES = {413: {"model": ErrorOut, "description": "Too many rows in one call."},
              422: {"model": ErrorOut, "description": "Invalid request, or rows rejected (nothing stored): "
-                                                     "detail.rejects lists each with its reason."}}
+                                                     "detail.rejects lists each with its reason."},
+             503: {"model": ErrorOut, "description": "The store stayed busy; nothing was stored. Retry after "
+                                                     "`Retry-After` seconds."}}
 
 
 def _write(state, table: str, rows: list[dict], allow_rejects: bool) -> WriteOut:
     if len(rows) > state.serving.max_rows_per_write:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             f"{len(rows)} {table} in one call; the limit is {state.serving.max_rows_per_write}.")
-    outcome = services.write_rows(state, table, rows, allow_rejects=allow_rejects)
+    outcome = writes.write_rows(state, table, rows, allow_rejects=allow_rejects)
     return WriteOut(**{k: v for k, v in outcome.__dict__.items() if k in WriteOut.model_fields})
 
 

@@ -1,0 +1,202 @@
+"""The row rules of ingest: what makes a row rejected, the reason it carries, and the summary lines.
+
+Bounds match the API's (``serving.schemas``): amounts finite and at most :data:`MAX_AMOUNT` in
+absolute value, dates between :data:`FIRST_DAY` and :data:`LAST_DAY`, ids at most
+:data:`MAX_ID_CHARS` characters without control characters, other text at most
+:data:`MAX_TEXT_CHARS`. ``_Problems`` gathers each row's reasons one vectorised check at a time;
+``_summaries`` turns them into one line per kind naming the rows and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ledger.contracts import CURRENCIES, DOC_TYPES, Table
+
+MAX_AMOUNT = 1e12
+"""Largest amount accepted, in absolute value (the API's bound too)."""
+MAX_ID_CHARS = 64
+"""Longest id (the store's ``VARCHAR(64)``, the API's bound)."""
+MAX_TEXT_CHARS = 255
+"""Longest other text value (the store's ``VARCHAR(255)``, the API's bound)."""
+FIRST_DAY, LAST_DAY = pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31")
+"""Dates outside these days are rejected (the API's bounds)."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+_FIXES = {
+    "missing": "fill the values in, or map {col} to another source column or a constant `value`",
+    "unparsable_date": "fix the values, or set the column's `format` in the mapping (e.g. \"%m/%d/%Y\")",
+    "unparsable_amount": "fix the values, or set `decimal`/`thousands` under `source` in the mapping",
+    "unparsable_bool": "use Yes/No, 1/0 or true/false, or list yours with `true_values`/`false_values`",
+    "not_positive": "amounts are positive; give the sign with doc_type (e.g. credit_note) or drop "
+                    "the rows with a mapping filter",
+    "due_before_issue": "fix the dates or map issue_date with not_after (if the source date is a "
+                        "period stamp)",
+    "currency": "use ISO 4217 codes (EUR, USD, ...) or map them with `values:`",
+    "doc_type": f"use one of {', '.join(DOC_TYPES)}, or map the source values with `values:` and a "
+                "`default`",
+    "duplicate": "keep one row per {key}",
+    "malformed": "quote values holding the separator, or fix the rows",
+    "ambiguous_amount": "with `decimal: \",\"`, a '.' is ambiguous: set `thousands: \".\"` under `source` if it "
+                        "separates thousands, or fix the values",
+    "not_finite": "amounts are finite numbers: fix the values (inf and NaN are not amounts)",
+    "too_large": f"amounts are at most {MAX_AMOUNT:.0e} in absolute value: fix the values (a unit or decimal "
+                 "mark mix-up?), or set `decimal`/`thousands` under `source` in the mapping",
+    "too_long": "ids have at most {id_chars} characters and other text at most {text_chars}, without control "
+                "characters: fix the values, or map {col} to another source column",
+    "date_range": "dates lie between {first} and {last}: fix the values, or the column's `format` in the mapping",
+}
+
+_PHRASES = {
+    "missing": "miss {col}",
+    "unparsable_date": "have an unparsable {col}",
+    "unparsable_amount": "have an unparsable {col}",
+    "unparsable_bool": "have an unparsable {col}",
+    "not_positive": "have a zero or negative {col}",
+    "due_before_issue": "have due_date before issue_date",
+    "currency": "have an unknown currency",
+    "doc_type": "have an unknown doc_type",
+    "duplicate": "share a {key} with another row holding different values",
+    "malformed": "have more fields than the header",
+    "ambiguous_amount": "have an ambiguous {col}",
+    "not_finite": "have a non-finite {col}",
+    "too_large": "have an absurdly large {col}",
+    "too_long": "have a malformed {col} (too long, or control characters)",
+    "date_range": "have {col} out of range",
+}
+
+
+class _Problems:
+    """Row reasons, built one vectorized check at a time, and their summaries."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.reasons = np.full(n, "", dtype=object)
+        self.flagged = np.zeros(n, dtype=bool)
+        self.tally: dict[tuple[str, str], list[np.ndarray]] = {}
+        self.examples: dict[tuple[str, str], str] = {}
+        self.unparsable: dict[str, np.ndarray] = {}
+
+    def add(self, code: str, col: str, mask: Any, messages: Callable[[], pd.Series] | str,
+            rows: np.ndarray) -> None:
+        """Flag the rows in ``mask``; ``messages`` (one per row) is only built if a row is flagged."""
+        mask = np.asarray(mask, dtype=bool)
+        if not mask.any():
+            return
+        if callable(messages):
+            messages = messages()
+        if isinstance(messages, str):
+            msgs = np.full(int(mask.sum()), messages, dtype=object)
+        else:
+            msgs = np.asarray(messages, dtype=object)[mask]
+        if code.startswith("unparsable"):
+            self.unparsable[col] = self.unparsable.get(col, np.zeros(self.n, dtype=bool)) | mask
+        current = self.reasons[mask]
+        self.reasons[mask] = np.where(self.flagged[mask], current + "; " + msgs, msgs)
+        self.flagged |= mask
+        self.tally.setdefault((code, col), []).append(rows[mask])
+        self.examples.setdefault((code, col), str(msgs[0]))
+
+    @property
+    def bad(self) -> np.ndarray:
+        return self.flagged
+
+
+def _summaries(tally: dict[tuple[str, str], list[np.ndarray]], examples: dict[tuple[str, str], str],
+               table: Table, source: str) -> list[str]:
+    out = []
+    for (code, col), parts in tally.items():
+        rows = np.sort(np.concatenate(parts))
+        shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
+        noun = table.name if len(rows) != 1 else table.name.rstrip("s")
+        verb = _PHRASES[code].format(col=col, key=table.key)
+        if len(rows) == 1:
+            verb = verb.replace("have ", "has ", 1).replace("miss ", "misses ", 1).replace("share ", "shares ", 1)
+        fix = _FIXES[code].format(col=col, key=table.key, id_chars=MAX_ID_CHARS, text_chars=MAX_TEXT_CHARS,
+                                  first=FIRST_DAY.date(), last=LAST_DAY.date())
+        out.append(f"{len(rows)} {noun} {verb}: row{'s' if len(rows) != 1 else ''} {shown} of {source}; "
+                   f"{fix} (first: {examples[(code, col)]})")
+    return out
+
+
+
+def _check_rules(table: Table, df: pd.DataFrame, rows: np.ndarray, problems: _Problems,
+                 allow_missing_key: bool) -> None:
+    """The contract's row rules, on a typed canonical frame."""
+    for name in table.required:
+        if name == table.key and allow_missing_key:
+            continue
+        problems.add("missing", name, df[name].isna().to_numpy() & ~_flagged(problems, name), f"missing {name}", rows)
+    for c in table.columns:
+        if c.kind == "str":
+            _check_text(table, c.name, df[c.name], rows, problems)
+        elif c.kind == "date":
+            d = df[c.name]
+            bad = (d.notna() & ((d < FIRST_DAY) | (d > LAST_DAY))).to_numpy()
+            problems.add("date_range", c.name, bad, lambda: f"{c.name} " + d.dt.strftime("%Y-%m-%d").astype("object")
+                         + f" outside {FIRST_DAY.date()}..{LAST_DAY.date()}", rows)
+        if c.kind != "amount":
+            continue
+        v = df[c.name].astype("float64")
+        finite = np.isfinite(v.to_numpy(dtype="float64", na_value=np.nan))
+        infinite = v.notna().to_numpy() & ~finite
+        problems.add("not_finite", c.name, infinite, lambda: f"{c.name} is not finite (" + v.astype("str") + ")", rows)
+        huge = finite & (v.abs() > MAX_AMOUNT).fillna(False).to_numpy()
+        problems.add("too_large", c.name, huge, lambda: f"{c.name} is beyond {MAX_AMOUNT:.0e} (" + v.astype("str") + ")",
+                     rows)
+        bad = (v < 0) if c.name == "credit_limit" else (v <= 0)
+        bad = bad.fillna(False).to_numpy() & ~infinite
+        problems.add("not_positive", c.name, bad, lambda: f"{c.name} is zero or negative (" + v.astype("str") + ")", rows)
+    if table.name == "invoices":
+        bad = (df["due_date"] < df["issue_date"]).fillna(False).to_numpy()
+        problems.add("due_before_issue", "due_date", bad, lambda: (
+            "due_date " + df["due_date"].dt.strftime("%Y-%m-%d").astype("object").fillna("")
+            + " before issue_date " + df["issue_date"].dt.strftime("%Y-%m-%d").astype("object").fillna("")), rows)
+        cur = df["currency"]
+        bad = (cur.notna() & ~cur.isin(CURRENCIES)).to_numpy()
+        problems.add("currency", "currency", bad, lambda: "unknown currency '" + cur.astype("object").fillna("") + "'", rows)
+        dt = df["doc_type"]
+        bad = (dt.notna() & ~dt.isin(DOC_TYPES)).to_numpy()
+        problems.add("doc_type", "doc_type", bad, lambda: "unknown doc_type '" + dt.astype("object").fillna("") + "'", rows)
+
+
+def _check_text(table: Table, name: str, t: pd.Series, rows: np.ndarray, problems: _Problems) -> None:
+    """Ids: at most ``MAX_ID_CHARS`` characters, no control character; other text: ``MAX_TEXT_CHARS``.
+
+    Lengths and the control-character search run in Arrow (a Python call per value cost ~2 s per
+    million invoices).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    is_id = name == table.key or name.endswith("_id")
+    limit = MAX_ID_CHARS if is_id else MAX_TEXT_CHARS
+    if not t.notna().any():
+        return
+    try:
+        arr = pa.array(t.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arr = pa.array(t.astype("object").map(str, na_action="ignore").to_numpy(dtype=object), type=pa.string(),
+                       from_pandas=True)
+    lengths = pc.utf8_length(arr)
+    bad = pc.fill_null(pc.greater(lengths, limit), False)
+    if is_id:
+        bad = pc.or_(bad, pc.fill_null(pc.match_substring_regex(arr, _CONTROL.pattern), False))
+    mask = bad.to_numpy(zero_copy_only=False)
+    if not mask.any():
+        return
+    text = t.astype("object")
+    problems.add("too_long", name, mask, lambda: (
+        f"{name} of " + pd.Series(pc.fill_null(lengths, 0).to_numpy(zero_copy_only=False), index=t.index).astype("str")
+        + f" characters (at most {limit}) or with control characters: '" + text.fillna("").str.slice(0, 40) + "...'"),
+        rows)
+
+
+def _flagged(problems: _Problems, col: str) -> np.ndarray:
+    """Rows already flagged as unparsable in ``col`` (so they are not also 'missing')."""
+    return problems.unparsable.get(col, np.zeros(problems.n, dtype=bool))

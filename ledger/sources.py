@@ -1,0 +1,245 @@
+"""Reading export files in chunks: CSV (plain or gzipped) and Parquet, with the encoding detected.
+
+``read_source`` yields the rows a chunk at a time, CSV as text (empty = ""). A CSV is read by
+pyarrow when it can; where pyarrow would read it differently from pandas (a row with a missing or
+extra field, an odd header), ``CsvLayoutError`` is raised and the caller reads it again with
+``fast_csv=False``: pandas, which keeps every row. A row with more fields than the header is kept
+as a *malformed* row (its position in ``frame.attrs[MALFORMED]`` with its field count), so ingest
+rejects it with its row number and stores the others.
+
+Problems with the file as a whole (empty, not in the encoding given, no header) raise
+``SourceError`` with one line saying what to set.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ledger.mapping import SourceOptions
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 250_000
+"""Source rows read at a time."""
+SNIFF_BYTES = 1 << 20
+"""Bytes read from the start of a CSV to detect its encoding and separator."""
+MALFORMED = "malformed_rows"
+"""``frame.attrs`` key: {row position in the chunk: number of fields} of rows longer than the header."""
+FALLBACK_ENCODINGS = ("cp1252", "latin-1")
+"""Tried in order when a CSV without a declared encoding is not UTF-8 (latin-1 reads any byte)."""
+
+
+class SourceError(ValueError):
+    """The file cannot be read at all (empty, undecodable, no header): one line saying what to set."""
+
+
+class CsvLayoutError(Exception):
+    """The fast CSV reader cannot read this file the way pandas does (ragged rows, odd header)."""
+
+
+def format_of(path: Path, opts: SourceOptions) -> str:
+    """``csv`` or ``parquet``: as declared, else from the file's suffixes."""
+    if opts.format:
+        return opts.format
+    suffixes = [s.lower() for s in path.suffixes]
+    return "parquet" if ".parquet" in suffixes or ".pq" in suffixes else "csv"
+
+
+def _head(path: Path) -> bytes:
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            return f.read(SNIFF_BYTES)
+    except (OSError, EOFError) as exc:
+        raise SourceError(f"{path.name} cannot be read: {exc}.") from None
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        codecs.getincrementaldecoder(encoding)().decode(data, final=False)  # a cut character at the end is fine
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def resolve_options(path: Path, opts: SourceOptions, encoding: str | None = None,
+                    delimiter: str | None = None) -> SourceOptions:
+    """``opts`` with the encoding to read ``path`` with, checked against the file's start.
+
+    ``delimiter`` (``--delimiter``), when given, replaces the mapping's.
+
+    An explicit ``encoding`` (``--encoding``) wins, then the mapping's ``source.encoding``; a CSV
+    with neither is read as UTF-8 when its start decodes as UTF-8, else as cp1252 (Windows
+    exports), else latin-1, with a warning naming the option to set.
+
+    Raises:
+        SourceError: the file is empty, or does not decode with the encoding given.
+    """
+    if delimiter is not None:
+        if not delimiter:
+            raise SourceError("--delimiter needs a character, e.g. --delimiter ';'.")
+        opts = opts.model_copy(update={"delimiter": delimiter})
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise SourceError(f"Unknown encoding {encoding!r}: use e.g. utf-8, cp1252 or latin-1.") from None
+        opts = opts.model_copy(update={"encoding": encoding})
+    if format_of(path, opts) != "csv":
+        return opts
+    head = _head(path)
+    if not head.strip():
+        raise SourceError(f"{path.name} is empty: a CSV needs a header line and rows. Nothing was stored.")
+    declared = encoding is not None or "encoding" in opts.model_fields_set
+    if _decodes(head, opts.encoding):
+        return opts
+    if declared:
+        raise SourceError(f"{path.name} is not {opts.encoding}: set the file's encoding with --encoding "
+                          "(or `encoding` under `source` in the mapping), e.g. --encoding cp1252.")
+    for enc in FALLBACK_ENCODINGS:
+        if _decodes(head, enc):
+            log.warning("%s is not UTF-8: reading it as %s (set --encoding to choose another)", path.name, enc)
+            return opts.model_copy(update={"encoding": enc})
+    raise SourceError(f"{path.name}: cannot tell its encoding; set it with --encoding.")  # latin-1 reads any byte
+
+
+def _header(path: Path, opts: SourceOptions) -> list[str]:
+    try:
+        header = pd.read_csv(path, sep=opts.delimiter, encoding=opts.encoding, nrows=0,
+                             skiprows=opts.skip_rows or None, compression="infer")
+    except pd.errors.EmptyDataError:
+        raise SourceError(f"{path.name} has no header line: a CSV needs one, naming its columns.") from None
+    except UnicodeDecodeError as exc:
+        raise _undecodable(path, opts, exc) from None
+    return [str(c) for c in header.columns]
+
+
+def _undecodable(path: Path, opts: SourceOptions, exc: UnicodeDecodeError) -> SourceError:
+    return SourceError(f"{path.name} is not {opts.encoding} (byte {exc.object[exc.start:exc.start + 1]!r} at "
+                       f"position {exc.start} of a block): set the file's encoding with --encoding (or `encoding` "
+                       "under `source` in the mapping), e.g. --encoding cp1252.")
+
+
+def _read_csv_arrow(path: Path, opts: SourceOptions, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """CSV chunks read by pyarrow's multi-threaded reader, every column as text.
+
+    Gives the same frames as pandas' reader (``dtype=str``, empty = ""), several times faster;
+    raises ``CsvLayoutError`` where the two would differ (a row with a missing or extra field,
+    duplicate or unnamed header columns), so the caller can start over with pandas.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    if len(opts.delimiter) != 1:
+        raise CsvLayoutError("multi-character delimiter")
+    names = _header(path, opts)
+    try:
+        reader = pv.open_csv(
+            path,
+            read_options=pv.ReadOptions(skip_rows=opts.skip_rows, encoding=opts.encoding, block_size=8 << 20),
+            parse_options=pv.ParseOptions(delimiter=opts.delimiter, newlines_in_values=True),
+            convert_options=pv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                              strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+        if reader.schema.names != names:
+            raise CsvLayoutError(f"header read as {reader.schema.names}, not {names}")
+        pending: list[Any] = []
+        n_pending = 0
+        for batch in reader:
+            pending.append(batch)
+            n_pending += batch.num_rows
+            while n_pending >= chunk_rows:
+                whole = pa.Table.from_batches(pending)
+                yield whole.slice(0, chunk_rows).to_pandas()
+                rest = whole.slice(chunk_rows)
+                pending, n_pending = rest.to_batches(), rest.num_rows
+        if n_pending:
+            yield pa.Table.from_batches(pending).to_pandas()
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise CsvLayoutError(str(exc)) from exc
+
+
+def _read_csv_rows(path: Path, opts: SourceOptions, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """CSV chunks read row by row (Python's ``csv``), every row kept, for files the fast reader refused.
+
+    A row shorter than the header is padded with empty values (as pandas reads it); a row longer
+    than the header is cut to its width and listed in ``frame.attrs[MALFORMED]`` as
+    {position in the chunk: (fields, line number)}, so ingest rejects it and stores the others.
+    """
+    import csv
+
+    names = _header(path, opts)
+    width = len(names)
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    try:
+        with opener(path, "rt", encoding=opts.encoding, newline="") as f:
+            for _ in range(opts.skip_rows + 1):  # the skipped lines and the header
+                f.readline()
+            reader = csv.reader(f, delimiter=opts.delimiter)
+            rows: list[list[str]] = []
+            long: dict[int, tuple[int, int]] = {}
+            for fields in reader:
+                if not fields:
+                    continue  # a blank line, as pandas skips it
+                if len(fields) > width:
+                    long[len(rows)] = (len(fields), reader.line_num + opts.skip_rows + 1)
+                    fields = fields[:width]
+                elif len(fields) < width:
+                    fields = fields + [""] * (width - len(fields))
+                rows.append(fields)
+                if len(rows) == chunk_rows:
+                    yield _chunk(rows, names, long)
+                    rows, long = [], {}
+            if rows:
+                yield _chunk(rows, names, long)
+    except UnicodeDecodeError as exc:
+        raise _undecodable(path, opts, exc) from None
+    except csv.Error as exc:
+        raise SourceError(f"{path.name} cannot be read as CSV: {exc}.") from None
+
+
+def _chunk(rows: list[list[str]], names: list[str], long: dict[int, tuple[int, int]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=names, dtype=object)
+    if long:
+        frame.attrs[MALFORMED] = dict(long)
+    return frame
+
+
+def read_source(path: Path, opts: SourceOptions, chunk_rows: int = CHUNK_ROWS,
+                fast_csv: bool = True) -> Iterator[pd.DataFrame]:
+    """Yield the file's rows in chunks: CSV as text (empty = ""), Parquet with its own types.
+
+    With ``fast_csv``, CSV is read by pyarrow and ``CsvLayoutError`` is raised (possibly after
+    some chunks) for a file it reads differently from pandas; read it again with ``fast_csv=False``.
+
+    Raises:
+        SourceError: the file cannot be read (no header, not in its encoding).
+    """
+    if format_of(path, opts) == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+            yield batch.to_pandas()
+        return
+    if fast_csv:
+        yield from _read_csv_arrow(path, opts, chunk_rows)
+        return
+    if len(opts.delimiter) == 1:
+        yield from _read_csv_rows(path, opts, chunk_rows)
+        return
+    reader = pd.read_csv(
+        path, sep=opts.delimiter, encoding=opts.encoding, dtype=str, keep_default_na=False,
+        na_filter=False, skiprows=opts.skip_rows or None, chunksize=chunk_rows, compression="infer",
+    )
+    with reader:
+        try:
+            yield from reader
+        except UnicodeDecodeError as exc:
+            raise _undecodable(path, opts, exc) from None

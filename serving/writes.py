@@ -1,0 +1,169 @@
+"""Writes through the API: validated like ``encaisse ingest``, waiting for the store's lock, never lost.
+
+A write runs in one transaction (``ledger.writes.write_transaction``): it waits for SQLite's write
+lock within ``ENCAISSE_SERVING_WRITE_TIMEOUT_SECONDS`` (an ingest commits a batch at a time, so the
+wait is short), and past it raises ``StoreBusyError`` (503 with ``Retry-After``) with nothing
+written. Once committed, the rows it changed go to ``state.pending`` and the next read folds them
+into the loaded ledger: no reload of the whole ledger per write. Today's scoring caches are rebuilt
+in one background thread, once for a burst of writes.
+
+Actions keep an audit trail (``ledger.action_history``): an edit adds a version superseding the
+stored one, which is kept. A collector may only write actions of their portfolio: the stored row
+an ``action_id`` names is checked as well as the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+
+from ledger.action_history import record_versions, stored_actions
+from ledger.contracts import ACTIONS, INVOICES, PAYMENTS, Table
+from ledger.ingest import validate_frame
+from ledger.schema import LEDGER_TABLES, ingest_runs
+from ledger.store import upsert_frame
+from ledger.writes import StoreBusyError, write_transaction
+from serving.keys import Principal
+from serving.services import RowsRejected, WriteOutcome, _outcome, current_ledger, warm_today
+from serving.state import ServiceState
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NotYours", "StoreBusyError", "record_action", "write_rows"]
+
+SPECS: dict[str, Table] = {"invoices": INVOICES, "payments": PAYMENTS, "actions": ACTIONS}
+
+
+class NotYours(PermissionError):
+    """A collector tried to write an action outside their portfolio (403)."""
+
+
+def _by(principal: Principal | None, source: str) -> str:
+    if principal is None:
+        return source
+    who = f"key {principal.prefix} ({principal.role}"
+    return who + (f", collector {principal.collector})" if principal.collector else ")")
+
+
+def _stored_hashes(conn: sa.Connection, spec: Table, keys: list[str]) -> dict[str, str]:
+    t = LEDGER_TABLES[spec.name]
+    out: dict[str, str] = {}
+    for start in range(0, len(keys), 10_000):
+        part = keys[start:start + 10_000]
+        out.update((str(k), h) for k, h in conn.execute(sa.select(t.c[spec.key], t.c.row_hash)
+                                                         .where(t.c[spec.key].in_(part))).all())
+    return out
+
+
+def _check_owner(stored: pd.DataFrame, principal: Principal | None) -> None:
+    if principal is None or principal.role != "collector" or stored.empty:
+        return
+    for row in stored.itertuples():
+        if row.collector != principal.collector:
+            raise NotYours(f"Action {row.action_id!r} is stored for client {row.client_id!r}, not in the portfolio of "
+                           f"collector {principal.collector!r}: it cannot be changed with this key.")
+
+
+def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects: bool = False,
+               source: str | None = None, principal: Principal | None = None) -> WriteOutcome:
+    """Validate rows like ``encaisse ingest`` and upsert the good ones in one transaction.
+
+    Re-sending the same rows changes nothing (``unchanged``). The rows that changed are folded into
+    the service's ledger at the next read.
+
+    Raises:
+        RowsRejected: some rows were rejected and ``allow_rejects`` is False; nothing was stored.
+        NotYours: a collector's action names a stored action of another portfolio; nothing was stored.
+        StoreBusyError: the store's write lock stayed held past the bound; nothing was stored.
+    """
+    spec = SPECS[table]
+    started = datetime.now(UTC)
+    df = pd.DataFrame.from_records(rows, columns=spec.names)
+    good, rejects = validate_frame(spec, df)
+    outcome = _outcome(spec.name, len(df), rejects)
+    if outcome.rejected and not allow_rejects:
+        raise RowsRejected(outcome)
+    keys = good[spec.key].astype(str).tolist()
+    source = source or f"api:{table}"
+
+    def work(conn: sa.Connection) -> tuple[int, int, int, list[str]]:
+        if spec.name == "actions":
+            stored = stored_actions(conn, keys)
+            _check_owner(stored, principal)
+            record_versions(conn, good, stored, _by(principal, source), now=started)
+            hashes = dict(zip(stored["action_id"].astype(str), stored["row_hash"]))
+        else:
+            hashes = _stored_hashes(conn, spec, keys)
+        ins, upd, same = upsert_frame(conn, spec, good, now=started) if len(good) else (0, 0, 0)
+        conn.execute(ingest_runs.insert().values(
+            started_at=started, finished_at=datetime.now(UTC), source=source, mapping=None,
+            table_name=spec.name, status="stored", read=len(df), inserted=ins, updated=upd, unchanged=same,
+            rejected=outcome.rejected, filtered=0, rejects_file=None))
+        changed = [k for k, h in zip(keys, good["row_hash"].astype(str)) if hashes.get(k) != h]
+        return ins, upd, same, changed
+
+    ins, upd, same, changed = write_transaction(state.engine, work, timeout=state.serving.write_timeout_seconds)
+    outcome.inserted, outcome.updated, outcome.unchanged = ins, upd, same
+    outcome.stored = True
+    outcome.keys = keys
+    if spec.name == "payments" and len(good):
+        outcome.warnings += _unknown_invoices(state, good)
+    if changed:
+        rows_changed = good[good[spec.key].astype(str).isin(set(changed))]
+        with state.lock:
+            state.pending.append((spec.name, rows_changed))
+        _warm_soon(state)
+    return outcome
+
+
+def _unknown_invoices(state: ServiceState, good: pd.DataFrame) -> list[str]:
+    index = current_ledger(state)
+    ids = good["invoice_id"].astype(str)
+    unknown = sorted(set(ids[index.invoice_pos.get_indexer(ids.tolist()) < 0]))
+    if not unknown:
+        return []
+    shown = ", ".join(unknown[:10]) + (", ..." if len(unknown) > 10 else "")
+    return [f"{len(unknown)} payment(s) name an invoice not in the store: {shown} (stored all the same)."]
+
+
+def _warm_soon(state: ServiceState) -> None:
+    """Rebuild today's scoring caches in the background: one thread, however many writes arrive."""
+    if not state.serving.warm_today or not state.warming.acquire(blocking=False):
+        return
+
+    def run() -> None:
+        try:
+            while True:
+                version = current_ledger(state).version
+                warm_today(state)
+                if current_ledger(state).version == version:
+                    break  # no write arrived meanwhile
+        finally:
+            state.warming.release()
+
+    threading.Thread(target=run, name="warm-today", daemon=True).start()
+
+
+def record_action(state: ServiceState, row: dict, principal: Principal | None = None) -> WriteOutcome:
+    """Record one collector action (validated like the ledger's actions); features use it from then on.
+
+    Raises:
+        LookupError: the client, or the invoice for that client, is not in the store.
+        NotYours: a collector key names a stored action of another portfolio.
+        RowsRejected: the row fails the ledger's validation.
+        StoreBusyError: the store stayed busy past the bound; nothing was stored.
+    """
+    index = current_ledger(state)
+    client_id = row["client_id"]
+    if not index.knows_client(client_id):
+        raise LookupError(f"Client {client_id!r} is not in the store.")
+    invoice_id = row.get("invoice_id")
+    if invoice_id is not None:
+        pos = index.invoice_pos.get_indexer([invoice_id])[0]
+        if pos < 0 or str(index.ledger.invoices["client_id"].iloc[pos]) != client_id:
+            raise LookupError(f"Invoice {invoice_id!r} of client {client_id!r} is not in the store.")
+    return write_rows(state, "actions", [row], source="api:actions", principal=principal)
