@@ -148,7 +148,7 @@ class PaymentDateModel(BaseEstimator):
 
     def __init__(self, bin_edges=DEFAULT_EDGES, horizon_days=365, lgbm_params=None, early_stopping_rounds=30,
                  random_state=0, refit_full=False, calibration_groups=(), recency_halflife_days=None,
-                 exclude_inputs=()):
+                 exclude_inputs=(), calibration_slice="held_out"):
         self.bin_edges = bin_edges
         self.horizon_days = horizon_days
         self.lgbm_params = lgbm_params
@@ -158,6 +158,7 @@ class PaymentDateModel(BaseEstimator):
         self.calibration_groups = calibration_groups
         self.recency_halflife_days = recency_halflife_days
         self.exclude_inputs = exclude_inputs
+        self.calibration_slice = calibration_slice
 
     # -- geometry ------------------------------------------------------------------------------
     def _a0(self, X) -> np.ndarray:

@@ -33,6 +33,9 @@ from models.risk import CalibratedRisk
 
 log = logging.getLogger(__name__)
 
+CALIBRATION_ROWS = 60_000
+"""Snapshot rows the payment-date calibration reads at most when it reads every snapshot."""
+
 MIN_RISK_FIT_DAYS = 28
 """Snapshot days the risk models' fitting slice keeps at least, before the calibration slice."""
 
@@ -184,7 +187,14 @@ class EncaisseModel(BaseEstimator):
         self.payment_model_.fit(X[fit_m], ts.loc[fit_m, "duration_days"], ts.loc[fit_m, "event"],
                                 eval_set=(*held_out, age[~fit_m]), age_days=age[fit_m])
         if self.recalibrate:
-            self.payment_model_.recalibrate(*held_out, seed=self.random_state)
+            if self.payment_model_.calibration_slice == "all":
+                # Every snapshot, each followed up to D: the only rows that show the tail of an
+                # invoice long overdue, which the held-out slice's few weeks cannot.
+                keep = _stable_sample(len(ts), CALIBRATION_ROWS, self.random_state)
+                self.payment_model_.recalibrate(X.iloc[keep], ts["duration_days"].iloc[keep], ts["event"].iloc[keep],
+                                                seed=self.random_state)
+            else:
+                self.payment_model_.recalibrate(*held_out, seed=self.random_state)
         self.payment_model_.__dict__.pop("holdout_booster_", None)  # only recalibration needs it
 
         label_days, cal_days = self._risk_windows(ts["as_of"].min(), d)
@@ -401,6 +411,13 @@ class EncodedRows:
         pos = np.asarray(positions, dtype=np.intp)
         return EncodedRows(features=self.features.take(pos).reset_index(drop=True), matrix=self.matrix[pos],
                            columns=self.columns, speakable=None if self.speakable is None else self.speakable[pos])
+
+
+def _stable_sample(n: int, k: int, seed: int) -> np.ndarray:
+    """At most ``k`` of ``range(n)``, sorted, the same for the same arguments."""
+    if n <= k:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
 def _risk_proba(model: CalibratedRisk, matrix: np.ndarray, num_threads: int) -> np.ndarray:

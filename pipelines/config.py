@@ -69,6 +69,9 @@ class PaymentOptions(_Strict):
                                                 "in days before the training day (None: equal weights).")
     exclude_inputs: tuple[str, ...] = Field(default=(), description="Inputs the payment-date model does not use "
                                             "(invoice, client or bin columns, e.g. h_month).")
+    calibration_slice: Literal["held_out", "all"] = Field(
+        default="held_out", description="Rows the calibration map is fitted on: the held-out last slice, or every "
+        "snapshot (followed up to the training day).")
     horizon_days: int = Field(default=365, ge=30, le=730, description="Forecasts stop this many days after as_of.")
 
 

@@ -193,3 +193,37 @@ def test_contributions_in_row_slices_equal_the_whole(monkeypatch):
     np.testing.assert_array_equal(m.contributions(X), whole)
     np.testing.assert_array_equal(m.contributions_matrix(X.to_numpy()), whole)
     assert m.contributions(X.iloc[:0]).shape == (0, 5)
+
+
+def test_group_calibration_maps_each_days_overdue_group_with_its_own_map():
+    rng = np.random.default_rng(0)
+    m = _geometry()
+    m.calibration_groups = (0,)  # two groups: not overdue, overdue
+    grid = np.linspace(0, 1, 5)
+    m.calibration_ = (grid, grid)  # identity for any group without a map
+    m.group_calibration_ = {1: (grid, np.sqrt(grid))}  # overdue invoices: a map of their own
+    cdf = np.sort(rng.random((4, 3)), axis=1)
+    out = m._calibrate(cdf, overdue=np.array([-3.0, 0.0, 1.0, 40.0]))
+    np.testing.assert_allclose(out[:2], cdf[:2])
+    np.testing.assert_allclose(out[2:], np.interp(cdf[2:], grid, np.sqrt(grid)))
+    assert (np.diff(out, axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("options", [
+    {"calibration_slice": "all", "calibration_groups": (0, 30)},
+    {"refit_full": True, "recency_halflife_days": 60, "exclude_inputs": ("h_month", "a_country")},
+])
+def test_payment_options_fit_and_give_coherent_distributions(fitted, options):
+    ledger, d, base = fitted
+    model = EncaisseModel(**SMALL, payment_options=options).fit(ledger, d)
+    pm = model.payment_model_
+    assert "holdout_booster_" not in pm.__dict__
+    if options.get("calibration_slice") == "all":
+        assert set(pm.group_calibration_) <= {0, 1, 2} and pm.group_calibration_
+    s = model.score(ledger.known_at(d), d, n_reasons=0)
+    assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()
+    assert not s[["p10_days", "p50_days", "p90_days"]].equals(base.score(ledger.known_at(d), d, n_reasons=0)[
+        ["p10_days", "p50_days", "p90_days"]])
+    if "exclude_inputs" in options:
+        used = set(np.array(pm.booster_.feature_name())[pm.booster_.feature_importance() > 0])
+        assert not used & {"h_month", "a_country"}
