@@ -149,6 +149,8 @@ class PaymentDateModel(BaseEstimator):
     def __init__(self, bin_edges=DEFAULT_EDGES, horizon_days=365, lgbm_params=None, early_stopping_rounds=30,
                  random_state=0, refit_full=False, calibration_groups=(), recency_halflife_days=None,
                  exclude_inputs=(), calibration_slice="held_out"):
+        # calibration_slice: "held_out" (the later slice), "all" (every snapshot, in sample) or
+        # "cross_fit" (every snapshot, each client's rows predicted by a model fitted without them).
         self.bin_edges = bin_edges
         self.horizon_days = horizon_days
         self.lgbm_params = lgbm_params
@@ -414,6 +416,14 @@ class PaymentDateModel(BaseEstimator):
                 self.booster_ = refit
         else:
             days, cdf = self.predict_raw_cdf(X)
+        return self.fit_calibration(days, cdf, duration, event, -np.asarray(X["i_days_to_due"], dtype=float), seed)
+
+    def fit_calibration(self, days: np.ndarray, cdf: np.ndarray, duration, event, overdue: np.ndarray,
+                        seed: int = 0) -> "PaymentDateModel":
+        """Fit the CDF maps from raw CDFs predicted for rows this booster (or a sibling) did not learn.
+
+        ``overdue``: each row's days overdue at its snapshot (for ``calibration_groups``).
+        """
         dur = np.asarray(duration, dtype=float)
         ev = np.asarray(event, dtype=int).astype(bool)
         rng = np.random.default_rng(seed)
@@ -424,7 +434,7 @@ class PaymentDateModel(BaseEstimator):
         self.calibration_ = _km_map(u, ev)
         self.group_calibration_ = {}
         if len(self.calibration_groups):
-            group = self._groups(-np.asarray(X["i_days_to_due"], dtype=float))
+            group = self._groups(np.asarray(overdue, dtype=float))
             for k in np.unique(group):
                 m = group == k
                 if ev[m].sum() >= MIN_GROUP_EVENTS:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
 from features.descriptions import DESCRIBED_FEATURES as _DESCRIBED, describe
@@ -187,7 +187,9 @@ class EncaisseModel(BaseEstimator):
         self.payment_model_.fit(X[fit_m], ts.loc[fit_m, "duration_days"], ts.loc[fit_m, "event"],
                                 eval_set=(*held_out, age[~fit_m]), age_days=age[fit_m])
         if self.recalibrate:
-            if self.payment_model_.calibration_slice == "all":
+            if self.payment_model_.calibration_slice == "cross_fit":
+                self._cross_fit_calibration(X, ts, fit_m, age)
+            elif self.payment_model_.calibration_slice == "all":
                 # Every snapshot, each followed up to D: the only rows that show the tail of an
                 # invoice long overdue, which the held-out slice's few weeks cannot.
                 keep = _stable_sample(len(ts), CALIBRATION_ROWS, self.random_state)
@@ -227,6 +229,35 @@ class EncaisseModel(BaseEstimator):
             risk_label_window_days=label_days, risk_calibration_days=cal_days,
         )
         return self
+
+    def _cross_fit_calibration(self, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.ndarray, age: np.ndarray) -> None:
+        """Calibrate the payment-date model on every snapshot, out of sample: the clients are cut in two
+        halves, a model fitted on one half predicts the other's rows (each followed up to D).
+
+        Only rows followed for months show how long an invoice already long overdue stays open; the
+        held-out slice's few weeks cannot, and in-sample predictions have learnt those rows.
+        """
+        pm = self.payment_model_
+        clients = ts["client_id"].astype(str)
+        half = (pd.util.hash_pandas_object(clients, index=False).to_numpy() % 2).astype(bool)
+        keep = np.zeros(len(ts), dtype=bool)
+        keep[_stable_sample(len(ts), CALIBRATION_ROWS, self.random_state)] = True
+        parts = []
+        for side in (False, True):
+            train = half != side
+            sib = clone(pm).set_params(refit_full=False)
+            ho = train & ~fit_m
+            sib.fit(X[train & fit_m], ts.loc[train & fit_m, "duration_days"], ts.loc[train & fit_m, "event"],
+                    eval_set=(X[ho], ts.loc[ho, "duration_days"], ts.loc[ho, "event"], age[ho]),
+                    age_days=age[train & fit_m])
+            rows = np.flatnonzero(~train & keep)
+            days, cdf = sib.predict_raw_cdf(X.iloc[rows])
+            parts.append((rows, days, cdf))
+        rows = np.concatenate([p[0] for p in parts])
+        days = np.vstack([p[1] for p in parts])
+        cdf = np.vstack([p[2] for p in parts])
+        pm.fit_calibration(days, cdf, ts["duration_days"].to_numpy()[rows], ts["event"].to_numpy()[rows],
+                           -ts["i_days_to_due"].to_numpy(dtype=float)[rows], seed=self.random_state)
 
     def _risk_windows(self, first_snapshot, d: pd.Timestamp) -> tuple[int, int]:
         """The risk models' label window and calibration slice, in days, shrunk to fit a short history.
