@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 CALIBRATION_ROWS = 60_000
 """Snapshot rows the payment-date calibration reads at most when it reads every snapshot."""
 
+MIXED_CROSS_FIT_AFTER_DAYS = 30
+"""With ``calibration_slice: mixed``: groups of invoices more overdue than this take the cross-fitted maps."""
+
 MIN_RISK_FIT_DAYS = 28
 """Snapshot days the risk models' fitting slice keeps at least, before the calibration slice."""
 
@@ -189,6 +192,19 @@ class EncaisseModel(BaseEstimator):
         if self.recalibrate:
             if self.payment_model_.calibration_slice == "cross_fit":
                 self._cross_fit_calibration(X, ts, fit_m, age)
+            elif self.payment_model_.calibration_slice == "mixed":
+                # Held-out maps where weeks of follow-up tell enough (not yet due, a month overdue at
+                # most); cross-fitted maps for invoices longer overdue, whose tail they cannot see.
+                pm = self.payment_model_
+                pm.recalibrate(*held_out, seed=self.random_state)
+                near, near_groups = pm.calibration_, dict(pm.group_calibration_)
+                self._cross_fit_calibration(X, ts, fit_m, age)
+                bounds = np.asarray(pm.calibration_groups, dtype=float)
+                pm.calibration_ = near
+                pm.group_calibration_ = {k: g for k, g in pm.group_calibration_.items()
+                                         if k >= 1 and bounds[k - 1] >= MIXED_CROSS_FIT_AFTER_DAYS}
+                pm.group_calibration_.update({k: g for k, g in near_groups.items()
+                                              if not (k >= 1 and bounds[k - 1] >= MIXED_CROSS_FIT_AFTER_DAYS)})
             elif self.payment_model_.calibration_slice == "all":
                 # Every snapshot, each followed up to D: the only rows that show the tail of an
                 # invoice long overdue, which the held-out slice's few weeks cannot.

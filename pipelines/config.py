@@ -69,10 +69,11 @@ class PaymentOptions(_Strict):
                                                 "in days before the training day (None: equal weights).")
     exclude_inputs: tuple[str, ...] = Field(default=(), description="Inputs the payment-date model does not use "
                                             "(invoice, client or bin columns, e.g. h_month).")
-    calibration_slice: Literal["held_out", "all", "cross_fit"] = Field(
+    calibration_slice: Literal["held_out", "all", "cross_fit", "mixed"] = Field(
         default="held_out", description="Rows the calibration map is fitted on: the held-out last slice, every "
         "snapshot (followed up to the training day), or every snapshot predicted out of sample (two halves of "
-        "the clients, each by a model fitted on the other).")
+        "the clients, each by a model fitted on the other), or mixed: held-out maps up to 30 days overdue, "
+        "cross-fitted maps beyond.")
     horizon_days: int = Field(default=365, ge=30, le=730, description="Forecasts stop this many days after as_of.")
 
 

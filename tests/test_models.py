@@ -212,6 +212,7 @@ def test_group_calibration_maps_each_days_overdue_group_with_its_own_map():
 @pytest.mark.parametrize("options", [
     {"calibration_slice": "all", "calibration_groups": (0, 30)},
     {"calibration_slice": "cross_fit", "calibration_groups": (0, 30)},
+    {"calibration_slice": "mixed", "calibration_groups": (0, 30, 90)},
     {"refit_full": True, "recency_halflife_days": 60, "exclude_inputs": ("h_month", "a_country")},
 ])
 def test_payment_options_fit_and_give_coherent_distributions(fitted, options):
@@ -219,7 +220,7 @@ def test_payment_options_fit_and_give_coherent_distributions(fitted, options):
     model = EncaisseModel(**SMALL, payment_options=options).fit(ledger, d)
     pm = model.payment_model_
     assert "holdout_booster_" not in pm.__dict__
-    if options.get("calibration_slice") in ("all", "cross_fit"):
+    if options.get("calibration_slice") in ("all", "cross_fit", "mixed"):
         assert set(pm.group_calibration_) <= {0, 1, 2} and pm.group_calibration_
     s = model.score(ledger.known_at(d), d, n_reasons=0)
     assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()
