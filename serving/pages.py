@@ -46,10 +46,12 @@ from pydantic import ValidationError
 from ledger.schema import api_keys
 from ledger.writes import StoreBusyError
 from ledger.scores_store import list_score_runs
+from models.collection import MAX_HORIZON, PERIOD_COLUMNS
 from models.policy import NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVIEW_PLAN, WAIT_PROMISE, load_policy
 from serving import services, writes
 from serving.auth import allows
 from serving.deps import authenticate, check_portfolio
+from serving.frames import float_values, plain_dict, records
 from serving.i18n import LANG_COOKIE, LANGS, fmt_amount, fmt_date, fmt_number, fmt_pct, label, pick_lang, translate
 from serving.keys import Principal
 from serving.schemas import ActionIn
@@ -291,20 +293,6 @@ def _safe_next(target: str | None) -> str | None:
     return None
 
 
-def _clean(v: Any) -> Any:
-    if v is None or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, np.generic):
-        return _clean(v.item())
-    return v
-
-
-def _records(df: pd.DataFrame) -> list[dict]:
-    return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict("records")]
-
-
 def _client_names(ctx: Ctx) -> pd.Series:
     clients = services.current_ledger(ctx.state).ledger.clients
     if clients.empty:
@@ -401,9 +389,7 @@ def _done_today(ctx: Ctx, invoice_ids) -> set[str]:
 def _worklist_frame(ctx: Ctx) -> tuple[services.WorklistView, pd.DataFrame]:
     """The worklist rows of the day, the caller's portfolio only, with display columns added."""
     view = services.worklist_rows(ctx.state, ctx.day)
-    rows = view.rows.copy()
-    if ctx.principal.role == "collector":
-        rows = rows[rows["collector"] == ctx.principal.collector]
+    rows = services.collector_rows(view.rows, services.visible_collector(ctx.principal)).copy()
     rows["client_name"] = rows["client_id"].map(_client_names(ctx))
     if "days_overdue" not in rows.columns:  # stored runs keep the due date, not the days
         rows["days_overdue"] = (ctx.day - pd.to_datetime(rows["due_date"])).dt.days.clip(lower=0).astype("float64")
@@ -426,19 +412,17 @@ def worklist_page(request: Request) -> Response:
     show = "all" if q.get("show") == "all" else "today"
     sort = q.get("sort") if q.get("sort") in SORTS else "priority"
     order = "desc" if q.get("order") == "desc" else "asc"
-    if collector:
-        rows = rows[rows["collector"] == collector]
+    rows = services.collector_rows(rows, collector)
     if profile:
         rows = rows[rows["profile"] == profile]
     if show == "today":
         rows = rows[rows["priority"].notna() & ~rows["done_today"]]
-    rows = rows.sort_values([SORTS[sort], "priority", "invoice_id"], ascending=[order == "asc", True, True],
-                            na_position="last", kind="stable")
+    rows = services.order_worklist(rows, by=SORTS[sort], descending=order == "desc")
     total = len(rows)
     filters = {"collector": collector, "profile": profile, "show": show, "sort": sort, "order": order,
                "as_of": q.get("as_of")}
     done = q.get("done")
-    return render(ctx, "worklist.html", view=view, rows=_records(rows.head(MAX_ROWS)), total=total,
+    return render(ctx, "worklist.html", view=view, rows=records(rows.head(MAX_ROWS)), total=total,
                   collectors=collectors, profiles=profiles, filters=filters, done=done,
                   can_act=ctx.may("actions"), back=urlencode({k: v for k, v in filters.items() if v}))
 
@@ -491,7 +475,7 @@ def _client_page(ctx: Ctx, client_id: str, status_code: int = 200, error: str | 
     defaults = {"kind": "call", "invoice_id": "", "action_date": ctx.day.date().isoformat(), "outcome": "no_answer",
                 "promise_date": "", "promise_amount": ""}
     return render(ctx, "client.html", status_code=status_code, view=view, history=history,
-                  n_paid=len(paid), invoices=_records(inv), actions=_records(acts), error=error,
+                  n_paid=len(paid), invoices=records(inv), actions=records(acts), error=error,
                   form={**defaults, **(form or {})}, saved=ctx.request.query_params.get("saved") == "1",
                   can_act=ctx.may("actions"), as_of=ctx.request.query_params.get("as_of"))
 
@@ -551,12 +535,9 @@ def record_client_action(request: Request, client_id: str, kind: FormText = "", 
 # --- forecast --------------------------------------------------------------------------------------
 
 
-FORECAST_COLUMNS = ["period_start", "expected_amount", "low", "high", "due_schedule_amount", "not_yet_issued_amount"]
-
-
 def _forecast_args(request: Request) -> tuple[int, str]:
     try:
-        horizon = min(max(int(request.query_params.get("horizon", 13)), 1), 104)
+        horizon = min(max(int(request.query_params.get("horizon", 13)), 1), MAX_HORIZON)
     except ValueError:
         horizon = 13
     freq = "D" if request.query_params.get("freq") == "D" else "W"
@@ -568,22 +549,16 @@ def _forecast_args(request: Request) -> tuple[int, str]:
 def forecast_page(request: Request) -> Response:
     ctx = _open(request, "forecast")
     horizon, freq = _forecast_args(request)
-    frame, n = services.forecast_frame(ctx.state, ctx.day, horizon=horizon, freq=freq)
+    fc = services.forecast(ctx.state, ctx.day, horizon=horizon, freq=freq)
+    frame = fc.periods
     chart = {"x": _epoch(frame["period_start"]),
-             "expected": [_clean(float(v)) for v in frame["expected_amount"]],
-             "low": [_clean(float(v)) for v in frame["low"]],
-             "high": [_clean(float(v)) for v in frame["high"]],
-             "due": [_clean(float(v)) for v in frame["due_schedule_amount"]],
-             "labels": {"period": ctx.t("col_period"), "expected": ctx.t("col_expected"), "low": ctx.t("col_low"), "high": ctx.t("col_high"),
-                        "due": ctx.t("col_due_schedule")}}
-    totals = {c: _clean(float(frame[c].sum())) for c in ("expected_amount", "due_schedule_amount",
-                                                          "not_yet_issued_amount")}
-    totals.update(low=_clean(frame.attrs.get("total_low")), high=_clean(frame.attrs.get("total_high")),
-                  open_amount=_clean(frame.attrs.get("open_amount")),
-                  beyond=_clean(frame.attrs.get("expected_beyond_horizon")))
+             "expected": float_values(frame["expected_amount"]), "low": float_values(frame["low"]),
+             "high": float_values(frame["high"]), "due": float_values(frame["due_schedule_amount"]),
+             "labels": {"period": ctx.t("col_period"), "expected": ctx.t("col_expected"), "low": ctx.t("col_low"),
+                        "high": ctx.t("col_high"), "due": ctx.t("col_due_schedule")}}
     csv_url = _url("/forecast.csv", horizon=horizon, freq=freq, as_of=request.query_params.get("as_of"))
-    return render(ctx, "forecast.html", periods=_records(frame[[c for c in FORECAST_COLUMNS if c in frame.columns]]),
-                  chart=chart, totals=totals, n=n, horizon=horizon, freq=freq, csv_url=csv_url)
+    return render(ctx, "forecast.html", periods=records(frame, PERIOD_COLUMNS), chart=chart,
+                  totals=plain_dict(fc.totals), n=fc.n_invoices, horizon=horizon, freq=freq, csv_url=csv_url)
 
 
 @router.get("/forecast.csv")
@@ -591,17 +566,9 @@ def forecast_page(request: Request) -> Response:
 def forecast_csv(request: Request) -> Response:
     ctx = _open(request, "forecast")
     horizon, freq = _forecast_args(request)
-    frame, _ = services.forecast_frame(ctx.state, ctx.day, horizon=horizon, freq=freq)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    cols = [c for c in FORECAST_COLUMNS if c in frame.columns]
-    writer.writerow(cols)
-    for r in frame[cols].itertuples(index=False):
-        writer.writerow([v.date().isoformat() if isinstance(v, pd.Timestamp)
-                         else ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.2f}")
-                         for v in r])
+    fc = services.forecast(ctx.state, ctx.day, horizon=horizon, freq=freq)
     name = f"encaisse-forecast-{ctx.day.date()}-{horizon}{freq}.csv"
-    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+    return Response(fc.to_csv(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 

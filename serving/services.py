@@ -37,11 +37,12 @@ from ledger.ingest import validate_frame
 from ledger.scores_store import latest_run, load_run
 from ledger.store import load_ledger
 from ledger.workspace import Settings
-from models.forecast import DEFAULT_CLIENT_CORRELATION, build_collection_forecast, build_open_amounts, build_run_rate
+from models.collection import CollectionForecast, build_forecast, validate_horizon
 from models.scorer import SCORE_COLUMNS, EncodedRows
 from models.registry import ChampionModel, NoChampionError, load_champion
 from models.scoring import build_scoring
-from serving.frames import column_values
+from serving.frames import column_values, float_values, plain
+from serving.keys import Principal
 from serving.state import LedgerIndex, ServiceState
 
 SERVER_THREADS = 1
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ChampionModel", "NoChampionError", "NoModelError", "RowsRejected", "default_loader", "today",
     "current_ledger", "current_model", "refresh_ledger", "reload_champion", "store_reachable",
-    "score_invoices", "score_client", "worklist_rows", "forecast_frame", "kpis",
+    "score_invoices", "score_client", "worklist_rows", "forecast", "kpis",
     "client_features", "open_rows", "warm_today",
 ]
 
@@ -355,9 +356,9 @@ def _answer(identity: dict[str, list], p_late: np.ndarray, p_very_late: np.ndarr
     figures (``EncodedScores``'s, ``days_q`` and ``dates`` as (n, 3) P10 / P50 / P90)."""
     dates = np.asarray(dates).astype("datetime64[D]")
     cols = dict(identity)
-    cols.update(p_late=_floats(p_late), p_very_late=_floats(p_very_late), payment_date_p10=dates[:, 0].tolist(),
+    cols.update(p_late=float_values(p_late), p_very_late=float_values(p_very_late), payment_date_p10=dates[:, 0].tolist(),
                 payment_date_p50=dates[:, 1].tolist(), payment_date_p90=dates[:, 2].tolist(),
-                p10_days=_floats(days_q[:, 0]), p50_days=_floats(days_q[:, 1]), p90_days=_floats(days_q[:, 2]),
+                p10_days=float_values(days_q[:, 0]), p50_days=float_values(days_q[:, 1]), p90_days=float_values(days_q[:, 2]),
                 beyond_horizon=[bool(v) for v in beyond_horizon], reasons=_reason_list(reasons))
     names = list(cols)
     return [dict(zip(names, values)) for values in zip(*cols.values())]
@@ -371,10 +372,6 @@ def _frame_answer(s: pd.DataFrame) -> list[dict[str, Any]]:
                    s["p_very_late"].to_numpy(dtype=float),
                    s[["p10_days", "p50_days", "p90_days"]].to_numpy(dtype=float).reshape(-1, 3),
                    np.column_stack(dates).reshape(-1, 3), s["beyond_horizon"].to_numpy(dtype=bool), s["reasons"])
-
-
-def _floats(a: np.ndarray) -> list:
-    return [float(v) if ok else None for v, ok in zip(a.tolist(), np.isfinite(a).tolist())]
 
 
 def _frame(table, rows: list[dict]) -> pd.DataFrame:
@@ -498,22 +495,6 @@ class ClientView:
     invoices: pd.DataFrame
 
 
-def _plain(value):
-    if value is None:
-        return None
-    if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else float(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.bool_,)):
-        return bool(value)
-    if value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.date()
-    return value
-
-
 def score_client(state: ServiceState, client_id: str, as_of: date | pd.Timestamp | None) -> ClientView:
     """Profile, scenario, behaviour figures and open invoices (scored, with next steps) of a client.
 
@@ -536,15 +517,15 @@ def score_client(state: ServiceState, client_id: str, as_of: date | pd.Timestamp
     master = {}
     if len(ledger.clients):
         row = ledger.clients.iloc[-1]
-        master = {c: _plain(row[c]) for c in CLIENTS.names}
+        master = {c: plain(row[c]) for c in CLIENTS.names}
     behaviour = {}
     if client_id in feats.index:
-        behaviour = {k: _plain(v) for k, v in feats.loc[client_id].items() if k.startswith("c_")}
+        behaviour = {k: plain(v) for k, v in feats.loc[client_id].items() if k.startswith("c_")}
     profile = None
     cs = scoring.client_scores
     if len(cs):
         r = cs.iloc[0]
-        profile = {k: _plain(r.get(k)) for k in ("profile", "scenario", "profile_reason", "p_late_mean",
+        profile = {k: plain(r.get(k)) for k in ("profile", "scenario", "profile_reason", "p_late_mean",
                                                    "p_very_late_max", "overdue_share", "open_amount",
                                                    "in_difficulty", "in_payment_plan")}
     wl = scoring.worklist.drop(columns=["priority", "rank", "collector_priority"], errors="ignore")
@@ -564,12 +545,36 @@ class WorklistView:
     rows: pd.DataFrame
 
 
-def _order_worklist(rows: pd.DataFrame) -> pd.DataFrame:
+def order_worklist(rows: pd.DataFrame, by: str | None = None, descending: bool = False) -> pd.DataFrame:
+    """Worklist rows in order: by ``priority`` (unranked rows last, then the likelier very late first), or
+    by the column ``by`` (missing values last), ties by priority and invoice id."""
+    if by is not None:
+        return rows.sort_values([by, "priority", "invoice_id"], ascending=[not descending, True, True],
+                                na_position="last", kind="stable")
     rows = rows.copy()
     rows["_has"] = rows["priority"].isna()
     rows = rows.sort_values(["_has", "priority", "p_very_late", "invoice_id"], ascending=[True, True, False, True],
                             kind="stable")
     return rows.drop(columns="_has").reset_index(drop=True)
+
+
+def visible_collector(principal: Principal, asked: str | None = None) -> str | None:
+    """The collector whose worklist rows a caller sees: a collector key, its own; any other key, ``asked``
+    (None: every row).
+
+    Raises:
+        PermissionError: a collector key asked for another collector's rows.
+    """
+    if principal.role != "collector":
+        return asked
+    if asked is not None and asked != principal.collector:
+        raise PermissionError(f"A collector key sees its own portfolio only ({principal.collector!r}).")
+    return principal.collector
+
+
+def collector_rows(rows: pd.DataFrame, collector: str | None) -> pd.DataFrame:
+    """The rows of one collector (all rows when None)."""
+    return rows if collector is None else rows[rows["collector"] == collector]
 
 
 def worklist_rows(state: ServiceState, as_of: date | pd.Timestamp | None) -> WorklistView:
@@ -585,7 +590,7 @@ def worklist_rows(state: ServiceState, as_of: date | pd.Timestamp | None) -> Wor
         with state.lock:
             rows = state.results.get_or_none(key)
         if rows is None:
-            rows = _order_worklist(load_run(state.engine, run).invoices)
+            rows = order_worklist(load_run(state.engine, run).invoices)
             with state.lock:
                 state.results.put(key, rows)
         return WorklistView(as_of=d, source="stored", run_id=run["run_id"], run_as_of=pd.Timestamp(run["as_of"]),
@@ -597,7 +602,7 @@ def worklist_rows(state: ServiceState, as_of: date | pd.Timestamp | None) -> Wor
         rows = state.results.get_or_none(key)
     if rows is None:
         model = _ClientFeaturesGiven(champion.model, client_features(state, d))
-        rows = _order_worklist(build_scoring(model, index.ledger, d).worklist)
+        rows = order_worklist(build_scoring(model, index.ledger, d).worklist)
         with state.lock:
             state.results.put(key, rows)
     return WorklistView(as_of=d, source="computed", run_id=None, run_as_of=d, model_version=str(champion.version),
@@ -607,13 +612,13 @@ def worklist_rows(state: ServiceState, as_of: date | pd.Timestamp | None) -> Wor
 # --- forecast and KPIs ----------------------------------------------------------------------------
 
 
-def forecast_frame(state: ServiceState, as_of: date | pd.Timestamp | None, horizon: int = 13, freq: str = "W",
-                   n_samples: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, int]:
-    """Expected collections per period with P10-P90 bands, as ``encaisse forecast`` computes them.
+def forecast(state: ServiceState, as_of: date | pd.Timestamp | None, horizon: int = 13, freq: str = "W",
+             n_samples: int = 1000, seed: int = 0) -> CollectionForecast:
+    """``models.collection.build_forecast`` on the loaded ledger, from the day's encoded open invoices (cached).
 
-    Returns:
-        ``(frame, n_invoices)``: ``models.forecast.build_collection_forecast``'s frame (its
-        ``attrs`` hold the totals) and the number of open invoices behind it.
+    Raises:
+        NoModelError: no champion.
+        ValueError: ``horizon`` or ``freq`` out of range.
     """
     champion = current_model(state)
     index = current_ledger(state)
@@ -623,19 +628,13 @@ def forecast_frame(state: ServiceState, as_of: date | pd.Timestamp | None, horiz
         hit = state.results.get_or_none(key)
     if hit is not None:
         return hit
-    known = index.ledger.known_at(d)
-    scores, (days, cdf) = champion.model.score_encoded(open_rows(state, champion, d).rows, d, return_cdf=True,
-                                                       n_reasons=0)
-    scores["open_amount"] = build_open_amounts(scores, known, d)
-    frame = build_collection_forecast(scores, days, cdf, champion.model.payment_model_, d, horizon=horizon, freq=freq,
-                                      n_samples=n_samples, client_correlation=DEFAULT_CLIENT_CORRELATION, seed=seed,
-                                      run_rate=build_run_rate(known, d))
-    if "not_yet_issued_amount" not in frame.columns:
-        frame["not_yet_issued_amount"] = np.nan
-    out = (frame, len(scores))
+    validate_horizon(horizon, freq)
+    scored = champion.model.score_encoded(open_rows(state, champion, d).rows, d, return_cdf=True, n_reasons=0)
+    hit = build_forecast(champion.model, index.ledger, d, horizon=horizon, freq=freq, n_samples=n_samples, seed=seed,
+                         scored=scored)
     with state.lock:
-        state.results.put(key, out)
-    return out
+        state.results.put(key, hit)
+    return hit
 
 
 def kpis(state: ServiceState, as_of: date | pd.Timestamp | None, period_days: int = 90) -> dict:

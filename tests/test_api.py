@@ -23,6 +23,7 @@ from ledger.scores_store import save_scores
 from ledger.store import count_rows, open_store, upsert_frame
 from ledger.synth import make_ledger
 from ledger.workspace import Settings
+from models.collection import MAX_HORIZON
 from models.scorer import EncaisseModel
 from serving.app import create_app
 from serving.config import ServingSettings
@@ -305,6 +306,7 @@ def test_kpis_and_forecast(api):
     assert len(body["periods"]) == 4 and body["model_version"] == "7" and body["n_invoices"] == len(open_ids(api.ledger))
     assert body["totals"]["expected_amount"] <= body["totals"]["open_amount"]
     assert api.get(f"/v1/forecast?as_of={AS_OF}&freq=M").status_code == 422
+    assert api.get(f"/v1/forecast?as_of={AS_OF}&horizon={MAX_HORIZON + 1}").status_code == 422
 
 
 def test_model_health_ready(api):

@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ledger.scores_store import save_scores
+from models.collection import MAX_HORIZON
 from ledger.store import load_ledger, open_store
 from pipelines.score import build_scoring
 from serving import i18n
@@ -256,6 +257,13 @@ def test_forecast_csv(site):
     for line in lines[1:]:
         _, expected, low, high, *_ = line.split(",")
         assert float(low) <= float(expected) <= float(high)
+
+
+def test_forecast_page_takes_the_same_horizon_limit_as_the_api(site):
+    tc = site.as_("admin")
+    r = tc.get(f"/forecast.csv?horizon={MAX_HORIZON + 50}&freq=D")
+    assert r.status_code == 200
+    assert f"-{MAX_HORIZON}D.csv" in r.headers["content-disposition"] and len(r.text.splitlines()) == MAX_HORIZON + 1
 
 
 def test_no_model_gives_a_503_page_where_a_model_is_needed(tmp_path):

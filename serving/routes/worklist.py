@@ -25,15 +25,12 @@ def get_worklist(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> WorklistOut:
-    if principal.role == "collector":
-        if collector is not None and collector != principal.collector:
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"A collector key sees its own portfolio only ({principal.collector!r}).")
-        collector = principal.collector
+    try:
+        collector = services.visible_collector(principal, collector)
+    except PermissionError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
     view = services.worklist_rows(state, as_of)
-    rows = view.rows
-    if collector is not None:
-        rows = rows[rows["collector"] == collector]
+    rows = services.collector_rows(view.rows, collector)
     page = rows.iloc[offset:offset + limit]
     note = None if view.source == "stored" else (
         f"No score run is stored at or before {view.as_of.date()}: scored now with model {view.model_version} "
