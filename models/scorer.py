@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -59,6 +60,20 @@ class TrainingReport:
     last_snapshot: str
     risk_label_window_days: int = 0
     risk_calibration_days: int = 0
+
+
+class Scorer(Protocol):
+    """What batch scoring (``models.scoring.build_scoring``) asks of a fitted model.
+
+    ``EncaisseModel`` on one machine; ``pipelines.distributed.DistributedModel`` on a Dask cluster.
+    """
+
+    def features(self, ledger: Ledger, as_of, invoice_ids=None, clients: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Feature rows of the invoices open at the start of ``as_of``."""
+
+    def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
+              return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0):
+        """``EncaisseModel.score``'s frame (and CDFs) for those invoices."""
 
 
 class EncaisseModel(BaseEstimator):
@@ -115,7 +130,8 @@ class EncaisseModel(BaseEstimator):
         self.random_state = random_state
 
     # -- features ------------------------------------------------------------------------------
-    def _feature_kwargs(self) -> dict:
+    def feature_options(self) -> dict:
+        """The ``build_features`` options of this model (its training rows and scored rows use the same)."""
         return dict(extra_attributes=list(self.extra_attributes),
                     include_suspected_leaks=self.include_suspected_leaks)
 
@@ -130,7 +146,7 @@ class EncaisseModel(BaseEstimator):
                 f"training needs at least 4. Train as of a later date or load more history."
             )
         known = self._sample_clients(known, dates)
-        return build_training_set(known, dates, d, **self._feature_kwargs())
+        return build_training_set(known, dates, d, **self.feature_options())
 
     def _sample_clients(self, known: Ledger, dates: list[pd.Timestamp]) -> Ledger:
         """Keep a deterministic share of clients (whole histories) when the rows would exceed the budget.
@@ -236,9 +252,13 @@ class EncaisseModel(BaseEstimator):
         return short
 
     # -- score ---------------------------------------------------------------------------------
-    def features(self, ledger: Ledger, as_of, invoice_ids=None) -> pd.DataFrame:
-        """The feature frame ``score`` uses, for inspection."""
-        return build_features(ledger, as_of, invoice_ids=invoice_ids, **self._feature_kwargs())
+    def features(self, ledger: Ledger, as_of, invoice_ids=None, clients: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The feature frame ``score`` uses.
+
+        ``clients``: ``features.clients.build_client_features(ledger, as_of)`` when the caller keeps
+        it (a server, per day); the invoice features are then built on it.
+        """
+        return build_features(ledger, as_of, invoice_ids=invoice_ids, clients=clients, **self.feature_options())
 
     def encode(self, features: pd.DataFrame, with_reasons: bool = True) -> "EncodedRows":
         """Feature rows with their model input, ready for ``score_encoded`` (``take`` any subset).

@@ -1,6 +1,6 @@
 """Web pages for collectors, treasurers and credit managers (Jinja2 templates in ``templates/``).
 
-Pages share ``serving.services`` with the API, and the login form checks a key with
+Pages share ``serving.views`` and ``serving.current`` with the API, and the login form checks a key with
 ``serving.deps.authenticate``. The session is a signed cookie holding the key's row id (never the
 key), checked against the store on every request so a revoked key logs out at once. Cookies are
 ``HttpOnly`` and ``SameSite=Strict``, and every form POST carries the session's CSRF token (the
@@ -17,14 +17,11 @@ collector sees their own portfolio only), recording actions needs ``actions``, t
 from __future__ import annotations
 
 import base64
-import csv
 import functools
 import hashlib
 import hmac
-import io
 import json
 import logging
-import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -48,7 +45,7 @@ from ledger.writes import StoreBusyError
 from ledger.scores_store import list_score_runs
 from models.collection import MAX_HORIZON, PERIOD_COLUMNS
 from models.policy import NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVIEW_PLAN, WAIT_PROMISE, load_policy
-from serving import services, writes
+from serving import current, outcomes, views, writes
 from serving.auth import allows
 from serving.deps import authenticate, check_portfolio
 from serving.frames import float_values, plain_dict, records
@@ -177,7 +174,7 @@ def _page_day(ctx: Ctx) -> pd.Timestamp:
             return pd.Timestamp(date.fromisoformat(given))
         except ValueError:
             pass
-    today = services.today()
+    today = current.today()
     runs = list_score_runs(ctx.state.engine)
     runs = runs[runs["as_of"] <= today] if len(runs) else runs
     return pd.Timestamp(runs["as_of"].max()).normalize() if len(runs) else today
@@ -267,7 +264,7 @@ def _page(handler):
             return handler(*args, **kwargs)
         except _Stop as stop:
             return stop.response
-        except services.NoModelError as exc:
+        except current.NoModelError as exc:
             request = kwargs.get("request") or args[0]
             return error_page(_context(request), 503, translate("no_model", _lang(request), detail=str(exc)))
         except StoreBusyError as exc:  # nothing was stored: the same form can be sent again
@@ -294,7 +291,7 @@ def _safe_next(target: str | None) -> str | None:
 
 
 def _client_names(ctx: Ctx) -> pd.Series:
-    clients = services.current_ledger(ctx.state).ledger.clients
+    clients = current.current_ledger(ctx.state).ledger.clients
     if clients.empty:
         return pd.Series(dtype=object)
     return clients.drop_duplicates("client_id", keep="last").set_index("client_id")["name"]
@@ -379,17 +376,17 @@ def logout(request: Request, csrf: FormText = "") -> Response:
 
 def _done_today(ctx: Ctx, invoice_ids) -> set[str]:
     """Invoices with an action recorded on the day shown: done for that day's list."""
-    actions = services.current_ledger(ctx.state).ledger.actions
+    actions = current.current_ledger(ctx.state).ledger.actions
     if actions.empty:
         return set()
     recent = actions[(pd.to_datetime(actions["action_date"]) == ctx.day) & actions["invoice_id"].isin(set(invoice_ids))]
     return set(recent["invoice_id"].astype(str))
 
 
-def _worklist_frame(ctx: Ctx) -> tuple[services.WorklistView, pd.DataFrame]:
+def _worklist_frame(ctx: Ctx) -> tuple[views.WorklistView, pd.DataFrame]:
     """The worklist rows of the day, the caller's portfolio only, with display columns added."""
-    view = services.worklist_rows(ctx.state, ctx.day)
-    rows = services.collector_rows(view.rows, services.visible_collector(ctx.principal)).copy()
+    view = views.worklist_rows(ctx.state, ctx.day)
+    rows = views.collector_rows(view.rows, views.visible_collector(ctx.principal)).copy()
     rows["client_name"] = rows["client_id"].map(_client_names(ctx))
     if "days_overdue" not in rows.columns:  # stored runs keep the due date, not the days
         rows["days_overdue"] = (ctx.day - pd.to_datetime(rows["due_date"])).dt.days.clip(lower=0).astype("float64")
@@ -412,12 +409,12 @@ def worklist_page(request: Request) -> Response:
     show = "all" if q.get("show") == "all" else "today"
     sort = q.get("sort") if q.get("sort") in SORTS else "priority"
     order = "desc" if q.get("order") == "desc" else "asc"
-    rows = services.collector_rows(rows, collector)
+    rows = views.collector_rows(rows, collector)
     if profile:
         rows = rows[rows["profile"] == profile]
     if show == "today":
         rows = rows[rows["priority"].notna() & ~rows["done_today"]]
-    rows = services.order_worklist(rows, by=SORTS[sort], descending=order == "desc")
+    rows = views.order_worklist(rows, by=SORTS[sort], descending=order == "desc")
     total = len(rows)
     filters = {"collector": collector, "profile": profile, "show": show, "sort": sort, "order": order,
                "as_of": q.get("as_of")}
@@ -454,12 +451,12 @@ def mark_done(request: Request, invoice_id: FormText = "", csrf: FormText = "", 
 def _client_page(ctx: Ctx, client_id: str, status_code: int = 200, error: str | None = None,
                  form: dict | None = None) -> HTMLResponse:
     try:
-        view = services.score_client(ctx.state, client_id, ctx.day)
-    except services.NoModelError:
+        view = views.score_client(ctx.state, client_id, ctx.day)
+    except current.NoModelError:
         raise
     except LookupError:
         return error_page(ctx, 404, ctx.t("not_found"))
-    index = services.current_ledger(ctx.state)
+    index = current.current_ledger(ctx.state)
     led = index.ledger
     own = led.invoices.iloc[index.invoices_of_client.get(client_id, np.array([], dtype=int))]
     paid = own[(own["doc_type"] == "invoice") & own["paid_date"].notna() & (own["paid_date"] < ctx.day)]
@@ -525,7 +522,7 @@ def record_client_action(request: Request, client_id: str, kind: FormText = "", 
         writes.record_action(ctx.state, action.model_dump(), principal=ctx.principal)
     except LookupError as exc:
         return _client_page(ctx, client_id, 422, ctx.t("action_invalid", detail=str(exc)), form)
-    except services.RowsRejected as exc:
+    except outcomes.RowsRejected as exc:
         detail = "; ".join(r["reason"] for r in exc.outcome.rejects)
         return _client_page(ctx, client_id, 422, ctx.t("action_invalid", detail=detail), form)
     return RedirectResponse(_url(f"/clients/{client_id}", saved=1, as_of=request.query_params.get("as_of")),
@@ -549,7 +546,7 @@ def _forecast_args(request: Request) -> tuple[int, str]:
 def forecast_page(request: Request) -> Response:
     ctx = _open(request, "forecast")
     horizon, freq = _forecast_args(request)
-    fc = services.forecast(ctx.state, ctx.day, horizon=horizon, freq=freq)
+    fc = views.forecast(ctx.state, ctx.day, horizon=horizon, freq=freq)
     frame = fc.periods
     chart = {"x": _epoch(frame["period_start"]),
              "expected": float_values(frame["expected_amount"]), "low": float_values(frame["low"]),
@@ -566,7 +563,7 @@ def forecast_page(request: Request) -> Response:
 def forecast_csv(request: Request) -> Response:
     ctx = _open(request, "forecast")
     horizon, freq = _forecast_args(request)
-    fc = services.forecast(ctx.state, ctx.day, horizon=horizon, freq=freq)
+    fc = views.forecast(ctx.state, ctx.day, horizon=horizon, freq=freq)
     name = f"encaisse-forecast-{ctx.day.date()}-{horizon}{freq}.csv"
     return Response(fc.to_csv(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
@@ -583,7 +580,7 @@ def kpis_page(request: Request) -> Response:
         period_days = min(max(int(request.query_params.get("period_days", 90)), 1), 3650)
     except ValueError:
         period_days = 90
-    k = services.kpis(ctx.state, ctx.day, period_days=period_days)
+    k = views.kpis(ctx.state, ctx.day, period_days=period_days)
     buckets = list(k["aging"])
     names = [ctx.t("bucket_not_due") if b == "not_due" else ctx.t("bucket_days", bucket=b) for b in buckets]
     chart = {"labels": names, "amounts": [float(k["aging"][b]["amount"]) for b in buckets],

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import serving.services as services_mod
+import serving.current as current
 from abuse_helpers import client, key, make_store, small_ledger, two_collectors
 from ledger.action_history import action_versions
 from ledger.store import open_store
@@ -191,12 +191,12 @@ def test_writes_are_folded_into_the_loaded_ledger_without_reloading_it(site, mon
         def no_reload(engine, *a, **k):
             raise AssertionError("the whole ledger was reloaded after a write")
 
-        monkeypatch.setattr(services_mod, "load_ledger", no_reload)
+        monkeypatch.setattr(current, "load_ledger", no_reload)
         for i in range(5):
             r = tc.post("/v1/actions", json=action(a_client, action_id=f"ACT-INC-{i}"), headers={"X-API-Key": keys["admin"]})
             assert r.status_code == 201
         state = tc.app.state.encaisse
-        index = services_mod.current_ledger(state)
+        index = current.current_ledger(state)
         assert {f"ACT-INC-{i}" for i in range(5)} <= set(index.ledger.actions["action_id"].astype(str))
         assert len(index.ledger.actions) == len(ledger.actions) + 5
         pos = index.actions_of_client[a_client]

@@ -281,7 +281,7 @@ def test_worklist_scored_now_then_from_the_stored_run(fresh_api):
     assert body["total"] == len(open_ids(api.ledger)) and len(body["rows"]) == 5
     assert [x["priority"] for x in body["rows"]] == sorted(x["priority"] for x in body["rows"])
 
-    from serving.services import build_scoring
+    from models.scoring import build_scoring
 
     scoring = build_scoring(api.model, api.ledger, AS_OF)
     engine = open_store(api.settings.store_url)

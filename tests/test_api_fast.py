@@ -1,6 +1,6 @@
 """Score calls on stored invoices read the day's encoded open invoices: they equal batch scoring.
 
-``serving.services.open_rows`` builds, per (ledger version, champion, day), the feature rows and
+``serving.invoice_scores.open_rows`` builds, per (ledger version, champion, day), the feature rows and
 model input of every open invoice; a call scores only its rows (``EncaisseModel.score_encoded``).
 These tests hold that path to the batch path (``EncaisseModel.score`` on the full ledger, and the
 risk and payment-date models' own frame methods), and check that a write rebuilds it.
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from models.scorer import SCORE_COLUMNS
-from serving import services
+from serving import current, invoice_scores
 from tests.test_api import AS_OF, api, fresh_api, open_ids, synthetic  # noqa: F401 - api, fresh_api: fixtures
 
 DAYS = ["2025-02-10", "2025-04-15", AS_OF, "2025-07-20"]
@@ -124,7 +124,7 @@ def test_a_write_rebuilds_the_open_invoices(fresh_api):
             "due_date": moved, "amount": float(row["amount"])}
     w = api.post("/v1/invoices", {"invoices": [sent]}, role="system")
     assert w.status_code == 200 and w.json()["updated"] == 1, w.text
-    assert services.current_ledger(state).version == version + 1  # the write folded in at the next read, no reload
+    assert current.current_ledger(state).version == version + 1  # the write folded in at the next read, no reload
     after = api.post("/v1/scores", {"as_of": AS_OF, "invoice_ids": [invoice_id]}).json()["scores"][0]
     with state.lock:
         keys = list(state.open_rows)
@@ -138,14 +138,26 @@ def test_a_write_rebuilds_the_open_invoices(fresh_api):
 
 def test_warm_today_builds_todays_rows(api):
     state = state_of(api)
-    services.warm_today(state)
-    today = services.today()
+    invoice_scores.warm_today(state)
+    today = current.today()
     assert any(k[0] == state.index.version and k[3] == today for k in list(state.open_rows))
 
 
 def test_what_the_service_holds_is_kept_out_of_garbage_collections(api):
     """The ledger, model and each day's open rows are frozen (``settle_heap``): collections skip them."""
     state = state_of(api)
-    rows = services.open_rows(state, services.current_model(state), pd.Timestamp("2025-03-03"))
+    rows = invoice_scores.open_rows(state, current.current_model(state), pd.Timestamp("2025-03-03"))
     scanned = {id(o) for o in gc.get_objects()}  # the collector's generations; frozen objects are not in them
     assert id(rows) not in scanned and id(state.index) not in scanned
+
+
+def test_features_on_given_client_features_equal_the_models_own():
+    """The server hands the model its cached client features; the rows are the ones the model builds itself."""
+    from features.clients import build_client_features
+    from models.scoring import build_scoring
+
+    ledger, model = synthetic()
+    clients = build_client_features(ledger, AS_OF)
+    pd.testing.assert_frame_equal(model.features(ledger, AS_OF, clients=clients), model.features(ledger, AS_OF))
+    pd.testing.assert_frame_equal(build_scoring(model, ledger, AS_OF, clients=clients).worklist,
+                                  build_scoring(model, ledger, AS_OF).worklist)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from models.collection import MAX_HORIZON, PERIOD_COLUMNS
-from serving import services
+from serving import current, views
 from serving.deps import ForecastCaller, KpisCaller, StateDep
 from serving.frames import plain_dict, records
 from serving.schemas import Day, ErrorOut, ForecastOut, KpisOut
@@ -24,8 +24,8 @@ def get_forecast(
     horizon: Annotated[int, Query(ge=1, le=MAX_HORIZON, description=f"Number of periods (at most {MAX_HORIZON}).")] = 13,
     freq: Annotated[Literal["W", "D"], Query(description="W: weeks from Monday; D: days.")] = "W",
 ) -> ForecastOut:
-    champion = services.current_model(state)
-    fc = services.forecast(state, as_of, horizon=horizon, freq=freq)
+    champion = current.current_model(state)
+    fc = views.forecast(state, as_of, horizon=horizon, freq=freq)
     return ForecastOut(as_of=fc.as_of.date(), model_version=str(champion.version), freq=freq, horizon=horizon,
                        n_invoices=fc.n_invoices, periods=records(fc.periods, PERIOD_COLUMNS),
                        totals=plain_dict(fc.totals))
@@ -38,4 +38,4 @@ def get_kpis(
     as_of: Annotated[Day | None, Query(description="KPIs at the start of this day (default: today).")] = None,
     period_days: Annotated[int, Query(ge=1, le=3650, description="Period for best possible DSO and CEI, days.")] = 90,
 ) -> KpisOut:
-    return KpisOut(**services.kpis(state, as_of, period_days=period_days))
+    return KpisOut(**views.kpis(state, as_of, period_days=period_days))
