@@ -217,7 +217,7 @@ def test_a_payment_of_an_unknown_invoice_is_stored_and_reported(site):
 
 
 def test_a_page_form_under_a_held_lock_is_a_503_page_and_stores_nothing(site):
-    from serving.pages import SESSION_COOKIE, sign_session
+    from serving.sessions import SESSION_COOKIE, sign_session
 
     settings, ledger, keys, a_client, _ = site
     with client(settings, ServingSettings(write_timeout_seconds=0.3)) as tc:

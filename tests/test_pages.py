@@ -22,7 +22,7 @@ from pipelines.score import build_scoring
 from serving import i18n
 from serving.app import create_app
 from serving.keys import create_key, revoke_key
-from serving.pages import SESSION_COOKIE, read_session, sign_session
+from serving.sessions import SESSION_COOKIE, read_session, sign_session
 from test_api import AS_OF, FakeChampion, Loader, collector_of_first_client, fill_store, synthetic
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
