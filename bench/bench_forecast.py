@@ -36,7 +36,8 @@ GRID = [(rho, sigma) for rho in (0.3, 0.8) for sigma in (0.0, 0.1, 0.2, 0.3, 0.4
 def load_sap_ledger(cache: Path):
     """The SAP slice as a Ledger, through the store (ingested once into ``cache``)."""
     from ledger.ingest import ingest_file
-    from ledger.store import load_ledger, open_store
+    from ledger.engine import open_store
+    from ledger.reader import load_ledger
 
     cache.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{cache / 'sap.db'}"

@@ -34,7 +34,8 @@ def build_answers(home: Path, as_of: str) -> dict[str, str]:
     os.environ["ENCAISSE_HOME"] = str(home)
     from fastapi.testclient import TestClient
 
-    from ledger.store import load_ledger, open_store
+    from ledger.engine import open_store
+    from ledger.reader import load_ledger
     from ledger.workspace import Settings
     from serving.app import create_app
     from serving.keys import create_key

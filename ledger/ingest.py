@@ -53,7 +53,8 @@ from ledger.rules import _check_rules, _Problems, _summaries
 from ledger.schema import ingest_runs
 from ledger.sources import CsvLayoutError as _CsvLayoutError
 from ledger.sources import MALFORMED, SourceError, resolve_options, read_source
-from ledger.store import DirectInsert, StagedUpsert, content_ids, row_hashes
+from ledger.hashing import content_ids, row_hashes
+from ledger.writers import DirectInsert, StagedUpsert
 
 log = logging.getLogger(__name__)
 
@@ -668,7 +669,7 @@ def ingest_file(
     staging, merge and the ``ingest_runs`` record share one transaction.
 
     Args:
-        engine: the store (``ledger.store.open_store``).
+        engine: the store (``ledger.engine.open_store``).
         path: the file.
         mapping: a ``Mapping``, a mapping YAML path, or None for a file in the canonical layout.
         rejects_dir: where the rejects file goes (default: beside the file).

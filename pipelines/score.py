@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from ledger.scores_store import load_latest_scores, save_scores
-from ledger.store import load_ledger, load_store_ledger, open_store
+from ledger.engine import open_store
+from ledger.reader import load_ledger, load_store_ledger
 from ledger.workspace import Settings
 from models.alerts import build_alerts
 from models.policy import load_policy
@@ -80,7 +81,7 @@ def run_score(
         n_partitions: client partitions on the cluster (default: ``pipelines.distributed``'s).
 
     Raises:
-        ledger.store.EmptyStoreError: the store holds no invoices.
+        ledger.reader.EmptyStoreError: the store holds no invoices.
         models.registry.NoChampionError: no champion model yet.
     """
     d = pd.Timestamp(as_of).normalize()

@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from ledger.contracts import Ledger
-from ledger.store import load_ledger as load_stored_ledger
-from ledger.store import open_store
+from ledger.reader import load_ledger as load_stored_ledger
+from ledger.engine import open_store
 from ledger.workspace import Settings
 from models.scorer import EncaisseModel
 from models import registry

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from ledger.store import open_store
+from ledger.engine import open_store
 from ledger.workspace import Settings, load_settings
 from ledger.writes import StoreBusyError
 from serving import current, invoice_scores, outcomes, pages, writes

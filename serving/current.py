@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from features.clients import build_client_features
 from ledger.contracts import Ledger
-from ledger.store import load_ledger
+from ledger.reader import load_ledger
 from ledger.workspace import Settings
 from models.registry import ChampionModel, load_champion
 from serving.state import LedgerIndex, ServiceState

@@ -8,7 +8,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from ledger.contracts import TABLES, Ledger
-from ledger.store import open_store, upsert_frame
+from ledger.engine import open_store
+from ledger.writers import upsert_frame
 from ledger.synth import make_ledger
 from ledger.workspace import Settings
 from serving.app import create_app

@@ -63,14 +63,14 @@ def pg_url():
 
 @pytest.fixture
 def failing_chunk_write(monkeypatch):
-    """Make ``ledger.store._write_chunk`` raise "disk full" on its third call during an ingest.
+    """Make ``ledger.writers._write_chunk`` raise "disk full" on its third call during an ingest.
 
     Returns ``calls`` (``calls["n"]``: the calls so far); ``calls["restore"]()`` puts the real
     function back for the rest of the test.
     """
-    import ledger.store as store_mod
+    import ledger.writers as writers_mod
 
-    real = store_mod._write_chunk
+    real = writers_mod._write_chunk
     calls = {"n": 0}
 
     def flaky(staged, columns):
@@ -79,6 +79,6 @@ def failing_chunk_write(monkeypatch):
             raise RuntimeError("disk full")
         real(staged, columns)
 
-    monkeypatch.setattr(store_mod, "_write_chunk", flaky)
-    calls["restore"] = lambda: monkeypatch.setattr(store_mod, "_write_chunk", real)
+    monkeypatch.setattr(writers_mod, "_write_chunk", flaky)
+    calls["restore"] = lambda: monkeypatch.setattr(writers_mod, "_write_chunk", real)
     return calls

@@ -20,7 +20,9 @@ from features.clients import build_client_features
 from features.kpis import evaluate_kpis
 from ledger.contracts import TABLES, Ledger, coerce_frame
 from ledger.scores_store import save_scores
-from ledger.store import count_rows, open_store, upsert_frame
+from ledger.engine import open_store
+from ledger.reader import count_rows
+from ledger.writers import upsert_frame
 from ledger.synth import make_ledger
 from ledger.workspace import Settings
 from models.collection import MAX_HORIZON

@@ -48,7 +48,7 @@ def server(tmp_path_factory):
     import uvicorn
 
     from ledger.scores_store import save_scores
-    from ledger.store import open_store
+    from ledger.engine import open_store
     from pipelines.score import build_scoring
     from serving.app import create_app
     from serving.keys import create_key

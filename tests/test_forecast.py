@@ -252,16 +252,17 @@ def test_cli_forecast_writes_csv_and_json(fitted, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from encaisse.cli import app
-    from ledger import store
+    from ledger.engine import open_store
+    from ledger.writers import upsert_frame
     from ledger.workspace import load_settings
 
     led, model, as_of = fitted
     home = tmp_path / "ws"
-    engine = store.open_store(load_settings(home).store_url)
+    engine = open_store(load_settings(home).store_url)
     try:
         with engine.begin() as conn:
-            store.upsert_frame(conn, "invoices", led.invoices)
-            store.upsert_frame(conn, "payments", led.payments)
+            upsert_frame(conn, "invoices", led.invoices)
+            upsert_frame(conn, "payments", led.payments)
     finally:
         engine.dispose()
     champion = types.SimpleNamespace(model=model, version="7", run_id="r1", as_of=as_of, metrics={})

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 
 from ledger.scores_store import save_scores
 from models.collection import MAX_HORIZON
-from ledger.store import load_ledger, open_store
+from ledger.engine import open_store
+from ledger.reader import load_ledger
 from pipelines.score import build_scoring
 from serving import i18n
 from serving.app import create_app
