@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ledger.contracts import INVOICES, PAYMENTS, Ledger
-from ledger.ingest import validate_frame
+from ledger.parsing import validate_frame
 from models.registry import ChampionModel
 from models.scorer import SCORE_COLUMNS, EncodedRows
 from serving.current import (

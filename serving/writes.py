@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from ledger.action_history import record_versions, stored_actions
 from ledger.contracts import ACTIONS, INVOICES, PAYMENTS, Table
-from ledger.ingest import validate_frame
+from ledger.parsing import validate_frame
 from ledger.schema import LEDGER_TABLES, ingest_runs
 from ledger.writers import upsert_frame
 from ledger.writes import StoreBusyError, write_transaction

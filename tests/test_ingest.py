@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 import ledger.writers as writers_mod
-from ledger.ingest import IngestRejected, ingest_file, validate_frame
+from ledger.ingest import IngestRejected, ingest_file
+from ledger.parsing import validate_frame
 from ledger.mapping import parse_mapping
 from ledger.schema import ingest_runs
 from ledger.engine import open_store
@@ -339,7 +340,7 @@ def test_cli_db_current_and_upgrade(tmp_path):
 
 
 def test_validate_frame_takes_empty_input_and_all_empty_columns():
-    from ledger.ingest import validate_frame
+    from ledger.parsing import validate_frame
 
     rows = pd.DataFrame({"invoice_id": ["a"], "client_id": ["c"], "issue_date": ["2024-01-01"],
                          "due_date": ["2024-01-31"], "amount": [10.0], "currency": ["EUR"],
