@@ -49,6 +49,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from models.openmp import use_passive_waiting  # noqa: E402
+
+use_passive_waiting()
+
 INVOICES_PER_CLIENT_2Y = 47.0  # make_ledger(n, years=2): invoices (not credit notes) per client
 CHUNK_CLIENTS = 25_000  # about 1.2M invoices per generated chunk
 AS_OF = "2025-12-31"

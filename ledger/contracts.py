@@ -1,8 +1,8 @@
 """Canonical data contracts: the four ledger tables, their columns, types and rules.
 
 This module is the one place where the shape of Encaisse's data is written down. The store
-(``ledger.engine``, ``ledger.writers``, ``ledger.reader``), mapped ingest (``ledger.ingest``), the synthetic generator (``ledger.synth``),
-features and the API all follow it.
+(``ledger.writers``, ``ledger.reader``), mapped ingest (``ledger.ingest``), the synthetic
+generator (``ledger.synth``), features and the API all follow it.
 
 Conventions:
     * ids are strings (``"0000611365"`` keeps its leading zeros). A loaded or generated ledger

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from features.snapshots import VERY_LATE_DAYS
 from ledger.contracts import Ledger
 from models.policy import (
     CLIENT_SCORE_COLUMNS,
@@ -395,10 +396,6 @@ def _why(r, d: pd.Timestamp) -> str:
 
 
 # --- evaluation -----------------------------------------------------------------------------------
-
-VERY_LATE_DAYS = 30
-"""An invoice is very late when paid more than this many days after max(due date, as_of)."""
-
 
 def evaluate_worklist_capture(
     worklist: pd.DataFrame,

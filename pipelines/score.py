@@ -21,19 +21,13 @@ from ledger.reader import load_ledger, load_store_ledger
 from ledger.workspace import Settings
 from models.alerts import build_alerts
 from models.policy import load_policy
+from models.registry import load_champion
 from models.scoring import EXPORT_COLUMNS, build_scoring
 
 log = logging.getLogger(__name__)
 
 class NoScoresError(LookupError):
     """No stored scoring run at or before the requested day."""
-
-
-def load_champion(settings: Settings):
-    """The champion model (``models.registry.load_champion``); a seam tests replace."""
-    from models.registry import load_champion as _load
-
-    return _load(settings)
 
 
 @dataclass
