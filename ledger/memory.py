@@ -12,7 +12,7 @@ def gc_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while millions of row tuples are made and dropped.
 
     They hold no cycles, but each allocation counts towards a collection that scans every live
-    object: the transposition of 1M fetched rows took 2.4 s with it, 0.9 s without.
+    object: transposing fetched rows is several times faster without it (bench/RESULTS.md).
     """
     was_enabled = gc.isenabled()
     gc.disable()

@@ -151,8 +151,8 @@ def _read_table(conn: sa.Connection, spec: Table) -> pd.DataFrame:
         columns = [_concat(k, p) for k, p in zip(kinds, _copy_columns(conn, by_key, kinds))]
     else:
         # SQLite: in table order, then by key here. Walking the key's index to read the rows in
-        # its order took twice as long (1M invoices: 4.2 s against 2.2 s), and tables are mostly
-        # stored in key order already (ids grow over time).
+        # its order is about twice as slow (bench/RESULTS.md, ingest and load), and tables are
+        # mostly stored in key order already (ids grow over time).
         columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, select + "ORDER BY rowid", kinds))]
         keys = columns[names.index(spec.key)]
         if len(keys) and pd.api.types.infer_dtype(keys, skipna=False) != "string":

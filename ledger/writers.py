@@ -242,7 +242,7 @@ class StagedUpsert:
             stored = self.conn.execute(sa.select(sa.func.count()).select_from(self.target)).scalar_one()
             if new > stored:
                 # Building an index from sorted data beats inserting as many rows into it one by
-                # one (SQLite: 5.6 -> 3.2 s for 1M invoices). SQLite readers keep their snapshot
+                # one (bench/RESULTS.md, ingest and load). SQLite readers keep their snapshot
                 # (WAL); PostgreSQL readers of the table wait for the commit (DROP INDEX locks it).
                 rebuild = sorted(self.target.indexes, key=lambda ix: ix.name)
         for ix in rebuild:

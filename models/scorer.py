@@ -333,8 +333,7 @@ class EncaisseModel(BaseEstimator):
             p_late = _risk_proba(self.late_model_, M, num_threads)
             p_very = _risk_proba(self.very_late_model_, M, num_threads)
             # The payment-date model builds LightGBM's float matrix from the frame it is given;
-            # given the matrix's own columns it reads the same numbers without re-coding categories
-            # (tests/test_api_fast.py holds it equal to the categorical frame).
+            # given the matrix's own columns it reads the same numbers without re-coding categories.
             days, cdf = self.payment_model_.predict_cdf_matrix(M, num_threads=num_threads)
         else:
             p_late = p_very = np.zeros(0)

@@ -164,8 +164,8 @@ def clients_ledger(index: LedgerIndex, client_ids) -> Ledger:
 def settle_heap() -> None:
     """Keep what the service holds for long (ledger, model, caches) out of the garbage collector's scans.
 
-    A full collection walks every tracked object: ~360k for a 1M-invoice ledger, ~200 ms, paid by
-    whichever request happens to trigger it (a 1,000-invoice call went from 125 to 317 ms). Frozen
+    A full collection walks every tracked object, and whichever request happens to trigger it pays
+    for the walk over the whole ledger (bench/RESULTS.md, garbage collection). Frozen
     objects are skipped by later collections. Each call unfreezes, collects and freezes again, so
     caches replaced since the last call are still collected.
     """

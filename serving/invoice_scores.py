@@ -44,7 +44,7 @@ SERVER_THREADS = 1
 
 LARGE_CALL_ROWS = 200
 """From this many invoices a call predicts on every core (its LightGBM work dwarfs thread start-up;
-waiting OpenMP threads sleep, see ``models/__init__.py``, so concurrent small calls keep their core)."""
+waiting OpenMP threads sleep, see ``models/openmp.py``, so concurrent small calls keep their core)."""
 
 
 def _threads(n_rows: int) -> int:
@@ -97,7 +97,7 @@ def open_rows(state: ServiceState, champion: ChampionModel, as_of: pd.Timestamp)
                        build_seconds=time.perf_counter() - started, identity=identity)
         with state.lock:
             state.open_rows.put(key, hit)
-    settle_heap()  # outside the build lock: a full collection (~200 ms at 1M invoices) holds no one else's build
+    settle_heap()  # outside the build lock: a full collection of a large ledger holds no one else's build
     log.info("open invoices as of %s built for scoring: %d rows in %.2f s (ledger version %d, model %s)",
              as_of.date(), len(rows), hit.build_seconds, index.version, champion.version)
     return hit

@@ -17,7 +17,7 @@ import pytest
 
 from models.scorer import SCORE_COLUMNS
 from serving import current, invoice_scores
-from tests.test_api import AS_OF, api, fresh_api, open_ids, synthetic  # noqa: F401 - api, fresh_api: fixtures
+from api_helpers import AS_OF, open_ids, synthetic
 
 DAYS = ["2025-02-10", "2025-04-15", AS_OF, "2025-07-20"]
 

@@ -1,6 +1,6 @@
 """The web pages through FastAPI's TestClient (no browser): status, roles, sessions, CSRF, writes, i18n.
 
-Same small store and in-memory model as ``tests/test_api.py``, plus a stored score run as of
+Same small store and in-memory model as the API tests (``tests/api_helpers.py``), plus a stored score run as of
 ``AS_OF`` so the pages show that day.
 """
 
@@ -15,16 +15,15 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.scores_store import save_scores
 from models.collection import MAX_HORIZON
 from ledger.engine import open_store
 from ledger.reader import load_ledger
-from pipelines.score import build_scoring
+from models.scoring import build_scoring
 from serving import i18n
 from serving.app import create_app
-from serving.keys import create_key, revoke_key
+from serving.keys import revoke_key
 from serving.sessions import SESSION_COOKIE, read_session, sign_session
-from test_api import AS_OF, FakeChampion, Loader, collector_of_first_client, fill_store, synthetic
+from api_helpers import AS_OF, FakeChampion, Loader, collector_of_first_client, start_site_store, synthetic
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 H1 = re.compile(r"<h1>\s*([^<]+?)\s*(?:<|$)", re.M)
@@ -67,15 +66,7 @@ def h1(html: str) -> str:
 
 @contextmanager
 def running_site(home, loader=None):
-    ledger, model = synthetic()
-    settings = fill_store(home, ledger)
-    engine = open_store(settings.store_url)
-    scoring = build_scoring(model, ledger, AS_OF)
-    save_scores(engine, scoring.worklist, scoring.client_scores, as_of=AS_OF, model_version="7")
-    _, collector = collector_of_first_client(ledger)
-    keys = {role: create_key(engine, role, collector=collector if role == "collector" else None).token
-            for role in ("admin", "collector", "treasurer", "system")}
-    engine.dispose()
+    settings, keys, ledger, model, collector = start_site_store(home)
     app = create_app(settings, champion_loader=loader or Loader(FakeChampion(model)))
     site = Site(app, settings, keys, ledger, collector)
     site._open = []
