@@ -13,7 +13,8 @@ import pandas as pd
 
 from features.legal import build_legal_amounts
 from ledger.contracts import Ledger
-from models.policy import Policy, assign_profiles, load_policy, next_steps
+from models.dunning import assign_profiles, next_steps
+from models.policy import Policy, load_policy
 from models.scorer import Scorer
 from models.worklist import build_client_scores, rank_worklist
 

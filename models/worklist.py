@@ -46,7 +46,7 @@ PLAN_ACTIVE_DAYS = 30
 def build_client_scores(
     scores: pd.DataFrame, features: pd.DataFrame, ledger: Ledger, as_of: pd.Timestamp | str
 ) -> pd.DataFrame:
-    """Per-client scores and facts for :func:`models.policy.assign_profiles`.
+    """Per-client scores and facts for :func:`models.dunning.assign_profiles`.
 
     Args:
         scores: ``EncaisseModel.score(ledger, as_of)`` (one row per open invoice).
