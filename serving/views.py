@@ -168,7 +168,7 @@ def forecast(state: ServiceState, as_of: date | pd.Timestamp | None, horizon: in
     if hit is not None:
         return hit
     validate_horizon(horizon, freq)
-    scored = champion.model.score_encoded(open_rows(state, champion, d).rows, d, return_cdf=True, n_reasons=0)
+    scored = champion.model.score(None, d, rows=open_rows(state, champion, d).rows, return_cdf=True, n_reasons=0)
     hit = build_forecast(champion.model, index.ledger, d, horizon=horizon, freq=freq, n_samples=n_samples, seed=seed,
                          scored=scored)
     with state.lock:

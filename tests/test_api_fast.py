@@ -1,7 +1,7 @@
 """Score calls on stored invoices read the day's encoded open invoices: they equal batch scoring.
 
 ``serving.invoice_scores.open_rows`` builds, per (ledger version, champion, day), the feature rows and
-model input of every open invoice; a call scores only its rows (``EncaisseModel.score_encoded``).
+model input of every open invoice; a call scores only its rows (``EncaisseModel.predict_encoded``).
 These tests hold that path to the batch path (``EncaisseModel.score`` on the full ledger, and the
 risk and payment-date models' own frame methods), and check that a write rebuilds it.
 """
@@ -62,17 +62,17 @@ def test_score_encoded_equals_the_models_frame_methods():
         f = model.features(ledger, day)
         X = model.encoder_.transform(f)
         rows = model.encode(f)
-        got, (days, cdf) = model.score_encoded(rows, day, return_cdf=True, num_threads=1)
+        got, (days, cdf) = model.score(None, day, rows=rows, return_cdf=True, num_threads=1)
         not_due = f["i_days_to_due"].to_numpy() >= 0
         np.testing.assert_array_equal(got["p_late"], np.where(not_due, model.late_model_.predict_proba(X)[:, 1], 1.0))
         np.testing.assert_array_equal(got["p_very_late"], model.very_late_model_.predict_proba(X)[:, 1])
         want_days, want_cdf = model.payment_model_.predict_cdf(X)
         np.testing.assert_array_equal(days, want_days)
         np.testing.assert_array_equal(cdf, want_cdf)
-        assert got["reasons"].tolist() == model.reasons(f, X)
+        assert got["reasons"].tolist() == model._reasons(f, X)
         # Rows taken in any order score as they do among all rows.
         pos = np.random.default_rng(0).permutation(len(f))[:9]
-        pd.testing.assert_frame_equal(model.score_encoded(rows.take(pos), day),
+        pd.testing.assert_frame_equal(model.score(None, day, rows=rows.take(pos)),
                                       got.iloc[pos].reset_index(drop=True), check_exact=True)
 
 
@@ -95,9 +95,9 @@ def test_predicting_at_positions_equals_taking_the_rows(with_speakable):
 def test_no_rows_and_no_reasons():
     ledger, model = synthetic()
     rows = model.encode(model.features(ledger, AS_OF))
-    empty = model.score_encoded(rows.take([]), AS_OF)
+    empty = model.score(None, AS_OF, rows=rows.take([]))
     assert list(empty.columns) == SCORE_COLUMNS and len(empty) == 0
-    quiet = model.score_encoded(rows, AS_OF, n_reasons=0)
+    quiet = model.score(None, AS_OF, rows=rows, n_reasons=0)
     assert (quiet["reasons"] == "").all()
     pd.testing.assert_frame_equal(quiet.drop(columns="reasons"), model.score(ledger, AS_OF).drop(columns="reasons"),
                                   check_exact=True)
