@@ -35,7 +35,10 @@ def build_answers(home: Path, as_of: str) -> dict[str, str]:
     from fastapi.testclient import TestClient
 
     from ledger.engine import open_store
-    from ledger.reader import load_ledger
+    try:
+        from ledger.reader import load_ledger
+    except ImportError:  # the code before ledger/store.py was split (a "before" run)
+        from ledger.store import load_ledger
     from ledger.workspace import Settings
     from serving.app import create_app
     from serving.keys import create_key

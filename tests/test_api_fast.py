@@ -55,7 +55,7 @@ def test_scores_of_any_subset_equal_batch_scores(api, day):
         assert_rows_equal(body["scores"], ref)
 
 
-def test_score_encoded_equals_the_models_frame_methods():
+def test_encoded_scores_equal_the_models_frame_methods():
     """The float-matrix predictions and reasons equal the risk and payment-date models' frame methods."""
     ledger, model = synthetic()
     for day in DAYS:
