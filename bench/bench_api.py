@@ -18,7 +18,7 @@ Load generators:
 
 Each score request asks for invoices drawn at random (seeded) from the open ones, so no answer is
 served twice from one request's work. The day's first score call (it builds the day's open
-invoices, ``serving.services.open_rows``) is timed on its own as ``cold`` (the scoring day is the
+invoices, ``serving.invoice_scores.open_rows``) is timed on its own as ``cold`` (the scoring day is the
 stored run's, or ``--as-of``; today's is built at start-up, so a call as of today is never cold);
 every connection is then warmed before timing. The 1-minute load average is printed at the start
 and end of each case.

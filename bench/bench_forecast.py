@@ -28,6 +28,10 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from models.openmp import use_passive_waiting  # noqa: E402
+
+use_passive_waiting()
 SAP = REPO.parent / "shared" / "data" / "sap_ar" / "sap_ar_as_of_2019-01-01.csv.gz"
 GRID = [(rho, sigma) for rho in (0.3, 0.8) for sigma in (0.0, 0.1, 0.2, 0.3, 0.4)]
 """(client_correlation, period_noise) pairs tried on the selection date."""
@@ -36,7 +40,8 @@ GRID = [(rho, sigma) for rho in (0.3, 0.8) for sigma in (0.0, 0.1, 0.2, 0.3, 0.4
 def load_sap_ledger(cache: Path):
     """The SAP slice as a Ledger, through the store (ingested once into ``cache``)."""
     from ledger.ingest import ingest_file
-    from ledger.store import load_ledger, open_store
+    from ledger.engine import open_store
+    from ledger.reader import load_ledger
 
     cache.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{cache / 'sap.db'}"

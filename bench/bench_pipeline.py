@@ -21,7 +21,7 @@ Steps (as of the ledger's end date, 2025-12-31, the start of that day):
                id prefix, to bound memory), then CSV export for ingest (untimed)
     ingest     ``ledger.ingest.ingest_file`` of clients, invoices, payments, actions into a fresh
                SQLite store (validation + upsert; one transaction per file)
-    load       ``ledger.store.load_ledger`` (the frames later steps use are the loaded ones)
+    load       ``ledger.reader.load_ledger`` (the frames later steps use are the loaded ones)
     features   ``features.invoices.build_features`` (client features included)
     train      ``EncaisseModel().fit`` with default parameters (``max_training_rows`` 300k snapshot rows)
     score      ``EncaisseModel.score(return_cdf=True)``
@@ -48,6 +48,10 @@ import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from models.openmp import use_passive_waiting  # noqa: E402
+
+use_passive_waiting()
 
 INVOICES_PER_CLIENT_2Y = 47.0  # make_ledger(n, years=2): invoices (not credit notes) per client
 CHUNK_CLIENTS = 25_000  # about 1.2M invoices per generated chunk
@@ -123,7 +127,7 @@ def step_generate(work: Path, invoices: int, seed: int, direct: bool = False, **
 
 def step_ingest(work: Path, **_) -> dict:
     from ledger.ingest import ingest_file
-    from ledger.store import open_store
+    from ledger.engine import open_store
 
     db = work / "ledger.db"
     db.unlink(missing_ok=True)
@@ -138,7 +142,8 @@ def step_ingest(work: Path, **_) -> dict:
 
 
 def step_load(work: Path, **_) -> dict:
-    from ledger.store import load_ledger, open_store
+    from ledger.engine import open_store
+    from ledger.reader import load_ledger
 
     t0 = time.perf_counter()
     engine = open_store(f"sqlite:///{work / 'ledger.db'}")

@@ -88,7 +88,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from ledger.contracts import TABLES
-    from ledger.store import open_store, upsert_frame
+    from ledger.engine import open_store
+    from ledger.writers import upsert_frame
     from ledger.synth import make_ledger
 
     work = args.work or Path(tempfile.mkdtemp(prefix="burst-"))

@@ -23,6 +23,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.openmp import use_passive_waiting  # noqa: E402
+
+use_passive_waiting()
+
 N_CLIENTS = 425  # about 20k invoices over two years
 AS_OF = pd.Timestamp("2025-12-01")
 

@@ -8,6 +8,9 @@ import typer
 
 from encaisse import __version__
 from encaisse.console import setup_logging
+from models.openmp import use_passive_waiting
+
+use_passive_waiting()  # before any command imports LightGBM (the server's workers inherit it)
 
 app = typer.Typer(
     name="encaisse",

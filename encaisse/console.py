@@ -40,7 +40,7 @@ def parse_day(value: str, flag: str = "--as-of") -> pd.Timestamp:
 
 def load_ledger_or_fail(settings: Settings):
     """The whole stored ledger, or a clean error when the store holds no invoice yet."""
-    from ledger.store import EmptyStoreError, load_store_ledger
+    from ledger.reader import EmptyStoreError, load_store_ledger
 
     try:
         return load_store_ledger(settings.store_url)

@@ -1,8 +1,8 @@
 """Canonical data contracts: the four ledger tables, their columns, types and rules.
 
 This module is the one place where the shape of Encaisse's data is written down. The store
-(``ledger.store``), mapped ingest (``ledger.ingest``), the synthetic generator (``ledger.synth``),
-features and the API all follow it.
+(``ledger.writers``, ``ledger.reader``), mapped ingest (``ledger.ingest``), the synthetic
+generator (``ledger.synth``), features and the API all follow it.
 
 Conventions:
     * ids are strings (``"0000611365"`` keeps its leading zeros). A loaded or generated ledger
@@ -202,7 +202,7 @@ TEXT = pd.StringDtype("pyarrow", na_value=float("nan"))
 
 
 COMPACT_TABLES = ("invoices", "payments", "actions")
-"""Tables whose text columns ``Ledger.compact`` (and ``ledger.store.load_ledger``) hold compactly.
+"""Tables whose text columns ``Ledger.compact`` (and ``ledger.reader.load_ledger``) hold compactly.
 
 Clients keep their frame as it is: one row per client, a small table.
 """

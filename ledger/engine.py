@@ -1,6 +1,6 @@
 """Opening the ledger store: engines, Alembic migrations under a lock, indexes an interrupted ingest dropped.
 
-``open_store`` is what callers want (``ledger.store`` re-exports it): an engine on the store at
+``open_store`` is what callers want: an engine on the store at
 ``url``, migrated to the newest revision. Migrations run under the store's migration lock (SQLite:
 ``BEGIN IMMEDIATE``; PostgreSQL: an advisory lock), so processes opening a new store together run
 them once.

@@ -7,22 +7,11 @@ rule are written there too, with the reason ``filtered by mapping``, and counted
 (they are intended: they do not make the ingest fail). So ``read == inserted + updated + unchanged
 + rejected + filtered``.
 
-Reasons a row is rejected: a missing required value, an unparsable date, amount or boolean, an
-amount that is zero or negative, ``due_date`` before ``issue_date``, an unknown currency or
-``doc_type``, and an id that appears more than once in the file with different values (every
-such row is rejected: which one is right is the sender's call). Identical duplicates are stored
-once and the copies counted unchanged.
+Why a row is rejected: ``ledger.parsing``.
 
 By default an ingest with rejected rows stores nothing and raises ``IngestRejected`` (fix the
 file and send it again); with ``allow_rejects=True`` the good rows are stored. Either way the
 store changes in one transaction: a failure mid-file leaves it as it was.
-
-Zero amounts (the SAP extract): 3,681 SAP invoice rows, and 222 other items, carry
-``VALUE_EUR == 0`` (none is negative: the amounts are transformed integers, and small items round
-to 0). The contract wants amounts > 0 and a zero-amount item owes nothing and cannot be late in any
-way that matters for cash, so they are rejected with their reason rather than invented a value;
-the SAP mapping is ingested with ``allow_rejects``. A negative amount is also rejected: the sign
-of a movement belongs in ``doc_type`` (map it with ``values:``).
 
 Without a mapping, a file in the canonical layout is accepted (its table from the file name,
 ``invoices*``, ``payments*``, ``clients*``, ``actions*``, or given); a missing ``doc_type`` column
@@ -35,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,27 +35,22 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledger.contracts import TABLES, Table, coerce_frame
-from ledger.mapping import FALSE_VALUES, TRUE_VALUES, ColumnSpec, Mapping, SourceOptions, load_mapping
-from ledger.rules import _check_rules, _Problems, _summaries
+from ledger.contracts import TABLES, Table
+from ledger.mapping import Mapping, SourceOptions, load_mapping
+from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows, split_duplicates
+from ledger.rules import _summaries
 from ledger.schema import ingest_runs
 from ledger.sources import CsvLayoutError as _CsvLayoutError
-from ledger.sources import MALFORMED, SourceError, resolve_options, read_source
-from ledger.store import DirectInsert, StagedUpsert, content_ids, row_hashes
+from ledger.sources import SourceError, resolve_options, read_source
+from ledger.writers import DirectInsert, StagedUpsert
 
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 250_000
 """Source rows read at a time."""
 
-FILTERED = "filtered by mapping"
-
 ProgressFn = Callable[[str, int, int | None], None]
 """Progress callback: (stage, done, total or None)."""
-
-
-class IngestError(ValueError):
-    """The file cannot be ingested at all (not found, unknown table, columns missing)."""
 
 
 class IngestRejected(Exception):
@@ -112,350 +95,6 @@ class IngestResult:
         if self.rejects_file:
             lines.append(f"rejected and filtered rows with their reasons: {self.rejects_file}")
         return "\n".join(lines)
-
-
-# --- parsing (the row rules and their reasons: ledger.rules) -------------------------------------
-
-
-def _text(s: pd.Series) -> pd.Series:
-    """Source values as stripped text; empty and null become NA."""
-    if isinstance(s.dtype, pd.StringDtype):
-        # Text as the CSV readers give it: strip and blank out without a Python call per value.
-        t = s.str.strip()
-        return t.where(t != "").astype("object")
-    if pd.api.types.is_float_dtype(s):
-        # 18724.0 read from a typed source is the id 18724.
-        t = s.map(lambda v: repr(int(v)) if v == v and float(v).is_integer() else repr(v), na_action="ignore")
-    else:
-        t = s.astype("object").where(s.notna())
-        t = t.map(str, na_action="ignore")
-    if not pd.api.types.is_object_dtype(t):
-        t = t.astype("object")  # an all-missing column maps to floats; pandas' .str needs objects
-    t = t.str.strip()
-    return t.where(t != "")
-
-
-_TRAILING_ZERO = re.compile(r"\.0+$")
-
-
-def _shown(s: pd.Series) -> pd.Series:
-    """Source values quoted for a reason ('2024-13-45')."""
-    return "'" + _text(s).astype("object").fillna("") + "'"
-
-
-def _stripped(s: pd.Series) -> pd.Series:
-    """``_text`` without the conversion to Python strings: CSV text stays Arrow-backed."""
-    if isinstance(s.dtype, pd.StringDtype):
-        t = s.str.strip()
-        return t.where(t != "")
-    return _text(s)
-
-
-def _parse_date(s: pd.Series, fmt: str | None) -> tuple[pd.Series, pd.Series]:
-    """(dates, unparsable mask) for one source column.
-
-    Each distinct text is parsed once (a column of dates repeats a few hundred days): parsing is
-    value by value, so the dates are those of parsing every cell.
-    """
-    if pd.api.types.is_datetime64_any_dtype(s):
-        d = s.dt.tz_localize(None) if getattr(s.dt, "tz", None) is not None else s
-        return d.dt.normalize().astype("datetime64[s]"), pd.Series(False, index=s.index)
-    codes, uniques = pd.factorize(_stripped(s))  # missing -> code -1
-    t = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
-    if fmt is None or fmt.lower() == "iso":
-        parsed = pd.to_datetime(t, format="ISO8601", errors="coerce")
-    else:
-        if "." not in fmt:
-            t2 = t.str.replace(_TRAILING_ZERO, "", regex=True)  # 20180109.0 from a float column
-        else:
-            t2 = t
-        parsed = pd.to_datetime(t2, format=fmt, errors="coerce")
-    days = parsed.dt.normalize().astype("datetime64[s]").to_numpy()
-    days = np.append(days, np.datetime64("NaT", "s"))[codes]  # code -1: the NaT appended last
-    out = pd.Series(days, index=s.index, dtype="datetime64[s]")
-    return out, pd.Series((codes >= 0) & np.isnat(days), index=s.index)
-
-
-def _parse_amount(s: pd.Series, opts: SourceOptions) -> tuple[pd.Series, pd.Series]:
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        v = s.astype("float64")
-        return v, pd.Series(False, index=s.index)
-    t = _text(s)
-    t2 = t
-    if opts.thousands:
-        t2 = t2.str.replace(opts.thousands, "", regex=False)
-    if opts.decimal != ".":
-        t2 = t2.str.replace(opts.decimal, ".", regex=False)
-    v = pd.to_numeric(t2, errors="coerce").astype("float64")
-    return v, t.notna() & v.isna()
-
-
-def _ambiguous_amounts(s: pd.Series, opts: SourceOptions) -> np.ndarray:
-    """Text amounts holding a '.' when the decimal mark is another and '.' is no declared thousands
-    separator: "1.234" could be 1234 or 1.234, so it is rejected rather than guessed."""
-    if opts.decimal == "." or opts.thousands == "." or pd.api.types.is_numeric_dtype(s):
-        return np.zeros(len(s), dtype=bool)
-    return _text(s).str.contains(".", regex=False, na=False).to_numpy(dtype=bool)
-
-
-def _parse_bool(s: pd.Series, spec: ColumnSpec) -> tuple[pd.Series, pd.Series]:
-    if pd.api.types.is_bool_dtype(s):
-        return s.astype("boolean"), pd.Series(False, index=s.index)
-    t = _text(s).str.lower()
-    true = set(TRUE_VALUES) | {v.lower() for v in spec.true_values or ()}
-    false = set(FALSE_VALUES) | {v.lower() for v in spec.false_values or ()}
-    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
-    out[t.isin(true).to_numpy()] = True
-    out[t.isin(false).to_numpy()] = False
-    return out, t.notna() & out.isna()
-
-
-def _source_series(raw: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
-    if spec.column is None:
-        return pd.Series([spec.value] * len(raw), index=raw.index, dtype="object")
-    s = raw[spec.column]
-    if spec.values is not None:
-        t = _text(s)
-        mapped = t.map(spec.values)
-        unmapped = t.notna() & mapped.isna()
-        fallback = spec.default if spec.default is not None else None
-        mapped = mapped.astype("object")
-        mapped[unmapped.to_numpy()] = fallback if fallback is not None else t[unmapped]
-        return mapped
-    return s
-
-
-def _per_distinct(t: pd.Series, fn: Callable[[str], str]) -> pd.Series:
-    """``fn`` of each text (missing kept), called once per distinct value: a currency or doc_type
-    column holds a handful of them."""
-    codes, uniques = pd.factorize(t)
-    done = np.array([fn(u) for u in uniques] + [None], dtype=object)
-    out = pd.Series(done[codes], index=t.index, dtype=object)
-    return out.where(codes >= 0, t)  # missing values as they were (None or NaN)
-
-
-def _values_as_text(s: pd.Series) -> pd.Series:
-    return _text(s).astype("object")
-
-
-def _identity_mapping(table: Table, header: list[str]) -> Mapping:
-    present = [n for n in table.names if n in header]
-    cols: dict[str, Any] = {n: {"column": n} for n in present}
-    if table.name == "invoices" and "doc_type" not in present:
-        cols["doc_type"] = {"value": "invoice"}
-    ignored = [c for c in header if c not in table.names and c != "source_row"]
-    if ignored:
-        log.warning("ignoring columns outside the %s contract: %s (declare them as `extra` in a "
-                    "mapping to keep them)", table.name, ignored)
-    try:
-        return Mapping.model_validate({"table": table.name, "columns": cols})
-    except Exception:
-        missing = [n for n in table.required if n not in cols and not (table.name == "actions" and n == table.key)]
-        hint = ""
-        for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
-            if len(header) == 1 and sep in str(header[0]):
-                hint = (f" Its header looks separated by {name}, not commas: pass --delimiter {sep!r} (or "
-                        "`delimiter` under `source` in a mapping).")
-                break
-        raise IngestError(
-            f"The {table.name} file lacks required columns: {', '.join(missing)}. Add them, or ingest "
-            f"with --mapping to say where they come from.{hint}"
-        ) from None
-
-
-def _map_chunk(
-    mapping: Mapping, raw: pd.DataFrame, rows: np.ndarray, problems: _Problems
-) -> pd.DataFrame:
-    """Source rows -> a typed canonical frame (extras after), recording parse problems."""
-    table = TABLES[mapping.table]
-    out = pd.DataFrame(index=raw.index)
-    for name in table.names:
-        spec = mapping.columns.get(name)
-        kind = table.column(name).kind
-        if spec is None:
-            out[name] = None
-            continue
-        s = _source_series(raw, spec)
-        if kind == "date":
-            parsed, bad = _parse_date(s, spec.format)
-            fmt = spec.format or "ISO (YYYY-MM-DD)"
-            problems.add("unparsable_date", name, bad,
-                         lambda: f"unparsable {name} " + _shown(s) + f" (expected {fmt})", rows)
-            out[name] = parsed
-        elif kind in ("amount", "int"):
-            parsed, bad = _parse_amount(s, mapping.source)
-            problems.add("unparsable_amount", name, bad, lambda: f"unparsable {name} " + _shown(s), rows)
-            ambiguous = _ambiguous_amounts(s, mapping.source) & ~bad.to_numpy()
-            problems.add("ambiguous_amount", name, ambiguous, lambda: (
-                f"ambiguous {name} " + _shown(s) + f": '.' is not the decimal mark ({mapping.source.decimal!r}) "
-                "nor a declared thousands separator"), rows)
-            out[name] = parsed if kind == "amount" else parsed.round().astype("Int64")
-        elif kind == "bool":
-            parsed, bad = _parse_bool(s, spec)
-            problems.add("unparsable_bool", name, bad, lambda: f"unparsable {name} " + _shown(s), rows)
-            out[name] = parsed
-        else:
-            t = _values_as_text(s)
-            if name == "currency":
-                t = _per_distinct(t, str.upper)
-            elif name == "doc_type" and spec.values is None:
-                t = _per_distinct(t, str.lower)
-            out[name] = t
-    for name, spec in mapping.columns.items():
-        if spec.not_after:
-            dates = out[[name, *spec.not_after]]
-            out[name] = dates.min(axis=1, skipna=True).astype("datetime64[s]").where(out[name].notna())
-    for name, spec in mapping.extra.items():
-        s = _source_series(raw, spec)
-        if spec.type == "number":
-            out[name] = _parse_amount(s, mapping.source)[0]
-        elif spec.type == "bool":
-            out[name] = _parse_bool(s, spec)[0]
-        elif spec.type == "date":
-            out[name] = _parse_date(s, spec.format)[0].dt.strftime("%Y-%m-%d")
-        else:
-            out[name] = _values_as_text(s)
-    return out
-
-
-@dataclass
-class _Chunk:
-    good: pd.DataFrame  # typed canonical + extras + source_row
-    rejects: pd.DataFrame  # source_row, reason, original columns
-    filtered: pd.DataFrame
-
-
-def _layout_rejects(raw: pd.DataFrame, rows: np.ndarray, malformed: dict[int, tuple[int, int]], tally: dict,
-                    examples: dict) -> pd.DataFrame:
-    """Rows with more fields than the header (``ledger.sources``), as rejects with their line number."""
-    if not malformed:
-        return pd.DataFrame(columns=["source_row", "reason"])
-    at = sorted(malformed)
-    out = raw.iloc[at].copy()
-    reasons = [f"line {malformed[p][1]} has {malformed[p][0]} fields where the header has {raw.shape[1]} "
-               "(an unquoted separator in a value?)" for p in at]
-    out.insert(0, "reason", reasons)
-    out.insert(0, "source_row", rows[at])
-    tally.setdefault(("malformed", "row"), []).append(rows[at])
-    examples.setdefault(("malformed", "row"), reasons[0])
-    return out
-
-
-def _process(mapping: Mapping, raw: pd.DataFrame, first_row: int,
-             tally: dict, examples: dict) -> _Chunk:
-    table = TABLES[mapping.table]
-    malformed = raw.attrs.get(MALFORMED) or {}
-    raw = raw.reset_index(drop=True)
-    rows = np.arange(first_row, first_row + len(raw))
-    layout = _layout_rejects(raw, rows, malformed, tally, examples)
-    if len(layout):
-        ok = ~np.isin(np.arange(len(raw)), list(malformed))
-        raw, rows = raw[ok].reset_index(drop=True), rows[ok]
-    keep = np.ones(len(raw), dtype=bool)
-    for f in mapping.filters:
-        t = _text(raw[f.column]).fillna("")
-        keep &= t.isin(f.in_).to_numpy() if f.in_ is not None else ~t.isin(f.not_in).to_numpy()
-    filtered = raw[~keep].copy()
-    filtered.insert(0, "reason", FILTERED)
-    filtered.insert(0, "source_row", rows[~keep])
-    raw, rows = raw[keep].reset_index(drop=True), rows[keep]
-
-    problems = _Problems(len(raw))
-    df = _map_chunk(mapping, raw, rows, problems)
-    allow_missing_key = table.name == "actions"
-    _check_rules(table, df, rows, problems, allow_missing_key)
-    for key, parts in problems.tally.items():
-        tally.setdefault(key, []).extend(parts)
-        examples.setdefault(key, problems.examples[key])
-    bad = problems.bad
-    rejects = raw[bad].copy()
-    rejects.insert(0, "reason", problems.reasons[bad])
-    rejects.insert(0, "source_row", rows[bad])
-    if len(layout):
-        rejects = pd.concat([layout, rejects], ignore_index=True).sort_values("source_row", kind="stable")
-    good = df[~bad].copy()
-    good["source_row"] = rows[~bad]
-    return _Chunk(good=good, rejects=rejects, filtered=filtered)
-
-
-def _prepare(table: Table, good: pd.DataFrame, hashed: bool = True) -> pd.DataFrame:
-    """Give actions without an id their content id, and every row its ``row_hash`` if ``hashed``."""
-    if table.name == "actions":
-        missing = good["action_id"].isna()
-        if missing.any():
-            good.loc[missing, "action_id"] = content_ids(table, good[missing], "A").to_numpy()
-    if not hashed:
-        return good
-    body = good.drop(columns=["source_row"])
-    good["row_hash"] = row_hashes(table, coerce_frame(body, table)).to_numpy()
-    return good
-
-
-def _split_duplicates(table: Table, d: pd.DataFrame, tally: dict, examples: dict
-                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Rows sharing a key, split into conflicting ones (different values: rejected, with the rows
-    named) and identical copies. Returns (conflicting rows, identical rows, rejects)."""
-    n_hashes = d.groupby(table.key)["row_hash"].transform("nunique")
-    conflict = d[n_hashes > 1]
-    same = d[n_hashes == 1]
-    if not len(conflict):
-        return conflict, same, pd.DataFrame(columns=["source_row", "reason"])
-    rows_by_key = conflict.groupby(table.key)["source_row"].apply(lambda r: ", ".join(map(str, sorted(r))))
-    reason = conflict[table.key].map(
-        lambda k: f"{table.key} {k} appears more than once with different values (rows {rows_by_key[k]})")
-    rej = pd.DataFrame({"source_row": conflict["source_row"].to_numpy(), "reason": reason.to_numpy()})
-    tally.setdefault(("duplicate", table.key), []).append(conflict["source_row"].to_numpy())
-    examples.setdefault(("duplicate", table.key), f"{table.key} {conflict[table.key].iloc[0]}")
-    return conflict, same, rej
-
-
-def _finish(table: Table, good: pd.DataFrame, tally: dict, examples: dict) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Give actions their content ids, hash rows, and settle duplicate keys.
-
-    Returns:
-        (rows to upsert with ``row_hash``, conflicting duplicates as (source_row, reason), number
-        of identical copies dropped).
-    """
-    good = _prepare(table, good)
-    key = good[table.key]
-    dup = key.duplicated(keep=False)
-    if not dup.any():
-        return good, pd.DataFrame(columns=["source_row", "reason"]), 0
-    d = good[dup]
-    conflict, same, rej = _split_duplicates(table, d, tally, examples)
-    identical_copies = int(same[table.key].duplicated().sum())
-    drop = good.index.isin(conflict.index) | (dup & key.duplicated(keep="first")).to_numpy()
-    return good[~drop], rej, identical_copies
-
-
-def validate_frame(table: str | Table, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate loosely typed canonical rows (e.g. from JSON) with the ingest's rules.
-
-    Args:
-        table: canonical table name or contract.
-        df: rows with canonical column names; dates as ISO text or datetimes, amounts as numbers or
-            text with a '.' decimal mark. Unknown columns are ignored.
-
-    Returns:
-        ``(good, rejects)``: ``good`` typed with ``contracts.coerce_frame`` (index kept, one row per
-        key, ``row_hash`` added); ``rejects`` with ``source_row`` (1-based position in ``df``),
-        ``reason`` and the original values.
-    """
-    spec = TABLES[table] if isinstance(table, str) else table
-    mapping = _identity_mapping(spec, list(df.columns))
-    tally: dict = {}
-    examples: dict = {}
-    original = df.reset_index(drop=True)
-    chunk = _process(mapping, original, 1, tally, examples)
-    good, dup_rej, _ = _finish(spec, chunk.good, tally, examples)
-    if len(dup_rej):
-        dup_rej = dup_rej.merge(original.assign(source_row=np.arange(1, len(original) + 1)), on="source_row")
-    rejects = pd.concat([x for x in (chunk.rejects, dup_rej) if len(x)] or [chunk.rejects], ignore_index=True)
-    rejects = rejects.sort_values("source_row", kind="stable").reset_index(drop=True)
-    positions = good.pop("source_row").to_numpy() - 1
-    good = coerce_frame(good, spec)
-    good.index = df.index[positions]
-    return good, rejects
 
 
 # --- reading (ledger.sources) ------------------------------------------------------------------
@@ -608,7 +247,7 @@ def _settle_duplicates(table: Table, staged: StagedUpsert, index: _KeyIndex, tal
     d = d[key.duplicated(keep=False)]
     if not len(d):
         return empty, 0
-    conflict, same, rej = _split_duplicates(table, d, tally, examples)
+    conflict, same, rej = split_duplicates(table, d, tally, examples)
     copies = same[same[table.key].duplicated()]
     staged.discard(sorted(conflict["source_row"].tolist() + copies["source_row"].tolist()))
     return rej, len(copies)
@@ -668,7 +307,7 @@ def ingest_file(
     staging, merge and the ``ingest_runs`` record share one transaction.
 
     Args:
-        engine: the store (``ledger.store.open_store``).
+        engine: the store (``ledger.engine.open_store``).
         path: the file.
         mapping: a ``Mapping``, a mapping YAML path, or None for a file in the canonical layout.
         rejects_dir: where the rejects file goes (default: beside the file).
@@ -697,12 +336,13 @@ def ingest_file(
         opts = resolve_options(path, mapping.source if mapping is not None else SourceOptions(), encoding,
                                delimiter)
         rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
-        args = (engine, path, mapping, opts, rejects_dir, table, allow_rejects, chunk_rows, on_progress)
+        req = _Request(engine=engine, path=path, mapping=mapping, opts=opts, rejects_dir=rejects_dir, table=table,
+                       allow_rejects=allow_rejects, chunk_rows=chunk_rows, on_progress=on_progress)
         try:
-            result = _ingest_once(args, fast_csv=True)
+            result = _ingest_once(req, fast_csv=True)
         except _CsvLayoutError as exc:
             log.info("reading %s again row by row: %s", path.name, exc)
-            result = _ingest_once(args, fast_csv=False)
+            result = _ingest_once(req, fast_csv=False)
     except SourceError as exc:
         raise IngestError(str(exc)) from None
     result.seconds = time.perf_counter() - t0
@@ -710,22 +350,35 @@ def ingest_file(
     return result
 
 
-def _ingest_once(args: tuple, fast_csv: bool) -> IngestResult:
+@dataclass(frozen=True)
+class _Request:
+    """What ``ingest_file`` was asked (its arguments, resolved)."""
+
+    engine: sa.Engine
+    path: Path
+    mapping: Mapping | None
+    opts: SourceOptions
+    rejects_dir: Path
+    table: str | None
+    allow_rejects: bool
+    chunk_rows: int
+    on_progress: ProgressFn | None
+
+
+def _ingest_once(req: _Request, fast_csv: bool) -> IngestResult:
     """``_ingest`` straight into the table if its keys are new, else (or once one repeats) staged."""
     try:
-        return _ingest(*args, fast_csv=fast_csv, direct=True)
+        return _ingest(req, fast_csv=fast_csv, direct=True)
     except _KeyRepeated:
-        log.info("%s repeats keys: staging it to settle them", args[1].name)
+        log.info("%s repeats keys: staging it to settle them", req.path.name)
     except sa.exc.IntegrityError:
         # A key written by someone else between two of the direct path's batches (its lock is
         # released between them); what it had written is undone, the staged path settles the keys.
-        log.info("a key of %s was stored meanwhile: staging it to settle them", args[1].name)
-    return _ingest(*args, fast_csv=fast_csv, direct=False)
+        log.info("a key of %s was stored meanwhile: staging it to settle them", req.path.name)
+    return _ingest(req, fast_csv=fast_csv, direct=False)
 
 
-def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: SourceOptions, rejects_dir: Path,
-            table: str | None, allow_rejects: bool, chunk_rows: int, on_progress: ProgressFn | None,
-            fast_csv: bool, direct: bool = False) -> IngestResult:
+def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult:
     """``ingest_file``'s work, with one CSV reader.
 
     With ``direct``, rows go straight into the ledger table (SQLite: ``DirectInsert``) if none of
@@ -733,14 +386,16 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
     ``_KeyRepeated`` before its chunk is written, and the caller starts over staged (the
     transaction rolled back, the rejects file removed).
     """
+    engine, path, mapping, opts, table, chunk_rows, on_progress = (req.engine, req.path, req.mapping, req.opts,
+                                                                   req.table, req.chunk_rows, req.on_progress)
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     chunks = read_source(path, opts, chunk_rows, fast_csv=fast_csv)
     first = next(chunks, None)
     if first is None:
-        mapping_used = mapping or _identity_mapping(TABLES[table or infer_table(path)], [])
+        mapping_used = mapping or identity_mapping(TABLES[table or infer_table(path)], [])
     elif mapping is None:
-        mapping_used = _identity_mapping(TABLES[table or infer_table(path)], list(first.columns))
+        mapping_used = identity_mapping(TABLES[table or infer_table(path)], list(first.columns))
     else:
         mapping_used = mapping
         absent = [c for c in mapping.source_columns() if c not in first.columns]
@@ -751,7 +406,7 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
             )
     spec = TABLES[mapping_used.table]
     result = IngestResult(table=spec.name, source=str(path), mapping=mapping.name if mapping else None)
-    rejects = _RejectsFile(rejects_dir, path)
+    rejects = _RejectsFile(req.rejects_dir, path)
     index = _KeyIndex()
     tally: dict = {}
     examples: dict = {}
@@ -761,8 +416,8 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
         staged = None
         try:
             for raw in itertools.chain([first] if first is not None else [], chunks):
-                chunk = _process(mapping_used, raw, result.read + 1, tally, examples)
-                good = _prepare(spec, chunk.good, hashed=False)
+                chunk = map_rows(mapping_used, raw, result.read + 1, tally, examples)
+                good = prepare_rows(spec, chunk.good, hashed=False)
                 keys = good[spec.key]
                 if staged is None:  # the first chunk's keys decide: all new -> straight in
                     direct = direct and DirectInsert.usable(conn, spec, keys.tolist())
@@ -791,7 +446,7 @@ def _ingest(engine: sa.Engine, path: Path, mapping: Mapping | None, opts: Source
             result.rejected, result.filtered = rejects.rejected, rejects.filtered
             result.rejects_file = str(rejects.path) if rejects.path is not None else None
             result.problems = _summaries(tally, examples, spec, path.name)
-            if result.rejected and not allow_rejects:
+            if result.rejected and not req.allow_rejects:
                 trans.rollback()
                 _undo(staged)
                 staged.close()

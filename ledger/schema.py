@@ -14,7 +14,7 @@ ids ``VARCHAR``. Every ledger table also carries:
 version of an action written through the API and each version an edit superseded.
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
-``ledger.store.open_store``), never with ``metadata.create_all``: this module is the reference the
+``ledger.engine.open_store``), never with ``metadata.create_all``: this module is the reference the
 migrations are checked against (``tests/test_store.py``) and what queries are written with.
 """
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -426,37 +425,3 @@ def evaluate_collection_forecast(forecast_frame: pd.DataFrame, ledger: Ledger, a
         rows["low"], rows["high"] = fc.loc[m, "low"].to_numpy(), fc.loc[m, "high"].to_numpy()
     res["periods"] = rows.to_dict("records")
     return res
-
-
-# -- chart ---------------------------------------------------------------------------------------
-
-def plot_forecast(frame: pd.DataFrame, path: str | Path, title: str = "Cash-collection forecast") -> Path:
-    """Fan chart of the forecast (P10-P90 band, expected, median) with the due-date schedule beside it, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = np.arange(len(frame))
-    labels = [pd.Timestamp(s).strftime("%d %b") for s in frame["period_start"]]
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.5 * len(frame) + 4), 4.8))
-    ax.bar(x + 0.2, frame["due_schedule_amount"], width=0.4, color="#c9c9c9", label="due-date schedule")
-    ax.fill_between(x, frame["low"], frame["high"], color="#4c72b0", alpha=0.25, label="P10-P90")
-    ax.plot(x, frame["expected_amount"], color="#4c72b0", marker="o", label="expected")
-    if "median_amount" in frame.columns:
-        ax.plot(x, frame["median_amount"], color="#4c72b0", linestyle=":", label="median")
-    if "not_yet_issued_amount" in frame.columns:
-        ax.plot(x, frame["expected_amount"] + frame["not_yet_issued_amount"], color="#dd8452", linestyle="--",
-                label="expected + not yet issued")
-    step = max(1, len(frame) // 14)
-    ax.set_xticks(x[::step])
-    ax.set_xticklabels(labels[::step], rotation=45, ha="right")
-    ax.set_ylabel("EUR")
-    ax.set_title(title)
-    ax.legend(loc="upper right", fontsize="small")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

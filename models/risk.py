@@ -24,7 +24,7 @@ RISK_DEFAULTS = dict(
 
 
 CONTRIB_CHUNK_ROWS = 20_000
-"""Rows credited at a time (500 trees: 10M leaf entries, ~250 MB with their one-hot matrix)."""
+"""Rows credited at a time: bounds the leaf one-hot matrix of a slice (bench/RESULTS.md, reasons)."""
 
 
 class CalibratedRisk(ClassifierMixin, BaseEstimator):
@@ -97,13 +97,11 @@ class PathAttribution:
     In every tree, a row's path from the root to its leaf changes the node value at each split;
     the change is credited to the split's feature (Saabas; the ``treeinterpreter`` method). The
     credits and the bias (the trees' root values) add up to the raw score exactly, as
-    ``pred_contrib``'s do. Unlike ``pred_contrib`` (TreeSHAP: ~8 ms per row for 500 trees of 31
-    leaves, 160 times a prediction) it costs one ``pred_leaf`` prediction and a sparse product:
-    per leaf of every tree, the credits of its path are computed once, when the model is read.
-    Credits are not Shapley values: a feature split on near the root takes more of an interaction
-    than its share, so the two rank features differently. On 2,000 open invoices of a 1M-invoice
-    synthetic ledger (500 trees), the largest credit was TreeSHAP's largest in 49% of rows and the
-    top three shared 66% of their features; the attribution is 87 times faster there.
+    ``pred_contrib``'s do. Unlike ``pred_contrib`` (TreeSHAP, over a hundred times a prediction)
+    it costs one ``pred_leaf`` prediction and a sparse product: per leaf of every tree, the credits
+    of its path are computed once, when the model is read. Credits are not Shapley values: a
+    feature split on near the root takes more of an interaction than its share, so the two rank
+    features differently (how often they agree, and the speed-up: bench/RESULTS.md, reasons).
     """
 
     def __init__(self, booster):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,20 @@ class TrainingReport:
     last_snapshot: str
     risk_label_window_days: int = 0
     risk_calibration_days: int = 0
+
+
+class Scorer(Protocol):
+    """What batch scoring (``models.scoring.build_scoring``) asks of a fitted model.
+
+    ``EncaisseModel`` on one machine; ``pipelines.distributed.DistributedModel`` on a Dask cluster.
+    """
+
+    def features(self, ledger: Ledger, as_of, invoice_ids=None, clients: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Feature rows of the invoices open at the start of ``as_of``."""
+
+    def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
+              return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0):
+        """``EncaisseModel.score``'s frame (and CDFs) for those invoices."""
 
 
 class EncaisseModel(BaseEstimator):
@@ -121,7 +136,8 @@ class EncaisseModel(BaseEstimator):
         self.random_state = random_state
 
     # -- features ------------------------------------------------------------------------------
-    def _feature_kwargs(self) -> dict:
+    def feature_options(self) -> dict:
+        """The ``build_features`` options of this model (its training rows and scored rows use the same)."""
         return dict(extra_attributes=list(self.extra_attributes),
                     include_suspected_leaks=self.include_suspected_leaks)
 
@@ -136,7 +152,7 @@ class EncaisseModel(BaseEstimator):
                 f"training needs at least 4. Train as of a later date or load more history."
             )
         known = self._sample_clients(known, dates)
-        return build_training_set(known, dates, d, **self._feature_kwargs())
+        return build_training_set(known, dates, d, **self.feature_options())
 
     def _sample_clients(self, known: Ledger, dates: list[pd.Timestamp]) -> Ledger:
         """Keep a deterministic share of clients (whole histories) when the rows would exceed the budget.
@@ -293,15 +309,19 @@ class EncaisseModel(BaseEstimator):
         return short
 
     # -- score ---------------------------------------------------------------------------------
-    def features(self, ledger: Ledger, as_of, invoice_ids=None) -> pd.DataFrame:
-        """The feature frame ``score`` uses, for inspection."""
-        return build_features(ledger, as_of, invoice_ids=invoice_ids, **self._feature_kwargs())
+    def features(self, ledger: Ledger, as_of, invoice_ids=None, clients: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The feature frame ``score`` uses.
+
+        ``clients``: ``features.clients.build_client_features(ledger, as_of)`` when the caller keeps
+        it (a server, per day); the invoice features are then built on it.
+        """
+        return build_features(ledger, as_of, invoice_ids=invoice_ids, clients=clients, **self.feature_options())
 
     def encode(self, features: pd.DataFrame, with_reasons: bool = True) -> "EncodedRows":
-        """Feature rows with their model input, ready for ``score_encoded`` (``take`` any subset).
+        """Feature rows with their model input, ready for ``score(rows=...)`` and ``predict_encoded`` (``take`` any subset).
 
         ``with_reasons``: also decide which cells have words (``describe``) for the reasons; without
-        it, ``score_encoded`` decides that for the rows it is asked to give reasons for.
+        it, scoring decides that for the rows it is asked to give reasons for.
         """
         check_is_fitted(self, "encoder_")
         f = features.reset_index(drop=True).copy()  # a copy is consolidated: taking rows is a few blocks, not a column each
@@ -310,13 +330,17 @@ class EncaisseModel(BaseEstimator):
         return EncodedRows(features=f, matrix=matrix, columns=list(self.encoder_.feature_names_in_),
                            speakable=_speakable(f, names) if with_reasons else None)
 
-    def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
-              return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0):
+    def score(self, ledger: Ledger | None, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
+              return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0,
+              rows: "EncodedRows | None" = None):
         """Score the invoices open at the start of ``as_of``.
 
         ``features``: ``self.features(ledger, as_of, invoice_ids)`` when the caller already built it
-        (the worklist needs it too); it is then not built again. ``num_threads``: LightGBM's
-        prediction threads (0: every core; 1 in a server answering concurrent requests).
+        (the worklist needs it too); it is then not built again. ``rows``: those features already
+        encoded (``encode``) for this day, as a server keeps them; ``ledger`` is then not read. Each
+        row is scored on its own, so scoring ``rows.take(positions)`` gives the same figures as
+        scoring all rows and picking those positions. ``num_threads``: LightGBM's prediction
+        threads (0: every core; 1 in a server answering concurrent requests).
 
         Returns:
             A frame with ``SCORE_COLUMNS``: ``p_late`` = P(paid after the due date) (1 for an
@@ -328,17 +352,9 @@ class EncaisseModel(BaseEstimator):
         """
         check_is_fitted(self, "encoder_")
         d = pd.Timestamp(as_of)
-        f = self.features(ledger, d, invoice_ids) if features is None else features
-        return self.score_encoded(self.encode(f, with_reasons=n_reasons > 0), d, n_reasons=n_reasons, lang=lang, return_cdf=return_cdf,
-                                  num_threads=num_threads)
-
-    def score_encoded(self, rows: "EncodedRows", as_of, n_reasons: int = 3, lang: str = "en",
-                      return_cdf: bool = False, num_threads: int = 0):
-        """``score`` on rows already built and encoded (``encode``), as of the day they were built for.
-
-        Each row is scored on its own, so scoring ``rows.take(positions)`` gives the same figures
-        as scoring all rows and picking those positions. Same returns as ``score``.
-        """
+        if rows is None:
+            f = self.features(ledger, d, invoice_ids) if features is None else features
+            rows = self.encode(f, with_reasons=n_reasons > 0)
         r = self.predict_encoded(rows, as_of, n_reasons=n_reasons, lang=lang, num_threads=num_threads)
         f = rows.features
         cols = {c: f[c] for c in ("invoice_id", "client_id", "amount", "currency", "issue_date", "due_date")}
@@ -353,7 +369,7 @@ class EncaisseModel(BaseEstimator):
 
     def predict_encoded(self, rows: "EncodedRows", as_of, positions=None, n_reasons: int = 3, lang: str = "en",
                         num_threads: int = 0) -> "EncodedScores":
-        """The model's figures for encoded rows (``score_encoded`` without the frame around them).
+        """The model's figures for encoded rows (``score(rows=...)`` without the frame around them).
 
         ``positions``: score only these rows of ``rows`` (in that order), without taking the
         feature frame's rows: the same figures as ``rows.take(positions)``, for a server answering
@@ -370,8 +386,7 @@ class EncaisseModel(BaseEstimator):
             p_late = _risk_proba(self.late_model_, M, num_threads)
             p_very = _risk_proba(self.very_late_model_, M, num_threads)
             # The payment-date model builds LightGBM's float matrix from the frame it is given;
-            # given the matrix's own columns it reads the same numbers without re-coding categories
-            # (tests/test_api_fast.py holds it equal to the categorical frame).
+            # given the matrix's own columns it reads the same numbers without re-coding categories.
             days, cdf = self.payment_model_.predict_cdf_matrix(M, num_threads=num_threads)
         else:
             p_late = p_very = np.zeros(0)
@@ -385,7 +400,7 @@ class EncaisseModel(BaseEstimator):
         return EncodedScores(p_late=np.where(not_due, p_late, 1.0), p_very_late=p_very, days_q=qd, dates=dates,
                              beyond_horizon=~np.isfinite(q[:, 2]), reasons=reasons, days=days, cdf=cdf)
 
-    def reasons(self, f: pd.DataFrame, X: pd.DataFrame, n: int = 3, lang: str = "en") -> list[str]:
+    def _reasons(self, f: pd.DataFrame, X: pd.DataFrame, n: int = 3, lang: str = "en") -> list[str]:
         """Per invoice, the facts that push P(very late) up the most, in plain words."""
         names = list(self.very_late_model_.feature_names_in_)
         contrib = self.very_late_model_.contributions(X)[:, :-1]

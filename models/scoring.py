@@ -13,7 +13,9 @@ import pandas as pd
 
 from features.legal import build_legal_amounts
 from ledger.contracts import Ledger
-from models.policy import Policy, assign_profiles, load_policy, next_steps
+from models.dunning import assign_profiles, next_steps
+from models.policy import Policy, load_policy
+from models.scorer import Scorer
 from models.worklist import build_client_scores, rank_worklist
 
 EXPORT_COLUMNS = [
@@ -44,7 +46,7 @@ class Scoring:
 
 
 def build_scoring(
-    model,
+    model: Scorer,
     ledger: Ledger,
     as_of: pd.Timestamp | str,
     policy: Policy | None = None,
@@ -52,11 +54,12 @@ def build_scoring(
     capacity: float | None = None,
     portfolios=None,
     invoice_flags: bool = True,
+    clients: pd.DataFrame | None = None,
 ) -> Scoring:
     """Score, profile, plan and rank the invoices open at the start of ``as_of``.
 
     Args:
-        model: a fitted ``EncaisseModel``.
+        model: a fitted ``EncaisseModel``, or another ``models.scorer.Scorer``.
         ledger: the ledger (anything dated on or after ``as_of`` is ignored by the features).
         as_of: the scoring day.
         policy: the dunning policy (default: the shipped one).
@@ -66,10 +69,12 @@ def build_scoring(
         invoice_flags: pass the invoices' ``dunning_block`` and ``disputed`` columns to the
             policy as the current state. Right for today's scoring from a fresh export; turn off
             when scoring a past day from a later export (the flags then hold later knowledge).
+        clients: client features as of ``as_of`` already built on this ledger or a larger one
+            (``features.clients.build_client_features``); None: built here.
     """
     d = pd.Timestamp(as_of).normalize()
     pol = policy or load_policy()
-    feats = model.features(ledger, d)
+    feats = model.features(ledger, d, clients=clients)
     scores = model.score(ledger, d, features=feats)
     client_scores = build_client_scores(scores, feats, ledger, d)
     assignments = assign_profiles(client_scores, pol, previous=previous)

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from features.snapshots import VERY_LATE_DAYS
 from ledger.contracts import Ledger
 from models.policy import (
     CLIENT_SCORE_COLUMNS,
@@ -45,7 +46,7 @@ PLAN_ACTIVE_DAYS = 30
 def build_client_scores(
     scores: pd.DataFrame, features: pd.DataFrame, ledger: Ledger, as_of: pd.Timestamp | str
 ) -> pd.DataFrame:
-    """Per-client scores and facts for :func:`models.policy.assign_profiles`.
+    """Per-client scores and facts for :func:`models.dunning.assign_profiles`.
 
     Args:
         scores: ``EncaisseModel.score(ledger, as_of)`` (one row per open invoice).
@@ -395,10 +396,6 @@ def _why(r, d: pd.Timestamp) -> str:
 
 
 # --- evaluation -----------------------------------------------------------------------------------
-
-VERY_LATE_DAYS = 30
-"""An invoice is very late when paid more than this many days after max(due date, as_of)."""
-
 
 def evaluate_worklist_capture(
     worklist: pd.DataFrame,

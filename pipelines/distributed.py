@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ledger.contracts import Ledger
+from models.scorer import EncaisseModel
 
 
 DEFAULT_PARTITIONS_PER_WORKER = 4
@@ -147,26 +148,24 @@ def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | 
 
 @dataclass
 class DistributedModel:
-    """A fitted model whose ``score`` and ``features`` run on a Dask cluster; the rest is the model's.
+    """A fitted model's ``features`` and ``score`` run on a Dask cluster (a ``models.scorer.Scorer``).
 
-    Drop-in for ``models.scoring.build_scoring``, which calls only these two and the policy code.
+    What ``models.scoring.build_scoring`` asks of a model; everything else stays with ``model``.
     """
 
-    model: object
+    model: EncaisseModel
     client: object
     n_partitions: int | None = None
 
     def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
-              return_cdf: bool = False, features: pd.DataFrame | None = None):
+              return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0):
         return score_distributed(self.model, ledger, as_of, self.client, self.n_partitions, return_cdf=return_cdf,
-                                 features=features, invoice_ids=invoice_ids, n_reasons=n_reasons, lang=lang)
+                                 features=features, invoice_ids=invoice_ids, n_reasons=n_reasons, lang=lang,
+                                 num_threads=num_threads)
 
-    def features(self, ledger: Ledger, as_of, invoice_ids=None) -> pd.DataFrame:
+    def features(self, ledger: Ledger, as_of, invoice_ids=None, clients: pd.DataFrame | None = None) -> pd.DataFrame:
         return build_features_distributed(ledger, as_of, self.client, self.n_partitions, invoice_ids=invoice_ids,
-                                          **self.model._feature_kwargs())
-
-    def __getattr__(self, name):  # payment_model_, encoder_, ... come from the model
-        return getattr(self.model, name)
+                                          clients=clients, **self.model.feature_options())
 
 
 def connect(scheduler: str | None = None, n_workers: int = 2, memory_limit: str = "2GiB"):

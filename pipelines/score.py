@@ -16,23 +16,18 @@ from pathlib import Path
 import pandas as pd
 
 from ledger.scores_store import load_latest_scores, save_scores
-from ledger.store import load_ledger, load_store_ledger, open_store
+from ledger.engine import open_store
+from ledger.reader import load_ledger, load_store_ledger
 from ledger.workspace import Settings
 from models.alerts import build_alerts
 from models.policy import load_policy
+from models.registry import load_champion
 from models.scoring import EXPORT_COLUMNS, build_scoring
 
 log = logging.getLogger(__name__)
 
 class NoScoresError(LookupError):
     """No stored scoring run at or before the requested day."""
-
-
-def load_champion(settings: Settings):
-    """The champion model (``models.registry.load_champion``); a seam tests replace."""
-    from models.registry import load_champion as _load
-
-    return _load(settings)
 
 
 @dataclass
@@ -80,7 +75,7 @@ def run_score(
         n_partitions: client partitions on the cluster (default: ``pipelines.distributed``'s).
 
     Raises:
-        ledger.store.EmptyStoreError: the store holds no invoices.
+        ledger.reader.EmptyStoreError: the store holds no invoices.
         models.registry.NoChampionError: no champion model yet.
     """
     d = pd.Timestamp(as_of).normalize()

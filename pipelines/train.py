@@ -1,6 +1,6 @@
 """Train, validate, log, register and (maybe) promote an ``EncaisseModel`` as of a day D.
 
-Steps: ``load_ledger`` -> ``validate_ledger`` -> ``build_training_set`` -> ``fit`` ->
+Steps: ``load_known_ledger`` -> ``validate_ledger`` -> ``build_training_set`` -> ``fit`` ->
 ``evaluate_validation`` -> ``log_run`` -> ``promote``; ``run_training`` chains them.
 
 Time-ordered only. The ledger is loaded as known at the start of D: nothing dated on or after D is
@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from ledger.contracts import Ledger
-from ledger.store import load_ledger as load_stored_ledger
-from ledger.store import open_store
+from ledger.reader import load_ledger
+from ledger.engine import open_store
 from ledger.workspace import Settings
 from models.scorer import EncaisseModel
 from models import registry
@@ -51,7 +51,7 @@ from pipelines.validation import (
 
 log = logging.getLogger(__name__)
 
-STEPS = ("load_ledger", "validate_ledger", "build_training_set", "fit", "evaluate_validation", "log_run", "promote")
+STEPS = ("load_known_ledger", "validate_ledger", "build_training_set", "fit", "evaluate_validation", "log_run", "promote")
 
 
 class LedgerError(ValueError):
@@ -110,11 +110,11 @@ class TrainResult:
 # -- steps ---------------------------------------------------------------------------------------
 
 
-def load_ledger(settings: Settings, as_of) -> Ledger:
+def load_known_ledger(settings: Settings, as_of) -> Ledger:
     """The stored ledger as known at the start of ``as_of`` (nothing later is read)."""
     engine = open_store(settings.store_url)
     try:
-        return load_stored_ledger(engine, as_of=pd.Timestamp(as_of))
+        return load_ledger(engine, as_of=pd.Timestamp(as_of))
     finally:
         engine.dispose()
 
@@ -142,9 +142,8 @@ def build_estimator(config: TrainingConfig) -> EncaisseModel:
     return EncaisseModel(**config.model.estimator_params())
 
 
-def build_training_set(model: EncaisseModel, ledger: Ledger, as_of) -> pd.DataFrame:
-    """Snapshot rows with outcomes up to ``as_of`` (``EncaisseModel.build_training_set``)."""
-    return model.build_training_set(ledger, as_of)
+build_training_set = EncaisseModel.build_training_set
+"""The training step: ``build_training_set(model, ledger, as_of)`` is the model's own (one definition)."""
 
 
 def fit(model: EncaisseModel, ledger: Ledger, as_of, training_set: pd.DataFrame | None = None) -> EncaisseModel:
@@ -293,8 +292,8 @@ def run_training(settings: Settings, as_of, config: TrainingConfig, force: bool 
     t0 = time.perf_counter()
     step = on_step or (lambda _name: None)
     d = pd.Timestamp(as_of).normalize()
-    step("load_ledger")
-    ledger = ledger.known_at(d) if ledger is not None else load_ledger(settings, d)
+    step("load_known_ledger")
+    ledger = ledger.known_at(d) if ledger is not None else load_known_ledger(settings, d)
     step("validate_ledger")
     validate_ledger(ledger, d)
     step("build_training_set")

@@ -18,7 +18,8 @@ import pandas as pd
 
 from features.invoices import open_invoices
 from ledger.contracts import Ledger
-from ledger.store import load_ledger, open_store
+from ledger.engine import open_store
+from ledger.reader import load_ledger
 from ledger.workspace import load_settings
 from pipelines.backtest import build_backtest, evaluate_backtest
 from pipelines.config import load_config

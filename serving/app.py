@@ -16,10 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from ledger.store import open_store
+from ledger.engine import open_store
 from ledger.workspace import Settings, load_settings
 from ledger.writes import StoreBusyError
-from serving import pages, services, writes
+from serving import current, invoice_scores, outcomes, pages, writes
 from serving.limits import BodyGuard, validation_error
 from serving.config import ServingSettings, resolve_session_secret
 from serving.routes import actions, clients, forecast, health, ledger, model, scores, worklist
@@ -52,7 +52,7 @@ def create_app(
     """
     settings = settings or load_settings()
     serving = serving or ServingSettings()
-    loader = champion_loader or services.default_loader
+    loader = champion_loader or current.default_loader
     session_secret = resolve_session_secret(serving, settings.home_dir)  # refused here, before serving
 
     @asynccontextmanager
@@ -62,12 +62,12 @@ def create_app(
                              client_features=LRU(serving.client_feature_cache_days),
                              open_rows=LRU(serving.score_cache_days), session_secret=session_secret)
         app.state.encaisse = state
-        services.refresh_ledger(state)
-        loaded, message = services.reload_champion(state)
+        current.refresh_ledger(state)
+        loaded, message = current.reload_champion(state)
         log.info("%s", message)
         if loaded and serving.warm_today:
-            services.warm_today(state)  # today's client features and open invoices: the day's first call is fast
-        services.settle_heap()  # the ledger, model and caches loaded: out of the collector's scans
+            invoice_scores.warm_today(state)  # today's client features and open invoices: the day's first call is fast
+        current.settle_heap()  # the ledger, model and caches loaded: out of the collector's scans
         try:
             yield
         finally:
@@ -75,12 +75,12 @@ def create_app(
 
     app = FastAPI(title="Encaisse", version="1", description=API_DESCRIPTION, lifespan=lifespan)
 
-    @app.exception_handler(services.NoModelError)
-    async def _no_model(request: Request, exc: services.NoModelError) -> JSONResponse:
+    @app.exception_handler(current.NoModelError)
+    async def _no_model(request: Request, exc: current.NoModelError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
-    @app.exception_handler(services.RowsRejected)
-    async def _rejected(request: Request, exc: services.RowsRejected) -> JSONResponse:
+    @app.exception_handler(outcomes.RowsRejected)
+    async def _rejected(request: Request, exc: outcomes.RowsRejected) -> JSONResponse:
         o = exc.outcome
         return JSONResponse({"detail": {
             "message": f"{o.rejected} of {o.received} {o.table} rows were rejected; nothing was stored. Fix them, "

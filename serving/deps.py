@@ -13,7 +13,7 @@ from starlette.requests import HTTPConnection
 
 from serving.auth import allows, token_from_request
 from serving.keys import Principal, verify_key
-from serving.services import current_ledger
+from serving.current import current_ledger
 from serving.state import ServiceState
 
 AUTHENTICATE_HEADERS = {"WWW-Authenticate": 'Bearer realm="encaisse"'}

@@ -98,6 +98,21 @@ def verify_key(engine: sa.Engine, token: str | None) -> Principal | None:
         return None
     if not hmac.compare_digest(row["key_hash"], hash_token(token)):
         return None
+    return _principal(row)
+
+
+def principal_of_key_id(engine: sa.Engine, key_id: object) -> Principal | None:
+    """The principal of the unrevoked key with row id ``key_id`` (what a page session holds); else None."""
+    if not isinstance(key_id, int):
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+    if row is None or row["revoked_at"] is not None:
+        return None
+    return _principal(row)
+
+
+def _principal(row) -> Principal:
     return Principal(int(row["id"]), row["prefix"], row["role"], row["collector"], row["name"])
 
 

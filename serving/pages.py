@@ -1,6 +1,6 @@
 """Web pages for collectors, treasurers and credit managers (Jinja2 templates in ``templates/``).
 
-Pages share ``serving.services`` with the API, and the login form checks a key with
+Pages share ``serving.views`` and ``serving.current`` with the API, and the login form checks a key with
 ``serving.deps.authenticate``. The session is a signed cookie holding the key's row id (never the
 key), checked against the store on every request so a revoked key logs out at once. Cookies are
 ``HttpOnly`` and ``SameSite=Strict``, and every form POST carries the session's CSRF token (the
@@ -16,56 +16,49 @@ collector sees their own portfolio only), recording actions needs ``actions``, t
 
 from __future__ import annotations
 
-import base64
-import csv
-import functools
-import hashlib
 import hmac
-import io
-import json
 import logging
-import math
 import secrets
 import time
-from dataclasses import dataclass
-from datetime import date
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
 from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from ledger.schema import api_keys
-from ledger.writes import StoreBusyError
-from ledger.scores_store import list_score_runs
+from models.collection import MAX_HORIZON, PERIOD_COLUMNS
 from models.policy import NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVIEW_PLAN, WAIT_PROMISE, load_policy
-from serving import services, writes
-from serving.auth import allows
-from serving.deps import authenticate, check_portfolio
-from serving.i18n import LANG_COOKIE, LANGS, fmt_amount, fmt_date, fmt_number, fmt_pct, label, pick_lang, translate
-from serving.keys import Principal
+from serving import current, outcomes, views, writes
+from serving.deps import authenticate
+from serving.frames import float_values, plain_dict, records
+from serving.page_context import (
+    Ctx,
+    check_csrf,
+    check_page_portfolio,
+    client_names,
+    context,
+    epoch,
+    error_page,
+    home_path,
+    open_page,
+    page,
+    render,
+    safe_next,
+    url,
+)
 from serving.schemas import ActionIn
-from serving.state import ServiceState
+from serving.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE, set_cookie, sign_session
 
 log = logging.getLogger(__name__)
 
+router = APIRouter(include_in_schema=False)
+
 FormText = Annotated[str, Form(max_length=512)]
 
-router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
-
-SESSION_COOKIE = "encaisse_session"
-LOGIN_CSRF_COOKIE = "encaisse_login_csrf"
-SESSION_MAX_AGE = 12 * 3600
-"""Seconds a session lasts."""
 MAX_ROWS = 300
 """Worklist rows rendered at once (the count of the rest is shown)."""
 NOT_ACTIONABLE = {NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, WAIT_PROMISE, REVIEW_PLAN}
@@ -73,248 +66,6 @@ NOT_ACTIONABLE = {NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, WAIT_PROMISE
 SORTS = {"priority": "priority", "client": "client_name", "amount": "amount_remaining",
          "days_overdue": "days_overdue", "p_very_late": "p_very_late", "expected": "expected_payment_date",
          "next_action_date": "next_action_date"}
-PAGE_PERMISSIONS = (("worklist", "worklist", "/worklist"), ("forecast", "forecast", "/forecast"),
-                    ("kpis", "kpis", "/kpis"))
-"""(nav key, permission, path) of the pages in the menu."""
-
-
-# --- session ---------------------------------------------------------------------------------------
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def sign_session(secret: str, payload: dict) -> str:
-    """``payload`` as a cookie value: base64 JSON and its HMAC-SHA256 (keyed by the session secret)."""
-    if not secret:
-        raise ValueError("no session secret: nothing is signed without one")
-    body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8"))
-    mac = hmac.new(secret.encode("utf-8"), body.encode("ascii"), hashlib.sha256).digest()
-    return f"{body}.{_b64(mac)}"
-
-
-def read_session(secret: str, value: str | None, now: float | None = None) -> dict | None:
-    """The payload of a cookie made by :func:`sign_session`; None when forged, malformed or expired."""
-    if not secret or not value or value.count(".") != 1 or len(value) > 4096:
-        return None
-    body, mac = value.split(".")
-    want = hmac.new(secret.encode("utf-8"), body.encode("ascii"), hashlib.sha256).digest()
-    try:
-        if not hmac.compare_digest(_unb64(mac), want):
-            return None
-        payload = json.loads(_unb64(body))
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(payload, dict) or (now or time.time()) - float(payload.get("iat", 0)) > SESSION_MAX_AGE:
-        return None
-    return payload
-
-
-def _principal_of_key(state: ServiceState, key_id: Any) -> Principal | None:
-    """The principal of an unrevoked key row (the session holds the row id, not the key)."""
-    if not isinstance(key_id, int):
-        return None
-    with state.engine.connect() as conn:
-        row = conn.execute(sa.select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
-    if row is None or row["revoked_at"] is not None:
-        return None
-    return Principal(int(row["id"]), row["prefix"], row["role"], row["collector"], row["name"])
-
-
-def _set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", path="/",
-                        secure=request.url.scheme == "https")
-
-
-# --- page context ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Ctx:
-    """What every page knows: the request, the caller, the language, the CSRF token, the day shown."""
-
-    request: Request
-    state: ServiceState
-    lang: str
-    principal: Principal | None = None
-    csrf: str = ""
-    day: pd.Timestamp | None = None
-
-    def t(self, key: str, **values: Any) -> str:
-        return translate(key, self.lang, **values)
-
-    def may(self, permission: str) -> bool:
-        return self.principal is not None and allows(self.principal.role, permission)
-
-
-def _lang(request: Request) -> str:
-    return pick_lang(request.query_params.get("lang"), request.cookies.get(LANG_COOKIE),
-                     request.headers.get("accept-language"))
-
-
-def _context(request: Request) -> Ctx:
-    state: ServiceState = request.app.state.encaisse
-    ctx = Ctx(request=request, state=state, lang=_lang(request))
-    payload = read_session(state.session_secret, request.cookies.get(SESSION_COOKIE))
-    if payload is not None:
-        ctx.principal = _principal_of_key(state, payload.get("kid"))
-        ctx.csrf = str(payload.get("csrf", ""))
-    return ctx
-
-
-def _page_day(ctx: Ctx) -> pd.Timestamp:
-    """``?as_of`` when valid; else the latest stored score run's day on or before today; else today."""
-    given = ctx.request.query_params.get("as_of")
-    if given:
-        try:
-            return pd.Timestamp(date.fromisoformat(given))
-        except ValueError:
-            pass
-    today = services.today()
-    runs = list_score_runs(ctx.state.engine)
-    runs = runs[runs["as_of"] <= today] if len(runs) else runs
-    return pd.Timestamp(runs["as_of"].max()).normalize() if len(runs) else today
-
-
-def _url(path: str, **params: Any) -> str:
-    kept = {k: v for k, v in params.items() if v not in (None, "")}
-    return f"{path}?{urlencode(kept)}" if kept else path
-
-
-def _lang_url(request: Request, lang: str) -> str:
-    params = dict(request.query_params)
-    params["lang"] = lang
-    return _url(request.url.path, **params)
-
-
-def render(ctx: Ctx, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
-    """Render a page with the helpers every template uses; remember a ``?lang=`` choice in a cookie."""
-    lang = ctx.lang
-    nav = [(translate(f"nav_{key}", lang), path, ctx.request.url.path.startswith(path))
-           for key, perm, path in PAGE_PERMISSIONS if ctx.may(perm)]
-    response = templates.TemplateResponse(ctx.request, template, {
-        "ctx": ctx, "lang": lang, "t": ctx.t, "nav": nav, "principal": ctx.principal, "csrf": ctx.csrf,
-        "lang_urls": {code: _lang_url(ctx.request, code) for code in LANGS},
-        "amount": lambda v, cur="EUR", digits=0: fmt_amount(v, lang, cur, digits),
-        "number": lambda v, digits=0: fmt_number(v, lang, digits),
-        "pct": lambda v, digits=0: fmt_pct(v, lang, digits),
-        "day": lambda v: fmt_date(v, lang),
-        "step": lambda v: label("step", v, lang),
-        "profile_name": lambda v: label("profile", v, lang),
-        "channel": lambda v: label("channel", v, lang),
-        "outcome": lambda v: label("outcome", v, lang),
-        "url": _url, **values,
-    }, status_code=status_code)
-    chosen = ctx.request.query_params.get("lang")
-    if chosen in LANGS:
-        response.set_cookie(LANG_COOKIE, chosen, max_age=365 * 86400, samesite="strict", path="/")
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def error_page(ctx: Ctx, status_code: int, message: str) -> HTMLResponse:
-    return render(ctx, "error.html", status_code=status_code, message=message)
-
-
-class _Stop(Exception):
-    """A response to send instead of the page (a redirect to the login, a 403, a 503)."""
-
-    def __init__(self, response: Response):
-        self.response = response
-
-
-def _open(request: Request, permission: str) -> Ctx:
-    """The page context of a logged-in caller with ``permission``.
-
-    Raises:
-        _Stop: a redirect to the login page, or a 403 page.
-    """
-    ctx = _context(request)
-    if ctx.principal is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise _Stop(RedirectResponse(_url("/login", next=target), status_code=303))
-    if not ctx.may(permission):
-        raise _Stop(error_page(ctx, 403, ctx.t("forbidden", role=ctx.principal.role)))
-    ctx.day = _page_day(ctx)
-    return ctx
-
-
-def _check_csrf(ctx: Ctx, token: str | None) -> None:
-    if not ctx.csrf or not token or not hmac.compare_digest(ctx.csrf, str(token)):
-        raise _Stop(error_page(ctx, 403, ctx.t("csrf_failed")))
-
-
-def _check_portfolio(ctx: Ctx, client_id: str) -> None:
-    try:
-        check_portfolio(ctx.state, ctx.principal, client_id)
-    except HTTPException:
-        raise _Stop(error_page(ctx, 403, ctx.t("forbidden", role=ctx.principal.role))) from None
-
-
-def _page(handler):
-    """Turn a ``_Stop`` into its response, and a missing model or a busy store into a 503 page."""
-
-    @functools.wraps(handler)
-    def wrapper(*args, **kwargs):
-        try:
-            return handler(*args, **kwargs)
-        except _Stop as stop:
-            return stop.response
-        except services.NoModelError as exc:
-            request = kwargs.get("request") or args[0]
-            return error_page(_context(request), 503, translate("no_model", _lang(request), detail=str(exc)))
-        except StoreBusyError as exc:  # nothing was stored: the same form can be sent again
-            request = kwargs.get("request") or args[0]
-            response = error_page(_context(request), 503, str(exc))
-            response.headers["Retry-After"] = "5"
-            return response
-
-    return wrapper
-
-
-def _home(principal: Principal) -> str:
-    for _, perm, path in PAGE_PERMISSIONS:
-        if allows(principal.role, perm):
-            return path
-    return "/login"
-
-
-def _safe_next(target: str | None) -> str | None:
-    """Only a path on this site (no scheme, no ``//host``) may be a redirect target."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
-
-
-def _clean(v: Any) -> Any:
-    if v is None or v is pd.NA or v is pd.NaT:
-        return None
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, np.generic):
-        return _clean(v.item())
-    return v
-
-
-def _records(df: pd.DataFrame) -> list[dict]:
-    return [{k: _clean(v) for k, v in r.items()} for r in df.to_dict("records")]
-
-
-def _client_names(ctx: Ctx) -> pd.Series:
-    clients = services.current_ledger(ctx.state).ledger.clients
-    if clients.empty:
-        return pd.Series(dtype=object)
-    return clients.drop_duplicates("client_id", keep="last").set_index("client_id")["name"]
-
-
-def _epoch(values: pd.Series) -> list[int]:
-    """Days as Unix seconds (what uPlot's time axis reads)."""
-    return (pd.to_datetime(values).astype("datetime64[s]").astype("int64")).tolist()
 
 
 @lru_cache(maxsize=1)
@@ -337,26 +88,26 @@ def _step_channel(scenario: str | None, step: str) -> str | None:
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request) -> Response:
-    ctx = _context(request)
-    return RedirectResponse(_home(ctx.principal) if ctx.principal else "/login", status_code=303)
+    ctx = context(request)
+    return RedirectResponse(home_path(ctx.principal) if ctx.principal else "/login", status_code=303)
 
 
 def _login_page(ctx: Ctx, next_: str | None, error: str | None = None, status_code: int = 200) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     response = render(ctx, "login.html", status_code=status_code, login_csrf=token, next=next_ or "", error=error)
-    _set_cookie(response, ctx.request, LOGIN_CSRF_COOKIE, token, max_age=3600)
+    set_cookie(response, ctx.request, LOGIN_CSRF_COOKIE, token, max_age=3600)
     return response
 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> Response:
-    return _login_page(_context(request), _safe_next(request.query_params.get("next")))
+    return _login_page(context(request), safe_next(request.query_params.get("next")))
 
 
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, key: FormText = "", csrf: FormText = "", next: FormText = "") -> Response:
-    ctx = _context(request)
-    next_ = _safe_next(next)
+    ctx = context(request)
+    next_ = safe_next(next)
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
     sent = csrf
     if not cookie or not sent or not hmac.compare_digest(cookie, sent):
@@ -364,23 +115,23 @@ def login(request: Request, key: FormText = "", csrf: FormText = "", next: FormT
     principal = authenticate(ctx.state, key.strip())
     if principal is None:
         return _login_page(ctx, next_, ctx.t("login_invalid"), status_code=401)
-    if _home(principal) == "/login":
+    if home_path(principal) == "/login":
         return _login_page(ctx, next_, ctx.t("login_no_pages", role=principal.role), status_code=403)
     session = sign_session(ctx.state.session_secret,
                            {"kid": principal.key_id, "csrf": secrets.token_urlsafe(24), "iat": int(time.time())})
-    response = RedirectResponse(next_ or _home(principal), status_code=303)
-    _set_cookie(response, request, SESSION_COOKIE, session, max_age=SESSION_MAX_AGE)
+    response = RedirectResponse(next_ or home_path(principal), status_code=303)
+    set_cookie(response, request, SESSION_COOKIE, session, max_age=SESSION_MAX_AGE)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     log.info("page login: key %s (%s)", principal.prefix, principal.role)
     return response
 
 
 @router.post("/logout")
-@_page
+@page
 def logout(request: Request, csrf: FormText = "") -> Response:
-    ctx = _context(request)
+    ctx = context(request)
     if ctx.principal is not None:
-        _check_csrf(ctx, csrf)
+        check_csrf(ctx, csrf)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
@@ -391,20 +142,18 @@ def logout(request: Request, csrf: FormText = "") -> Response:
 
 def _done_today(ctx: Ctx, invoice_ids) -> set[str]:
     """Invoices with an action recorded on the day shown: done for that day's list."""
-    actions = services.current_ledger(ctx.state).ledger.actions
+    actions = current.current_ledger(ctx.state).ledger.actions
     if actions.empty:
         return set()
     recent = actions[(pd.to_datetime(actions["action_date"]) == ctx.day) & actions["invoice_id"].isin(set(invoice_ids))]
     return set(recent["invoice_id"].astype(str))
 
 
-def _worklist_frame(ctx: Ctx) -> tuple[services.WorklistView, pd.DataFrame]:
+def _worklist_frame(ctx: Ctx) -> tuple[views.WorklistView, pd.DataFrame]:
     """The worklist rows of the day, the caller's portfolio only, with display columns added."""
-    view = services.worklist_rows(ctx.state, ctx.day)
-    rows = view.rows.copy()
-    if ctx.principal.role == "collector":
-        rows = rows[rows["collector"] == ctx.principal.collector]
-    rows["client_name"] = rows["client_id"].map(_client_names(ctx))
+    view = views.worklist_rows(ctx.state, ctx.day)
+    rows = views.collector_rows(view.rows, views.visible_collector(ctx.principal)).copy()
+    rows["client_name"] = rows["client_id"].map(client_names(ctx))
     if "days_overdue" not in rows.columns:  # stored runs keep the due date, not the days
         rows["days_overdue"] = (ctx.day - pd.to_datetime(rows["due_date"])).dt.days.clip(lower=0).astype("float64")
     rows["done_today"] = rows["invoice_id"].astype(str).isin(_done_today(ctx, rows["invoice_id"]))
@@ -414,9 +163,9 @@ def _worklist_frame(ctx: Ctx) -> tuple[services.WorklistView, pd.DataFrame]:
 
 
 @router.get("/worklist", response_class=HTMLResponse)
-@_page
+@page
 def worklist_page(request: Request) -> Response:
-    ctx = _open(request, "worklist")
+    ctx = open_page(request, "worklist")
     q = request.query_params
     view, rows = _worklist_frame(ctx)
     collectors = sorted(rows["collector"].dropna().astype(str).unique())
@@ -426,34 +175,32 @@ def worklist_page(request: Request) -> Response:
     show = "all" if q.get("show") == "all" else "today"
     sort = q.get("sort") if q.get("sort") in SORTS else "priority"
     order = "desc" if q.get("order") == "desc" else "asc"
-    if collector:
-        rows = rows[rows["collector"] == collector]
+    rows = views.collector_rows(rows, collector)
     if profile:
         rows = rows[rows["profile"] == profile]
     if show == "today":
         rows = rows[rows["priority"].notna() & ~rows["done_today"]]
-    rows = rows.sort_values([SORTS[sort], "priority", "invoice_id"], ascending=[order == "asc", True, True],
-                            na_position="last", kind="stable")
+    rows = views.order_worklist(rows, by=SORTS[sort], descending=order == "desc")
     total = len(rows)
     filters = {"collector": collector, "profile": profile, "show": show, "sort": sort, "order": order,
                "as_of": q.get("as_of")}
     done = q.get("done")
-    return render(ctx, "worklist.html", view=view, rows=_records(rows.head(MAX_ROWS)), total=total,
+    return render(ctx, "worklist.html", view=view, rows=records(rows.head(MAX_ROWS)), total=total,
                   collectors=collectors, profiles=profiles, filters=filters, done=done,
                   can_act=ctx.may("actions"), back=urlencode({k: v for k, v in filters.items() if v}))
 
 
 @router.post("/worklist/done")
-@_page
+@page
 def mark_done(request: Request, invoice_id: FormText = "", csrf: FormText = "", back: FormText = "") -> Response:
-    ctx = _open(request, "actions")
-    _check_csrf(ctx, csrf)
+    ctx = open_page(request, "actions")
+    check_csrf(ctx, csrf)
     _, rows = _worklist_frame(ctx)
     match = rows[rows["invoice_id"].astype(str) == invoice_id]
     if match.empty:
         return error_page(ctx, 404, ctx.t("not_found"))
     row = match.iloc[0]
-    _check_portfolio(ctx, str(row["client_id"]))
+    check_page_portfolio(ctx, str(row["client_id"]))
     if not bool(row["actionable"]):
         return error_page(ctx, 409, ctx.t("nothing_to_mark"))
     step = str(row["next_action"])
@@ -461,7 +208,7 @@ def mark_done(request: Request, invoice_id: FormText = "", csrf: FormText = "", 
         "client_id": str(row["client_id"]), "invoice_id": invoice_id, "action_date": ctx.day.date(), "step": step,
         "channel": _step_channel(row.get("scenario"), step), "outcome": "done"}, principal=ctx.principal)
     params = {k: v for k, v in parse_qsl(back) if k in ("collector", "profile", "show", "sort", "order", "as_of")}
-    return RedirectResponse(_url("/worklist", **params, done=invoice_id), status_code=303)
+    return RedirectResponse(url("/worklist", **params, done=invoice_id), status_code=303)
 
 
 # --- client ----------------------------------------------------------------------------------------
@@ -470,17 +217,17 @@ def mark_done(request: Request, invoice_id: FormText = "", csrf: FormText = "", 
 def _client_page(ctx: Ctx, client_id: str, status_code: int = 200, error: str | None = None,
                  form: dict | None = None) -> HTMLResponse:
     try:
-        view = services.score_client(ctx.state, client_id, ctx.day)
-    except services.NoModelError:
+        view = views.score_client(ctx.state, client_id, ctx.day)
+    except current.NoModelError:
         raise
     except LookupError:
         return error_page(ctx, 404, ctx.t("not_found"))
-    index = services.current_ledger(ctx.state)
+    index = current.current_ledger(ctx.state)
     led = index.ledger
     own = led.invoices.iloc[index.invoices_of_client.get(client_id, np.array([], dtype=int))]
     paid = own[(own["doc_type"] == "invoice") & own["paid_date"].notna() & (own["paid_date"] < ctx.day)]
     paid = paid.sort_values("paid_date", kind="stable")
-    history = {"x": _epoch(paid["paid_date"]),
+    history = {"x": epoch(paid["paid_date"]),
                "y": (paid["paid_date"] - paid["due_date"]).dt.days.astype("int64").tolist(),
                "label": ctx.t("days_late")}
     acts = led.actions.iloc[index.actions_of_client.get(client_id, np.array([], dtype=int))]
@@ -491,16 +238,16 @@ def _client_page(ctx: Ctx, client_id: str, status_code: int = 200, error: str | 
     defaults = {"kind": "call", "invoice_id": "", "action_date": ctx.day.date().isoformat(), "outcome": "no_answer",
                 "promise_date": "", "promise_amount": ""}
     return render(ctx, "client.html", status_code=status_code, view=view, history=history,
-                  n_paid=len(paid), invoices=_records(inv), actions=_records(acts), error=error,
+                  n_paid=len(paid), invoices=records(inv), actions=records(acts), error=error,
                   form={**defaults, **(form or {})}, saved=ctx.request.query_params.get("saved") == "1",
                   can_act=ctx.may("actions"), as_of=ctx.request.query_params.get("as_of"))
 
 
 @router.get("/clients/{client_id}", response_class=HTMLResponse)
-@_page
+@page
 def client_page(request: Request, client_id: str) -> Response:
-    ctx = _open(request, "clients")
-    _check_portfolio(ctx, client_id)
+    ctx = open_page(request, "clients")
+    check_page_portfolio(ctx, client_id)
     return _client_page(ctx, client_id)
 
 
@@ -510,15 +257,15 @@ CALL_OUTCOMES = ("reached", "no_answer", "refused")
 
 
 @router.post("/clients/{client_id}/actions", response_class=HTMLResponse)
-@_page
+@page
 def record_client_action(request: Request, client_id: str, kind: FormText = "", invoice_id: FormText = "",
                          action_date: FormText = "", outcome: FormText = "", promise_date: FormText = "",
                          promise_amount: FormText = "", csrf: FormText = "") -> Response:
-    ctx = _open(request, "actions")
+    ctx = open_page(request, "actions")
     form = {k: v.strip() for k, v in dict(kind=kind, invoice_id=invoice_id, action_date=action_date, outcome=outcome,
                                            promise_date=promise_date, promise_amount=promise_amount, csrf=csrf).items()}
-    _check_csrf(ctx, form.get("csrf"))
-    _check_portfolio(ctx, client_id)
+    check_csrf(ctx, form.get("csrf"))
+    check_page_portfolio(ctx, client_id)
     kind = form.get("kind", "")
     if kind not in KINDS:
         return _client_page(ctx, client_id, 422, ctx.t("action_invalid", detail=f"kind={kind!r}"), form)
@@ -541,22 +288,19 @@ def record_client_action(request: Request, client_id: str, kind: FormText = "", 
         writes.record_action(ctx.state, action.model_dump(), principal=ctx.principal)
     except LookupError as exc:
         return _client_page(ctx, client_id, 422, ctx.t("action_invalid", detail=str(exc)), form)
-    except services.RowsRejected as exc:
+    except outcomes.RowsRejected as exc:
         detail = "; ".join(r["reason"] for r in exc.outcome.rejects)
         return _client_page(ctx, client_id, 422, ctx.t("action_invalid", detail=detail), form)
-    return RedirectResponse(_url(f"/clients/{client_id}", saved=1, as_of=request.query_params.get("as_of")),
+    return RedirectResponse(url(f"/clients/{client_id}", saved=1, as_of=request.query_params.get("as_of")),
                             status_code=303)
 
 
 # --- forecast --------------------------------------------------------------------------------------
 
 
-FORECAST_COLUMNS = ["period_start", "expected_amount", "low", "high", "due_schedule_amount", "not_yet_issued_amount"]
-
-
 def _forecast_args(request: Request) -> tuple[int, str]:
     try:
-        horizon = min(max(int(request.query_params.get("horizon", 13)), 1), 104)
+        horizon = min(max(int(request.query_params.get("horizon", 13)), 1), MAX_HORIZON)
     except ValueError:
         horizon = 13
     freq = "D" if request.query_params.get("freq") == "D" else "W"
@@ -564,44 +308,30 @@ def _forecast_args(request: Request) -> tuple[int, str]:
 
 
 @router.get("/forecast", response_class=HTMLResponse)
-@_page
+@page
 def forecast_page(request: Request) -> Response:
-    ctx = _open(request, "forecast")
+    ctx = open_page(request, "forecast")
     horizon, freq = _forecast_args(request)
-    frame, n = services.forecast_frame(ctx.state, ctx.day, horizon=horizon, freq=freq)
-    chart = {"x": _epoch(frame["period_start"]),
-             "expected": [_clean(float(v)) for v in frame["expected_amount"]],
-             "low": [_clean(float(v)) for v in frame["low"]],
-             "high": [_clean(float(v)) for v in frame["high"]],
-             "due": [_clean(float(v)) for v in frame["due_schedule_amount"]],
-             "labels": {"period": ctx.t("col_period"), "expected": ctx.t("col_expected"), "low": ctx.t("col_low"), "high": ctx.t("col_high"),
-                        "due": ctx.t("col_due_schedule")}}
-    totals = {c: _clean(float(frame[c].sum())) for c in ("expected_amount", "due_schedule_amount",
-                                                          "not_yet_issued_amount")}
-    totals.update(low=_clean(frame.attrs.get("total_low")), high=_clean(frame.attrs.get("total_high")),
-                  open_amount=_clean(frame.attrs.get("open_amount")),
-                  beyond=_clean(frame.attrs.get("expected_beyond_horizon")))
-    csv_url = _url("/forecast.csv", horizon=horizon, freq=freq, as_of=request.query_params.get("as_of"))
-    return render(ctx, "forecast.html", periods=_records(frame[[c for c in FORECAST_COLUMNS if c in frame.columns]]),
-                  chart=chart, totals=totals, n=n, horizon=horizon, freq=freq, csv_url=csv_url)
+    fc = views.forecast(ctx.state, ctx.day, horizon=horizon, freq=freq)
+    frame = fc.periods
+    chart = {"x": epoch(frame["period_start"]),
+             "expected": float_values(frame["expected_amount"]), "low": float_values(frame["low"]),
+             "high": float_values(frame["high"]), "due": float_values(frame["due_schedule_amount"]),
+             "labels": {"period": ctx.t("col_period"), "expected": ctx.t("col_expected"), "low": ctx.t("col_low"),
+                        "high": ctx.t("col_high"), "due": ctx.t("col_due_schedule")}}
+    csv_url = url("/forecast.csv", horizon=horizon, freq=freq, as_of=request.query_params.get("as_of"))
+    return render(ctx, "forecast.html", periods=records(frame, PERIOD_COLUMNS), chart=chart,
+                  totals=plain_dict(fc.totals), n=fc.n_invoices, horizon=horizon, freq=freq, csv_url=csv_url)
 
 
 @router.get("/forecast.csv")
-@_page
+@page
 def forecast_csv(request: Request) -> Response:
-    ctx = _open(request, "forecast")
+    ctx = open_page(request, "forecast")
     horizon, freq = _forecast_args(request)
-    frame, _ = services.forecast_frame(ctx.state, ctx.day, horizon=horizon, freq=freq)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    cols = [c for c in FORECAST_COLUMNS if c in frame.columns]
-    writer.writerow(cols)
-    for r in frame[cols].itertuples(index=False):
-        writer.writerow([v.date().isoformat() if isinstance(v, pd.Timestamp)
-                         else ("" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.2f}")
-                         for v in r])
+    fc = views.forecast(ctx.state, ctx.day, horizon=horizon, freq=freq)
     name = f"encaisse-forecast-{ctx.day.date()}-{horizon}{freq}.csv"
-    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+    return Response(fc.to_csv(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
 
 
@@ -609,19 +339,19 @@ def forecast_csv(request: Request) -> Response:
 
 
 @router.get("/kpis", response_class=HTMLResponse)
-@_page
+@page
 def kpis_page(request: Request) -> Response:
-    ctx = _open(request, "kpis")
+    ctx = open_page(request, "kpis")
     try:
         period_days = min(max(int(request.query_params.get("period_days", 90)), 1), 3650)
     except ValueError:
         period_days = 90
-    k = services.kpis(ctx.state, ctx.day, period_days=period_days)
+    k = views.kpis(ctx.state, ctx.day, period_days=period_days)
     buckets = list(k["aging"])
     names = [ctx.t("bucket_not_due") if b == "not_due" else ctx.t("bucket_days", bucket=b) for b in buckets]
     chart = {"labels": names, "amounts": [float(k["aging"][b]["amount"]) for b in buckets],
              "label": ctx.t("amount")}
     doubtful = sorted(k["doubtful"], key=lambda r: -r["outstanding"])
     return render(ctx, "kpis.html", k=k, aging=list(zip(names, [k["aging"][b] for b in buckets])), chart=chart,
-                  doubtful=doubtful[:100], n_doubtful=len(doubtful), names=_client_names(ctx).to_dict(),
+                  doubtful=doubtful[:100], n_doubtful=len(doubtful), names=client_names(ctx).to_dict(),
                   period_days=period_days)

@@ -9,7 +9,7 @@ reload can never serve stale figures.
 
 Score calls on stored invoices read ``open_rows``: per (ledger version, champion, ``as_of`` day),
 the feature rows and encoded model input of every invoice open that day, built once by the batch
-feature path (``serving.services.open_rows``); a call then scores only the rows it asks for.
+feature path (``serving.invoice_scores.open_rows``); a call then scores only the rows it asks for.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class ServiceState:
         results: other computed answers (worklists, forecasts, KPIs).
         build_lock: held while ``open_rows`` builds an entry, so concurrent first calls build it once.
         pending: ``(table, rows)`` stored through the API and not yet in ``index`` (folded in by
-            ``serving.services.current_ledger``).
+            ``serving.current.current_ledger``).
         warming: held while today's caches are built in the background after writes.
         session_secret: the secret signing the pages' session cookie
             (``serving.config.resolve_session_secret``); empty signs and accepts nothing.

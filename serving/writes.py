@@ -23,12 +23,14 @@ import sqlalchemy as sa
 
 from ledger.action_history import record_versions, stored_actions
 from ledger.contracts import ACTIONS, INVOICES, PAYMENTS, Table
-from ledger.ingest import validate_frame
+from ledger.parsing import validate_frame
 from ledger.schema import LEDGER_TABLES, ingest_runs
-from ledger.store import upsert_frame
+from ledger.writers import upsert_frame
 from ledger.writes import StoreBusyError, write_transaction
 from serving.keys import Principal
-from serving.services import RowsRejected, WriteOutcome, _outcome, current_ledger, warm_today
+from serving.current import current_ledger
+from serving.invoice_scores import warm_today
+from serving.outcomes import RowsRejected, WriteOutcome, outcome_of
 from serving.state import ServiceState
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
     started = datetime.now(UTC)
     df = pd.DataFrame.from_records(rows, columns=spec.names)
     good, rejects = validate_frame(spec, df)
-    outcome = _outcome(spec.name, len(df), rejects)
+    outcome = outcome_of(spec.name, len(df), rejects)
     if outcome.rejected and not allow_rejects:
         raise RowsRejected(outcome)
     keys = good[spec.key].astype(str).tolist()

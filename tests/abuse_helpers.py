@@ -7,8 +7,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from ledger.contracts import TABLES, Ledger
-from ledger.store import open_store, upsert_frame
+from api_helpers import fill_store
+from ledger.contracts import Ledger
+from ledger.engine import open_store
 from ledger.synth import make_ledger
 from ledger.workspace import Settings
 from serving.app import create_app
@@ -27,14 +28,7 @@ def no_model(settings):
 
 def make_store(home: Path, ledger: Ledger | None = None) -> Settings:
     """A workspace whose store holds ``ledger`` (default: the small synthetic one)."""
-    ledger = small_ledger() if ledger is None else ledger
-    settings = Settings(home=home)
-    engine = open_store(settings.store_url)
-    with engine.begin() as conn:
-        for name in TABLES:
-            upsert_frame(conn, name, getattr(ledger, name))
-    engine.dispose()
-    return settings
+    return fill_store(home, small_ledger() if ledger is None else ledger)
 
 
 def two_collectors(ledger: Ledger) -> dict[str, str]:

@@ -8,17 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers import unavailable
+from models.openmp import use_passive_waiting
+
+use_passive_waiting()  # as the CLI does, before any test imports LightGBM
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("ENCAISSE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _unavailable(reason: str) -> None:
-    """Fail under CI (where the resource must be there), skip on a developer's machine."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: this must be available in CI)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
@@ -31,11 +28,29 @@ def _isolated_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    """A read-only API (``api_helpers.start_api``) shared by a module's read tests."""
+    from api_helpers import start_api
+
+    with start_api(tmp_path_factory.mktemp("api")) as a:
+        yield a
+
+
+@pytest.fixture
+def fresh_api(tmp_path):
+    """An API of its own, for tests that write."""
+    from api_helpers import start_api
+
+    with start_api(tmp_path / "home") as a:
+        yield a
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data sets in ../shared/data."""
     if not SHARED_DATA.is_dir():
-        _unavailable(f"real data not found at {SHARED_DATA}")
+        unavailable(f"real data not found at {SHARED_DATA}")
     return SHARED_DATA
 
 
@@ -50,7 +65,7 @@ def pg_url():
             conn.execute(sqlalchemy.text("select 1"))
     except Exception as exc:  # noqa: BLE001 - any connection error means "not reachable"
         engine.dispose()
-        _unavailable(f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}")
+        unavailable(f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     with engine.begin() as conn:
         conn.execute(sqlalchemy.text(f'create schema "{schema}"'))
@@ -63,14 +78,14 @@ def pg_url():
 
 @pytest.fixture
 def failing_chunk_write(monkeypatch):
-    """Make ``ledger.store._write_chunk`` raise "disk full" on its third call during an ingest.
+    """Make ``ledger.writers._write_chunk`` raise "disk full" on its third call during an ingest.
 
     Returns ``calls`` (``calls["n"]``: the calls so far); ``calls["restore"]()`` puts the real
     function back for the rest of the test.
     """
-    import ledger.store as store_mod
+    import ledger.writers as writers_mod
 
-    real = store_mod._write_chunk
+    real = writers_mod._write_chunk
     calls = {"n": 0}
 
     def flaky(staged, columns):
@@ -79,6 +94,18 @@ def failing_chunk_write(monkeypatch):
             raise RuntimeError("disk full")
         real(staged, columns)
 
-    monkeypatch.setattr(store_mod, "_write_chunk", flaky)
-    calls["restore"] = lambda: monkeypatch.setattr(store_mod, "_write_chunk", real)
+    monkeypatch.setattr(writers_mod, "_write_chunk", flaky)
+    calls["restore"] = lambda: monkeypatch.setattr(writers_mod, "_write_chunk", real)
     return calls
+
+
+SLOW_MODULES = {"test_browser", "test_notebook", "test_demo", "test_pipelines", "test_registry", "test_distributed",
+                "test_rolling", "test_api_fuzz", "test_synth", "test_abuse_ingest", "test_models"}
+"""Modules whose tests train models, start servers or browsers, or read large files: outside the fast tier."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests of ``SLOW_MODULES`` slow: ``make test-fast`` (``-m "not slow"``) leaves them out."""
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

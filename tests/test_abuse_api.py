@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import serving.services as services_mod
+import serving.current as current
 from abuse_helpers import client, key, make_store, small_ledger, two_collectors
 from ledger.action_history import action_versions
-from ledger.store import open_store
+from ledger.engine import open_store
 from serving.config import ServingSettings
 
 
@@ -125,7 +125,7 @@ def test_past_the_bound_a_write_is_503_with_retry_after_and_nothing_half_done(si
 
 
 def test_a_direct_ingest_leaves_writers_gaps_between_its_batches(tmp_path, monkeypatch):
-    import ledger.store as store_mod
+    import ledger.writers as writers_mod
     from ledger.ingest import ingest_file
     from ledger.writes import write_transaction
 
@@ -134,9 +134,9 @@ def test_a_direct_ingest_leaves_writers_gaps_between_its_batches(tmp_path, monke
     path = tmp_path / "invoices_new.csv"
     path.write_text("invoice_id,client_id,issue_date,due_date,amount,currency\n" + "".join(
         f"NEW{i:04d},C1,2025-01-01,2025-02-01,10,EUR\n" for i in range(120)), encoding="utf-8")
-    monkeypatch.setattr(store_mod, "CHUNK_ROWS", 10)  # 12 batches
-    monkeypatch.setattr(store_mod.DirectInsert, "COMMIT_ROWS", 20)  # a commit every 2 batches
-    real = store_mod._write_chunk
+    monkeypatch.setattr(writers_mod, "CHUNK_ROWS", 10)  # 12 batches
+    monkeypatch.setattr(writers_mod.DirectInsert, "COMMIT_ROWS", 20)  # a commit every 2 batches
+    real = writers_mod._write_chunk
     seen = {"batches": 0, "written_at_batch": None}
     done = threading.Event()
     other = open_store(settings.store_url)
@@ -154,7 +154,7 @@ def test_a_direct_ingest_leaves_writers_gaps_between_its_batches(tmp_path, monke
             threading.Thread(target=writer).start()
         real(staged, columns)
 
-    monkeypatch.setattr(store_mod, "_write_chunk", counting)
+    monkeypatch.setattr(writers_mod, "_write_chunk", counting)
     result = ingest_file(engine, path, rejects_dir=tmp_path)
     assert done.wait(30)
     assert result.inserted == 120 and seen["batches"] == 12
@@ -191,12 +191,12 @@ def test_writes_are_folded_into_the_loaded_ledger_without_reloading_it(site, mon
         def no_reload(engine, *a, **k):
             raise AssertionError("the whole ledger was reloaded after a write")
 
-        monkeypatch.setattr(services_mod, "load_ledger", no_reload)
+        monkeypatch.setattr(current, "load_ledger", no_reload)
         for i in range(5):
             r = tc.post("/v1/actions", json=action(a_client, action_id=f"ACT-INC-{i}"), headers={"X-API-Key": keys["admin"]})
             assert r.status_code == 201
         state = tc.app.state.encaisse
-        index = services_mod.current_ledger(state)
+        index = current.current_ledger(state)
         assert {f"ACT-INC-{i}" for i in range(5)} <= set(index.ledger.actions["action_id"].astype(str))
         assert len(index.ledger.actions) == len(ledger.actions) + 5
         pos = index.actions_of_client[a_client]
@@ -217,7 +217,7 @@ def test_a_payment_of_an_unknown_invoice_is_stored_and_reported(site):
 
 
 def test_a_page_form_under_a_held_lock_is_a_503_page_and_stores_nothing(site):
-    from serving.pages import SESSION_COOKIE, sign_session
+    from serving.sessions import SESSION_COOKIE, sign_session
 
     settings, ledger, keys, a_client, _ = site
     with client(settings, ServingSettings(write_timeout_seconds=0.3)) as tc:

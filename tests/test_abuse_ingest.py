@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from encaisse.cli import app
 from features.kpis import evaluate_kpis
 from ledger.ingest import IngestError, ingest_file
-from ledger.store import current_revision, head_revision, load_ledger, open_store
+from ledger.engine import current_revision, head_revision, open_store
+from ledger.reader import load_ledger
 
 HEADER = "invoice_id,client_id,issue_date,due_date,amount,currency\n"
 
@@ -222,11 +223,11 @@ def test_first_opens_of_a_new_store_racing_each_other_all_succeed(tmp_path, stor
 def test_an_ingest_killed_part_way_is_finished_by_sending_the_file_again(tmp_path, monkeypatch, failing_chunk_write):
     """A kill leaves the batches the direct path committed (here: undo disabled, as a kill skips it);
     the next open rebuilds the indexes it had dropped, and the same file again stores the rest."""
-    import ledger.store as store_mod
+    import ledger.writers as writers_mod
 
-    monkeypatch.setattr(store_mod, "CHUNK_ROWS", 10)
-    monkeypatch.setattr(store_mod.DirectInsert, "COMMIT_ROWS", 10)
-    monkeypatch.setattr(store_mod.DirectInsert, "undo", lambda self: None)
+    monkeypatch.setattr(writers_mod, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(writers_mod.DirectInsert, "COMMIT_ROWS", 10)
+    monkeypatch.setattr(writers_mod.DirectInsert, "undo", lambda self: None)
     path = tmp_path / "invoices.csv"
     path.write_text(HEADER + "".join(f"K{i:03d},C{i % 3},2025-01-01,2025-02-01,10,EUR\n" for i in range(50)),
                     encoding="utf-8")

@@ -9,7 +9,7 @@ import pytest
 
 from abuse_helpers import client, key, make_store
 from serving.config import SECRET_FILE, ServingSettings, resolve_session_secret
-from serving.pages import SESSION_COOKIE, sign_session
+from serving.sessions import SESSION_COOKIE, sign_session
 
 
 def forged(secret: str, kid: int = 1) -> str:

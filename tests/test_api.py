@@ -7,9 +7,6 @@ through ``create_app(champion_loader=...)``; one test goes through the real (emp
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,124 +17,14 @@ from features.clients import build_client_features
 from features.kpis import evaluate_kpis
 from ledger.contracts import TABLES, Ledger, coerce_frame
 from ledger.scores_store import save_scores
-from ledger.store import count_rows, open_store, upsert_frame
-from ledger.synth import make_ledger
-from ledger.workspace import Settings
-from models.scorer import EncaisseModel
+from ledger.engine import open_store
+from ledger.reader import count_rows
+from models.collection import MAX_HORIZON
 from serving.app import create_app
 from serving.config import ServingSettings
-from serving.keys import ROLES, create_key
+from serving.keys import create_key
 
-FIT_DAY = AS_OF = "2025-06-01"
-
-
-@dataclass
-class FakeChampion:
-    model: EncaisseModel
-    version: str = "7"
-    run_id: str = "run-abc"
-    as_of: str = FIT_DAY
-    metrics: dict = field(default_factory=lambda: {"val_auc": 0.8})
-
-
-class Loader:
-    """A registry stand-in: gives ``champion``, or raises like an unreachable registry when ``fail``."""
-
-    def __init__(self, champion):
-        self.champion = champion
-        self.fail: Exception | None = None
-
-    def __call__(self, settings):
-        if self.fail is not None:
-            raise self.fail
-        return self.champion
-
-
-@lru_cache(maxsize=1)
-def synthetic() -> tuple[Ledger, EncaisseModel]:
-    """The test ledger and a model fitted on it (cached: every API test module shares one fit)."""
-    ledger = make_ledger(20, seed=3, end_date="2025-07-31")
-    model = EncaisseModel(max_snapshots=16, snapshot_freq_days=28, hazard_params={"n_estimators": 40},
-                          risk_params={"n_estimators": 40}).fit(ledger, FIT_DAY)
-    return ledger, model
-
-
-def fill_store(home: Path, ledger: Ledger) -> Settings:
-    settings = Settings(home=home)
-    engine = open_store(settings.store_url)
-    with engine.begin() as conn:
-        for name in TABLES:
-            upsert_frame(conn, name, getattr(ledger, name))
-    engine.dispose()
-    return settings
-
-
-@dataclass
-class Api:
-    client: TestClient
-    settings: Settings
-    loader: Loader
-    keys: dict[str, str]
-    ledger: Ledger
-    model: EncaisseModel
-
-    def headers(self, role: str = "admin") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[role]}"}
-
-    def get(self, url: str, role: str = "admin", **kw):
-        return self.client.get(url, headers=self.headers(role), **kw)
-
-    def post(self, url: str, json=None, role: str = "admin", **kw):
-        return self.client.post(url, json=json, headers=self.headers(role), **kw)
-
-
-def collector_of_first_client(ledger: Ledger) -> tuple[str, str]:
-    cl = ledger.clients.dropna(subset=["collector"]).sort_values("client_id").iloc[0]
-    return str(cl["client_id"]), str(cl["collector"])
-
-
-def start_api(home: Path, champion=None, serving: ServingSettings | None = None):
-    """Store + keys + app; a context manager yielding ``Api`` (the lifespan runs inside)."""
-    ledger, model = synthetic()
-    settings = fill_store(home, ledger)
-    engine = open_store(settings.store_url)
-    _, collector = collector_of_first_client(ledger)
-    keys = {role: create_key(engine, role, collector=collector if role == "collector" else None).token
-            for role in ROLES}
-    engine.dispose()
-    loader = Loader(FakeChampion(model) if champion is None else champion)
-    app = create_app(settings, serving=serving, champion_loader=loader)
-
-    class _Ctx:
-        def __enter__(self):
-            self.tc = TestClient(app).__enter__()
-            return Api(self.tc, settings, loader, keys, ledger, model)
-
-        def __exit__(self, *exc):
-            return self.tc.__exit__(*exc)
-
-    return _Ctx()
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    """A read-only API shared by the module's read tests."""
-    with start_api(tmp_path_factory.mktemp("api")) as a:
-        yield a
-
-
-@pytest.fixture
-def fresh_api(tmp_path):
-    """An API of its own, for tests that write."""
-    with start_api(tmp_path / "home") as a:
-        yield a
-
-
-def open_ids(ledger: Ledger, as_of: str = AS_OF) -> list[str]:
-    inv = ledger.invoices
-    d = pd.Timestamp(as_of)
-    m = (inv["doc_type"] == "invoice") & (inv["issue_date"] < d) & ~(inv["paid_date"] < d)
-    return inv.loc[m, "invoice_id"].tolist()
+from api_helpers import AS_OF, FIT_DAY, FakeChampion, collector_of_first_client, fill_store, open_ids, synthetic
 
 
 def rows_json(df: pd.DataFrame) -> list[dict]:
@@ -280,7 +167,7 @@ def test_worklist_scored_now_then_from_the_stored_run(fresh_api):
     assert body["total"] == len(open_ids(api.ledger)) and len(body["rows"]) == 5
     assert [x["priority"] for x in body["rows"]] == sorted(x["priority"] for x in body["rows"])
 
-    from serving.services import build_scoring
+    from models.scoring import build_scoring
 
     scoring = build_scoring(api.model, api.ledger, AS_OF)
     engine = open_store(api.settings.store_url)
@@ -305,6 +192,7 @@ def test_kpis_and_forecast(api):
     assert len(body["periods"]) == 4 and body["model_version"] == "7" and body["n_invoices"] == len(open_ids(api.ledger))
     assert body["totals"]["expected_amount"] <= body["totals"]["open_amount"]
     assert api.get(f"/v1/forecast?as_of={AS_OF}&freq=M").status_code == 422
+    assert api.get(f"/v1/forecast?as_of={AS_OF}&horizon={MAX_HORIZON + 1}").status_code == 422
 
 
 def test_model_health_ready(api):

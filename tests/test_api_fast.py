@@ -1,7 +1,7 @@
 """Score calls on stored invoices read the day's encoded open invoices: they equal batch scoring.
 
-``serving.services.open_rows`` builds, per (ledger version, champion, day), the feature rows and
-model input of every open invoice; a call scores only its rows (``EncaisseModel.score_encoded``).
+``serving.invoice_scores.open_rows`` builds, per (ledger version, champion, day), the feature rows and
+model input of every open invoice; a call scores only its rows (``EncaisseModel.predict_encoded``).
 These tests hold that path to the batch path (``EncaisseModel.score`` on the full ledger, and the
 risk and payment-date models' own frame methods), and check that a write rebuilds it.
 """
@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from models.scorer import SCORE_COLUMNS
-from serving import services
-from tests.test_api import AS_OF, api, fresh_api, open_ids, synthetic  # noqa: F401 - api, fresh_api: fixtures
+from serving import current, invoice_scores
+from api_helpers import AS_OF, open_ids, synthetic
 
 DAYS = ["2025-02-10", "2025-04-15", AS_OF, "2025-07-20"]
 
@@ -55,24 +55,24 @@ def test_scores_of_any_subset_equal_batch_scores(api, day):
         assert_rows_equal(body["scores"], ref)
 
 
-def test_score_encoded_equals_the_models_frame_methods():
+def test_encoded_scores_equal_the_models_frame_methods():
     """The float-matrix predictions and reasons equal the risk and payment-date models' frame methods."""
     ledger, model = synthetic()
     for day in DAYS:
         f = model.features(ledger, day)
         X = model.encoder_.transform(f)
         rows = model.encode(f)
-        got, (days, cdf) = model.score_encoded(rows, day, return_cdf=True, num_threads=1)
+        got, (days, cdf) = model.score(None, day, rows=rows, return_cdf=True, num_threads=1)
         not_due = f["i_days_to_due"].to_numpy() >= 0
         np.testing.assert_array_equal(got["p_late"], np.where(not_due, model.late_model_.predict_proba(X)[:, 1], 1.0))
         np.testing.assert_array_equal(got["p_very_late"], model.very_late_model_.predict_proba(X)[:, 1])
         want_days, want_cdf = model.payment_model_.predict_cdf(X)
         np.testing.assert_array_equal(days, want_days)
         np.testing.assert_array_equal(cdf, want_cdf)
-        assert got["reasons"].tolist() == model.reasons(f, X)
+        assert got["reasons"].tolist() == model._reasons(f, X)
         # Rows taken in any order score as they do among all rows.
         pos = np.random.default_rng(0).permutation(len(f))[:9]
-        pd.testing.assert_frame_equal(model.score_encoded(rows.take(pos), day),
+        pd.testing.assert_frame_equal(model.score(None, day, rows=rows.take(pos)),
                                       got.iloc[pos].reset_index(drop=True), check_exact=True)
 
 
@@ -95,9 +95,9 @@ def test_predicting_at_positions_equals_taking_the_rows(with_speakable):
 def test_no_rows_and_no_reasons():
     ledger, model = synthetic()
     rows = model.encode(model.features(ledger, AS_OF))
-    empty = model.score_encoded(rows.take([]), AS_OF)
+    empty = model.score(None, AS_OF, rows=rows.take([]))
     assert list(empty.columns) == SCORE_COLUMNS and len(empty) == 0
-    quiet = model.score_encoded(rows, AS_OF, n_reasons=0)
+    quiet = model.score(None, AS_OF, rows=rows, n_reasons=0)
     assert (quiet["reasons"] == "").all()
     pd.testing.assert_frame_equal(quiet.drop(columns="reasons"), model.score(ledger, AS_OF).drop(columns="reasons"),
                                   check_exact=True)
@@ -124,7 +124,7 @@ def test_a_write_rebuilds_the_open_invoices(fresh_api):
             "due_date": moved, "amount": float(row["amount"])}
     w = api.post("/v1/invoices", {"invoices": [sent]}, role="system")
     assert w.status_code == 200 and w.json()["updated"] == 1, w.text
-    assert services.current_ledger(state).version == version + 1  # the write folded in at the next read, no reload
+    assert current.current_ledger(state).version == version + 1  # the write folded in at the next read, no reload
     after = api.post("/v1/scores", {"as_of": AS_OF, "invoice_ids": [invoice_id]}).json()["scores"][0]
     with state.lock:
         keys = list(state.open_rows)
@@ -138,14 +138,26 @@ def test_a_write_rebuilds_the_open_invoices(fresh_api):
 
 def test_warm_today_builds_todays_rows(api):
     state = state_of(api)
-    services.warm_today(state)
-    today = services.today()
+    invoice_scores.warm_today(state)
+    today = current.today()
     assert any(k[0] == state.index.version and k[3] == today for k in list(state.open_rows))
 
 
 def test_what_the_service_holds_is_kept_out_of_garbage_collections(api):
     """The ledger, model and each day's open rows are frozen (``settle_heap``): collections skip them."""
     state = state_of(api)
-    rows = services.open_rows(state, services.current_model(state), pd.Timestamp("2025-03-03"))
+    rows = invoice_scores.open_rows(state, current.current_model(state), pd.Timestamp("2025-03-03"))
     scanned = {id(o) for o in gc.get_objects()}  # the collector's generations; frozen objects are not in them
     assert id(rows) not in scanned and id(state.index) not in scanned
+
+
+def test_features_on_given_client_features_equal_the_models_own():
+    """The server hands the model its cached client features; the rows are the ones the model builds itself."""
+    from features.clients import build_client_features
+    from models.scoring import build_scoring
+
+    ledger, model = synthetic()
+    clients = build_client_features(ledger, AS_OF)
+    pd.testing.assert_frame_equal(model.features(ledger, AS_OF, clients=clients), model.features(ledger, AS_OF))
+    pd.testing.assert_frame_equal(build_scoring(model, ledger, AS_OF, clients=clients).worklist,
+                                  build_scoring(model, ledger, AS_OF).worklist)

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from test_api import start_api
+from api_helpers import start_api
 
 
 @pytest.fixture(scope="module")

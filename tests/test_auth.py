@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from encaisse.cli import app as cli
 from ledger.schema import api_keys
-from ledger.store import open_store
+from ledger.engine import open_store
 from serving.keys import create_key, revoke_key, verify_key
-from test_api import AS_OF, collector_of_first_client, open_ids, start_api
+from api_helpers import AS_OF, collector_of_first_client, open_ids, start_api
 
 
 @pytest.fixture(scope="module")

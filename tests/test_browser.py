@@ -1,7 +1,7 @@
 """The web pages in a real browser: Playwright drives Debian's chromium against uvicorn on loopback.
 
 The app runs on a small synthetic store with a stored score run (so the pages show that run's
-day) and a model fitted in memory (``tests/test_api.synthetic``). The browser may load nothing
+day) and a model fitted in memory (``tests/api_helpers.synthetic``). The browser may load nothing
 but the app: every other request is aborted and fails the test. Screenshots go to the test's tmp
 dir. Without chromium the tests skip, except under ``CI=true`` where they fail
 (``scripts/ensure_chromium.sh``, run by ``make test``, installs it).
@@ -19,21 +19,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from test_api import AS_OF, FakeChampion, Loader, collector_of_first_client, fill_store, synthetic
+from api_helpers import FakeChampion, Loader, start_site_store
+from helpers import unavailable
 
 CHROMIUM = os.environ.get("ENCAISSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 START_TIMEOUT_S = 90.0
 
 
 def _need(ok: bool, reason: str) -> None:
-    if ok:
-        return
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: the browser tests must run; `scripts/ensure_chromium.sh` installs it)")
-    pytest.skip(reason)
+    if not ok:
+        unavailable(reason, "the browser tests must run; `scripts/ensure_chromium.sh` installs it")
 
 
 def _free_port() -> int:
@@ -47,23 +44,10 @@ def server(tmp_path_factory):
     """The app under uvicorn in a background thread; yields (base URL, keys, ledger)."""
     import uvicorn
 
-    from ledger.scores_store import save_scores
-    from ledger.store import open_store
-    from pipelines.score import build_scoring
     from serving.app import create_app
-    from serving.keys import create_key
 
     home = tmp_path_factory.mktemp("browser") / "home"
-    ledger, model = synthetic()
-    settings = fill_store(home, ledger)
-    engine = open_store(settings.store_url)
-    scoring = build_scoring(model, ledger, AS_OF)
-    save_scores(engine, scoring.worklist, scoring.client_scores, as_of=AS_OF, model_version="7")
-    _, collector = collector_of_first_client(ledger)
-    keys = {"admin": create_key(engine, "admin").token,
-            "collector": create_key(engine, "collector", collector=collector).token,
-            "treasurer": create_key(engine, "treasurer").token}
-    engine.dispose()
+    settings, keys, ledger, model, collector = start_site_store(home, roles=("admin", "collector", "treasurer"))
     app = create_app(settings, champion_loader=Loader(FakeChampion(model)))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from ledger.contracts import INVOICES, TABLES, Ledger, coerce_frame, describe_contracts
 
@@ -43,3 +44,27 @@ def test_known_at_hides_what_happened_on_or_after_the_day():
     k = led.known_at("2024-02-01")
     assert list(k.invoices["invoice_id"]) == ["a", "b"]  # c issued on the day: not yet known
     assert k.invoices["paid_date"].notna().tolist() == [True, False]  # b paid on the day: open
+
+
+@pytest.mark.parametrize("schema, table", [("InvoiceIn", "invoices"), ("PaymentIn", "payments"),
+                                           ("ActionIn", "actions")])
+def test_api_row_schemas_agree_with_the_contracts(schema, table):
+    """The API's row schemas take the canonical columns with their kinds; an optional column is optional."""
+    import types
+    import typing
+    from datetime import date
+
+    from serving import schemas
+
+    model, spec = getattr(schemas, schema), TABLES[table]
+    assert sorted(model.model_fields) == sorted(spec.names)
+    kinds = {"date": date, "amount": float, "bool": bool, "str": str, "int": int}
+    for column in spec.columns:
+        field = model.model_fields[column.name]
+        args = set(typing.get_args(field.annotation)) if typing.get_origin(field.annotation) in (typing.Union, types.UnionType) \
+            else {field.annotation}
+        args = {typing.get_args(t)[0] if typing.get_origin(t) is typing.Annotated else t for t in args}
+        base = {typing.get_origin(t) or t for t in args} - {type(None)}
+        assert kinds[column.kind] in base or typing.Literal in base, (column.name, field.annotation)
+        if not column.required:
+            assert not field.is_required(), column.name

@@ -97,7 +97,8 @@ def test_score_command_with_a_scheduler_stores_the_same_worklist(ledger, model, 
     import pipelines.score
     from encaisse.cli import app
     from ledger.contracts import TABLES
-    from ledger.store import open_store, upsert_frame
+    from ledger.engine import open_store
+    from ledger.writers import upsert_frame
 
     @dataclass
     class _Champion:

@@ -22,10 +22,11 @@ from models.forecast import (
     build_periods,
     build_run_rate,
     evaluate_collection_forecast,
-    plot_forecast,
     sample_period_totals,
 )
 from models.hazard import PaymentDateModel, sample_payment_days
+from models.collection import MAX_HORIZON, PERIOD_COLUMNS, build_forecast
+from pipelines.plots import plot_forecast
 
 D = "2025-03-03"  # a Monday
 
@@ -251,16 +252,17 @@ def test_cli_forecast_writes_csv_and_json(fitted, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from encaisse.cli import app
-    from ledger import store
+    from ledger.engine import open_store
+    from ledger.writers import upsert_frame
     from ledger.workspace import load_settings
 
     led, model, as_of = fitted
     home = tmp_path / "ws"
-    engine = store.open_store(load_settings(home).store_url)
+    engine = open_store(load_settings(home).store_url)
     try:
         with engine.begin() as conn:
-            store.upsert_frame(conn, "invoices", led.invoices)
-            store.upsert_frame(conn, "payments", led.payments)
+            upsert_frame(conn, "invoices", led.invoices)
+            upsert_frame(conn, "payments", led.payments)
     finally:
         engine.dispose()
     champion = types.SimpleNamespace(model=model, version="7", run_id="r1", as_of=as_of, metrics={})
@@ -284,6 +286,21 @@ def test_cli_forecast_writes_csv_and_json(fitted, tmp_path, monkeypatch):
 
     res = CliRunner().invoke(app, ["forecast", "--as-of", as_of, "--freq", "M", "--home", str(home)])
     assert res.exit_code != 0 and "--freq must be W" in res.output
+    res = CliRunner().invoke(app, ["forecast", "--as-of", as_of, "--horizon", str(MAX_HORIZON + 1), "--home", str(home)])
+    assert res.exit_code != 0 and f"--horizon must be 1 to {MAX_HORIZON}" in res.output
+
+
+def test_build_forecast_is_the_one_answer_its_serializations_read(fitted):
+    led, model, as_of = fitted
+    fc = build_forecast(model, led, as_of, horizon=5, n_samples=200, run_rate_weeks=0)
+    assert list(fc.periods["period_start"].dt.strftime("%Y-%m-%d"))[:1] == ["2025-10-06"]
+    assert fc.periods["not_yet_issued_amount"].isna().all() and fc.totals["not_yet_issued_amount"] == 0.0
+    assert fc.totals["expected_amount"] == pytest.approx(fc.periods["expected_amount"].sum())
+    assert fc.n_invoices > 0 and fc.totals["low"] <= fc.totals["high"]
+    lines = fc.to_csv().splitlines()
+    assert lines[0] == ",".join(PERIOD_COLUMNS) and len(lines) == 6 and lines[1].endswith(",")
+    with pytest.raises(ValueError, match="horizon must be 1 to 366"):
+        build_forecast(model, led, as_of, horizon=MAX_HORIZON + 1)
 
 
 def test_count_le_matches_brute_force_with_many_columns_and_infinities():

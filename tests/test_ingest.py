@@ -10,11 +10,13 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-import ledger.store as store_mod
-from ledger.ingest import IngestRejected, ingest_file, validate_frame
+import ledger.writers as writers_mod
+from ledger.ingest import IngestRejected, ingest_file
+from ledger.parsing import validate_frame
 from ledger.mapping import parse_mapping
 from ledger.schema import ingest_runs
-from ledger.store import count_rows, load_ledger, open_store
+from ledger.engine import open_store
+from ledger.reader import count_rows, load_ledger
 
 REPO = Path(__file__).resolve().parents[1]
 MAPPINGS = REPO / "data" / "mappings"
@@ -164,9 +166,9 @@ def test_failure_mid_file_leaves_store_unchanged(engine, tmp_path, monkeypatch):
     before = load_ledger(engine).invoices
     more = [f"N{i},C9,2024-01-02,2024-02-01,{i + 1},EUR,,invoice" for i in range(50)]
     changed = [GOOD[0].replace("100.0", "999.0")] + GOOD[1:] + more
-    monkeypatch.setattr(store_mod, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(writers_mod, "CHUNK_ROWS", 10)
     calls = {"n": 0}
-    real = store_mod._write_chunk
+    real = writers_mod._write_chunk
 
     def flaky(staged, columns):
         calls["n"] += 1
@@ -174,7 +176,7 @@ def test_failure_mid_file_leaves_store_unchanged(engine, tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         real(staged, columns)
 
-    monkeypatch.setattr(store_mod, "_write_chunk", flaky)
+    monkeypatch.setattr(writers_mod, "_write_chunk", flaky)
     with pytest.raises(RuntimeError, match="disk full"):
         ingest_file(engine, _write(tmp_path / "invoices_2.csv", changed))
     assert calls["n"] == 3
@@ -330,7 +332,7 @@ def test_cli_db_current_and_upgrade(tmp_path):
     res = _cli("db", "current", "--home", str(tmp_path / "ws"), "--json")
     assert json.loads(res.stdout.splitlines()[-1])["revision"] is None
     res = _cli("db", "upgrade", "--home", str(tmp_path / "ws"), "--json")
-    from ledger.store import head_revision
+    from ledger.engine import head_revision
 
     assert json.loads(res.stdout.splitlines()[-1]) == {"before": None, "revision": head_revision()}
     res = _cli("db", "current", "--home", str(tmp_path / "ws"), "--json")
@@ -338,7 +340,7 @@ def test_cli_db_current_and_upgrade(tmp_path):
 
 
 def test_validate_frame_takes_empty_input_and_all_empty_columns():
-    from ledger.ingest import validate_frame
+    from ledger.parsing import validate_frame
 
     rows = pd.DataFrame({"invoice_id": ["a"], "client_id": ["c"], "issue_date": ["2024-01-01"],
                          "due_date": ["2024-01-31"], "amount": [10.0], "currency": ["EUR"],

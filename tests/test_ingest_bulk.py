@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-import ledger.store as store_mod
+import ledger.writers as writers_mod
 from ledger.ingest import IngestRejected, ingest_file
 from ledger.schema import ingest_runs
-from ledger.store import count_rows, load_ledger, open_store
+from ledger.engine import open_store
+from ledger.reader import count_rows, load_ledger
 
 HEADER = "invoice_id,client_id,issue_date,due_date,amount,currency,paid_date,doc_type\n"
 
@@ -72,12 +73,12 @@ def test_resend_changes_nothing_and_a_later_export_updates(engine, tmp_path):
     first = ingest_file(engine, path, chunk_rows=4)
     before = load_ledger(engine).invoices
     with engine.connect() as conn:
-        stamps = conn.execute(sa.select(sa.func.max(store_mod.LEDGER_TABLES["invoices"].c.updated_at))).scalar_one()
+        stamps = conn.execute(sa.select(sa.func.max(writers_mod.LEDGER_TABLES["invoices"].c.updated_at))).scalar_one()
     again = ingest_file(engine, path, chunk_rows=4)
     assert (first.inserted, again.inserted, again.updated, again.unchanged) == (9, 0, 0, 9)
     pd.testing.assert_frame_equal(load_ledger(engine).invoices, before)
     with engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.max(store_mod.LEDGER_TABLES["invoices"].c.updated_at))).scalar_one() == stamps
+        assert conn.execute(sa.select(sa.func.max(writers_mod.LEDGER_TABLES["invoices"].c.updated_at))).scalar_one() == stamps
 
     later = _rows(9)
     later[2] = later[2].replace("EUR,,invoice", "EUR,2024-02-05,invoice")
@@ -92,7 +93,7 @@ def test_failure_while_staging_leaves_the_store_and_the_connection_clean(engine,
                                                                          failing_chunk_write):
     ingest_file(engine, _write(tmp_path / "invoices.csv", _rows(3)))
     before = load_ledger(engine).invoices
-    monkeypatch.setattr(store_mod, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(writers_mod, "CHUNK_ROWS", 5)
     changed = [_rows(1, amount=500.0)[0]] + _rows(30, start=1)
     with pytest.raises(RuntimeError, match="disk full"):
         ingest_file(engine, _write(tmp_path / "invoices_2.csv", changed), chunk_rows=7)
@@ -133,8 +134,8 @@ def test_load_reads_back_what_upsert_wrote(engine):
     clients = pd.DataFrame({"client_id": ["C1", "C2"], "credit_limit": [None, 5000.0],
                             "strategic": pd.array([None, True], dtype="boolean")})
     with engine.begin() as conn:
-        assert store_mod.upsert_frame(conn, "invoices", inv) == (3, 0, 0)
-        assert store_mod.upsert_frame(conn, "clients", clients) == (2, 0, 0)
+        assert writers_mod.upsert_frame(conn, "invoices", inv) == (3, 0, 0)
+        assert writers_mod.upsert_frame(conn, "clients", clients) == (2, 0, 0)
     led = load_ledger(engine)
     got = led.invoices
     assert got["invoice_id"].tolist() == ["a", "b", "c"]
@@ -149,4 +150,4 @@ def test_load_reads_back_what_upsert_wrote(engine):
     assert got["rating"].tolist()[1:] == ["A", "C"] and pd.isna(got["rating"].iloc[0])
     assert led.clients["strategic"].tolist()[1] is True and pd.isna(led.clients["credit_limit"].iloc[0])
     with engine.begin() as conn:  # the same rows again: nothing changes
-        assert store_mod.upsert_frame(conn, "invoices", inv) == (0, 0, 3)
+        assert writers_mod.upsert_frame(conn, "invoices", inv) == (0, 0, 3)

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 import ledger.ingest as ingest_mod
-import ledger.store as store_mod
+import ledger.writers as writers_mod
 from ledger.ingest import ingest_file
 from ledger.mapping import parse_mapping
-from ledger.store import count_rows, load_ledger, open_store
+from ledger.engine import open_store
+from ledger.reader import count_rows, load_ledger
 
 HEADER = ("invoice_id,client_id,issue_date,due_date,amount,currency,paid_date,doc_type,terms,company,"
           "country,disputed,dunning_block,credit_category,rating\n")
@@ -67,7 +68,7 @@ def _stored(db: Path) -> dict[str, list[tuple]]:
 def writers(monkeypatch):
     """The writer class each ingest used, in order."""
     used: list[str] = []
-    for cls in (store_mod.StagedUpsert, store_mod.DirectInsert):
+    for cls in (writers_mod.StagedUpsert, writers_mod.DirectInsert):
         real = cls.__init__
 
         def spy(self, *args, _real=real, _name=cls.__name__, **kwargs):

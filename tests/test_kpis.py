@@ -262,16 +262,17 @@ def test_empty_ledger():
 # --- CLI -----------------------------------------------------------------------------------------
 
 def _store_with_fixture(home) -> None:
-    from ledger import store
+    from ledger.engine import open_store
+    from ledger.writers import upsert_frame
     from ledger.workspace import load_settings
 
     led = make_ledger()
-    engine = store.open_store(load_settings(home).store_url)
+    engine = open_store(load_settings(home).store_url)
     try:
         with engine.begin() as conn:
-            store.upsert_frame(conn, "invoices", led.invoices)
-            store.upsert_frame(conn, "payments", led.payments)
-            store.upsert_frame(conn, "actions", led.actions)
+            upsert_frame(conn, "invoices", led.invoices)
+            upsert_frame(conn, "payments", led.payments)
+            upsert_frame(conn, "actions", led.actions)
     finally:
         engine.dispose()
 

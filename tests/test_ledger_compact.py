@@ -11,7 +11,10 @@ import pytest
 from features.invoices import build_features
 from features.kpis import build_aging, build_open_disputes, evaluate_countback_dso
 from ledger.contracts import COMPACT_TABLES, INVOICES, TABLES, TEXT, Ledger, compact_frame
-from ledger.store import load_ledger, open_store, row_hashes, upsert_frame
+from ledger.engine import open_store
+from ledger.hashing import row_hashes
+from ledger.reader import load_ledger
+from ledger.writers import upsert_frame
 from ledger.synth import make_ledger, write_ledger
 
 AS_OF = "2025-06-02"

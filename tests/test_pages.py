@@ -1,6 +1,6 @@
 """The web pages through FastAPI's TestClient (no browser): status, roles, sessions, CSRF, writes, i18n.
 
-Same small store and in-memory model as ``tests/test_api.py``, plus a stored score run as of
+Same small store and in-memory model as the API tests (``tests/api_helpers.py``), plus a stored score run as of
 ``AS_OF`` so the pages show that day.
 """
 
@@ -15,14 +15,15 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.scores_store import save_scores
-from ledger.store import load_ledger, open_store
-from pipelines.score import build_scoring
+from models.collection import MAX_HORIZON
+from ledger.engine import open_store
+from ledger.reader import load_ledger
+from models.scoring import build_scoring
 from serving import i18n
 from serving.app import create_app
-from serving.keys import create_key, revoke_key
-from serving.pages import SESSION_COOKIE, read_session, sign_session
-from test_api import AS_OF, FakeChampion, Loader, collector_of_first_client, fill_store, synthetic
+from serving.keys import revoke_key
+from serving.sessions import SESSION_COOKIE, read_session, sign_session
+from api_helpers import AS_OF, FakeChampion, Loader, collector_of_first_client, start_site_store, synthetic
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 H1 = re.compile(r"<h1>\s*([^<]+?)\s*(?:<|$)", re.M)
@@ -65,15 +66,7 @@ def h1(html: str) -> str:
 
 @contextmanager
 def running_site(home, loader=None):
-    ledger, model = synthetic()
-    settings = fill_store(home, ledger)
-    engine = open_store(settings.store_url)
-    scoring = build_scoring(model, ledger, AS_OF)
-    save_scores(engine, scoring.worklist, scoring.client_scores, as_of=AS_OF, model_version="7")
-    _, collector = collector_of_first_client(ledger)
-    keys = {role: create_key(engine, role, collector=collector if role == "collector" else None).token
-            for role in ("admin", "collector", "treasurer", "system")}
-    engine.dispose()
+    settings, keys, ledger, model, collector = start_site_store(home)
     app = create_app(settings, champion_loader=loader or Loader(FakeChampion(model)))
     site = Site(app, settings, keys, ledger, collector)
     site._open = []
@@ -256,6 +249,13 @@ def test_forecast_csv(site):
     for line in lines[1:]:
         _, expected, low, high, *_ = line.split(",")
         assert float(low) <= float(expected) <= float(high)
+
+
+def test_forecast_page_takes_the_same_horizon_limit_as_the_api(site):
+    tc = site.as_("admin")
+    r = tc.get(f"/forecast.csv?horizon={MAX_HORIZON + 50}&freq=D")
+    assert r.status_code == 200
+    assert f"-{MAX_HORIZON}D.csv" in r.headers["content-disposition"] and len(r.text.splitlines()) == MAX_HORIZON + 1
 
 
 def test_no_model_gives_a_503_page_where_a_model_is_needed(tmp_path):

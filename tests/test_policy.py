@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from models.dunning import assign_profiles, next_steps
 from models.policy import (
     CLIENT_SCORE_COLUMNS,
     DEFAULT_POLICY_PATH,
@@ -18,9 +19,7 @@ from models.policy import (
     WAIT_PROMISE,
     Policy,
     PolicyError,
-    assign_profiles,
     load_policy,
-    next_steps,
 )
 
 D = "2025-04-01"

@@ -9,7 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from ledger.schema import metadata
-from ledger.store import current_revision, head_revision, load_ledger, open_store, upsert_frame
+from ledger.engine import current_revision, head_revision, open_store
+from ledger.reader import load_ledger
+from ledger.writers import upsert_frame
 
 
 def _invoices(paid=None, amount=100.0):

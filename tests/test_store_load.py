@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-import ledger.store as store_mod
-from ledger.store import load_ledger, open_store, upsert_frame
+import ledger.reader as reader_mod
+from ledger.engine import open_store
+from ledger.reader import load_ledger
+from ledger.writers import upsert_frame
 
 KEYS = ["b", "a", "Z", "é", "e", "ä", "10", "9", "a b", "€", "😀", "A", "ab", "a\n"]
 
@@ -31,7 +33,7 @@ def test_rows_stored_out_of_key_order_load_in_key_order(tmp_path, monkeypatch):
     with engine.begin() as conn:  # two writes: the table's order is neither key nor input order
         upsert_frame(conn, "invoices", inv.iloc[7:])
         upsert_frame(conn, "invoices", inv.iloc[:7])
-    monkeypatch.setattr(store_mod, "LOAD_ROWS", 4)  # several fetched batches
+    monkeypatch.setattr(reader_mod, "LOAD_ROWS", 4)  # several fetched batches
     got = load_ledger(engine).invoices
     with engine.connect() as conn:
         by_sql = [r[0] for r in conn.execute(sa.text("SELECT invoice_id FROM invoices ORDER BY invoice_id"))]
@@ -47,9 +49,9 @@ def test_rows_stored_out_of_key_order_load_in_key_order(tmp_path, monkeypatch):
 
 def test_typed_columns_match_the_value_by_value_conversion():
     dates = ("2024-01-02", None, "1999-12-31", "2024-02-29T00:00")  # the last one numpy's to read
-    got = store_mod._typed_column("date", np.array(dates, dtype=object))
+    got = reader_mod._typed_column("date", np.array(dates, dtype=object))
     assert got.tolist() == np.array(dates, dtype="datetime64[D]").astype("datetime64[s]").tolist()
     flags = (1, 0, None, 2, 1.0, 0.0, "x", "")
-    got = store_mod._typed_column("bool", np.array(flags, dtype=object))
+    got = reader_mod._typed_column("bool", np.array(flags, dtype=object))
     pd.testing.assert_extension_array_equal(
         got, pd.array([None if v is None else bool(v) for v in flags], dtype="boolean"))

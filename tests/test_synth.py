@@ -73,7 +73,7 @@ def test_columns_and_dtypes_follow_the_contracts(synth):
 
 
 def test_csv_files_pass_the_ingest_validation(tmp_path):
-    from ledger.ingest import validate_frame
+    from ledger.parsing import validate_frame
 
     write_ledger(make_ledger(80, seed=1), tmp_path)
     for name in TABLES:

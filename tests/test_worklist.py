@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from ledger.contracts import Ledger
-from models.policy import load_policy, next_steps
+from models.dunning import next_steps
+from models.policy import load_policy
 from models.worklist import (
     EFFORT_MINUTES,
     QUEUE_BLOCKED,

@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
 
         from ledger.ingest import IngestError, IngestRejected, ingest_file
         from ledger.scores_store import load_latest_scores
-        from ledger.store import open_store
+        from ledger.engine import open_store
         from models import registry
         from pipelines.config import QUICK_CONFIG
         from pipelines.score import run_score

@@ -15,8 +15,6 @@ from encaisse.console import HomeOption, JsonOption, emit_json, fail, load_ledge
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = ["period_start", "expected_amount", "low", "high", "due_schedule_amount", "not_yet_issued_amount"]
-
 
 def _money(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:,.0f}".replace(",", " ")
@@ -28,7 +26,7 @@ def register(app: typer.Typer) -> None:
     @app.command("forecast")
     def forecast(
         as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): forecast from the start of that day.")],
-        horizon: Annotated[int, typer.Option("--horizon", min=1, help="Number of periods.")] = 13,
+        horizon: Annotated[int, typer.Option("--horizon", min=1, help="Number of periods (at most 366).")] = 13,
         freq: Annotated[str, typer.Option("--freq", help="W: weeks from Monday; D: days.")] = "W",
         out_file: Annotated[Path | None, typer.Option("--out", help="Write the forecast as CSV here.")] = None,
         chart: Annotated[Path | None, typer.Option("--chart", help="Write a fan chart (PNG) here.")] = None,
@@ -44,18 +42,16 @@ def register(app: typer.Typer) -> None:
         json_: JsonOption = False,
     ) -> None:
         """Cash-collection forecast of the open invoices (expected, P10-P90) beside the due-date schedule."""
-        from models.forecast import (
-            DEFAULT_CLIENT_CORRELATION,
-            build_collection_forecast,
-            build_open_amounts,
-            build_run_rate,
-            plot_forecast,
-        )
+        from models.collection import PERIOD_COLUMNS, build_forecast, validate_horizon
+        from pipelines.plots import plot_forecast
+        from serving.frames import plain_dict, records
 
         day = parse_day(as_of)
         freq = freq.upper()
-        if freq not in ("W", "D"):
-            raise fail(f"--freq must be W (weeks) or D (days); got {freq!r}.")
+        try:
+            validate_horizon(horizon, freq)
+        except ValueError as exc:
+            raise fail(f"--{exc}") from None
         settings = settings_for(home)
         ledger = load_ledger_or_fail(settings)
         try:
@@ -68,46 +64,28 @@ def register(app: typer.Typer) -> None:
             log.warning("the champion was trained as of %s, after --as-of %s: a backtest with it would see "
                         "the future", champion.as_of, day.date())
 
-        model = champion.model
-        known = ledger.known_at(day)
-        scores, (days, cdf) = model.score(known, day, return_cdf=True, n_reasons=0)
-        scores["open_amount"] = build_open_amounts(scores, known, day)
-        run_rate = build_run_rate(known, day, n_weeks=run_rate_weeks) if run_rate_weeks > 0 else None
-        frame = build_collection_forecast(
-            scores, days, cdf, model.payment_model_, day, horizon=horizon, freq=freq, n_samples=samples,
-            client_correlation=DEFAULT_CLIENT_CORRELATION if rho is None else rho, seed=seed, run_rate=run_rate)
-        if "not_yet_issued_amount" not in frame.columns:
-            frame["not_yet_issued_amount"] = np.nan
-
+        fc = build_forecast(champion.model, ledger, day, horizon=horizon, freq=freq, n_samples=samples,
+                            client_correlation=rho, seed=seed, run_rate_weeks=run_rate_weeks)
         if out_file is not None:
-            csv = frame[CSV_COLUMNS].copy()
-            csv["period_start"] = csv["period_start"].dt.strftime("%Y-%m-%d")
-            csv.to_csv(out_file, index=False, float_format="%.2f")
+            out_file.write_text(fc.to_csv())
         if chart is not None:
-            plot_forecast(frame, chart, title=f"Collections from {day.date()} (model {champion.version})")
-
-        totals = {c: float(frame[c].sum()) for c in ("expected_amount", "due_schedule_amount", "not_yet_issued_amount")}
-        totals.update(low=frame.attrs["total_low"], high=frame.attrs["total_high"],
-                      open_amount=frame.attrs["open_amount"],
-                      expected_beyond_horizon=frame.attrs["expected_beyond_horizon"])
+            plot_forecast(fc.periods, chart, title=f"Collections from {day.date()} (model {champion.version})")
+        totals = fc.totals
         if json_:
-            periods = frame[CSV_COLUMNS].assign(period_start=frame["period_start"].dt.strftime("%Y-%m-%d"))
             emit_json({
                 "as_of": str(day.date()), "model_version": champion.version, "run_id": champion.run_id,
-                "freq": freq, "horizon": horizon, "client_correlation": frame.attrs["client_correlation"],
-                "n_invoices": len(scores),
-                "periods": [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-                            for r in periods.to_dict("records")],
-                "totals": {k: (None if np.isnan(v) else v) for k, v in totals.items()},
+                "freq": freq, "horizon": horizon, "client_correlation": fc.client_correlation,
+                "n_invoices": fc.n_invoices, "periods": records(fc.periods, PERIOD_COLUMNS),
+                "totals": plain_dict(totals),
                 "out": None if out_file is None else str(out_file),
                 "chart": None if chart is None else str(chart),
             })
             return
-        table = Table(title=f"Collections forecast from {day.date()} ({len(scores)} open invoices, "
+        table = Table(title=f"Collections forecast from {day.date()} ({fc.n_invoices} open invoices, "
                             f"model {champion.version})")
         for col in ("period", "expected", "P10", "P90", "due schedule", "not yet issued"):
             table.add_column(col, justify="left" if col == "period" else "right")
-        for r in frame.itertuples(index=False):
+        for r in fc.periods.itertuples(index=False):
             table.add_row(r.period_start.strftime("%Y-%m-%d"), _money(r.expected_amount), _money(r.low),
                           _money(r.high), _money(r.due_schedule_amount), _money(r.not_yet_issued_amount))
         table.add_row("total", _money(totals["expected_amount"]), _money(totals["low"]), _money(totals["high"]),

@@ -42,7 +42,7 @@ def ingest(
 
     from ledger.ingest import IngestError, IngestRejected, ingest_file
     from ledger.mapping import MappingError
-    from ledger.store import open_store
+    from ledger.engine import open_store
     from ledger.writes import StoreBusyError, is_busy_error
 
     settings = settings_for(home)
@@ -102,7 +102,7 @@ def ingest(
 @db_app.command("upgrade")
 def db_upgrade(home: HomeOption = None, json_out: JsonOption = False) -> None:
     """Create or upgrade the ledger store to this release's schema."""
-    from ledger.store import create_store_engine, current_revision, upgrade_store
+    from ledger.engine import create_store_engine, current_revision, upgrade_store
 
     engine = create_store_engine(settings_for(home).store_url)
     before = current_revision(engine)
@@ -117,7 +117,7 @@ def db_upgrade(home: HomeOption = None, json_out: JsonOption = False) -> None:
 @db_app.command("current")
 def db_current(home: HomeOption = None, json_out: JsonOption = False) -> None:
     """Show the store's schema revision and the newest one this release knows."""
-    from ledger.store import create_store_engine, current_revision, head_revision
+    from ledger.engine import create_store_engine, current_revision, head_revision
 
     engine = create_store_engine(settings_for(home).store_url)
     rev, head = current_revision(engine), head_revision()

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys, name="keys")
 
     def _engine(home):
-        from ledger.store import open_store
+        from ledger.engine import open_store
 
         return open_store(settings_for(home).store_url)
 

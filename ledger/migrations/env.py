@@ -1,6 +1,6 @@
 """Alembic environment for the ledger store.
 
-``ledger.store.open_store`` runs it in code with a live connection in
+``ledger.engine.open_store`` runs it in code with a live connection in
 ``config.attributes["connection"]``; the ``alembic`` command line works too when given a URL
 (``alembic -x url=sqlite:///ledger.db upgrade head`` or ``sqlalchemy.url`` in a config).
 """

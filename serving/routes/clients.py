@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 
-from serving import services
+from serving import current, views
 from serving.deps import ClientsCaller, StateDep, check_portfolio
 from serving.frames import records
 from serving.schemas import ClientOut, Day, ErrorOut, Id, InvoiceScoreOut
@@ -26,9 +26,9 @@ def get_client(
     as_of: Annotated[Day | None, Query(description="Day (default: today, UTC).")] = None,
 ) -> ClientOut:
     check_portfolio(state, principal, client_id)
-    champion = services.current_model(state)
+    champion = current.current_model(state)
     try:
-        view = services.score_client(state, client_id, as_of)
+        view = views.score_client(state, client_id, as_of)
     except LookupError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     return ClientOut(client_id=view.client_id, as_of=view.as_of.date(), model_version=str(champion.version),

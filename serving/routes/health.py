@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from serving import services
+from serving import current
 from serving.deps import StateDep
 from serving.schemas import ErrorOut, HealthOut, ReadyOut
 
@@ -22,10 +22,10 @@ def ready(state: StateDep) -> ReadyOut:
     problems = []
     if state.champion is None:
         problems.append(state.champion_error or "No champion model is loaded.")
-    store = services.store_reachable(state)
+    store = current.store_reachable(state)
     if store:
         problems.append(store)
     if problems:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, " ".join(problems))
-    index = services.current_ledger(state)
+    index = current.current_ledger(state)
     return ReadyOut(model_version=str(state.champion.version), invoices=len(index.ledger.invoices))

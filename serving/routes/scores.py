@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
 
-from serving import services
+from serving import invoice_scores
 from serving.deps import ScoresCaller, StateDep
 from serving.schemas import ErrorOut, ScoreRequest, ScoresOut
 
@@ -26,7 +26,7 @@ def score(body: ScoreRequest, state: StateDep, _: ScoresCaller) -> dict:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             f"{n_hist} history and payment rows in one call; the limit is {limits.max_history_rows}.")
     stateless = body.history is not None
-    batch = services.score_invoices(
+    batch = invoice_scores.score_invoices(
         state, body.as_of, invoice_ids=body.invoice_ids,
         invoices=[r.model_dump() for r in body.invoices],
         history=[r.model_dump() for r in body.history] if stateless else None,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from serving import services
+from serving import views
 from serving.deps import StateDep, WorklistCaller
 from serving.frames import records
 from serving.schemas import Day, ErrorOut, InvoiceScoreOut, Text, WorklistOut
@@ -25,15 +25,12 @@ def get_worklist(
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> WorklistOut:
-    if principal.role == "collector":
-        if collector is not None and collector != principal.collector:
-            raise HTTPException(status.HTTP_403_FORBIDDEN,
-                                f"A collector key sees its own portfolio only ({principal.collector!r}).")
-        collector = principal.collector
-    view = services.worklist_rows(state, as_of)
-    rows = view.rows
-    if collector is not None:
-        rows = rows[rows["collector"] == collector]
+    try:
+        collector = views.visible_collector(principal, collector)
+    except PermissionError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from None
+    view = views.worklist_rows(state, as_of)
+    rows = views.collector_rows(view.rows, collector)
     page = rows.iloc[offset:offset + limit]
     note = None if view.source == "stored" else (
         f"No score run is stored at or before {view.as_of.date()}: scored now with model {view.model_version} "

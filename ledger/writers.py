@@ -1,46 +1,28 @@
-"""The ledger store: open (and migrate) it, load a ``Ledger`` from it, upsert canonical frames.
+"""Writers of canonical rows into a ledger table: ``StagedUpsert`` and ``DirectInsert`` (a ``RowWriter`` each).
 
-SQLite by default, PostgreSQL by URL. ``open_store`` (``ledger.engine``, re-exported here) always
-runs the Alembic migrations up to the head revision, under a lock, so a newer release upgrades an
-existing store in place.
-
-Idempotence rests on ``row_hash``: a digest of a row's canonical values (and, for invoices, its
-mapped extras). Re-sending the same rows changes nothing; a row whose values changed (an invoice
-now paid) is updated; the rest is counted unchanged.
-
-Writes go through a staging table (``StagedUpsert``: batches by ``executemany`` on SQLite, ``COPY``
-on PostgreSQL, then one ``INSERT ... SELECT`` that skips identical rows), so memory stays bounded
-by a batch and the counts come from SQL. On SQLite, rows whose keys are all new (a first load, or
-an export of new documents) go straight into the table instead (``DirectInsert``).
-
-``load_ledger`` reads the driver's values column-wise (PostgreSQL: ``COPY ... TO STDOUT`` parsed
-by Arrow), never through per-value type processing; SQLite rows in table order, sorted by key here.
+``StagedUpsert`` stages rows in a temporary table (batches by ``executemany`` on SQLite, ``COPY``
+on PostgreSQL), then merges them with one ``INSERT ... SELECT`` that skips identical rows, so
+memory stays bounded by a batch and the counts come from SQL. ``DirectInsert`` (SQLite) inserts
+rows whose keys are all new straight into the table. ``upsert_frame`` is the short write of a frame.
 """
 
 from __future__ import annotations
 
-import gc
-import hashlib
 import io
 import json
-import logging
-import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, Table, coerce_frame, compact_frame
-from ledger.engine import (alembic_config, create_store_engine, current_revision, head_revision,  # noqa: F401
-                           open_store, upgrade_store)
+from ledger.contracts import TABLES, Table, coerce_frame
+from ledger.hashing import digests, encode_columns, extra_parts, join_parts
+from ledger.memory import gc_paused
 from ledger.schema import LEDGER_TABLES
-
-log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 20_000
 """Rows per staging batch (``executemany`` on SQLite, ``COPY`` on PostgreSQL)."""
@@ -49,122 +31,6 @@ REBUILD_MIN_ROWS = 50_000
 the table's secondary indexes instead of updating them row by row."""
 SQLITE_CACHE_KB = 256 * 1024
 """SQLite page cache while rows are written (KiB; the default is 2 MB)."""
-
-
-# --- row hashes ----------------------------------------------------------------------------------
-
-
-def _all_text(values: np.ndarray) -> bool:
-    return len(values) == 0 or pd.api.types.infer_dtype(values, skipna=False) == "string"
-
-
-def _iso_days(days: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """``YYYY-MM-DD`` of ``datetime64[D]`` values as Python strings (anything where ``missing``).
-
-    Each day of the column's span is formatted once and shared: numpy formats a date in ~0.4 us,
-    and a ledger's dates repeat a few hundred days.
-    """
-    i = days.view("int64")
-    present = i[~missing]
-    if not len(present):
-        return np.full(len(days), None, dtype=object)
-    lo, hi = int(present.min()), int(present.max())
-    if hi - lo >= 1_000_000:  # a span over 2,700 years: format every value
-        return np.datetime_as_string(days, unit="D").astype(object)
-    table = np.datetime_as_string(np.arange(lo, hi + 1, dtype="int64").astype("datetime64[D]"), unit="D")
-    return table.astype(object)[np.where(missing, 0, i - lo)]
-
-
-def _encode(table: Table, df: pd.DataFrame, names: list[str]) -> tuple[list[list[Any]], list[list[str]]]:
-    """Each column of ``names`` once as driver values and once as canonical text.
-
-    Driver values: ISO text for dates, floats, booleans, text, None for missing. Canonical text
-    (``canonical_strings``): ``YYYY-MM-DD``, Python's ``repr`` of the float, ``1``/``0``, the
-    text; a missing value is empty, as the first release stored it (pandas' ``fillna("\\x00")`` on
-    objects gave ""; stored hashes must stay valid, and ingest turns empty text into missing).
-    """
-    db_cols: list[list[Any]] = []
-    text_cols: list[list[str]] = []
-    for name in names:
-        s = df[name]
-        kind = table.column(name).kind
-        missing = s.isna().to_numpy()
-        if kind == "date":
-            if not pd.api.types.is_datetime64_any_dtype(s):
-                s = pd.to_datetime(s).astype("datetime64[s]")
-            values = _iso_days(s.to_numpy(dtype="datetime64[D]"), missing)
-            text = values
-        elif kind in ("amount", "int"):
-            floats = pd.to_numeric(s).astype("float64").to_numpy(na_value=np.nan)
-            text = np.array(list(map(repr, floats.tolist())), dtype=object)
-            values = floats.astype(object) if kind == "amount" else \
-                s.astype("Int64").to_numpy(dtype=object, na_value=None)
-        elif kind == "bool":
-            values = s.astype("boolean").to_numpy(dtype=object, na_value=None)
-            text = np.array(["1" if v else "0" for v in values.tolist()], dtype=object)
-        else:
-            values = s.to_numpy(dtype=object)
-            if not _all_text(values[~missing]):
-                values = s.astype("str").to_numpy(dtype=object)
-            text = values
-        if missing.any():
-            values = values.copy()
-            values[missing] = None
-            text = text.copy()
-            text[missing] = ""
-        db_cols.append(values.tolist())
-        text_cols.append(text.tolist())
-    return db_cols, text_cols
-
-
-def _extra_parts(table: Table, df: pd.DataFrame) -> list[list[str]]:
-    """Canonical text of the columns outside the contract (invoice extras), in name order."""
-    others = sorted(c for c in df.columns if c not in table.names and c not in ("extra", "row_hash", "source_row"))
-    return [(name + "=" + df[name].astype("str")).where(df[name].notna(), "\x00").astype("str").tolist()
-            for name in others]
-
-
-def _join(parts: list[list[str]], n: int) -> list[str]:
-    return ["\x1f".join(row) for row in zip(*parts)] if parts else [""] * n
-
-
-def _canonical_texts(table: Table, df: pd.DataFrame, columns: list[str] | None = None) -> list[str]:
-    """``canonical_strings`` as a list."""
-    parts = _encode(table, df, columns if columns is not None else table.names)[1]
-    if columns is None:
-        parts += _extra_parts(table, df)
-    return _join(parts, len(df))
-
-
-def canonical_strings(table: Table, df: pd.DataFrame, columns: list[str] | None = None) -> pd.Series:
-    """One string per row holding its canonical values, in a stable text form.
-
-    ``df`` must be typed (``contracts.coerce_frame``). Columns outside the contract (the extras of
-    invoices) are appended in name order as ``name=value``, unless ``columns`` picks the columns.
-    Dates are ``YYYY-MM-DD``, numbers Python's ``repr`` of the float, booleans ``1``/``0``, a
-    missing canonical value empty and a missing extra ``\\x00``; values are separated by ``\\x1f``.
-    """
-    return pd.Series(_canonical_texts(table, df, columns), index=df.index, dtype=object)
-
-
-def _digests(texts: list[str]) -> list[str]:
-    blake2b = hashlib.blake2b
-    return [blake2b(t.encode(), digest_size=16).hexdigest() for t in texts]
-
-
-def row_hashes(table: Table, df: pd.DataFrame) -> pd.Series:
-    """The ``row_hash`` of every row of a typed canonical frame (32 hex characters)."""
-    return pd.Series(_digests(_canonical_texts(table, df)), index=df.index, dtype=object)
-
-
-def content_ids(table: Table, df: pd.DataFrame, prefix: str) -> pd.Series:
-    """Deterministic ids from a row's content, key excluded (for actions sent without an id)."""
-    names = [n for n in table.names if n != table.key]
-    ids = [prefix + d[:20] for d in _digests(_canonical_texts(table, df, names))]
-    return pd.Series(ids, index=df.index, dtype=object)
-
-
-# --- upsert ----------------------------------------------------------------------------------------
 
 
 def _extra_texts(df: pd.DataFrame, names: list[str]) -> list[str | None]:
@@ -186,9 +52,71 @@ def _extra_texts(df: pd.DataFrame, names: list[str]) -> list[str | None]:
     return out
 
 
-def _write_chunk(staged: "StagedUpsert", columns: list[list[Any]]) -> None:
+def _write_chunk(staged: "StagedUpsert | DirectInsert", columns: list[list[Any]]) -> None:
     """Write one batch of staged rows, given column-wise (a seam for the atomicity test)."""
     staged.write_columns(columns)
+
+
+class RowWriter(Protocol):
+    """What an ingest asks of a writer of one ledger table (``StagedUpsert`` or ``DirectInsert``).
+
+    ``stage_frame`` batches of rows (unique ``source_row`` each), then ``merge`` once; ``close``
+    whatever happens. ``staged`` counts the rows written so far; ``now`` stamps them.
+    """
+
+    spec: Table
+    now: datetime
+    staged: int
+
+    def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> pd.Series:
+        """Write rows; their ``row_hash``."""
+
+    def merge(self) -> tuple[int, int, int]:
+        """Finish the write: ``(inserted, updated, unchanged)``."""
+
+    def close(self) -> None:
+        """Release what the writer holds (a staging table, the page cache size)."""
+
+
+def _bind(writer, conn: sa.Connection, table: str | Table, extras, now: datetime | None) -> None:
+    """What every writer of a ledger table holds: connection, table, extra attributes, time stamp."""
+    writer.conn = conn
+    writer.spec = TABLES[table] if isinstance(table, str) else table
+    writer.target = LEDGER_TABLES[writer.spec.name]
+    writer.extras = list(extras)
+    if writer.extras and writer.spec.name != "invoices":
+        raise ValueError(f"Table {writer.spec.name!r} has no extra attributes; unexpected columns {writer.extras}.")
+    writer.now = now or datetime.now(UTC)
+    writer.dialect = conn.dialect.name
+    writer.staged = 0
+
+
+def _write_frame(writer: "StagedUpsert | DirectInsert", df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> pd.Series:
+    """Write typed canonical rows with a unique ``source_row`` column (and extras) a batch at a time:
+    ``lock``, write, ``checkpoint``, the writer deciding what each means.
+
+    Returns:
+        Their ``row_hash``: the frame's own column if it has one (trusted), else computed.
+    """
+    with gc_paused():
+        db_cols, text_cols = encode_columns(writer.spec, df, writer.spec.names)
+        if "row_hash" in df.columns:
+            hashes = df["row_hash"].astype("str").tolist()
+        else:
+            hashes = digests(join_parts(text_cols + extra_parts(writer.spec, df), len(df)))
+        del text_cols
+        cols = [df["source_row"].astype("int64").tolist(), *db_cols]
+        if writer.spec.name == "invoices":
+            cols.append(_extra_texts(df, writer.extras))
+        cols.append(hashes)
+        for start in range(0, len(df), CHUNK_ROWS):
+            writer.lock()
+            _write_chunk(writer, [c[start:start + CHUNK_ROWS] for c in cols])
+            writer.staged += min(CHUNK_ROWS, len(df) - start)
+            writer.checkpoint(last=start + CHUNK_ROWS >= len(df))
+            if on_progress:
+                on_progress(writer.staged)
+    return pd.Series(hashes, index=df.index, dtype=object)
 
 
 class StagedUpsert:
@@ -205,21 +133,9 @@ class StagedUpsert:
     only, never while the file is read.
     """
 
-    def _bind(self, conn: sa.Connection, table: str | Table, extras, now: datetime | None) -> None:
-        """What every writer of a ledger table holds: connection, table, extra attributes, time stamp."""
-        self.conn = conn
-        self.spec = TABLES[table] if isinstance(table, str) else table
-        self.target = LEDGER_TABLES[self.spec.name]
-        self.extras = list(extras)
-        if self.extras and self.spec.name != "invoices":
-            raise ValueError(f"Table {self.spec.name!r} has no extra attributes; unexpected columns {self.extras}.")
-        self.now = now or datetime.now(UTC)
-        self.dialect = conn.dialect.name
-        self.staged = 0
-
     def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
                  now: datetime | None = None, lock_at_merge: bool = False) -> None:
-        self._bind(conn, table, extras, now)
+        _bind(self, conn, table, extras, now)
         self.lock_at_merge = lock_at_merge
         columns = [sa.Column("source_row", sa.Integer(), primary_key=True, autoincrement=False)]
         columns += [sa.Column(n, self.target.c[n].type) for n in self.spec.names]
@@ -240,30 +156,8 @@ class StagedUpsert:
         self._arrow_types += ["string"] * (len(self._names) - len(self._arrow_types))  # extra, row_hash
 
     def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> pd.Series:
-        """Stage typed canonical rows with a unique ``source_row`` column (and extras).
-
-        Returns:
-            Their ``row_hash``: the frame's own column if it has one (trusted), else computed.
-        """
-        with _gc_paused():
-            db_cols, text_cols = _encode(self.spec, df, self.spec.names)
-            if "row_hash" in df.columns:
-                hashes = df["row_hash"].astype("str").tolist()
-            else:
-                hashes = _digests(_join(text_cols + _extra_parts(self.spec, df), len(df)))
-            del text_cols
-            cols = [df["source_row"].astype("int64").tolist(), *db_cols]
-            if self.spec.name == "invoices":
-                cols.append(_extra_texts(df, self.extras))
-            cols.append(hashes)
-            for start in range(0, len(df), CHUNK_ROWS):
-                self.lock()
-                _write_chunk(self, [c[start:start + CHUNK_ROWS] for c in cols])
-                self.staged += min(CHUNK_ROWS, len(df) - start)
-                self.checkpoint(last=start + CHUNK_ROWS >= len(df))
-                if on_progress:
-                    on_progress(self.staged)
-        return pd.Series(hashes, index=df.index, dtype=object)
+        """Stage typed canonical rows with a unique ``source_row`` column (and extras); their ``row_hash``."""
+        return _write_frame(self, df, on_progress)
 
     def lock(self) -> None:
         """Before each batch: nothing here (the caller's transaction holds everything)."""
@@ -348,7 +242,7 @@ class StagedUpsert:
             stored = self.conn.execute(sa.select(sa.func.count()).select_from(self.target)).scalar_one()
             if new > stored:
                 # Building an index from sorted data beats inserting as many rows into it one by
-                # one (SQLite: 5.6 -> 3.2 s for 1M invoices). SQLite readers keep their snapshot
+                # one (bench/RESULTS.md, ingest and load). SQLite readers keep their snapshot
                 # (WAL); PostgreSQL readers of the table wait for the commit (DROP INDEX locks it).
                 rebuild = sorted(self.target.indexes, key=lambda ix: ix.name)
         for ix in rebuild:
@@ -421,11 +315,11 @@ def _begin_sqlite(conn: sa.Connection) -> None:
         dbapi.execute("BEGIN")
 
 
-class DirectInsert(StagedUpsert):
+class DirectInsert:
     """Rows of new keys inserted straight into a ledger table (SQLite), without staging.
 
-    ``StagedUpsert``'s interface (``stage_frame``, ``merge``, ``close``), values, hashes and stamps,
-    without the staging table, the merge statement and its look-ups. Right only while every
+    A ``RowWriter`` like ``StagedUpsert``, with the same values, hashes and stamps, without the
+    staging table, the merge statement and its look-ups (so no ``fetch`` or ``discard``). Right only while every
     staged key is unique and not stored: ``ledger.ingest`` checks each chunk (``any_stored`` and
     its own digests) before writing it, and starts the file over with ``StagedUpsert`` when a key
     repeats. On an empty table the secondary indexes are dropped first and built once over the
@@ -452,7 +346,7 @@ class DirectInsert(StagedUpsert):
                  now: datetime | None = None) -> None:
         if conn.dialect.name != "sqlite":
             raise ValueError(f"DirectInsert writes to SQLite, not {conn.dialect.name}.")
-        self._bind(conn, table, extras, now)
+        _bind(self, conn, table, extras, now)
         _begin_sqlite(conn)
         self.was_empty = _is_empty(conn, self.target)
         names = [*self.spec.names, *(["extra"] if self.spec.name == "invoices" else []), "row_hash"]
@@ -550,14 +444,9 @@ class DirectInsert(StagedUpsert):
         finally:
             cur.close()
 
-    def fetch(self, source_rows: list[int]) -> pd.DataFrame:
-        raise NotImplementedError("DirectInsert keeps no staged rows: duplicate keys need StagedUpsert.")
-
-    def discard(self, source_rows: list[int]) -> None:
-        raise NotImplementedError("DirectInsert keeps no staged rows: duplicate keys need StagedUpsert.")
-
-    def counts(self) -> tuple[int, int, int]:
-        return self.staged, 0, 0
+    def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> pd.Series:
+        """Insert typed canonical rows with a unique ``source_row`` column (and extras); their ``row_hash``."""
+        return _write_frame(self, df, on_progress)
 
     def merge(self) -> tuple[int, int, int]:
         """Build the secondary indexes over the inserted rows.
@@ -621,237 +510,3 @@ def upsert_frame(
     total = len(frame)
     staged.stage_frame(frame, on_progress=(lambda done: on_progress(done, total)) if on_progress else None)
     return staged.merge()
-
-
-# --- load ----------------------------------------------------------------------------------------
-
-LOAD_ROWS = 200_000
-"""Rows fetched at a time by ``load_ledger``."""
-
-
-def _typed_column(kind: str, values: tuple[Any, ...] | list[Any]) -> Any:
-    """Driver values (ISO text for dates) -> a typed array, as ``contracts.coerce_frame`` types it."""
-    if kind == "date":
-        return _parse_days(values).astype("datetime64[s]")
-    if kind == "amount":
-        return np.array(values, dtype="float64")
-    if kind == "int":
-        return pd.array(values, dtype="Int64")
-    if kind == "bool":
-        objects = np.asarray(values, dtype=object)
-        missing = np.equal(objects, None)
-        # astype(bool) is each value's truth, as bool(v) gives it (SQLite stores 1/0).
-        return pd.arrays.BooleanArray(np.where(missing, False, objects).astype(bool), missing)
-    return np.array(values, dtype=object)
-
-
-def _parse_days(values: Any) -> np.ndarray:
-    """ISO dates (None where missing) -> ``datetime64[D]``.
-
-    Arrow parses ``YYYY-MM-DD`` several times faster than numpy; anything else is left to numpy,
-    which reads (or refuses) it as it always did.
-    """
-    import pyarrow as pa
-
-    try:
-        days = pa.array(values, type=pa.string()).cast(pa.date32())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return np.array(values, dtype="datetime64[D]")
-    return days.to_numpy(zero_copy_only=False).astype("datetime64[D]")
-
-
-def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
-    """Run ``sql`` on the raw driver cursor and return typed column parts, a batch at a time.
-
-    The driver's own values are read (no SQLAlchemy type processing per value); PostgreSQL dates
-    come back as ISO text, as SQLite stores them, and are parsed by numpy.
-    """
-    dbapi = conn.connection.driver_connection
-    cur = dbapi.cursor()
-    if conn.dialect.name == "postgresql":
-        from psycopg.types.string import TextLoader
-
-        cur.adapters.register_loader("date", TextLoader)
-    parts: list[list[Any]] = [[] for _ in kinds]
-    try:
-        with _gc_paused():
-            cur.execute(sql)
-            while True:
-                rows = cur.fetchmany(LOAD_ROWS)
-                if not rows:
-                    break
-                # One 2-D object array: half the time of zip(*rows) and its tuple per column.
-                block = np.array(rows, dtype=object)
-                del rows
-                for i, kind in enumerate(kinds):
-                    parts[i].append(_typed_column(kind, block[:, i]))
-                del block
-    finally:
-        cur.close()
-    return parts
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while millions of row tuples are made and dropped.
-
-    They hold no cycles, but each allocation counts towards a collection that scans every live
-    object: the transposition of 1M fetched rows took 2.4 s with it, 0.9 s without.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _copy_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
-    """PostgreSQL: ``COPY (sql) TO STDOUT`` as CSV into a temporary file, parsed by Arrow's reader.
-
-    The file keeps memory bounded; Arrow parses and types the columns in C. In PostgreSQL's CSV a
-    null is an unquoted empty field and an empty text a quoted one, floats print exactly
-    (``extra_float_digits`` 1, the default), booleans as t/f, dates as ISO.
-    """
-    import pyarrow as pa
-    import pyarrow.csv as pv
-
-    arrow_of = {"date": pa.date32(), "amount": pa.float64(), "int": pa.int64(), "bool": pa.bool_(),
-                "str": pa.string(), "json": pa.string()}
-    names = [f"c{i}" for i in range(len(kinds))]
-    parts: list[list[Any]] = [[] for _ in kinds]
-    dbapi = conn.connection.driver_connection
-    with tempfile.TemporaryFile() as tmp:
-        with dbapi.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
-            for data in copy:
-                tmp.write(data)
-        if not tmp.tell():
-            return parts  # an empty table (Arrow refuses an empty file)
-        tmp.seek(0)
-        reader = pv.open_csv(
-            tmp,
-            read_options=pv.ReadOptions(column_names=names, block_size=16 << 20),
-            parse_options=pv.ParseOptions(newlines_in_values=True),
-            convert_options=pv.ConvertOptions(
-                column_types={n: arrow_of[k] for n, k in zip(names, kinds)}, null_values=[""],
-                strings_can_be_null=True, quoted_strings_can_be_null=False,
-                true_values=["t"], false_values=["f"]),
-        )
-        for batch in reader:
-            for i, kind in enumerate(kinds):
-                col = batch.column(i)
-                if kind == "date":
-                    parts[i].append(col.to_numpy(zero_copy_only=False).astype("datetime64[s]"))
-                elif kind in ("int", "bool"):
-                    parts[i].append(_typed_column(kind, col.to_pylist()))
-                else:
-                    parts[i].append(col.to_numpy(zero_copy_only=False))
-    return parts
-
-
-def _concat(kind: str, parts: list[Any]) -> Any:
-    if not parts:
-        return _typed_column(kind, [])
-    if len(parts) == 1:
-        return parts[0]
-    if kind in ("int", "bool"):
-        return pd.concat([pd.Series(p) for p in parts], ignore_index=True).array
-    return np.concatenate(parts)
-
-
-def _read_table(conn: sa.Connection, spec: Table) -> pd.DataFrame:
-    names = list(spec.names)
-    kinds = [spec.column(n).kind for n in names]
-    if spec.name == "invoices":
-        names.append("extra")
-        kinds.append("json")
-    preparer = conn.dialect.identifier_preparer
-    select = f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} "
-    by_key = select + f"ORDER BY {preparer.quote(spec.key)}"
-    if conn.dialect.name == "postgresql":
-        columns = [_concat(k, p) for k, p in zip(kinds, _copy_columns(conn, by_key, kinds))]
-    else:
-        # SQLite: in table order, then by key here. Walking the key's index to read the rows in
-        # its order took twice as long (1M invoices: 4.2 s against 2.2 s), and tables are mostly
-        # stored in key order already (ids grow over time).
-        columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, select + "ORDER BY rowid", kinds))]
-        keys = columns[names.index(spec.key)]
-        if len(keys) and pd.api.types.infer_dtype(keys, skipna=False) != "string":
-            columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, by_key, kinds))]
-        elif len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
-            # Python orders text by code point, as SQLite's BINARY collation orders its UTF-8
-            # bytes (and Arrow its sort): the same order as ORDER BY key.
-            import pyarrow as pa
-            import pyarrow.compute as pc
-
-            order = pc.sort_indices(pa.array(keys, type=pa.string())).to_numpy()
-            columns = [c.take(order) for c in columns]
-    data = {n: pd.Series(c, dtype=object if k == "str" else None, copy=False)
-            for n, k, c in zip(names, kinds, columns)}
-    extra = data.pop("extra", None)
-    typed = pd.DataFrame(data, columns=spec.names, copy=False)
-    if extra is not None and len(extra):
-        texts = pd.Series(extra, dtype=object)
-        has = texts.notna() & (texts != "null")
-        if has.any():
-            records = [json.loads(e) if isinstance(e, str) else e for e in texts[has]]
-            expanded = pd.DataFrame.from_records(records, index=texts.index[has])
-            for name in expanded.columns:
-                typed[name] = expanded[name].reindex(typed.index)
-    return typed
-
-
-def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None) -> Ledger:
-    """The stored ledger as typed frames, optionally as known at the start of day ``as_of``.
-
-    Args:
-        engine: an engine from ``open_store``.
-        as_of: if given, ``Ledger.known_at(as_of)``: documents issued from that day on are dropped,
-            later payments and actions hidden.
-
-    Returns:
-        A ``Ledger``; invoices carry their mapped extras as columns after the canonical ones. Text
-        columns are held compactly (``contracts.compact_frame``).
-    """
-    frames = {}
-    with engine.connect() as conn:
-        for name, spec in TABLES.items():  # compacted one at a time: one table of Python strings at most
-            df = _read_table(conn, spec)
-            frames[name] = compact_frame(df, spec) if name in COMPACT_TABLES else df
-            del df
-    ledger = Ledger(**frames)
-    return ledger.known_at(as_of) if as_of is not None else ledger
-
-
-class EmptyStoreError(ValueError):
-    """The store holds no invoices yet."""
-
-
-def load_store_ledger(url: str) -> Ledger:
-    """The whole ledger stored at ``url`` (migrated first); the engine is disposed afterwards.
-
-    Raises:
-        EmptyStoreError: no invoice is stored yet.
-    """
-    engine = open_store(url)
-    try:
-        ledger = load_ledger(engine)
-    finally:
-        engine.dispose()
-    if ledger.invoices.empty:
-        raise EmptyStoreError(f"The store {url} holds no invoices; load some with `encaisse ingest` first.")
-    return ledger
-
-
-def count_rows(engine: sa.Engine, table: str) -> int:
-    """Number of rows stored in a ledger table."""
-    with engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(LEDGER_TABLES[table])).scalar_one())
-
-
-__all__ = [
-    "DirectInsert", "EmptyStoreError", "StagedUpsert", "alembic_config", "canonical_strings", "content_ids", "count_rows", "current_revision",
-    "head_revision", "load_ledger", "load_store_ledger", "open_store", "row_hashes", "upgrade_store", "upsert_frame",
-]
-

@@ -1,0 +1,228 @@
+"""Reading the stored ledger: ``load_ledger`` and friends.
+
+Values are read column-wise from the driver (PostgreSQL: ``COPY ... TO STDOUT`` parsed by Arrow),
+never through per-value type processing; SQLite rows in table order, sorted by key here.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, Table, compact_frame
+from ledger.engine import open_store
+from ledger.memory import gc_paused
+from ledger.schema import LEDGER_TABLES
+
+LOAD_ROWS = 200_000
+"""Rows fetched at a time by ``load_ledger``."""
+
+
+def _typed_column(kind: str, values: tuple[Any, ...] | list[Any]) -> Any:
+    """Driver values (ISO text for dates) -> a typed array, as ``contracts.coerce_frame`` types it."""
+    if kind == "date":
+        return _parse_days(values).astype("datetime64[s]")
+    if kind == "amount":
+        return np.array(values, dtype="float64")
+    if kind == "int":
+        return pd.array(values, dtype="Int64")
+    if kind == "bool":
+        objects = np.asarray(values, dtype=object)
+        missing = np.equal(objects, None)
+        # astype(bool) is each value's truth, as bool(v) gives it (SQLite stores 1/0).
+        return pd.arrays.BooleanArray(np.where(missing, False, objects).astype(bool), missing)
+    return np.array(values, dtype=object)
+
+
+def _parse_days(values: Any) -> np.ndarray:
+    """ISO dates (None where missing) -> ``datetime64[D]``.
+
+    Arrow parses ``YYYY-MM-DD`` several times faster than numpy; anything else is left to numpy,
+    which reads (or refuses) it as it always did.
+    """
+    import pyarrow as pa
+
+    try:
+        days = pa.array(values, type=pa.string()).cast(pa.date32())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return np.array(values, dtype="datetime64[D]")
+    return days.to_numpy(zero_copy_only=False).astype("datetime64[D]")
+
+
+def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
+    """Run ``sql`` on the raw driver cursor and return typed column parts, a batch at a time.
+
+    The driver's own values are read (no SQLAlchemy type processing per value); PostgreSQL dates
+    come back as ISO text, as SQLite stores them, and are parsed by numpy.
+    """
+    dbapi = conn.connection.driver_connection
+    cur = dbapi.cursor()
+    if conn.dialect.name == "postgresql":
+        from psycopg.types.string import TextLoader
+
+        cur.adapters.register_loader("date", TextLoader)
+    parts: list[list[Any]] = [[] for _ in kinds]
+    try:
+        with gc_paused():
+            cur.execute(sql)
+            while True:
+                rows = cur.fetchmany(LOAD_ROWS)
+                if not rows:
+                    break
+                # One 2-D object array: half the time of zip(*rows) and its tuple per column.
+                block = np.array(rows, dtype=object)
+                del rows
+                for i, kind in enumerate(kinds):
+                    parts[i].append(_typed_column(kind, block[:, i]))
+                del block
+    finally:
+        cur.close()
+    return parts
+
+
+def _copy_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
+    """PostgreSQL: ``COPY (sql) TO STDOUT`` as CSV into a temporary file, parsed by Arrow's reader.
+
+    The file keeps memory bounded; Arrow parses and types the columns in C. In PostgreSQL's CSV a
+    null is an unquoted empty field and an empty text a quoted one, floats print exactly
+    (``extra_float_digits`` 1, the default), booleans as t/f, dates as ISO.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    arrow_of = {"date": pa.date32(), "amount": pa.float64(), "int": pa.int64(), "bool": pa.bool_(),
+                "str": pa.string(), "json": pa.string()}
+    names = [f"c{i}" for i in range(len(kinds))]
+    parts: list[list[Any]] = [[] for _ in kinds]
+    dbapi = conn.connection.driver_connection
+    with tempfile.TemporaryFile() as tmp:
+        with dbapi.cursor() as cur, cur.copy(f"COPY ({sql}) TO STDOUT (FORMAT csv)") as copy:
+            for data in copy:
+                tmp.write(data)
+        if not tmp.tell():
+            return parts  # an empty table (Arrow refuses an empty file)
+        tmp.seek(0)
+        reader = pv.open_csv(
+            tmp,
+            read_options=pv.ReadOptions(column_names=names, block_size=16 << 20),
+            parse_options=pv.ParseOptions(newlines_in_values=True),
+            convert_options=pv.ConvertOptions(
+                column_types={n: arrow_of[k] for n, k in zip(names, kinds)}, null_values=[""],
+                strings_can_be_null=True, quoted_strings_can_be_null=False,
+                true_values=["t"], false_values=["f"]),
+        )
+        for batch in reader:
+            for i, kind in enumerate(kinds):
+                col = batch.column(i)
+                if kind == "date":
+                    parts[i].append(col.to_numpy(zero_copy_only=False).astype("datetime64[s]"))
+                elif kind in ("int", "bool"):
+                    parts[i].append(_typed_column(kind, col.to_pylist()))
+                else:
+                    parts[i].append(col.to_numpy(zero_copy_only=False))
+    return parts
+
+
+def _concat(kind: str, parts: list[Any]) -> Any:
+    if not parts:
+        return _typed_column(kind, [])
+    if len(parts) == 1:
+        return parts[0]
+    if kind in ("int", "bool"):
+        return pd.concat([pd.Series(p) for p in parts], ignore_index=True).array
+    return np.concatenate(parts)
+
+
+def _read_table(conn: sa.Connection, spec: Table) -> pd.DataFrame:
+    names = list(spec.names)
+    kinds = [spec.column(n).kind for n in names]
+    if spec.name == "invoices":
+        names.append("extra")
+        kinds.append("json")
+    preparer = conn.dialect.identifier_preparer
+    select = f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} "
+    by_key = select + f"ORDER BY {preparer.quote(spec.key)}"
+    if conn.dialect.name == "postgresql":
+        columns = [_concat(k, p) for k, p in zip(kinds, _copy_columns(conn, by_key, kinds))]
+    else:
+        # SQLite: in table order, then by key here. Walking the key's index to read the rows in
+        # its order is about twice as slow (bench/RESULTS.md, ingest and load), and tables are
+        # mostly stored in key order already (ids grow over time).
+        columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, select + "ORDER BY rowid", kinds))]
+        keys = columns[names.index(spec.key)]
+        if len(keys) and pd.api.types.infer_dtype(keys, skipna=False) != "string":
+            columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, by_key, kinds))]
+        elif len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
+            # Python orders text by code point, as SQLite's BINARY collation orders its UTF-8
+            # bytes (and Arrow its sort): the same order as ORDER BY key.
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            order = pc.sort_indices(pa.array(keys, type=pa.string())).to_numpy()
+            columns = [c.take(order) for c in columns]
+    data = {n: pd.Series(c, dtype=object if k == "str" else None, copy=False)
+            for n, k, c in zip(names, kinds, columns)}
+    extra = data.pop("extra", None)
+    typed = pd.DataFrame(data, columns=spec.names, copy=False)
+    if extra is not None and len(extra):
+        texts = pd.Series(extra, dtype=object)
+        has = texts.notna() & (texts != "null")
+        if has.any():
+            records = [json.loads(e) if isinstance(e, str) else e for e in texts[has]]
+            expanded = pd.DataFrame.from_records(records, index=texts.index[has])
+            for name in expanded.columns:
+                typed[name] = expanded[name].reindex(typed.index)
+    return typed
+
+
+def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None) -> Ledger:
+    """The stored ledger as typed frames, optionally as known at the start of day ``as_of``.
+
+    Args:
+        engine: an engine from ``open_store``.
+        as_of: if given, ``Ledger.known_at(as_of)``: documents issued from that day on are dropped,
+            later payments and actions hidden.
+
+    Returns:
+        A ``Ledger``; invoices carry their mapped extras as columns after the canonical ones. Text
+        columns are held compactly (``contracts.compact_frame``).
+    """
+    frames = {}
+    with engine.connect() as conn:
+        for name, spec in TABLES.items():  # compacted one at a time: one table of Python strings at most
+            df = _read_table(conn, spec)
+            frames[name] = compact_frame(df, spec) if name in COMPACT_TABLES else df
+            del df
+    ledger = Ledger(**frames)
+    return ledger.known_at(as_of) if as_of is not None else ledger
+
+
+class EmptyStoreError(ValueError):
+    """The store holds no invoices yet."""
+
+
+def load_store_ledger(url: str) -> Ledger:
+    """The whole ledger stored at ``url`` (migrated first); the engine is disposed afterwards.
+
+    Raises:
+        EmptyStoreError: no invoice is stored yet.
+    """
+    engine = open_store(url)
+    try:
+        ledger = load_ledger(engine)
+    finally:
+        engine.dispose()
+    if ledger.invoices.empty:
+        raise EmptyStoreError(f"The store {url} holds no invoices; load some with `encaisse ingest` first.")
+    return ledger
+
+
+def count_rows(engine: sa.Engine, table: str) -> int:
+    """Number of rows stored in a ledger table."""
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(LEDGER_TABLES[table])).scalar_one())

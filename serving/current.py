@@ -1,0 +1,174 @@
+"""The service's current state: the loaded ledger and champion, and the client features cached on them.
+
+Every function takes the ``ServiceState``; HTTP lives in the routes. Writes arriving through the
+API are folded into the loaded ledger here (``current_ledger``), so a write is seen without a reload.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from features.clients import build_client_features
+from ledger.contracts import Ledger
+from ledger.reader import load_ledger
+from ledger.workspace import Settings
+from models.registry import ChampionModel, load_champion
+from serving.state import LedgerIndex, ServiceState
+
+log = logging.getLogger(__name__)
+
+
+class NoModelError(LookupError):
+    """No champion is loaded: nothing can be scored."""
+
+
+def default_loader(settings: Settings) -> ChampionModel:
+    """The champion from the registry (``load_champion``)."""
+    return load_champion(settings)
+
+
+def today() -> pd.Timestamp:
+    """The default ``as_of``: the start of the current day (UTC)."""
+    return pd.Timestamp(datetime.now(UTC).date())
+
+
+def day_of(as_of: date | str | pd.Timestamp | None) -> pd.Timestamp:
+    """``as_of`` as the start of a day (today when None)."""
+    return today() if as_of is None else pd.Timestamp(as_of).normalize()
+
+
+# --- current state --------------------------------------------------------------------------------
+
+
+def refresh_ledger(state: ServiceState) -> LedgerIndex:
+    """Reload the ledger from the store (at start-up, or on reload); caches are dropped with it.
+
+    Writes pending when the load began are in what it read; later ones stay pending (folding a
+    row in twice replaces it by itself).
+    """
+    with state.lock:
+        n_pending = len(state.pending)
+    ledger = load_ledger(state.engine)
+    with state.lock:
+        version = (state.index.version + 1) if state.index is not None else 1
+        state.index = LedgerIndex.build(ledger, version)
+        del state.pending[:n_pending]
+        state.clear_scoring_caches()
+    log.info("ledger loaded: %d invoices, %d payments, %d actions (version %d)", len(ledger.invoices),
+             len(ledger.payments), len(ledger.actions), version)
+    return state.index
+
+
+def current_ledger(state: ServiceState) -> LedgerIndex:
+    """The loaded ledger and its look-ups (loaded on first use), with the API's writes folded in."""
+    if state.index is None:
+        return refresh_ledger(state)
+    if not state.pending:
+        return state.index
+    with state.lock:
+        if state.pending:
+            index = state.index
+            for table, rows in state.pending:
+                index = index.with_rows(table, rows, index.version + 1)
+            state.pending.clear()
+            state.index = index
+            state.clear_scoring_caches()
+        return state.index
+
+
+def current_model(state: ServiceState) -> ChampionModel:
+    """The loaded champion.
+
+    Raises:
+        NoModelError: none is loaded (and why).
+    """
+    champion = state.champion
+    if champion is None:
+        raise NoModelError(state.champion_error or "No champion model is loaded.")
+    return champion
+
+
+def reload_champion(state: ServiceState) -> tuple[bool, str]:
+    """Load the champion again from the registry; keep the current one if that fails.
+
+    Returns:
+        ``(loaded, message)``: ``loaded`` False means the registry could not give a model and the
+        service still serves what it had (the message says which version, or that there is none).
+    """
+    try:
+        champion = state.loader(state.settings)
+    except Exception as exc:  # noqa: BLE001 - an unreachable registry must never take the service down
+        kept = state.champion
+        what = f"still serving version {kept.version}" if kept is not None else "no model is loaded"
+        message = f"Could not load the champion ({exc.__class__.__name__}: {exc}); {what}."
+        log.warning("%s", message)
+        if kept is None:
+            state.champion_error = message
+        return False, message
+    with state.lock:
+        previous = state.champion
+        state.champion = champion
+        state.champion_error = None
+        state.clear_scoring_caches()
+    was = f" (was {previous.version})" if previous is not None else ""
+    return True, f"Serving version {champion.version}{was}."
+
+
+def store_reachable(state: ServiceState) -> str | None:
+    """None when the store answers; otherwise why not."""
+    try:
+        with state.engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        return f"The ledger store is not reachable: {exc.__class__.__name__}."
+    return None
+
+
+def client_features(state: ServiceState, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Client features of the stored ledger as of a day (cached per ledger version and day)."""
+    index = current_ledger(state)
+    key = (index.version, as_of)
+    with state.lock:
+        cached = state.client_features.get_or_none(key)
+    if cached is None:
+        # Built outside the lock, which every cache look-up takes: seconds on a large ledger.
+        # Two first calls may both build it; the results are equal.
+        cached = build_client_features(index.ledger, as_of)
+        with state.lock:
+            state.client_features.put(key, cached)
+    return cached
+
+
+def _take(df: pd.DataFrame, groups: dict, keys) -> pd.DataFrame:
+    parts = [groups[k] for k in keys if k in groups]
+    if not parts:
+        return df.iloc[:0]
+    return df.iloc[np.sort(np.concatenate(parts))]
+
+
+def clients_ledger(index: LedgerIndex, client_ids) -> Ledger:
+    """Everything stored about some clients: their documents, payments, actions and master rows."""
+    led = index.ledger
+    inv = _take(led.invoices, index.invoices_of_client, client_ids)
+    return Ledger(invoices=inv, payments=_take(led.payments, index.payments_of_invoice, inv["invoice_id"].tolist()),
+                  clients=_take(led.clients, index.client_rows, client_ids),
+                  actions=_take(led.actions, index.actions_of_client, client_ids))
+
+
+def settle_heap() -> None:
+    """Keep what the service holds for long (ledger, model, caches) out of the garbage collector's scans.
+
+    A full collection walks every tracked object, and whichever request happens to trigger it pays
+    for the walk over the whole ledger (bench/RESULTS.md, garbage collection). Frozen
+    objects are skipped by later collections. Each call unfreezes, collects and freezes again, so
+    caches replaced since the last call are still collected.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
