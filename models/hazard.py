@@ -26,6 +26,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from models.calibration import km_map as _km_map
+
 DEFAULT_EDGES = (
     -400, -180, -120, -90, -60, -45, -30, -21, -14, -10, -7, -5, -4, -3, -2, -1,
     0, 1, 2, 3, 4, 5, 7, 10, 14, 21, 30, 45, 60, 90, 120, 180, 270, 365, 545, 730,
@@ -488,24 +490,3 @@ def _calendar_columns(due_month: np.ndarray, due_dom: np.ndarray, start: np.ndar
         "h_month_end_in_bin": (ends_to(e + 1) > ends_to(s)).astype(float),
         "h_year_end_in_bin": ((e + 1) // 365 > s // 365).astype(float),
     }
-
-
-def _km_map(u: np.ndarray, event: np.ndarray, n_grid: int = 201, min_at_risk: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """G(p) = P(PIT <= p) by Kaplan-Meier (censored PIT values are lower bounds), on a grid."""
-    order = np.argsort(u, kind="stable")
-    u, event = u[order], event[order]
-    at_risk = len(u) - np.arange(len(u))
-    surv = np.cumprod(np.where(event, 1.0 - 1.0 / at_risk, 1.0))
-    grid = np.linspace(0.0, 1.0, n_grid)
-    pos = np.searchsorted(u, grid, side="right") - 1
-    g = np.where(pos >= 0, 1.0 - surv[np.clip(pos, 0, None)], 0.0)
-    g = np.maximum.accumulate(np.clip(g, 0.0, 1.0))
-    # Where fewer than min_at_risk PIT values remain, KM says little: ramp linearly to G(1) = 1.
-    remaining = len(u) - np.clip(pos + 1, 0, None)
-    weak = remaining < min_at_risk
-    if weak.any():
-        i = int(np.argmax(weak))
-        p0, g0 = grid[max(i - 1, 0)], g[max(i - 1, 0)]
-        g[i:] = g0 + (grid[i:] - p0) * (1.0 - g0) / max(1.0 - p0, 1e-9)
-    g[0], g[-1] = 0.0, 1.0
-    return grid, np.maximum.accumulate(g)

@@ -21,24 +21,19 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from features.descriptions import DESCRIBED_FEATURES as _DESCRIBED, describe
 from features.invoices import build_features
 from features.snapshots import build_training_set, snapshot_dates
 from ledger.contracts import Ledger
+from models.calibration import calibrate_payment_model
 from models.encoding import FeatureEncoder
 from models.hazard import DEFAULT_EDGES, PaymentDateModel
 from models.risk import CalibratedRisk
 
 log = logging.getLogger(__name__)
-
-CALIBRATION_ROWS = 60_000
-"""Snapshot rows the payment-date calibration reads at most when it reads every snapshot."""
-
-MIXED_CROSS_FIT_AFTER_DAYS = 30
-"""With ``calibration_slice: mixed``: groups of invoices more overdue than this take the cross-fitted maps."""
 
 MIN_RISK_FIT_DAYS = 28
 """Snapshot days the risk models' fitting slice keeps at least, before the calibration slice."""
@@ -206,29 +201,7 @@ class EncaisseModel(BaseEstimator):
         self.payment_model_.fit(X[fit_m], ts.loc[fit_m, "duration_days"], ts.loc[fit_m, "event"],
                                 eval_set=(*held_out, age[~fit_m]), age_days=age[fit_m])
         if self.recalibrate:
-            if self.payment_model_.calibration_slice == "cross_fit":
-                self._cross_fit_calibration(X, ts, fit_m, age)
-            elif self.payment_model_.calibration_slice == "mixed":
-                # Held-out maps where weeks of follow-up tell enough (not yet due, a month overdue at
-                # most); cross-fitted maps for invoices longer overdue, whose tail they cannot see.
-                pm = self.payment_model_
-                pm.recalibrate(*held_out, seed=self.random_state)
-                near, near_groups = pm.calibration_, dict(pm.group_calibration_)
-                self._cross_fit_calibration(X, ts, fit_m, age)
-                bounds = np.asarray(pm.calibration_groups, dtype=float)
-                pm.calibration_ = near
-                pm.group_calibration_ = {k: g for k, g in pm.group_calibration_.items()
-                                         if k >= 1 and bounds[k - 1] >= MIXED_CROSS_FIT_AFTER_DAYS}
-                pm.group_calibration_.update({k: g for k, g in near_groups.items()
-                                              if not (k >= 1 and bounds[k - 1] >= MIXED_CROSS_FIT_AFTER_DAYS)})
-            elif self.payment_model_.calibration_slice == "all":
-                # Every snapshot, each followed up to D: the only rows that show the tail of an
-                # invoice long overdue, which the held-out slice's few weeks cannot.
-                keep = _stable_sample(len(ts), CALIBRATION_ROWS, self.random_state)
-                self.payment_model_.recalibrate(X.iloc[keep], ts["duration_days"].iloc[keep], ts["event"].iloc[keep],
-                                                seed=self.random_state)
-            else:
-                self.payment_model_.recalibrate(*held_out, seed=self.random_state)
+            calibrate_payment_model(self.payment_model_, X, ts, fit_m, age, held_out, seed=self.random_state)
         self.payment_model_.__dict__.pop("holdout_booster_", None)  # only recalibration needs it
 
         label_days, cal_days = self._risk_windows(ts["as_of"].min(), d)
@@ -261,35 +234,6 @@ class EncaisseModel(BaseEstimator):
             risk_label_window_days=label_days, risk_calibration_days=cal_days,
         )
         return self
-
-    def _cross_fit_calibration(self, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.ndarray, age: np.ndarray) -> None:
-        """Calibrate the payment-date model on every snapshot, out of sample: the clients are cut in two
-        halves, a model fitted on one half predicts the other's rows (each followed up to D).
-
-        Only rows followed for months show how long an invoice already long overdue stays open; the
-        held-out slice's few weeks cannot, and in-sample predictions have learnt those rows.
-        """
-        pm = self.payment_model_
-        clients = ts["client_id"].astype(str)
-        half = (pd.util.hash_pandas_object(clients, index=False).to_numpy() % 2).astype(bool)
-        keep = np.zeros(len(ts), dtype=bool)
-        keep[_stable_sample(len(ts), CALIBRATION_ROWS, self.random_state)] = True
-        parts = []
-        for side in (False, True):
-            train = half != side
-            sib = clone(pm).set_params(refit_full=False)
-            ho = train & ~fit_m
-            sib.fit(X[train & fit_m], ts.loc[train & fit_m, "duration_days"], ts.loc[train & fit_m, "event"],
-                    eval_set=(X[ho], ts.loc[ho, "duration_days"], ts.loc[ho, "event"], age[ho]),
-                    age_days=age[train & fit_m])
-            rows = np.flatnonzero(~train & keep)
-            days, cdf = sib.predict_raw_cdf(X.iloc[rows])
-            parts.append((rows, days, cdf))
-        rows = np.concatenate([p[0] for p in parts])
-        days = np.vstack([p[1] for p in parts])
-        cdf = np.vstack([p[2] for p in parts])
-        pm.fit_calibration(days, cdf, ts["duration_days"].to_numpy()[rows], ts["event"].to_numpy()[rows],
-                           -ts["i_days_to_due"].to_numpy(dtype=float)[rows], seed=self.random_state)
 
     def _risk_windows(self, first_snapshot, d: pd.Timestamp) -> tuple[int, int]:
         """The risk models' label window and calibration slice, in days, shrunk to fit a short history.
@@ -473,13 +417,6 @@ class EncodedRows:
         pos = np.asarray(positions, dtype=np.intp)
         return EncodedRows(features=self.features.take(pos).reset_index(drop=True), matrix=self.matrix[pos],
                            columns=self.columns, speakable=None if self.speakable is None else self.speakable[pos])
-
-
-def _stable_sample(n: int, k: int, seed: int) -> np.ndarray:
-    """At most ``k`` of ``range(n)``, sorted, the same for the same arguments."""
-    if n <= k:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
 def _risk_proba(model: CalibratedRisk, matrix: np.ndarray, num_threads: int) -> np.ndarray:

@@ -9,7 +9,8 @@ import pytest
 from ledger.synth import make_ledger
 from models.encoding import FeatureEncoder
 from models.evaluation import build_baselines, build_truth, evaluate_forecasts
-from models.hazard import PaymentDateModel, _edges, _km_map
+from models.calibration import km_map as _km_map
+from models.hazard import PaymentDateModel, _edges
 from models.scorer import EncaisseModel
 
 SMALL = dict(max_snapshots=10, snapshot_freq_days=21, hazard_params={"n_estimators": 60},
