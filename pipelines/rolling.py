@@ -19,7 +19,7 @@ import pandas as pd
 from ledger.contracts import Ledger
 from models.evaluation import QUANTILE_COLUMNS
 from pipelines import plots
-from pipelines.backtest import Backtest, build_backtest, default_end, evaluate_backtest, save_backtest_report
+from pipelines.backtest import Backtest, _fmt, build_backtest, default_end, evaluate_backtest, save_backtest_report
 from pipelines.config import TrainingConfig, load_config
 from pipelines.validation import FORECAST_COLUMNS, evaluate_forecasts, risk_outcomes
 
@@ -192,10 +192,6 @@ def run_rolling_backtest(ledger: Ledger, cutoffs: list, end=None, config: Traini
     if report is not None:
         save_rolling_report(out, report)
     return out
-
-
-def _fmt(v, digits: int = 3) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def save_rolling_report(result: dict, out_dir: str | Path) -> Path:

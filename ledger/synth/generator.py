@@ -1,110 +1,23 @@
-"""Synthetic receivables ledger: realistic, seeded, vectorized.
-
-``make_ledger(n_clients, years, seed, end_date)`` returns a :class:`~ledger.contracts.Ledger` whose
-four tables follow the canonical contracts exactly. ``make_synthetic`` returns the same ledger with
-the hidden truth beside it (each client's payer profile, each invoice's uncensored clearing day),
-for tests and benchmarks that must judge a model against what really drove the data.
-
-How the data is made (all days are calendar days, all amounts EUR):
-
-* Clients get a segment (SME, mid-market, key account, public sector), a hidden payer profile
-  (punctual, slightly late, chronic late, deteriorating, in difficulty, defaulting), main payment
-  terms within the French LME limits (30 net, 45 end of month, 60 net), a payment-run habit (any
-  business day, a fixed weekday, month end, the 10th, the 10th and 25th) and an activity window.
-* Invoices arrive as a Poisson process per client, heavier on the last business days of the month
-  and lighter in August and over Christmas; amounts are lognormal around a client median that
-  depends on the segment.
-* Each invoice gets a *natural* payment day from the profile (delay after due, noise, heavy tail,
-  a drift for deteriorating clients, a difficulty window, a default day after which nothing is
-  paid), slowed in August and late December.
-* Disputes (a few %) are raised days after issue, stop dunning and end in a credit note (full or
-  partial) or a late payment.
-* The dunning ladder (preventive J-5, reminder J+1, firmer reminder or call J+10..15, formal notice
-  J+30, agency J+60..75) runs step by step, only while the invoice is still open on the action day.
-  Each step may shorten the remaining delay of responsive profiles; calls and letters may yield a
-  promise to pay, kept or broken depending on the profile.
-* The final day is moved to the client's next payment run; some invoices are paid in parts
-  (installment plans for clients in difficulty, short payments, a last partial payment before a
-  default). Everything after ``end_date`` is cut: payments and actions are dropped and
-  ``paid_date`` is empty (censored).
-
-Outcomes in ``actions`` are what was known on the action day (no answer, a promise, a refusal, the
-client saying the payment is on its way); a promise row's outcome is empty, since whether it was
-kept is only known later and is read from ``payments``. ``disputed`` and ``dunning_block`` hold
-the state at export, like a real extract.
-"""
+"""The synthetic ledger's generator: clients, invoices, payer behaviour, dunning, payments, tables."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ledger.contracts import ACTIONS, CLIENTS, COMPACT_TABLES, INVOICES, PAYMENTS, Ledger, Table, compact_frame
+from ledger.synth.calendar import BusinessCalendar
+from ledger.synth.params import (
+    PROFILES, PUNCTUAL, SLIGHTLY_LATE, CHRONIC_LATE, DETERIORATING, IN_DIFFICULTY, DEFAULTING, SEGMENTS,
+    SME, KEY, PUBLIC, TERMS, PAY_PATTERNS, COUNTRIES, SECTORS, COLLECTORS, STEPS, CHANNELS, OUTCOMES, NEVER,
+    _PROFILE_BY_SEGMENT, _SEGMENT_P, _COUNTRY_BY_SEGMENT, _TERMS_BY_SEGMENT, _PATTERN_BY_SEGMENT,
+    _RATE_MEDIAN, _AMOUNT_MEDIAN, _EFFECT, _PROMISE_CALL, _PROMISE_WRITTEN, _KEPT, _REFUSED, _RISK,
+)
 
 log = logging.getLogger(__name__)
-
-PROFILES = ("punctual", "slightly_late", "chronic_late", "deteriorating", "in_difficulty", "defaulting")
-PUNCTUAL, SLIGHTLY_LATE, CHRONIC_LATE, DETERIORATING, IN_DIFFICULTY, DEFAULTING = range(6)
-SEGMENTS = ("SME", "mid-market", "key account", "public sector")
-SME, MID, KEY, PUBLIC = range(4)
-TERMS = ("30_net", "45_eom", "60_net")
-PAY_PATTERNS = ("any_day", "monday", "tuesday", "wednesday", "thursday", "friday", "month_end",
-                "tenth", "tenth_and_25th")
-COUNTRIES = ("FR", "BE", "DE", "ES", "IT")
-SECTORS = ("construction", "manufacturing", "wholesale", "retail", "transport", "hospitality",
-           "business services", "IT services", "healthcare", "public administration", "education")
-COLLECTORS = ("Camille Martin", "Julien Bernard", "Sophie Dubois", "Thomas Leroy", "Nadia Haddad",
-              "Lucas Moreau")
-STEPS = ("preventive", "reminder_1", "reminder_2", "call", "formal_notice", "agency", "promise",
-         "dispute", "payment_plan")
-CHANNELS = ("email", "sms", "call", "letter", "registered_letter", "agency")
-OUTCOMES = ("no_answer", "promise", "paid", "refused", "dispute", "agreed", None)
-
-NEVER = np.int64(10**7)
-"""Day number standing for "never paid" (far beyond any calendar)."""
-
-# Rows: segment. Columns: profile.
-_PROFILE_BY_SEGMENT = np.array([
-    [.30, .25, .15, .09, .12, .09],
-    [.38, .27, .13, .08, .08, .06],
-    [.45, .30, .12, .06, .05, .02],
-    [.20, .40, .35, .05, .00, .00],
-])
-_SEGMENT_P = np.array([.58, .25, .08, .09])
-_COUNTRY_BY_SEGMENT = np.array([
-    [.74, .08, .07, .06, .05],
-    [.72, .09, .08, .06, .05],
-    [.66, .10, .10, .07, .07],
-    [.96, .04, .00, .00, .00],
-])
-_TERMS_BY_SEGMENT = np.array([[.55, .20, .25], [.35, .30, .35], [.20, .35, .45], [1.0, 0, 0]])
-_WEEKDAY_SHARE = np.array([.10, .25, .15, .20, .30])
-_PATTERN_BY_SEGMENT = np.array([
-    [.45, *(.35 * _WEEKDAY_SHARE), .10, .10, .00],
-    [.30, *(.35 * _WEEKDAY_SHARE), .15, .10, .10],
-    [.15, *(.35 * _WEEKDAY_SHARE), .20, .10, .20],
-    [.80, *(.20 * _WEEKDAY_SHARE), .00, .00, .00],
-])
-_RATE_MEDIAN = np.array([0.9, 2.2, 6.0, 2.0])  # invoices per month
-_AMOUNT_MEDIAN = np.array([1200.0, 4500.0, 15000.0, 6000.0])  # EUR per invoice
-
-# Dunning: probability that a step shortens the remaining delay, by behaviour (profile columns).
-_EFFECT = {
-    "preventive": np.array([.50, .35, .10, .25, .02, 0]),
-    "reminder_1": np.array([.70, .50, .10, .40, .03, 0]),
-    "reminder_2": np.array([.70, .50, .25, .50, .05, 0]),
-    "formal_notice": np.array([.80, .60, .45, .50, .15, 0]),
-    "agency": np.array([.80, .60, .50, .50, .25, 0]),
-}
-_PROMISE_CALL = np.array([.30, .45, .40, .40, .50, .25])
-_PROMISE_WRITTEN = np.array([.05, .10, .10, .10, .10, .05])
-_KEPT = np.array([.95, .85, .55, .70, .30, 0])
-_REFUSED = np.array([0, 0, .05, .05, .30, .40])
-_RISK = np.array([0.0, 0.5, 1.2, 0.3, 0.6, 0.9])  # onboarding risk view, blind to the future
 
 
 @dataclass
@@ -128,140 +41,6 @@ class SyntheticLedger:
     profiles: pd.DataFrame
     truth: pd.DataFrame
     end_date: pd.Timestamp
-
-
-def make_ledger(n_clients: int, years: int = 2, seed: int = 0, end_date: str = "2025-12-31") -> Ledger:
-    """A realistic synthetic ledger of ``n_clients`` clients over ``years`` years up to ``end_date``.
-
-    Same arguments, same ledger (and same CSV bytes through :func:`write_ledger`). About 47
-    invoices per client over two years.
-    """
-    return make_synthetic(n_clients, years=years, seed=seed, end_date=end_date).ledger
-
-
-def make_synthetic(
-    n_clients: int, years: int = 2, seed: int = 0, end_date: str = "2025-12-31"
-) -> SyntheticLedger:
-    """Like :func:`make_ledger`, with the hidden profiles and uncensored outcomes beside it."""
-    if isinstance(n_clients, bool) or not isinstance(n_clients, (int, np.integer)) or n_clients < 1:
-        raise ValueError(f"n_clients must be an integer >= 1. Got {n_clients!r} instead.")
-    if isinstance(years, bool) or not isinstance(years, (int, np.integer)) or not 1 <= years <= 20:
-        raise ValueError(f"years must be an integer in [1, 20]. Got {years!r} instead.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0. Got {seed!r} instead.")
-    try:
-        end = pd.Timestamp(end_date).normalize()
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"end_date must be a date like '2025-12-31'. Got {end_date!r} instead.") from exc
-    return _Generator(int(n_clients), int(years), int(seed), end).run()
-
-
-def write_ledger(ledger: Ledger, out_dir: str | Path) -> dict[str, Path]:
-    """Write the ledger as canonical CSV files (``invoices.csv``, ...) in ``out_dir``.
-
-    Dates are ISO days, amounts are rounded to cents, empty cells are empty. Byte-for-byte
-    deterministic. Returns the written paths by table name.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for table, frame in ((INVOICES, ledger.invoices), (PAYMENTS, ledger.payments),
-                         (CLIENTS, ledger.clients), (ACTIONS, ledger.actions)):
-        path = out / f"{table.name}.csv"
-        _to_csv_frame(frame, table).to_csv(path, index=False, lineterminator="\n")
-        paths[table.name] = path
-    return paths
-
-
-def _to_csv_frame(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
-    cols = table.names + [c for c in frame.columns if c not in table.names]
-    out = frame[cols].copy()
-    for c in table.columns:
-        if c.kind == "date":
-            # Whole days: pandas then writes ISO days (and empty cells for NaT) on its fast path.
-            out[c.name] = pd.to_datetime(out[c.name]).dt.floor("D")
-        elif c.kind == "amount":
-            out[c.name] = pd.to_numeric(out[c.name]).round(2)
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# Calendar: French business days, payment runs, month ends. Days are int64 days since 1970-01-01.
-
-
-def _easter(year: int) -> np.datetime64:
-    a, b, c = year % 19, year // 100, year % 100
-    d, e = b // 4, b % 4
-    f = (b + 8) // 25
-    g = (b - f + 1) // 3
-    h = (19 * a + b - d - g + 15) % 30
-    i, k = c // 4, c % 4
-    ell = (32 + 2 * e + 2 * i - h - k) % 7
-    m = (a + 11 * h + 22 * ell) // 451
-    month, day = divmod(h + ell - 7 * m + 114, 31)
-    return np.datetime64(f"{year:04d}-{month:02d}-{day + 1:02d}")
-
-
-def _next_true(mask: np.ndarray) -> np.ndarray:
-    n = len(mask)
-    idx = np.where(mask, np.arange(n), n - 1)
-    return np.minimum.accumulate(idx[::-1])[::-1]
-
-
-def _prev_true(mask: np.ndarray) -> np.ndarray:
-    idx = np.where(mask, np.arange(len(mask)), 0)
-    return np.maximum.accumulate(idx)
-
-
-class _Calendar:
-    """Lookups over a day range; days outside the range are clamped (they are far past the end)."""
-
-    def __init__(self, first: int, last: int):
-        self.first = first
-        days = np.arange(first, last + 1, dtype=np.int64)
-        self.n = n = len(days)
-        dt = days.astype("datetime64[D]")
-        years = dt.astype("datetime64[Y]").astype(np.int64) + 1970
-        months = dt.astype("datetime64[M]")
-        self.month = (months.astype(np.int64) % 12 + 1).astype(np.int8)
-        self.dom = ((dt - months.astype("datetime64[D]")).astype(np.int64) + 1).astype(np.int8)
-        self.dow = ((days + 3) % 7).astype(np.int8)  # Monday = 0; 1970-01-01 was a Thursday
-        holidays = []
-        for y in range(int(years.min()), int(years.max()) + 1):
-            holidays += [np.datetime64(f"{y:04d}-{md}") for md in
-                         ("01-01", "05-01", "05-08", "07-14", "08-15", "11-01", "11-11", "12-25")]
-            easter = _easter(y)
-            holidays += [easter + 1, easter + 39, easter + 50]
-        self.holiday = np.isin(dt, np.array(holidays, dtype="datetime64[D]"))
-        self.business = (self.dow < 5) & ~self.holiday
-        nb = _next_true(self.business)
-        pb = _prev_true(self.business)
-        self._next_business, self._prev_business = nb, pb
-        after = nb[np.minimum(np.arange(n) + 1, n - 1)]
-        before = pb[np.maximum(np.arange(n) - 1, 0)]
-        month_end = self.business & (self.month[after] != self.month)
-
-        def first_business_from(day: int) -> np.ndarray:
-            return self.business & (self.dom >= day) & (
-                (self.dom[before] < day) | (self.month[before] != self.month))
-
-        tenth, twenty_fifth = first_business_from(10), first_business_from(25)
-        runs = [self.business] + [self.business & (self.dow == k) for k in range(5)]
-        runs += [month_end, tenth, tenth | twenty_fifth]
-        self._runs = np.stack([_next_true(r) for r in runs]).astype(np.int32)
-        self.month_end_2 = month_end | (self.business & month_end[after])
-
-    def idx(self, day: np.ndarray) -> np.ndarray:
-        return np.clip(day - self.first, 0, self.n - 1)
-
-    def next_business(self, day: np.ndarray) -> np.ndarray:
-        return np.where(day >= NEVER, day, self.first + self._next_business[self.idx(day)])
-
-    def prev_business(self, day: np.ndarray) -> np.ndarray:
-        return np.where(day >= NEVER, day, self.first + self._prev_business[self.idx(day)])
-
-    def next_run(self, day: np.ndarray, pattern: np.ndarray) -> np.ndarray:
-        return np.where(day >= NEVER, day, self.first + self._runs[pattern, self.idx(day)])
 
 
 def _categorical(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -309,7 +88,7 @@ class _Generator:
         self.end = int(np.datetime64(end.date(), "D").astype(np.int64))
         start = (end - pd.DateOffset(years=years) + pd.Timedelta(days=1)).date()
         self.start = int(np.datetime64(start, "D").astype(np.int64))
-        self.cal = _Calendar(self.start - 400, self.end + 1500)
+        self.cal = BusinessCalendar(self.start - 400, self.end + 1500)
 
     def run(self) -> SyntheticLedger:
         self._make_clients()
