@@ -12,13 +12,14 @@ that day. Its outcome for a window of ``w`` days is whether every invoice it cov
 before ``day + w``. The effect of sending is the difference of those proportions between sent and
 held-back decisions (:func:`estimate_uplift`), with Newcombe's hybrid score interval
 (:func:`diff_proportions_interval`), which keeps its coverage with small groups and proportions near
-0 or 1, where the Wald interval does not. Censoring: a decision whose window has not ended at
+0 or 1, where the Wald interval does not. Since a client stays in its group for a step, its
+decisions are clustered: the interval is computed on counts divided by each arm's Rao-Scott design
+effect (:func:`design_effect`). Censoring: a decision whose window has not ended at
 ``as_of`` does not count for that window.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,32 +28,16 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-HELD_BACK = "held_back"
-"""``outcome`` of the action row that records a decision held back as a control."""
+from ledger.control_groups import HELD_BACK, control_draw, held_back
+
+__all__ = ["HELD_BACK", "WINDOWS", "build_decisions", "control_draw", "decision_outcomes", "diff_proportions_interval",
+           "estimate_uplift", "held_back", "measured_uplifts", "wilson_interval"]
 
 WINDOWS = (7, 14, 30)
 """Days after the step's date within which payment is counted."""
 
 
-def control_draw(client_ids: Iterable[str], steps: Iterable[str], salt: str) -> np.ndarray:
-    """A uniform number in [0, 1) per (client, step), fixed by the salt: SHA-256 of the three."""
-    out = []
-    for c, s in zip(client_ids, steps):
-        digest = hashlib.sha256(f"{salt}\x1f{c}\x1f{s}".encode("utf-8")).digest()
-        out.append(int.from_bytes(digest[:8], "big") / 2.0 ** 64)
-    return np.asarray(out, dtype=float)
-
-
-def held_back(client_ids: Iterable[str], steps: Iterable[str], *, salt: str, share: float,
-              testable: Iterable[str]) -> np.ndarray:
-    """True where the (client, step) decision is a control: a testable step whose draw is below ``share``."""
-    clients, steps = list(client_ids), list(steps)
-    draw = control_draw(clients, steps, salt)
-    test = np.isin(np.asarray(steps, dtype=object), list(testable))
-    return test & (draw < share)
-
-
-def wilson_interval(x: int, n: int, confidence: float) -> tuple[float, float]:
+def wilson_interval(x: float, n: float, confidence: float) -> tuple[float, float]:
     """Wilson score interval of a proportion ``x / n``."""
     if n <= 0:
         return 0.0, 1.0
@@ -63,7 +48,7 @@ def wilson_interval(x: int, n: int, confidence: float) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def diff_proportions_interval(x1: int, n1: int, x0: int, n0: int, confidence: float = 0.9
+def diff_proportions_interval(x1: float, n1: float, x0: float, n0: float, confidence: float = 0.9
                               ) -> tuple[float, float, float]:
     """``p1 - p0`` and its interval by Newcombe's hybrid score method (method 10 of Newcombe 1998).
 
@@ -152,15 +137,41 @@ class WindowEstimate:
                 "rate_treated": num(self.rate_treated), "rate_control": num(self.rate_control)}
 
 
+def design_effect(outcomes: pd.Series, clusters: pd.Series) -> float:
+    """Rao-Scott design effect of a proportion whose units come in clusters (at least 1).
+
+    A client is held back for a step on every invoice it has, so its decisions are not independent:
+    the variance of the proportion is estimated between clients (the ratio estimator's), and the
+    design effect is its ratio to the binomial variance.
+    """
+    n = len(outcomes)
+    if n < 2:
+        return 1.0
+    p = float(outcomes.mean())
+    if p <= 0.0 or p >= 1.0:
+        return 1.0
+    per = pd.DataFrame({"x": outcomes.to_numpy(dtype=float), "c": clusters.to_numpy()}).groupby("c")["x"].agg(["sum", "size"])
+    m = len(per)
+    if m < 2:
+        return 1.0
+    v_cluster = m / (m - 1) * float(((per["sum"] - p * per["size"]) ** 2).sum()) / n ** 2
+    return max(1.0, v_cluster / (p * (1 - p) / n))
+
+
 def _window_estimate(frame: pd.DataFrame, w: int, confidence: float) -> WindowEstimate:
     col = frame[f"paid_{w}"]
     known = frame[col.notna()]
-    t = known[known["treated"]]
-    c = known[~known["treated"]]
-    x1, n1 = int(t[f"paid_{w}"].sum()), len(t)
-    x0, n0 = int(c[f"paid_{w}"].sum()), len(c)
-    d, lo, hi = diff_proportions_interval(x1, n1, x0, n0, confidence)
-    return WindowEstimate(d, lo, hi, n1, n0, x1 / n1 if n1 else math.nan, x0 / n0 if n0 else math.nan)
+    t = known[known["treated"].astype(bool)]
+    c = known[~known["treated"].astype(bool)]
+    x1, n1 = float(t[f"paid_{w}"].sum()), len(t)
+    x0, n0 = float(c[f"paid_{w}"].sum()), len(c)
+    # Newcombe's interval on effective counts (Rao-Scott): the counts divided by each arm's design effect.
+    e1 = design_effect(t[f"paid_{w}"], t["client_id"])
+    e0 = design_effect(c[f"paid_{w}"], c["client_id"])
+    _, lo, hi = diff_proportions_interval(x1 / e1, n1 / e1, x0 / e0, n0 / e0, confidence)
+    r1 = x1 / n1 if n1 else math.nan
+    r0 = x0 / n0 if n0 else math.nan
+    return WindowEstimate(r1 - r0, lo, hi, n1, n0, r1, r0)
 
 
 def estimate_uplift(
@@ -236,3 +247,24 @@ def measured_uplifts(estimates: Mapping[str, dict], *, window: int, min_decision
         out[step] = {"uplift": max(0.0, float(est["uplift"])), "low": est["low"], "high": est["high"],
                      "n_treated": est["n_treated"], "n_control": est["n_control"], "why": why}
     return out
+
+
+def evaluate_uplift(ledger, as_of, control, *, profiles: Mapping[str, str] | None = None,
+                    confidence: float = 0.9) -> dict:
+    """The uplift answer the CLI, the API and the page share: per testable step, the estimate per
+    window (and per profile where each arm is large enough), and the steps whose measured uplift
+    the worklist uses.
+
+    Args:
+        ledger: the ledger (only what is known at ``as_of`` is read).
+        control: the policy's :class:`models.policy.ControlGroups`.
+        profiles: client -> profile (e.g. the latest stored run's assignment).
+    """
+    d = pd.Timestamp(as_of).normalize()
+    known = ledger.known_at(d)
+    steps = list(control.testable_steps)
+    estimates = estimate_uplift(known.actions, known.invoices[["invoice_id", "paid_date"]], d, steps,
+                                confidence=confidence, profiles=profiles)
+    return {"as_of": str(d.date()), "confidence": confidence, "share_held_back": control.share,
+            "worklist_window_days": control.window_days, "steps": estimates,
+            "measured": measured_uplifts(estimates, window=control.window_days, min_decisions=control.min_decisions)}

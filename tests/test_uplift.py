@@ -141,3 +141,75 @@ def test_policy_control_settings_are_validated():
         data["control"] = {k: v for k, v in data["control"].items() if not (k == "share" and "sharee" in bad)}
         with pytest.raises((ValueError, PolicyError), match=message):
             Policy.model_validate(data)
+
+
+def test_design_effect_is_one_for_independent_units_and_grows_with_clusters():
+    from models.uplift import design_effect
+    y = pd.Series([1, 0, 1, 0, 1, 0, 0, 1.0])
+    assert design_effect(y, pd.Series(range(8))) == pytest.approx(8 / 7)
+    # Two clients whose decisions all agree: the proportion rests on two units, not eight.
+    assert design_effect(pd.Series([1, 1, 1, 1, 0, 0, 0, 0.0]), pd.Series([0, 0, 0, 0, 1, 1, 1, 1])) == pytest.approx(8.0)
+
+
+# --- against the synthetic generator's known effects ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def controlled():
+    from ledger.synth import ControlSim, make_synthetic
+    return make_synthetic(1200, years=2, seed=11,
+                          control=ControlSim(share=0.3, salt="test-salt-11", inert=("reminder_2",)))
+
+
+def test_synthetic_control_groups_are_the_run_s_hash_and_get_no_contact(controlled):
+    truth = controlled.control_truth
+    acts = controlled.ledger.actions
+    expect = held_back(truth["client_id"], truth["step"], salt="test-salt-11", share=0.3,
+                       testable=["preventive", "reminder_1", "reminder_2"])
+    assert (truth["held_back"].to_numpy() == expect).all()
+    assert 0.25 < truth["held_back"].mean() < 0.35
+    held = acts[acts["outcome"] == HELD_BACK]
+    assert set(held["step"]) <= {"preventive", "reminder_1", "reminder_2"}
+    # A held-back decision draws no promise on its day.
+    promised = acts[acts["step"] == "promise"].set_index(["invoice_id", "action_date"]).index
+    assert not held.set_index(["invoice_id", "action_date"]).index.isin(promised).any()
+
+
+def test_estimate_covers_the_generator_s_true_effects(controlled):
+    from ledger.synth import true_uplift
+    as_of = controlled.end_date + pd.Timedelta(days=1)
+    truth = true_uplift(controlled.control_truth, as_of).set_index("step")
+    assert (truth.loc["reminder_2", ["uplift_7", "uplift_14", "uplift_30"]] == 0).all()
+    assert truth.loc["reminder_1", "uplift_14"] > 0.05
+    est = estimate_uplift(controlled.ledger.actions, controlled.ledger.invoices[["invoice_id", "paid_date"]], as_of,
+                          ["preventive", "reminder_1", "reminder_2"])
+    for step in ("preventive", "reminder_1", "reminder_2"):
+        w = est[step]["window_days"]["14"]
+        assert w["low"] <= truth.loc[step, "uplift_14"] <= w["high"], (step, w, truth.loc[step])
+    assert est["reminder_1"]["window_days"]["14"]["low"] > 0
+    assert est["reminder_2"]["window_days"]["14"]["low"] <= 0 <= est["reminder_2"]["window_days"]["14"]["high"]
+
+
+def test_uplift_command_on_a_sample_with_control_groups(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from encaisse.cli import app
+    runner = CliRunner()
+    data, home = tmp_path / "data", tmp_path / "ws"
+    res = runner.invoke(app, ["sample", "--out", str(data), "--clients", "300", "--control-share", "0.2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert (data / "truth" / "control_truth.csv").exists()
+    for table in ("clients", "invoices", "payments", "actions"):
+        res = runner.invoke(app, ["ingest", str(data / f"{table}.csv"), "--home", str(home), "--json"])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["uplift", "--home", str(home), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["as_of"] == "2026-01-01"
+    assert set(got["steps"]) == {"preventive", "reminder_1", "reminder_2"}
+    r1 = got["steps"]["reminder_1"]
+    assert r1["n_treated"] > 0 and r1["n_control"] > 0
+    assert set(r1["window_days"]) == {"7", "14", "30"}
+    assert {"uplift", "low", "high"} <= set(r1["window_days"]["14"])
+    assert r1["window_days"]["14"]["low"] <= r1["window_days"]["14"]["uplift"] <= r1["window_days"]["14"]["high"]
