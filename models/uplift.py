@@ -65,54 +65,56 @@ def diff_proportions_interval(x1: float, n1: float, x0: float, n0: float, confid
     return d, low, high
 
 
-def build_decisions(actions: pd.DataFrame, steps: Iterable[str]) -> pd.DataFrame:
+def build_decisions(actions: pd.DataFrame, invoices: pd.DataFrame, steps: Iterable[str], as_of) -> pd.DataFrame:
     """One row per (client, step, day) of the given steps: ``client_id, step, decision_date, treated,
-    invoice_ids`` (a tuple), ``profile`` when the actions carry one.
+    n_invoices, paid_date`` (the day its last invoice was paid, NaT while one is open at ``as_of``),
+    and ``profile`` when the actions carry one.
 
-    A decision is a control when its rows' outcome is :data:`HELD_BACK`.
+    A decision is a control when its rows' outcome is :data:`HELD_BACK`. ``invoices`` holds
+    ``invoice_id, paid_date`` as known at ``as_of``: a payment dated on or after it is unknown.
     """
     steps = list(steps)
-    cols = ["client_id", "step", "decision_date", "treated", "invoice_ids"]
+    cols = {"client_id": object, "step": object, "decision_date": "datetime64[s]", "treated": bool,
+            "n_invoices": "int64", "paid_date": "datetime64[s]"}
+    empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
     if actions is None or actions.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    act = actions[actions["step"].isin(steps)].copy()
+        return empty
+    act = actions[actions["step"].isin(steps)]
     act = act[act["invoice_id"].notna() & (act["invoice_id"].astype(str).str.strip() != "")]
     if act.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
-    act["decision_date"] = pd.to_datetime(act["action_date"]).dt.normalize()
-    outcome = act["outcome"] if "outcome" in act.columns else pd.Series(None, index=act.index)
-    act["control"] = outcome.astype(object).eq(HELD_BACK)
-    keys = ["client_id", "step", "decision_date"]
-    agg = {"invoice_ids": ("invoice_id", lambda s: tuple(sorted(set(map(str, s))))),
-           "control": ("control", "max")}
+        return empty
+    d = pd.Timestamp(as_of).normalize()
+    paid = pd.to_datetime(invoices.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")["paid_date"])
+    paid = paid.where(paid < d)
+    # A never-paid (or not yet paid) invoice keeps its decision unpaid: it counts as paid at the far end.
+    far = pd.Timestamp("2262-01-01")
+    frame = pd.DataFrame({
+        "client_id": act["client_id"].to_numpy(),
+        "step": act["step"].to_numpy(),
+        "decision_date": pd.to_datetime(act["action_date"]).dt.normalize().to_numpy(),
+        "control": (act["outcome"].astype(object).eq(HELD_BACK) if "outcome" in act.columns
+                    else pd.Series(False, index=act.index)).to_numpy(dtype=bool),
+        "paid": act["invoice_id"].map(paid).fillna(far).to_numpy(),
+    })
     if "profile" in act.columns:
+        frame["profile"] = act["profile"].to_numpy()
+    agg = {"n_invoices": ("paid", "size"), "paid_date": ("paid", "max"), "control": ("control", "max")}
+    if "profile" in frame.columns:
         agg["profile"] = ("profile", "first")
-    out = act.groupby(keys, sort=True).agg(**agg).reset_index()
+    out = frame.groupby(["client_id", "step", "decision_date"], sort=True).agg(**agg).reset_index()
+    out["paid_date"] = out["paid_date"].where(out["paid_date"] < far)
     out["treated"] = ~out.pop("control").astype(bool)
     return out
 
 
-def decision_outcomes(decisions: pd.DataFrame, invoices: pd.DataFrame, as_of, windows: Iterable[int] = WINDOWS
-                      ) -> pd.DataFrame:
-    """Each decision's outcome per window: ``paid_<w>`` is 1.0/0.0, NaN while the window is open at ``as_of``.
-
-    ``invoices`` holds ``invoice_id, paid_date`` as known at ``as_of`` (a payment dated on or after
-    ``as_of`` is unknown, so it counts as not paid, and only windows ending before ``as_of`` count).
-    """
+def decision_outcomes(decisions: pd.DataFrame, as_of, windows: Iterable[int] = WINDOWS) -> pd.DataFrame:
+    """Each decision's outcome per window: ``paid_<w>`` is 1.0/0.0, NaN while the window is open at ``as_of``."""
     d = pd.Timestamp(as_of).normalize()
-    paid = pd.to_datetime(invoices.set_index("invoice_id")["paid_date"])
-    paid = paid.where(paid < d)
     out = decisions.copy()
-    flat = out[["invoice_ids"]].explode("invoice_ids").rename(columns={"invoice_ids": "invoice_id"})
-    flat["paid_date"] = flat["invoice_id"].map(paid)
-    # The decision is paid when its last invoice is; an unpaid one (NaT) keeps it unpaid.
-    last = flat.groupby(level=0)["paid_date"].agg(lambda s: pd.NaT if s.isna().any() else s.max())
-    last = pd.to_datetime(last.reindex(out.index))
     for w in windows:
         end = out["decision_date"] + pd.Timedelta(days=int(w))
-        known = end < d
-        value = (last.notna() & (last <= end)).astype(float)
-        out[f"paid_{w}"] = value.where(known)
+        value = (out["paid_date"].notna() & (out["paid_date"] <= end)).astype(float)
+        out[f"paid_{w}"] = value.where(end < d)
     return out
 
 
@@ -201,10 +203,10 @@ def estimate_uplift(
     windows = [int(w) for w in windows]
     d = pd.Timestamp(as_of).normalize()
     known = actions[pd.to_datetime(actions["action_date"]) < d] if actions is not None and len(actions) else actions
-    decisions = build_decisions(known, steps)
+    decisions = build_decisions(known, invoices, steps, d)
     if "profile" not in decisions.columns:
         decisions["profile"] = decisions["client_id"].map(dict(profiles or {}))
-    outcomes = decision_outcomes(decisions, invoices, d, windows) if len(decisions) else decisions
+    outcomes = decision_outcomes(decisions, d, windows)
     result: dict = {}
     for step in steps:
         rows = outcomes[outcomes["step"] == step] if len(outcomes) else outcomes

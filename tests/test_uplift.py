@@ -67,23 +67,27 @@ def test_decisions_group_invoices_and_windows_are_censored():
         ("a3", "I3", "C2", "2025-01-10", "reminder_1", HELD_BACK),
         ("a4", "I4", "C3", "2025-01-25", "reminder_1", None),
         ("a5", "I5", "C3", "2025-01-25", "call", None),
+        ("a6", "I6", "C4", "2025-01-10", "reminder_1", None),
     ])
-    dec = build_decisions(actions, ["reminder_1"])
-    assert len(dec) == 3
+    invoices = pd.DataFrame({"invoice_id": ["I1", "I2", "I3", "I4", "I6"],
+                             "paid_date": pd.to_datetime(["2025-01-12", "2025-01-20", "2025-01-14", "2025-01-30",
+                                                          None])})
+    dec = build_decisions(actions, invoices, ["reminder_1"], "2025-02-01")
+    assert len(dec) == 4
     c1 = dec[dec["client_id"] == "C1"].iloc[0]
-    assert c1["invoice_ids"] == ("I1", "I2") and c1["treated"]
+    assert c1["n_invoices"] == 2 and c1["treated"] and c1["paid_date"] == pd.Timestamp("2025-01-20")
     assert not dec.loc[dec["client_id"] == "C2", "treated"].iloc[0]
-    invoices = pd.DataFrame({"invoice_id": ["I1", "I2", "I3", "I4"],
-                             "paid_date": pd.to_datetime(["2025-01-12", "2025-01-20", "2025-01-14", "2025-01-30"])})
-    out = decision_outcomes(dec, invoices, "2025-02-01", windows=(7, 14)).set_index("client_id")
+    out = decision_outcomes(dec, "2025-02-01", windows=(7, 14)).set_index("client_id")
     # C1 is paid when its last invoice is (01-20): not within 7 days, within 14.
     assert out.loc["C1", "paid_7"] == 0.0 and out.loc["C1", "paid_14"] == 1.0
     assert out.loc["C2", "paid_7"] == 1.0
+    assert out.loc["C4", "paid_14"] == 0.0  # still open
     # C3's 7-day window ends 02-01, not before as_of: unknown; its 14-day one too.
     assert np.isnan(out.loc["C3", "paid_7"]) and np.isnan(out.loc["C3", "paid_14"])
     # A payment dated on as_of or later is not known yet.
-    later = decision_outcomes(dec, invoices, "2025-01-19", windows=(7,)).set_index("client_id")
-    assert later.loc["C1", "paid_7"] == 0.0
+    early = decision_outcomes(build_decisions(actions, invoices, ["reminder_1"], "2025-01-19"), "2025-01-19",
+                              windows=(7,)).set_index("client_id")
+    assert early.loc["C1", "paid_7"] == 0.0
 
 
 def _simulate(seed: int, n: int, effect: float, base: float = 0.4):
