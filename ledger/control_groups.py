@@ -8,9 +8,13 @@ the client (risk, amount, history) enters the draw: the groups are randomized.
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
+
+from ledger.workspace import write_once
 
 HELD_BACK = "held_back"
 """``outcome`` of the action row that records a decision held back as a control."""
@@ -32,3 +36,16 @@ def held_back(client_ids: Iterable[str], steps: Iterable[str], *, salt: str, sha
     draw = control_draw(clients, steps, salt)
     test = np.isin(np.asarray(steps, dtype=object), list(testable))
     return test & (draw < share)
+
+
+SALT_FILE = "control-salt"
+
+
+def control_salt(configured: str | None, home) -> str:
+    """The salt of the control-group draw: the policy's, else a random one made once in the workspace
+    (``<home>/control-salt``) and kept, so that a client stays in its group from run to run."""
+    if configured:
+        return configured
+    path = Path(home) / SALT_FILE
+    write_once(path, secrets.token_hex(16) + "\n", mode=0o644)
+    return path.read_text(encoding="utf-8").strip()
