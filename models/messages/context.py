@@ -112,7 +112,8 @@ def build_message_context(client: Mapping, invoices: pd.DataFrame, as_of, *, ste
         (negative before the due date), ``is_overdue, reference`` (ISO 11649, grouped by four),
         ``late_penalty, recovery_indemnity, penalty_rate`` (None without legal amounts)),
         ``overdue`` (the overdue ones), ``totals`` (one dict per currency: ``currency,
-        outstanding, overdue_outstanding, late_penalty, recovery_indemnity, claimed``),
+        outstanding, overdue_outstanding, late_penalty, recovery_indemnity, claimed`` = overdue
+        principal + penalties + indemnities),
         ``has_legal_amounts``, ``penalty_rate``, ``indemnity_per_invoice``, ``formal_notice_days``,
         ``deadline`` (``as_of`` + those days), ``oldest_due_date`` and ``instalment`` (``date,
         amount, currency``, or None).
@@ -225,7 +226,11 @@ def build_message_context(client: Mapping, invoices: pd.DataFrame, as_of, *, ste
 
 
 def _totals(rows: list[dict]) -> list[dict]:
-    """Sums per currency; the indemnities are EUR whatever the invoice currency."""
+    """Sums per currency; the indemnities are EUR whatever the invoice currency.
+
+    ``claimed`` is what a formal notice can demand: the overdue principal, its penalties and the
+    indemnities (an invoice not yet due is owed, not claimable).
+    """
     by: dict[str, dict] = {}
 
     def slot(cur: str) -> dict:
@@ -244,6 +249,6 @@ def _totals(rows: list[dict]) -> list[dict]:
     for t in sorted(by.values(), key=lambda t: (t["currency"] != "EUR", t["currency"])):
         for k in ("outstanding", "overdue_outstanding", "late_penalty", "recovery_indemnity"):
             t[k] = round(t[k], 2)
-        t["claimed"] = round(t["outstanding"] + t["late_penalty"] + t["recovery_indemnity"], 2)
+        t["claimed"] = round(t["overdue_outstanding"] + t["late_penalty"] + t["recovery_indemnity"], 2)
         out.append(t)
     return out

@@ -32,7 +32,7 @@ _LABELS = {
         "place_date": "À {city}, le {date}", "date": "Le {date}",
         "subject": "Objet : {subject}",
         "head": ("Facture", "Émise le", "Échéance", "Retard (j)", "Reste dû", "Pénalités", "Indemnité", "Référence"),
-        "principal": "Principal restant dû", "penalties": "Pénalités de retard (taux {rate})",
+        "principal": "Principal échu restant dû", "penalties": "Pénalités de retard (taux {rate})",
         "indemnity": "Indemnités forfaitaires pour frais de recouvrement", "claimed": "Total réclamé",
         "foot": "{name} · SIREN {siren}{vat} · IBAN {iban}{bic}",
         "page": "Page {n}",
@@ -42,7 +42,7 @@ _LABELS = {
         "place_date": "{city}, {date}", "date": "{date}",
         "subject": "Subject: {subject}",
         "head": ("Invoice", "Issued", "Due", "Days late", "Amount due", "Penalties", "Indemnity", "Reference"),
-        "principal": "Principal outstanding", "penalties": "Late-payment penalties (rate {rate})",
+        "principal": "Overdue principal", "penalties": "Late-payment penalties (rate {rate})",
         "indemnity": "Fixed recovery indemnities", "claimed": "Total claimed",
         "foot": "{name} · SIREN {siren}{vat} · IBAN {iban}{bic}",
         "page": "Page {n}",
@@ -144,7 +144,7 @@ def _invoice_tables(ctx, lab, small, Table, TableStyle, colors, mm) -> list:
         return Paragraph(_pdf_text(text), small)
 
     rows = [[cell(h) for h in lab["head"]]]
-    for inv in ctx["invoices"]:
+    for inv in ctx["overdue"] or ctx["invoices"]:  # a letter claims what is due
         cur = inv["currency"]
         rows.append([
             cell(inv["invoice_id"]), cell(format_day(inv["issue_date"], lang)), cell(format_day(inv["due_date"], lang)),
@@ -165,7 +165,7 @@ def _invoice_tables(ctx, lab, small, Table, TableStyle, colors, mm) -> list:
     sums = []
     for t in ctx["totals"]:
         cur = t["currency"]
-        sums.append([cell(lab["principal"]), cell(format_money(t["outstanding"], cur, lang))])
+        sums.append([cell(lab["principal"]), cell(format_money(t["overdue_outstanding"], cur, lang))])
         if t["late_penalty"]:
             sums.append([cell(lab["penalties"].format(rate=rate)), cell(format_money(t["late_penalty"], cur, lang))])
         if t["recovery_indemnity"]:
