@@ -207,6 +207,15 @@ def test_a_workspace_override_is_used_first(ctx, tmp_path):
     assert m.text.startswith("Hello,")
 
 
+def test_overrides_default_to_the_workspace_templates(ctx, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENCAISSE_HOME", str(tmp_path))
+    (tmp_path / "templates" / "en").mkdir(parents=True)
+    (tmp_path / "templates" / "en" / "reminder_sms.txt").write_text("Pay {{ invoices[0].invoice_id }}.",
+                                                                     encoding="utf-8")
+    assert render_message("reminder_sms", ctx, language="en").text == "Pay F-001.\n"
+    assert render_message("reminder_sms", ctx, language="fr").text.startswith("Encaisse Démo SAS")
+
+
 def test_a_broken_override_names_the_file_and_the_variable(ctx, tmp_path):
     (tmp_path / "fr").mkdir()
     path = tmp_path / "fr" / "reminder_firm.txt"
