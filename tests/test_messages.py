@@ -294,6 +294,13 @@ def test_the_english_formal_notice_and_a_real_company(ctx, tmp_path):
     assert "SIREN 732829320" in text and "DEMONSTRATION" not in text
 
 
+def test_letters_print_names_outside_windows_1252_without_blank_boxes(open_items, legal):
+    c = build_message_context({**CLIENT, "name": "Łódź Żabka Sp. z o.o.", "postal_address": ""}, open_items, AS_OF,
+                              step="formal_notice", legal=legal)
+    text = _pdf_text(render_message("mise_en_demeure", c, overrides_dir=TEMPLATES_DIR / "none").attachments[0].content)
+    assert "Lódz Zabka Sp. z o.o." in text  # ó is in Windows-1252; Ł, ź, Ż lose their marks
+
+
 def test_a_bad_company_file_names_the_file_and_the_field(tmp_path):
     assert load_company(tmp_path) is DEMO_COMPANY
     (tmp_path / "company.yaml").write_text("name: X\naddress: Y\nsiren: '123456789'\niban: FR7630006000011234567890188\n",

@@ -52,15 +52,23 @@ _LABELS = {
 
 def _pdf_text(text: str) -> str:
     """Text the built-in fonts can print (Windows-1252), XML-escaped for ReportLab paragraphs."""
+    return escape(_cp1252(text))
+
+
+_FALLBACK = {"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h", "ı": "i", "Ø": "O", "\u202f": "\u00a0"}
+
+
+def _cp1252(text: str) -> str:
+    """``text`` with each character outside Windows-1252 replaced by its unaccented base (or '?')."""
     out = []
     for ch in str(text):
         try:
             ch.encode("cp1252")
             out.append(ch)
         except UnicodeEncodeError:
-            base = unicodedata.normalize("NFKD", ch).encode("cp1252", "ignore").decode("cp1252")
+            base = _FALLBACK.get(ch) or unicodedata.normalize("NFKD", ch).encode("cp1252", "ignore").decode("cp1252")
             out.append(base or "?")
-    return escape("".join(out))
+    return "".join(out)
 
 
 def letter_filename(ctx: dict) -> str:
@@ -116,14 +124,13 @@ def build_letter_pdf(ctx: dict, *, title: str, body: str) -> bytes:
     vat = f" · TVA {company['vat_number']}" if company.get("vat_number") and lang == "fr" else \
         (f" · VAT {company['vat_number']}" if company.get("vat_number") else "")
     bic = f" · BIC {company['bic']}" if company.get("bic") else ""
-    foot = _pdf_text(lab["foot"].format(name=company["name"], siren=company["siren"], vat=vat,
+    foot = _cp1252(lab["foot"].format(name=company["name"], siren=company["siren"], vat=vat,
                                         iban=company["iban_display"], bic=bic))
 
     def footer(canvas, doc) -> None:
         canvas.saveState()
         canvas.setFont("Helvetica", 7.5)
-        canvas.drawCentredString(A4[0] / 2, 12 * mm, foot.replace("&amp;", "&").replace("&lt;", "<")
-                                 .replace("&gt;", ">"))
+        canvas.drawCentredString(A4[0] / 2, 12 * mm, foot)
         canvas.drawRightString(A4[0] - 20 * mm, 8 * mm, lab["page"].format(n=doc.page))
         canvas.restoreState()
 
