@@ -262,6 +262,7 @@ def test_the_formal_notice_pdf_holds_invoices_amounts_penalties_indemnity_and_de
     (pdf,) = m.attachments
     assert pdf.mime_type == "application/pdf" and pdf.filename == "mise_en_demeure_C1_2026-12-04.pdf"
     assert pdf.content.startswith(b"%PDF")
+    assert "F-002" in m.html and "F-003" not in m.html and "F-003" not in m.text  # what is claimed
     text = _pdf_text(pdf.content)
     assert "F-001" in text and "F-002" in text and "F-003" not in text  # F-003 is not due yet: not claimed
     assert "1 234,50 €" in text and "300,00 €" in text and "1 534,50 €" in text

@@ -263,7 +263,9 @@ def render_message(template: str, context: dict, *, language: str | None = None,
     kind = TEMPLATE_KINDS.get(template, "email")
     html = _render(env, f"{lang}/{template}.html", ctx, required=False)
     if html is None and kind in ("email", "letter"):
-        html = _render(env, "_layout.html", {**ctx, "subject": subject, "body": text}, required=True)
+        listed = (ctx.get("overdue") or ctx.get("invoices")) if kind == "letter" else ctx.get("invoices")
+        html = _render(env, "_layout.html", {**ctx, "subject": subject, "body": text, "listed": listed or []},
+                       required=True)
     attachments: tuple[Attachment, ...] = ()
     letter = _render(env, f"{lang}/{template}.letter.txt", ctx, required=False)
     if letter is not None:
