@@ -7,11 +7,13 @@ rule are written there too, with the reason ``filtered by mapping``, and counted
 (they are intended: they do not make the ingest fail). So ``read == inserted + updated + unchanged
 + rejected + filtered``.
 
-Why a row is rejected: ``ledger.parsing``.
+Why a row is rejected: ``ledger.parsing``; a row referencing a rejected row (a payment of a
+rejected invoice) is rejected too: ``ledger.references``.
 
-By default an ingest with rejected rows stores nothing and raises ``IngestRejected`` (fix the
-file and send it again); with ``allow_rejects=True`` the good rows are stored. Either way the
-store changes in one transaction: a failure mid-file leaves it as it was.
+By default the good rows are stored and the rejected ones reported (``IngestResult.rejected``,
+the rejects file); sending the same file again changes nothing. With ``strict=True`` a file with
+any rejected row stores nothing and raises ``IngestRejected``. A failure mid-file leaves the
+store as it was.
 
 Without a mapping, a file in the canonical layout is accepted (its table from the file name,
 ``invoices*``, ``payments*``, ``clients*``, ``actions*``, or given); a missing ``doc_type`` column
@@ -38,6 +40,7 @@ import sqlalchemy as sa
 from ledger.contracts import TABLES, Table
 from ledger.mapping import Mapping, SourceOptions, load_mapping
 from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows, split_duplicates
+from ledger.references import RejectedReferences, record_rejected_keys, reference_summaries
 from ledger.rules import _summaries
 from ledger.schema import ingest_runs
 from ledger.sources import CsvLayoutError as _CsvLayoutError
@@ -54,7 +57,7 @@ ProgressFn = Callable[[str, int, int | None], None]
 
 
 class IngestRejected(Exception):
-    """Rows were rejected and ``allow_rejects`` was not given: nothing was stored."""
+    """Rows were rejected in a ``strict`` ingest: nothing was stored."""
 
     def __init__(self, result: "IngestResult") -> None:
         self.result = result
@@ -232,25 +235,28 @@ class _KeyIndex:
 
 
 def _settle_duplicates(table: Table, staged: StagedUpsert, index: _KeyIndex, tally: dict,
-                       examples: dict) -> tuple[pd.DataFrame, int]:
+                       examples: dict) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Drop identical copies and reject conflicting duplicate keys among the staged rows.
 
     Returns:
-        (conflicting rows as (source_row, reason), number of identical copies dropped).
+        (conflicting rows as (source_row, reason), their (key, reason), number of identical copies
+        dropped).
     """
     candidates = index.candidates()
     empty = pd.DataFrame(columns=["source_row", "reason"])
+    no_keys = pd.DataFrame(columns=["key", "reason"])
     if not candidates:
-        return empty, 0
+        return empty, no_keys, 0
     d = staged.fetch(candidates).sort_values("source_row", kind="stable").reset_index(drop=True)
     key = d[table.key]
     d = d[key.duplicated(keep=False)]
     if not len(d):
-        return empty, 0
+        return empty, no_keys, 0
     conflict, same, rej = split_duplicates(table, d, tally, examples)
     copies = same[same[table.key].duplicated()]
     staged.discard(sorted(conflict["source_row"].tolist() + copies["source_row"].tolist()))
-    return rej, len(copies)
+    keys = pd.DataFrame({"key": conflict[table.key].to_numpy(), "reason": rej["reason"].to_numpy()})
+    return rej, keys, len(copies)
 
 
 def _unknown_invoices(conn: sa.Connection, stamp: datetime, source: str) -> list[str]:
@@ -294,17 +300,18 @@ def ingest_file(
     rejects_dir: Path | str | None = None,
     *,
     table: str | None = None,
-    allow_rejects: bool = False,
+    strict: bool = False,
     chunk_rows: int = CHUNK_ROWS,
     on_progress: ProgressFn | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
 ) -> IngestResult:
-    """Ingest one CSV (``.csv``, ``.csv.gz``) or Parquet file into the store, atomically.
+    """Ingest one CSV (``.csv``, ``.csv.gz``) or Parquet file into the store: its good rows, and
+    its rejected rows reported.
 
-    The file is read, validated and staged a chunk at a time (memory stays bounded by
-    ``chunk_rows``, whatever the file size), then merged into the ledger table with one statement;
-    staging, merge and the ``ingest_runs`` record share one transaction.
+    The file is read, validated and written a chunk at a time (memory stays bounded by
+    ``chunk_rows``, whatever the file size): new keys straight into the table, or staged and merged
+    with one statement; the ``ingest_runs`` record is written with the last rows.
 
     Args:
         engine: the store (``ledger.engine.open_store``).
@@ -312,7 +319,7 @@ def ingest_file(
         mapping: a ``Mapping``, a mapping YAML path, or None for a file in the canonical layout.
         rejects_dir: where the rejects file goes (default: beside the file).
         table: the canonical table, when there is no mapping and the file name does not say.
-        allow_rejects: store the good rows even if some were rejected.
+        strict: store nothing if any row is rejected (``IngestRejected``).
         chunk_rows: source rows read at a time.
         on_progress: called with (stage, done, total) as rows are read and written.
         encoding: the CSV's encoding (default: the mapping's, else detected: ``ledger.sources``).
@@ -324,7 +331,7 @@ def ingest_file(
     Raises:
         IngestError: the file cannot be read as the table (missing, empty, undecodable, columns
             missing).
-        IngestRejected: rows were rejected and ``allow_rejects`` is False; nothing was stored.
+        IngestRejected: ``strict`` and rows were rejected; nothing was stored.
     """
     t0 = time.perf_counter()
     path = Path(path)
@@ -337,7 +344,7 @@ def ingest_file(
                                delimiter)
         rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
         req = _Request(engine=engine, path=path, mapping=mapping, opts=opts, rejects_dir=rejects_dir, table=table,
-                       allow_rejects=allow_rejects, chunk_rows=chunk_rows, on_progress=on_progress)
+                       strict=strict, chunk_rows=chunk_rows, on_progress=on_progress)
         try:
             result = _ingest_once(req, fast_csv=True)
         except _CsvLayoutError as exc:
@@ -360,7 +367,7 @@ class _Request:
     opts: SourceOptions
     rejects_dir: Path
     table: str | None
-    allow_rejects: bool
+    strict: bool
     chunk_rows: int
     on_progress: ProgressFn | None
 
@@ -410,13 +417,18 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
     index = _KeyIndex()
     tally: dict = {}
     examples: dict = {}
+    rejected_keys: list[pd.DataFrame] = []
 
     with engine.connect() as conn:
         trans = conn.begin()
         staged = None
+        refs = RejectedReferences(conn, spec)
         try:
             for raw in itertools.chain([first] if first is not None else [], chunks):
-                chunk = map_rows(mapping_used, raw, result.read + 1, tally, examples)
+                chunk = map_rows(mapping_used, raw, result.read + 1, tally, examples,
+                                 check=refs.check if refs else None)
+                if len(chunk.rejected_keys):
+                    rejected_keys.append(chunk.rejected_keys)
                 good = prepare_rows(spec, chunk.good, hashed=False)
                 keys = good[spec.key]
                 if staged is None:  # the first chunk's keys decide: all new -> straight in
@@ -438,19 +450,24 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
             if direct:  # every key was checked new and unique as it came
                 dup_rej, identical = pd.DataFrame(columns=["source_row", "reason"]), 0
             else:
-                dup_rej, identical = _settle_duplicates(spec, staged, index, tally, examples)
+                dup_rej, dup_keys, identical = _settle_duplicates(spec, staged, index, tally, examples)
+                rejected_keys.append(dup_keys)
             del index
             if len(dup_rej):
                 originals = _reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows, fast_csv)
                 rejects.add_late(dup_rej.merge(originals, on="source_row", how="left"))
             result.rejected, result.filtered = rejects.rejected, rejects.filtered
             result.rejects_file = str(rejects.path) if rejects.path is not None else None
-            result.problems = _summaries(tally, examples, spec, path.name)
-            if result.rejected and not req.allow_rejects:
+            result.problems = reference_summaries(tally, examples, spec, path.name)
+            result.problems = _summaries(tally, examples, spec, path.name) + result.problems
+            keys = (pd.concat(rejected_keys, ignore_index=True) if rejected_keys
+                    else pd.DataFrame(columns=["key", "reason"]))
+            if result.rejected and req.strict:
                 trans.rollback()
                 _undo(staged)
                 staged.close()
                 result.seconds = time.perf_counter() - t0
+                record_rejected_keys(conn, spec, keys, str(path), started)
                 _record_run(conn, result, started, "rejected")
                 conn.commit()
             else:
@@ -465,6 +482,7 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
                     result.problems += _unknown_invoices(conn, staged.now, path.name)
                 result.stored = True
                 result.seconds = time.perf_counter() - t0
+                record_rejected_keys(conn, spec, keys, str(path), started)
                 _record_run(conn, result, started, "stored")
                 trans.commit()
         except BaseException as exc:

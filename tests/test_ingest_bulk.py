@@ -52,11 +52,11 @@ def test_duplicates_across_chunks_are_settled(engine, tmp_path):
     ] + _rows(3, start=5)
     path = _write(tmp_path / "invoices.csv", lines)
     with pytest.raises(IngestRejected) as exc:
-        ingest_file(engine, path, rejects_dir=tmp_path, chunk_rows=2)
+        ingest_file(engine, path, rejects_dir=tmp_path, chunk_rows=2, strict=True)
     assert "2 invoices share a invoice_id with another row holding different values: rows 4, 7" in str(exc.value)
     assert count_rows(engine, "invoices") == 0
 
-    result = ingest_file(engine, path, rejects_dir=tmp_path, chunk_rows=2, allow_rejects=True)
+    result = ingest_file(engine, path, rejects_dir=tmp_path, chunk_rows=2)
     assert (result.read, result.inserted, result.unchanged, result.rejected) == (10, 7, 1, 2)
     rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
     assert rej["source_row"].tolist() == ["4", "7"]
@@ -112,7 +112,7 @@ def test_ragged_rows_and_quoted_newlines(engine, tmp_path):
         'I3,"C\n2",2024-01-02,2024-02-01,10,EUR,,invoice',    # row 3: a newline inside quotes
         'I4,C2,2024-01-02,2024-02-01,10,EUR,,invoice',
     ]) + "\n", encoding="utf-8")
-    result = ingest_file(engine, path, rejects_dir=tmp_path, allow_rejects=True)
+    result = ingest_file(engine, path, rejects_dir=tmp_path)
     assert (result.read, result.inserted, result.rejected) == (4, 2, 2)
     rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
     assert rej["source_row"].tolist() == ["2", "3"] and "missing doc_type" in rej["reason"].iloc[0]

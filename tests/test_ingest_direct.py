@@ -125,9 +125,9 @@ def test_first_load_goes_straight_in_and_stores_what_the_merge_stores(tmp_path, 
     actions.write_text("invoice_id,client_id,action_date,step,channel,outcome,promise_date,promise_amount\n"
                        "I00001,C1,2024-02-03,reminder_1,email,,,\n"
                        "I00002,C2,2024-02-04,promise,call,promise,2024-02-20,12.5\n", encoding="utf-8")
-    files = [(path, {"mapping": MAPPING, "chunk_rows": 9, "allow_rejects": True}),
+    files = [(path, {"mapping": MAPPING, "chunk_rows": 9}),
              (actions, {"table": "actions"}),
-             (path, {"mapping": MAPPING, "chunk_rows": 9, "allow_rejects": True})]  # sent again
+             (path, {"mapping": MAPPING, "chunk_rows": 9})]  # sent again
     direct, staged = _ingest_both(tmp_path, monkeypatch, files)
     _assert_same(direct, staged)
     assert [g[0] for g in direct[0]] == [(40, 38, 0, 0, 2, 0), (2, 2, 0, 0, 0, 0), (40, 0, 0, 38, 2, 0)]
@@ -150,7 +150,7 @@ def test_a_stored_key_in_a_later_chunk_starts_the_file_over_staged(tmp_path, mon
     changed = _lines(10)[3].replace(",30 net,", ",60 net,")
     second = _write(tmp_path / "invoices_2.csv", _lines(20, start=10) + [changed, "I00077,C1,2024-01-02,bad"])
     files = [(first, {"table": "invoices"}),
-             (second, {"chunk_rows": 6, "table": "invoices", "allow_rejects": True})]
+             (second, {"chunk_rows": 6, "table": "invoices"})]
     direct, staged = _ingest_both(tmp_path, monkeypatch, files)
     _assert_same(direct, staged)
     assert writers[:3] == ["DirectInsert", "DirectInsert", "StagedUpsert"]
@@ -163,7 +163,7 @@ def test_a_repeated_key_starts_the_file_over_staged(tmp_path, monkeypatch, write
     lines += [lines[2], lines[5].replace(",30 net,", ",45 net,")]  # an identical copy and a conflict
     path = _write(tmp_path / "invoices.csv", lines)
     direct, staged = _ingest_both(tmp_path, monkeypatch,
-                                  [(path, {"chunk_rows": 5, "table": "invoices", "allow_rejects": True})])
+                                  [(path, {"chunk_rows": 5, "table": "invoices"})])
     _assert_same(direct, staged)
     assert writers[:2] == ["DirectInsert", "StagedUpsert"]
     assert direct[0][0][0] == (14, 11, 0, 1, 2, 0)
@@ -194,7 +194,7 @@ def test_rejected_file_going_straight_in_stores_nothing(tmp_path, writers):
     lines = _lines(20)
     lines[14] = lines[14].replace(",EUR,", ",XXX,")
     with pytest.raises(ingest_mod.IngestRejected):
-        ingest_file(engine, _write(tmp_path / "invoices.csv", lines), table="invoices", chunk_rows=6)
+        ingest_file(engine, _write(tmp_path / "invoices.csv", lines), table="invoices", chunk_rows=6, strict=True)
     after = _stored(db)
     assert after.pop("runs")[0][2:] == ("invoices", "rejected", 20, 0, 0, 0, 1, 0) and writers == ["DirectInsert"]
     before.pop("runs")
