@@ -1,4 +1,4 @@
-"""Mapped ingest: read an export, map it to a canonical table, validate it, upsert it atomically.
+"""Mapped ingest: read an export, map it to a canonical table, validate it, store its good rows.
 
 Every input row ends up either stored (inserted, updated or unchanged) or in the rejects file
 ``<rejects_dir>/<file>-<timestamp>.rejects.csv`` with its source row number (1-based, counting data
@@ -14,6 +14,11 @@ By default the good rows are stored and the rejected ones reported (``IngestResu
 the rejects file); sending the same file again changes nothing. With ``strict=True`` a file with
 any rejected row stores nothing and raises ``IngestRejected``. A failure mid-file leaves the
 store as it was.
+
+Each ingest leaves a row in ``ingest_runs`` with the file's hash (``ledger.sources.file_hash``).
+One that commits batch by batch writes it with its first batch as ``running``, kept equal to the
+rows committed: a killed ingest leaves it so, and the next ingest of the same file says that run
+did not finish, completes it (its rows are idempotent) and marks it ``interrupted``.
 
 Without a mapping, a file in the canonical layout is accepted (its table from the file name,
 ``invoices*``, ``payments*``, ``clients*``, ``actions*``, or given); a missing ``doc_type`` column
@@ -44,7 +49,7 @@ from ledger.references import RejectedReferences, record_rejected_keys, referenc
 from ledger.rules import _summaries
 from ledger.schema import ingest_runs
 from ledger.sources import CsvLayoutError as _CsvLayoutError
-from ledger.sources import SourceError, resolve_options, read_source
+from ledger.sources import SourceError, file_hash, resolve_options, read_source
 from ledger.writers import DirectInsert, StagedUpsert
 
 log = logging.getLogger(__name__)
@@ -81,12 +86,14 @@ class IngestResult:
     stored: bool = False
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    completed_runs: list[int] = field(default_factory=list)
+    """Earlier runs of the same file that never finished (killed), which this one completed."""
 
     def to_json(self) -> dict[str, Any]:
         """The result line for scripts: the six stable keys first, then details."""
         d = asdict(self)
         keys = ["read", "inserted", "updated", "unchanged", "rejected", "rejects_file",
-                "filtered", "table", "source", "mapping", "stored", "seconds"]
+                "filtered", "table", "source", "mapping", "stored", "seconds", "completed_runs"]
         out = {k: d[k] for k in keys}
         out["seconds"] = round(self.seconds, 3)
         return out
@@ -284,13 +291,64 @@ def _undo(staged: StagedUpsert | None) -> None:
         staged.undo()
 
 
-def _record_run(conn: sa.Connection, result: IngestResult, started: datetime, status: str) -> None:
-    conn.execute(ingest_runs.insert().values(
+class _RunMark:
+    """The ``ingest_runs`` row of an ingest that commits batch by batch (``DirectInsert``).
+
+    Written with the first batch as ``running``, its ``inserted`` kept equal to the rows committed
+    (``DirectInsert``'s ``on_commit``), removed when they are undone, and finished by
+    ``_record_run``. A kill leaves it ``running``: the next ingest of the same file says so and
+    completes it (``_unfinished_runs``).
+    """
+
+    def __init__(self, conn: sa.Connection, result: IngestResult, started: datetime, file_hash: str) -> None:
+        self.conn = conn
+        self.id: int | None = conn.execute(ingest_runs.insert().values(
+            started_at=started, source=result.source, mapping=result.mapping, table_name=result.table,
+            status="running", read=0, inserted=0, updated=0, unchanged=0, rejected=0, filtered=0,
+            file_hash=file_hash)).inserted_primary_key[0]
+
+    def __call__(self, rows: int | None) -> None:
+        if self.id is None:
+            return
+        if rows is None:
+            self.conn.execute(ingest_runs.delete().where(ingest_runs.c.id == self.id))
+            self.id = None
+        else:
+            self.conn.execute(ingest_runs.update().where(ingest_runs.c.id == self.id).values(inserted=rows))
+
+
+def _unfinished_runs(conn: sa.Connection, table: str, file_hash: str) -> list[sa.Row]:
+    """Earlier ingests of this file into ``table`` that never finished (still ``running``)."""
+    r = ingest_runs
+    return conn.execute(sa.select(r.c.id, r.c.started_at, r.c.inserted)
+                        .where(r.c.file_hash == file_hash, r.c.table_name == table, r.c.status == "running")
+                        .order_by(r.c.id)).all()
+
+
+def _completed(conn: sa.Connection, runs: list[sa.Row], result: IngestResult, name: str) -> None:
+    """Mark earlier unfinished runs of the file as interrupted, completed by this one, and say so."""
+    ids = [r.id for r in runs]
+    conn.execute(ingest_runs.update().where(ingest_runs.c.id.in_(ids))
+                 .values(status="interrupted", finished_at=datetime.now(UTC)))
+    result.completed_runs = ids
+    for r in runs:
+        result.problems.append(f"an earlier ingest of {name} (run {r.id}, started {r.started_at:%Y-%m-%d %H:%M:%S}) "
+                               f"did not finish after storing {r.inserted} rows: this one completed it (the rows "
+                               "it had stored are counted unchanged)")
+
+
+def _record_run(conn: sa.Connection, result: IngestResult, started: datetime, status: str, file_hash: str,
+                mark: _RunMark | None) -> None:
+    values = dict(
         started_at=started, finished_at=datetime.now(UTC), source=result.source,
         mapping=result.mapping, table_name=result.table, status=status, read=result.read,
         inserted=result.inserted, updated=result.updated, unchanged=result.unchanged,
-        rejected=result.rejected, filtered=result.filtered, rejects_file=result.rejects_file,
-    ))
+        rejected=result.rejected, filtered=result.filtered, rejects_file=result.rejects_file, file_hash=file_hash,
+    )
+    if mark is not None and mark.id is not None:
+        conn.execute(ingest_runs.update().where(ingest_runs.c.id == mark.id).values(**values))
+    else:
+        conn.execute(ingest_runs.insert().values(**values))
 
 
 def ingest_file(
@@ -344,7 +402,7 @@ def ingest_file(
                                delimiter)
         rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
         req = _Request(engine=engine, path=path, mapping=mapping, opts=opts, rejects_dir=rejects_dir, table=table,
-                       strict=strict, chunk_rows=chunk_rows, on_progress=on_progress)
+                       strict=strict, chunk_rows=chunk_rows, on_progress=on_progress, file_hash=file_hash(path))
         try:
             result = _ingest_once(req, fast_csv=True)
         except _CsvLayoutError as exc:
@@ -370,6 +428,7 @@ class _Request:
     strict: bool
     chunk_rows: int
     on_progress: ProgressFn | None
+    file_hash: str
 
 
 def _ingest_once(req: _Request, fast_csv: bool) -> IngestResult:
@@ -422,7 +481,9 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
     with engine.connect() as conn:
         trans = conn.begin()
         staged = None
+        mark = None
         refs = RejectedReferences(conn, spec)
+        unfinished = _unfinished_runs(conn, spec.name, req.file_hash)
         try:
             for raw in itertools.chain([first] if first is not None else [], chunks):
                 chunk = map_rows(mapping_used, raw, result.read + 1, tally, examples,
@@ -433,8 +494,11 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
                 keys = good[spec.key]
                 if staged is None:  # the first chunk's keys decide: all new -> straight in
                     direct = direct and DirectInsert.usable(conn, spec, keys.tolist())
-                    staged = (DirectInsert(conn, spec, list(mapping_used.extra)) if direct
-                              else StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True))
+                    if direct:
+                        mark = _RunMark(conn, result, started, req.file_hash)
+                        staged = DirectInsert(conn, spec, list(mapping_used.extra), on_commit=mark)
+                    else:
+                        staged = StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True)
                 elif direct and staged.any_stored(keys.tolist()):
                     raise _KeyRepeated()
                 index.add(keys, good["source_row"], check=direct)
@@ -468,7 +532,7 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
                 staged.close()
                 result.seconds = time.perf_counter() - t0
                 record_rejected_keys(conn, spec, keys, str(path), started)
-                _record_run(conn, result, started, "rejected")
+                _record_run(conn, result, started, "rejected", req.file_hash, mark)
                 conn.commit()
             else:
                 if on_progress:
@@ -483,7 +547,9 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
                 result.stored = True
                 result.seconds = time.perf_counter() - t0
                 record_rejected_keys(conn, spec, keys, str(path), started)
-                _record_run(conn, result, started, "stored")
+                if unfinished:
+                    _completed(conn, unfinished, result, path.name)
+                _record_run(conn, result, started, "stored", req.file_hash, mark)
                 trans.commit()
         except BaseException as exc:
             if trans.is_active:

@@ -343,7 +343,10 @@ class DirectInsert:
     few milliseconds, ``ledger.writes``) take it in this gap."""
 
     def __init__(self, conn: sa.Connection, table: str | Table, extras: list[str] | tuple[str, ...] = (),
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, on_commit: Callable[[int | None], None] | None = None) -> None:
+        """``on_commit(rows)`` runs in each transaction that commits rows, just before its commit, with
+        the rows committed so far (None in the one that ``undo``es them): the ingest keeps its run's
+        record true at every point a kill may leave."""
         if conn.dialect.name != "sqlite":
             raise ValueError(f"DirectInsert writes to SQLite, not {conn.dialect.name}.")
         _bind(self, conn, table, extras, now)
@@ -370,6 +373,7 @@ class DirectInsert:
         self._probe = _stored_probe(conn, self.spec)
         self._stamp = stamp
         self.committed = 0
+        self.on_commit = on_commit
 
     def lock(self) -> None:
         """Take the write lock for the next batch (waiting for others' short writes: the busy timeout)."""
@@ -383,6 +387,8 @@ class DirectInsert:
         next chunk hold no lock."""
         if not last and self.staged - self.committed < self.COMMIT_ROWS:
             return
+        if self.on_commit is not None:
+            self.on_commit(self.staged)
         self.conn.connection.driver_connection.commit()
         self.committed = self.staged
         time.sleep(self.COMMIT_GAP_SECONDS)
@@ -397,6 +403,8 @@ class DirectInsert:
         dbapi.execute(f"DELETE FROM {preparer.quote(self.target.name)} WHERE ingested_at = '{self._stamp}'")
         for ix in self._indexes:
             ix.create(self.conn, checkfirst=True)
+        if self.on_commit is not None:
+            self.on_commit(None)
         dbapi.commit()
         self.committed = self.staged = 0
 

@@ -237,3 +237,57 @@ def test_a_write_committed_elsewhere_while_a_file_is_read_does_not_fail_it(tmp_p
     assert others == ["committed"]
     assert writers[-1] == ("StagedUpsert" if resend else "DirectInsert")
     assert count_rows(engine, "invoices") == (50 if resend else 100)
+
+
+def _ingest_then_die(db: Path, path: Path, rejects: Path) -> None:
+    """In a child process: ingest ``path`` 10 rows a commit, killed (SIGKILL) after the second commit."""
+    import os
+    import signal
+
+    writers_mod.CHUNK_ROWS = 10
+    writers_mod.DirectInsert.COMMIT_ROWS = 10
+    real = writers_mod.DirectInsert.checkpoint
+
+    def checkpoint(self, last=False):
+        real(self, last)
+        if self.committed >= 20:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    writers_mod.DirectInsert.checkpoint = checkpoint
+    ingest_file(open_store(f"sqlite:///{db}"), path, rejects_dir=rejects)
+
+
+def test_a_killed_ingest_is_marked_and_the_next_one_of_the_file_completes_it(tmp_path):
+    import multiprocessing as mp
+    import signal
+
+    db = tmp_path / "ledger.db"
+    path = _write(tmp_path / "invoices.csv", _lines(50))
+    open_store(f"sqlite:///{db}").dispose()
+    child = mp.get_context("fork").Process(target=_ingest_then_die, args=(db, path, tmp_path))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM invoices").fetchone()[0] == 20
+    assert con.execute("SELECT status, inserted, finished_at IS NULL FROM ingest_runs").fetchall() == [
+        ("running", 20, 1)]
+    con.close()
+
+    engine = open_store(f"sqlite:///{db}")
+    other = _write(tmp_path / "invoices_other.csv", _lines(5, start=100))  # another file: no word of the run
+    assert ingest_file(engine, other, rejects_dir=tmp_path).completed_runs == []
+    result = ingest_file(engine, path, rejects_dir=tmp_path)
+    assert (result.inserted, result.unchanged, result.completed_runs) == (30, 20, [1])
+    assert any(p.startswith("an earlier ingest of invoices.csv (run 1, started ") and
+               p.endswith("did not finish after storing 20 rows: this one completed it (the rows it had stored "
+                          "are counted unchanged)") for p in result.problems)
+    assert sorted(load_ledger(engine).invoices["invoice_id"]) == [f"I{i:05d}" for i in [*range(50), *range(100, 105)]]
+    again = ingest_file(engine, path, rejects_dir=tmp_path)
+    assert (again.unchanged, again.completed_runs) == (50, [])
+    engine.dispose()
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT status FROM ingest_runs ORDER BY id")] == [
+        "interrupted", "stored", "stored", "stored"]
+    assert con.execute("SELECT count(DISTINCT file_hash) FROM ingest_runs").fetchone()[0] == 2
+    con.close()
