@@ -48,7 +48,6 @@ from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows
 from ledger.references import RejectedReferences, record_rejected_keys, reference_summaries
 from ledger.rules import _summaries
 from ledger.schema import ingest_runs
-from ledger.sources import CsvLayoutError as _CsvLayoutError
 from ledger.sources import SourceError, file_hash, resolve_options, read_source
 from ledger.writers import DirectInsert, StagedUpsert
 
@@ -132,10 +131,11 @@ def _rejects_path(rejects_dir: Path, source: Path) -> Path:
     return path
 
 
-def _reread_rows(path: Path, opts: SourceOptions, wanted: set[int], chunk_rows: int,
-                 fast_csv: bool) -> pd.DataFrame:
+def _reread_rows(path: Path, opts: SourceOptions, wanted: set[int], chunk_rows: int) -> pd.DataFrame:
+    """The original values of the source rows ``wanted`` (conflicting duplicate keys, found once the
+    whole file was staged): the one case that reads a file a second time."""
     parts, first = [], 1
-    for raw in read_source(path, opts, chunk_rows, fast_csv=fast_csv):
+    for raw in read_source(path, opts, chunk_rows):
         rows = np.arange(first, first + len(raw))
         hit = np.isin(rows, list(wanted))
         if hit.any():
@@ -186,10 +186,6 @@ class _RejectsFile:
         both.sort_values("source_row", kind="stable").to_csv(self.path, index=False)
 
 
-class _KeyRepeated(Exception):
-    """A file going straight into its table repeats a key, or holds one already stored: stage it."""
-
-
 class _KeyIndex:
     """A 64-bit digest of every staged row's key (and its source row), to find duplicate keys.
 
@@ -202,13 +198,9 @@ class _KeyIndex:
         self.rows: list[np.ndarray] = []
         self.seen = np.empty(0, dtype="uint64")  # sorted digests so far, kept by add(check=True)
 
-    def add(self, key: pd.Series, source_row: pd.Series, check: bool = False) -> None:
-        """Record a chunk's keys.
-
-        Raises:
-            _KeyRepeated: with ``check``, when a digest repeats within the chunk or an earlier
-                checked one (nothing is recorded then).
-        """
+    def add(self, key: pd.Series, source_row: pd.Series, check: bool = False) -> bool:
+        """Record a chunk's keys; with ``check``, only if no digest repeats within the chunk or an
+        earlier checked one. Whether they were recorded."""
         # categorize=False: keys are mostly distinct, so factorizing first only costs (10x here).
         digests = pd.util.hash_array(key.to_numpy(dtype=object), categorize=False)
         if check:
@@ -218,11 +210,25 @@ class _KeyIndex:
                 at = np.minimum(np.searchsorted(self.seen, new), len(self.seen) - 1)
                 repeated = bool((self.seen[at] == new).any())
             if repeated:
-                raise _KeyRepeated()
+                return False
             # Two sorted runs: the stable sort (timsort) merges them in linear time.
             self.seen = np.sort(np.concatenate([self.seen, new]), kind="stable")
         self.keys.append(digests)
         self.rows.append(source_row.to_numpy(dtype="int64"))
+        return True
+
+    def source_rows(self) -> Callable[[list[str]], list[int]]:
+        """A look-up of the source row of recorded keys (each recorded once: ``add(check=True)``)."""
+        keys = np.concatenate(self.keys) if self.keys else np.empty(0, dtype="uint64")
+        rows = np.concatenate(self.rows) if self.rows else np.empty(0, dtype="int64")
+        order = np.argsort(keys, kind="stable")
+        keys, rows = keys[order], rows[order]
+
+        def lookup(values: list[str]) -> list[int]:
+            digests = pd.util.hash_array(np.asarray(values, dtype=object), categorize=False)
+            return rows[np.searchsorted(keys, digests)].tolist()
+
+        return lookup
 
     def candidates(self) -> list[int]:
         """Source rows whose key digest appears more than once."""
@@ -403,11 +409,7 @@ def ingest_file(
         rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
         req = _Request(engine=engine, path=path, mapping=mapping, opts=opts, rejects_dir=rejects_dir, table=table,
                        strict=strict, chunk_rows=chunk_rows, on_progress=on_progress, file_hash=file_hash(path))
-        try:
-            result = _ingest_once(req, fast_csv=True)
-        except _CsvLayoutError as exc:
-            log.info("reading %s again row by row: %s", path.name, exc)
-            result = _ingest_once(req, fast_csv=False)
+        result = _ingest_once(req)
     except SourceError as exc:
         raise IngestError(str(exc)) from None
     result.seconds = time.perf_counter() - t0
@@ -431,32 +433,38 @@ class _Request:
     file_hash: str
 
 
-def _ingest_once(req: _Request, fast_csv: bool) -> IngestResult:
+def _ingest_once(req: _Request) -> IngestResult:
     """``_ingest`` straight into the table if its keys are new, else (or once one repeats) staged."""
     try:
-        return _ingest(req, fast_csv=fast_csv, direct=True)
-    except _KeyRepeated:
-        log.info("%s repeats keys: staging it to settle them", req.path.name)
+        return _ingest(req, direct=True)
     except sa.exc.IntegrityError:
         # A key written by someone else between two of the direct path's batches (its lock is
-        # released between them); what it had written is undone, the staged path settles the keys.
+        # released between them): what it had written is undone, and the file is read again staged.
         log.info("a key of %s was stored meanwhile: staging it to settle them", req.path.name)
-    return _ingest(req, fast_csv=fast_csv, direct=False)
+    return _ingest(req, direct=False)
 
 
-def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult:
-    """``ingest_file``'s work, with one CSV reader.
+def _stage_instead(conn: sa.Connection, spec: Table, extras: list[str], direct: DirectInsert,
+                   index: _KeyIndex) -> StagedUpsert:
+    """A file going straight into its table repeats a key, or holds one already stored: the rows
+    inserted so far move to a stage, where the rest of the file follows (the file read once)."""
+    staged = StagedUpsert(conn, spec, extras, lock_at_merge=True)
+    direct.hand_over(staged, index.source_rows())
+    return staged
+
+
+def _ingest(req: _Request, direct: bool = False) -> IngestResult:
+    """``ingest_file``'s work, in one pass over the file.
 
     With ``direct``, rows go straight into the ledger table (SQLite: ``DirectInsert``) if none of
-    the first chunk's keys is stored; a later key seen twice or already stored raises
-    ``_KeyRepeated`` before its chunk is written, and the caller starts over staged (the
-    transaction rolled back, the rejects file removed).
+    the first chunk's keys is stored; once a key is seen twice or already stored (checked before
+    its chunk is written), what was written moves to a stage and the rest of the file follows it.
     """
     engine, path, mapping, opts, table, chunk_rows, on_progress = (req.engine, req.path, req.mapping, req.opts,
                                                                    req.table, req.chunk_rows, req.on_progress)
     t0 = time.perf_counter()
     started = datetime.now(UTC)
-    chunks = read_source(path, opts, chunk_rows, fast_csv=fast_csv)
+    chunks = read_source(path, opts, chunk_rows)
     first = next(chunks, None)
     if first is None:
         mapping_used = mapping or identity_mapping(TABLES[table or infer_table(path)], [])
@@ -492,16 +500,22 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
                     rejected_keys.append(chunk.rejected_keys)
                 good = prepare_rows(spec, chunk.good, hashed=False)
                 keys = good[spec.key]
-                if staged is None:  # the first chunk's keys decide: all new -> straight in
+                opened = staged is None
+                if opened:  # the first chunk's keys decide: all new -> straight in
                     direct = direct and DirectInsert.usable(conn, spec, keys.tolist())
                     if direct:
                         mark = _RunMark(conn, result, started, req.file_hash)
                         staged = DirectInsert(conn, spec, list(mapping_used.extra), on_commit=mark)
                     else:
                         staged = StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True)
-                elif direct and staged.any_stored(keys.tolist()):
-                    raise _KeyRepeated()
-                index.add(keys, good["source_row"], check=direct)
+                if direct:  # usable() checked the first chunk's keys against the store
+                    stored = not opened and staged.any_stored(keys.tolist())
+                    if stored or not index.add(keys, good["source_row"], check=True):
+                        log.info("%s repeats keys: staging it to settle them", path.name)
+                        staged, mark = _stage_instead(conn, spec, list(mapping_used.extra), staged, index), None
+                        direct = False
+                if not direct:
+                    index.add(keys, good["source_row"])
                 staged.stage_frame(good)
                 rejects.write(chunk.rejects, chunk.filtered)
                 result.read += len(raw)
@@ -518,7 +532,7 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
                 rejected_keys.append(dup_keys)
             del index
             if len(dup_rej):
-                originals = _reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows, fast_csv)
+                originals = _reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows)
                 rejects.add_late(dup_rej.merge(originals, on="source_row", how="left"))
             result.rejected, result.filtered = rejects.rejected, rejects.filtered
             result.rejects_file = str(rejects.path) if rejects.path is not None else None
@@ -556,7 +570,7 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
                 trans.rollback()
             with contextlib.suppress(Exception):
                 _undo(staged)
-            if isinstance(exc, _CsvLayoutError | _KeyRepeated) and rejects.path is not None:
+            if isinstance(exc, sa.exc.IntegrityError) and rejects.path is not None:  # read again
                 rejects.path.unlink(missing_ok=True)
             if staged is not None:
                 with contextlib.suppress(Exception):

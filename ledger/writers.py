@@ -321,14 +321,14 @@ class DirectInsert:
     A ``RowWriter`` like ``StagedUpsert``, with the same values, hashes and stamps, without the
     staging table, the merge statement and its look-ups (so no ``fetch`` or ``discard``). Right only while every
     staged key is unique and not stored: ``ledger.ingest`` checks each chunk (``any_stored`` and
-    its own digests) before writing it, and starts the file over with ``StagedUpsert`` when a key
-    repeats. On an empty table the secondary indexes are dropped first and built once over the
+    its own digests) before writing it, and ``hand_over``s what it wrote to a ``StagedUpsert`` when a
+    key repeats (the rest of the file follows staged). On an empty table the secondary indexes are dropped first and built once over the
     loaded rows by ``merge``.
 
     The rows are committed a batch at a time (``checkpoint``): SQLite's write lock is held for one
     batch, never for the whole file, so a short write from elsewhere (an action recorded through
     the API) waits a fraction of a second, not the file's length. One logical ingest all the same:
-    a failure, a rejected file or a repeated key ``undo``es what it committed (every row it
+    a failure or a rejected file under ``strict`` ``undo``es what it committed (every row it
     inserted carries its stamp; none existed before), indexes included. An ingest killed
     part-way leaves the batches it committed: sending the file again stores the rest (the stored
     rows are unchanged), and ``open_store`` rebuilds any index it had dropped.
@@ -455,6 +455,31 @@ class DirectInsert:
     def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> pd.Series:
         """Insert typed canonical rows with a unique ``source_row`` column (and extras); their ``row_hash``."""
         return _write_frame(self, df, on_progress)
+
+    def hand_over(self, to: StagedUpsert, source_rows: Callable[[list[str]], list[int]]) -> None:
+        """Move the rows inserted so far into ``to``'s stage as stored (values, hashes), and out of the
+        table (indexes rebuilt), in one transaction, so the ingest goes on staged without reading its
+        file again. ``source_rows`` gives the rows' source row numbers from their keys."""
+        dbapi = self.conn.connection.driver_connection
+        self.lock()
+        q = self.conn.dialect.identifier_preparer.quote
+        names = self._names[1:]
+        table = q(self.target.name)
+        key_at = names.index(self.spec.key)
+        cur = dbapi.execute(f"SELECT {', '.join(q(n) for n in names)} FROM {table} "
+                            f"WHERE ingested_at = '{self._stamp}' ORDER BY rowid")
+        while rows := cur.fetchmany(CHUNK_ROWS):
+            columns = [list(c) for c in zip(*rows)]
+            to.write_columns([source_rows(columns[key_at]), *columns])
+            to.staged += len(rows)
+        dbapi.execute(f"DELETE FROM {table} WHERE ingested_at = '{self._stamp}'")
+        for ix in self._indexes:
+            ix.create(self.conn, checkfirst=True)
+        self._indexes = []
+        if self.on_commit is not None:
+            self.on_commit(None)
+        dbapi.commit()
+        self.close()
 
     def merge(self) -> tuple[int, int, int]:
         """Build the secondary indexes over the inserted rows.

@@ -1,6 +1,6 @@
 """Rows of new keys go straight into the ledger table on SQLite (``DirectInsert``): the same stored
-rows, counts, rejects and run records as the staged merge, and a file whose keys repeat or are
-already stored starts over staged."""
+rows, counts, rejects and run records as the staged merge; a file whose keys repeat or are already
+stored goes on staged, read once."""
 
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def test_new_keys_go_straight_into_a_table_that_holds_rows(tmp_path, monkeypatch
     assert [g[0][1] for g in direct[0]] == [30, 30]
 
 
-def test_a_stored_key_in_a_later_chunk_starts_the_file_over_staged(tmp_path, monkeypatch, writers):
+def test_a_stored_key_in_a_later_chunk_moves_the_file_to_a_stage(tmp_path, monkeypatch, writers):
     first = _write(tmp_path / "invoices_1.csv", _lines(10))
     changed = _lines(10)[3].replace(",30 net,", ",60 net,")
     second = _write(tmp_path / "invoices_2.csv", _lines(20, start=10) + [changed, "I00077,C1,2024-01-02,bad"])
@@ -158,7 +158,7 @@ def test_a_stored_key_in_a_later_chunk_starts_the_file_over_staged(tmp_path, mon
     assert len(list((tmp_path / "rejects_direct").iterdir())) == 1  # the abandoned attempt's is gone
 
 
-def test_a_repeated_key_starts_the_file_over_staged(tmp_path, monkeypatch, writers):
+def test_a_repeated_key_moves_the_file_to_a_stage(tmp_path, monkeypatch, writers):
     lines = _lines(12)
     lines += [lines[2], lines[5].replace(",30 net,", ",45 net,")]  # an identical copy and a conflict
     path = _write(tmp_path / "invoices.csv", lines)
@@ -291,3 +291,52 @@ def test_a_killed_ingest_is_marked_and_the_next_one_of_the_file_completes_it(tmp
         "interrupted", "stored", "stored", "stored"]
     assert con.execute("SELECT count(DISTINCT file_hash) FROM ingest_runs").fetchone()[0] == 2
     con.close()
+
+
+@pytest.fixture
+def passes(monkeypatch):
+    """The passes over each file's rows: every reader opens it through ``ledger.sources.open_source``."""
+    import ledger.sources as sources_mod
+
+    real = sources_mod.open_source
+    opened: list[tuple[str, str]] = []
+
+    def counted(path, kind):
+        opened.append((Path(path).name, kind))
+        return real(path, kind)
+
+    monkeypatch.setattr(sources_mod, "open_source", counted)
+    return opened
+
+
+def test_a_file_is_read_once_whichever_way_its_rows_are_written(tmp_path, passes, writers):
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    path = _write(tmp_path / "invoices.csv", _lines(30))
+    assert ingest_file(engine, path, table="invoices", chunk_rows=7).inserted == 30  # straight in
+    assert ingest_file(engine, path, table="invoices", chunk_rows=7).unchanged == 30  # staged: all stored
+    lines = _lines(20, start=30)
+    repeats = _write(tmp_path / "invoices_2.csv", lines + [lines[3]] + _lines(5, start=1))  # a copy, stored keys
+    result = ingest_file(engine, repeats, table="invoices", chunk_rows=7)  # straight in, then staged
+    assert (result.read, result.inserted, result.unchanged) == (26, 20, 6)
+    pd.DataFrame({"invoice_id": ["P1", "P2"], "client_id": ["C1", "C2"], "issue_date": ["2024-01-02"] * 2,
+                  "due_date": ["2024-02-01"] * 2, "amount": [1.0, 2.0], "currency": ["EUR"] * 2}
+                 ).to_parquet(tmp_path / "invoices_3.parquet")
+    assert ingest_file(engine, tmp_path / "invoices_3.parquet", chunk_rows=1).inserted == 2
+    assert writers == ["DirectInsert", "StagedUpsert", "DirectInsert", "StagedUpsert", "DirectInsert"]
+    assert passes == [("invoices.csv", "arrow"), ("invoices.csv", "arrow"), ("invoices_2.csv", "arrow"),
+                      ("invoices_3.parquet", "parquet")]
+    engine.dispose()
+
+
+def test_a_ragged_file_goes_on_row_by_row_after_the_rows_already_read(tmp_path, passes, writers):
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    lines = _lines(30)
+    lines[24] += ",an extra field"
+    result = ingest_file(engine, _write(tmp_path / "invoices.csv", lines), table="invoices", rejects_dir=tmp_path,
+                         chunk_rows=7)
+    assert (result.read, result.inserted, result.rejected) == (30, 29, 1)
+    rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
+    assert rej["source_row"].tolist() == ["25"] and "line 26 has 16 fields" in rej["reason"].iloc[0]
+    assert writers == ["DirectInsert"]  # one ingest, not started over
+    assert passes == [("invoices.csv", "arrow"), ("invoices.csv", "utf-8")]
+    engine.dispose()
