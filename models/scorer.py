@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.descriptions import DESCRIBED_FEATURES as _DESCRIBED, describe
 from features.invoices import build_features
-from features.snapshots import build_training_set, snapshot_dates
+from features.snapshots import snapshot_dates, stack_snapshots
 from ledger.contracts import Ledger
 from models.calibration import calibrate_payment_model
 from models.encoding import FeatureEncoder
@@ -147,7 +147,7 @@ class EncaisseModel(BaseEstimator):
                 f"training needs at least 4. Train as of a later date or load more history."
             )
         known = self._sample_clients(known, dates)
-        return build_training_set(known, dates, d, **self.feature_options())
+        return stack_snapshots(known, dates, d, **self.feature_options())
 
     def _sample_clients(self, known: Ledger, dates: list[pd.Timestamp]) -> Ledger:
         """Keep a deterministic share of clients (whole histories) when the rows would exceed the budget.
