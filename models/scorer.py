@@ -66,15 +66,18 @@ class TrainingReport:
 class Scorer(Protocol):
     """What batch scoring (``models.scoring.build_scoring``) asks of a fitted model.
 
-    ``EncaisseModel`` on one machine; ``pipelines.distributed.DistributedModel`` on a Dask cluster.
+    ``EncaisseModel`` on one machine; ``pipelines.distributed.DistributedModel`` on a Dask cluster,
+    which splits the ledger and the frames given here by client partition. Precomputed state is
+    passed in, never reached for: client features to ``features``, invoice features to ``score``.
     """
 
     def features(self, ledger: Ledger, as_of, invoice_ids=None, clients: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Feature rows of the invoices open at the start of ``as_of``."""
+        """Feature rows of the invoices open at the start of ``as_of`` (``clients``: precomputed client
+        features as of that day)."""
 
     def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
               return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0):
-        """``EncaisseModel.score``'s frame (and CDFs) for those invoices."""
+        """``EncaisseModel.score``'s frame (and CDFs) for those invoices (``features``: from ``features``)."""
 
 
 class EncaisseModel(BaseEstimator):
