@@ -49,7 +49,8 @@ from ledger.references import RejectedReferences, record_rejected_keys, referenc
 from ledger.rules import _summaries
 from ledger.schema import ingest_runs
 from ledger.sources import SourceError, file_hash, resolve_options, read_source
-from ledger.writers import DirectInsert, StagedUpsert
+from ledger.direct_insert import DirectInsert
+from ledger.staged_upsert import StagedUpsert
 
 log = logging.getLogger(__name__)
 

@@ -222,10 +222,11 @@ def test_an_ingest_killed_part_way_is_finished_by_sending_the_file_again(tmp_pat
     """A kill leaves the batches the direct path committed (here: undo disabled, as a kill skips it);
     the next open rebuilds the indexes it had dropped, and the same file again stores the rest."""
     import ledger.writers as writers_mod
+    from ledger.direct_insert import DirectInsert
 
     monkeypatch.setattr(writers_mod, "CHUNK_ROWS", 10)
-    monkeypatch.setattr(writers_mod.DirectInsert, "COMMIT_ROWS", 10)
-    monkeypatch.setattr(writers_mod.DirectInsert, "undo", lambda self: None)
+    monkeypatch.setattr(DirectInsert, "COMMIT_ROWS", 10)
+    monkeypatch.setattr(DirectInsert, "undo", lambda self: None)
     path = tmp_path / "invoices.csv"
     path.write_text(HEADER + "".join(f"K{i:03d},C{i % 3},2025-01-01,2025-02-01,10,EUR\n" for i in range(50)),
                     encoding="utf-8")

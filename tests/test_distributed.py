@@ -98,7 +98,7 @@ def test_score_command_with_a_scheduler_stores_the_same_worklist(ledger, model, 
     from encaisse.cli import app
     from ledger.contracts import TABLES
     from ledger.engine import open_store
-    from ledger.writers import upsert_frame
+    from ledger.staged_upsert import upsert_frame
 
     @dataclass
     class _Champion:

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 import ledger.writers as writers_mod
+from ledger.staged_upsert import upsert_frame
 from ledger.ingest import IngestRejected, ingest_file
 from ledger.schema import ingest_runs
 from ledger.engine import open_store
@@ -134,8 +135,8 @@ def test_load_reads_back_what_upsert_wrote(engine):
     clients = pd.DataFrame({"client_id": ["C1", "C2"], "credit_limit": [None, 5000.0],
                             "strategic": pd.array([None, True], dtype="boolean")})
     with engine.begin() as conn:
-        assert writers_mod.upsert_frame(conn, "invoices", inv) == (3, 0, 0)
-        assert writers_mod.upsert_frame(conn, "clients", clients) == (2, 0, 0)
+        assert upsert_frame(conn, "invoices", inv) == (3, 0, 0)
+        assert upsert_frame(conn, "clients", clients) == (2, 0, 0)
     led = load_ledger(engine)
     got = led.invoices
     assert got["invoice_id"].tolist() == ["a", "b", "c"]
@@ -150,4 +151,4 @@ def test_load_reads_back_what_upsert_wrote(engine):
     assert got["rating"].tolist()[1:] == ["A", "C"] and pd.isna(got["rating"].iloc[0])
     assert led.clients["strategic"].tolist()[1] is True and pd.isna(led.clients["credit_limit"].iloc[0])
     with engine.begin() as conn:  # the same rows again: nothing changes
-        assert writers_mod.upsert_frame(conn, "invoices", inv) == (0, 0, 3)
+        assert upsert_frame(conn, "invoices", inv) == (0, 0, 3)

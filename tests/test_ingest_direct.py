@@ -13,6 +13,8 @@ import pytest
 
 import ledger.ingest as ingest_mod
 import ledger.writers as writers_mod
+from ledger.direct_insert import DirectInsert
+from ledger.staged_upsert import StagedUpsert
 from ledger.ingest import ingest_file
 from ledger.mapping import parse_mapping
 from ledger.engine import open_store
@@ -68,7 +70,7 @@ def _stored(db: Path) -> dict[str, list[tuple]]:
 def writers(monkeypatch):
     """The writer class each ingest used, in order."""
     used: list[str] = []
-    for cls in (writers_mod.StagedUpsert, writers_mod.DirectInsert):
+    for cls in (StagedUpsert, DirectInsert):
         real = cls.__init__
 
         def spy(self, *args, _real=real, _name=cls.__name__, **kwargs):
@@ -245,15 +247,15 @@ def _ingest_then_die(db: Path, path: Path, rejects: Path) -> None:
     import signal
 
     writers_mod.CHUNK_ROWS = 10
-    writers_mod.DirectInsert.COMMIT_ROWS = 10
-    real = writers_mod.DirectInsert.checkpoint
+    DirectInsert.COMMIT_ROWS = 10
+    real = DirectInsert.checkpoint
 
     def checkpoint(self, last=False):
         real(self, last)
         if self.committed >= 20:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    writers_mod.DirectInsert.checkpoint = checkpoint
+    DirectInsert.checkpoint = checkpoint
     ingest_file(open_store(f"sqlite:///{db}"), path, rejects_dir=rejects)
 
 
