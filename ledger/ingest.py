@@ -7,6 +7,10 @@ rule are written there too, with the reason ``filtered by mapping``, and counted
 (they are intended: they do not make the ingest fail). So ``read == inserted + updated + unchanged
 + rejected + filtered``.
 
+Its parts: ``ledger.sources`` (reading), ``ledger.parsing`` (mapping and checking),
+``ledger.rejects_file``, ``ledger.duplicate_keys``, ``ledger.ingest_runs`` (the run record), the
+writers (``ledger.direct_insert``, ``ledger.staged_upsert``).
+
 Why a row is rejected: ``ledger.parsing``; a row referencing a rejected row (a payment of a
 rejected invoice) is rejected too: ``ledger.references``.
 
@@ -38,16 +42,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from ledger.contracts import TABLES, Table
 from ledger.mapping import Mapping, SourceOptions, load_mapping
-from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows, split_duplicates
+from ledger.duplicate_keys import KeyIndex, settle_duplicates
+from ledger.ingest_runs import RunMark, record_completed, record_run, unfinished_runs
+from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows
+from ledger.rejects_file import RejectsFile, reread_rows
 from ledger.references import RejectedReferences, record_rejected_keys, reference_summaries
 from ledger.rules import _summaries
-from ledger.schema import ingest_runs
 from ledger.sources import SourceError, file_hash, resolve_options, read_source
 from ledger.direct_insert import DirectInsert
 from ledger.staged_upsert import StagedUpsert
@@ -122,157 +127,6 @@ def infer_table(path: Path) -> str:
     )
 
 
-def _rejects_path(rejects_dir: Path, source: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = rejects_dir / f"{source.name}-{stamp}.rejects.csv"
-    i = 1
-    while path.exists():
-        path = rejects_dir / f"{source.name}-{stamp}-{i}.rejects.csv"
-        i += 1
-    return path
-
-
-def _reread_rows(path: Path, opts: SourceOptions, wanted: set[int], chunk_rows: int) -> pd.DataFrame:
-    """The original values of the source rows ``wanted`` (conflicting duplicate keys, found once the
-    whole file was staged): the one case that reads a file a second time."""
-    parts, first = [], 1
-    for raw in read_source(path, opts, chunk_rows):
-        rows = np.arange(first, first + len(raw))
-        hit = np.isin(rows, list(wanted))
-        if hit.any():
-            part = raw.reset_index(drop=True)[hit].copy()
-            part.insert(0, "source_row", rows[hit])
-            parts.append(part)
-        first += len(raw)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["source_row"])
-
-
-class _RejectsFile:
-    """The rejects file, written a chunk at a time (rows in source order), created on first use."""
-
-    def __init__(self, rejects_dir: Path, source: Path) -> None:
-        self.rejects_dir, self.source = rejects_dir, source
-        self.path: Path | None = None
-        self.rejected = 0
-        self.filtered = 0
-
-    def write(self, rejected: pd.DataFrame, filtered: pd.DataFrame) -> None:
-        self.rejected += len(rejected)
-        self.filtered += len(filtered)
-        both = [x for x in (rejected, filtered) if len(x)]
-        if not both:
-            return
-        rows = pd.concat(both, ignore_index=True) if len(both) > 1 else both[0]
-        rows = rows.sort_values("source_row", kind="stable")
-        if self.path is None:
-            self.rejects_dir.mkdir(parents=True, exist_ok=True)
-            self.path = _rejects_path(self.rejects_dir, self.source)
-            rows.to_csv(self.path, index=False)
-        else:
-            rows.to_csv(self.path, index=False, header=False, mode="a")
-
-    def add_late(self, rejected: pd.DataFrame) -> None:
-        """Rows rejected after the whole file was read (duplicate keys): merge them in, in order."""
-        if not len(rejected):
-            return
-        self.rejected += len(rejected)
-        if self.path is None:
-            self.rejects_dir.mkdir(parents=True, exist_ok=True)
-            self.path = _rejects_path(self.rejects_dir, self.source)
-            rejected.sort_values("source_row", kind="stable").to_csv(self.path, index=False)
-            return
-        earlier = pd.read_csv(self.path, dtype=str, keep_default_na=False)
-        earlier["source_row"] = earlier["source_row"].astype("int64")
-        both = pd.concat([earlier, rejected], ignore_index=True)
-        both.sort_values("source_row", kind="stable").to_csv(self.path, index=False)
-
-
-class _KeyIndex:
-    """A 64-bit digest of every staged row's key (and its source row), to find duplicate keys.
-
-    16 bytes per row instead of the rows themselves; candidates are checked exactly against the
-    staged keys and hashes, so a digest collision never rejects a row.
-    """
-
-    def __init__(self) -> None:
-        self.keys: list[np.ndarray] = []
-        self.rows: list[np.ndarray] = []
-        self.seen = np.empty(0, dtype="uint64")  # sorted digests so far, kept by add(check=True)
-
-    def add(self, key: pd.Series, source_row: pd.Series, check: bool = False) -> bool:
-        """Record a chunk's keys; with ``check``, only if no digest repeats within the chunk or an
-        earlier checked one. Whether they were recorded."""
-        # categorize=False: keys are mostly distinct, so factorizing first only costs (10x here).
-        digests = pd.util.hash_array(key.to_numpy(dtype=object), categorize=False)
-        if check:
-            new = np.sort(digests)
-            repeated = bool((new[1:] == new[:-1]).any())
-            if len(self.seen) and not repeated:
-                at = np.minimum(np.searchsorted(self.seen, new), len(self.seen) - 1)
-                repeated = bool((self.seen[at] == new).any())
-            if repeated:
-                return False
-            # Two sorted runs: the stable sort (timsort) merges them in linear time.
-            self.seen = np.sort(np.concatenate([self.seen, new]), kind="stable")
-        self.keys.append(digests)
-        self.rows.append(source_row.to_numpy(dtype="int64"))
-        return True
-
-    def source_rows(self) -> Callable[[list[str]], list[int]]:
-        """A look-up of the source row of recorded keys (each recorded once: ``add(check=True)``)."""
-        keys = np.concatenate(self.keys) if self.keys else np.empty(0, dtype="uint64")
-        rows = np.concatenate(self.rows) if self.rows else np.empty(0, dtype="int64")
-        order = np.argsort(keys, kind="stable")
-        keys, rows = keys[order], rows[order]
-
-        def lookup(values: list[str]) -> list[int]:
-            digests = pd.util.hash_array(np.asarray(values, dtype=object), categorize=False)
-            return rows[np.searchsorted(keys, digests)].tolist()
-
-        return lookup
-
-    def candidates(self) -> list[int]:
-        """Source rows whose key digest appears more than once."""
-        if not self.keys:
-            return []
-        keys = np.concatenate(self.keys)
-        rows = np.concatenate(self.rows)
-        order = np.argsort(keys, kind="stable")
-        k = keys[order]
-        same = k[1:] == k[:-1]
-        if not same.any():
-            return []
-        hit = np.zeros(len(k), dtype=bool)
-        hit[1:] |= same
-        hit[:-1] |= same
-        return sorted(rows[order][hit].tolist())
-
-
-def _settle_duplicates(table: Table, staged: StagedUpsert, index: _KeyIndex, tally: dict,
-                       examples: dict) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """Drop identical copies and reject conflicting duplicate keys among the staged rows.
-
-    Returns:
-        (conflicting rows as (source_row, reason), their (key, reason), number of identical copies
-        dropped).
-    """
-    candidates = index.candidates()
-    empty = pd.DataFrame(columns=["source_row", "reason"])
-    no_keys = pd.DataFrame(columns=["key", "reason"])
-    if not candidates:
-        return empty, no_keys, 0
-    d = staged.fetch(candidates).sort_values("source_row", kind="stable").reset_index(drop=True)
-    key = d[table.key]
-    d = d[key.duplicated(keep=False)]
-    if not len(d):
-        return empty, no_keys, 0
-    conflict, same, rej = split_duplicates(table, d, tally, examples)
-    copies = same[same[table.key].duplicated()]
-    staged.discard(sorted(conflict["source_row"].tolist() + copies["source_row"].tolist()))
-    keys = pd.DataFrame({"key": conflict[table.key].to_numpy(), "reason": rej["reason"].to_numpy()})
-    return rej, keys, len(copies)
-
-
 def _unknown_invoices(conn: sa.Connection, stamp: datetime, source: str) -> list[str]:
     """A line naming the payments just written whose invoice is not in the store (stored all the same:
     the invoice may come in a later file)."""
@@ -296,66 +150,6 @@ def _undo(staged: StagedUpsert | None) -> None:
     """Remove what a direct ingest committed batch by batch (a staged one commits nothing before its end)."""
     if isinstance(staged, DirectInsert):
         staged.undo()
-
-
-class _RunMark:
-    """The ``ingest_runs`` row of an ingest that commits batch by batch (``DirectInsert``).
-
-    Written with the first batch as ``running``, its ``inserted`` kept equal to the rows committed
-    (``DirectInsert``'s ``on_commit``), removed when they are undone, and finished by
-    ``_record_run``. A kill leaves it ``running``: the next ingest of the same file says so and
-    completes it (``_unfinished_runs``).
-    """
-
-    def __init__(self, conn: sa.Connection, result: IngestResult, started: datetime, file_hash: str) -> None:
-        self.conn = conn
-        self.id: int | None = conn.execute(ingest_runs.insert().values(
-            started_at=started, source=result.source, mapping=result.mapping, table_name=result.table,
-            status="running", read=0, inserted=0, updated=0, unchanged=0, rejected=0, filtered=0,
-            file_hash=file_hash)).inserted_primary_key[0]
-
-    def __call__(self, rows: int | None) -> None:
-        if self.id is None:
-            return
-        if rows is None:
-            self.conn.execute(ingest_runs.delete().where(ingest_runs.c.id == self.id))
-            self.id = None
-        else:
-            self.conn.execute(ingest_runs.update().where(ingest_runs.c.id == self.id).values(inserted=rows))
-
-
-def _unfinished_runs(conn: sa.Connection, table: str, file_hash: str) -> list[sa.Row]:
-    """Earlier ingests of this file into ``table`` that never finished (still ``running``)."""
-    r = ingest_runs
-    return conn.execute(sa.select(r.c.id, r.c.started_at, r.c.inserted)
-                        .where(r.c.file_hash == file_hash, r.c.table_name == table, r.c.status == "running")
-                        .order_by(r.c.id)).all()
-
-
-def _completed(conn: sa.Connection, runs: list[sa.Row], result: IngestResult, name: str) -> None:
-    """Mark earlier unfinished runs of the file as interrupted, completed by this one, and say so."""
-    ids = [r.id for r in runs]
-    conn.execute(ingest_runs.update().where(ingest_runs.c.id.in_(ids))
-                 .values(status="interrupted", finished_at=datetime.now(UTC)))
-    result.completed_runs = ids
-    for r in runs:
-        result.problems.append(f"an earlier ingest of {name} (run {r.id}, started {r.started_at:%Y-%m-%d %H:%M:%S}) "
-                               f"did not finish after storing {r.inserted} rows: this one completed it (the rows "
-                               "it had stored are counted unchanged)")
-
-
-def _record_run(conn: sa.Connection, result: IngestResult, started: datetime, status: str, file_hash: str,
-                mark: _RunMark | None) -> None:
-    values = dict(
-        started_at=started, finished_at=datetime.now(UTC), source=result.source,
-        mapping=result.mapping, table_name=result.table, status=status, read=result.read,
-        inserted=result.inserted, updated=result.updated, unchanged=result.unchanged,
-        rejected=result.rejected, filtered=result.filtered, rejects_file=result.rejects_file, file_hash=file_hash,
-    )
-    if mark is not None and mark.id is not None:
-        conn.execute(ingest_runs.update().where(ingest_runs.c.id == mark.id).values(**values))
-    else:
-        conn.execute(ingest_runs.insert().values(**values))
 
 
 def ingest_file(
@@ -446,7 +240,7 @@ def _ingest_once(req: _Request) -> IngestResult:
 
 
 def _stage_instead(conn: sa.Connection, spec: Table, extras: list[str], direct: DirectInsert,
-                   index: _KeyIndex) -> StagedUpsert:
+                   index: KeyIndex) -> StagedUpsert:
     """A file going straight into its table repeats a key, or holds one already stored: the rows
     inserted so far move to a stage, where the rest of the file follows (the file read once)."""
     staged = StagedUpsert(conn, spec, extras, lock_at_merge=True)
@@ -481,8 +275,8 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
             )
     spec = TABLES[mapping_used.table]
     result = IngestResult(table=spec.name, source=str(path), mapping=mapping.name if mapping else None)
-    rejects = _RejectsFile(req.rejects_dir, path)
-    index = _KeyIndex()
+    rejects = RejectsFile(req.rejects_dir, path)
+    index = KeyIndex()
     tally: dict = {}
     examples: dict = {}
     rejected_keys: list[pd.DataFrame] = []
@@ -492,7 +286,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
         staged = None
         mark = None
         refs = RejectedReferences(conn, spec)
-        unfinished = _unfinished_runs(conn, spec.name, req.file_hash)
+        unfinished = unfinished_runs(conn, spec.name, req.file_hash)
         try:
             for raw in itertools.chain([first] if first is not None else [], chunks):
                 chunk = map_rows(mapping_used, raw, result.read + 1, tally, examples,
@@ -505,7 +299,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
                 if opened:  # the first chunk's keys decide: all new -> straight in
                     direct = direct and DirectInsert.usable(conn, spec, keys.tolist())
                     if direct:
-                        mark = _RunMark(conn, result, started, req.file_hash)
+                        mark = RunMark(conn, result, started, req.file_hash)
                         staged = DirectInsert(conn, spec, list(mapping_used.extra), on_commit=mark)
                     else:
                         staged = StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True)
@@ -529,11 +323,11 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
             if direct:  # every key was checked new and unique as it came
                 dup_rej, identical = pd.DataFrame(columns=["source_row", "reason"]), 0
             else:
-                dup_rej, dup_keys, identical = _settle_duplicates(spec, staged, index, tally, examples)
+                dup_rej, dup_keys, identical = settle_duplicates(spec, staged, index, tally, examples)
                 rejected_keys.append(dup_keys)
             del index
             if len(dup_rej):
-                originals = _reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows)
+                originals = reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows)
                 rejects.add_late(dup_rej.merge(originals, on="source_row", how="left"))
             result.rejected, result.filtered = rejects.rejected, rejects.filtered
             result.rejects_file = str(rejects.path) if rejects.path is not None else None
@@ -547,7 +341,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
                 staged.close()
                 result.seconds = time.perf_counter() - t0
                 record_rejected_keys(conn, spec, keys, str(path), started)
-                _record_run(conn, result, started, "rejected", req.file_hash, mark)
+                record_run(conn, result, started, "rejected", req.file_hash, mark)
                 conn.commit()
             else:
                 if on_progress:
@@ -563,8 +357,8 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
                 result.seconds = time.perf_counter() - t0
                 record_rejected_keys(conn, spec, keys, str(path), started)
                 if unfinished:
-                    _completed(conn, unfinished, result, path.name)
-                _record_run(conn, result, started, "stored", req.file_hash, mark)
+                    record_completed(conn, unfinished, result, path.name)
+                record_run(conn, result, started, "stored", req.file_hash, mark)
                 trans.commit()
         except BaseException as exc:
             if trans.is_active:
