@@ -152,3 +152,23 @@ def test_load_reads_back_what_upsert_wrote(engine):
     assert led.clients["strategic"].tolist()[1] is True and pd.isna(led.clients["credit_limit"].iloc[0])
     with engine.begin() as conn:  # the same rows again: nothing changes
         assert upsert_frame(conn, "invoices", inv) == (0, 0, 3)
+
+
+def test_a_payment_of_a_rejected_invoice_is_rejected_until_the_invoice_is_stored(engine, tmp_path):
+    bad = tmp_path / "invoices.csv"
+    bad.write_text(HEADER + "I1,C1,2024-01-02,2024-02-01,0,EUR,,invoice\nI2,C1,2024-01-02,2024-02-01,5,EUR,,invoice\n",
+                   encoding="utf-8")
+    assert ingest_file(engine, bad, rejects_dir=tmp_path).rejected == 1  # I1: zero amount
+    pay = tmp_path / "payments.csv"
+    pay.write_text("payment_id,invoice_id,paid_date,amount\nP1,I1,2024-02-01,3\nP2,I2,2024-02-01,5\n", encoding="utf-8")
+    result = ingest_file(engine, pay, rejects_dir=tmp_path)
+    assert (result.inserted, result.rejected) == (1, 1)
+    assert "1 payment references a rejected invoice_id: row 1 of payments.csv" in "\n".join(result.problems)
+    ingest_file(engine, bad, rejects_dir=tmp_path)  # the same rejection again: still rejected
+    assert ingest_file(engine, pay, rejects_dir=tmp_path).rejected == 1
+    fixed = tmp_path / "invoices_fixed.csv"
+    fixed.write_text(HEADER + "I1,C1,2024-01-02,2024-02-01,3,EUR,,invoice\n", encoding="utf-8")
+    assert ingest_file(engine, fixed, rejects_dir=tmp_path).inserted == 1
+    again = ingest_file(engine, pay, rejects_dir=tmp_path)
+    assert (again.inserted, again.unchanged, again.rejected) == (1, 1, 0)
+    assert sorted(load_ledger(engine).payments["payment_id"]) == ["P1", "P2"]
