@@ -40,8 +40,8 @@ def ingest(
     """Load a file into the ledger store: the good rows are stored, rejected rows go to a rejects file
     with their reasons.
 
-    Exit codes: 0 every row stored; 1 rows rejected (the others stored; with --strict, none); 2 bad input or
-    usage; 3 store busy; 4 unexpected failure.
+    Exit codes: 0 every row stored; 1 rows rejected (the others stored; with --strict, none);
+    2 bad input or usage; 3 store busy; 4 unexpected failure.
     """
     import logging
 
