@@ -172,6 +172,16 @@ def test_a_repeated_key_moves_the_file_to_a_stage(tmp_path, monkeypatch, writers
     assert len(list((tmp_path / "rejects_direct").iterdir())) == 1
 
 
+def test_rows_with_mapped_extras_move_to_the_stage_as_they_were_stored(tmp_path, monkeypatch, writers):
+    lines = _lines(20)
+    lines += [lines[11].replace(",30 net,", ",15 net,")]  # a conflict with a row of the second chunk
+    path = _write(tmp_path / "invoices.csv", lines)
+    direct, staged = _ingest_both(tmp_path, monkeypatch, [(path, {"mapping": MAPPING, "chunk_rows": 8})])
+    _assert_same(direct, staged)
+    assert writers[:2] == ["DirectInsert", "StagedUpsert"]
+    assert direct[0][0][0] == (21, 19, 0, 0, 2, 0) and direct[2].invoices["rating"].notna().any()
+
+
 def test_a_failure_going_straight_in_leaves_the_table_empty_with_its_indexes(tmp_path, failing_chunk_write, writers):
     db = tmp_path / "ledger.db"
     engine = open_store(f"sqlite:///{db}")
