@@ -62,6 +62,8 @@ def main() -> None:
             return real(path, kind)
 
         sources.open_source = counted
+    # Code before the good rows were stored by default needed allow_rejects to store them.
+    keep_good = {"allow_rejects": True} if "allow_rejects" in ingest_file.__code__.co_varnames else {}
     files = write_files(args.out, args.rows)
     print("| file | rows read | inserted | rejected | seconds | passes over the file | load (1 min) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -71,7 +73,7 @@ def main() -> None:
         engine = open_store(f"sqlite:///{db}")
         passes.clear()
         t0 = time.perf_counter()
-        r = ingest_file(engine, path, rejects_dir=args.out)
+        r = ingest_file(engine, path, rejects_dir=args.out, **keep_good)
         seconds = time.perf_counter() - t0
         engine.dispose()
         n = len(passes) if hasattr(sources, "open_source") else "n/a"

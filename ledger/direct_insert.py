@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from ledger.contracts import TABLES, Table
 from ledger.schema import LEDGER_TABLES
 from ledger.staged_upsert import StagedUpsert
-from ledger.writers import CHUNK_ROWS, SQLITE_CACHE_KB, _bind, _write_frame
+from ledger.writers import SQLITE_CACHE_KB, _bind, _write_frame
 
 
 def _stored_probe(conn: sa.Connection, spec: Table) -> str:
@@ -181,22 +181,28 @@ class DirectInsert:
         """Insert typed canonical rows with a unique ``source_row`` column (and extras); their ``row_hash``."""
         return _write_frame(self, df, on_progress)
 
-    def hand_over(self, to: StagedUpsert, source_rows: Callable[[list[str]], list[int]]) -> None:
+    def hand_over(self, to: StagedUpsert, source_rows: list[int]) -> None:
         """Move the rows inserted so far into ``to``'s stage as stored (values, hashes), and out of the
         table (indexes rebuilt), in one transaction, so the ingest goes on staged without reading its
-        file again. ``source_rows`` gives the rows' source row numbers from their keys."""
+        file again. ``source_rows``: the source row of each row inserted, in the order written."""
         dbapi = self.conn.connection.driver_connection
         self.lock()
         q = self.conn.dialect.identifier_preparer.quote
-        names = self._names[1:]
+        names = [q(n) for n in self._names[1:]]
         table = q(self.target.name)
-        key_at = names.index(self.spec.key)
-        cur = dbapi.execute(f"SELECT {', '.join(q(n) for n in names)} FROM {table} "
-                            f"WHERE ingested_at = '{self._stamp}' ORDER BY rowid")
-        while rows := cur.fetchmany(CHUNK_ROWS):
-            columns = [list(c) for c in zip(*rows)]
-            to.write_columns([source_rows(columns[key_at]), *columns])
-            to.staged += len(rows)
+        dbapi.execute("DROP TABLE IF EXISTS temp._written")
+        dbapi.execute("CREATE TEMPORARY TABLE _written (pos INTEGER PRIMARY KEY, source_row INTEGER NOT NULL)")
+        dbapi.executemany("INSERT INTO _written VALUES (?, ?)", enumerate(source_rows, 1))
+        # The rows were written in source order: the n-th of them by rowid is the n-th source row given.
+        moved = dbapi.execute(
+            f"INSERT INTO {q(to.stage.name)} (source_row, {', '.join(names)}) "
+            f"SELECT w.source_row, {', '.join('t.' + n for n in names)} "
+            f"FROM (SELECT row_number() OVER (ORDER BY rowid) AS pos, {', '.join(names)} FROM {table} "
+            f"WHERE ingested_at = '{self._stamp}') AS t JOIN _written AS w ON w.pos = t.pos").rowcount
+        dbapi.execute("DROP TABLE _written")
+        if moved != len(source_rows):
+            raise RuntimeError(f"{moved} rows stamped by this ingest in {self.target.name}, not {len(source_rows)}")
+        to.staged += moved
         dbapi.execute(f"DELETE FROM {table} WHERE ingested_at = '{self._stamp}'")
         for ix in self._indexes:
             ix.create(self.conn, checkfirst=True)

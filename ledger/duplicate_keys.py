@@ -3,7 +3,6 @@ staged rows once the whole file is read (identical copies dropped, conflicting r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -44,18 +43,9 @@ class KeyIndex:
         self.rows.append(source_row.to_numpy(dtype="int64"))
         return True
 
-    def source_rows(self) -> Callable[[list[str]], list[int]]:
-        """A look-up of the source row of recorded keys (each recorded once: ``add(check=True)``)."""
-        keys = np.concatenate(self.keys) if self.keys else np.empty(0, dtype="uint64")
-        rows = np.concatenate(self.rows) if self.rows else np.empty(0, dtype="int64")
-        order = np.argsort(keys, kind="stable")
-        keys, rows = keys[order], rows[order]
-
-        def lookup(values: list[str]) -> list[int]:
-            digests = pd.util.hash_array(np.asarray(values, dtype=object), categorize=False)
-            return rows[np.searchsorted(keys, digests)].tolist()
-
-        return lookup
+    def source_rows(self) -> list[int]:
+        """The source rows recorded, in the order recorded."""
+        return np.concatenate(self.rows).tolist() if self.rows else []
 
     def candidates(self) -> list[int]:
         """Source rows whose key digest appears more than once."""
