@@ -49,7 +49,7 @@ def load_sap_ledger(cache: Path):
     try:
         done = cache / "sap.ingested"
         if not done.exists():
-            ingest_file(engine, SAP, REPO / "data" / "mappings" / "sap_ar.yaml", rejects_dir=cache, allow_rejects=True)
+            ingest_file(engine, SAP, REPO / "data" / "mappings" / "sap_ar.yaml", rejects_dir=cache)
             done.write_text("ok")
         return load_ledger(engine)
     finally:

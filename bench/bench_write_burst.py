@@ -89,7 +89,7 @@ def main() -> None:
 
     from ledger.contracts import TABLES
     from ledger.engine import open_store
-    from ledger.writers import upsert_frame
+    from ledger.staged_upsert import upsert_frame
     from ledger.synth import make_ledger
 
     work = args.work or Path(tempfile.mkdtemp(prefix="burst-"))

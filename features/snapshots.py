@@ -87,13 +87,14 @@ def _with_outcomes(frame: pd.DataFrame, paid: pd.Series, as_of: pd.Timestamp, ou
     return out
 
 
-def build_training_set(
+def stack_snapshots(
     ledger: Ledger,
     dates: list[pd.Timestamp],
     outcome_end: str | pd.Timestamp,
     **feature_kwargs,
 ) -> pd.DataFrame:
-    """Stack feature frames with outcomes for each snapshot day.
+    """Stack feature frames with outcomes for each snapshot day (a model's training set is built from
+    these: ``EncaisseModel.build_training_set`` picks the days and the clients).
 
     Args:
         ledger: the ledger; outcomes come only from what is known before ``outcome_end``.

@@ -1,4 +1,4 @@
-"""Mapped ingest: read an export, map it to a canonical table, validate it, upsert it atomically.
+"""Mapped ingest: read an export, map it to a canonical table, validate it, store its good rows.
 
 Every input row ends up either stored (inserted, updated or unchanged) or in the rejects file
 ``<rejects_dir>/<file>-<timestamp>.rejects.csv`` with its source row number (1-based, counting data
@@ -7,11 +7,22 @@ rule are written there too, with the reason ``filtered by mapping``, and counted
 (they are intended: they do not make the ingest fail). So ``read == inserted + updated + unchanged
 + rejected + filtered``.
 
-Why a row is rejected: ``ledger.parsing``.
+Its parts: ``ledger.sources`` (reading), ``ledger.parsing`` (mapping and checking),
+``ledger.rejects_file``, ``ledger.duplicate_keys``, ``ledger.ingest_runs`` (the run record), the
+writers (``ledger.direct_insert``, ``ledger.staged_upsert``).
 
-By default an ingest with rejected rows stores nothing and raises ``IngestRejected`` (fix the
-file and send it again); with ``allow_rejects=True`` the good rows are stored. Either way the
-store changes in one transaction: a failure mid-file leaves it as it was.
+Why a row is rejected: ``ledger.parsing``; a row referencing a rejected row (a payment of a
+rejected invoice) is rejected too: ``ledger.references``.
+
+By default the good rows are stored and the rejected ones reported (``IngestResult.rejected``,
+the rejects file); sending the same file again changes nothing. With ``strict=True`` a file with
+any rejected row stores nothing and raises ``IngestRejected``. A failure mid-file leaves the
+store as it was.
+
+Each ingest leaves a row in ``ingest_runs`` with the file's hash (``ledger.sources.file_hash``).
+One that commits batch by batch writes it with its first batch as ``running``, kept equal to the
+rows committed: a killed ingest leaves it so, and the next ingest of the same file says that run
+did not finish, completes it (its rows are idempotent) and marks it ``interrupted``.
 
 Without a mapping, a file in the canonical layout is accepted (its table from the file name,
 ``invoices*``, ``payments*``, ``clients*``, ``actions*``, or given); a missing ``doc_type`` column
@@ -31,18 +42,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from ledger.contracts import TABLES, Table
 from ledger.mapping import Mapping, SourceOptions, load_mapping
-from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows, split_duplicates
+from ledger.duplicate_keys import KeyIndex, settle_duplicates
+from ledger.ingest_runs import RunMark, record_completed, record_run, unfinished_runs
+from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows
+from ledger.rejects_file import RejectsFile, reread_rows
+from ledger.references import RejectedReferences, record_rejected_keys, reference_summaries
 from ledger.rules import _summaries
-from ledger.schema import ingest_runs
-from ledger.sources import CsvLayoutError as _CsvLayoutError
-from ledger.sources import SourceError, resolve_options, read_source
-from ledger.writers import DirectInsert, StagedUpsert
+from ledger.sources import SourceError, file_hash, resolve_options, read_source
+from ledger.direct_insert import DirectInsert
+from ledger.staged_upsert import StagedUpsert
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +67,7 @@ ProgressFn = Callable[[str, int, int | None], None]
 
 
 class IngestRejected(Exception):
-    """Rows were rejected and ``allow_rejects`` was not given: nothing was stored."""
+    """Rows were rejected in a ``strict`` ingest: nothing was stored."""
 
     def __init__(self, result: "IngestResult") -> None:
         self.result = result
@@ -78,12 +91,14 @@ class IngestResult:
     stored: bool = False
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
+    completed_runs: list[int] = field(default_factory=list)
+    """Earlier runs of the same file that never finished (killed), which this one completed."""
 
     def to_json(self) -> dict[str, Any]:
         """The result line for scripts: the six stable keys first, then details."""
         d = asdict(self)
         keys = ["read", "inserted", "updated", "unchanged", "rejected", "rejects_file",
-                "filtered", "table", "source", "mapping", "stored", "seconds"]
+                "filtered", "table", "source", "mapping", "stored", "seconds", "completed_runs"]
         out = {k: d[k] for k in keys}
         out["seconds"] = round(self.seconds, 3)
         return out
@@ -112,147 +127,6 @@ def infer_table(path: Path) -> str:
     )
 
 
-def _rejects_path(rejects_dir: Path, source: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = rejects_dir / f"{source.name}-{stamp}.rejects.csv"
-    i = 1
-    while path.exists():
-        path = rejects_dir / f"{source.name}-{stamp}-{i}.rejects.csv"
-        i += 1
-    return path
-
-
-def _reread_rows(path: Path, opts: SourceOptions, wanted: set[int], chunk_rows: int,
-                 fast_csv: bool) -> pd.DataFrame:
-    parts, first = [], 1
-    for raw in read_source(path, opts, chunk_rows, fast_csv=fast_csv):
-        rows = np.arange(first, first + len(raw))
-        hit = np.isin(rows, list(wanted))
-        if hit.any():
-            part = raw.reset_index(drop=True)[hit].copy()
-            part.insert(0, "source_row", rows[hit])
-            parts.append(part)
-        first += len(raw)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["source_row"])
-
-
-class _RejectsFile:
-    """The rejects file, written a chunk at a time (rows in source order), created on first use."""
-
-    def __init__(self, rejects_dir: Path, source: Path) -> None:
-        self.rejects_dir, self.source = rejects_dir, source
-        self.path: Path | None = None
-        self.rejected = 0
-        self.filtered = 0
-
-    def write(self, rejected: pd.DataFrame, filtered: pd.DataFrame) -> None:
-        self.rejected += len(rejected)
-        self.filtered += len(filtered)
-        both = [x for x in (rejected, filtered) if len(x)]
-        if not both:
-            return
-        rows = pd.concat(both, ignore_index=True) if len(both) > 1 else both[0]
-        rows = rows.sort_values("source_row", kind="stable")
-        if self.path is None:
-            self.rejects_dir.mkdir(parents=True, exist_ok=True)
-            self.path = _rejects_path(self.rejects_dir, self.source)
-            rows.to_csv(self.path, index=False)
-        else:
-            rows.to_csv(self.path, index=False, header=False, mode="a")
-
-    def add_late(self, rejected: pd.DataFrame) -> None:
-        """Rows rejected after the whole file was read (duplicate keys): merge them in, in order."""
-        if not len(rejected):
-            return
-        self.rejected += len(rejected)
-        if self.path is None:
-            self.rejects_dir.mkdir(parents=True, exist_ok=True)
-            self.path = _rejects_path(self.rejects_dir, self.source)
-            rejected.sort_values("source_row", kind="stable").to_csv(self.path, index=False)
-            return
-        earlier = pd.read_csv(self.path, dtype=str, keep_default_na=False)
-        earlier["source_row"] = earlier["source_row"].astype("int64")
-        both = pd.concat([earlier, rejected], ignore_index=True)
-        both.sort_values("source_row", kind="stable").to_csv(self.path, index=False)
-
-
-class _KeyRepeated(Exception):
-    """A file going straight into its table repeats a key, or holds one already stored: stage it."""
-
-
-class _KeyIndex:
-    """A 64-bit digest of every staged row's key (and its source row), to find duplicate keys.
-
-    16 bytes per row instead of the rows themselves; candidates are checked exactly against the
-    staged keys and hashes, so a digest collision never rejects a row.
-    """
-
-    def __init__(self) -> None:
-        self.keys: list[np.ndarray] = []
-        self.rows: list[np.ndarray] = []
-        self.seen = np.empty(0, dtype="uint64")  # sorted digests so far, kept by add(check=True)
-
-    def add(self, key: pd.Series, source_row: pd.Series, check: bool = False) -> None:
-        """Record a chunk's keys.
-
-        Raises:
-            _KeyRepeated: with ``check``, when a digest repeats within the chunk or an earlier
-                checked one (nothing is recorded then).
-        """
-        # categorize=False: keys are mostly distinct, so factorizing first only costs (10x here).
-        digests = pd.util.hash_array(key.to_numpy(dtype=object), categorize=False)
-        if check:
-            new = np.sort(digests)
-            repeated = bool((new[1:] == new[:-1]).any())
-            if len(self.seen) and not repeated:
-                at = np.minimum(np.searchsorted(self.seen, new), len(self.seen) - 1)
-                repeated = bool((self.seen[at] == new).any())
-            if repeated:
-                raise _KeyRepeated()
-            # Two sorted runs: the stable sort (timsort) merges them in linear time.
-            self.seen = np.sort(np.concatenate([self.seen, new]), kind="stable")
-        self.keys.append(digests)
-        self.rows.append(source_row.to_numpy(dtype="int64"))
-
-    def candidates(self) -> list[int]:
-        """Source rows whose key digest appears more than once."""
-        if not self.keys:
-            return []
-        keys = np.concatenate(self.keys)
-        rows = np.concatenate(self.rows)
-        order = np.argsort(keys, kind="stable")
-        k = keys[order]
-        same = k[1:] == k[:-1]
-        if not same.any():
-            return []
-        hit = np.zeros(len(k), dtype=bool)
-        hit[1:] |= same
-        hit[:-1] |= same
-        return sorted(rows[order][hit].tolist())
-
-
-def _settle_duplicates(table: Table, staged: StagedUpsert, index: _KeyIndex, tally: dict,
-                       examples: dict) -> tuple[pd.DataFrame, int]:
-    """Drop identical copies and reject conflicting duplicate keys among the staged rows.
-
-    Returns:
-        (conflicting rows as (source_row, reason), number of identical copies dropped).
-    """
-    candidates = index.candidates()
-    empty = pd.DataFrame(columns=["source_row", "reason"])
-    if not candidates:
-        return empty, 0
-    d = staged.fetch(candidates).sort_values("source_row", kind="stable").reset_index(drop=True)
-    key = d[table.key]
-    d = d[key.duplicated(keep=False)]
-    if not len(d):
-        return empty, 0
-    conflict, same, rej = split_duplicates(table, d, tally, examples)
-    copies = same[same[table.key].duplicated()]
-    staged.discard(sorted(conflict["source_row"].tolist() + copies["source_row"].tolist()))
-    return rej, len(copies)
-
-
 def _unknown_invoices(conn: sa.Connection, stamp: datetime, source: str) -> list[str]:
     """A line naming the payments just written whose invoice is not in the store (stored all the same:
     the invoice may come in a later file)."""
@@ -278,15 +152,6 @@ def _undo(staged: StagedUpsert | None) -> None:
         staged.undo()
 
 
-def _record_run(conn: sa.Connection, result: IngestResult, started: datetime, status: str) -> None:
-    conn.execute(ingest_runs.insert().values(
-        started_at=started, finished_at=datetime.now(UTC), source=result.source,
-        mapping=result.mapping, table_name=result.table, status=status, read=result.read,
-        inserted=result.inserted, updated=result.updated, unchanged=result.unchanged,
-        rejected=result.rejected, filtered=result.filtered, rejects_file=result.rejects_file,
-    ))
-
-
 def ingest_file(
     engine: sa.Engine,
     path: Path | str,
@@ -294,17 +159,18 @@ def ingest_file(
     rejects_dir: Path | str | None = None,
     *,
     table: str | None = None,
-    allow_rejects: bool = False,
+    strict: bool = False,
     chunk_rows: int = CHUNK_ROWS,
     on_progress: ProgressFn | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
 ) -> IngestResult:
-    """Ingest one CSV (``.csv``, ``.csv.gz``) or Parquet file into the store, atomically.
+    """Ingest one CSV (``.csv``, ``.csv.gz``) or Parquet file into the store: its good rows, and
+    its rejected rows reported.
 
-    The file is read, validated and staged a chunk at a time (memory stays bounded by
-    ``chunk_rows``, whatever the file size), then merged into the ledger table with one statement;
-    staging, merge and the ``ingest_runs`` record share one transaction.
+    The file is read, validated and written a chunk at a time (memory stays bounded by
+    ``chunk_rows``, whatever the file size): new keys straight into the table, or staged and merged
+    with one statement; the ``ingest_runs`` record is written with the last rows.
 
     Args:
         engine: the store (``ledger.engine.open_store``).
@@ -312,7 +178,7 @@ def ingest_file(
         mapping: a ``Mapping``, a mapping YAML path, or None for a file in the canonical layout.
         rejects_dir: where the rejects file goes (default: beside the file).
         table: the canonical table, when there is no mapping and the file name does not say.
-        allow_rejects: store the good rows even if some were rejected.
+        strict: store nothing if any row is rejected (``IngestRejected``).
         chunk_rows: source rows read at a time.
         on_progress: called with (stage, done, total) as rows are read and written.
         encoding: the CSV's encoding (default: the mapping's, else detected: ``ledger.sources``).
@@ -324,7 +190,7 @@ def ingest_file(
     Raises:
         IngestError: the file cannot be read as the table (missing, empty, undecodable, columns
             missing).
-        IngestRejected: rows were rejected and ``allow_rejects`` is False; nothing was stored.
+        IngestRejected: ``strict`` and rows were rejected; nothing was stored.
     """
     t0 = time.perf_counter()
     path = Path(path)
@@ -337,12 +203,8 @@ def ingest_file(
                                delimiter)
         rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
         req = _Request(engine=engine, path=path, mapping=mapping, opts=opts, rejects_dir=rejects_dir, table=table,
-                       allow_rejects=allow_rejects, chunk_rows=chunk_rows, on_progress=on_progress)
-        try:
-            result = _ingest_once(req, fast_csv=True)
-        except _CsvLayoutError as exc:
-            log.info("reading %s again row by row: %s", path.name, exc)
-            result = _ingest_once(req, fast_csv=False)
+                       strict=strict, chunk_rows=chunk_rows, on_progress=on_progress, file_hash=file_hash(path))
+        result = _ingest_once(req)
     except SourceError as exc:
         raise IngestError(str(exc)) from None
     result.seconds = time.perf_counter() - t0
@@ -360,37 +222,44 @@ class _Request:
     opts: SourceOptions
     rejects_dir: Path
     table: str | None
-    allow_rejects: bool
+    strict: bool
     chunk_rows: int
     on_progress: ProgressFn | None
+    file_hash: str
 
 
-def _ingest_once(req: _Request, fast_csv: bool) -> IngestResult:
+def _ingest_once(req: _Request) -> IngestResult:
     """``_ingest`` straight into the table if its keys are new, else (or once one repeats) staged."""
     try:
-        return _ingest(req, fast_csv=fast_csv, direct=True)
-    except _KeyRepeated:
-        log.info("%s repeats keys: staging it to settle them", req.path.name)
+        return _ingest(req, direct=True)
     except sa.exc.IntegrityError:
         # A key written by someone else between two of the direct path's batches (its lock is
-        # released between them); what it had written is undone, the staged path settles the keys.
+        # released between them): what it had written is undone, and the file is read again staged.
         log.info("a key of %s was stored meanwhile: staging it to settle them", req.path.name)
-    return _ingest(req, fast_csv=fast_csv, direct=False)
+    return _ingest(req, direct=False)
 
 
-def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult:
-    """``ingest_file``'s work, with one CSV reader.
+def _stage_instead(conn: sa.Connection, spec: Table, extras: list[str], direct: DirectInsert,
+                   index: KeyIndex) -> StagedUpsert:
+    """A file going straight into its table repeats a key, or holds one already stored: the rows
+    inserted so far move to a stage, where the rest of the file follows (the file read once)."""
+    staged = StagedUpsert(conn, spec, extras, lock_at_merge=True)
+    direct.hand_over(staged, index.source_rows())
+    return staged
+
+
+def _ingest(req: _Request, direct: bool = False) -> IngestResult:
+    """``ingest_file``'s work, in one pass over the file.
 
     With ``direct``, rows go straight into the ledger table (SQLite: ``DirectInsert``) if none of
-    the first chunk's keys is stored; a later key seen twice or already stored raises
-    ``_KeyRepeated`` before its chunk is written, and the caller starts over staged (the
-    transaction rolled back, the rejects file removed).
+    the first chunk's keys is stored; once a key is seen twice or already stored (checked before
+    its chunk is written), what was written moves to a stage and the rest of the file follows it.
     """
     engine, path, mapping, opts, table, chunk_rows, on_progress = (req.engine, req.path, req.mapping, req.opts,
                                                                    req.table, req.chunk_rows, req.on_progress)
     t0 = time.perf_counter()
     started = datetime.now(UTC)
-    chunks = read_source(path, opts, chunk_rows, fast_csv=fast_csv)
+    chunks = read_source(path, opts, chunk_rows)
     first = next(chunks, None)
     if first is None:
         mapping_used = mapping or identity_mapping(TABLES[table or infer_table(path)], [])
@@ -406,26 +275,42 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
             )
     spec = TABLES[mapping_used.table]
     result = IngestResult(table=spec.name, source=str(path), mapping=mapping.name if mapping else None)
-    rejects = _RejectsFile(req.rejects_dir, path)
-    index = _KeyIndex()
+    rejects = RejectsFile(req.rejects_dir, path)
+    index = KeyIndex()
     tally: dict = {}
     examples: dict = {}
+    rejected_keys: list[pd.DataFrame] = []
 
     with engine.connect() as conn:
         trans = conn.begin()
         staged = None
+        mark = None
+        refs = RejectedReferences(conn, spec)
+        unfinished = unfinished_runs(conn, spec.name, req.file_hash)
         try:
             for raw in itertools.chain([first] if first is not None else [], chunks):
-                chunk = map_rows(mapping_used, raw, result.read + 1, tally, examples)
+                chunk = map_rows(mapping_used, raw, result.read + 1, tally, examples,
+                                 check=refs.check if refs else None)
+                if len(chunk.rejected_keys):
+                    rejected_keys.append(chunk.rejected_keys)
                 good = prepare_rows(spec, chunk.good, hashed=False)
                 keys = good[spec.key]
-                if staged is None:  # the first chunk's keys decide: all new -> straight in
+                opened = staged is None
+                if opened:  # the first chunk's keys decide: all new -> straight in
                     direct = direct and DirectInsert.usable(conn, spec, keys.tolist())
-                    staged = (DirectInsert(conn, spec, list(mapping_used.extra)) if direct
-                              else StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True))
-                elif direct and staged.any_stored(keys.tolist()):
-                    raise _KeyRepeated()
-                index.add(keys, good["source_row"], check=direct)
+                    if direct:
+                        mark = RunMark(conn, result, started, req.file_hash)
+                        staged = DirectInsert(conn, spec, list(mapping_used.extra), on_commit=mark)
+                    else:
+                        staged = StagedUpsert(conn, spec, list(mapping_used.extra), lock_at_merge=True)
+                if direct:  # usable() checked the first chunk's keys against the store
+                    stored = not opened and staged.any_stored(keys.tolist())
+                    if stored or not index.add(keys, good["source_row"], check=True):
+                        log.info("%s repeats keys: staging it to settle them", path.name)
+                        staged, mark = _stage_instead(conn, spec, list(mapping_used.extra), staged, index), None
+                        direct = False
+                if not direct:
+                    index.add(keys, good["source_row"])
                 staged.stage_frame(good)
                 rejects.write(chunk.rejects, chunk.filtered)
                 result.read += len(raw)
@@ -438,20 +323,25 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
             if direct:  # every key was checked new and unique as it came
                 dup_rej, identical = pd.DataFrame(columns=["source_row", "reason"]), 0
             else:
-                dup_rej, identical = _settle_duplicates(spec, staged, index, tally, examples)
+                dup_rej, dup_keys, identical = settle_duplicates(spec, staged, index, tally, examples)
+                rejected_keys.append(dup_keys)
             del index
             if len(dup_rej):
-                originals = _reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows, fast_csv)
+                originals = reread_rows(path, opts, set(dup_rej["source_row"].tolist()), chunk_rows)
                 rejects.add_late(dup_rej.merge(originals, on="source_row", how="left"))
             result.rejected, result.filtered = rejects.rejected, rejects.filtered
             result.rejects_file = str(rejects.path) if rejects.path is not None else None
-            result.problems = _summaries(tally, examples, spec, path.name)
-            if result.rejected and not req.allow_rejects:
+            result.problems = reference_summaries(tally, examples, spec, path.name)
+            result.problems = _summaries(tally, examples, spec, path.name) + result.problems
+            keys = (pd.concat(rejected_keys, ignore_index=True) if rejected_keys
+                    else pd.DataFrame(columns=["key", "reason"]))
+            if result.rejected and req.strict:
                 trans.rollback()
                 _undo(staged)
                 staged.close()
                 result.seconds = time.perf_counter() - t0
-                _record_run(conn, result, started, "rejected")
+                record_rejected_keys(conn, spec, keys, str(path), started)
+                record_run(conn, result, started, "rejected", req.file_hash, mark)
                 conn.commit()
             else:
                 if on_progress:
@@ -465,14 +355,17 @@ def _ingest(req: _Request, fast_csv: bool, direct: bool = False) -> IngestResult
                     result.problems += _unknown_invoices(conn, staged.now, path.name)
                 result.stored = True
                 result.seconds = time.perf_counter() - t0
-                _record_run(conn, result, started, "stored")
+                record_rejected_keys(conn, spec, keys, str(path), started)
+                if unfinished:
+                    record_completed(conn, unfinished, result, path.name)
+                record_run(conn, result, started, "stored", req.file_hash, mark)
                 trans.commit()
         except BaseException as exc:
             if trans.is_active:
                 trans.rollback()
             with contextlib.suppress(Exception):
                 _undo(staged)
-            if isinstance(exc, _CsvLayoutError | _KeyRepeated) and rejects.path is not None:
+            if isinstance(exc, sa.exc.IntegrityError) and rejects.path is not None:  # read again
                 rejects.path.unlink(missing_ok=True)
             if staged is not None:
                 with contextlib.suppress(Exception):

@@ -8,7 +8,7 @@ once and the copies counted unchanged. The row rules and their reasons: ``ledger
 
 A zero amount owes nothing and cannot be late in any way that matters for cash, so such rows are
 rejected with their reason rather than given an invented value (ERP extracts that round small
-items to 0 are ingested with ``allow_rejects``). A negative amount is also rejected: the sign of a
+items to 0 have those rows rejected and the others stored). A negative amount is also rejected: the sign of a
 movement belongs in ``doc_type`` (map it with ``values:``).
 """
 
@@ -250,6 +250,11 @@ class _Chunk:
     good: pd.DataFrame  # typed canonical + extras + source_row
     rejects: pd.DataFrame  # source_row, reason, original columns
     filtered: pd.DataFrame
+    rejected_keys: pd.DataFrame  # key, reason: the keys of the rejected rows that have one
+
+
+RowCheck = Callable[[pd.DataFrame, np.ndarray, _Problems], None]
+"""A further check of a typed canonical chunk (its source rows), flagging rows in the problems."""
 
 
 def _layout_rejects(raw: pd.DataFrame, rows: np.ndarray, malformed: dict[int, tuple[int, int]], tally: dict,
@@ -269,7 +274,9 @@ def _layout_rejects(raw: pd.DataFrame, rows: np.ndarray, malformed: dict[int, tu
 
 
 def map_rows(mapping: Mapping, raw: pd.DataFrame, first_row: int,
-             tally: dict, examples: dict) -> _Chunk:
+             tally: dict, examples: dict, check: RowCheck | None = None) -> _Chunk:
+    """A chunk of source rows (the first numbered ``first_row``) mapped and checked: good rows,
+    rejects, filtered rows, and the keys of the rejected rows. ``check`` adds a rule."""
     table = TABLES[mapping.table]
     malformed = raw.attrs.get(MALFORMED) or {}
     raw = raw.reset_index(drop=True)
@@ -291,6 +298,8 @@ def map_rows(mapping: Mapping, raw: pd.DataFrame, first_row: int,
     df = _map_chunk(mapping, raw, rows, problems)
     allow_missing_key = table.name == "actions"
     _check_rules(table, df, rows, problems, allow_missing_key)
+    if check is not None:
+        check(df, rows, problems)
     for key, parts in problems.tally.items():
         tally.setdefault(key, []).extend(parts)
         examples.setdefault(key, problems.examples[key])
@@ -300,9 +309,21 @@ def map_rows(mapping: Mapping, raw: pd.DataFrame, first_row: int,
     rejects.insert(0, "source_row", rows[bad])
     if len(layout):
         rejects = pd.concat([layout, rejects], ignore_index=True).sort_values("source_row", kind="stable")
+    keys = pd.DataFrame({"key": df.loc[bad, table.key].astype("object").to_numpy(),
+                         "reason": problems.reasons[bad]})
+    if len(layout):
+        keys = pd.concat([_layout_keys(mapping, layout), keys], ignore_index=True)
     good = df[~bad].copy()
     good["source_row"] = rows[~bad]
-    return _Chunk(good=good, rejects=rejects, filtered=filtered)
+    return _Chunk(good=good, rejects=rejects, filtered=filtered, rejected_keys=keys)
+
+
+def _layout_keys(mapping: Mapping, layout: pd.DataFrame) -> pd.DataFrame:
+    """The keys of malformed rows, as their source column holds them (none when the key is not a column)."""
+    spec = mapping.columns.get(TABLES[mapping.table].key)
+    if spec is None or spec.column is None or spec.column not in layout.columns:
+        return pd.DataFrame(columns=["key", "reason"])
+    return pd.DataFrame({"key": _text(layout[spec.column]).to_numpy(), "reason": layout["reason"].to_numpy()})
 
 
 def prepare_rows(table: Table, good: pd.DataFrame, hashed: bool = True) -> pd.DataFrame:

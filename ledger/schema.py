@@ -95,6 +95,18 @@ ingest_runs = sa.Table(
     sa.Column("rejected", sa.Integer(), nullable=False),
     sa.Column("filtered", sa.Integer(), nullable=False),
     sa.Column("rejects_file", sa.String(1024), nullable=True),
+    sa.Column("file_hash", sa.String(64), nullable=True, index=True),  # revision 0008
+)
+
+# Revision 0008: the key of every row an ingest rejected, and why (``ledger.references``).
+ingest_rejected_keys = sa.Table(
+    "ingest_rejected_keys",
+    metadata,
+    sa.Column("table_name", sa.String(32), primary_key=True),
+    sa.Column("key", ID, primary_key=True),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("source", sa.String(1024), nullable=False),
+    sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 # --- score history (migration 0002) ---------------------------------------------------------------

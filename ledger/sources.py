@@ -1,11 +1,11 @@
 """Reading export files in chunks: CSV (plain or gzipped) and Parquet, with the encoding detected.
 
-``read_source`` yields the rows a chunk at a time, CSV as text (empty = ""). A CSV is read by
-pyarrow when it can; where pyarrow would read it differently from pandas (a row with a missing or
-extra field, an odd header), ``CsvLayoutError`` is raised and the caller reads it again with
-``fast_csv=False``: pandas, which keeps every row. A row with more fields than the header is kept
-as a *malformed* row (its position in ``frame.attrs[MALFORMED]`` with its field count), so ingest
-rejects it with its row number and stores the others.
+``read_source`` yields the rows a chunk at a time, CSV as text (empty = ""), in one pass over the
+file (``open_source``). A CSV is read by pyarrow when it can; from the first block pyarrow would
+read differently from pandas (a row with a missing or extra field), the rest is read row by row
+(Python's ``csv``, which keeps every row), after the rows already given. A row with more fields
+than the header is kept as a *malformed* row (its position in ``frame.attrs[MALFORMED]`` with its
+field count), so ingest rejects it with its row number and stores the others.
 
 Problems with the file as a whole (empty, not in the encoding given, no header) raise
 ``SourceError`` with one line saying what to set.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import hashlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,22 @@ class CsvLayoutError(Exception):
     """The fast CSV reader cannot read this file the way pandas does (ragged rows, odd header)."""
 
 
+def open_source(path: Path, kind: str) -> Any:
+    """Open a source file for one pass over its rows; every pass starts here (a seam tests count).
+
+    ``kind``: ``arrow`` (pyarrow's input stream, decompressed), ``parquet`` (a seekable pyarrow
+    file), or an encoding (text, decompressed, for Python's ``csv``).
+    """
+    import pyarrow as pa
+
+    gz = path.suffix.lower() == ".gz"
+    if kind == "arrow":
+        return pa.input_stream(str(path), compression="gzip" if gz else None)
+    if kind == "parquet":
+        return pa.OSFile(str(path))
+    return (gzip.open if gz else open)(path, "rt", encoding=kind, newline="")
+
+
 def format_of(path: Path, opts: SourceOptions) -> str:
     """``csv`` or ``parquet``: as declared, else from the file's suffixes."""
     if opts.format:
@@ -59,6 +76,20 @@ def _head(path: Path) -> bytes:
             return f.read(SNIFF_BYTES)
     except (OSError, EOFError) as exc:
         raise SourceError(f"{path.name} cannot be read: {exc}.") from None
+
+
+def file_hash(path: Path) -> str:
+    """A digest naming a file by its size and its first and last ``SNIFF_BYTES`` (as stored, not
+    decompressed): the same file sent again is recognised without reading all of it."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(SNIFF_BYTES))
+        if size > SNIFF_BYTES:
+            f.seek(max(SNIFF_BYTES, size - SNIFF_BYTES))
+            h.update(f.read(SNIFF_BYTES))
+    return h.hexdigest()
 
 
 def _decodes(data: bytes, encoding: str) -> bool:
@@ -127,22 +158,22 @@ def _undecodable(path: Path, opts: SourceOptions, exc: UnicodeDecodeError) -> So
                        "under `source` in the mapping), e.g. --encoding cp1252.")
 
 
-def _read_csv_arrow(path: Path, opts: SourceOptions, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _read_csv_arrow(path: Path, opts: SourceOptions, chunk_rows: int, names: list[str]) -> Iterator[pd.DataFrame]:
     """CSV chunks read by pyarrow's multi-threaded reader, every column as text.
 
     Gives the same frames as pandas' reader (``dtype=str``, empty = ""), several times faster;
     raises ``CsvLayoutError`` where the two would differ (a row with a missing or extra field,
-    duplicate or unnamed header columns), so the caller can start over with pandas.
+    duplicate or unnamed header columns), after the chunks read before it, so the caller can go on
+    row by row.
     """
     import pyarrow as pa
     import pyarrow.csv as pv
 
-    if len(opts.delimiter) != 1:
-        raise CsvLayoutError("multi-character delimiter")
-    names = _header(path, opts)
+    stream = None
     try:
+        stream = open_source(path, "arrow")
         reader = pv.open_csv(
-            path,
+            stream,
             read_options=pv.ReadOptions(skip_rows=opts.skip_rows, encoding=opts.encoding, block_size=8 << 20),
             parse_options=pv.ParseOptions(delimiter=opts.delimiter, newlines_in_values=True),
             convert_options=pv.ConvertOptions(column_types={n: pa.string() for n in names},
@@ -164,10 +195,15 @@ def _read_csv_arrow(path: Path, opts: SourceOptions, chunk_rows: int) -> Iterato
             yield pa.Table.from_batches(pending).to_pandas()
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise CsvLayoutError(str(exc)) from exc
+    finally:
+        if stream is not None:
+            stream.close()
 
 
-def _read_csv_rows(path: Path, opts: SourceOptions, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    """CSV chunks read row by row (Python's ``csv``), every row kept, for files the fast reader refused.
+def _read_csv_rows(path: Path, opts: SourceOptions, chunk_rows: int, names: list[str],
+                   after: int = 0) -> Iterator[pd.DataFrame]:
+    """CSV chunks read row by row (Python's ``csv``), every row kept, the first ``after`` rows passed
+    over (the fast reader gave them).
 
     A row shorter than the header is padded with empty values (as pandas reads it); a row longer
     than the header is cut to its width and listed in ``frame.attrs[MALFORMED]`` as
@@ -175,11 +211,9 @@ def _read_csv_rows(path: Path, opts: SourceOptions, chunk_rows: int) -> Iterator
     """
     import csv
 
-    names = _header(path, opts)
     width = len(names)
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
     try:
-        with opener(path, "rt", encoding=opts.encoding, newline="") as f:
+        with open_source(path, opts.encoding) as f:
             for _ in range(opts.skip_rows + 1):  # the skipped lines and the header
                 f.readline()
             reader = csv.reader(f, delimiter=opts.delimiter)
@@ -188,6 +222,9 @@ def _read_csv_rows(path: Path, opts: SourceOptions, chunk_rows: int) -> Iterator
             for fields in reader:
                 if not fields:
                     continue  # a blank line, as pandas skips it
+                if after:
+                    after -= 1
+                    continue
                 if len(fields) > width:
                     long[len(rows)] = (len(fields), reader.line_num + opts.skip_rows + 1)
                     fields = fields[:width]
@@ -212,12 +249,11 @@ def _chunk(rows: list[list[str]], names: list[str], long: dict[int, tuple[int, i
     return frame
 
 
-def read_source(path: Path, opts: SourceOptions, chunk_rows: int = CHUNK_ROWS,
-                fast_csv: bool = True) -> Iterator[pd.DataFrame]:
-    """Yield the file's rows in chunks: CSV as text (empty = ""), Parquet with its own types.
+def read_source(path: Path, opts: SourceOptions, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Yield the file's rows in chunks, in one pass: CSV as text (empty = ""), Parquet with its own types.
 
-    With ``fast_csv``, CSV is read by pyarrow and ``CsvLayoutError`` is raised (possibly after
-    some chunks) for a file it reads differently from pandas; read it again with ``fast_csv=False``.
+    A CSV is read by pyarrow; from the first block pyarrow reads differently from pandas
+    (``CsvLayoutError``), the rows after those already yielded are read row by row.
 
     Raises:
         SourceError: the file cannot be read (no header, not in its encoding).
@@ -225,14 +261,21 @@ def read_source(path: Path, opts: SourceOptions, chunk_rows: int = CHUNK_ROWS,
     if format_of(path, opts) == "parquet":
         import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()
-        return
-    if fast_csv:
-        yield from _read_csv_arrow(path, opts, chunk_rows)
+        with open_source(path, "parquet") as f:
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=chunk_rows):
+                yield batch.to_pandas()
         return
     if len(opts.delimiter) == 1:
-        yield from _read_csv_rows(path, opts, chunk_rows)
+        names = _header(path, opts)
+        done = 0
+        try:
+            for frame in _read_csv_arrow(path, opts, chunk_rows, names):
+                done += len(frame)
+                yield frame
+            return
+        except CsvLayoutError as exc:
+            log.info("reading %s row by row after its first %d rows: %s", path.name, done, exc)
+        yield from _read_csv_rows(path, opts, chunk_rows, names, after=done)
         return
     reader = pd.read_csv(
         path, sep=opts.delimiter, encoding=opts.encoding, dtype=str, keep_default_na=False,

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.descriptions import DESCRIBED_FEATURES as _DESCRIBED, describe
 from features.invoices import build_features
-from features.snapshots import build_training_set, snapshot_dates
+from features.snapshots import snapshot_dates, stack_snapshots
 from ledger.contracts import Ledger
 from models.calibration import calibrate_payment_model
 from models.encoding import FeatureEncoder
@@ -66,15 +66,18 @@ class TrainingReport:
 class Scorer(Protocol):
     """What batch scoring (``models.scoring.build_scoring``) asks of a fitted model.
 
-    ``EncaisseModel`` on one machine; ``pipelines.distributed.DistributedModel`` on a Dask cluster.
+    ``EncaisseModel`` on one machine; ``pipelines.distributed.DistributedModel`` on a Dask cluster,
+    which splits the ledger and the frames given here by client partition. Precomputed state is
+    passed in, never reached for: client features to ``features``, invoice features to ``score``.
     """
 
     def features(self, ledger: Ledger, as_of, invoice_ids=None, clients: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Feature rows of the invoices open at the start of ``as_of``."""
+        """Feature rows of the invoices open at the start of ``as_of`` (``clients``: precomputed client
+        features as of that day)."""
 
     def score(self, ledger: Ledger, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
               return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0):
-        """``EncaisseModel.score``'s frame (and CDFs) for those invoices."""
+        """``EncaisseModel.score``'s frame (and CDFs) for those invoices (``features``: from ``features``)."""
 
 
 class EncaisseModel(BaseEstimator):
@@ -147,7 +150,7 @@ class EncaisseModel(BaseEstimator):
                 f"training needs at least 4. Train as of a later date or load more history."
             )
         known = self._sample_clients(known, dates)
-        return build_training_set(known, dates, d, **self.feature_options())
+        return stack_snapshots(known, dates, d, **self.feature_options())
 
     def _sample_clients(self, known: Ledger, dates: list[pd.Timestamp]) -> Ledger:
         """Keep a deterministic share of clients (whole histories) when the rows would exceed the budget.

@@ -4,8 +4,10 @@ Every feature of an invoice depends only on its own client's history (invoices, 
 master row), so a ledger split by client scores exactly like the whole: each partition holds whole
 client histories (a stable hash of ``client_id`` modulo ``n_partitions``), a worker runs the usual
 single-machine code on it (``build_features``, ``EncaisseModel.score``), and the results are
-concatenated and put back in the single-machine order (by ``invoice_id``). The fitted model is
-broadcast to the workers once per call.
+concatenated and put back in the single-machine order (by ``invoice_id``). A task is given its
+``Partition`` explicitly: the partition's ledger and, when the caller has them, its rows of the
+precomputed invoice features and client features. The fitted model is broadcast to the workers once
+per call.
 
 A cluster is a ``dask.distributed.Client``: a ``LocalCluster`` for one machine, or a scheduler
 address (``tcp://host:8786``, ``encaisse score --scheduler`` or ``ENCAISSE_DASK_SCHEDULER``) for a
@@ -54,6 +56,34 @@ def partition_ledger(ledger: Ledger, n_partitions: int) -> list[Ledger]:
     ]
 
 
+@dataclass
+class Partition:
+    """One task's work: the ledger of whole clients, and the precomputed frames of those clients."""
+
+    ledger: Ledger
+    features: pd.DataFrame | None = None
+    """Invoice feature rows of these clients (``EncaisseModel.features``), or None: built by the task."""
+    clients: pd.DataFrame | None = None
+    """Client features of these clients (``build_client_features``, by ``client_id``), or None."""
+
+
+def split_partitions(ledger: Ledger, n_partitions: int, features: pd.DataFrame | None = None,
+                     clients: pd.DataFrame | None = None) -> list[Partition]:
+    """``partition_ledger`` with the precomputed frames split by the same client partitions."""
+    parts = partition_ledger(ledger, n_partitions)
+    if features is not None:
+        at = client_partition(features["client_id"], n_partitions)
+        feats = [features[at == p].reset_index(drop=True) for p in range(n_partitions)]
+    else:
+        feats = [None] * n_partitions
+    if clients is not None:
+        at = client_partition(clients.index, n_partitions)
+        cls = [clients[at == p] for p in range(n_partitions)]
+    else:
+        cls = [None] * n_partitions
+    return [Partition(ledger=lp, features=f, clients=c) for lp, f, c in zip(parts, feats, cls)]
+
+
 def _n_partitions(client, n_partitions: int | None) -> int:
     if n_partitions is not None:
         return int(n_partitions)
@@ -71,25 +101,25 @@ def _ordered(frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, np.ndarray]:
 
 # -- worker tasks (module-level so they pickle by reference) ---------------------------------------
 
-def _features_task(part: Ledger, as_of, kwargs: dict) -> pd.DataFrame:
+def _features_task(part: Partition, as_of, kwargs: dict) -> pd.DataFrame:
     from features.invoices import build_features
 
-    return build_features(part, as_of, **kwargs)
+    return build_features(part.ledger, as_of, clients=part.clients, **kwargs)
 
 
-def _score_task(model, part: Ledger, as_of, kwargs: dict, features: pd.DataFrame | None = None):
-    out, (days, cdf) = model.score(part, as_of, return_cdf=True, features=features, **kwargs)
+def _score_task(model: EncaisseModel, part: Partition, as_of, kwargs: dict):
+    out, (days, cdf) = model.score(part.ledger, as_of, return_cdf=True, features=part.features, **kwargs)
     return out, days, cdf
 
 
-def _scatter(client, parts: list[Ledger]):
+def _scatter(client, parts: list[Partition]):
     # Unique keys (hash=False): with content-hashed keys, two clients scattering the same data share
     # keys, and one releasing them cancels the other's futures.
     return client.scatter(parts, hash=False)
 
 
 def build_features_distributed(ledger: Ledger, as_of, client, n_partitions: int | None = None,
-                               **feature_kwargs) -> pd.DataFrame:
+                               clients: pd.DataFrame | None = None, **feature_kwargs) -> pd.DataFrame:
     """``build_features(ledger, as_of)`` computed on a Dask cluster, one task per client partition.
 
     Args:
@@ -97,19 +127,20 @@ def build_features_distributed(ledger: Ledger, as_of, client, n_partitions: int 
         as_of: the scoring day (start of day).
         client: a ``dask.distributed.Client``.
         n_partitions: client partitions (default: 4 per worker).
+        clients: precomputed client features as of ``as_of``; each task gets its partition's rows.
         **feature_kwargs: passed to ``build_features`` (``extra_attributes``, ...).
 
     Returns:
         The same frame as ``build_features(ledger, as_of, **feature_kwargs)``, row for row.
     """
     n = _n_partitions(client, n_partitions)
-    parts = _scatter(client, partition_ledger(ledger, n))
+    parts = _scatter(client, split_partitions(ledger, n, clients=clients))
     futures = [client.submit(_features_task, p, pd.Timestamp(as_of), feature_kwargs, pure=False) for p in parts]
     frames = client.gather(futures)
     return _ordered(frames)[0]
 
 
-def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | None = None,
+def score_distributed(model: EncaisseModel, ledger: Ledger, as_of, client, n_partitions: int | None = None,
                       return_cdf: bool = False, features: pd.DataFrame | None = None, **score_kwargs):
     """``model.score(ledger, as_of)`` on a Dask cluster: the model is broadcast once, one task per partition.
 
@@ -128,14 +159,9 @@ def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | 
     """
     n = _n_partitions(client, n_partitions)
     remote_model = client.scatter(model, broadcast=True, hash=False)
-    parts = _scatter(client, partition_ledger(ledger, n))
-    if features is None:
-        feats = [None] * n
-    else:
-        fpart = client_partition(features["client_id"], n)
-        feats = _scatter(client, [features[fpart == p].reset_index(drop=True) for p in range(n)])
-    futures = [client.submit(_score_task, remote_model, p, pd.Timestamp(as_of), score_kwargs, f, pure=False)
-               for p, f in zip(parts, feats)]
+    parts = _scatter(client, split_partitions(ledger, n, features=features))
+    futures = [client.submit(_score_task, remote_model, p, pd.Timestamp(as_of), score_kwargs, pure=False)
+               for p in parts]
     results = client.gather(futures)
     keep = [r for r in results if len(r[0])] or results[:1]
     out, order = _ordered([r[0] for r in keep])
@@ -150,7 +176,9 @@ def score_distributed(model, ledger: Ledger, as_of, client, n_partitions: int | 
 class DistributedModel:
     """A fitted model's ``features`` and ``score`` run on a Dask cluster (a ``models.scorer.Scorer``).
 
-    What ``models.scoring.build_scoring`` asks of a model; everything else stays with ``model``.
+    What ``models.scoring.build_scoring`` asks of a model, nothing more (no attribute is forwarded
+    to ``model``): precomputed client features or invoice features given to it are split by client
+    partition and each task is given its share (``Partition``).
     """
 
     model: EncaisseModel

@@ -142,10 +142,6 @@ def build_estimator(config: TrainingConfig) -> EncaisseModel:
     return EncaisseModel(**config.model.estimator_params())
 
 
-build_training_set = EncaisseModel.build_training_set
-"""The training step: ``build_training_set(model, ledger, as_of)`` is the model's own (one definition)."""
-
-
 def fit(model: EncaisseModel, ledger: Ledger, as_of, training_set: pd.DataFrame | None = None) -> EncaisseModel:
     """Fit ``model`` as of ``as_of`` (on ``training_set`` when given)."""
     return model.fit(ledger, as_of, training_set=training_set)
@@ -298,7 +294,7 @@ def run_training(settings: Settings, as_of, config: TrainingConfig, force: bool 
     validate_ledger(ledger, d)
     step("build_training_set")
     model = build_estimator(config)
-    ts = build_training_set(model, ledger, d)
+    ts = model.build_training_set(ledger, d)
     step("fit")
     fit(model, ledger, d, ts)
     step("evaluate_validation")

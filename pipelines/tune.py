@@ -31,7 +31,7 @@ from models.scorer import EncaisseModel
 from models import registry
 from pipelines.backtest import default_end
 from pipelines.config import TrainingConfig, save_config
-from pipelines.train import build_training_set, validation_days
+from pipelines.train import validation_days
 from pipelines.validation import EvaluationSet, build_evaluation_set, evaluate_predictions, predict_evaluation_set
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def build_folds(ledger: Ledger, as_of, config: TrainingConfig) -> list[Fold]:
     for k in range(config.tune.n_folds - 1, -1, -1):
         dk = d - pd.Timedelta(days=k * config.tune.fold_step_days)
         known = ledger.known_at(dk)
-        ts = build_training_set(base, known, dk)
+        ts = base.build_training_set(known, dk)
         es = build_evaluation_set(known, validation_days(ts, dk, config.model.hazard_holdout_days), dk)
         folds.append(Fold(as_of=dk, ledger=known, training_set=ts, evaluation_set=es))
     return folds

@@ -25,7 +25,7 @@ from ledger.action_history import record_versions, stored_actions
 from ledger.contracts import ACTIONS, INVOICES, PAYMENTS, Table
 from ledger.parsing import validate_frame
 from ledger.schema import LEDGER_TABLES, ingest_runs
-from ledger.writers import upsert_frame
+from ledger.staged_upsert import upsert_frame
 from ledger.writes import StoreBusyError, write_transaction
 from serving.keys import Principal
 from serving.current import current_ledger

@@ -18,7 +18,7 @@ from ledger.contracts import TABLES, Ledger
 from ledger.engine import open_store
 from ledger.synth import make_ledger
 from ledger.workspace import Settings
-from ledger.writers import upsert_frame
+from ledger.staged_upsert import upsert_frame
 from models.scorer import EncaisseModel
 from serving.app import create_app
 from serving.config import ServingSettings

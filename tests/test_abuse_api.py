@@ -126,6 +126,7 @@ def test_past_the_bound_a_write_is_503_with_retry_after_and_nothing_half_done(si
 
 def test_a_direct_ingest_leaves_writers_gaps_between_its_batches(tmp_path, monkeypatch):
     import ledger.writers as writers_mod
+    from ledger.direct_insert import DirectInsert
     from ledger.ingest import ingest_file
     from ledger.writes import write_transaction
 
@@ -135,7 +136,7 @@ def test_a_direct_ingest_leaves_writers_gaps_between_its_batches(tmp_path, monke
     path.write_text("invoice_id,client_id,issue_date,due_date,amount,currency\n" + "".join(
         f"NEW{i:04d},C1,2025-01-01,2025-02-01,10,EUR\n" for i in range(120)), encoding="utf-8")
     monkeypatch.setattr(writers_mod, "CHUNK_ROWS", 10)  # 12 batches
-    monkeypatch.setattr(writers_mod.DirectInsert, "COMMIT_ROWS", 20)  # a commit every 2 batches
+    monkeypatch.setattr(DirectInsert, "COMMIT_ROWS", 20)  # a commit every 2 batches
     real = writers_mod._write_chunk
     seen = {"batches": 0, "written_at_batch": None}
     done = threading.Event()

@@ -45,7 +45,7 @@ def test_non_finite_absurd_and_overlong_values_are_rejected_with_their_reason(tm
         "OK2,C2,2025-11-01,2025-12-01,1000000000000,EUR\n",
     ]), encoding="utf-8")
     engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
-    result = ingest_file(engine, path, rejects_dir=tmp_path, allow_rejects=True)
+    result = ingest_file(engine, path, rejects_dir=tmp_path)
     assert (result.read, result.inserted, result.rejected) == (7, 2, 5)
     rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False).set_index("source_row")["reason"]
     assert "amount is not finite" in rej["2"]
@@ -68,7 +68,7 @@ def test_over_long_text_and_promise_amounts_of_actions_are_rejected(tmp_path):
                     f"A2,C1,2025-11-01,call,{'o' * 256},\n"
                     "A3,C1,2025-11-01,promise,promise,-inf\n", encoding="utf-8")
     engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
-    result = ingest_file(engine, path, rejects_dir=tmp_path, allow_rejects=True)
+    result = ingest_file(engine, path, rejects_dir=tmp_path)
     rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False).set_index("source_row")["reason"]
     assert (result.inserted, result.rejected) == (1, 2)
     assert "outcome of 256 characters (at most 255)" in rej["2"] and "promise_amount is not finite" in rej["3"]
@@ -106,10 +106,8 @@ def test_a_row_with_an_extra_field_is_rejected_with_its_line_and_the_others_are_
                              "A3,C1,2025-11-01,2025-12-01,13,EUR\n", encoding="utf-8")
     home = tmp_path / "ws"
     res = cli("ingest", str(path), "--home", str(home), "--json")
-    assert res.exit_code == 1  # rows rejected, nothing stored
+    assert res.exit_code == 1  # rows rejected, the others stored
     assert "line 3 has 7 fields where the header has 6" in res.stderr
-    res = cli("ingest", str(path), "--home", str(home), "--json", "--allow-rejects")
-    assert res.exit_code == 0
     out = last_json(res)
     assert (out["read"], out["inserted"], out["rejected"]) == (3, 2, 1)
     rej = pd.read_csv(out["rejects_file"], dtype=str, keep_default_na=False)
@@ -171,7 +169,7 @@ def test_an_ambiguous_amount_with_a_decimal_comma_is_rejected_not_guessed(tmp_pa
         "invoice_id": "id", "client_id": "client", "issue_date": "issued", "due_date": "due", "amount": "amount",
         "currency": {"value": "EUR"}, "doc_type": {"value": "invoice"}}})
     engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
-    result = ingest_file(engine, path, mapping, rejects_dir=tmp_path, allow_rejects=True)
+    result = ingest_file(engine, path, mapping, rejects_dir=tmp_path)
     assert (result.inserted, result.rejected) == (1, 1)
     rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
     assert rej["source_row"].tolist() == ["1"] and "ambiguous amount '1.234'" in rej["reason"].iloc[0]
@@ -224,10 +222,11 @@ def test_an_ingest_killed_part_way_is_finished_by_sending_the_file_again(tmp_pat
     """A kill leaves the batches the direct path committed (here: undo disabled, as a kill skips it);
     the next open rebuilds the indexes it had dropped, and the same file again stores the rest."""
     import ledger.writers as writers_mod
+    from ledger.direct_insert import DirectInsert
 
     monkeypatch.setattr(writers_mod, "CHUNK_ROWS", 10)
-    monkeypatch.setattr(writers_mod.DirectInsert, "COMMIT_ROWS", 10)
-    monkeypatch.setattr(writers_mod.DirectInsert, "undo", lambda self: None)
+    monkeypatch.setattr(DirectInsert, "COMMIT_ROWS", 10)
+    monkeypatch.setattr(DirectInsert, "undo", lambda self: None)
     path = tmp_path / "invoices.csv"
     path.write_text(HEADER + "".join(f"K{i:03d},C{i % 3},2025-01-01,2025-02-01,10,EUR\n" for i in range(50)),
                     encoding="utf-8")

@@ -98,7 +98,7 @@ def test_score_command_with_a_scheduler_stores_the_same_worklist(ledger, model, 
     from encaisse.cli import app
     from ledger.contracts import TABLES
     from ledger.engine import open_store
-    from ledger.writers import upsert_frame
+    from ledger.staged_upsert import upsert_frame
 
     @dataclass
     class _Champion:
@@ -122,3 +122,26 @@ def test_score_command_with_a_scheduler_stores_the_same_worklist(ledger, model, 
     assert result.exit_code == 0, result.output
     pd.testing.assert_frame_equal(pd.read_csv(dist), pd.read_csv(single))
     assert len(pd.read_csv(dist)) > 0
+
+
+def test_a_partition_holds_the_precomputed_rows_of_its_clients(ledger, model):
+    from features.clients import build_client_features
+    from pipelines.distributed import split_partitions
+
+    feats = model.features(ledger, AS_OF)
+    clients = build_client_features(ledger, AS_OF)
+    parts = split_partitions(ledger, 4, features=feats, clients=clients)
+    assert sum(len(p.features) for p in parts) == len(feats) and sum(len(p.clients) for p in parts) == len(clients)
+    for p in parts:
+        owners = set(p.ledger.invoices["client_id"])
+        assert set(p.features["client_id"]) <= owners and set(p.clients.index) <= owners | set(p.ledger.clients["client_id"])
+    assert split_partitions(ledger, 2)[0].features is None
+
+
+def test_the_distributed_model_takes_precomputed_client_features(ledger, model, client):
+    from features.clients import build_client_features
+
+    clients = build_client_features(ledger, AS_OF)
+    want = model.features(ledger, AS_OF, clients=clients)
+    pd.testing.assert_frame_equal(DistributedModel(model, client, 3).features(ledger, AS_OF, clients=clients), want)
+    assert not hasattr(DistributedModel(model, client, 3), "encode")  # no attribute forwarded to the model

@@ -8,7 +8,7 @@ import pytest
 
 from features.clients import build_client_features
 from features.invoices import build_features, open_invoices
-from features.snapshots import add_outcomes, build_training_set, snapshot_dates
+from features.snapshots import add_outcomes, snapshot_dates, stack_snapshots
 from ledger.contracts import Ledger
 from ledger.synth import make_ledger
 
@@ -117,7 +117,7 @@ def test_snapshots_start_after_the_payment_history_begins():
 
 def test_training_set_hides_outcomes_after_its_end(synthetic):
     end = pd.Timestamp("2025-03-01")
-    ts = build_training_set(synthetic, [pd.Timestamp("2024-12-01")], end)
+    ts = stack_snapshots(synthetic, [pd.Timestamp("2024-12-01")], end)
     assert (ts["paid_date"].dropna() < end).all()
     assert (ts.loc[ts["event"] == 0, "duration_days"] == (end - pd.Timestamp("2024-12-01")).days).all()
     assert ts["event"].eq(0).any() and ts["event"].eq(1).any()

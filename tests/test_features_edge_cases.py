@@ -9,7 +9,7 @@ import pytest
 
 from features.clients import build_client_features
 from features.invoices import build_features
-from features.snapshots import add_outcomes, build_training_set
+from features.snapshots import add_outcomes, stack_snapshots
 from ledger.contracts import Ledger
 from ledger.synth import make_ledger
 
@@ -111,7 +111,7 @@ def test_training_set_equals_the_per_day_frames_with_their_outcomes():
     known = led.known_at(end)
     want = pd.concat([add_outcomes(build_features(known, day, include_suspected_leaks=True), known, day, end)
                       for day in days], ignore_index=True)
-    got = build_training_set(led, days, end, include_suspected_leaks=True)
+    got = stack_snapshots(led, days, end, include_suspected_leaks=True)
     pd.testing.assert_frame_equal(got, want)
 
 

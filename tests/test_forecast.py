@@ -253,7 +253,7 @@ def test_cli_forecast_writes_csv_and_json(fitted, tmp_path, monkeypatch):
 
     from encaisse.cli import app
     from ledger.engine import open_store
-    from ledger.writers import upsert_frame
+    from ledger.staged_upsert import upsert_frame
     from ledger.workspace import load_settings
 
     led, model, as_of = fitted

@@ -122,12 +122,12 @@ def test_bad_rows_are_reported_and_good_rows_stored(engine, tmp_path):
     path = _write(tmp_path / "invoices.csv", lines)
     rejects_dir = tmp_path / "rejects"
     with pytest.raises(IngestRejected) as exc:
-        ingest_file(engine, path, rejects_dir=rejects_dir)
-    assert count_rows(engine, "invoices") == 0  # strict by default: nothing stored
+        ingest_file(engine, path, rejects_dir=rejects_dir, strict=True)
+    assert count_rows(engine, "invoices") == 0  # strict: nothing stored
     assert "1 invoice has due_date before issue_date" in str(exc.value)
     assert "row 7 of invoices.csv; fix the dates or map issue_date with not_after" in str(exc.value)
 
-    result = ingest_file(engine, path, rejects_dir=rejects_dir, allow_rejects=True)
+    result = ingest_file(engine, path, rejects_dir=rejects_dir)
     assert (result.read, result.inserted, result.updated, result.unchanged, result.rejected) == (12, 3, 0, 1, 8)
     rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
     reasons = dict(zip(rej["source_row"].astype(int), rej["reason"]))
@@ -141,6 +141,31 @@ def test_bad_rows_are_reported_and_good_rows_stored(engine, tmp_path):
     assert "rows 11, 12" in reasons[11] and "rows 11, 12" in reasons[12]
     assert rej.loc[rej["source_row"] == "12", "amount"].item() == "11"  # original values
     assert sorted(load_ledger(engine).invoices["invoice_id"]) == ["A1", "A2", "A3"]
+
+
+def test_rows_referencing_a_rejected_row_are_rejected_until_it_is_stored(engine, tmp_path):
+    bad = GOOD + ["B1,C3,2024-03-02,2024-02-01,10,EUR,,invoice"]  # row 4: due before issue
+    first = ingest_file(engine, _write(tmp_path / "invoices.csv", bad), rejects_dir=tmp_path)
+    assert (first.inserted, first.rejected, first.stored) == (3, 1, True)
+    payments = tmp_path / "payments.csv"
+    payments.write_text("payment_id,invoice_id,paid_date,amount\n"
+                        "P1,A1,2024-02-01,100\nP2,B1,2024-02-03,10\nP3,NEW9,2024-02-03,5\n", encoding="utf-8")
+    result = ingest_file(engine, payments, rejects_dir=tmp_path)
+    assert (result.read, result.inserted, result.rejected) == (3, 2, 1)
+    rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
+    assert rej["source_row"].tolist() == ["2"] and rej["payment_id"].tolist() == ["P2"]
+    assert rej["reason"].iloc[0].startswith("invoice_id B1: that invoice was rejected by the ingest of "
+                                            "invoices.csv (due_date 2024-02-01 before issue_date 2024-03-02)")
+    summary = "\n".join(result.problems)
+    assert "1 payment references a rejected invoice_id: row 2 of payments.csv" in summary
+    assert "1 payment names an invoice not in the store: NEW9" in summary  # never seen: stored, reported
+    assert sorted(load_ledger(engine).payments["payment_id"]) == ["P1", "P3"]
+
+    fixed = ingest_file(engine, _write(tmp_path / "invoices_fixed.csv",
+                                       ["B1,C3,2024-01-02,2024-02-01,10,EUR,,invoice"]), rejects_dir=tmp_path)
+    assert (fixed.inserted, fixed.rejected) == (1, 0)
+    again = ingest_file(engine, payments, rejects_dir=tmp_path)
+    assert (again.inserted, again.unchanged, again.rejected) == (1, 2, 0)
 
 
 def test_reingest_is_idempotent_and_later_export_updates(engine, tmp_path):
@@ -268,7 +293,7 @@ def test_ibm_export_stores_every_invoice(engine, shared_data, tmp_path):
 @pytest.mark.slow
 def test_sap_export_ingests_and_reingests_unchanged(engine, shared_data, tmp_path):
     path = shared_data / "sap_ar" / "sap_ar_as_of_2019-01-01.csv.gz"
-    result = ingest_file(engine, path, MAPPINGS / "sap_ar.yaml", tmp_path, allow_rejects=True)
+    result = ingest_file(engine, path, MAPPINGS / "sap_ar.yaml", tmp_path)
     assert result.read == 196_027
     assert result.inserted + result.rejected == result.read
     assert 185_000 < result.inserted < 196_027
@@ -280,7 +305,7 @@ def test_sap_export_ingests_and_reingests_unchanged(engine, shared_data, tmp_pat
     assert (inv["paid_date"].dropna() >= inv.loc[inv["paid_date"].notna(), "issue_date"]).all()
     assert (inv["doc_type"] == "invoice").sum() > 175_000
     assert inv["paid_date"].isna().sum() > 4_000
-    again = ingest_file(engine, path, MAPPINGS / "sap_ar.yaml", tmp_path, allow_rejects=True)
+    again = ingest_file(engine, path, MAPPINGS / "sap_ar.yaml", tmp_path)
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, result.inserted)
 
 
@@ -302,18 +327,31 @@ def test_cli_json_last_line_and_exit_codes(tmp_path):
         "read": 3, "inserted": 3, "updated": 0, "unchanged": 0, "rejected": 0}
     assert last["rejects_file"] is None
 
-    bad = _write(tmp_path / "invoices_bad.csv", GOOD + ["B1,C3,2024-03-02,2024-02-01,10,EUR,,invoice"])
-    res = _cli("ingest", str(bad), "--home", str(home), "--json")
+    bad = _write(tmp_path / "invoices_bad.csv", GOOD + ["B1,C3,2024-03-02,2024-02-01,10,EUR,,invoice",
+                                                        "B2,C3,2024-01-02,2024-02-01,10,EUR,,invoice"])
+    res = _cli("ingest", str(bad), "--home", str(home), "--json", "--strict")
     assert res.exit_code == 1
     last = json.loads(res.stdout.strip().splitlines()[-1])
-    assert (last["read"], last["inserted"], last["unchanged"], last["rejected"]) == (4, 0, 0, 1)
+    assert (last["read"], last["inserted"], last["unchanged"], last["rejected"], last["stored"]) == (5, 0, 0, 1, False)
     assert Path(last["rejects_file"]).parent == home.resolve() / "rejects"
     assert "due_date before issue_date: row 4 of invoices_bad.csv" in res.stderr
+    assert "1 row rejected, nothing stored (--strict)" in res.stderr
 
-    res = _cli("ingest", str(bad), "--home", str(home), "--json", "--allow-rejects")
-    assert res.exit_code == 0
+    res = _cli("ingest", str(bad), "--home", str(home), "--json")  # by default the good rows are stored
+    assert res.exit_code == 1
     last = json.loads(res.stdout.strip().splitlines()[-1])
-    assert (last["inserted"], last["unchanged"], last["rejected"]) == (0, 3, 1)
+    assert (last["inserted"], last["unchanged"], last["rejected"], last["stored"]) == (1, 3, 1, True)
+    assert "1 row rejected, the other rows stored" in res.stderr
+    rej = pd.read_csv(last["rejects_file"], dtype=str, keep_default_na=False)
+    assert rej["source_row"].tolist() == ["4"] and rej["invoice_id"].tolist() == ["B1"]
+
+    for flag in ([], ["--allow-rejects"]):  # sent again: nothing changes; the old flag changes nothing
+        res = _cli("ingest", str(bad), "--home", str(home), "--json", *flag)
+        assert res.exit_code == 1
+        last = json.loads(res.stdout.strip().splitlines()[-1])
+        assert (last["inserted"], last["updated"], last["unchanged"], last["rejected"]) == (0, 0, 4, 1)
+    res = _cli("ingest", str(bad), "--home", str(home), "--strict", "--allow-rejects")
+    assert res.exit_code == 2 and "contradict" in res.stderr
 
 
 def test_cli_bad_mapping_and_unknown_table(tmp_path):

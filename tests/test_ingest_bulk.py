@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 import ledger.writers as writers_mod
+from ledger.staged_upsert import upsert_frame
 from ledger.ingest import IngestRejected, ingest_file
 from ledger.schema import ingest_runs
 from ledger.engine import open_store
@@ -52,11 +53,11 @@ def test_duplicates_across_chunks_are_settled(engine, tmp_path):
     ] + _rows(3, start=5)
     path = _write(tmp_path / "invoices.csv", lines)
     with pytest.raises(IngestRejected) as exc:
-        ingest_file(engine, path, rejects_dir=tmp_path, chunk_rows=2)
+        ingest_file(engine, path, rejects_dir=tmp_path, chunk_rows=2, strict=True)
     assert "2 invoices share a invoice_id with another row holding different values: rows 4, 7" in str(exc.value)
     assert count_rows(engine, "invoices") == 0
 
-    result = ingest_file(engine, path, rejects_dir=tmp_path, chunk_rows=2, allow_rejects=True)
+    result = ingest_file(engine, path, rejects_dir=tmp_path, chunk_rows=2)
     assert (result.read, result.inserted, result.unchanged, result.rejected) == (10, 7, 1, 2)
     rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
     assert rej["source_row"].tolist() == ["4", "7"]
@@ -112,7 +113,7 @@ def test_ragged_rows_and_quoted_newlines(engine, tmp_path):
         'I3,"C\n2",2024-01-02,2024-02-01,10,EUR,,invoice',    # row 3: a newline inside quotes
         'I4,C2,2024-01-02,2024-02-01,10,EUR,,invoice',
     ]) + "\n", encoding="utf-8")
-    result = ingest_file(engine, path, rejects_dir=tmp_path, allow_rejects=True)
+    result = ingest_file(engine, path, rejects_dir=tmp_path)
     assert (result.read, result.inserted, result.rejected) == (4, 2, 2)
     rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
     assert rej["source_row"].tolist() == ["2", "3"] and "missing doc_type" in rej["reason"].iloc[0]
@@ -134,8 +135,8 @@ def test_load_reads_back_what_upsert_wrote(engine):
     clients = pd.DataFrame({"client_id": ["C1", "C2"], "credit_limit": [None, 5000.0],
                             "strategic": pd.array([None, True], dtype="boolean")})
     with engine.begin() as conn:
-        assert writers_mod.upsert_frame(conn, "invoices", inv) == (3, 0, 0)
-        assert writers_mod.upsert_frame(conn, "clients", clients) == (2, 0, 0)
+        assert upsert_frame(conn, "invoices", inv) == (3, 0, 0)
+        assert upsert_frame(conn, "clients", clients) == (2, 0, 0)
     led = load_ledger(engine)
     got = led.invoices
     assert got["invoice_id"].tolist() == ["a", "b", "c"]
@@ -150,4 +151,24 @@ def test_load_reads_back_what_upsert_wrote(engine):
     assert got["rating"].tolist()[1:] == ["A", "C"] and pd.isna(got["rating"].iloc[0])
     assert led.clients["strategic"].tolist()[1] is True and pd.isna(led.clients["credit_limit"].iloc[0])
     with engine.begin() as conn:  # the same rows again: nothing changes
-        assert writers_mod.upsert_frame(conn, "invoices", inv) == (0, 0, 3)
+        assert upsert_frame(conn, "invoices", inv) == (0, 0, 3)
+
+
+def test_a_payment_of_a_rejected_invoice_is_rejected_until_the_invoice_is_stored(engine, tmp_path):
+    bad = tmp_path / "invoices.csv"
+    bad.write_text(HEADER + "I1,C1,2024-01-02,2024-02-01,0,EUR,,invoice\nI2,C1,2024-01-02,2024-02-01,5,EUR,,invoice\n",
+                   encoding="utf-8")
+    assert ingest_file(engine, bad, rejects_dir=tmp_path).rejected == 1  # I1: zero amount
+    pay = tmp_path / "payments.csv"
+    pay.write_text("payment_id,invoice_id,paid_date,amount\nP1,I1,2024-02-01,3\nP2,I2,2024-02-01,5\n", encoding="utf-8")
+    result = ingest_file(engine, pay, rejects_dir=tmp_path)
+    assert (result.inserted, result.rejected) == (1, 1)
+    assert "1 payment references a rejected invoice_id: row 1 of payments.csv" in "\n".join(result.problems)
+    ingest_file(engine, bad, rejects_dir=tmp_path)  # the same rejection again: still rejected
+    assert ingest_file(engine, pay, rejects_dir=tmp_path).rejected == 1
+    fixed = tmp_path / "invoices_fixed.csv"
+    fixed.write_text(HEADER + "I1,C1,2024-01-02,2024-02-01,3,EUR,,invoice\n", encoding="utf-8")
+    assert ingest_file(engine, fixed, rejects_dir=tmp_path).inserted == 1
+    again = ingest_file(engine, pay, rejects_dir=tmp_path)
+    assert (again.inserted, again.unchanged, again.rejected) == (1, 1, 0)
+    assert sorted(load_ledger(engine).payments["payment_id"]) == ["P1", "P2"]

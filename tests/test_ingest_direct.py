@@ -1,6 +1,6 @@
 """Rows of new keys go straight into the ledger table on SQLite (``DirectInsert``): the same stored
-rows, counts, rejects and run records as the staged merge, and a file whose keys repeat or are
-already stored starts over staged."""
+rows, counts, rejects and run records as the staged merge; a file whose keys repeat or are already
+stored goes on staged, read once."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import pytest
 
 import ledger.ingest as ingest_mod
 import ledger.writers as writers_mod
+from ledger.direct_insert import DirectInsert
+from ledger.staged_upsert import StagedUpsert
 from ledger.ingest import ingest_file
 from ledger.mapping import parse_mapping
 from ledger.engine import open_store
@@ -68,7 +70,7 @@ def _stored(db: Path) -> dict[str, list[tuple]]:
 def writers(monkeypatch):
     """The writer class each ingest used, in order."""
     used: list[str] = []
-    for cls in (writers_mod.StagedUpsert, writers_mod.DirectInsert):
+    for cls in (StagedUpsert, DirectInsert):
         real = cls.__init__
 
         def spy(self, *args, _real=real, _name=cls.__name__, **kwargs):
@@ -125,9 +127,9 @@ def test_first_load_goes_straight_in_and_stores_what_the_merge_stores(tmp_path, 
     actions.write_text("invoice_id,client_id,action_date,step,channel,outcome,promise_date,promise_amount\n"
                        "I00001,C1,2024-02-03,reminder_1,email,,,\n"
                        "I00002,C2,2024-02-04,promise,call,promise,2024-02-20,12.5\n", encoding="utf-8")
-    files = [(path, {"mapping": MAPPING, "chunk_rows": 9, "allow_rejects": True}),
+    files = [(path, {"mapping": MAPPING, "chunk_rows": 9}),
              (actions, {"table": "actions"}),
-             (path, {"mapping": MAPPING, "chunk_rows": 9, "allow_rejects": True})]  # sent again
+             (path, {"mapping": MAPPING, "chunk_rows": 9})]  # sent again
     direct, staged = _ingest_both(tmp_path, monkeypatch, files)
     _assert_same(direct, staged)
     assert [g[0] for g in direct[0]] == [(40, 38, 0, 0, 2, 0), (2, 2, 0, 0, 0, 0), (40, 0, 0, 38, 2, 0)]
@@ -145,12 +147,12 @@ def test_new_keys_go_straight_into_a_table_that_holds_rows(tmp_path, monkeypatch
     assert [g[0][1] for g in direct[0]] == [30, 30]
 
 
-def test_a_stored_key_in_a_later_chunk_starts_the_file_over_staged(tmp_path, monkeypatch, writers):
+def test_a_stored_key_in_a_later_chunk_moves_the_file_to_a_stage(tmp_path, monkeypatch, writers):
     first = _write(tmp_path / "invoices_1.csv", _lines(10))
     changed = _lines(10)[3].replace(",30 net,", ",60 net,")
     second = _write(tmp_path / "invoices_2.csv", _lines(20, start=10) + [changed, "I00077,C1,2024-01-02,bad"])
     files = [(first, {"table": "invoices"}),
-             (second, {"chunk_rows": 6, "table": "invoices", "allow_rejects": True})]
+             (second, {"chunk_rows": 6, "table": "invoices"})]
     direct, staged = _ingest_both(tmp_path, monkeypatch, files)
     _assert_same(direct, staged)
     assert writers[:3] == ["DirectInsert", "DirectInsert", "StagedUpsert"]
@@ -158,16 +160,26 @@ def test_a_stored_key_in_a_later_chunk_starts_the_file_over_staged(tmp_path, mon
     assert len(list((tmp_path / "rejects_direct").iterdir())) == 1  # the abandoned attempt's is gone
 
 
-def test_a_repeated_key_starts_the_file_over_staged(tmp_path, monkeypatch, writers):
+def test_a_repeated_key_moves_the_file_to_a_stage(tmp_path, monkeypatch, writers):
     lines = _lines(12)
     lines += [lines[2], lines[5].replace(",30 net,", ",45 net,")]  # an identical copy and a conflict
     path = _write(tmp_path / "invoices.csv", lines)
     direct, staged = _ingest_both(tmp_path, monkeypatch,
-                                  [(path, {"chunk_rows": 5, "table": "invoices", "allow_rejects": True})])
+                                  [(path, {"chunk_rows": 5, "table": "invoices"})])
     _assert_same(direct, staged)
     assert writers[:2] == ["DirectInsert", "StagedUpsert"]
     assert direct[0][0][0] == (14, 11, 0, 1, 2, 0)
     assert len(list((tmp_path / "rejects_direct").iterdir())) == 1
+
+
+def test_rows_with_mapped_extras_move_to_the_stage_as_they_were_stored(tmp_path, monkeypatch, writers):
+    lines = _lines(20)
+    lines += [lines[11].replace(",30 net,", ",15 net,")]  # a conflict with a row of the second chunk
+    path = _write(tmp_path / "invoices.csv", lines)
+    direct, staged = _ingest_both(tmp_path, monkeypatch, [(path, {"mapping": MAPPING, "chunk_rows": 8})])
+    _assert_same(direct, staged)
+    assert writers[:2] == ["DirectInsert", "StagedUpsert"]
+    assert direct[0][0][0] == (21, 19, 0, 0, 2, 0) and direct[2].invoices["rating"].notna().any()
 
 
 def test_a_failure_going_straight_in_leaves_the_table_empty_with_its_indexes(tmp_path, failing_chunk_write, writers):
@@ -194,7 +206,7 @@ def test_rejected_file_going_straight_in_stores_nothing(tmp_path, writers):
     lines = _lines(20)
     lines[14] = lines[14].replace(",EUR,", ",XXX,")
     with pytest.raises(ingest_mod.IngestRejected):
-        ingest_file(engine, _write(tmp_path / "invoices.csv", lines), table="invoices", chunk_rows=6)
+        ingest_file(engine, _write(tmp_path / "invoices.csv", lines), table="invoices", chunk_rows=6, strict=True)
     after = _stored(db)
     assert after.pop("runs")[0][2:] == ("invoices", "rejected", 20, 0, 0, 0, 1, 0) and writers == ["DirectInsert"]
     before.pop("runs")
@@ -237,3 +249,106 @@ def test_a_write_committed_elsewhere_while_a_file_is_read_does_not_fail_it(tmp_p
     assert others == ["committed"]
     assert writers[-1] == ("StagedUpsert" if resend else "DirectInsert")
     assert count_rows(engine, "invoices") == (50 if resend else 100)
+
+
+def _ingest_then_die(db: Path, path: Path, rejects: Path) -> None:
+    """In a child process: ingest ``path`` 10 rows a commit, killed (SIGKILL) after the second commit."""
+    import os
+    import signal
+
+    writers_mod.CHUNK_ROWS = 10
+    DirectInsert.COMMIT_ROWS = 10
+    real = DirectInsert.checkpoint
+
+    def checkpoint(self, last=False):
+        real(self, last)
+        if self.committed >= 20:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    DirectInsert.checkpoint = checkpoint
+    ingest_file(open_store(f"sqlite:///{db}"), path, rejects_dir=rejects)
+
+
+def test_a_killed_ingest_is_marked_and_the_next_one_of_the_file_completes_it(tmp_path):
+    import multiprocessing as mp
+    import signal
+
+    db = tmp_path / "ledger.db"
+    path = _write(tmp_path / "invoices.csv", _lines(50))
+    open_store(f"sqlite:///{db}").dispose()
+    child = mp.get_context("fork").Process(target=_ingest_then_die, args=(db, path, tmp_path))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM invoices").fetchone()[0] == 20
+    assert con.execute("SELECT status, inserted, finished_at IS NULL FROM ingest_runs").fetchall() == [
+        ("running", 20, 1)]
+    con.close()
+
+    engine = open_store(f"sqlite:///{db}")
+    other = _write(tmp_path / "invoices_other.csv", _lines(5, start=100))  # another file: no word of the run
+    assert ingest_file(engine, other, rejects_dir=tmp_path).completed_runs == []
+    result = ingest_file(engine, path, rejects_dir=tmp_path)
+    assert (result.inserted, result.unchanged, result.completed_runs) == (30, 20, [1])
+    assert any(p.startswith("an earlier ingest of invoices.csv (run 1, started ") and
+               p.endswith("did not finish after storing 20 rows: this one completed it (the rows it had stored "
+                          "are counted unchanged)") for p in result.problems)
+    assert sorted(load_ledger(engine).invoices["invoice_id"]) == [f"I{i:05d}" for i in [*range(50), *range(100, 105)]]
+    again = ingest_file(engine, path, rejects_dir=tmp_path)
+    assert (again.unchanged, again.completed_runs) == (50, [])
+    engine.dispose()
+    con = sqlite3.connect(db)
+    assert [r[0] for r in con.execute("SELECT status FROM ingest_runs ORDER BY id")] == [
+        "interrupted", "stored", "stored", "stored"]
+    assert con.execute("SELECT count(DISTINCT file_hash) FROM ingest_runs").fetchone()[0] == 2
+    con.close()
+
+
+@pytest.fixture
+def passes(monkeypatch):
+    """The passes over each file's rows: every reader opens it through ``ledger.sources.open_source``."""
+    import ledger.sources as sources_mod
+
+    real = sources_mod.open_source
+    opened: list[tuple[str, str]] = []
+
+    def counted(path, kind):
+        opened.append((Path(path).name, kind))
+        return real(path, kind)
+
+    monkeypatch.setattr(sources_mod, "open_source", counted)
+    return opened
+
+
+def test_a_file_is_read_once_whichever_way_its_rows_are_written(tmp_path, passes, writers):
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    path = _write(tmp_path / "invoices.csv", _lines(30))
+    assert ingest_file(engine, path, table="invoices", chunk_rows=7).inserted == 30  # straight in
+    assert ingest_file(engine, path, table="invoices", chunk_rows=7).unchanged == 30  # staged: all stored
+    lines = _lines(20, start=30)
+    repeats = _write(tmp_path / "invoices_2.csv", lines + [lines[3]] + _lines(5, start=1))  # a copy, stored keys
+    result = ingest_file(engine, repeats, table="invoices", chunk_rows=7)  # straight in, then staged
+    assert (result.read, result.inserted, result.unchanged) == (26, 20, 6)
+    pd.DataFrame({"invoice_id": ["P1", "P2"], "client_id": ["C1", "C2"], "issue_date": ["2024-01-02"] * 2,
+                  "due_date": ["2024-02-01"] * 2, "amount": [1.0, 2.0], "currency": ["EUR"] * 2}
+                 ).to_parquet(tmp_path / "invoices_3.parquet")
+    assert ingest_file(engine, tmp_path / "invoices_3.parquet", chunk_rows=1).inserted == 2
+    assert writers == ["DirectInsert", "StagedUpsert", "DirectInsert", "StagedUpsert", "DirectInsert"]
+    assert passes == [("invoices.csv", "arrow"), ("invoices.csv", "arrow"), ("invoices_2.csv", "arrow"),
+                      ("invoices_3.parquet", "parquet")]
+    engine.dispose()
+
+
+def test_a_ragged_file_goes_on_row_by_row_after_the_rows_already_read(tmp_path, passes, writers):
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    lines = _lines(30)
+    lines[24] += ",an extra field"
+    result = ingest_file(engine, _write(tmp_path / "invoices.csv", lines), table="invoices", rejects_dir=tmp_path,
+                         chunk_rows=7)
+    assert (result.read, result.inserted, result.rejected) == (30, 29, 1)
+    rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
+    assert rej["source_row"].tolist() == ["25"] and "line 26 has 16 fields" in rej["reason"].iloc[0]
+    assert writers == ["DirectInsert"]  # one ingest, not started over
+    assert passes == [("invoices.csv", "arrow"), ("invoices.csv", "utf-8")]
+    engine.dispose()

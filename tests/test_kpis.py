@@ -263,7 +263,7 @@ def test_empty_ledger():
 
 def _store_with_fixture(home) -> None:
     from ledger.engine import open_store
-    from ledger.writers import upsert_frame
+    from ledger.staged_upsert import upsert_frame
     from ledger.workspace import load_settings
 
     led = make_ledger()

@@ -14,7 +14,7 @@ from ledger.contracts import COMPACT_TABLES, INVOICES, TABLES, TEXT, Ledger, com
 from ledger.engine import open_store
 from ledger.hashing import row_hashes
 from ledger.reader import load_ledger
-from ledger.writers import upsert_frame
+from ledger.staged_upsert import upsert_frame
 from ledger.synth import make_ledger, write_ledger
 
 AS_OF = "2025-06-02"

@@ -20,7 +20,7 @@ from ledger.schema import client_scores, invoice_scores, score_runs
 from ledger.scores_store import list_score_runs, load_latest_scores, save_scores
 from ledger.engine import create_store_engine, current_revision, head_revision, open_store, upgrade_store
 from ledger.reader import load_ledger
-from ledger.writers import upsert_frame
+from ledger.staged_upsert import upsert_frame
 from ledger.synth import make_ledger
 from models.scorer import EncaisseModel
 

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from ledger.schema import metadata
 from ledger.engine import current_revision, head_revision, open_store
 from ledger.reader import load_ledger
-from ledger.writers import upsert_frame
+from ledger.staged_upsert import upsert_frame
 
 
 def _invoices(paid=None, amount=100.0):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 import ledger.reader as reader_mod
 from ledger.engine import open_store
 from ledger.reader import load_ledger
-from ledger.writers import upsert_frame
+from ledger.staged_upsert import upsert_frame
 
 KEYS = ["b", "a", "Z", "é", "e", "ä", "10", "9", "a b", "€", "😀", "A", "ab", "a\n"]
 

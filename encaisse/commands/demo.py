@@ -127,7 +127,8 @@ def register(app: typer.Typer) -> None:
             counts = {}
             for table in TABLE_ORDER:
                 try:
-                    res = ingest_file(engine, sample / f"{table}.csv", rejects_dir=settings.rejects_dir, table=table)
+                    res = ingest_file(engine, sample / f"{table}.csv", rejects_dir=settings.rejects_dir, table=table,
+                                      strict=True)
                 except (IngestError, IngestRejected) as exc:
                     raise fail(f"could not ingest {sample / f'{table}.csv'}: {exc}") from None
                 counts[table] = {"read": res.read, "inserted": res.inserted, "updated": res.updated,

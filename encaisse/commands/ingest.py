@@ -1,9 +1,9 @@
 """`encaisse ingest` (load an export into the ledger store) and `encaisse db` (store migrations).
 
-Exit codes of `encaisse ingest` (README, "Exit codes"): 0 stored (every row, or with
-``--allow-rejects`` every good row); 1 rows rejected, nothing stored; 2 bad input or usage (file
-missing, empty, undecodable, columns missing, bad mapping or option); 3 the store stayed busy (another
-process held its write lock past ``--wait``), nothing stored; 4 unexpected failure, nothing stored.
+Exit codes of `encaisse ingest` (README, "Exit codes"): 0 every row stored; 1 rows rejected (the
+good rows stored, or with ``--strict`` nothing); 2 bad input or usage (file missing, empty,
+undecodable, columns missing, bad mapping or option); 3 the store stayed busy (another process held
+its write lock past ``--wait``), nothing stored; 4 unexpected failure, nothing stored.
 """
 
 from __future__ import annotations
@@ -24,7 +24,10 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="CSV, CSV.gz or Parquet file.")],
     mapping: Annotated[Path | None, typer.Option("--mapping", "-m", help="Mapping YAML (see data/mappings/).")] = None,
     table: Annotated[str | None, typer.Option("--table", help="Canonical table, if the file name does not say.")] = None,
-    allow_rejects: Annotated[bool, typer.Option("--allow-rejects", help="Store the good rows even if some are rejected.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Store nothing if any row is rejected.")] = False,
+    allow_rejects: Annotated[bool, typer.Option("--allow-rejects", hidden=True,
+                                                help="Accepted for older scripts: the good rows are stored by "
+                                                "default.")] = False,
     encoding: Annotated[str | None, typer.Option("--encoding", help="The CSV's encoding, e.g. cp1252 "
                                                  "(default: the mapping's, else detected).")] = None,
     delimiter: Annotated[str | None, typer.Option("--delimiter", help="The CSV's separator, e.g. ';' "
@@ -34,9 +37,11 @@ def ingest(
     home: HomeOption = None,
     json_out: JsonOption = False,
 ) -> None:
-    """Load a file into the ledger store; rejected rows go to a rejects file with their reasons.
+    """Load a file into the ledger store: the good rows are stored, rejected rows go to a rejects file
+    with their reasons.
 
-    Exit codes: 0 stored; 1 rows rejected, nothing stored; 2 bad input or usage; 3 store busy; 4 unexpected failure.
+    Exit codes: 0 every row stored; 1 rows rejected (the others stored; with --strict, none);
+    2 bad input or usage; 3 store busy; 4 unexpected failure.
     """
     import logging
 
@@ -45,6 +50,8 @@ def ingest(
     from ledger.engine import open_store
     from ledger.writes import StoreBusyError, is_busy_error
 
+    if strict and allow_rejects:
+        raise fail("--strict and --allow-rejects contradict each other: give one.", code=EXIT_BAD_INPUT)
     settings = settings_for(home)
     try:
         engine = open_store(settings.store_url, busy_timeout=wait)
@@ -64,9 +71,9 @@ def ingest(
 
         try:
             result = ingest_file(engine, path, mapping, settings.rejects_dir, table=table,
-                                 allow_rejects=allow_rejects, on_progress=on_progress, encoding=encoding,
+                                 strict=strict, on_progress=on_progress, encoding=encoding,
                                  delimiter=delimiter)
-            code = EXIT_STORED
+            code = EXIT_REJECTED if result.rejected else EXIT_STORED
         except (IngestError, MappingError) as exc:
             engine.dispose()
             typer.echo(f"error: {exc}", err=True)
@@ -84,9 +91,13 @@ def ingest(
                        "nothing was stored (run with -v for the details).", code=EXIT_FAILED) from None
     for line in result.problems:
         typer.echo(line, err=True)
-    if code:
-        err.print(f"[bold red]error:[/] {result.rejected} rows rejected, nothing stored; fix them or "
-                  "re-run with --allow-rejects to store the good rows.", soft_wrap=True)
+    if code and result.stored:
+        err.print(f"[bold yellow]warning:[/] {_rows(result.rejected)} rejected, the other rows stored; fix the "
+                  "rejected rows and send them (or the whole file: stored rows stay unchanged) again.",
+                  soft_wrap=True)
+    elif code:
+        err.print(f"[bold red]error:[/] {_rows(result.rejected)} rejected, nothing stored (--strict); fix them "
+                  "and send the file again, or ingest without --strict to store the good rows.", soft_wrap=True)
     if result.rejects_file:
         typer.echo(f"rejects: {result.rejects_file}", err=True)
     if json_out:
@@ -97,6 +108,10 @@ def ingest(
     engine.dispose()
     if code:
         raise typer.Exit(code)
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'' if n == 1 else 's'}"
 
 
 @db_app.command("upgrade")
