@@ -6,6 +6,8 @@ read are in ``models.policy``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -58,6 +60,34 @@ def validate_client_scores(client_scores: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _fmt_column(values: pd.Series, boolean: bool) -> np.ndarray:
+    """Each value of a validated client-score column (bool, or float with NaN) as a profile's reason
+    writes it: ``true``/``false``, ``missing``, or the number with ``:g``."""
+    if boolean:
+        return np.where(values.to_numpy(dtype=bool), "true", "false").astype(object)
+    return np.array(["missing" if math.isnan(v) else f"{v:g}" for v in values.tolist()], dtype=object)
+
+
+def _profile_reasons(df: pd.DataFrame, profile: pd.Series, policy: Policy) -> list[str]:
+    """``Profile.reason`` of each client's chosen profile, a profile at a time."""
+    reasons = np.full(len(df), "", dtype=object)
+    chosen = profile.to_numpy(dtype=object)
+    for p in policy.profiles:
+        mask = chosen == p.name
+        if not mask.any():
+            continue
+        if not p.when:
+            reasons[mask] = "no earlier profile matched"
+            continue
+        parts = [f"{c.field} " + _fmt_column(df.loc[mask, c.field], c.field in BOOL_FIELDS)
+                 + c.text().removeprefix(c.field) for c in p.when]
+        text = parts[0]
+        for part in parts[1:]:
+            text = text + "; " + part
+        reasons[mask] = text
+    return reasons.tolist()
+
+
 def assign_profiles(
     client_scores: pd.DataFrame, policy: Policy, previous: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -86,7 +116,7 @@ def assign_profiles(
         "client_id": df["client_id"].to_numpy(),
         "profile": profile.to_numpy(),
         "scenario": [by_name[n].scenario for n in profile],
-        "reason": [by_name[n].reason(row) for n, (_, row) in zip(profile, df.iterrows())],
+        "reason": _profile_reasons(df, profile, policy),
     })
     if previous is not None:
         _require(previous, ("client_id", "profile"), "previous")
