@@ -38,9 +38,9 @@ def main(
 
 def _register() -> None:
     from encaisse.commands import (alerts, backtest, demo, forecast, ingest, keys, kpis, sample, score, serve, train,
-                                   tune)
+                                   tune, uplift)
 
-    for module in (ingest, sample, kpis, forecast, score, alerts, train, backtest, tune, serve, keys, demo):
+    for module in (ingest, sample, kpis, forecast, score, alerts, train, backtest, tune, uplift, serve, keys, demo):
         module.register(app)
 
 

@@ -11,6 +11,8 @@ How the data is made (all days are calendar days, all amounts EUR):
   (punctual, slightly late, chronic late, deteriorating, in difficulty, defaulting), main payment
   terms within the French LME limits (30 net, 45 end of month, 60 net), a payment-run habit (any
   business day, a fixed weekday, month end, the 10th, the 10th and 25th) and an activity window.
+  Each has a billing contact (email, phone, postal address, language, opt-out; some only a phone, a
+  few none: ``ledger.synth.contacts``).
 * Invoices arrive as a Poisson process per client, heavier on the last business days of the month
   and lighter in August and over Christmas; amounts are lognormal around a client median that
   depends on the segment.
@@ -42,10 +44,11 @@ import numpy as np
 import pandas as pd
 
 from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, Ledger, Table
+from ledger.synth.control import ControlSim, true_uplift
 from ledger.synth.generator import SyntheticLedger, _Generator
 from ledger.synth.params import PROFILES
 
-__all__ = ["PROFILES", "SyntheticLedger", "make_ledger", "make_synthetic", "write_ledger"]
+__all__ = ["PROFILES", "ControlSim", "SyntheticLedger", "make_ledger", "make_synthetic", "true_uplift", "write_ledger"]
 
 
 def make_ledger(n_clients: int, years: int = 2, seed: int = 0, end_date: str = "2025-12-31") -> Ledger:
@@ -58,9 +61,14 @@ def make_ledger(n_clients: int, years: int = 2, seed: int = 0, end_date: str = "
 
 
 def make_synthetic(
-    n_clients: int, years: int = 2, seed: int = 0, end_date: str = "2025-12-31"
+    n_clients: int, years: int = 2, seed: int = 0, end_date: str = "2025-12-31", control: ControlSim | None = None
 ) -> SyntheticLedger:
-    """Like :func:`make_ledger`, with the hidden profiles and uncensored outcomes beside it."""
+    """Like :func:`make_ledger`, with the hidden profiles and uncensored outcomes beside it.
+
+    With ``control``, the dunning holds back control groups as the dunning run does, and the result
+    carries each testable step's true effect (``control_truth``, :func:`true_uplift`). Without it,
+    the ledger is the same as before control groups existed.
+    """
     if isinstance(n_clients, bool) or not isinstance(n_clients, (int, np.integer)) or n_clients < 1:
         raise ValueError(f"n_clients must be an integer >= 1. Got {n_clients!r} instead.")
     if isinstance(years, bool) or not isinstance(years, (int, np.integer)) or not 1 <= years <= 20:
@@ -71,7 +79,7 @@ def make_synthetic(
         end = pd.Timestamp(end_date).normalize()
     except (ValueError, TypeError) as exc:
         raise ValueError(f"end_date must be a date like '2025-12-31'. Got {end_date!r} instead.") from exc
-    return _Generator(int(n_clients), int(years), int(seed), end).run()
+    return _Generator(int(n_clients), int(years), int(seed), end, control=control).run()
 
 
 def write_ledger(ledger: Ledger, out_dir: str | Path) -> dict[str, Path]:

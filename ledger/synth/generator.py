@@ -10,14 +10,19 @@ import pandas as pd
 
 from ledger.contracts import ACTIONS, CLIENTS, COMPACT_TABLES, INVOICES, PAYMENTS, Ledger, Table, compact_frame
 from ledger.synth.calendar import BusinessCalendar
+from ledger.synth.contacts import make_contacts
+from ledger.synth.columns import _dates, _ids, _labels
+from ledger.synth.control import ControlSim
+from ledger.synth.ladder import DunningLadder
 from ledger.synth.params import (
     PROFILES, PUNCTUAL, SLIGHTLY_LATE, CHRONIC_LATE, DETERIORATING, IN_DIFFICULTY, DEFAULTING, SEGMENTS,
     SME, KEY, PUBLIC, TERMS, PAY_PATTERNS, COUNTRIES, SECTORS, COLLECTORS, STEPS, CHANNELS, OUTCOMES, NEVER,
     _PROFILE_BY_SEGMENT, _SEGMENT_P, _COUNTRY_BY_SEGMENT, _TERMS_BY_SEGMENT, _PATTERN_BY_SEGMENT,
-    _RATE_MEDIAN, _AMOUNT_MEDIAN, _EFFECT, _PROMISE_CALL, _PROMISE_WRITTEN, _KEPT, _REFUSED, _RISK,
+    _RATE_MEDIAN, _AMOUNT_MEDIAN, _RISK,
 )
 
 log = logging.getLogger(__name__)
+
 
 
 @dataclass
@@ -35,12 +40,18 @@ class SyntheticLedger:
             ``profile``, ``cleared_date`` (uncensored clearing day, empty = never paid),
             ``credit_amount`` (EUR settled by a dispute credit note; the payments cover the rest).
         end_date: the export day.
+        control_truth: with control groups (:class:`~ledger.synth.control.ControlSim`), one row
+            per invoice of each testable step's decisions: ``invoice_id``, ``client_id``,
+            ``profile``, ``step``, ``decision_date``, ``held_back``, and its uncensored clearing
+            day if the step is sent (``cleared_if_sent``) and if it is held back
+            (``cleared_if_held``), everything else equal; None without control groups.
     """
 
     ledger: Ledger
     profiles: pd.DataFrame
     truth: pd.DataFrame
     end_date: pd.Timestamp
+    control_truth: pd.DataFrame | None = None
 
 
 def _categorical(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -58,29 +69,14 @@ def _uniform_days(rng: np.random.Generator, lo: np.ndarray | int, hi: np.ndarray
     return lo + np.floor(rng.random(size) * span).astype(np.int64)
 
 
-def _labels(values: tuple, codes: np.ndarray) -> np.ndarray:
-    return np.array(values, dtype=object)[codes]
-
-
-def _ids(prefix: str, n: int, width: int | None = None) -> np.ndarray:
-    width = max(width or 0, len(str(n)))
-    return np.strings.add(prefix, np.strings.zfill(np.arange(1, n + 1).astype("U"), width)).astype(object)
-
-
-def _dates(days: np.ndarray) -> np.ndarray:
-    out = days.astype("datetime64[D]").astype("datetime64[s]")
-    out[days >= NEVER] = np.datetime64("NaT")
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 
 
-class _Generator:
-    def __init__(self, n_clients: int, years: int, seed: int, end: pd.Timestamp):
+class _Generator(DunningLadder):
+    def __init__(self, n_clients: int, years: int, seed: int, end: pd.Timestamp, control: ControlSim | None = None):
         # One stream per stage, so tuning one stage leaves the others' draws (and the clients) alone.
         stages = ("clients", "invoices", "payments", "disputes", "dunning", "parts", "credit_notes",
-                  "outcomes", "names")
+                  "outcomes", "names", "contacts")
         seeds = np.random.SeedSequence(seed).spawn(len(stages))
         self.rngs = {stage: np.random.default_rng(s) for stage, s in zip(stages, seeds)}
         self.n_clients = n_clients
@@ -89,6 +85,9 @@ class _Generator:
         start = (end - pd.DateOffset(years=years) + pd.Timedelta(days=1)).date()
         self.start = int(np.datetime64(start, "D").astype(np.int64))
         self.cal = BusinessCalendar(self.start - 400, self.end + 1500)
+        self.control = control
+        self.control_rows: list = []
+        self.inert = frozenset(control.inert) if control is not None else frozenset()
 
     def run(self) -> SyntheticLedger:
         self._make_clients()
@@ -259,84 +258,6 @@ class _Generator:
 
     # -- dunning -------------------------------------------------------------------------------
 
-    def _run_dunning(self) -> None:
-        """Walk the ladder in order; each step sees (and may shorten) the current payment day."""
-        rng, cal, n, cli = self.rngs["dunning"], self.cal, self.n, self.cli
-        seg, beh = self.seg[cli], self.beh
-        no_escalation = self.strategic[cli] | (seg == PUBLIC)
-        ladder = [
-            ("preventive", -5, -5, self.preventive[cli]),
-            ("reminder_1", 1, 3, np.ones(n, dtype=bool)),
-            ("reminder_2", 10, 15, np.ones(n, dtype=bool)),
-            ("formal_notice", 30, 34, ~no_escalation),
-            ("agency", 60, 75, ~no_escalation & (self.amount >= 150)),
-        ]
-        rows = []
-        pay = self.pay
-        kept_any = np.zeros(n, dtype=bool)
-        for name, lo, hi, allowed in ladder:
-            day = cal.next_business(self.due + rng.integers(lo, hi + 1, n))
-            sent = allowed & (day <= self.end) & (day > self.issue) & (pay > day) & (day < self.dispute_day)
-            idx = np.flatnonzero(sent)
-            k = len(idx)
-            a, b = day[idx], beh[idx]
-            if name == "reminder_1":
-                channel = np.where((seg[idx] == SME) & (rng.random(k) < .15), 1, 0)
-            elif name == "reminder_2":
-                call = (seg[idx] != SME) | (self.amount[idx] > 10000) | (rng.random(k) < .5)
-                channel = np.where(call, 2, np.where(rng.random(k) < .7, 0, 3))
-            elif name == "formal_notice":
-                channel = np.full(k, 4)
-            elif name == "agency":
-                channel = np.full(k, 5)
-            else:
-                channel = np.zeros(k, dtype=np.int64)
-            step = np.full(k, STEPS.index(name))
-            if name == "reminder_2":
-                step = np.where(channel == 2, STEPS.index("call"), step)
-            spoken = channel >= 2
-            promise = (name != "preventive") & (
-                rng.random(k) < np.where(spoken, _PROMISE_CALL[b], _PROMISE_WRITTEN[b]))
-            promise_day = cal.next_business(a + rng.integers(2, 15, k))
-            kept = promise & (rng.random(k) < _KEPT[b])
-            refused = ~promise & spoken & (rng.random(k) < _REFUSED[b])
-            outcome = np.select([promise, refused], [1, 3], 0)
-
-            # Effects on the payment day (disputed invoices wait for their resolution).
-            p = pay[idx]
-            free = ~self.disputed[idx]
-            if name == "preventive":
-                new = np.maximum(self.due[idx] + rng.integers(-2, 4, k), np.maximum(a, self.issue[idx]) + 1)
-            else:
-                lag = rng.integers(2, 6, k)
-                f = rng.uniform(0, .5, k)
-                new = a + lag + np.ceil(np.maximum(p - a - lag, 0) * f).astype(np.int64)
-            acts = free & ~promise & (rng.random(k) < _EFFECT[name][b])
-            p = np.where(acts, np.minimum(p, new), p)
-            p = np.where(free & kept, np.minimum(p, promise_day + rng.integers(0, 3, k)), p)
-            pay[idx] = p
-            kept_any[idx] |= free & kept
-
-            rows.append((idx, a, step, channel, outcome, np.full(k, NEVER), np.full(k, np.nan)))
-            pi = np.flatnonzero(promise)
-            rows.append((idx[pi], a[pi], np.full(len(pi), STEPS.index("promise")), channel[pi],
-                         np.full(len(pi), OUTCOMES.index(None)), promise_day[pi], np.zeros(len(pi))))
-
-        d = np.flatnonzero(self.disputed & (self.dispute_day <= self.end))
-        ch = np.where(rng.random(len(d)) < .6, 0, 2)
-        rows.append((d, self.dispute_day[d], np.full(len(d), STEPS.index("dispute")), ch,
-                     np.full(len(d), OUTCOMES.index("dispute")), np.full(len(d), NEVER),
-                     np.full(len(d), np.nan)))
-        self.pay, self.kept = pay, kept_any
-        self.action_rows = rows
-
-    def _settle(self) -> None:
-        """Final clearing day: the client's next payment run (a kept promise: next business day)."""
-        cal, pay = self.cal, self.pay
-        runs = cal.next_run(pay, self.pattern[self.cli])
-        final = np.where(self.kept, cal.next_business(pay), runs)
-        self.final = np.where(self.credit_kind == 0, self.resolved, final)
-
     def _split_payments(self) -> None:
         rng, cal, n = self.rngs["parts"], self.cal, self.n
         final = self.final
@@ -476,15 +397,17 @@ class _Generator:
         })
 
         c = self.n_clients
+        names = self._client_names()
         clients = _frame(CLIENTS, {
             "client_id": client_ids,
-            "name": self._client_names(),
+            "name": names,
             "segment": _labels(SEGMENTS, self.seg),
             "credit_limit": self.credit_limit,
             "strategic": self.strategic,
             "sector": _labels(SECTORS, self.sector),
             "country": _labels(COUNTRIES, self.country),
             "collector": _labels(COLLECTORS, self.collector),
+            **make_contacts(self.rngs["contacts"], names, self.country, self.seg == PUBLIC),
         })
 
         profiles = pd.DataFrame({
@@ -507,7 +430,8 @@ class _Generator:
                   c, n, ncn, len(payments), len(actions))
         return SyntheticLedger(
             ledger=Ledger(invoices=invoices, payments=payments, clients=clients, actions=actions),
-            profiles=profiles, truth=truth, end_date=self.end_ts)
+            profiles=profiles, truth=truth, end_date=self.end_ts,
+            control_truth=self._control_truth(doc_id, client_ids) if self.control is not None else None)
 
     def _open_amount(self, inv: np.ndarray, day: np.ndarray) -> np.ndarray:
         """Amount still owed on ``day`` (parts paid before that day deducted), per (invoice, day)."""
