@@ -196,7 +196,8 @@ def _plan_steps(rows: np.ndarray, inv_id: pd.Series, client: pd.Series, scenario
             if chosen is not None:
                 break
         if chosen is None:
-            action[i], date[i], reason[i] = REVIEW_PLAN, d.to_datetime64(), "no payment-plan instalment left to follow up"
+            action[i], date[i] = REVIEW_PLAN, d.to_datetime64()
+            reason[i] = "no payment-plan instalment left to follow up"
             continue
         s, t = chosen
         action[i] = s.step

@@ -376,7 +376,8 @@ def _reference_next_steps(invoices, assignments, policy, as_of, actions):
             for t in plan:
                 if d > t + pd.Timedelta(days=sc.plan_steps[-1].offset_days):
                     continue
-                window = {a["step"] for a in mine if a["action_date"] >= t + pd.Timedelta(days=sc.plan_steps[0].offset_days)}
+                start = t + pd.Timedelta(days=sc.plan_steps[0].offset_days)
+                window = {a["step"] for a in mine if a["action_date"] >= start}
                 todo = [s for s in sc.plan_steps if s.step not in window]
                 if todo:
                     s = todo[0]
