@@ -7,6 +7,11 @@ Usage (from the repository root; the workspace holds an ingested ledger and a ch
 
 ``--repo DIR`` runs the code of another checkout (e.g. the main branch, for the "before").
 
+On a large workspace, where running the old code again is slow, compare the runs already stored for
+a day (each `encaisse score` stores one; the first is the reference)::
+
+    .venv/bin/python bench/check_scoring.py runs - --home /tmp/enc_1m --as-of 2025-12-31
+
 Saved: the loaded ledger's four frames; ``build_scoring``'s scores, client scores, assignments, next
 steps and worklist; then ``run_score`` itself (it stores a new run in the workspace): its worklist and
 client scores, the stored run's ``invoice_scores`` and ``client_scores`` rows (run id left out) and
@@ -60,6 +65,36 @@ def build_outputs(home: Path, as_of: str) -> dict:
     return out
 
 
+def compare_stored_runs(home: Path, as_of: str) -> int:
+    """Compare every run stored for ``as_of`` with the first one; 1 when one differs."""
+    import pandas as pd
+
+    from ledger.engine import open_store
+    from ledger.scores_store import list_score_runs, load_run
+    from ledger.workspace import Settings
+
+    os.environ["ENCAISSE_HOME"] = str(home)
+    engine = open_store(Settings().store_url)
+    try:
+        runs = list_score_runs(engine)
+        runs = runs[runs["as_of"] == pd.Timestamp(as_of)]
+        loaded = [load_run(engine, r) for r in runs.to_dict("records")]
+    finally:
+        engine.dispose()
+    if not loaded:
+        print(f"no run stored as of {as_of}")
+        return 1
+    first = {"invoices": loaded[0].invoices.drop(columns="run_id"), "clients": loaded[0].clients.drop(columns="run_id")}
+    bad = 0
+    for run in loaded[1:]:
+        failures = compare(first, {"invoices": run.invoices.drop(columns="run_id"),
+                                   "clients": run.clients.drop(columns="run_id")})
+        bad += bool(failures)
+        print(f"run {run.run_id} (created {run.run['created_at']}) against {loaded[0].run_id}: "
+              + ("identical" if not failures else "; ".join(failures)))
+    return 1 if bad else 0
+
+
 def compare(before: dict, after: dict) -> list[str]:
     import pandas as pd
 
@@ -78,7 +113,7 @@ def compare(before: dict, after: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["save", "compare"])
+    parser.add_argument("mode", choices=["save", "compare", "runs"])
     parser.add_argument("path", type=Path)
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--as-of", required=True)
@@ -89,6 +124,8 @@ def main() -> None:
     from models.openmp import use_passive_waiting
 
     use_passive_waiting()
+    if args.mode == "runs":
+        sys.exit(compare_stored_runs(args.home, args.as_of))
     out = build_outputs(args.home, args.as_of)
     if args.mode == "save":
         args.path.write_bytes(pickle.dumps(out))

@@ -206,4 +206,11 @@ def load_run(engine: sa.Engine, run: dict) -> StoredScores:
                             clients=_frame(conn, client_scores_table, run["run_id"]))
 
 
-__all__ = ["StoredScores", "latest_run", "list_score_runs", "load_latest_scores", "load_run", "save_scores"]
+def load_run_clients(engine: sa.Engine, run: dict) -> pd.DataFrame:
+    """The ``client_scores`` rows of a run (a row of ``score_runs``), without its invoice rows."""
+    with engine.connect() as conn:
+        return _frame(conn, client_scores_table, run["run_id"])
+
+
+__all__ = ["StoredScores", "latest_run", "list_score_runs", "load_latest_scores", "load_run", "load_run_clients",
+           "save_scores"]
