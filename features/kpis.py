@@ -193,14 +193,14 @@ def build_open_disputes(actions: pd.DataFrame, as_of: pd.Timestamp | str) -> pd.
     act = act.assign(invoice_id=act["invoice_id"].where(act["invoice_id"].notna() & (act["invoice_id"] != ""), None))
     opened = (act["step"] == "dispute") | (act["outcome"] == "dispute")
     closed = (act["step"] == "dispute_resolved") | (act["outcome"] == "resolved")
-    rows = []
-    sub = act[opened | closed].assign(_key=act["invoice_id"].fillna(""), _open=opened, _close=closed)
-    for (client, invoice), grp in sub.groupby(["client_id", "_key"], sort=True):
-        last_open = grp.loc[grp["_open"], "action_date"].max()
-        last_close = grp.loc[grp["_close"], "action_date"].max()
-        if pd.notna(last_open) and (pd.isna(last_close) or last_close < last_open):
-            rows.append((client, invoice or None, last_open))
-    return pd.DataFrame(rows, columns=cols)
+    sub = act[opened | closed]
+    last = sub.assign(_key=sub["invoice_id"].fillna(""), _open=sub["action_date"].where(opened[opened | closed]),
+                      _close=sub["action_date"].where(closed[opened | closed]))
+    last = last.groupby(["client_id", "_key"], sort=True)[["_open", "_close"]].max()
+    last = last[last["_open"].notna() & (last["_close"].isna() | (last["_close"] < last["_open"]))]
+    rows = zip(last.index.get_level_values(0).tolist(), [k or None for k in last.index.get_level_values(1).tolist()],
+               last["_open"].tolist())
+    return pd.DataFrame(list(rows), columns=cols)
 
 
 def build_agency_clients(actions: pd.DataFrame, as_of: pd.Timestamp | str) -> set[str]:

@@ -42,17 +42,21 @@ class StoredScores:
         return str(self.run["run_id"])
 
 
-def _records(table: sa.Table, df: pd.DataFrame, run_id: str) -> list[dict[str, Any]]:
-    """Rows of ``df`` restricted to the table's columns, as driver-ready Python values."""
+def _columns(table: sa.Table, df: pd.DataFrame, dialect: sa.Dialect) -> tuple[list[str], list[list[Any]]]:
+    """The table's columns (run id aside) and their values from ``df``, as the driver takes them.
+
+    Each value goes through the column type's bind processor, as an ORM or Core insert would
+    apply it (SQLite: dates as ISO text, booleans as 1/0), one column at a time.
+    """
     cols = [c for c in table.columns if c.name != "run_id"]
     missing = [c.name for c in cols if not c.nullable and c.name not in df.columns]
     if missing:
         raise ValueError(f"Cannot store {table.name}: the frame lacks required column(s) {missing}; "
                          f"it has {list(df.columns)}.")
-    values: dict[str, list[Any]] = {}
+    values: list[list[Any]] = []
     for c in cols:
         if c.name not in df.columns:
-            values[c.name] = [None] * len(df)
+            values.append([None] * len(df))
             continue
         s = df[c.name]
         if isinstance(c.type, sa.Date):
@@ -65,9 +69,34 @@ def _records(table: sa.Table, df: pd.DataFrame, run_id: str) -> list[dict[str, A
             v = pd.to_numeric(s).astype("float64").astype("object")
         else:
             v = s.astype("object").map(lambda x: x if x is None or isinstance(x, str) else str(x))
-        values[c.name] = v.where(s.notna(), None).tolist()
-    names = list(values)
-    return [{"run_id": run_id, **dict(zip(names, row))} for row in zip(*values.values())]
+        column = v.where(s.notna(), None).tolist()
+        process = c.type.bind_processor(dialect)
+        if process is not None:
+            column = [None if x is None else process(x) for x in column]
+        values.append(column)
+    return [c.name for c in cols], values
+
+
+def _insert_many(conn: sa.Connection, table: sa.Table, run_id: str, names: list[str], values: list[list[Any]]) -> None:
+    """Insert rows (``_columns``' output) into ``table`` under ``run_id``: one prepared statement,
+    the driver's ``executemany`` on tuples, :data:`CHUNK_ROWS` rows at a time."""
+    n = len(values[0]) if values else 0
+    mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
+    if mark is None:  # a driver with named or numbered parameters: through SQLAlchemy
+        rows = [{"run_id": run_id, **dict(zip(names, row))} for row in zip(*values)]
+        for start in range(0, len(rows), CHUNK_ROWS):
+            conn.execute(table.insert(), rows[start:start + CHUNK_ROWS])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in ['run_id', *names])}) "
+           f"VALUES ({', '.join([mark] * (len(names) + 1))})")
+    rows = list(zip([run_id] * n, *values))
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        for start in range(0, len(rows), CHUNK_ROWS):
+            cursor.executemany(sql, rows[start:start + CHUNK_ROWS])
+    finally:
+        cursor.close()
 
 
 def save_scores(
@@ -112,13 +141,12 @@ def save_scores(
         "model_run_id": model_run_id, "policy": policy, "created_at": now or datetime.now(UTC),
         "n_invoices": int(len(invoices)), "n_clients": int(len(cl)), "n_worklist": n_worklist,
     }
-    inv_rows = _records(invoice_scores_table, invoices, rid)
-    cl_rows = _records(client_scores_table, cl, rid)
+    rows = [(table, *_columns(table, df, engine.dialect))
+            for table, df in ((invoice_scores_table, invoices), (client_scores_table, cl))]
     with engine.begin() as conn:
         conn.execute(score_runs.insert(), [run_row])
-        for table, rows in ((invoice_scores_table, inv_rows), (client_scores_table, cl_rows)):
-            for start in range(0, len(rows), CHUNK_ROWS):
-                conn.execute(table.insert(), rows[start:start + CHUNK_ROWS])
+        for table, names, values in rows:
+            _insert_many(conn, table, rid, names, values)
     return rid
 
 
@@ -178,4 +206,11 @@ def load_run(engine: sa.Engine, run: dict) -> StoredScores:
                             clients=_frame(conn, client_scores_table, run["run_id"]))
 
 
-__all__ = ["StoredScores", "latest_run", "list_score_runs", "load_latest_scores", "load_run", "save_scores"]
+def load_run_clients(engine: sa.Engine, run: dict) -> pd.DataFrame:
+    """The ``client_scores`` rows of a run (a row of ``score_runs``), without its invoice rows."""
+    with engine.connect() as conn:
+        return _frame(conn, client_scores_table, run["run_id"])
+
+
+__all__ = ["StoredScores", "latest_run", "list_score_runs", "load_latest_scores", "load_run", "load_run_clients",
+           "save_scores"]

@@ -6,6 +6,8 @@ read are in ``models.policy``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -58,6 +60,34 @@ def validate_client_scores(client_scores: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _fmt_column(values: pd.Series, boolean: bool) -> np.ndarray:
+    """Each value of a validated client-score column (bool, or float with NaN) as a profile's reason
+    writes it: ``true``/``false``, ``missing``, or the number with ``:g``."""
+    if boolean:
+        return np.where(values.to_numpy(dtype=bool), "true", "false").astype(object)
+    return np.array(["missing" if math.isnan(v) else f"{v:g}" for v in values.tolist()], dtype=object)
+
+
+def _profile_reasons(df: pd.DataFrame, profile: pd.Series, policy: Policy) -> list[str]:
+    """``Profile.reason`` of each client's chosen profile, a profile at a time."""
+    reasons = np.full(len(df), "", dtype=object)
+    chosen = profile.to_numpy(dtype=object)
+    for p in policy.profiles:
+        mask = chosen == p.name
+        if not mask.any():
+            continue
+        if not p.when:
+            reasons[mask] = "no earlier profile matched"
+            continue
+        parts = [f"{c.field} " + _fmt_column(df.loc[mask, c.field], c.field in BOOL_FIELDS)
+                 + c.text().removeprefix(c.field) for c in p.when]
+        text = parts[0]
+        for part in parts[1:]:
+            text = text + "; " + part
+        reasons[mask] = text
+    return reasons.tolist()
+
+
 def assign_profiles(
     client_scores: pd.DataFrame, policy: Policy, previous: pd.DataFrame | None = None
 ) -> pd.DataFrame:
@@ -86,7 +116,7 @@ def assign_profiles(
         "client_id": df["client_id"].to_numpy(),
         "profile": profile.to_numpy(),
         "scenario": [by_name[n].scenario for n in profile],
-        "reason": [by_name[n].reason(row) for n, (_, row) in zip(profile, df.iterrows())],
+        "reason": _profile_reasons(df, profile, policy),
     })
     if previous is not None:
         _require(previous, ("client_id", "profile"), "previous")
@@ -115,6 +145,65 @@ def _latest_flag(act: pd.DataFrame, on: str, off: str) -> tuple[set[str], set[st
         if st == on:
             clients.add(cl)
     return invoices, clients
+
+
+_UNITS = ["s", "ms", "us", "ns"]
+
+
+def _latest_by(rows: pd.DataFrame, key: str, lookup: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """For each value of ``lookup``, the ``action_date`` and ``promise_date`` of the last row of
+    ``rows`` (in their order) with that ``key``; NaT where there is none."""
+    last = rows.drop_duplicates(key, keep="last")
+    at = pd.Index(last[key].to_numpy(dtype=object)).get_indexer(lookup.to_numpy(dtype=object))
+    found = at >= 0
+    out = []
+    for col in ("action_date", "promise_date"):
+        values = np.full(len(lookup), np.datetime64("NaT"), dtype="datetime64[s]")
+        values[found] = last[col].to_numpy(dtype="datetime64[s]")[at[found]]
+        out.append(values)
+    return out[0], out[1]
+
+
+def _plan_steps(rows: np.ndarray, inv_id: pd.Series, client: pd.Series, scenario: np.ndarray, ordered: pd.DataFrame,
+                policy: Policy, d: pd.Timestamp, action: np.ndarray, date: np.ndarray, channel: np.ndarray,
+                template: np.ndarray, reason: np.ndarray) -> None:
+    """Rule 4 of :func:`next_steps` for the invoices in ``rows`` (a mask; each has a payment plan and a
+    scenario with plan steps), written into the output arrays. One invoice at a time: plans are few."""
+    index = np.flatnonzero(rows)
+    ids = inv_id.to_numpy(dtype=object)
+    clients = client.to_numpy(dtype=object)
+    mine_rows = ordered[np.where(ordered["_client_level"].to_numpy(dtype=bool),
+                                 ordered["client_id"].isin(set(clients[index])),
+                                 ordered["invoice_id"].isin(set(ids[index])))]
+    by_invoice: dict[str, list] = {}
+    by_client: dict[str, list] = {}
+    for a in mine_rows[["invoice_id", "client_id", "action_date", "step", "promise_date", "_client_level"]] \
+            .rename(columns={"_client_level": "client_level"}).itertuples(index=False):
+        target = by_client.setdefault(a.client_id, []) if a.client_level else by_invoice.setdefault(a.invoice_id, [])
+        target.append(a)
+    for i in index:
+        sc = policy.scenarios[scenario[i]]
+        mine = sorted(by_invoice.get(ids[i], []) + by_client.get(clients[i], []), key=lambda a: a.action_date)
+        plan = sorted({a.promise_date for a in mine if a.step == "payment_plan" and pd.notna(a.promise_date)})
+        first, last = sc.plan_steps[0].offset_days, sc.plan_steps[-1].offset_days
+        chosen = None
+        for t in plan:
+            t = pd.Timestamp(t)
+            if d > t + pd.Timedelta(days=last):
+                continue
+            window = {a.step for a in mine if a.action_date >= t + pd.Timedelta(days=first)}
+            chosen = next(((s, t) for s in sc.plan_steps if s.step not in window), None)
+            if chosen is not None:
+                break
+        if chosen is None:
+            action[i], date[i] = REVIEW_PLAN, d.to_datetime64()
+            reason[i] = "no payment-plan instalment left to follow up"
+            continue
+        s, t = chosen
+        action[i] = s.step
+        date[i] = max(t + pd.Timedelta(days=s.offset_days), d).to_datetime64()
+        channel[i], template[i] = s.channel, s.template
+        reason[i] = f"payment plan instalment {t.date()} J{s.offset_days:+d}"
 
 
 def next_steps(
@@ -178,90 +267,122 @@ def next_steps(
         act = act[act["action_date"] < d]
     act["_client_level"] = _blank(act["invoice_id"]) if len(act) else pd.Series(dtype=bool)
     act.loc[act["_client_level"], "invoice_id"] = None
-
-    blocked_inv, blocked_cl = _latest_flag(act, "dunning_block", "dunning_unblock")
-    disputes = build_open_disputes(act.drop(columns="_client_level"), d)
-    disputed_inv = set(disputes["invoice_id"].dropna())
-    disputed_cl = set(disputes.loc[disputes["invoice_id"].isna(), "client_id"])
-    grace = pd.Timedelta(days=policy.promise_grace_days)
-    # Index actions once: per invoice, and client-level ones per client (in date order).
-    by_invoice: dict[str, list] = {}
-    by_client: dict[str, list] = {}
+    # Only the actions of the invoices and clients being planned are ever looked up; each one
+    # (block, dispute, promise, plan, done step) depends on an invoice's or client's own actions.
+    client_level = act["_client_level"].to_numpy(dtype=bool)
+    act = act[np.where(client_level, act["client_id"].isin(inv["client_id"]),
+                       act["invoice_id"].isin(inv["invoice_id"]))]
     ordered = act.sort_values("action_date", kind="stable")
-    # Only the actions of the invoices and clients being planned are ever looked up.
-    wanted = np.where(ordered["_client_level"].to_numpy(dtype=bool), ordered["client_id"].isin(inv["client_id"]),
-                      ordered["invoice_id"].isin(inv["invoice_id"]))
-    ordered = ordered[wanted]
-    for a in ordered[["invoice_id", "client_id", "action_date", "step", "outcome", "promise_date",
-                      "_client_level"]].rename(columns={"_client_level": "client_level"}).itertuples(index=False):
-        target = by_client.setdefault(a.client_id, []) if a.client_level else by_invoice.setdefault(a.invoice_id, [])
-        target.append(a)
 
-    rows = []
-    profile_of = assigned.to_dict()
-    profiles = {name: policy.profile(name) for name in set(profile_of.values())}
-    for r in inv.itertuples(index=False):
-        prof = profiles[profile_of[r.client_id]]
-        sc = policy.scenarios[prof.scenario]
-        base = {"invoice_id": r.invoice_id, "client_id": r.client_id, "profile": prof.name}
+    n = len(inv)
+    inv_id = inv["invoice_id"]
+    client = inv["client_id"]
+    profile = client.map(assigned).to_numpy(dtype=object)
+    scenario_of = {p.name: p.scenario for p in policy.profiles}
+    scenario = np.array([scenario_of[p] for p in profile], dtype=object) if n else np.array([], dtype=object)
+    due = inv["due_date"]
 
-        def emit(action, date=pd.NaT, step: Step | None = None, reason=""):
-            rows.append({**base, "next_action": action, "next_action_date": date,
-                         "channel": step.channel if step else None,
-                         "template": step.template if step else None, "reason": reason})
+    action = np.full(n, None, dtype=object)
+    date = np.full(n, np.datetime64("NaT"), dtype="datetime64[s]")
+    channel = np.full(n, None, dtype=object)
+    template = np.full(n, None, dtype=object)
+    reason = np.full(n, "", dtype=object)
+    todo = np.ones(n, dtype=bool)
+    day = np.datetime64(d.to_datetime64(), "s")
 
-        block_col = getattr(r, "dunning_block", None)
-        if (block_col is not None and not pd.isna(block_col) and str(block_col).strip()) \
-                or r.invoice_id in blocked_inv or r.client_id in blocked_cl:
-            emit(NO_ACTION_BLOCK, reason="dunning block")
-            continue
-        disputed_col = getattr(r, "disputed", None)
-        if (disputed_col is not None and not pd.isna(disputed_col) and bool(disputed_col)) \
-                or r.invoice_id in disputed_inv or r.client_id in disputed_cl:
-            emit(RESOLVE_DISPUTE, d, reason="open dispute")
-            continue
-        own = by_invoice.get(r.invoice_id, [])
-        mine = sorted(own + by_client.get(r.client_id, []), key=lambda a: a.action_date)
-        prom = [a for a in mine if pd.notna(a.promise_date) and (a.step == "promise" or a.outcome == "promise")]
-        if prom:
-            latest = prom[-1]
-            until = latest.promise_date + grace
-            if d < until:
-                emit(WAIT_PROMISE, until, reason=f"promise to pay on {latest.promise_date.date()} "
-                                                 f"+ {policy.promise_grace_days} days grace")
-                continue
-        plan = sorted({a.promise_date for a in mine if a.step == "payment_plan" and pd.notna(a.promise_date)})
-        if sc.plan_steps and plan:
-            first, last = sc.plan_steps[0].offset_days, sc.plan_steps[-1].offset_days
-            found = False
-            for t in plan:
-                t = pd.Timestamp(t)
-                if d > t + pd.Timedelta(days=last):
-                    continue
-                window = {a.step for a in mine if a.action_date >= t + pd.Timedelta(days=first)}
-                for s in sc.plan_steps:
-                    if s.step not in window:
-                        date = max(t + pd.Timedelta(days=s.offset_days), d)
-                        emit(s.step, date, s, reason=f"payment plan instalment {t.date()} J{s.offset_days:+d}")
-                        found = True
-                        break
-                if found:
-                    break
-            if not found:
-                emit(REVIEW_PLAN, d, reason="no payment-plan instalment left to follow up")
-            continue
-        done_steps = {a.step for a in own}
+    def settle(mask: np.ndarray, what, when=None, step: Step | None = None, why="") -> None:
+        nonlocal todo
+        action[mask] = what
+        if when is not None:
+            date[mask] = when if np.ndim(when) == 0 else when[mask]
+        if step is not None:
+            channel[mask] = step.channel
+            template[mask] = step.template
+        reason[mask] = why if isinstance(why, str) else why[mask]
+        todo = todo & ~mask
+
+    # 1. Dunning block: the invoice's own column, or the latest block/unblock action.
+    blocked_inv, blocked_cl = _latest_flag(act, "dunning_block", "dunning_unblock")
+    blocked = inv_id.isin(blocked_inv).to_numpy() | client.isin(blocked_cl).to_numpy()
+    if "dunning_block" in inv.columns:
+        col = inv["dunning_block"]
+        blocked |= (col.notna() & (col.astype(str).str.strip() != "")).to_numpy(dtype=bool)
+    settle(blocked, NO_ACTION_BLOCK, why="dunning block")
+
+    # 2. Open dispute: the invoice's own flag (its truth value), or dated dispute actions.
+    disputes = build_open_disputes(act.drop(columns="_client_level"), d)
+    disputed = (inv_id.isin(set(disputes["invoice_id"].dropna())).to_numpy()
+                | client.isin(set(disputes.loc[disputes["invoice_id"].isna(), "client_id"])).to_numpy())
+    if "disputed" in inv.columns:
+        col = inv["disputed"]
+        has = col.notna().to_numpy(dtype=bool)
+        flag = np.zeros(n, dtype=bool)
+        flag[has] = col.to_numpy(dtype=object)[has].astype(bool)
+        disputed |= flag
+    settle(todo & disputed, RESOLVE_DISPUTE, day, why="open dispute")
+
+    # 3. Promise to pay: the latest promise among the invoice's and its client's actions.
+    is_promise = ordered["promise_date"].notna() & ((ordered["step"] == "promise") | (ordered["outcome"] == "promise"))
+    own_date, own_promise = _latest_by(ordered[is_promise & ~ordered["_client_level"]], "invoice_id", inv_id)
+    cl_date, cl_promise = _latest_by(ordered[is_promise & ordered["_client_level"]], "client_id", client)
+    # Equal action dates: the client-level action counts as the later one.
+    use_client = ~np.isnat(cl_date) & (np.isnat(own_date) | (cl_date >= own_date))
+    promised = np.where(use_client, cl_promise, own_promise)
+    until = promised + np.timedelta64(policy.promise_grace_days, "D")
+    waiting = todo & ~np.isnat(promised) & (day < until)
+    if waiting.any():
+        days = pd.Series(promised[waiting]).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+        why = np.full(n, "", dtype=object)
+        why[waiting] = "promise to pay on " + days + f" + {policy.promise_grace_days} days grace"
+        settle(waiting, WAIT_PROMISE, until, why=why)
+
+    # 4. Payment plan (few invoices): the plan rules per invoice.
+    is_plan = (ordered["step"] == "payment_plan") & ordered["promise_date"].notna()
+    plans = ordered[is_plan]
+    has_plan = (inv_id.isin(plans.loc[~plans["_client_level"], "invoice_id"]).to_numpy()
+                | client.isin(plans.loc[plans["_client_level"], "client_id"]).to_numpy())
+    with_plan_steps = np.array([bool(policy.scenarios[s].plan_steps) for s in scenario], dtype=bool)
+    planned = todo & has_plan & with_plan_steps
+    if planned.any():
+        _plan_steps(planned, inv_id, client, scenario, ordered, policy, d, action, date, channel, template, reason)
+        todo &= ~planned
+
+    # 5. The ladder: per scenario, the first step not done on the invoice (pre-due ones skipped
+    # once the invoice is past due).
+    own = ordered[~ordered["_client_level"]]
+    past_due = (day > due.to_numpy(dtype="datetime64[s]"))
+    due_text = due.dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
+    done_of: dict[str, np.ndarray] = {}
+    for name in np.unique(scenario[todo]) if todo.any() else []:
+        sc = policy.scenarios[name]
+        pending = todo & (scenario == name)
         for s in sc.steps:
-            if s.step in done_steps:
-                continue
-            if s.offset_days <= 0 and d > r.due_date:
-                continue
-            date = max(r.due_date + pd.Timedelta(days=s.offset_days), d)
-            emit(s.step, date, s, reason=f"{prof.scenario} J{s.offset_days:+d} from due date {r.due_date.date()}")
-            break
-        else:
-            emit(NO_ACTION_DONE, reason=f"every step of {prof.scenario!r} is done")
+            if s.step not in done_of:
+                done_of[s.step] = inv_id.isin(own.loc[own["step"] == s.step, "invoice_id"]).to_numpy()
+            take = pending & ~done_of[s.step]
+            if s.offset_days <= 0:
+                take &= ~past_due
+            if take.any():
+                when = np.maximum(due.to_numpy(dtype="datetime64[s]") + np.timedelta64(s.offset_days, "D"), day)
+                why = np.full(n, "", dtype=object)
+                why[take] = f"{name} J{s.offset_days:+d} from due date " + due_text[take]
+                settle(take, s.step, when, s, why)
+            pending &= ~take
+        settle(pending, NO_ACTION_DONE, why=f"every step of {name!r} is done")
+
     cols = ["invoice_id", "client_id", "profile", "next_action", "next_action_date", "channel", "template", "reason"]
-    out = pd.DataFrame(rows, columns=cols)
-    out["next_action_date"] = pd.to_datetime(out["next_action_date"])
-    return out
+    if not n:
+        out = pd.DataFrame([], columns=cols)
+        out["next_action_date"] = pd.to_datetime(out["next_action_date"])
+        return out
+    # The dates' unit is that of the days they come from (as_of, due and promise dates, at least
+    # microseconds as pandas' day arithmetic gives), seconds when there is none.
+    units = [d.unit, "us", np.datetime_data(due.dtype)[0]]
+    if "promise_date" in act.columns and len(act):
+        units.append(np.datetime_data(act["promise_date"].dtype)[0])
+    unit = max(units, key=_UNITS.index) if not np.isnat(date).all() else "s"
+    return pd.DataFrame({
+        "invoice_id": inv_id.tolist(), "client_id": client.tolist(), "profile": profile.tolist(),
+        "next_action": action.tolist(), "next_action_date": date.astype(f"datetime64[{unit}]"),
+        "channel": channel.tolist(), "template": template.tolist(), "reason": reason.tolist(),
+    }, columns=cols)

@@ -360,7 +360,7 @@ def rank_worklist(
     wl["collector_priority"] = pd.array([None] * len(wl), dtype="Int64")
     wl.loc[due, "collector_priority"] = wl[due].groupby("collector").cumcount().to_numpy() + 1
     wl["rank"] = np.arange(1, len(wl) + 1)
-    wl["why"] = [_why(r, d) for r in wl.itertuples(index=False)]
+    wl["why"] = _why_column(wl)
     for name in WORKLIST_COLUMNS:  # score columns a caller may leave out (p_late, dates, reasons)
         if name not in wl.columns:
             wl[name] = None
@@ -368,30 +368,43 @@ def rank_worklist(
     return wl[WORKLIST_COLUMNS + rest]
 
 
-def _why(r, d: pd.Timestamp) -> str:
-    cur = getattr(r, "currency", None)
-    cur = cur if isinstance(cur, str) else None
-    amount = _money(r.amount_remaining, cur)
-    risk = f"{r.p_very_late:.0%} chance of paying 30+ days late"
-    step = f"{r.next_action} ({r.channel})" if isinstance(r.channel, str) else str(r.next_action)
-    if r.queue in (QUEUE_DUNNING, QUEUE_OVER_CAPACITY):
-        gain = r.amount_remaining * r.p_very_late * r.uplift
-        text = (f"expected gain {_money(gain, cur)} for {r.effort_minutes:g} min: {amount} open, {risk}, "
-                f"{step} changes that {r.uplift:.0%} of the time")
-        if r.days_overdue > 0:
-            text += f"; {int(r.days_overdue)} day{'s' if r.days_overdue > 1 else ''} overdue"
-        return text if r.queue == QUEUE_DUNNING else "over today's capacity; " + text
-    if r.queue == QUEUE_BLOCKED:
+def _why_column(wl: pd.DataFrame) -> list[str]:
+    """The plain-words ``why`` of every row, from plain values (no row objects)."""
+    n = len(wl)
+    currency = wl["currency"].tolist() if "currency" in wl.columns else [None] * n
+    dates = wl["next_action_date"]
+    day_text = pd.Series(dates.dt.strftime("%Y-%m-%d"), index=wl.index).where(dates.notna(), "?").tolist()
+    return [
+        _why(queue, amount, cur if isinstance(cur, str) else None, p, action, channel, uplift, effort, overdue, day)
+        for queue, amount, cur, p, action, channel, uplift, effort, overdue, day in zip(
+            wl["queue"].tolist(), wl["amount_remaining"].tolist(), currency, wl["p_very_late"].tolist(),
+            wl["next_action"].tolist(), wl["channel"].tolist(), wl["uplift"].tolist(), wl["effort_minutes"].tolist(),
+            wl["days_overdue"].tolist(), day_text)
+    ]
+
+
+def _why(queue: str, open_amount: float, cur: str | None, p_very_late: float, next_action, channel, uplift: float,
+         effort: float, days_overdue, day: str) -> str:
+    amount = _money(open_amount, cur)
+    risk = f"{p_very_late:.0%} chance of paying 30+ days late"
+    step = f"{next_action} ({channel})" if isinstance(channel, str) else str(next_action)
+    if queue in (QUEUE_DUNNING, QUEUE_OVER_CAPACITY):
+        gain = open_amount * p_very_late * uplift
+        text = (f"expected gain {_money(gain, cur)} for {effort:g} min: {amount} open, {risk}, "
+                f"{step} changes that {uplift:.0%} of the time")
+        if days_overdue > 0:
+            text += f"; {int(days_overdue)} day{'s' if days_overdue > 1 else ''} overdue"
+        return text if queue == QUEUE_DUNNING else "over today's capacity; " + text
+    if queue == QUEUE_BLOCKED:
         return f"dunning block: no reminder while it holds ({amount} open)"
-    if r.queue == QUEUE_DISPUTE:
+    if queue == QUEUE_DISPUTE:
         return f"open dispute: for the dispute queue, resolve it before any reminder ({amount} open)"
-    if r.queue == QUEUE_PROMISE:
-        until = r.next_action_date.date() if pd.notna(r.next_action_date) else "?"
-        return f"promise to pay: wait until {until} before chasing ({amount} open)"
-    if r.queue == QUEUE_NO_CHASE:
+    if queue == QUEUE_PROMISE:
+        return f"promise to pay: wait until {day} before chasing ({amount} open)"
+    if queue == QUEUE_NO_CHASE:
         return f"trusted payer, {risk}: pays on its own, not chased ({amount} open)"
-    if r.queue == QUEUE_LATER:
-        return f"nothing due today: next {step} on {r.next_action_date.date()} ({amount} open, {risk})"
+    if queue == QUEUE_LATER:
+        return f"nothing due today: next {step} on {day} ({amount} open, {risk})"
     return f"every step of the ladder is done ({amount} open, {risk})"
 
 

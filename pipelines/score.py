@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ledger.scores_store import load_latest_scores, save_scores
+from ledger.scores_store import latest_run, load_latest_scores, load_run_clients, save_scores
 from ledger.engine import open_store
 from ledger.reader import load_ledger, load_store_ledger
 from ledger.workspace import Settings
@@ -91,8 +91,8 @@ def run_score(
 
             client = connect(scheduler)
             model = DistributedModel(model, client, n_partitions)
-        before = load_latest_scores(engine, d - pd.Timedelta(days=1))
-        previous = before.clients[["client_id", "profile"]] if before is not None else None
+        before = latest_run(engine, d - pd.Timedelta(days=1))  # its profiles only, not its invoice rows
+        previous = load_run_clients(engine, before)[["client_id", "profile"]] if before is not None else None
         scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
         run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
                              model_version=str(champion.version), model_run_id=champion.run_id, policy=policy.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -316,3 +317,153 @@ def test_next_steps_paid_and_contract_errors(policy):
         next_steps(_invoices([("y", "zz", "2025-03-01")]), ASSIGN, policy, D)
     with pytest.raises(ValueError, match=r"invoices is missing required columns \['p_very_late'\]"):
         next_steps(_invoices([("y", "c5", "2025-03-01")]).drop(columns="p_very_late"), ASSIGN, policy, D)
+
+
+# --- next_steps against a per-invoice reference, on random small ledgers ------------------------
+
+def _reference_next_steps(invoices, assignments, policy, as_of, actions):
+    """The rules of ``next_steps``' docstring, one invoice at a time, on plain Python records."""
+    d = pd.Timestamp(as_of).normalize()
+    grace = pd.Timedelta(days=policy.promise_grace_days)
+    acts = []
+    if actions is not None:
+        for a in actions.to_dict("records"):
+            a["action_date"], a["promise_date"] = pd.Timestamp(a["action_date"]), pd.Timestamp(a["promise_date"])
+            if a["action_date"] < d:
+                blank = a["invoice_id"] is None or pd.isna(a["invoice_id"]) or not str(a["invoice_id"]).strip()
+                acts.append({**a, "invoice_id": None if blank else a["invoice_id"]})
+    acts.sort(key=lambda a: a["action_date"])   # stable: ties keep the table's order
+    profile_of = dict(zip(assignments["client_id"], assignments["profile"]))
+    rows = []
+    for r in invoices.to_dict("records"):
+        if pd.notna(r.get("paid_date")) and pd.Timestamp(r["paid_date"]) < d:
+            continue
+        due = pd.Timestamp(r["due_date"])
+        prof = policy.profile(profile_of[r["client_id"]])
+        sc = policy.scenarios[prof.scenario]
+        own = [a for a in acts if a["invoice_id"] == r["invoice_id"]]
+        cl = [a for a in acts if a["invoice_id"] is None and a["client_id"] == r["client_id"]]
+        mine = sorted(own + cl, key=lambda a: a["action_date"])   # ties: the invoice's own first
+
+        def row(what, when=pd.NaT, step=None, why=""):
+            rows.append({"invoice_id": r["invoice_id"], "client_id": r["client_id"], "profile": prof.name,
+                         "next_action": what, "next_action_date": when, "channel": step.channel if step else None,
+                         "template": step.template if step else None, "reason": why})
+
+        def blocked(group):
+            flags = [a["step"] for a in group if a["step"] in ("dunning_block", "dunning_unblock")]
+            return bool(flags) and flags[-1] == "dunning_block"
+
+        def disputed(group):
+            opened = [a["action_date"] for a in group if "dispute" in (a["step"], a["outcome"])]
+            closed = [a["action_date"] for a in group if a["step"] == "dispute_resolved" or a["outcome"] == "resolved"]
+            return bool(opened) and (not closed or max(closed) < max(opened))
+
+        block, flag = r.get("dunning_block"), r.get("disputed")
+        if (isinstance(block, str) and block.strip()) or blocked(own) or blocked(cl):
+            row(NO_ACTION_BLOCK, why="dunning block")
+            continue
+        if (flag is not None and pd.notna(flag) and bool(flag)) or disputed(own) or disputed(cl):
+            row(RESOLVE_DISPUTE, d, why="open dispute")
+            continue
+        prom = [a for a in mine if pd.notna(a["promise_date"]) and "promise" in (a["step"], a["outcome"])]
+        if prom and d < prom[-1]["promise_date"] + grace:
+            p = prom[-1]["promise_date"]
+            row(WAIT_PROMISE, p + grace, why=f"promise to pay on {p.date()} + {policy.promise_grace_days} days grace")
+            continue
+        plan = sorted({a["promise_date"] for a in mine if a["step"] == "payment_plan" and pd.notna(a["promise_date"])})
+        if sc.plan_steps and plan:
+            for t in plan:
+                if d > t + pd.Timedelta(days=sc.plan_steps[-1].offset_days):
+                    continue
+                start = t + pd.Timedelta(days=sc.plan_steps[0].offset_days)
+                window = {a["step"] for a in mine if a["action_date"] >= start}
+                todo = [s for s in sc.plan_steps if s.step not in window]
+                if todo:
+                    s = todo[0]
+                    row(s.step, max(t + pd.Timedelta(days=s.offset_days), d), s,
+                        f"payment plan instalment {t.date()} J{s.offset_days:+d}")
+                    break
+            else:
+                row(REVIEW_PLAN, d, why="no payment-plan instalment left to follow up")
+            continue
+        done = {a["step"] for a in own}
+        todo = [s for s in sc.steps if s.step not in done and not (s.offset_days <= 0 and d > due)]
+        if todo:
+            s = todo[0]
+            row(s.step, max(due + pd.Timedelta(days=s.offset_days), d), s,
+                f"{prof.scenario} J{s.offset_days:+d} from due date {due.date()}")
+        else:
+            row(NO_ACTION_DONE, why=f"every step of {prof.scenario!r} is done")
+    cols = ["invoice_id", "client_id", "profile", "next_action", "next_action_date", "channel", "template", "reason"]
+    out = pd.DataFrame(rows, columns=cols)
+    out["next_action_date"] = pd.to_datetime(out["next_action_date"])
+    return out
+
+
+def _random_ledger(seed: int, policy):
+    """Invoices of 6 clients and actions drawn so that every rule of next_steps is reached."""
+    rng = np.random.default_rng(seed)
+    day = pd.Timestamp("2025-04-01")
+    clients = [f"c{i}" for i in range(6)]
+    names = [p.name for p in policy.profiles]
+    assign = pd.DataFrame({"client_id": clients, "profile": rng.choice(names, len(clients))})
+    assign.loc[0, "profile"] = "difficulty"   # a scenario with plan steps
+    n = 60
+    inv = pd.DataFrame({
+        "invoice_id": [f"i{k:03d}" for k in range(n)],
+        "client_id": rng.choice(clients, n),
+        "due_date": day + pd.to_timedelta(rng.integers(-80, 20, n), unit="D"),
+        "amount": 100.0, "p_late": 0.5, "p_very_late": 0.2,
+        "paid_date": np.where(rng.random(n) < 0.1, day - pd.to_timedelta(rng.integers(-3, 5, n), unit="D"), pd.NaT),
+        "dunning_block": rng.choice([None, None, None, None, None, None, "", " ", "R"], n),
+        "disputed": rng.choice([None, False, False, False, False, True], n),
+    })
+    steps = sorted({s.step for sc in policy.scenarios.values() for s in sc.steps + sc.plan_steps})
+    kinds = steps + ["dunning_block", "dunning_unblock", "dispute", "dispute_resolved", "promise", "payment_plan",
+                     "call", "call"]
+    m = 200
+    step = rng.choice(kinds, m)
+    client_level = rng.random(m) < 0.2
+    target = rng.integers(0, n, m)
+    promise = (day + pd.to_timedelta(rng.integers(-30, 60, m), unit="D")).to_numpy()
+    has_promise = np.isin(step, ["promise", "payment_plan"]) | (rng.random(m) < 0.1)
+    outcome = np.where(step == "call", rng.choice([None, "promise", "dispute", "resolved", "no_answer"], m), None)
+    act = pd.DataFrame({
+        "action_id": [f"a{k}" for k in range(m)],
+        "invoice_id": np.where(client_level, rng.choice([None, "", "  "], m), inv["invoice_id"].to_numpy()[target]),
+        "client_id": np.where(client_level, rng.choice(clients, m), inv["client_id"].to_numpy()[target]),
+        "action_date": day - pd.to_timedelta(rng.integers(-5, 90, m), unit="D"),   # some on or after as_of
+        "step": step, "outcome": outcome,
+        "promise_date": np.where(has_promise | (outcome == "promise"), promise, np.datetime64("NaT")),
+        "channel": None,
+    })
+    return inv, assign, act
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_next_steps_equals_the_per_invoice_reference(policy, seed):
+    inv, assign, act = _random_ledger(seed, policy)
+    for as_of in ("2025-04-01", "2025-04-20"):
+        got = next_steps(inv, assign, policy, as_of, act)
+        want = _reference_next_steps(inv, assign, policy, as_of, act)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    pd.testing.assert_frame_equal(next_steps(inv, assign, policy, "2025-04-01"),
+                                  _reference_next_steps(inv, assign, policy, "2025-04-01", None), check_exact=True)
+
+
+def test_random_ledgers_reach_every_rule(policy):
+    """The random ledgers above exercise each rule (else the comparison proves little)."""
+    seen = set()
+    for seed in range(12):
+        inv, assign, act = _random_ledger(seed, policy)
+        for as_of in ("2025-04-01", "2025-04-20"):
+            out = next_steps(inv, assign, policy, as_of, act)
+            seen |= set(out["next_action"])
+            seen |= {"plan:" + a for a in out.loc[out["reason"].str.startswith("payment plan"), "next_action"]}
+            prevented = set(act.loc[act["step"] == "preventive", "invoice_id"])
+            seen |= {"skipped pre-due" for r in out.itertuples() if r.next_action == "reminder_1"
+                     and r.profile != "trusted" and r.invoice_id not in prevented
+                     and pd.Timestamp(r.reason[-10:]) < pd.Timestamp(as_of)}
+    assert {NO_ACTION_BLOCK, RESOLVE_DISPUTE, WAIT_PROMISE, REVIEW_PLAN, NO_ACTION_DONE} <= seen
+    assert any(s.startswith("plan:") for s in seen) and "skipped pre-due" in seen

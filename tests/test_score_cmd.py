@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from encaisse.cli import app
 from ledger.contracts import TABLES
 from ledger.schema import client_scores, invoice_scores, score_runs
-from ledger.scores_store import list_score_runs, load_latest_scores, save_scores
+from ledger.scores_store import list_score_runs, load_latest_scores, load_run_clients, save_scores
 from ledger.engine import create_store_engine, current_revision, head_revision, open_store, upgrade_store
 from ledger.reader import load_ledger
 from ledger.staged_upsert import upsert_frame
@@ -113,6 +113,7 @@ def test_score_stores_runs_and_writes_the_worklist(ledger, champion, monkeypatch
         assert n_clients == first["n_clients"] + second["n_clients"]
         latest = load_latest_scores(engine)
         assert latest.run_id == second["run_id"]
+        pd.testing.assert_frame_equal(load_run_clients(engine, latest.run), latest.clients)  # what run_score reads
         assert load_latest_scores(engine, "2025-06-14").run_id == first["run_id"]
         assert load_latest_scores(engine, "2025-05-31") is None
         stored = latest.invoices.set_index("invoice_id")

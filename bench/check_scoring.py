@@ -1,0 +1,142 @@
+"""Before/after equality check of batch scoring on a trained workspace: what `encaisse score` computes and stores.
+
+Usage (from the repository root; the workspace holds an ingested ledger and a champion)::
+
+    .venv/bin/python bench/check_scoring.py save /tmp/scoring_before --home WS --as-of 2025-12-31
+    .venv/bin/python bench/check_scoring.py compare /tmp/scoring_before --home WS --as-of 2025-12-31
+
+``--repo DIR`` runs the code of another checkout (e.g. the main branch, for the "before").
+
+On a large workspace, where running the old code again is slow, compare the runs already stored for
+a day (each `encaisse score` stores one; the first is the reference)::
+
+    .venv/bin/python bench/check_scoring.py runs - --home /tmp/enc_1m --as-of 2025-12-31
+
+Saved: the loaded ledger's four frames; ``build_scoring``'s scores, client scores, assignments, next
+steps and worklist; then ``run_score`` itself (it stores a new run in the workspace): its worklist and
+client scores, the stored run's ``invoice_scores`` and ``client_scores`` rows (run id left out) and
+the exported CSV. Frames are compared exactly (``assert_frame_equal(check_exact=True)``), text as text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+
+def build_outputs(home: Path, as_of: str) -> dict:
+    import pandas as pd
+
+    from ledger.engine import open_store
+    from ledger.reader import load_store_ledger
+    from ledger.scores_store import load_run
+    from ledger.workspace import Settings
+    from models.policy import load_policy
+    from models.registry import load_champion
+    from models.scoring import build_scoring
+    from pipelines.score import run_score
+
+    os.environ["ENCAISSE_HOME"] = str(home)
+    settings = Settings()
+    ledger = load_store_ledger(settings.store_url)
+    out: dict = {f"ledger_{name}": getattr(ledger, name) for name in ("invoices", "payments", "clients", "actions")}
+    model = load_champion(settings).model
+    scoring = build_scoring(model, ledger, pd.Timestamp(as_of), policy=load_policy())
+    for name in ("scores", "client_scores", "assignments", "steps", "worklist"):
+        out[f"scoring_{name}"] = getattr(scoring, name)
+    del ledger, scoring
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = Path(tmp) / "worklist.csv"
+        result = run_score(settings, as_of, out=csv)
+        out["run_worklist"] = result.worklist
+        out["run_client_scores"] = result.client_scores
+        out["run_csv"] = csv.read_text()
+    engine = open_store(settings.store_url)
+    try:
+        stored = load_run(engine, {"run_id": result.run_id})
+    finally:
+        engine.dispose()
+    out["stored_invoices"] = stored.invoices.drop(columns="run_id")
+    out["stored_clients"] = stored.clients.drop(columns="run_id")
+    return out
+
+
+def compare_stored_runs(home: Path, as_of: str) -> int:
+    """Compare every run stored for ``as_of`` with the first one; 1 when one differs."""
+    import pandas as pd
+
+    from ledger.engine import open_store
+    from ledger.scores_store import list_score_runs, load_run
+    from ledger.workspace import Settings
+
+    os.environ["ENCAISSE_HOME"] = str(home)
+    engine = open_store(Settings().store_url)
+    try:
+        runs = list_score_runs(engine)
+        runs = runs[runs["as_of"] == pd.Timestamp(as_of)]
+        loaded = [load_run(engine, r) for r in runs.to_dict("records")]
+    finally:
+        engine.dispose()
+    if not loaded:
+        print(f"no run stored as of {as_of}")
+        return 1
+    first = {"invoices": loaded[0].invoices.drop(columns="run_id"), "clients": loaded[0].clients.drop(columns="run_id")}
+    bad = 0
+    for run in loaded[1:]:
+        failures = compare(first, {"invoices": run.invoices.drop(columns="run_id"),
+                                   "clients": run.clients.drop(columns="run_id")})
+        bad += bool(failures)
+        print(f"run {run.run_id} (created {run.run['created_at']}) against {loaded[0].run_id}: "
+              + ("identical" if not failures else "; ".join(failures)))
+    return 1 if bad else 0
+
+
+def compare(before: dict, after: dict) -> list[str]:
+    import pandas as pd
+
+    failures = []
+    for name, want in before.items():
+        got = after.get(name)
+        try:
+            if isinstance(want, pd.DataFrame):
+                pd.testing.assert_frame_equal(got, want, check_exact=True)
+            else:
+                assert got == want, "text differs"
+        except AssertionError as exc:
+            failures.append(f"{name}: {str(exc)[:800]}")
+    return failures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["save", "compare", "runs"])
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--as-of", required=True)
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[1],
+                        help="Checkout whose code runs (default: this one).")
+    args = parser.parse_args()
+    sys.path.insert(0, str(args.repo.resolve()))
+    from models.openmp import use_passive_waiting
+
+    use_passive_waiting()
+    if args.mode == "runs":
+        sys.exit(compare_stored_runs(args.home, args.as_of))
+    out = build_outputs(args.home, args.as_of)
+    if args.mode == "save":
+        args.path.write_bytes(pickle.dumps(out))
+        print(f"saved {len(out)} outputs ({len(out['scoring_worklist'])} open invoices) to {args.path}")
+        return
+    failures = compare(pickle.loads(args.path.read_bytes()), out)
+    for f in failures:
+        print("DIFF", f)
+    print(f"{len(out) - len(failures)} of {len(out)} outputs identical ({len(out['scoring_worklist'])} open invoices)")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
