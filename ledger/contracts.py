@@ -124,8 +124,20 @@ CLIENTS = Table(
         Column("sector", "str", False, "Business sector."),
         Column("country", "str", False, "Country."),
         Column("collector", "str", False, "Collector owning the client's portfolio."),
+        Column("email", "str", False, "Billing-contact email address (one address, e.g. "
+               "'compta@client.fr'); empty = no email reminders."),
+        Column("phone", "str", False, "Billing-contact phone, international form preferred "
+               "(e.g. '+33 6 12 34 56 78'); used for SMS and calls."),
+        Column("postal_address", "str", False, "Billing postal address for letters; lines separated "
+               "by newlines (at most 255 characters)."),
+        Column("language", "str", False, "Language of messages: 'fr' or 'en'; empty = 'fr'."),
+        Column("opt_out", "bool", False, "The client refuses automated reminders (emails, SMS, "
+               "letters); calls and formal steps stay manual."),
     ),
 )
+
+LANGUAGES = ("fr", "en")
+"""Languages of client messages; an empty ``clients.language`` means the first."""
 
 ACTIONS = Table(
     name="actions",

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ledger.contracts import CURRENCIES, DOC_TYPES, Table
+from ledger.contracts import CURRENCIES, DOC_TYPES, LANGUAGES, Table
 
 MAX_AMOUNT = 1e12
 """Largest amount accepted, in absolute value (the API's bound too)."""
@@ -27,6 +27,12 @@ MAX_TEXT_CHARS = 255
 FIRST_DAY, LAST_DAY = pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31")
 """Dates outside these days are rejected (the API's bounds)."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                   r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+"""One plain address (local part, '@', a dotted domain): what an SMTP ``RCPT TO`` accepts without
+quoting. Display names, lists and internationalised addresses are rejected."""
+_CONTACT_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]")
+"""Control characters refused in contact text; a postal address keeps its line breaks."""
 
 _FIXES = {
     "missing": "fill the values in, or map {col} to another source column or a constant `value`",
@@ -50,6 +56,10 @@ _FIXES = {
     "too_long": "ids have at most {id_chars} characters and other text at most {text_chars}, without control "
                 "characters: fix the values, or map {col} to another source column",
     "date_range": "dates lie between {first} and {last}: fix the values, or the column's `format` in the mapping",
+    "email": "give one plain address per client (name@domain.tld, no display name, no list), or leave it "
+             "empty",
+    "language": f"use {' or '.join(LANGUAGES)} (empty = {LANGUAGES[0]}), or map the source values with `values:`",
+    "contact": "remove the control characters (a postal address may hold line breaks, nothing else)",
 }
 
 _PHRASES = {
@@ -68,6 +78,9 @@ _PHRASES = {
     "too_large": "have an absurdly large {col}",
     "too_long": "have a malformed {col} (too long, or control characters)",
     "date_range": "have {col} out of range",
+    "email": "have a malformed email",
+    "language": "have an unknown language",
+    "contact": "have control characters in {col}",
 }
 
 
@@ -163,6 +176,28 @@ def _check_rules(table: Table, df: pd.DataFrame, rows: np.ndarray, problems: _Pr
         dt = df["doc_type"]
         bad = (dt.notna() & ~dt.isin(DOC_TYPES)).to_numpy()
         problems.add("doc_type", "doc_type", bad, lambda: "unknown doc_type '" + dt.astype("object").fillna("") + "'", rows)
+    if table.name == "clients":
+        _check_contacts(df, rows, problems)
+
+
+def _check_contacts(df: pd.DataFrame, rows: np.ndarray, problems: _Problems) -> None:
+    """Billing contacts: one plain email address, a known language, no control characters."""
+    email = df["email"].astype("object")
+    present = email.notna()
+    if present.any():
+        ok = email[present].map(lambda v: bool(EMAIL.match(str(v))))
+        bad = present.to_numpy().copy()
+        bad[present.to_numpy()] = ~ok.to_numpy(dtype=bool)
+        problems.add("email", "email", bad, lambda: "malformed email '" + email.fillna("").str.slice(0, 60) + "'",
+                     rows)
+    lang = df["language"].astype("object")
+    bad = (lang.notna() & ~lang.isin(LANGUAGES)).to_numpy()
+    problems.add("language", "language", bad, lambda: "unknown language '" + lang.fillna("").str.slice(0, 20) + "'",
+                 rows)
+    for name in ("phone", "postal_address"):
+        text = df[name].astype("object")
+        bad = text.map(lambda v: v is not None and v == v and bool(_CONTACT_CONTROL.search(str(v)))).to_numpy(dtype=bool)
+        problems.add("contact", name, bad, f"{name} holds control characters", rows)
 
 
 def _check_text(table: Table, name: str, t: pd.Series, rows: np.ndarray, problems: _Problems) -> None:

@@ -11,8 +11,10 @@ ids ``VARCHAR``. Every ledger table also carries:
 ``ingest_runs`` has one row per ingest. ``score_runs``, ``invoice_scores`` and ``client_scores``
 (revision 0002) keep every scoring run and what it predicted, keyed by ``run_id``. ``api_keys``
 (revision 0003) holds the HTTP API's keys, hashed. ``action_history`` (revision 0004) keeps every
-version of an action written through the API and each version an edit superseded.
-``dunning_messages`` and ``dunning_message_invoices`` (revision 0006) are the dunning run's journal.
+version of an action written through the API and each version an edit superseded. Revision 0005
+adds the billing contact of ``clients`` (``email``, ``phone``, ``postal_address``, ``language``,
+``opt_out``). ``dunning_messages`` and ``dunning_message_invoices`` (revision 0006) are the dunning
+run's journal.
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
 ``ledger.engine.open_store``), never with ``metadata.create_all``: this module is the reference the

@@ -68,3 +68,63 @@ def test_api_row_schemas_agree_with_the_contracts(schema, table):
         assert kinds[column.kind] in base or typing.Literal in base, (column.name, field.annotation)
         if not column.required:
             assert not field.is_required(), column.name
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_contact_rules_reject_malformed_emails_and_languages_with_their_reason():
+    from ledger.parsing import validate_frame
+
+    rows = pd.DataFrame({
+        "client_id": ["c1", "c2", "c3", "c4", "c5", "c6"],
+        "email": ["compta@dupont.fr", "Dupont <compta@dupont.fr>", "a@b.fr, c@d.fr", None, "no-at-sign.fr",
+                  "factures@sous.domaine.example.com"],
+        "language": ["fr", "en", None, "de", "fr", "EN"],
+        "postal_address": ["1 rue de la Paix\n75002 PARIS", None, None, None, None, "bad\x07bell"],
+        "opt_out": [False, True, None, None, None, None],
+    })
+    good, rejects = validate_frame("clients", rows)
+    assert good["client_id"].tolist() == ["c1"]
+    assert good["postal_address"].iloc[0] == "1 rue de la Paix\n75002 PARIS"
+    reasons = dict(zip(rejects["client_id"], rejects["reason"]))
+    assert set(reasons) == {"c2", "c3", "c4", "c5", "c6"}
+    assert "malformed email 'Dupont <compta@dupont.fr>'" in reasons["c2"]
+    assert "malformed email 'a@b.fr, c@d.fr'" in reasons["c3"]
+    assert reasons["c4"] == "unknown language 'de'"
+    assert "malformed email" in reasons["c5"]
+    assert "unknown language 'EN'" in reasons["c6"] and "postal_address holds control characters" in reasons["c6"]
+
+
+def test_contact_text_is_bounded():
+    from ledger.parsing import validate_frame
+
+    rows = pd.DataFrame({"client_id": ["c1"], "postal_address": ["x" * 256]})
+    good, rejects = validate_frame("clients", rows)
+    assert good.empty and "postal_address of 256 characters (at most 255)" in rejects["reason"].iloc[0]
+
+
+def test_the_customer_master_mapping_loads_contacts_with_multiline_addresses(tmp_path):
+    from ledger.engine import open_store
+    from ledger.ingest import ingest_file
+    from ledger.reader import load_ledger
+
+    path = tmp_path / "customers.csv"
+    path.write_text(
+        "KUNNR;NAME1;LAND1;SMTP_ADDR;TELF1;ADRESSE;SPRAS;NO_AUTO_DUNNING\n"
+        "0000100;Société Générale d'Études;FR;compta@sge.fr;+33 1 23 45 67 89;"
+        "\"Société Générale d'Études\n12 rue de la Gare\n69002 LYON\";F;\n"
+        "0000200;Müller GmbH;DE;;+49 30 1234567;;D;X\n"
+        "0000300;Bad Mail SA;FR;not an email;;;F;\n", encoding="utf-8")
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    result = ingest_file(engine, path, REPO / "data" / "mappings" / "erp_clients.yaml", rejects_dir=tmp_path,
+                         allow_rejects=True)
+    assert (result.inserted, result.rejected) == (2, 1)
+    rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
+    assert "malformed email 'not an email'" in rej["reason"].iloc[0]
+    clients = load_ledger(engine).clients.set_index("client_id")
+    first, second = clients.loc["0000100"], clients.loc["0000200"]
+    assert first["postal_address"] == "Société Générale d'Études\n12 rue de la Gare\n69002 LYON"
+    assert (first["language"], first["email"]) == ("fr", "compta@sge.fr") and pd.isna(first["opt_out"])
+    assert (second["language"], bool(second["opt_out"])) == ("en", True)
+    assert pd.isna(second["email"]) and second["phone"] == "+49 30 1234567"

@@ -10,6 +10,7 @@ import pandas as pd
 
 from ledger.contracts import ACTIONS, CLIENTS, COMPACT_TABLES, INVOICES, PAYMENTS, Ledger, Table, compact_frame
 from ledger.synth.calendar import BusinessCalendar
+from ledger.synth.contacts import make_contacts
 from ledger.synth.params import (
     PROFILES, PUNCTUAL, SLIGHTLY_LATE, CHRONIC_LATE, DETERIORATING, IN_DIFFICULTY, DEFAULTING, SEGMENTS,
     SME, KEY, PUBLIC, TERMS, PAY_PATTERNS, COUNTRIES, SECTORS, COLLECTORS, STEPS, CHANNELS, OUTCOMES, NEVER,
@@ -80,7 +81,7 @@ class _Generator:
     def __init__(self, n_clients: int, years: int, seed: int, end: pd.Timestamp):
         # One stream per stage, so tuning one stage leaves the others' draws (and the clients) alone.
         stages = ("clients", "invoices", "payments", "disputes", "dunning", "parts", "credit_notes",
-                  "outcomes", "names")
+                  "outcomes", "names", "contacts")
         seeds = np.random.SeedSequence(seed).spawn(len(stages))
         self.rngs = {stage: np.random.default_rng(s) for stage, s in zip(stages, seeds)}
         self.n_clients = n_clients
@@ -476,15 +477,17 @@ class _Generator:
         })
 
         c = self.n_clients
+        names = self._client_names()
         clients = _frame(CLIENTS, {
             "client_id": client_ids,
-            "name": self._client_names(),
+            "name": names,
             "segment": _labels(SEGMENTS, self.seg),
             "credit_limit": self.credit_limit,
             "strategic": self.strategic,
             "sector": _labels(SECTORS, self.sector),
             "country": _labels(COUNTRIES, self.country),
             "collector": _labels(COLLECTORS, self.collector),
+            **make_contacts(self.rngs["contacts"], names, self.country, self.seg == PUBLIC),
         })
 
         profiles = pd.DataFrame({
