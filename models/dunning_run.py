@@ -21,6 +21,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 from pathlib import Path
@@ -148,9 +149,14 @@ class Renderer:
         return render_message(m.template, ctx, language=lang, overrides_dir=self.overrides_dir)
 
 
+EMAIL_POLICY = email_policy.SMTP.clone(max_line_length=998)
+"""CRLF lines; headers folded only past RFC 5322's 998 characters: the standard library's folding of
+encoded words drops the space between two of them (an accented subject would lose a space)."""
+
+
 def build_email(msg: Message, message_id: str, to: str, mail_from: str) -> EmailMessage:
     """A UTF-8 email of a rendered message: text, HTML alternative, attachments, Message-ID set."""
-    email = EmailMessage()
+    email = EmailMessage(policy=EMAIL_POLICY)
     domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
     email["Subject"] = msg.subject
     email["From"] = mail_from

@@ -29,6 +29,7 @@ from ledger.schema import actions as actions_table
 from ledger.scores_store import load_latest_scores, save_scores
 from ledger.synth import make_ledger
 from ledger.writers import upsert_frame
+from models.dunning_plan import plan_dunning
 from models.dunning_run import Delivery, run_dunning
 from models.policy import load_policy
 
@@ -85,7 +86,7 @@ def smtp():
 
 
 def _ledger():
-    led = make_ledger(30, seed=5, end_date="2025-07-31")
+    led = make_ledger(60, seed=5, end_date="2025-07-31")
     cl = led.clients.copy()
     n = len(cl)
     cl["email"] = [f"compta{i}@client{i}.example" for i in range(n)]
@@ -93,9 +94,6 @@ def _ledger():
     cl["postal_address"] = [f"{i} rue de la Paix\n75002 Paris" for i in range(n)]
     cl["language"] = ["fr" if i % 2 else "en" for i in range(n)]
     cl["opt_out"] = False
-    cl.loc[0, "name"] = ACCENTED
-    cl.loc[1, "email"] = None  # no email: its email steps become call tasks
-    cl.loc[2, "opt_out"] = True  # no automated message at all
     led.clients = cl
     return led
 
@@ -116,14 +114,22 @@ def _scores(led, day, trusted: set[str] = frozenset()):
 @pytest.fixture
 def store(_isolated_home):
     led = _ledger()
+    trusted = {led.clients["client_id"].iloc[-1]}
+    sc, cl = _scores(led, DAY, trusted)
+    plan = plan_dunning(led, sc, cl, load_policy(), DAY)
+    emailed = list(plan.messages.loc[plan.messages["policy_channel"] == "email", "client_id"].unique())
+    special = {"no_email": emailed[0], "opt_out": emailed[1], "accented": emailed[2]}
+    c = led.clients.set_index("client_id")
+    c.loc[special["no_email"], "email"] = None  # its email steps become call tasks
+    c.loc[special["opt_out"], "opt_out"] = True  # no automated message at all
+    c.loc[special["accented"], "name"] = ACCENTED
+    led.clients = c.reset_index()
     engine = open_store(f"sqlite:///{_isolated_home / 'ledger.db'}")
     with engine.begin() as conn:
         for name in TABLES:
             upsert_frame(conn, name, getattr(led, name))
-    trusted = {led.clients["client_id"].iloc[-1]}
-    sc, cl = _scores(led, DAY, trusted)
     save_scores(engine, sc, cl, as_of=DAY, model_version="test")
-    yield engine, trusted
+    yield engine, trusted, special
     engine.dispose()
 
 
@@ -152,7 +158,7 @@ def _message_ids(raw: list[bytes]) -> set[str]:
 
 
 def test_smtp_receives_exactly_what_the_run_reports_sent_and_a_rerun_sends_none(store, smtp, monkeypatch):
-    engine, _ = store
+    engine, *_ = store
     monkeypatch.setenv("ENCAISSE_SMTP_URL", smtp.url)
     code, first = _cli()
     assert code == 0 and first["failed"]["total"] == 0
@@ -177,7 +183,7 @@ def test_smtp_receives_exactly_what_the_run_reports_sent_and_a_rerun_sends_none(
 
 
 def test_utf8_accents_arrive_intact(store, smtp, monkeypatch):
-    engine, _ = store
+    engine, *_ = store
     monkeypatch.setenv("ENCAISSE_SMTP_URL", smtp.url)
     _cli()
     j = _journal(engine).set_index("message_id")
@@ -185,7 +191,7 @@ def test_utf8_accents_arrive_intact(store, smtp, monkeypatch):
     for raw in smtp.received:
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         mid = msg["Message-ID"].strip("<>").split("@")[0]
-        body = msg.get_body(preferencelist=("plain",)).get_content()
+        body = msg.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")  # SMTP line ends
         assert str(msg["Subject"]) == j.at[mid, "subject"]
         assert body.strip() == j.at[mid, "body"].strip()
         if any(ord(ch) > 127 for ch in body + str(msg["Subject"])):
@@ -194,7 +200,7 @@ def test_utf8_accents_arrive_intact(store, smtp, monkeypatch):
 
 
 def test_a_refusing_server_leaves_nothing_recorded_as_sent_and_the_next_run_retries(store, smtp, monkeypatch):
-    engine, _ = store
+    engine, *_ = store
     monkeypatch.setenv("ENCAISSE_SMTP_URL", smtp.url)
     smtp.refuse_rcpt = "550 5.1.1 mailbox unavailable"
     code, first = _cli()
@@ -215,7 +221,7 @@ def test_a_refusing_server_leaves_nothing_recorded_as_sent_and_the_next_run_retr
 
 @pytest.mark.parametrize("how", ["421", "drop"])
 def test_a_server_failing_mid_run_records_only_what_it_accepted(store, smtp, monkeypatch, how):
-    engine, _ = store
+    engine, *_ = store
     monkeypatch.setenv("ENCAISSE_SMTP_URL", smtp.url)
     smtp.drop_after = 3
     if how == "421":
@@ -242,7 +248,7 @@ def test_a_server_failing_mid_run_records_only_what_it_accepted(store, smtp, mon
 
 
 def test_a_crash_between_send_and_record_is_resent_once_and_reported(store, smtp, monkeypatch):
-    engine, _ = store
+    engine, *_ = store
     ledger = load_ledger(engine)
     run = load_latest_scores(engine, DAY)
     pol = load_policy()
@@ -253,26 +259,28 @@ def test_a_crash_between_send_and_record_is_resent_once_and_reported(store, smtp
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("power cut")
 
+    dry = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, None, dry_run=True)
+    cid = dry.plan.messages.loc[dry.plan.messages["channel"] == "email", "client_id"].iloc[0]
     monkeypatch.setattr(outbox, "mark_sent", crash)
     with pytest.raises(KeyboardInterrupt):
-        run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, client_id="C00004", step=None)
+        run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, client_id=cid, step="reminder_1")
     assert len(smtp.received) == 1
     j = _journal(engine)
     assert list(j["status"]) == ["sending"] or "sending" in set(j["status"])
     crashed = j.loc[j["status"] == "sending", "message_id"].iloc[0]
 
     monkeypatch.setattr(outbox, "mark_sent", real)
-    again = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, client_id="C00004")
+    again = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, client_id=cid, step="reminder_1")
     assert again.resent_after_crash == [crashed]
     assert len(smtp.received) == 2 and _message_ids(smtp.received) == {crashed}
     assert _journal(engine).set_index("message_id").at[crashed, "status"] == "sent"
-    third = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, client_id="C00004")
+    third = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, client_id=cid, step="reminder_1")
     assert third.outcomes.empty and len(smtp.received) == 2
     transport.close()
 
 
 def test_dry_run_writes_nothing_and_plans_what_a_run_sends(store, _isolated_home):
-    engine, _ = store
+    engine, *_ = store
     code, dry = _cli("--dry-run")
     assert code == 0 and dry["dry_run"] and dry["sent"]["total"] == 0 and dry["planned"]["total"] > 0
     assert _journal(engine).empty and _dunning_actions(engine).empty
@@ -283,7 +291,7 @@ def test_dry_run_writes_nothing_and_plans_what_a_run_sends(store, _isolated_home
 
 
 def test_outbox_folders_contacts_opt_out_and_no_chase(store, _isolated_home):
-    engine, trusted = store
+    engine, trusted, special = store
     code, res = _cli()
     assert code == 0
     j = _journal(engine)
@@ -292,11 +300,11 @@ def test_outbox_folders_contacts_opt_out_and_no_chase(store, _isolated_home):
     parsed = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert parsed["To"] and parsed["Message-ID"] and parsed.get_body(preferencelist=("plain",)).get_content()
     # client without email, and the opted-out one: call tasks, never a message
-    for cid, why in (("C00001", "no email"), ("C00002", "opted out")):
+    for cid, why in ((special["no_email"], "no email"), (special["opt_out"], "opted out")):
         mine = j[j["client_id"] == cid]
         assert not mine.empty
         assert not ((mine["channel"].isin(["email", "sms", "letter"])) & (mine["status"] == "sent")).any()
-        if cid == "C00002":
+        if cid == special["opt_out"]:
             assert set(mine["channel"]) == {"call_task"} and mine["note"].str.contains(why).all()
         else:
             emailed = mine[mine["planned_channel"] == "email"]
