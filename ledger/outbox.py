@@ -154,30 +154,36 @@ def mark_status(engine: sa.Engine, message_ids: list[str], status: str, note: st
     write_transaction(engine, work)
 
 
-def store_actions(conn: sa.Connection, rows: pd.DataFrame, by: str, now: datetime | None = None) -> pd.DataFrame:
-    """Validate and upsert action rows in the caller's transaction, as API writes do.
-
-    Same path as ``serving.writes.write_rows`` for actions: the ingest's validation, the action
-    history (``record_versions``), ``upsert_frame`` and an ``ingest_runs`` row.
-
-    Returns:
-        The typed rows stored (with ``row_hash``).
+def validate_actions(rows: pd.DataFrame) -> pd.DataFrame:
+    """Action rows validated and typed with the ingest's rules (``row_hash`` added), once for a run.
 
     Raises:
-        ValueError: a row fails validation (names the rows and reasons); nothing is stored.
+        ValueError: a row fails validation (names the rows and reasons).
     """
-    now = now or _now()
     good, rejects = validate_frame(ACTIONS, rows)
     if len(rejects):
         detail = "; ".join(f"row {r.source_row}: {r.reason}" for r in rejects.head(5).itertuples())
         raise ValueError(f"{len(rejects)} dunning action row(s) failed validation: {detail}")
+    return good
+
+
+def store_actions(conn: sa.Connection, good: pd.DataFrame, by: str, now: datetime | None = None) -> pd.DataFrame:
+    """Upsert validated action rows (:func:`validate_actions`) in the caller's transaction, as API writes do.
+
+    Same path as ``serving.writes.write_rows`` for actions: the action history
+    (``record_versions``), ``upsert_frame`` and an ``ingest_runs`` row.
+
+    Returns:
+        ``good``, as stored.
+    """
+    now = now or _now()
     keys = good["action_id"].astype(str).tolist()
     stored = stored_actions(conn, keys)
     record_versions(conn, good, stored, by, now=now)
     ins, upd, same = upsert_frame(conn, ACTIONS, good, now=now)
     conn.execute(ingest_runs.insert().values(
         started_at=now, finished_at=_now(), source=by, mapping=None, table_name="actions", status="stored",
-        read=len(rows), inserted=ins, updated=upd, unchanged=same, rejected=0, filtered=0, rejects_file=None))
+        read=len(good), inserted=ins, updated=upd, unchanged=same, rejected=0, filtered=0, rejects_file=None))
     return good
 
 
@@ -186,7 +192,7 @@ def mark_sent(engine: sa.Engine, message_id: str, actions: pd.DataFrame, locatio
     """After the transport returned: ``sent`` (or ``task``) and the action rows, in one transaction.
 
     Args:
-        actions: one action row per invoice (``ledger.contracts.ACTIONS`` columns); empty for a task.
+        actions: one validated action row per invoice (:func:`validate_actions`); empty for a task.
 
     Returns:
         The typed action rows stored.

@@ -256,6 +256,14 @@ def run_dunning(
              "note": m.note} for m in msgs.itertuples(index=False)]
     outbox.save_planned(engine, rows, dict(zip(msgs["message_id"], [list(x) for x in msgs["invoice_ids"]])))
 
+    # Validated once for the run (validate_frame keeps the index: it maps each row back to its message).
+    senders = [m for m in msgs.itertuples(index=False) if m.channel != CALL_TASK]
+    action_rows = pd.concat([_action_rows(m, m.message_id, d) for m in senders], ignore_index=True) if senders else None
+    actions_of: dict[str, pd.DataFrame] = {}
+    if action_rows is not None:
+        owner = pd.Series([m.message_id for m in senders for _ in m.invoice_ids])
+        good = outbox.validate_actions(action_rows)
+        actions_of = {mid: frame for mid, frame in good.groupby(owner.loc[good.index].to_numpy())}
     renderer = Renderer(ledger, d, sorted(set(msgs["client_id"])), company=company, overrides_dir=overrides_dir)
     results, stored = [], []
     for i, m in enumerate(msgs.itertuples(index=False)):
@@ -281,8 +289,7 @@ def run_dunning(
                 outbox.mark_failed(engine, m.message_id, error)
             else:
                 status = outbox.SENT
-                stored.append(outbox.mark_sent(engine, m.message_id, _action_rows(m, m.message_id, d), location,
-                                               by=by))
+                stored.append(outbox.mark_sent(engine, m.message_id, actions_of[m.message_id], location, by=by))
         results.append((m.message_id, m.client_id, m.step, m.channel, status, error, location))
         if on_message is not None:
             on_message(i + 1, len(msgs))
@@ -295,5 +302,13 @@ def preview_message(ledger: Ledger, plan: DunningPlan, index: int = 0, *, compan
                     overrides_dir: Path | None = None) -> Message:
     """Render the plan's ``index``-th message as it would go out, without sending or recording it."""
     m = plan.messages.iloc[index]
+    all_actions = outbox.validate_actions(pd.concat(
+        [_action_rows(m, m.message_id, d) for m in msgs.itertuples(index=False) if m.channel != CALL_TASK]
+        or [pd.DataFrame(columns=["action_id", "invoice_id", "client_id", "action_date", "step", "channel",
+                                  "outcome"])], ignore_index=True))
+    actions_of = {mid: frame for mid, frame in all_actions.groupby(
+        all_actions["action_id"].map(dict(zip(
+            [action_id(m.message_id, i) for m in msgs.itertuples(index=False) for i in m.invoice_ids],
+            [m.message_id for m in msgs.itertuples(index=False) for _ in m.invoice_ids]))))} if len(all_actions) else {}
     renderer = Renderer(ledger, plan.as_of, [m["client_id"]], company=company, overrides_dir=overrides_dir)
     return renderer.render(m)
