@@ -29,31 +29,13 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from features.kpis import build_open_items
 from features.legal import build_legal_amounts
 from ledger import outbox
 from ledger.contracts import Ledger
 from ledger.outbox_transports import EmailTransport, Provider, SendError
 from models.dunning_plan import CALL_TASK, CHANNELS, EMAIL, LETTER, SMS, DunningPlan, plan_dunning
-try:
-    from models.messages import Message, build_message_context, render_message
-except ImportError:  # TEMPORARY until branch `messages` lands: a minimal stand-in of its interface
-    @dataclass(frozen=True)
-    class Message:  # type: ignore[no-redef]
-        template: str
-        language: str
-        subject: str
-        text: str
-        html: str | None
-        attachments: tuple = ()
-
-    def build_message_context(client, invoices, as_of, *, step, company=None, legal=None):  # type: ignore
-        return {"client": dict(client), "invoices": invoices.to_dict("records"), "step": step,
-                "as_of": str(pd.Timestamp(as_of).date())}
-
-    def render_message(template, context, *, language=None, overrides_dir=None):  # type: ignore
-        lines = [f"{r['invoice_id']}: {r['amount']:.2f} {r.get('currency') or ''}" for r in context["invoices"]]
-        return Message(template, language or "fr", f"Relance {context['client'].get('name') or ''} ({template})",
-                       "Bonjour,\n" + "\n".join(lines), None, ())
+from models.messages import Message, build_message_context, render_message
 from models.policy import Policy
 
 log = logging.getLogger(__name__)
@@ -125,7 +107,7 @@ def _sub_ledger(ledger: Ledger, client_ids) -> Ledger:
 
 @dataclass
 class Renderer:
-    """Renders the plan's messages with the messages package (one context per client and step)."""
+    """Renders messages with ``models.messages``: the client, its open invoices at the step, legal amounts."""
 
     ledger: Ledger
     as_of: pd.Timestamp
@@ -134,18 +116,38 @@ class Renderer:
     overrides_dir: Path | None = None
 
     def __post_init__(self) -> None:
-        self.sub = _sub_ledger(self.ledger, self.client_ids)
-        self.legal = build_legal_amounts(self.sub, self.as_of)
-        self.clients = self.sub.clients.drop_duplicates("client_id", keep="last").set_index("client_id")
-        self.invoices = self.sub.invoices.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")
+        sub = _sub_ledger(self.ledger, self.client_ids)
+        self.legal = build_legal_amounts(sub, self.as_of)
+        self.clients = sub.clients.drop_duplicates("client_id", keep="last").set_index("client_id")
+        self.items = build_open_items(sub, self.as_of).drop_duplicates("invoice_id").set_index("invoice_id")
+        src = sub.invoices.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")
+        self.items["currency"] = self.items.index.map(src["currency"]) if "currency" in src.columns else "EUR"
+        act = sub.actions
+        self.plans = act[(act["step"] == "payment_plan") & act["promise_date"].notna()] if len(act) else act
+
+    def _instalment(self, client_id: str) -> dict | None:
+        """The payment-plan instalment the plan steps follow: the first not more than 8 days past."""
+        if not len(self.plans):
+            return None
+        mine = self.plans[(self.plans["client_id"] == client_id)
+                          & (pd.to_datetime(self.plans["promise_date"]) >= self.as_of - pd.Timedelta(days=8))]
+        if mine.empty:
+            return None
+        first = mine.sort_values("promise_date").iloc[0]
+        amount = first.get("promise_amount")
+        return {"date": pd.Timestamp(first["promise_date"]).date(),
+                "amount": None if pd.isna(amount) else float(amount)}
 
     def render(self, m) -> Message:
         client = self.clients.loc[m.client_id].to_dict() if m.client_id in self.clients.index else {}
         client["client_id"] = m.client_id
-        inv = self.invoices.loc[list(m.invoice_ids)].reset_index()
-        legal = self.legal[self.legal["invoice_id"].isin(m.invoice_ids)]
-        ctx = build_message_context(client, inv, self.as_of, step=m.step, company=self.company, legal=legal)
-        lang = m.language if isinstance(m.language, str) else None
+        ids = [i for i in m.invoice_ids if i in self.items.index]
+        inv = self.items.loc[ids].reset_index()
+        legal = self.legal[self.legal["invoice_id"].isin(ids)]
+        instalment = self._instalment(m.client_id) if str(m.step).startswith("instalment") else None
+        ctx = build_message_context(client, inv, self.as_of, step=m.step, company=self.company, legal=legal,
+                                    instalment=instalment if instalment and instalment["amount"] else None)
+        lang = m.language if isinstance(m.language, str) and m.language else None
         return render_message(m.template, ctx, language=lang, overrides_dir=self.overrides_dir)
 
 

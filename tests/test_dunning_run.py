@@ -315,8 +315,11 @@ def test_outbox_folders_contacts_opt_out_and_no_chase(store, _isolated_home):
     if res["skipped"]["reasons"]:
         assert set(res["skipped"]["reasons"]) <= {"no chase (trusted payer)", "already sent", "unconfirmed"}
     letters = j[(j["channel"] == "letter") & (j["status"] == "sent")]
-    for loc in letters["location"]:
+    assert len(letters) >= 1
+    for step, loc in zip(letters["step"], letters["location"]):
         assert (Path(loc) / "message.txt").exists()
+        if step == "formal_notice":  # the mise en demeure goes as its PDF letter
+            assert list(Path(loc).glob("*.pdf"))
     # call tasks are recorded, without ledger actions: the call stays on the worklist
     tasks = j[j["status"] == "task"]
     acts = _dunning_actions(engine)

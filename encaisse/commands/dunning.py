@@ -80,9 +80,14 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
     from ledger.reader import load_ledger
     from ledger.scores_store import load_latest_scores
     from models.dunning_run import Delivery, run_dunning
+    from models.messages import CompanyError, load_company
     from models.policy import load_policy
 
     pol = load_policy(policy_path)
+    try:
+        company = load_company(settings.home_dir)
+    except CompanyError as exc:
+        raise DunningInputError(str(exc)) from None
     outbox_dir = settings.outbox_dir
     try:
         email = None if dry_run else email_transport(settings.smtp_url, outbox_dir)
@@ -102,11 +107,10 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
         delivery = None if dry_run else Delivery(email=email, sms=OutboxProvider(outbox_dir / "sms"),
                                                  letter=OutboxProvider(outbox_dir / "letter"),
                                                  mail_from=settings.mail_from)
-        overrides = settings.home_dir / "templates"
         with progress(disable=quiet or dry_run) as bar:
             task = bar.add_task("sending", total=None)
             result = run_dunning(engine, ledger, stored.invoices, stored.clients, pol, day, delivery,
-                                 dry_run=dry_run, overrides_dir=overrides if overrides.is_dir() else None,
+                                 dry_run=dry_run, company=company, overrides_dir=settings.home_dir / "templates",
                                  client_id=client, by="cli:dunning run",
                                  on_message=lambda done, total: bar.update(task, completed=done, total=total))
     finally:
