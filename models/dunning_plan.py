@@ -205,5 +205,7 @@ def plan_dunning(
     msgs["language"] = contacts["language"]
     msgs["note"] = note
     msgs["amount"] = np.round(msgs["amount"].astype(float), 2)
+    for col in ("recipient", "language", "note", "message_id", "previous_status"):
+        msgs[col] = msgs[col].astype(object).where(msgs[col].notna(), None)
     return DunningPlan(as_of=d, messages=msgs[PLAN_COLUMNS].reset_index(drop=True),
                        skipped=skipped.reset_index(drop=True), held=held, not_scored=not_scored)
