@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -229,9 +230,12 @@ def run_dunning(
         error, location``).
     """
     d = pd.Timestamp(as_of).normalize()
+    started = time.perf_counter()
     journal = outbox.load_message_invoices(engine)
     plan = plan_dunning(ledger, scores, client_scores, policy, d, journal=journal, client_id=client_id, step=step)
     msgs = plan.messages
+    log.info("planned %d message(s) as of %s in %.1f s (%d skipped)", len(msgs), d.date(),
+             time.perf_counter() - started, len(plan.skipped))
     cols = ["message_id", "client_id", "step", "channel", "status", "error", "location"]
     if dry_run or msgs.empty:
         return RunResult(plan=plan, outcomes=pd.DataFrame(columns=cols), actions=pd.DataFrame(), dry_run=dry_run)

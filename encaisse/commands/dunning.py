@@ -75,6 +75,9 @@ class DunningInputError(ValueError):
 
 
 def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | None, quiet: bool):
+    import logging
+    import time
+
     from ledger.engine import open_store
     from ledger.outbox_transports import OutboxProvider, email_transport
     from ledger.reader import load_ledger
@@ -95,6 +98,8 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
         raise DunningInputError(str(exc)) from None
     where = (f"smtp://{email.config.host}:{email.config.port}" if hasattr(email, "config")
              else str(outbox_dir / "email"))
+    log = logging.getLogger(__name__)
+    started = time.perf_counter()
     engine = open_store(settings.store_url)
     try:
         stored = load_latest_scores(engine, day)
@@ -102,6 +107,8 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
             raise DunningInputError(f"No scoring run is stored as of {day.date()} or earlier in {settings.store_url}; "
                                     f"run `encaisse score --as-of {day.date()}` first.")
         ledger = load_ledger(engine)
+        log.info("loaded the ledger (%d invoices) and score run %s of %s in %.1f s", len(ledger.invoices),
+                 stored.run_id[:8], stored.run["as_of"], time.perf_counter() - started)
         if ledger.invoices.empty:
             raise DunningInputError("The store holds no invoices; run `encaisse ingest` first.")
         delivery = None if dry_run else Delivery(email=email, sms=OutboxProvider(outbox_dir / "sms"),
