@@ -218,6 +218,32 @@ class Profile(BaseModel):
         return out
 
 
+NEVER_HELD_BACK_CHANNELS = frozenset({"formal_notice", "agency"})
+"""Steps on these channels are legal or contractual escalations: never held back as a control."""
+
+
+class ControlGroups(BaseModel):
+    """Randomized control groups of the dunning run (see :mod:`models.uplift`).
+
+    A ``share`` of the eligible (client, step) decisions of each testable step is held back, chosen by
+    a hash of the client, the step and ``salt``. Formal notices, agency handovers and payment-plan
+    steps are never testable.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    share: float = Field(default=0.10, ge=0.0, le=0.5,
+                         description="Share of eligible decisions held back (0 = no control group).")
+    salt: str | None = Field(default=None, min_length=8, max_length=128,
+                             description="Hash salt; empty = a random one kept in the workspace (control-salt).")
+    testable_steps: list[str] = Field(default_factory=lambda: ["preventive", "reminder_1", "reminder_2"],
+                                      description="Steps that may be held back.")
+    window_days: Literal[7, 14, 30] = Field(default=14, description="Window whose uplift feeds the worklist.")
+    min_decisions: int = Field(default=300, ge=1,
+                               description="Decisions per arm after which the measured uplift replaces the "
+                                           "default even when its interval still includes zero.")
+
+
 def _shadow_reason(earlier: Profile, later: Profile) -> str | None:
     """Why ``earlier`` matches every client ``later`` matches (so ``later`` is never chosen), or None."""
     region = later.region()
@@ -254,6 +280,7 @@ class Policy(BaseModel):
                                     description="Days a formal notice gives to pay, before any agency step.")
     scenarios: dict[str, Scenario] = Field(min_length=1)
     profiles: list[Profile] = Field(min_length=1)
+    control: ControlGroups = Field(default_factory=ControlGroups)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Policy":
@@ -291,6 +318,7 @@ class Policy(BaseModel):
                         problems.append(
                             f"scenario {name!r}: agency step {s.label()} needs a formal_notice step at least "
                             f"{self.formal_notice_days} days before it (the notice gives that long to pay)")
+        problems += self._control_problems()
         ordered = self.ordered_profiles
         for p in ordered:
             if any(r.empty() for r in p.region().values()):
@@ -310,6 +338,22 @@ class Policy(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _control_problems(self) -> list[str]:
+        ladder = {s.step: s for sc in self.scenarios.values() for s in sc.steps}
+        plan = {s.step for sc in self.scenarios.values() for s in sc.plan_steps}
+        plan |= {s.step for sc in self.scenarios.values() if sc.plan_steps for s in sc.steps}
+        problems = []
+        for name in self.control.testable_steps:
+            if name not in ladder and name not in plan:
+                problems.append(f"control.testable_steps names {name!r}, which no scenario has; "
+                                f"ladder steps are {sorted(ladder)}")
+            elif name in plan:
+                problems.append(f"control.testable_steps names {name!r}, a payment-plan step: those are never held back")
+            elif ladder[name].channel in NEVER_HELD_BACK_CHANNELS:
+                problems.append(f"control.testable_steps names {name!r}, a {ladder[name].channel} step: formal "
+                                "notices and agency handovers are never held back")
+        return problems
 
     @property
     def ordered_profiles(self) -> list[Profile]:

@@ -35,6 +35,7 @@ from models.policy import NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVI
 from serving import current, outcomes, views, writes
 from serving.deps import authenticate
 from serving.frames import float_values, plain_dict, records
+from serving.i18n import fmt_pct
 from serving.page_context import (
     Ctx,
     check_csrf,
@@ -355,3 +356,18 @@ def kpis_page(request: Request) -> Response:
     return render(ctx, "kpis.html", k=k, aging=list(zip(names, [k["aging"][b] for b in buckets])), chart=chart,
                   doubtful=doubtful[:100], n_doubtful=len(doubtful), names=client_names(ctx).to_dict(),
                   period_days=period_days)
+
+
+# --- measured uplift -------------------------------------------------------------------------------
+
+
+@router.get("/uplift", response_class=HTMLResponse)
+@page
+def uplift_page(request: Request) -> Response:
+    ctx = open_page(request, "kpis")
+    u = views.uplift(ctx.state, ctx.day)
+
+    def points(v) -> str:
+        return "" if v is None else ("+" if v > 0 else "") + fmt_pct(v, ctx.lang, 1)
+
+    return render(ctx, "uplift.html", u=u, windows=(7, 14, 30), points=points)

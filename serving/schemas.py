@@ -406,3 +406,48 @@ class ErrorOut(BaseModel):
     """An error: ``detail`` says what was wrong and how to fix it."""
 
     detail: Any
+
+
+class UpliftWindow(BaseModel):
+    """Sent minus held back: the change in the chance of being paid within the window, with its interval."""
+
+    uplift: float | None
+    low: float | None
+    high: float | None
+    n_treated: int
+    n_control: int
+    rate_treated: float | None
+    rate_control: float | None
+
+
+class UpliftStep(BaseModel):
+    """One testable step: its decisions per arm, the estimate per window (``"7"``, ``"14"``, ``"30"``) and per
+    profile where each arm is large enough."""
+
+    n_treated: int
+    n_control: int
+    window_days: dict[str, UpliftWindow]
+    profiles: dict[str, dict[str, Any]] = {}
+
+
+class UpliftOut(BaseModel):
+    """Measured effect of each testable dunning step (``models.uplift.evaluate_uplift``), and its history."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "as_of": "2026-01-01", "confidence": 0.9, "share_held_back": 0.1, "worklist_window_days": 14,
+        "steps": {"reminder_1": {"n_treated": 900, "n_control": 100, "window_days": {"14": {
+            "uplift": 0.11, "low": 0.06, "high": 0.16, "n_treated": 880, "n_control": 98, "rate_treated": 0.42,
+            "rate_control": 0.31}}, "profiles": {}}},
+        "measured": {"reminder_1": {"uplift": 0.11, "low": 0.06, "high": 0.16, "n_treated": 880, "n_control": 98,
+                                    "why": "its interval excludes zero"}},
+        "history": [{"as_of": "2025-12-01", "steps": {"reminder_1": {"uplift": 0.1, "low": 0.04, "high": 0.16,
+                                                                       "n_treated": 800, "n_control": 90,
+                                                                       "rate_treated": 0.41, "rate_control": 0.31}}}]}]})
+
+    as_of: date
+    confidence: float
+    share_held_back: float
+    worklist_window_days: int
+    steps: dict[str, UpliftStep]
+    measured: dict[str, dict[str, Any]]
+    history: list[dict[str, Any]]

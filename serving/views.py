@@ -188,3 +188,42 @@ def kpis(state: ServiceState, as_of: date | pd.Timestamp | None, period_days: in
         with state.lock:
             state.results.put(key, hit)
     return hit
+
+
+# --- measured uplift ------------------------------------------------------------------------------
+
+
+def uplift(state: ServiceState, as_of: date | pd.Timestamp | None, history_months: int = 12) -> dict:
+    """``models.uplift.evaluate_uplift`` on the loaded ledger at ``as_of``, and the same estimate at the
+    first day of each of the ``history_months`` months before it (how the estimates moved), cached per
+    ledger version and day."""
+    from models.policy import load_policy
+    from models.uplift import evaluate_uplift
+
+    index = current_ledger(state)
+    d = day_of(as_of)
+    key = ("uplift", index.version, d, history_months)
+    with state.lock:
+        hit = state.results.get_or_none(key)
+    if hit is not None:
+        return hit
+    control = load_policy().control
+    run = latest_run(state.engine, d)
+    profiles = None
+    if run is not None:
+        stored = load_run(state.engine, run).clients
+        if "profile" in stored.columns:
+            profiles = dict(zip(stored["client_id"], stored["profile"]))
+    hit = evaluate_uplift(index.ledger, d, control, profiles=profiles)
+    history = []
+    first = d.to_period("M").to_timestamp()
+    days = [first - pd.DateOffset(months=k) for k in range(history_months - 1, -1, -1)]
+    for day in (x for x in days if x < d):
+        past = evaluate_uplift(index.ledger, day, control)
+        history.append({"as_of": str(day.date()),
+                        "steps": {s: e["window_days"].get(str(control.window_days), {})
+                                  for s, e in past["steps"].items()}})
+    hit["history"] = history
+    with state.lock:
+        state.results.put(key, hit)
+    return hit

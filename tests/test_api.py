@@ -195,6 +195,20 @@ def test_kpis_and_forecast(api):
     assert api.get(f"/v1/forecast?as_of={AS_OF}&horizon={MAX_HORIZON + 1}").status_code == 422
 
 
+def test_uplift_is_the_shared_estimate(api):
+    from models.policy import load_policy
+    from models.uplift import evaluate_uplift
+    r = api.get(f"/v1/uplift?as_of={AS_OF}", role="treasurer")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    want = evaluate_uplift(api.ledger, AS_OF, load_policy().control)
+    assert set(body["steps"]) == set(want["steps"]) == {"preventive", "reminder_1", "reminder_2"}
+    for step, e in want["steps"].items():
+        assert body["steps"][step]["n_treated"] == e["n_treated"] and body["steps"][step]["n_control"] == e["n_control"]
+    assert [h["as_of"] for h in body["history"]][-1] < str(AS_OF)[:10]
+    assert api.get(f"/v1/uplift?as_of={AS_OF}", role="collector").status_code == 403
+
+
 def test_model_health_ready(api):
     assert api.client.get("/health").json() == {"status": "ok"}
     r = api.client.get("/ready")

@@ -162,7 +162,7 @@ def test_logout_needs_the_form_token(fresh_site):
 
 
 @pytest.mark.parametrize("path, heading", [("/worklist", "Worklist"), ("/forecast", "Collection forecast"),
-                                           ("/kpis", "Collection KPIs")])
+                                           ("/kpis", "Collection KPIs"), ("/uplift", "What each reminder changes")])
 def test_admin_opens_every_page(site, path, heading):
     r = site.as_("admin").get(path)
     assert r.status_code == 200
@@ -207,6 +207,7 @@ def test_collector_sees_own_portfolio_only(site):
     assert r.status_code == 403 and "collector" in r.text
     assert tc.get("/forecast").status_code == 403
     assert tc.get("/kpis").status_code == 403
+    assert tc.get("/uplift").status_code == 403
     assert tc.get("/forecast.csv").status_code == 403
 
 

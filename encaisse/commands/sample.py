@@ -25,17 +25,27 @@ def sample(
     end_date: Annotated[str, typer.Option("--end-date", help="Export day (YYYY-MM-DD): later "
                                           "payments and actions are cut, open invoices censored.")]
     = "2025-12-31",
+    control_share: Annotated[float, typer.Option("--control-share", min=0.0, max=0.5, help="Share of the "
+                                                 "preventive, reminder_1 and reminder_2 decisions held back as "
+                                                 "control groups (0 = none). The true effect of each step is "
+                                                 "written to truth/control_truth.csv.")] = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Generate a realistic synthetic receivables ledger (hidden payer profiles, dunning, disputes)."""
-    from ledger.synth import make_ledger, write_ledger
+    from ledger.synth import ControlSim, make_synthetic, write_ledger
 
+    control = ControlSim(share=control_share, salt=f"synthetic-{seed}") if control_share > 0 else None
     try:
         with progress(disable=as_json) as bar:
             task = bar.add_task("generating ledger", total=2)
-            ledger = make_ledger(clients, years=years, seed=seed, end_date=end_date)
+            synthetic = make_synthetic(clients, years=years, seed=seed, end_date=end_date, control=control)
+            ledger = synthetic.ledger
             bar.update(task, advance=1, description="writing CSV files")
             paths = write_ledger(ledger, out_dir)
+            if synthetic.control_truth is not None:
+                # The hidden answer, outside the ledger's files: not to be ingested.
+                (Path(out_dir) / "truth").mkdir(exist_ok=True)
+                synthetic.control_truth.to_csv(Path(out_dir) / "truth" / "control_truth.csv", index=False)
             bar.update(task, advance=1)
     except ValueError as exc:
         raise fail(str(exc), code=2) from exc

@@ -42,10 +42,11 @@ import numpy as np
 import pandas as pd
 
 from ledger.contracts import ACTIONS, CLIENTS, INVOICES, PAYMENTS, Ledger, Table
+from ledger.synth.control import ControlSim, true_uplift
 from ledger.synth.generator import SyntheticLedger, _Generator
 from ledger.synth.params import PROFILES
 
-__all__ = ["PROFILES", "SyntheticLedger", "make_ledger", "make_synthetic", "write_ledger"]
+__all__ = ["PROFILES", "ControlSim", "SyntheticLedger", "make_ledger", "make_synthetic", "true_uplift", "write_ledger"]
 
 
 def make_ledger(n_clients: int, years: int = 2, seed: int = 0, end_date: str = "2025-12-31") -> Ledger:
@@ -58,9 +59,14 @@ def make_ledger(n_clients: int, years: int = 2, seed: int = 0, end_date: str = "
 
 
 def make_synthetic(
-    n_clients: int, years: int = 2, seed: int = 0, end_date: str = "2025-12-31"
+    n_clients: int, years: int = 2, seed: int = 0, end_date: str = "2025-12-31", control: ControlSim | None = None
 ) -> SyntheticLedger:
-    """Like :func:`make_ledger`, with the hidden profiles and uncensored outcomes beside it."""
+    """Like :func:`make_ledger`, with the hidden profiles and uncensored outcomes beside it.
+
+    With ``control``, the dunning holds back control groups as the dunning run does, and the result
+    carries each testable step's true effect (``control_truth``, :func:`true_uplift`). Without it,
+    the ledger is the same as before control groups existed.
+    """
     if isinstance(n_clients, bool) or not isinstance(n_clients, (int, np.integer)) or n_clients < 1:
         raise ValueError(f"n_clients must be an integer >= 1. Got {n_clients!r} instead.")
     if isinstance(years, bool) or not isinstance(years, (int, np.integer)) or not 1 <= years <= 20:
@@ -71,7 +77,7 @@ def make_synthetic(
         end = pd.Timestamp(end_date).normalize()
     except (ValueError, TypeError) as exc:
         raise ValueError(f"end_date must be a date like '2025-12-31'. Got {end_date!r} instead.") from exc
-    return _Generator(int(n_clients), int(years), int(seed), end).run()
+    return _Generator(int(n_clients), int(years), int(seed), end, control=control).run()
 
 
 def write_ledger(ledger: Ledger, out_dir: str | Path) -> dict[str, Path]:

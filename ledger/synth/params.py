@@ -19,7 +19,7 @@ COLLECTORS = ("Camille Martin", "Julien Bernard", "Sophie Dubois", "Thomas Leroy
 STEPS = ("preventive", "reminder_1", "reminder_2", "call", "formal_notice", "agency", "promise",
          "dispute", "payment_plan")
 CHANNELS = ("email", "sms", "call", "letter", "registered_letter", "agency")
-OUTCOMES = ("no_answer", "promise", "paid", "refused", "dispute", "agreed", None)
+OUTCOMES = ("no_answer", "promise", "paid", "refused", "dispute", "agreed", None, "held_back")
 
 NEVER = np.int64(10**7)
 """Day number standing for "never paid" (far beyond any calendar)."""

@@ -1,4 +1,4 @@
-"""``GET /v1/forecast`` (cash collections per period, P10-P90) and ``GET /v1/kpis``."""
+"""``GET /v1/forecast`` (cash collections per period, P10-P90), ``GET /v1/kpis`` and ``GET /v1/uplift``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from models.collection import MAX_HORIZON, PERIOD_COLUMNS
 from serving import current, views
 from serving.deps import ForecastCaller, KpisCaller, StateDep
 from serving.frames import plain_dict, records
-from serving.schemas import Day, ErrorOut, ForecastOut, KpisOut
+from serving.schemas import Day, ErrorOut, ForecastOut, KpisOut, UpliftOut
 
 router = APIRouter(prefix="/v1", tags=["forecast"])
 
@@ -39,3 +39,12 @@ def get_kpis(
     period_days: Annotated[int, Query(ge=1, le=3650, description="Period for best possible DSO and CEI, days.")] = 90,
 ) -> KpisOut:
     return KpisOut(**views.kpis(state, as_of, period_days=period_days))
+
+
+@router.get("/uplift", response_model=UpliftOut, summary="Measured effect of each testable dunning step")
+def get_uplift(
+    state: StateDep,
+    _: KpisCaller,
+    as_of: Annotated[Day | None, Query(description="What is known at the start of this day (default: today).")] = None,
+) -> UpliftOut:
+    return UpliftOut(**views.uplift(state, as_of))

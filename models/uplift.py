@@ -1,0 +1,272 @@
+"""What each dunning step changes, measured on randomized control groups.
+
+The dunning run holds back a share of the eligible (client, step) decisions of the steps the
+policy marks as testable (:class:`models.policy.ControlGroups`). Which ones is decided by a hash of
+the client, the step and a salt (:func:`held_back`), so that a rerun decides the same, anyone can
+audit it, and nothing about the client (risk, amount) enters the draw. A held-back decision is
+recorded as an action row with ``outcome = "held_back"``: the ladder sees the step as done, so it is
+never sent later as a catch-up, and the estimate can find it.
+
+A *decision* is one (client, step, day): the action rows of a client's invoices for that step on
+that day. Its outcome for a window of ``w`` days is whether every invoice it covered was paid on or
+before ``day + w``. The effect of sending is the difference of those proportions between sent and
+held-back decisions (:func:`estimate_uplift`), with Newcombe's hybrid score interval
+(:func:`diff_proportions_interval`), which keeps its coverage with small groups and proportions near
+0 or 1, where the Wald interval does not. Since a client stays in its group for a step, its
+decisions are clustered: the interval is computed on counts divided by each arm's Rao-Scott design
+effect (:func:`design_effect`). Censoring: a decision whose window has not ended at
+``as_of`` does not count for that window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from ledger.control_groups import HELD_BACK, control_draw, held_back
+
+__all__ = ["HELD_BACK", "WINDOWS", "build_decisions", "control_draw", "decision_outcomes", "diff_proportions_interval",
+           "estimate_uplift", "held_back", "measured_uplifts", "wilson_interval"]
+
+WINDOWS = (7, 14, 30)
+"""Days after the step's date within which payment is counted."""
+
+
+def wilson_interval(x: float, n: float, confidence: float) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``x / n``."""
+    if n <= 0:
+        return 0.0, 1.0
+    z = norm.ppf(0.5 + confidence / 2)
+    p = x / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def diff_proportions_interval(x1: float, n1: float, x0: float, n0: float, confidence: float = 0.9
+                              ) -> tuple[float, float, float]:
+    """``p1 - p0`` and its interval by Newcombe's hybrid score method (method 10 of Newcombe 1998).
+
+    Returns ``(difference, low, high)``; NaNs when either group is empty.
+    """
+    if n1 <= 0 or n0 <= 0:
+        return math.nan, math.nan, math.nan
+    p1, p0 = x1 / n1, x0 / n0
+    l1, u1 = wilson_interval(x1, n1, confidence)
+    l0, u0 = wilson_interval(x0, n0, confidence)
+    d = p1 - p0
+    low = d - math.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2)
+    high = d + math.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)
+    return d, low, high
+
+
+def build_decisions(actions: pd.DataFrame, invoices: pd.DataFrame, steps: Iterable[str], as_of) -> pd.DataFrame:
+    """One row per (client, step, day) of the given steps: ``client_id, step, decision_date, treated,
+    n_invoices, paid_date`` (the day its last invoice was paid, NaT while one is open at ``as_of``),
+    and ``profile`` when the actions carry one.
+
+    A decision is a control when its rows' outcome is :data:`HELD_BACK`. ``invoices`` holds
+    ``invoice_id, paid_date`` as known at ``as_of``: a payment dated on or after it is unknown.
+    """
+    steps = list(steps)
+    cols = {"client_id": object, "step": object, "decision_date": "datetime64[s]", "treated": bool,
+            "n_invoices": "int64", "paid_date": "datetime64[s]"}
+    empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in cols.items()})
+    if actions is None or actions.empty:
+        return empty
+    act = actions[actions["step"].isin(steps)]
+    act = act[act["invoice_id"].notna() & (act["invoice_id"].astype(str).str.strip() != "")]
+    if act.empty:
+        return empty
+    d = pd.Timestamp(as_of).normalize()
+    paid = pd.to_datetime(invoices.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")["paid_date"])
+    paid = paid.where(paid < d)
+    # A never-paid (or not yet paid) invoice keeps its decision unpaid: it counts as paid at the far end.
+    far = pd.Timestamp("2262-01-01")
+    frame = pd.DataFrame({
+        "client_id": act["client_id"].to_numpy(),
+        "step": act["step"].to_numpy(),
+        "decision_date": pd.to_datetime(act["action_date"]).dt.normalize().to_numpy(),
+        "control": (act["outcome"].astype(object).eq(HELD_BACK) if "outcome" in act.columns
+                    else pd.Series(False, index=act.index)).to_numpy(dtype=bool),
+        "paid": act["invoice_id"].map(paid).fillna(far).to_numpy(),
+    })
+    if "profile" in act.columns:
+        frame["profile"] = act["profile"].to_numpy()
+    agg = {"n_invoices": ("paid", "size"), "paid_date": ("paid", "max"), "control": ("control", "max")}
+    if "profile" in frame.columns:
+        agg["profile"] = ("profile", "first")
+    out = frame.groupby(["client_id", "step", "decision_date"], sort=True).agg(**agg).reset_index()
+    out["paid_date"] = out["paid_date"].where(out["paid_date"] < far)
+    out["treated"] = ~out.pop("control").astype(bool)
+    return out
+
+
+def decision_outcomes(decisions: pd.DataFrame, as_of, windows: Iterable[int] = WINDOWS) -> pd.DataFrame:
+    """Each decision's outcome per window: ``paid_<w>`` is 1.0/0.0, NaN while the window is open at ``as_of``."""
+    d = pd.Timestamp(as_of).normalize()
+    out = decisions.copy()
+    for w in windows:
+        end = out["decision_date"] + pd.Timedelta(days=int(w))
+        value = (out["paid_date"].notna() & (out["paid_date"] <= end)).astype(float)
+        out[f"paid_{w}"] = value.where(end < d)
+    return out
+
+
+@dataclass(frozen=True)
+class WindowEstimate:
+    uplift: float
+    low: float
+    high: float
+    n_treated: int
+    n_control: int
+    rate_treated: float
+    rate_control: float
+
+    def excludes_zero(self) -> bool:
+        return not (math.isnan(self.low) or self.low <= 0.0 <= self.high)
+
+    def as_dict(self) -> dict:
+        def num(v):
+            return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
+        return {"uplift": num(self.uplift), "low": num(self.low), "high": num(self.high),
+                "n_treated": self.n_treated, "n_control": self.n_control,
+                "rate_treated": num(self.rate_treated), "rate_control": num(self.rate_control)}
+
+
+def design_effect(outcomes: pd.Series, clusters: pd.Series) -> float:
+    """Rao-Scott design effect of a proportion whose units come in clusters (at least 1).
+
+    A client is held back for a step on every invoice it has, so its decisions are not independent:
+    the variance of the proportion is estimated between clients (the ratio estimator's), and the
+    design effect is its ratio to the binomial variance.
+    """
+    n = len(outcomes)
+    if n < 2:
+        return 1.0
+    p = float(outcomes.mean())
+    if p <= 0.0 or p >= 1.0:
+        return 1.0
+    per = pd.DataFrame({"x": outcomes.to_numpy(dtype=float), "c": clusters.to_numpy()}).groupby("c")["x"].agg(["sum", "size"])
+    m = len(per)
+    if m < 2:
+        return 1.0
+    v_cluster = m / (m - 1) * float(((per["sum"] - p * per["size"]) ** 2).sum()) / n ** 2
+    return max(1.0, v_cluster / (p * (1 - p) / n))
+
+
+def _window_estimate(frame: pd.DataFrame, w: int, confidence: float) -> WindowEstimate:
+    col = frame[f"paid_{w}"]
+    known = frame[col.notna()]
+    t = known[known["treated"].astype(bool)]
+    c = known[~known["treated"].astype(bool)]
+    x1, n1 = float(t[f"paid_{w}"].sum()), len(t)
+    x0, n0 = float(c[f"paid_{w}"].sum()), len(c)
+    # Newcombe's interval on effective counts (Rao-Scott): the counts divided by each arm's design effect.
+    e1 = design_effect(t[f"paid_{w}"], t["client_id"])
+    e0 = design_effect(c[f"paid_{w}"], c["client_id"])
+    _, lo, hi = diff_proportions_interval(x1 / e1, n1 / e1, x0 / e0, n0 / e0, confidence)
+    r1 = x1 / n1 if n1 else math.nan
+    r0 = x0 / n0 if n0 else math.nan
+    return WindowEstimate(r1 - r0, lo, hi, n1, n0, r1, r0)
+
+
+def estimate_uplift(
+    actions: pd.DataFrame,
+    invoices: pd.DataFrame,
+    as_of,
+    steps: Iterable[str],
+    *,
+    windows: Iterable[int] = WINDOWS,
+    confidence: float = 0.9,
+    profiles: Mapping[str, str] | None = None,
+    min_per_arm: int = 30,
+) -> dict:
+    """Per step (and per profile with at least ``min_per_arm`` decisions in each arm): the effect of
+    sending on the probability of being paid within each window, with its ``confidence`` interval.
+
+    Args:
+        actions: the ledger's actions known at ``as_of`` (sent steps and held-back controls).
+        invoices: ``invoice_id, paid_date`` as known at ``as_of``.
+        steps: the testable steps.
+        profiles: client -> profile, used when the actions carry no ``profile`` column.
+
+    Returns:
+        ``{step: {"n_treated", "n_control", "window_days": {"7": {...}, ...}, "profiles": {...}}}``
+        where each window holds :meth:`WindowEstimate.as_dict`.
+    """
+    windows = [int(w) for w in windows]
+    d = pd.Timestamp(as_of).normalize()
+    known = actions[pd.to_datetime(actions["action_date"]) < d] if actions is not None and len(actions) else actions
+    decisions = build_decisions(known, invoices, steps, d)
+    if "profile" not in decisions.columns:
+        decisions["profile"] = decisions["client_id"].map(dict(profiles or {}))
+    outcomes = decision_outcomes(decisions, d, windows)
+    result: dict = {}
+    for step in steps:
+        rows = outcomes[outcomes["step"] == step] if len(outcomes) else outcomes
+        entry = {"n_treated": int(rows["treated"].sum()) if len(rows) else 0,
+                 "n_control": int((~rows["treated"].astype(bool)).sum()) if len(rows) else 0,
+                 "window_days": {str(w): _window_estimate(rows, w, confidence).as_dict() for w in windows}
+                 if len(rows) else {},
+                 "profiles": {}}
+        if len(rows):
+            for prof, part in rows.groupby(rows["profile"].astype(object).fillna("unknown").astype(str)):
+                n1, n0 = int(part["treated"].sum()), int((~part["treated"].astype(bool)).sum())
+                if min(n1, n0) < min_per_arm:
+                    continue
+                entry["profiles"][prof] = {
+                    "n_treated": n1, "n_control": n0,
+                    "window_days": {str(w): _window_estimate(part, w, confidence).as_dict() for w in windows}}
+        result[step] = entry
+    return result
+
+
+def measured_uplifts(estimates: Mapping[str, dict], *, window: int, min_decisions: int) -> dict[str, dict]:
+    """The steps whose measured uplift should replace the planning default in the worklist.
+
+    A step qualifies once its ``window``-day interval excludes zero, or once each arm holds at least
+    ``min_decisions`` decisions with a known outcome for that window. Returns
+    ``{step: {"uplift", "low", "high", "n_treated", "n_control", "why"}}``; the uplift is floored at 0
+    (a step measured to do harm is worth nothing to the ranking).
+    """
+    out: dict[str, dict] = {}
+    for step, entry in estimates.items():
+        est = entry.get("window_days", {}).get(str(window))
+        if not est or est.get("uplift") is None:
+            continue
+        excl = est["low"] is not None and not (est["low"] <= 0.0 <= est["high"])
+        enough = min(est["n_treated"], est["n_control"]) >= min_decisions
+        if not (excl or enough):
+            continue
+        why = ("its interval excludes zero" if excl else
+               f"{min(est['n_treated'], est['n_control'])} decisions per arm >= {min_decisions}")
+        out[step] = {"uplift": max(0.0, float(est["uplift"])), "low": est["low"], "high": est["high"],
+                     "n_treated": est["n_treated"], "n_control": est["n_control"], "why": why}
+    return out
+
+
+def evaluate_uplift(ledger, as_of, control, *, profiles: Mapping[str, str] | None = None,
+                    confidence: float = 0.9) -> dict:
+    """The uplift answer the CLI, the API and the page share: per testable step, the estimate per
+    window (and per profile where each arm is large enough), and the steps whose measured uplift
+    the worklist uses.
+
+    Args:
+        ledger: the ledger (only what is known at ``as_of`` is read).
+        control: the policy's :class:`models.policy.ControlGroups`.
+        profiles: client -> profile (e.g. the latest stored run's assignment).
+    """
+    d = pd.Timestamp(as_of).normalize()
+    known = ledger.known_at(d)
+    steps = list(control.testable_steps)
+    estimates = estimate_uplift(known.actions, known.invoices[["invoice_id", "paid_date"]], d, steps,
+                                confidence=confidence, profiles=profiles)
+    return {"as_of": str(d.date()), "confidence": confidence, "share_held_back": control.share,
+            "worklist_window_days": control.window_days, "steps": estimates,
+            "measured": measured_uplifts(estimates, window=control.window_days, min_decisions=control.min_decisions)}
