@@ -12,7 +12,10 @@ grace, payment plans) is reported as ``held``. On top of it the plan skips:
   (``models.worklist.TRUSTED_PROFILES`` below ``TRUSTED_MAX_P_VERY_LATE``);
 * ``already sent``: the journal shows the step done for the invoice (a ladder step ever; a
   payment-plan step, which repeats per instalment, on this day or later);
-* ``unconfirmed``: a message found interrupted twice; it is not sent a third time.
+* ``unconfirmed``: a message found interrupted twice; it is not sent a third time;
+* ``held back (control group)``: a (client, step) drawn into the control group of a testable step
+  (``policy.control``, ``ledger.control_groups.held_back``); the run records it as an action with
+  outcome ``held_back`` so the ladder moves on and ``models.uplift`` measures the step.
 
 A message whose client has no usable contact for its channel (no email, no phone, no postal
 address) or who opted out of automated messages becomes a call task, with the reason in ``note``.
@@ -24,10 +27,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ledger.contracts import Ledger
+from ledger.control_groups import held_back
 from models.dunning import next_steps
-from models.policy import NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVIEW_PLAN, WAIT_PROMISE, Policy
+from models.policy import (
+    NEVER_HELD_BACK_CHANNELS,
+    NO_ACTION_BLOCK,
+    NO_ACTION_DONE,
+    RESOLVE_DISPUTE,
+    REVIEW_PLAN,
+    WAIT_PROMISE,
+    Policy,
+)
 from models.worklist import TRUSTED_MAX_P_VERY_LATE, TRUSTED_PROFILES
 
 EMAIL, SMS, LETTER, CALL_TASK = "email", "sms", "letter", "call_task"
@@ -48,6 +62,7 @@ HELD = {NO_ACTION_BLOCK: "dunning block", RESOLVE_DISPUTE: "open dispute", WAIT_
 """Next actions that send nothing, and the reason reported."""
 
 SKIP_NO_CHASE, SKIP_SENT, SKIP_UNCONFIRMED = "no chase (trusted payer)", "already sent", "unconfirmed"
+SKIP_CONTROL = "held back (control group)"
 
 PLAN_COLUMNS = ["client_id", "step", "policy_channel", "channel", "template", "invoice_ids", "n_invoices",
                 "amount", "currency", "recipient", "language", "note", "message_id", "previous_status"]
@@ -63,6 +78,8 @@ class DunningPlan:
             ``amount`` the open amount it lists (currency units); ``message_id`` and
             ``previous_status`` are set when a pending journal message is taken up again.
         skipped: ``client_id, step, reason``, one row per (client, step) that sends nothing.
+        held_back: the invoices of the control-group decisions (``invoice_id, client_id, step,
+            policy_channel``), to record with outcome ``held_back``.
         held: invoices whose next action sends nothing today, by reason.
         not_scored: open invoices absent from the score run (issued after it).
     """
@@ -70,8 +87,20 @@ class DunningPlan:
     as_of: pd.Timestamp
     messages: pd.DataFrame
     skipped: pd.DataFrame
+    held_back: pd.DataFrame = field(default_factory=pd.DataFrame)
     held: dict[str, int] = field(default_factory=dict)
     not_scored: int = 0
+
+
+def _isin(s: pd.Series, values) -> np.ndarray:
+    """``s.isin(values)`` for ids, with Arrow's hash lookup (pandas compares Arrow text one value at a time)."""
+    right = values.array if hasattr(values, "array") else np.asarray(list(values), dtype=object)
+    try:
+        left = pa.array(s.array).cast(pa.large_string())
+        found = pc.is_in(left, value_set=pa.array(right).cast(pa.large_string()))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
+        return s.isin(values).to_numpy(dtype=bool)
+    return np.asarray(found.fill_null(False), dtype=bool)
 
 
 def _text(s: pd.Series) -> pd.Series:
@@ -99,6 +128,7 @@ def plan_dunning(
     journal: pd.DataFrame | None = None,
     client_id: str | None = None,
     step: str | None = None,
+    control_salt: str | None = None,
 ) -> DunningPlan:
     """Plan the messages due on ``as_of``.
 
@@ -111,21 +141,25 @@ def plan_dunning(
         as_of: the run's day (start of day).
         journal: ``ledger.outbox.load_message_invoices`` (None: nothing sent yet).
         client_id, step: plan only this client (and step), for the pages.
+        control_salt: the salt of the control-group draw (``policy.control.salt``, else the
+            workspace's); None: no control group.
     """
     d = pd.Timestamp(as_of).normalize()
     sc = scores
     if client_id is not None:
         sc = sc[sc["client_id"] == client_id]
-    src = ledger.invoices.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")
+    led_inv = ledger.invoices
+    src = led_inv[_isin(led_inv["invoice_id"], sc["invoice_id"])]  # the run's invoices only, not the whole ledger
+    src = src.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")
     paid = pd.to_datetime(sc["invoice_id"].map(src["paid_date"]))
-    known = sc["invoice_id"].isin(src.index)
+    known = _isin(sc["invoice_id"], src.index)
     sc = sc[known & (paid.isna() | (paid >= d))]
     inv = sc[["invoice_id", "client_id", "amount", "due_date", "p_late", "p_very_late"]].copy()
     for col in ("dunning_block", "disputed"):
         if col in src.columns:
             inv[col] = inv["invoice_id"].map(src[col]).to_numpy()
     assignments = client_scores[["client_id", "profile"]]
-    assignments = assignments[assignments["client_id"].isin(inv["client_id"])]
+    assignments = assignments[_isin(assignments["client_id"], inv["client_id"].unique())]
     act = ledger.actions
     if client_id is not None and len(act):
         act = act[act["client_id"] == client_id]
@@ -135,7 +169,7 @@ def plan_dunning(
                                    & (ledger.invoices["issue_date"] < d), ["invoice_id", "client_id"]]
     if client_id is not None:
         open_ids = open_ids[open_ids["client_id"] == client_id]
-    not_scored = int((~open_ids["invoice_id"].isin(scores["invoice_id"])).sum())
+    not_scored = int((~_isin(open_ids["invoice_id"], scores["invoice_id"])).sum())
 
     held_mask = steps["next_action"].isin(list(HELD))
     held = {HELD[k]: int(v) for k, v in steps.loc[held_mask, "next_action"].value_counts().items()}
@@ -159,16 +193,22 @@ def plan_dunning(
         done = done[~done["step"].isin(plan_steps) | (done["as_of"] >= d)]
         key = due["invoice_id"].astype(str) + "\x1f" + due["step"].astype(str)
         done_keys = set(done["invoice_id"].astype(str) + "\x1f" + done["step"].astype(str))
-        reason[reason.isna() & key.isin(done_keys)] = SKIP_SENT
+        reason[reason.isna() & _isin(key, done_keys)] = SKIP_SENT
         pending = journal[journal["status"].isin(("planned", "sending", "failed"))]
         pending = pending.sort_values("as_of").drop_duplicates(["client_id", "step"], keep="last")
         stuck = pending[(pending["status"] == "sending") & (pending["attempts"] >= 2)]
         ckey = due["client_id"].astype(str) + "\x1f" + due["step"].astype(str)
         stuck_keys = set(stuck["client_id"].astype(str) + "\x1f" + stuck["step"].astype(str))
-        reason[reason.isna() & ckey.isin(stuck_keys)] = SKIP_UNCONFIRMED
+        reason[reason.isna() & _isin(ckey, stuck_keys)] = SKIP_UNCONFIRMED
         reused = pending.rename(columns={"status": "previous_status"})[
             ["client_id", "step", "message_id", "previous_status"]]
+    if control_salt and policy.control.share > 0:
+        open_ = reason.isna() & ~due["policy_channel"].isin(list(NEVER_HELD_BACK_CHANNELS))
+        drawn = held_back(due.loc[open_, "client_id"].astype(str), due.loc[open_, "step"].astype(str),
+                          salt=control_salt, share=policy.control.share, testable=policy.control.testable_steps)
+        reason[open_[open_].index[drawn]] = SKIP_CONTROL
     due["reason"] = reason
+    control = due.loc[due["reason"] == SKIP_CONTROL, ["invoice_id", "client_id", "step", "policy_channel"]]
 
     go = due[due["reason"].isna()]
     g = go.sort_values(["client_id", "step", "invoice_id"], kind="stable").groupby(["client_id", "step"], sort=True)
@@ -208,4 +248,5 @@ def plan_dunning(
     for col in ("recipient", "language", "note", "message_id", "previous_status"):
         msgs[col] = msgs[col].astype(object).where(msgs[col].notna(), None)
     return DunningPlan(as_of=d, messages=msgs[PLAN_COLUMNS].reset_index(drop=True),
-                       skipped=skipped.reset_index(drop=True), held=held, not_scored=not_scored)
+                       skipped=skipped.reset_index(drop=True), held_back=control.reset_index(drop=True), held=held,
+                       not_scored=not_scored)

@@ -9,7 +9,9 @@ For each message, in order: the journal row is ``planned`` (all of them, one tra
 ``sending`` (attempts + 1), then the transport is called, then ``sent`` together with one ledger
 action per invoice (step, channel, outcome ``sent``; the action id names the message), in one
 transaction. A transport error leaves it ``failed`` (retried by the next run); a crash after
-``sending`` leaves it ``sending``, and the next run sends it once more and reports it. Call tasks
+``sending`` leaves it ``sending``, and the next run sends it once more and reports it. Decisions drawn
+into a control group (``policy.control``) are recorded as actions with outcome ``held_back`` and
+nothing is sent (``models.uplift`` compares them with the sent ones). Call tasks
 (call steps, clients without a usable contact) are recorded as ``task``: no message, no action
 (the call stays the worklist's next action until a collector records it).
 """
@@ -34,7 +36,9 @@ from features.kpis import build_open_items
 from features.legal import build_legal_amounts
 from ledger import outbox
 from ledger.contracts import Ledger
+from ledger.control_groups import HELD_BACK, workspace_salt
 from ledger.outbox_transports import EmailTransport, Provider, SendError
+from ledger.writes import write_transaction
 from models.dunning_plan import CALL_TASK, CHANNELS, EMAIL, LETTER, SMS, DunningPlan, plan_dunning
 from models.messages import Message, build_message_context, render_message
 from models.policy import Policy
@@ -198,6 +202,29 @@ def _action_rows(m, message_id: str, as_of: pd.Timestamp) -> pd.DataFrame:
                           "outcome": "sent"} for inv in m.invoice_ids])
 
 
+def control_salt(policy: Policy, home: Path) -> str | None:
+    """The control-group salt: the policy's, else the workspace's; None when the policy holds back nothing."""
+    if policy.control.share <= 0:
+        return None
+    return policy.control.salt or workspace_salt(home)
+
+
+def _record_held_back(engine: sa.Engine, plan: DunningPlan, by: str) -> pd.DataFrame:
+    """One action per invoice of each control-group decision (outcome ``held_back``), in one transaction.
+
+    The ids are fixed by (client, step, invoice, day): a rerun on the same day upserts the same rows.
+    """
+    hb = plan.held_back
+    day = plan.as_of.date().isoformat()
+    ids = ["ctl-" + hashlib.sha256("\x1f".join((c, s, i, day)).encode()).hexdigest()[:32]
+           for c, s, i in zip(hb["client_id"].astype(str), hb["step"].astype(str), hb["invoice_id"].astype(str))]
+    rows = pd.DataFrame({"action_id": ids, "invoice_id": hb["invoice_id"].to_numpy(),
+                         "client_id": hb["client_id"].to_numpy(), "action_date": day, "step": hb["step"].to_numpy(),
+                         "channel": hb["policy_channel"].to_numpy(), "outcome": HELD_BACK})
+    good = outbox.validate_actions(rows)
+    return write_transaction(engine, lambda conn: outbox.store_actions(conn, good, by))
+
+
 def run_dunning(
     engine: sa.Engine,
     ledger: Ledger,
@@ -213,6 +240,7 @@ def run_dunning(
     client_id: str | None = None,
     step: str | None = None,
     by: str = "dunning run",
+    control_salt: str | None = None,
     on_message: Callable[[int, int], None] | None = None,
 ) -> RunResult:
     """Plan, then (unless ``dry_run``) send and record the messages due on ``as_of``.
@@ -223,6 +251,7 @@ def run_dunning(
         delivery: transports (unused for a dry run).
         client_id, step: only this client (and step): the pages' Send.
         by: who the action history names.
+        control_salt: the control-group salt (:func:`control_salt`); None: no control group.
         on_message: progress callback (done, total).
 
     Returns:
@@ -232,13 +261,15 @@ def run_dunning(
     d = pd.Timestamp(as_of).normalize()
     started = time.perf_counter()
     journal = outbox.load_message_invoices(engine)
-    plan = plan_dunning(ledger, scores, client_scores, policy, d, journal=journal, client_id=client_id, step=step)
+    plan = plan_dunning(ledger, scores, client_scores, policy, d, journal=journal, client_id=client_id, step=step,
+                        control_salt=control_salt)
     msgs = plan.messages
     log.info("planned %d message(s) as of %s in %.1f s (%d skipped)", len(msgs), d.date(),
              time.perf_counter() - started, len(plan.skipped))
     cols = ["message_id", "client_id", "step", "channel", "status", "error", "location"]
+    held = _record_held_back(engine, plan, by) if not dry_run and len(plan.held_back) else pd.DataFrame()
     if dry_run or msgs.empty:
-        return RunResult(plan=plan, outcomes=pd.DataFrame(columns=cols), actions=pd.DataFrame(), dry_run=dry_run)
+        return RunResult(plan=plan, outcomes=pd.DataFrame(columns=cols), actions=held, dry_run=dry_run)
     if delivery is None:
         raise ValueError("run_dunning needs a Delivery to send (or dry_run=True)")
 
@@ -299,6 +330,7 @@ def run_dunning(
         results.append((m.message_id, m.client_id, m.step, m.channel, status, error, location))
         if on_message is not None:
             on_message(i + 1, len(msgs))
+    stored = [held, *stored] if len(held) else stored
     actions = pd.concat(stored, ignore_index=True) if stored else pd.DataFrame()
     return RunResult(plan=plan, outcomes=pd.DataFrame(results, columns=cols), actions=actions, dry_run=False,
                      resent_after_crash=resent, cancelled=cancelled)

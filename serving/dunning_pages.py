@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from ledger import outbox
 from ledger.outbox_transports import OutboxProvider, email_transport
 from models.dunning_plan import plan_dunning
-from models.dunning_run import Delivery, Renderer, run_dunning
+from models.dunning_run import Delivery, Renderer, control_salt, run_dunning
 from models.messages import CompanyError, MessageTemplateError, load_company
 from models.policy import load_policy
 from serving import current, views
@@ -70,7 +70,7 @@ def _client_plan(ctx: Ctx, client_id: str, step: str | None):
     journal = outbox.load_message_invoices(ctx.state.engine)
     journal = journal[journal["client_id"] == client_id]
     plan = plan_dunning(ledger, scores, client_scores, _policy(), ctx.day, journal=journal, client_id=client_id,
-                        step=step)
+                        step=step, control_salt=control_salt(_policy(), ctx.state.settings.home_dir))
     return plan, ledger, scores, client_scores
 
 
@@ -128,7 +128,8 @@ def send(request: Request, client_id: FormText = "", step: FormText = "", csrf: 
     try:
         result = run_dunning(ctx.state.engine, ledger, scores, client_scores, _policy(), ctx.day, delivery,
                              company=company, overrides_dir=settings.home_dir / "templates", client_id=client_id,
-                             step=step or None, by=f"page: key {p.prefix} ({p.role})")
+                             step=step or None, by=f"page: key {p.prefix} ({p.role})",
+                             control_salt=control_salt(_policy(), settings.home_dir))
     finally:
         email.close()
     if len(result.actions):  # the next read folds them into the loaded ledger, like API writes

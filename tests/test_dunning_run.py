@@ -35,6 +35,7 @@ from models.policy import load_policy
 
 DAY = pd.Timestamp("2025-06-02")
 ACCENTED = "Société Générale des Écoles — Noël & Çà"
+SALT = "fixed-test-salt"
 
 
 # --- a real SMTP server on loopback ---------------------------------------------------------------
@@ -116,7 +117,9 @@ def store(_isolated_home):
     led = _ledger()
     trusted = {led.clients["client_id"].iloc[-1]}
     sc, cl = _scores(led, DAY, trusted)
-    plan = plan_dunning(led, sc, cl, load_policy(), DAY)
+    (_isolated_home).mkdir(parents=True, exist_ok=True)
+    (_isolated_home / "control-salt").write_text(SALT)  # the same control groups in every test
+    plan = plan_dunning(led, sc, cl, load_policy(), DAY, control_salt=SALT)
     emailed = list(plan.messages.loc[plan.messages["policy_channel"] == "email", "client_id"].unique())
     special = {"no_email": emailed[0], "opt_out": emailed[1], "accented": emailed[2]}
     c = led.clients.set_index("client_id")
@@ -313,7 +316,8 @@ def test_outbox_folders_contacts_opt_out_and_no_chase(store, _isolated_home):
     # the trusted payer is not chased
     assert not j["client_id"].isin(trusted).any()
     if res["skipped"]["reasons"]:
-        assert set(res["skipped"]["reasons"]) <= {"no chase (trusted payer)", "already sent", "unconfirmed"}
+        assert set(res["skipped"]["reasons"]) <= {"no chase (trusted payer)", "already sent", "unconfirmed",
+                                                  "held back (control group)"}
     letters = j[(j["channel"] == "letter") & (j["status"] == "sent")]
     assert len(letters) >= 1
     for step, loc in zip(letters["step"], letters["location"]):
@@ -347,3 +351,36 @@ def test_outbox_email_writes_whole_files(tmp_path):
     assert path.name == "abc123.eml" and back["Subject"] == "Relance — échéance dépassée"
     assert back.get_content().strip() == "Montant dû : 1 234,56 €"
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_control_group_decisions_are_recorded_held_back_and_never_sent_later(store, _isolated_home):
+    engine, *_ = store
+    ledger = load_ledger(engine)
+    run = load_latest_scores(engine, DAY)
+    pol = load_policy()
+    pol = pol.model_copy(update={"control": pol.control.model_copy(update={"share": 0.5, "salt": "test-salt-1"})})
+    home = _isolated_home
+    delivery = Delivery(email=OutboxEmail(home / "outbox" / "email"), sms=OutboxProvider(home / "outbox" / "sms"),
+                        letter=OutboxProvider(home / "outbox" / "letter"))
+    first = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, control_salt="test-salt-1")
+    held = first.plan.held_back
+    assert len(held) >= 1 and set(held["step"]) <= set(pol.control.testable_steps)
+    sent_keys = set(zip(first.outcomes["client_id"], first.outcomes["step"]))
+    assert not sent_keys & set(zip(held["client_id"], held["step"]))  # a control is never sent
+    acts = _dunning_actions(engine)
+    with engine.connect() as conn:
+        ctl = pd.DataFrame(conn.execute(sa.select(actions_table).where(actions_table.c.outcome == "held_back"))
+                           .mappings().all())
+    assert set(ctl["invoice_id"]) == set(held["invoice_id"]) and acts["outcome"].eq("sent").all()
+    # the same day again: the same draw, the same rows (upserted), nothing sent
+    again = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, control_salt="test-salt-1")
+    assert again.outcomes.empty and set(again.plan.held_back["invoice_id"]) == set(held["invoice_id"])
+    with engine.connect() as conn:
+        n = conn.execute(sa.select(sa.func.count()).select_from(actions_table)
+                         .where(actions_table.c.outcome == "held_back")).scalar_one()
+    assert n == len(ctl)
+    # the next day the ladder has moved on: a held-back step is not sent as a catch-up
+    later = run_dunning(engine, load_ledger(engine), run.invoices, run.clients, pol, DAY + pd.Timedelta(days=1),
+                        None, dry_run=True, control_salt="test-salt-1")
+    planned = set(zip(later.plan.messages["client_id"], later.plan.messages["step"]))
+    assert not planned & set(zip(held["client_id"], held["step"]))

@@ -82,7 +82,7 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
     from ledger.outbox_transports import OutboxProvider, email_transport
     from ledger.reader import load_ledger
     from ledger.scores_store import load_latest_scores
-    from models.dunning_run import Delivery, run_dunning
+    from models.dunning_run import Delivery, control_salt, run_dunning
     from models.messages import CompanyError, load_company
     from models.policy import load_policy
 
@@ -119,6 +119,7 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
             result = run_dunning(engine, ledger, stored.invoices, stored.clients, pol, day, delivery,
                                  dry_run=dry_run, company=company, overrides_dir=settings.home_dir / "templates",
                                  client_id=client, by="cli:dunning run",
+                                 control_salt=control_salt(pol, settings.home_dir),
                                  on_message=lambda done, total: bar.update(task, completed=done, total=total))
     finally:
         if email is not None:
