@@ -384,3 +384,14 @@ def test_control_group_decisions_are_recorded_held_back_and_never_sent_later(sto
                         None, dry_run=True, control_salt="test-salt-1")
     planned = set(zip(later.plan.messages["client_id"], later.plan.messages["step"]))
     assert not planned & set(zip(held["client_id"], held["step"]))
+
+
+def test_load_ledger_reads_only_the_invoices_open_on_a_day(store):
+    engine, *_ = store
+    full = load_ledger(engine)
+    part = load_ledger(engine, tables=("invoices", "clients"), open_on=DAY)
+    paid = full.invoices["paid_date"]
+    expected = full.invoices.loc[paid.isna() | (paid >= DAY), "invoice_id"]
+    assert 0 < len(part.invoices) < len(full.invoices)
+    assert part.invoices["invoice_id"].tolist() == expected.tolist()
+    assert part.payments.empty and part.actions.empty and len(part.clients) == len(full.clients)

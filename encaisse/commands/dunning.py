@@ -106,7 +106,9 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
         if stored is None:
             raise DunningInputError(f"No scoring run is stored as of {day.date()} or earlier in {settings.store_url}; "
                                     f"run `encaisse score --as-of {day.date()}` first.")
-        ledger = load_ledger(engine)
+        # Only the invoices open on the day are planned and written about; a dry run reads no
+        # payments either (they give the amounts still owed that the messages state).
+        ledger = load_ledger(engine, tables=("invoices", "clients", "actions") if dry_run else None, open_on=day)
         log.info("loaded the ledger (%d invoices) and score run %s of %s in %.1f s", len(ledger.invoices),
                  stored.run_id[:8], stored.run["as_of"], time.perf_counter() - started)
         if ledger.invoices.empty:
