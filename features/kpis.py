@@ -193,20 +193,14 @@ def build_open_disputes(actions: pd.DataFrame, as_of: pd.Timestamp | str) -> pd.
     act = act.assign(invoice_id=act["invoice_id"].where(act["invoice_id"].notna() & (act["invoice_id"] != ""), None))
     opened = (act["step"] == "dispute") | (act["outcome"] == "dispute")
     closed = (act["step"] == "dispute_resolved") | (act["outcome"] == "resolved")
-    # One grouped pass (not a Python loop per invoice): the last opening and closing day of each.
-    sub = act[opened | closed]
-    frame = pd.DataFrame({
-        "client_id": sub["client_id"].to_numpy(dtype=object),
-        "_key": sub["invoice_id"].fillna("").to_numpy(dtype=object),
-        "_open": sub["action_date"].where(opened[opened | closed]),
-        "_close": sub["action_date"].where(closed[opened | closed]),
-    })
-    g = frame.groupby(["client_id", "_key"], sort=True).agg(last_open=("_open", "max"), last_close=("_close", "max"))
-    keep = g["last_open"].notna() & (g["last_close"].isna() | (g["last_close"] < g["last_open"]))
-    g = g[keep].reset_index()
-    return pd.DataFrame({"client_id": g["client_id"].to_numpy(dtype=object),
-                         "invoice_id": g["_key"].where(g["_key"] != "", None).to_numpy(dtype=object),
-                         "dispute_date": g["last_open"].to_numpy()}, columns=cols)
+    rows = []
+    sub = act[opened | closed].assign(_key=act["invoice_id"].fillna(""), _open=opened, _close=closed)
+    for (client, invoice), grp in sub.groupby(["client_id", "_key"], sort=True):
+        last_open = grp.loc[grp["_open"], "action_date"].max()
+        last_close = grp.loc[grp["_close"], "action_date"].max()
+        if pd.notna(last_open) and (pd.isna(last_close) or last_close < last_open):
+            rows.append((client, invoice or None, last_open))
+    return pd.DataFrame(rows, columns=cols)
 
 
 def build_agency_clients(actions: pd.DataFrame, as_of: pd.Timestamp | str) -> set[str]:

@@ -8,12 +8,13 @@ the client (risk, amount, history) enters the draw: the groups are randomized.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from ledger.workspace import write_once
 
 HELD_BACK = "held_back"
 """``outcome`` of the action row that records a decision held back as a control."""
@@ -38,28 +39,13 @@ def held_back(client_ids: Iterable[str], steps: Iterable[str], *, salt: str, sha
 
 
 SALT_FILE = "control-salt"
-"""The workspace file holding the random salt of a policy whose ``control.salt`` is empty."""
 
 
-def workspace_salt(home: Path) -> str:
-    """The workspace's control-group salt: read from ``home/control-salt``, created (random) on first use.
-
-    The salt keeps the assignment unpredictable from outside while every run of this workspace
-    draws the same groups; deleting the file re-randomizes them (and mixes the estimate's arms).
-    """
+def control_salt(configured: str | None, home) -> str:
+    """The salt of the control-group draw: the policy's, else a random one made once in the workspace
+    (``<home>/control-salt``) and kept, so that a client stays in its group from run to run."""
+    if configured:
+        return configured
     path = Path(home) / SALT_FILE
-    if path.exists():
-        salt = path.read_text(encoding="utf-8").strip()
-        if len(salt) >= 8:
-            return salt
-    salt = secrets.token_hex(16)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(salt + "\n", encoding="utf-8")
-    os.chmod(tmp, 0o600)
-    try:
-        os.link(tmp, path)  # first writer wins when two runs start together
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_once(path, secrets.token_hex(16) + "\n", mode=0o644)
     return path.read_text(encoding="utf-8").strip()

@@ -6,6 +6,8 @@ are chosen by configuration alone (``ENCAISSE_DATABASE_URL``, ``ENCAISSE_MLFLOW_
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from pydantic import Field
@@ -69,3 +71,26 @@ def load_settings(home: Path | str | None = None) -> Settings:
     if home is None:
         return Settings()
     return Settings(home=Path(home))
+
+
+def write_once(path: Path, text: str, mode: int = 0o600) -> bool:
+    """Create ``path`` holding ``text`` unless it exists; True when this call made it.
+
+    Written to a temporary file and linked into place, so processes starting together agree on one
+    content: the first link wins, the others keep it.
+    """
+    path = Path(path)
+    if path.exists():
+        return False
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -36,7 +36,8 @@ from features.kpis import build_open_items
 from features.legal import build_legal_amounts
 from ledger import outbox
 from ledger.contracts import Ledger
-from ledger.control_groups import HELD_BACK, workspace_salt
+from ledger.control_groups import HELD_BACK
+from ledger.control_groups import control_salt as configured_or_workspace_salt
 from ledger.outbox_transports import EmailTransport, Provider, SendError
 from ledger.writes import write_transaction
 from models.dunning_plan import CALL_TASK, CHANNELS, EMAIL, LETTER, SMS, DunningPlan, plan_dunning
@@ -206,7 +207,7 @@ def control_salt(policy: Policy, home: Path) -> str | None:
     """The control-group salt: the policy's, else the workspace's; None when the policy holds back nothing."""
     if policy.control.share <= 0:
         return None
-    return policy.control.salt or workspace_salt(home)
+    return configured_or_workspace_salt(policy.control.salt, home)
 
 
 def _record_held_back(engine: sa.Engine, plan: DunningPlan, by: str) -> pd.DataFrame:

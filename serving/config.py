@@ -9,7 +9,6 @@ random one is made once and kept in the workspace (``session-secret``, mode 600)
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import stat
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.workspace import write_once
 
 log = logging.getLogger(__name__)
 
@@ -88,19 +89,8 @@ def resolve_session_secret(serving: ServingSettings, home: Path) -> str:
     if serving.session_secret is not None:
         return validate_secret(serving.session_secret, "ENCAISSE_SERVING_SESSION_SECRET")
     path = Path(home) / SECRET_FILE
-    if not path.exists():
-        tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
-            try:
-                os.link(tmp, path)  # fails if another process made it first: theirs is kept
-                log.info("made a random session secret in %s", path)
-            except FileExistsError:
-                pass
-        finally:
-            tmp.unlink(missing_ok=True)
+    if write_once(path, secrets.token_urlsafe(32) + "\n"):
+        log.info("made a random session secret in %s", path)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ValueError(f"{path} may be read by others (mode {mode:o}): `chmod 600 {path}`.")

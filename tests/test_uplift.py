@@ -217,3 +217,13 @@ def test_uplift_command_on_a_sample_with_control_groups(tmp_path):
     assert set(r1["window_days"]) == {"7", "14", "30"}
     assert {"uplift", "low", "high"} <= set(r1["window_days"]["14"])
     assert r1["window_days"]["14"]["low"] <= r1["window_days"]["14"]["uplift"] <= r1["window_days"]["14"]["high"]
+
+
+def test_control_salt_is_the_policy_s_or_made_once_in_the_workspace(tmp_path):
+    from ledger.control_groups import SALT_FILE, control_salt
+    assert control_salt("configured-salt", tmp_path) == "configured-salt"
+    assert not (tmp_path / SALT_FILE).exists()
+    first = control_salt(None, tmp_path)
+    assert len(first) == 32 and control_salt(None, tmp_path) == first
+    (tmp_path / SALT_FILE).unlink()
+    assert control_salt(None, tmp_path) != first

@@ -11,6 +11,8 @@ How the data is made (all days are calendar days, all amounts EUR):
   (punctual, slightly late, chronic late, deteriorating, in difficulty, defaulting), main payment
   terms within the French LME limits (30 net, 45 end of month, 60 net), a payment-run habit (any
   business day, a fixed weekday, month end, the 10th, the 10th and 25th) and an activity window.
+  Each has a billing contact (email, phone, postal address, language, opt-out; some only a phone, a
+  few none: ``ledger.synth.contacts``).
 * Invoices arrive as a Poisson process per client, heavier on the last business days of the month
   and lighter in August and over Christmas; amounts are lognormal around a client median that
   depends on the segment.

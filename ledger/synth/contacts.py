@@ -85,28 +85,41 @@ def make_contacts(rng: np.random.Generator, names: np.ndarray, country: np.ndarr
     street = rng.integers(0, 10, n)
     town = rng.integers(0, 16, n)
 
-    email = np.full(n, None, dtype=object)
-    phone = np.full(n, None, dtype=object)
-    address = np.full(n, None, dtype=object)
-    language = np.full(n, None, dtype=object)
-    for i in range(n):
-        code = COUNTRIES[country[i]]
-        lang = "en" if english[i] else "fr"
-        language[i] = None if lang == "fr" and empty_language[i] else lang
-        if reach[i] in (0, 2):
-            mailbox = _PUBLIC_MAILBOX if public[i] else _MAILBOXES[lang][box[i]]
-            email[i] = f"{mailbox}@{_slug(str(names[i]))}.{_TLD[code]}"
-        if reach[i] in (0, 1):
-            lead = ("6" if mobile[i] and not public[i] else "1") if code == "FR" else str(2 + box[i])
-            phone[i] = f"{_DIAL[code]} {lead} " + " ".join(f"{d:02d}" for d in digits[i])
-        if not no_address[i]:
-            streets, towns = _STREETS[code], _TOWNS[code]
-            postcode, city = towns[town[i] % len(towns)]
-            road = streets[street[i] % len(streets)]
-            line1 = f"{road} {number[i]}" if code in ("DE", "IT", "ES") else f"{number[i]} {road}"
-            lines = [str(names[i]), line1, f"{postcode} {city.upper() if code == 'FR' else city}"]
-            if _COUNTRY_NAME[code]:
-                lines.append(_COUNTRY_NAME[code])
-            address[i] = "\n".join(lines)
+    add = np.strings.add
+    codes = np.array(COUNTRIES)[country]
+    lang = np.where(english, "en", "fr")
+    language = np.where(~english & empty_language, None, lang).astype(object)
+
+    # Email: a mailbox at a domain made from the name (each distinct name slugged once).
+    uniq, inverse = np.unique(np.asarray(names, dtype=str), return_inverse=True)
+    slugs = np.array([_slug(str(u)) for u in uniq])[inverse]
+    boxes = np.where(public, _PUBLIC_MAILBOX, np.where(english, np.array(_MAILBOXES["en"])[box],
+                                                       np.array(_MAILBOXES["fr"])[box]))
+    tld = np.array([_TLD[c] for c in COUNTRIES])[country]
+    email = np.where(np.isin(reach, (0, 2)), add(add(add(add(boxes, "@"), slugs), "."), tld), None).astype(object)
+
+    # Phone: the dialling code, a leading digit (French mobiles 6, landlines 1), four pairs of digits.
+    lead = np.where(codes == "FR", np.where(mobile & ~public, "6", "1"), (2 + box).astype(str))
+    pairs = np.char.zfill(digits.astype(str), 2)
+    phone = add(add(add(np.array([_DIAL[c] for c in COUNTRIES])[country], " "), lead), " ")
+    phone = add(add(add(add(add(add(add(phone, pairs[:, 0]), " "), pairs[:, 1]), " "), pairs[:, 2]), " "), pairs[:, 3])
+    phone = np.where(np.isin(reach, (0, 1)), phone, None).astype(object)
+
+    # Postal address: name, street line (number after the street in DE/ES/IT), postcode and town,
+    # the country for mail abroad.
+    road = np.empty(n, dtype=object)
+    place = np.empty(n, dtype=object)
+    foreign = np.empty(n, dtype=object)
+    for k, code in enumerate(COUNTRIES):
+        rows = country == k
+        streets, towns = np.array(_STREETS[code]), _TOWNS[code]
+        post = np.array([f"{pc} {city.upper() if code == 'FR' else city}" for pc, city in towns])
+        r = streets[street[rows] % len(streets)]
+        num = number[rows].astype(str)
+        road[rows] = add(add(r, " "), num) if code in ("DE", "IT", "ES") else add(add(num, " "), r)
+        place[rows] = post[town[rows] % len(towns)]
+        foreign[rows] = ("\n" + _COUNTRY_NAME[code]) if _COUNTRY_NAME[code] else ""
+    lines = add(add(add(add(np.asarray(names, dtype=str), "\n"), road.astype(str)), "\n"), place.astype(str))
+    address = np.where(no_address, None, add(lines, foreign.astype(str))).astype(object)
     return {"email": email, "phone": phone, "postal_address": address, "language": language,
             "opt_out": opt_out}

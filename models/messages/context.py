@@ -8,6 +8,8 @@ templates only format them. Legal amounts are not computed here: they are the ro
 from __future__ import annotations
 
 import datetime as dt
+import math
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +54,51 @@ def _day(value: Any, what: str) -> dt.date:
     return ts.date()
 
 
+def _as_date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return None if pd.isna(value) else value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        return None
+    return None if pd.isna(ts) else ts.date()
+
+
+def _as_amount(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (ValueError, TypeError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+_LEGAL_CACHE: dict[int, tuple[weakref.ref, dict[str, tuple[float, float, float]]]] = {}
+
+
+def _legal_index(legal: pd.DataFrame) -> dict[str, tuple[float, float, float]]:
+    """``invoice_id -> (late_penalty, recovery_indemnity, penalty_rate)``, built once per frame.
+
+    A run passes the same day's frame for every client; indexing it once keeps a message's cost
+    independent of the ledger's size. The frame is read, not copied: do not change it in between.
+    """
+    key = id(legal)
+    hit = _LEGAL_CACHE.get(key)
+    if hit is not None and hit[0]() is legal:
+        return hit[1]
+    lmissing = [c for c in LEGAL_COLUMNS if c not in legal.columns]
+    if lmissing:
+        raise ValueError(f"legal lacks column(s) {', '.join(lmissing)}: pass the frame of "
+                         "features.legal.build_legal_amounts(ledger, as_of).")
+    index = {str(i): (float(p), float(r), float(rate)) for i, p, r, rate in zip(
+        legal["invoice_id"].tolist(), legal["late_penalty"].tolist(), legal["recovery_indemnity"].tolist(),
+        legal["penalty_rate"].tolist())}
+    _LEGAL_CACHE.clear()  # one day's frame at a time
+    _LEGAL_CACHE[key] = (weakref.ref(legal), index)
+    return index
+
+
 def client_context(client: Mapping) -> dict:
     """The client as templates see it: text fields ('' when missing), address lines, language."""
     out = {k: _text(client.get(k)) for k in _CLIENT_TEXT}
@@ -65,16 +112,6 @@ def client_context(client: Mapping) -> dict:
     opt_out = client.get("opt_out")
     out["opt_out"] = bool(opt_out) if opt_out is not None and not pd.isna(opt_out) else False
     return out
-
-
-def _remaining(invoices: pd.DataFrame) -> pd.Series:
-    amount = pd.to_numeric(invoices["amount"], errors="coerce").astype("float64")
-    if "outstanding" in invoices.columns:
-        return pd.to_numeric(invoices["outstanding"], errors="coerce").astype("float64")
-    if "paid_amount" in invoices.columns:
-        paid = pd.to_numeric(invoices["paid_amount"], errors="coerce").fillna(0.0).astype("float64")
-        return (amount - paid).clip(lower=0.0)
-    return amount
 
 
 def build_message_context(client: Mapping, invoices: pd.DataFrame, as_of, *, step: str,
@@ -112,7 +149,8 @@ def build_message_context(client: Mapping, invoices: pd.DataFrame, as_of, *, ste
         (negative before the due date), ``is_overdue, reference`` (ISO 11649, grouped by four),
         ``late_penalty, recovery_indemnity, penalty_rate`` (None without legal amounts)),
         ``overdue`` (the overdue ones), ``totals`` (one dict per currency: ``currency,
-        outstanding, overdue_outstanding, late_penalty, recovery_indemnity, claimed``),
+        outstanding, overdue_outstanding, late_penalty, recovery_indemnity, claimed`` = overdue
+        principal + penalties + indemnities),
         ``has_legal_amounts``, ``penalty_rate``, ``indemnity_per_invoice``, ``formal_notice_days``,
         ``deadline`` (``as_of`` + those days), ``oldest_due_date`` and ``instalment`` (``date,
         amount, currency``, or None).
@@ -131,39 +169,38 @@ def build_message_context(client: Mapping, invoices: pd.DataFrame, as_of, *, ste
     if missing:
         raise ValueError(f"invoices lack column(s) {', '.join(missing)}; a message needs {', '.join(REQUIRED_INVOICE_COLUMNS)}"
                          " and what is still owed (outstanding, or paid_amount).")
-    inv = invoices.copy()
-    inv["outstanding"] = _remaining(inv)
-    others = sorted(set(invoices["client_id"].astype(str)) - {cl["client_id"]}) if "client_id" in invoices.columns else []
+    # Plain Python over the (few) rows: a run builds one context per client, and pandas' per-call
+    # overhead on a handful of rows is what would dominate.
+    col = {c: invoices[c].tolist() for c in (*REQUIRED_INVOICE_COLUMNS, "client_id", "currency", "outstanding",
+                                            "paid_amount") if c in invoices.columns}
+    ids = [str(v) for v in col["invoice_id"]]
+    others = sorted({str(v) for v in col.get("client_id", [])} - {cl["client_id"]})
     if others:
         raise ValueError(f"invoices of other clients ({', '.join(others[:5])}) passed for client {cl['client_id']}: "
                          "one message is for one client.")
-    for col in ("issue_date", "due_date"):
-        parsed = pd.to_datetime(inv[col], errors="coerce")
-        bad = inv.loc[parsed.isna(), "invoice_id"].astype(str).tolist()
+    issue = [_as_date(v) for v in col["issue_date"]]
+    due = [_as_date(v) for v in col["due_date"]]
+    for name, values in (("issue_date", issue), ("due_date", due)):
+        bad = [i for i, v in zip(ids, values) if v is None]
         if bad:
-            raise ValueError(f"invoices {', '.join(bad[:10])} have no valid {col}.")
-        inv[col] = parsed
-    bad = inv.loc[inv["outstanding"].isna() | pd.to_numeric(inv["amount"], errors="coerce").isna(),
-                  "invoice_id"].astype(str).tolist()
+            raise ValueError(f"invoices {', '.join(bad[:10])} have no valid {name}.")
+    amount = [_as_amount(v) for v in col["amount"]]
+    if "outstanding" in col:
+        left = [_as_amount(v) for v in col["outstanding"]]
+    elif "paid_amount" in col:
+        left = [None if a is None else max(a - (_as_amount(p) or 0.0), 0.0) for a, p in zip(amount, col["paid_amount"])]
+    else:
+        left = list(amount)
+    bad = [i for i, a, o in zip(ids, amount, left) if a is None or o is None]
     if bad:
         raise ValueError(f"invoices {', '.join(bad[:10])} have no valid amount or outstanding amount.")
-    inv = inv[inv["outstanding"] > _CENT]
-    if inv.empty:
+    currency = [_text(v) or "EUR" for v in col["currency"]] if "currency" in col else ["EUR"] * len(ids)
+    keep = sorted((i for i in range(len(ids)) if left[i] > _CENT), key=lambda i: (due[i], ids[i]))
+    if not keep:
         raise ValueError(f"client {cl['client_id']} has no invoice left to pay at step {step!r}: "
                          "a message lists at least one open invoice.")
-    inv["currency"] = inv["currency"].map(_text).replace("", "EUR") if "currency" in inv.columns else "EUR"
-    inv["days_overdue"] = (pd.Timestamp(day) - inv["due_date"].dt.normalize()).dt.days.astype("int64")
-    inv = inv.sort_values(["due_date", "invoice_id"], kind="stable")
-
-    legal_rows: dict[str, dict] = {}
-    if legal is not None:
-        lmissing = [c for c in LEGAL_COLUMNS if c not in legal.columns]
-        if lmissing:
-            raise ValueError(f"legal lacks column(s) {', '.join(lmissing)}: pass the frame of "
-                             "features.legal.build_legal_amounts(ledger, as_of).")
-        sub = legal[legal["invoice_id"].astype(str).isin(set(inv["invoice_id"].astype(str)))]
-        legal_rows = {str(r["invoice_id"]): r for r in sub[list(LEGAL_COLUMNS)].to_dict("records")}
-    overdue_ids = inv.loc[inv["days_overdue"] > 0, "invoice_id"].astype(str).tolist()
+    overdue_ids = [ids[i] for i in keep if (day - due[i]).days > 0]
+    legal_rows = _legal_index(legal) if legal is not None else {}
     if step in NEEDS_LEGAL and overdue_ids:
         lacking = [i for i in overdue_ids if i not in legal_rows]
         if lacking:
@@ -180,24 +217,24 @@ def build_message_context(client: Mapping, invoices: pd.DataFrame, as_of, *, ste
                 "currency": _text(instalment.get("currency")) or "EUR"}
 
     rows = []
-    for r in inv.to_dict("records"):
-        iid = str(r["invoice_id"])
-        lg = legal_rows.get(iid) if r["days_overdue"] > 0 else None
-        amount, outstanding = float(r["amount"]), round(float(r["outstanding"]), 2)
+    for i in keep:
+        iid, days = ids[i], (day - due[i]).days
+        lg = legal_rows.get(iid) if days > 0 else None
+        outstanding = round(left[i], 2)
         rows.append({
             "invoice_id": iid,
-            "issue_date": r["issue_date"].date(),
-            "due_date": r["due_date"].date(),
-            "currency": r["currency"],
-            "amount": round(amount, 2),
-            "paid": round(max(amount - outstanding, 0.0), 2),
+            "issue_date": issue[i],
+            "due_date": due[i],
+            "currency": currency[i],
+            "amount": round(amount[i], 2),
+            "paid": round(max(amount[i] - outstanding, 0.0), 2),
             "outstanding": outstanding,
-            "days_overdue": int(r["days_overdue"]),
-            "is_overdue": bool(r["days_overdue"] > 0),
+            "days_overdue": days,
+            "is_overdue": days > 0,
             "reference": format_reference(invoice_reference(iid)),
-            "late_penalty": round(float(lg["late_penalty"]), 2) if lg else None,
-            "recovery_indemnity": round(float(lg["recovery_indemnity"]), 2) if lg else None,
-            "penalty_rate": float(lg["penalty_rate"]) if lg else None,
+            "late_penalty": round(lg[0], 2) if lg else None,
+            "recovery_indemnity": round(lg[1], 2) if lg else None,
+            "penalty_rate": lg[2] if lg else None,
         })
     has_legal = any(r["late_penalty"] is not None for r in rows)
     rates = [r["penalty_rate"] for r in rows if r["penalty_rate"] is not None]
@@ -225,7 +262,11 @@ def build_message_context(client: Mapping, invoices: pd.DataFrame, as_of, *, ste
 
 
 def _totals(rows: list[dict]) -> list[dict]:
-    """Sums per currency; the indemnities are EUR whatever the invoice currency."""
+    """Sums per currency; the indemnities are EUR whatever the invoice currency.
+
+    ``claimed`` is what a formal notice can demand: the overdue principal, its penalties and the
+    indemnities (an invoice not yet due is owed, not claimable).
+    """
     by: dict[str, dict] = {}
 
     def slot(cur: str) -> dict:
@@ -244,6 +285,6 @@ def _totals(rows: list[dict]) -> list[dict]:
     for t in sorted(by.values(), key=lambda t: (t["currency"] != "EUR", t["currency"])):
         for k in ("outstanding", "overdue_outstanding", "late_penalty", "recovery_indemnity"):
             t[k] = round(t[k], 2)
-        t["claimed"] = round(t["outstanding"] + t["late_penalty"] + t["recovery_indemnity"], 2)
+        t["claimed"] = round(t["overdue_outstanding"] + t["late_penalty"] + t["recovery_indemnity"], 2)
         out.append(t)
     return out

@@ -32,7 +32,7 @@ _LABELS = {
         "place_date": "À {city}, le {date}", "date": "Le {date}",
         "subject": "Objet : {subject}",
         "head": ("Facture", "Émise le", "Échéance", "Retard (j)", "Reste dû", "Pénalités", "Indemnité", "Référence"),
-        "principal": "Principal restant dû", "penalties": "Pénalités de retard (taux {rate})",
+        "principal": "Principal échu restant dû", "penalties": "Pénalités de retard (taux {rate})",
         "indemnity": "Indemnités forfaitaires pour frais de recouvrement", "claimed": "Total réclamé",
         "foot": "{name} · SIREN {siren}{vat} · IBAN {iban}{bic}",
         "page": "Page {n}",
@@ -42,7 +42,7 @@ _LABELS = {
         "place_date": "{city}, {date}", "date": "{date}",
         "subject": "Subject: {subject}",
         "head": ("Invoice", "Issued", "Due", "Days late", "Amount due", "Penalties", "Indemnity", "Reference"),
-        "principal": "Principal outstanding", "penalties": "Late-payment penalties (rate {rate})",
+        "principal": "Overdue principal", "penalties": "Late-payment penalties (rate {rate})",
         "indemnity": "Fixed recovery indemnities", "claimed": "Total claimed",
         "foot": "{name} · SIREN {siren}{vat} · IBAN {iban}{bic}",
         "page": "Page {n}",
@@ -52,15 +52,23 @@ _LABELS = {
 
 def _pdf_text(text: str) -> str:
     """Text the built-in fonts can print (Windows-1252), XML-escaped for ReportLab paragraphs."""
+    return escape(_cp1252(text))
+
+
+_FALLBACK = {"Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "Ħ": "H", "ħ": "h", "ı": "i", "Ø": "O", "\u202f": "\u00a0"}
+
+
+def _cp1252(text: str) -> str:
+    """``text`` with each character outside Windows-1252 replaced by its unaccented base (or '?')."""
     out = []
     for ch in str(text):
         try:
             ch.encode("cp1252")
             out.append(ch)
         except UnicodeEncodeError:
-            base = unicodedata.normalize("NFKD", ch).encode("cp1252", "ignore").decode("cp1252")
+            base = _FALLBACK.get(ch) or unicodedata.normalize("NFKD", ch).encode("cp1252", "ignore").decode("cp1252")
             out.append(base or "?")
-    return escape("".join(out))
+    return "".join(out)
 
 
 def letter_filename(ctx: dict) -> str:
@@ -116,14 +124,13 @@ def build_letter_pdf(ctx: dict, *, title: str, body: str) -> bytes:
     vat = f" · TVA {company['vat_number']}" if company.get("vat_number") and lang == "fr" else \
         (f" · VAT {company['vat_number']}" if company.get("vat_number") else "")
     bic = f" · BIC {company['bic']}" if company.get("bic") else ""
-    foot = _pdf_text(lab["foot"].format(name=company["name"], siren=company["siren"], vat=vat,
+    foot = _cp1252(lab["foot"].format(name=company["name"], siren=company["siren"], vat=vat,
                                         iban=company["iban_display"], bic=bic))
 
     def footer(canvas, doc) -> None:
         canvas.saveState()
         canvas.setFont("Helvetica", 7.5)
-        canvas.drawCentredString(A4[0] / 2, 12 * mm, foot.replace("&amp;", "&").replace("&lt;", "<")
-                                 .replace("&gt;", ">"))
+        canvas.drawCentredString(A4[0] / 2, 12 * mm, foot)
         canvas.drawRightString(A4[0] - 20 * mm, 8 * mm, lab["page"].format(n=doc.page))
         canvas.restoreState()
 
@@ -144,7 +151,7 @@ def _invoice_tables(ctx, lab, small, Table, TableStyle, colors, mm) -> list:
         return Paragraph(_pdf_text(text), small)
 
     rows = [[cell(h) for h in lab["head"]]]
-    for inv in ctx["invoices"]:
+    for inv in ctx["overdue"] or ctx["invoices"]:  # a letter claims what is due
         cur = inv["currency"]
         rows.append([
             cell(inv["invoice_id"]), cell(format_day(inv["issue_date"], lang)), cell(format_day(inv["due_date"], lang)),
@@ -165,7 +172,7 @@ def _invoice_tables(ctx, lab, small, Table, TableStyle, colors, mm) -> list:
     sums = []
     for t in ctx["totals"]:
         cur = t["currency"]
-        sums.append([cell(lab["principal"]), cell(format_money(t["outstanding"], cur, lang))])
+        sums.append([cell(lab["principal"]), cell(format_money(t["overdue_outstanding"], cur, lang))])
         if t["late_penalty"]:
             sums.append([cell(lab["penalties"].format(rate=rate)), cell(format_money(t["late_penalty"], cur, lang))])
         if t["recovery_indemnity"]:

@@ -14,8 +14,7 @@ A company overrides any of these files by putting one of the same name under
 ``$ENCAISSE_HOME/templates/{lang}/`` (or the ``overrides_dir`` given): it is looked up there first.
 Templates run in Jinja2's sandbox with ``StrictUndefined`` (a misspelt variable is an error naming
 the file, the line and the variable, not an empty gap) and HTML files are autoescaped. Filters:
-``money(currency)``, ``day``, ``longday``, ``percent`` (formatted for the message's language) and
-``ref`` (a reference grouped by four).
+``money(currency)``, ``day``, ``longday`` and ``percent``, formatted for the message's language.
 """
 
 from __future__ import annotations
@@ -173,8 +172,7 @@ def _environment(overrides: str) -> SandboxedEnvironment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.filters.update(money=_money, day=_dayf, longday=_longday, percent=_percent,
-                       ref=lambda v: str(v))
+    env.filters.update(money=_money, day=_dayf, longday=_longday, percent=_percent)
     return env
 
 
@@ -265,7 +263,9 @@ def render_message(template: str, context: dict, *, language: str | None = None,
     kind = TEMPLATE_KINDS.get(template, "email")
     html = _render(env, f"{lang}/{template}.html", ctx, required=False)
     if html is None and kind in ("email", "letter"):
-        html = _render(env, "_layout.html", {**ctx, "subject": subject, "body": text}, required=True)
+        listed = (ctx.get("overdue") or ctx.get("invoices")) if kind == "letter" else ctx.get("invoices")
+        html = _render(env, "_layout.html", {**ctx, "subject": subject, "body": text, "listed": listed or []},
+                       required=True)
     attachments: tuple[Attachment, ...] = ()
     letter = _render(env, f"{lang}/{template}.letter.txt", ctx, required=False)
     if letter is not None:
