@@ -75,11 +75,17 @@ def load_messages(engine: sa.Engine, *, statuses: Iterable[str] | None = None, c
     return df
 
 
-def load_message_invoices(engine: sa.Engine) -> pd.DataFrame:
-    """Every (message, invoice) pair with the message's ``client_id, step, status, as_of``: what was done."""
+def load_message_invoices(engine: sa.Engine, client_id: str | None = None) -> pd.DataFrame:
+    """Every (message, invoice) pair with the message's ``client_id, step, status, as_of``: what was done.
+
+    Args:
+        client_id: only this client's messages.
+    """
     q = (sa.select(msg_invoices.c.message_id, msg_invoices.c.invoice_id, messages.c.client_id, messages.c.step,
                    messages.c.channel, messages.c.status, messages.c.as_of, messages.c.attempts)
          .select_from(msg_invoices.join(messages, messages.c.message_id == msg_invoices.c.message_id)))
+    if client_id is not None:
+        q = q.where(messages.c.client_id == client_id)
     cols = ["message_id", "invoice_id", "client_id", "step", "channel", "status", "as_of", "attempts"]
     with engine.connect() as conn:
         df = pd.DataFrame(conn.execute(q).all(), columns=cols)

@@ -261,7 +261,7 @@ def run_dunning(
     """
     d = pd.Timestamp(as_of).normalize()
     started = time.perf_counter()
-    journal = outbox.load_message_invoices(engine)
+    journal = outbox.load_message_invoices(engine, client_id=client_id)
     plan = plan_dunning(ledger, scores, client_scores, policy, d, journal=journal, client_id=client_id, step=step,
                         control_salt=control_salt)
     msgs = plan.messages
@@ -269,10 +269,8 @@ def run_dunning(
              time.perf_counter() - started, len(plan.skipped))
     cols = ["message_id", "client_id", "step", "channel", "status", "error", "location"]
     held = _record_held_back(engine, plan, by) if not dry_run and len(plan.held_back) else pd.DataFrame()
-    if dry_run or msgs.empty:
-        return RunResult(plan=plan, outcomes=pd.DataFrame(columns=cols), actions=held, dry_run=dry_run)
-    if delivery is None:
-        raise ValueError("run_dunning needs a Delivery to send (or dry_run=True)")
+    if dry_run:
+        return RunResult(plan=plan, outcomes=pd.DataFrame(columns=cols), actions=held, dry_run=True)
 
     # Pending messages of this scope no longer due (paid, blocked, ...): cancelled.
     pending = journal[journal["status"].isin(outbox.PENDING)]
@@ -280,8 +278,16 @@ def run_dunning(
         pending = pending[pending["client_id"] == client_id]
     if step is not None:
         pending = pending[pending["step"] == step]
-    cancelled = sorted(set(pending["message_id"]) - set(msgs["message_id"].dropna()))
+    stuck = pending[(pending["status"] == outbox.SENDING) & (pending["attempts"] >= 2)]
+    outbox.mark_status(engine, sorted(set(stuck["message_id"])), outbox.UNCONFIRMED,
+                       note="interrupted twice after it was handed to its transport: check whether it arrived")
+    cancelled = sorted(set(pending["message_id"]) - set(msgs["message_id"].dropna()) - set(stuck["message_id"]))
     outbox.mark_status(engine, cancelled, outbox.CANCELLED, note=f"no longer due on {d.date()}")
+    if msgs.empty:
+        return RunResult(plan=plan, outcomes=pd.DataFrame(columns=cols), actions=held, dry_run=False,
+                         cancelled=cancelled)
+    if delivery is None:
+        raise ValueError("run_dunning needs a Delivery to send (or dry_run=True)")
 
     msgs = msgs.copy()
     msgs["message_id"] = [mid if isinstance(mid, str) else _new_id() for mid in msgs["message_id"]]

@@ -67,8 +67,7 @@ def _client_plan(ctx: Ctx, client_id: str, step: str | None):
     scores = view.rows[view.rows["client_id"] == client_id]
     client_scores = scores[["client_id", "profile"]].drop_duplicates("client_id")
     ledger = current.clients_ledger(current.current_ledger(ctx.state), [client_id])
-    journal = outbox.load_message_invoices(ctx.state.engine)
-    journal = journal[journal["client_id"] == client_id]
+    journal = outbox.load_message_invoices(ctx.state.engine, client_id=client_id)
     plan = plan_dunning(ledger, scores, client_scores, _policy(), ctx.day, journal=journal, client_id=client_id,
                         step=step, control_salt=control_salt(_policy(), ctx.state.settings.home_dir))
     return plan, ledger, scores, client_scores

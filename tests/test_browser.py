@@ -230,7 +230,7 @@ def test_french_labels_and_formats(watched, server):
     assert w.page.locator("html").get_attribute("lang") == "fr"
     assert w.page.locator("h1").first.inner_text().strip() == "Liste de travail"
     assert w.page.locator("header nav").inner_text().split() == ["Liste", "de", "travail", "Prévision", "Indicateurs",
-                                                                 "Envois"]
+                                                                 "Effet", "des", "relances", "Envois"]
     assert "Au 01/06/2025" in w.page.locator(".head").inner_text()
     amounts = w.page.locator("#worklist tbody tr td.num:nth-child(4)").all_inner_texts()
     assert amounts and all(re.fullmatch(r"[\d\u202f]+\u202f€", a.strip()) for a in amounts), amounts[:5]

@@ -395,3 +395,29 @@ def test_load_ledger_reads_only_the_invoices_open_on_a_day(store):
     assert 0 < len(part.invoices) < len(full.invoices)
     assert part.invoices["invoice_id"].tolist() == expected.tolist()
     assert part.payments.empty and part.actions.empty and len(part.clients) == len(full.clients)
+
+
+def test_a_message_interrupted_twice_is_not_sent_a_third_time(store, smtp, monkeypatch):
+    engine, *_ = store
+    ledger = load_ledger(engine)
+    run = load_latest_scores(engine, DAY)
+    pol = load_policy()
+    transport = SmtpTransport(SmtpConfig.from_url(smtp.url))
+    delivery = Delivery(email=transport, sms=OutboxProvider(Path("/x")), letter=OutboxProvider(Path("/x")))
+    dry = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, None, dry_run=True)
+    cid = dry.plan.messages.loc[dry.plan.messages["channel"] == "email", "client_id"].iloc[0]
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("power cut")
+
+    monkeypatch.setattr(outbox, "mark_sent", crash)
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, client_id=cid, step="reminder_1")
+    assert len(smtp.received) == 2  # the first attempt and its one resend
+    third = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, delivery, client_id=cid,
+                        step="reminder_1")
+    assert third.outcomes.empty and len(smtp.received) == 2
+    assert set(third.plan.skipped["reason"]) == {"unconfirmed"}
+    assert set(_journal(engine)["status"]) == {"unconfirmed"}
+    transport.close()
