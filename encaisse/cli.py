@@ -37,10 +37,11 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import (alerts, backtest, demo, forecast, ingest, keys, kpis, sample, score, serve, train,
-                                   tune, uplift)
+    from encaisse.commands import (alerts, backtest, demo, dunning, forecast, ingest, keys, kpis, sample, score, serve,
+                                   train, tune, uplift)
 
-    for module in (ingest, sample, kpis, forecast, score, alerts, train, backtest, tune, uplift, serve, keys, demo):
+    for module in (ingest, sample, kpis, forecast, score, alerts, dunning, train, backtest, tune, uplift, serve, keys,
+                   demo):
         module.register(app)
 
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, Table, compact_frame
+from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, Table, compact_frame, empty_frame
 from ledger.engine import open_store
 from ledger.memory import gc_paused
 from ledger.schema import LEDGER_TABLES
@@ -138,14 +139,14 @@ def _concat(kind: str, parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
-def _read_table(conn: sa.Connection, spec: Table) -> pd.DataFrame:
+def _read_table(conn: sa.Connection, spec: Table, where: str = "") -> pd.DataFrame:
     names = list(spec.names)
     kinds = [spec.column(n).kind for n in names]
     if spec.name == "invoices":
         names.append("extra")
         kinds.append("json")
     preparer = conn.dialect.identifier_preparer
-    select = f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} "
+    select = f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} {where} "
     by_key = select + f"ORDER BY {preparer.quote(spec.key)}"
     if conn.dialect.name == "postgresql":
         columns = [_concat(k, p) for k, p in zip(kinds, _copy_columns(conn, by_key, kinds))]
@@ -180,13 +181,17 @@ def _read_table(conn: sa.Connection, spec: Table) -> pd.DataFrame:
     return typed
 
 
-def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None) -> Ledger:
+def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None,
+                tables: Iterable[str] | None = None, open_on: pd.Timestamp | str | None = None) -> Ledger:
     """The stored ledger as typed frames, optionally as known at the start of day ``as_of``.
 
     Args:
         engine: an engine from ``open_store``.
         as_of: if given, ``Ledger.known_at(as_of)``: documents issued from that day on are dropped,
             later payments and actions hidden.
+        tables: read only these tables (the others are empty), e.g. a plan that needs no payments.
+        open_on: read only the invoices not paid before the start of this day (``paid_date``
+            empty or on/after it): what a plan of that day looks at, a tenth of a long ledger.
 
     Returns:
         A ``Ledger``; invoices carry their mapped extras as columns after the canonical ones. Text
@@ -195,7 +200,13 @@ def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None) -> L
     frames = {}
     with engine.connect() as conn:
         for name, spec in TABLES.items():  # compacted one at a time: one table of Python strings at most
-            df = _read_table(conn, spec)
+            if tables is not None and name not in tables:
+                frames[name] = empty_frame(spec)
+                continue
+            where = ""
+            if name == "invoices" and open_on is not None:  # an ISO date made here, not user text
+                where = f"WHERE paid_date IS NULL OR paid_date >= '{pd.Timestamp(open_on).date().isoformat()}'"
+            df = _read_table(conn, spec, where)
             frames[name] = compact_frame(df, spec) if name in COMPACT_TABLES else df
             del df
     ledger = Ledger(**frames)

@@ -13,7 +13,8 @@ ids ``VARCHAR``. Every ledger table also carries:
 (revision 0003) holds the HTTP API's keys, hashed. ``action_history`` (revision 0004) keeps every
 version of an action written through the API and each version an edit superseded. Revision 0005
 adds the billing contact of ``clients`` (``email``, ``phone``, ``postal_address``, ``language``,
-``opt_out``).
+``opt_out``). ``dunning_messages`` and ``dunning_message_invoices`` (revision 0006) are the dunning
+run's journal.
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
 ``ledger.engine.open_store``), never with ``metadata.create_all``: this module is the reference the
@@ -214,6 +215,47 @@ action_history = sa.Table(
     sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("superseded_by", sa.Integer(), nullable=True),
     sa.Index("ix_action_history_action_id", "action_id"),
+)
+
+# --- dunning journal (migration 0006) -----------------------------------------------------------
+# One row per message the daily dunning run plans (a client, a step, the invoices it lists), written
+# before the message goes out and marked sent after; its invoices in ``dunning_message_invoices``
+# with the action row each send recorded. Read by ``ledger.outbox``.
+
+dunning_messages = sa.Table(
+    "dunning_messages",
+    metadata,
+    sa.Column("message_id", ID, primary_key=True),
+    sa.Column("as_of", sa.Date(), nullable=False),
+    sa.Column("client_id", ID, nullable=False),
+    sa.Column("step", TEXT, nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("planned_channel", sa.String(16), nullable=True),
+    sa.Column("template", TEXT, nullable=True),
+    sa.Column("language", sa.String(8), nullable=True),
+    sa.Column("recipient", TEXT, nullable=True),
+    sa.Column("subject", sa.Text(), nullable=True),
+    sa.Column("body", sa.Text(), nullable=True),
+    sa.Column("location", sa.Text(), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("note", sa.Text(), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Index("ix_dunning_messages_status", "status"),
+    sa.Index("ix_dunning_messages_client_step", "client_id", "step"),
+)
+
+dunning_message_invoices = sa.Table(
+    "dunning_message_invoices",
+    metadata,
+    sa.Column("message_id", ID, sa.ForeignKey("dunning_messages.message_id", name="fk_dunning_mi_message_id"),
+              primary_key=True),
+    sa.Column("invoice_id", ID, primary_key=True),
+    sa.Column("action_id", ID, nullable=True),
+    sa.Index("ix_dunning_message_invoices_invoice_id", "invoice_id"),
 )
 
 SCORE_TABLES: dict[str, sa.Table] = {t.name: t for t in (score_runs, invoice_scores, client_scores)}

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL of the ledger store.")
     mlflow_tracking_uri: str | None = Field(default=None, description="MLflow tracking URI.")
     model_name: str = Field(default="encaisse", description="Registered MLflow model name.")
+    smtp_url: str | None = Field(default=None, description="SMTP server for dunning emails, e.g. "
+                                 "smtp://user:pass@host:587?starttls=1 or smtps://host:465; none: the outbox folder.")
+    mail_from: str = Field(default="Encaisse <encaisse@localhost>", description="From address of dunning emails.")
 
     @property
     def home_dir(self) -> Path:
@@ -45,6 +48,13 @@ class Settings(BaseSettings):
     def artifact_dir(self) -> Path:
         """Where MLflow artifacts and reports go (absolute, so the current directory never matters)."""
         path = self.home_dir / "artifacts"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where the dunning run writes emails (without SMTP), SMS and letters: one folder per channel."""
+        path = self.home_dir / "outbox"
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -32,7 +32,7 @@ from serving.state import ServiceState
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
 PAGE_PERMISSIONS = (("worklist", "worklist", "/worklist"), ("forecast", "forecast", "/forecast"),
-                    ("kpis", "kpis", "/kpis"), ("uplift", "kpis", "/uplift"))
+                    ("kpis", "kpis", "/kpis"), ("uplift", "kpis", "/uplift"), ("outbox", "worklist", "/outbox"))
 """(nav key, permission, path) of the pages in the menu."""
 
 

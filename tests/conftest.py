@@ -23,7 +23,7 @@ def _isolated_home(tmp_path, monkeypatch):
     """Every test gets its own workspace; nothing touches the developer's ./.encaisse."""
     home = tmp_path / "home"
     monkeypatch.setenv("ENCAISSE_HOME", str(home))
-    for var in ("ENCAISSE_DATABASE_URL", "ENCAISSE_MLFLOW_TRACKING_URI"):
+    for var in ("ENCAISSE_DATABASE_URL", "ENCAISSE_MLFLOW_TRACKING_URI", "ENCAISSE_SMTP_URL"):
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from api_helpers import FakeChampion, Loader, start_site_store
@@ -26,6 +27,8 @@ CHROMIUM = os.environ.get("ENCAISSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 START_TIMEOUT_S = 90.0
+SITE: dict = {}
+"""The running site's settings (its store), for tests that put rows there directly."""
 
 
 def _need(ok: bool, reason: str) -> None:
@@ -48,6 +51,7 @@ def server(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("browser") / "home"
     settings, keys, ledger, model, collector = start_site_store(home, roles=("admin", "collector", "treasurer"))
+    SITE["settings"] = settings
     app = create_app(settings, champion_loader=Loader(FakeChampion(model)))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -225,7 +229,8 @@ def test_french_labels_and_formats(watched, server):
     w.page.wait_for_load_state("load")
     assert w.page.locator("html").get_attribute("lang") == "fr"
     assert w.page.locator("h1").first.inner_text().strip() == "Liste de travail"
-    assert w.page.locator("header nav").inner_text().split() == ["Liste", "de", "travail", "Prévision", "Indicateurs"]
+    assert w.page.locator("header nav").inner_text().split() == ["Liste", "de", "travail", "Prévision", "Indicateurs",
+                                                                 "Effet", "des", "relances", "Envois"]
     assert "Au 01/06/2025" in w.page.locator(".head").inner_text()
     amounts = w.page.locator("#worklist tbody tr td.num:nth-child(4)").all_inner_texts()
     assert amounts and all(re.fullmatch(r"[\d\u202f]+\u202f€", a.strip()) for a in amounts), amounts[:5]
@@ -270,13 +275,91 @@ def test_collector_sees_own_portfolio_only(watched, server):
     other = sorted(set(ledger.clients["client_id"]) - portfolio)[0]
     assert w.goto(f"/clients/{other}").status == 403
     assert w.goto("/forecast").status == 403
-    assert [a.strip() for a in w.page.locator("header nav a").all_inner_texts()] == ["Worklist"]
+    assert [a.strip() for a in w.page.locator("header nav a").all_inner_texts()] == ["Worklist", "Outbox"]
     # A 403 page is an expected "Failed to load resource" console message; nothing else may be.
+    w.errors = [e for e in w.errors if "403" not in e]
+    w.check_clean()
+
+
+def test_preview_and_send_from_the_worklist_then_read_it_in_the_outbox(watched, server):
+    _, keys, ledger, _ = server
+    w = watched
+    w.login(keys["admin"])
+    row = w.page.locator("#worklist tbody tr", has=w.page.locator("a.preview")).first
+    client = row.get_attribute("data-client")
+    row.locator("a.preview").click()
+    w.page.wait_for_load_state("load")
+    assert w.page.url.startswith(f"{w.base}/dunning/preview?client_id={client}")
+    card = w.page.locator("section.message-preview").first
+    step = card.get_attribute("data-step")
+    channel = card.get_attribute("data-channel")
+    subject = card.locator(".subject").inner_text().strip()
+    text = card.locator("pre.message-text").inner_text()
+    assert subject and text.strip()
+    assert "nan" not in card.inner_text().lower().split()
+    if channel != "call_task":  # a message lists the client's invoices at that step
+        invoices = card.locator("p.muted.small").first.inner_text()
+        assert any(i in text or i in invoices for i in ledger.invoices.loc[ledger.invoices["client_id"] == client,
+                                                                             "invoice_id"])
+    w.shot("dunning-preview")
+    card.locator("button.send").click()
+    w.page.wait_for_load_state("load")
+    assert w.page.url.startswith(f"{w.base}/outbox?client_id={client}")
+    assert w.page.locator("#send-result").inner_text().startswith("1 message(s) sent or recorded, 0 failed")
+    sent = w.page.locator("#outbox tbody tr").first
+    assert sent.get_attribute("data-status") in ("sent", "task")
+    w.shot("outbox")
+    sent.locator("a.read").click()
+    w.page.wait_for_load_state("load")
+    assert w.page.locator("h1").inner_text().strip() == subject
+    assert w.page.locator("#message-body").inner_text().strip() == text.strip()
+    # sending again: nothing is due any more for that step
+    w.goto(f"/dunning/preview?client_id={client}&step={step}")
+    assert w.page.locator("section.message-preview").count() == 0
+    assert w.page.locator("#nothing-due").count() == 1
+    w.check_clean()
+
+
+def test_outbox_shows_a_failed_message_and_a_collector_sees_own_portfolio_only(watched, server):
+    from ledger import outbox
+    from ledger.engine import open_store
+
+    _, keys, ledger, collector = server
+    portfolio = set(ledger.clients.loc[ledger.clients["collector"] == collector, "client_id"])
+    other = sorted(set(ledger.clients["client_id"]) - portfolio)[0]
+    engine = open_store(SITE["settings"].store_url)
+    outbox.save_planned(engine, [{"message_id": "f" * 32, "as_of": pd.Timestamp("2025-06-01").date(),
+                                  "client_id": other, "step": "reminder_1", "channel": "email",
+                                  "template": "reminder_courteous", "recipient": "ap@example.com"}],
+                        {"f" * 32: [ledger.invoices.loc[ledger.invoices["client_id"] == other, "invoice_id"].iloc[0]]})
+    outbox.mark_failed(engine, "f" * 32, "SMTP 127.0.0.1:2525: 550 mailbox unavailable")
+    engine.dispose()
+    w = watched
+    w.login(keys["admin"])
+    w.goto("/outbox")
+    w.page.select_option("select[name=status]", "failed")
+    w.page.click("form.filters button[type=submit]")
+    w.page.wait_for_load_state("load")
+    assert "status=failed" in w.page.url
+    rows = w.page.locator("#outbox tbody tr")
+    assert rows.count() >= 1
+    assert set(rows.evaluate_all("rs => rs.map(r => r.dataset.status)")) == {"failed"}
+    w.page.locator(f"#outbox tr[data-message='{'f' * 32}'] a.read").click()
+    w.page.wait_for_load_state("load")
+    assert "550 mailbox unavailable" in w.page.locator("#message-facts").inner_text()
+    assert w.page.locator("#message-status").inner_text().strip() == "Failed"
+    w.context.clear_cookies()
+    w.login(keys["collector"])
+    w.goto("/outbox")
+    shown = set(w.page.locator("#outbox tbody tr").evaluate_all("rs => rs.map(r => r.dataset.client)"))
+    assert other not in shown and shown <= portfolio
+    assert w.goto(f"/outbox/{'f' * 32}").status == 403
     w.errors = [e for e in w.errors if "403" not in e]
     w.check_clean()
 
 
 def test_screenshots_were_written(browser, shots):
     names = {p.name for p in shots.glob("*.png")}
-    assert {"login.png", "worklist.png", "forecast.png", "kpis.png", "client.png", "worklist-fr.png"} <= names
+    assert {"login.png", "worklist.png", "forecast.png", "kpis.png", "client.png", "worklist-fr.png",
+            "dunning-preview.png", "outbox.png"} <= names
     assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))
