@@ -37,10 +37,10 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import (alerts, backtest, demo, forecast, ingest, keys, kpis, sample, score, serve, train,
-                                   tune)
+    from encaisse.commands import (alerts, backtest, demo, forecast, ingest, keys, kpis, monitor, sample, score, serve,
+                                   train, tune)
 
-    for module in (ingest, sample, kpis, forecast, score, alerts, train, backtest, tune, serve, keys, demo):
+    for module in (ingest, sample, kpis, forecast, score, alerts, monitor, train, backtest, tune, serve, keys, demo):
         module.register(app)
 
 

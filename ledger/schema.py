@@ -11,7 +11,8 @@ ids ``VARCHAR``. Every ledger table also carries:
 ``ingest_runs`` has one row per ingest. ``score_runs``, ``invoice_scores`` and ``client_scores``
 (revision 0002) keep every scoring run and what it predicted, keyed by ``run_id``. ``api_keys``
 (revision 0003) holds the HTTP API's keys, hashed. ``action_history`` (revision 0004) keeps every
-version of an action written through the API and each version an edit superseded.
+version of an action written through the API and each version an edit superseded. ``run_forecasts``
+and ``run_invoice_forecasts`` (revision 0007) keep what each scoring run forecast, for monitoring.
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
 ``ledger.engine.open_store``), never with ``metadata.create_all``: this module is the reference the
@@ -200,6 +201,36 @@ action_history = sa.Table(
     sa.Column("superseded_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("superseded_by", sa.Integer(), nullable=True),
     sa.Index("ix_action_history_action_id", "action_id"),
+)
+
+# --- run forecasts (migration 0007) ---------------------------------------------------------------
+# What a scoring run forecast, kept beside it so that monitoring judges the very figures a run gave:
+# the weekly collection forecast of its open invoices (``run_forecasts``) and, per invoice, the
+# payment-day quantiles and worklist rank (``run_invoice_forecasts``). Never overwritten.
+
+QUANTILE_LEVELS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+"""Payment-day quantile levels (percent) kept per invoice: ``q10_days`` .. ``q90_days``."""
+
+run_forecasts = sa.Table(
+    "run_forecasts",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("score_runs.run_id", name="fk_run_forecasts_run_id"), primary_key=True),
+    sa.Column("period_start", sa.Date(), primary_key=True),
+    sa.Column("expected_amount", sa.Float(), nullable=False),
+    sa.Column("low", sa.Float(), nullable=False),
+    sa.Column("median_amount", sa.Float(), nullable=True),
+    sa.Column("high", sa.Float(), nullable=False),
+    sa.Column("due_schedule_amount", sa.Float(), nullable=True),
+)
+
+run_invoice_forecasts = sa.Table(
+    "run_invoice_forecasts",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("score_runs.run_id", name="fk_run_invoice_forecasts_run_id"),
+              primary_key=True),
+    sa.Column("invoice_id", ID, primary_key=True),
+    sa.Column("rank", sa.Integer(), nullable=True),
+    *(sa.Column(f"q{q}_days", sa.Float(), nullable=True) for q in QUANTILE_LEVELS),
 )
 
 SCORE_TABLES: dict[str, sa.Table] = {t.name: t for t in (score_runs, invoice_scores, client_scores)}

@@ -29,6 +29,7 @@ from features.invoices import build_features
 from features.snapshots import build_training_set, snapshot_dates
 from ledger.contracts import Ledger
 from models.calibration import calibrate_payment_model
+from models.drift import build_reference, reference_rows
 from models.encoding import FeatureEncoder
 from models.hazard import DEFAULT_EDGES, PaymentDateModel
 from models.risk import CalibratedRisk
@@ -225,6 +226,7 @@ class EncaisseModel(BaseEstimator):
             ts.loc[in_cal & very_ok, "y_very_late"])
 
         self.as_of_ = d
+        self.reference_ = self._build_reference(ts, X)
         self.training_report_ = TrainingReport(
             as_of=str(d.date()), n_snapshots=int(ts["as_of"].nunique()), n_rows=len(ts),
             hazard_fit_rows=int(fit_m.sum()), hazard_eval_rows=int((~fit_m).sum()),
@@ -234,6 +236,15 @@ class EncaisseModel(BaseEstimator):
             risk_label_window_days=label_days, risk_calibration_days=cal_days,
         )
         return self
+
+    def _build_reference(self, ts: pd.DataFrame, X: pd.DataFrame) -> dict:
+        """The training rows' feature and score distributions, kept for drift (``models.drift``)."""
+        pos = reference_rows(len(ts), self.random_state)
+        M = self.encoder_.to_matrix(X.iloc[pos])
+        not_due = ts["i_days_to_due"].to_numpy(dtype=float)[pos] >= 0
+        scores = {"p_late": np.where(not_due, _risk_proba(self.late_model_, M, 0), 1.0),
+                  "p_very_late": _risk_proba(self.very_late_model_, M, 0)}
+        return build_reference(ts.iloc[pos], scores)
 
     def _risk_windows(self, first_snapshot, d: pd.Timestamp) -> tuple[int, int]:
         """The risk models' label window and calibration slice, in days, shrunk to fit a short history.

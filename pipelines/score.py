@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ledger.run_forecasts import save_run_forecast
 from ledger.scores_store import load_latest_scores, save_scores
 from ledger.engine import open_store
 from ledger.reader import load_ledger, load_store_ledger
 from ledger.workspace import Settings
 from models.alerts import build_alerts
+from models.monitoring import build_run_forecast
 from models.policy import load_policy
 from models.registry import load_champion
 from models.scoring import EXPORT_COLUMNS, build_scoring
@@ -96,6 +98,7 @@ def run_score(
         scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
         run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
                              model_version=str(champion.version), model_run_id=champion.run_id, policy=policy.name)
+        save_forecast(engine, run_id, champion.model, ledger, d, scoring.worklist)
     finally:
         if client is not None:
             client.close()
@@ -106,6 +109,15 @@ def run_score(
     return ScoreResult(run_id=run_id, as_of=str(d.date()), model_version=str(champion.version),
                        n_invoices=len(scoring.worklist), n_clients=len(scoring.client_scores), out=written,
                        worklist=scoring.worklist, client_scores=scoring.client_scores)
+
+
+def save_forecast(engine, run_id: str, model, ledger, as_of, worklist: pd.DataFrame) -> None:
+    """Store what run ``run_id`` forecast (weekly collections, invoice quantiles and ranks), for monitoring.
+
+    Computed with the champion here, also when the scores came from a cluster.
+    """
+    fc = build_run_forecast(model, ledger, as_of, worklist)
+    save_run_forecast(engine, run_id, fc.periods, fc.invoices)
 
 
 @dataclass
