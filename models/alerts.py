@@ -165,8 +165,9 @@ def build_retrain_alerts(monitoring, validation) -> pd.DataFrame:
     * ``retrain_accuracy`` (high): on the latest run of the latest model version with at least
       ``min_window_days`` of outcomes and ``min_risk_rows`` risk rows, a realized figure is worse
       than that version's validation figure by more than its margin (``MonitoringConfig``);
-    * ``retrain_drift`` (medium): a feature or score of today's open invoices has a PSI of at
-      least ``drift_psi`` against the model's training rows (the reason names the top ones in words).
+    * ``retrain_drift`` (medium): against the model's training reference, today's scores have a
+      PSI of at least ``drift_psi``, or ``drift_min_features`` features do (the reason names the
+      top ones in words).
 
     Each reason says why and suggests ``encaisse train``; the champion gate still decides whether
     the new model serves.
@@ -201,10 +202,10 @@ def build_retrain_alerts(monitoring, validation) -> pd.DataFrame:
     drift = monitoring.drift
     if len(drift):
         hot = drift[drift["psi"] >= cfg.drift_psi]
-        if len(hot):
+        if (hot["kind"] == "score").any() or (hot["kind"] == "feature").sum() >= cfg.drift_min_features:
             named = "; ".join(f"{r.words} (PSI {r.psi:.2f})" for r in hot.head(3).itertuples())
             rows.append({"kind": "retrain_drift", "client_id": None, "invoice_id": None, "severity": "medium",
                          "reason": (f"today's {monitoring.n_open} open invoices drifted from model v{version}'s "
-                                    f"training rows: {named} (PSI >= {cfg.drift_psi:g}); retrain: "
+                                    f"training rows: {named} ({len(hot)} with PSI >= {cfg.drift_psi:g}); retrain: "
                                     f"`encaisse train --as-of {day}`")})
     return pd.DataFrame(rows, columns=ALERT_COLUMNS)

@@ -3,7 +3,8 @@
 The model keeps a compact reference of its training rows (``EncaisseModel.reference_``, built by
 :func:`build_reference` at fit time and registered with it): per feature and per score, the
 training deciles as bin edges and the share of rows in each bin (missing values in a bin of
-their own). Today's open invoices are binned on the same edges and compared with the population
+their own). Client features (``c_*``) count once per client (and
+snapshot), invoice features and scores once per invoice. Today's open invoices are binned on the same edges and compared with the population
 stability index:
 
     PSI = sum over bins of (today_share - train_share) x ln(today_share / train_share)
@@ -30,14 +31,21 @@ PSI_FLOOR = 1e-4
 N_BINS = 10
 """Bins of a reference (deciles of the training rows; fewer for features with few values)."""
 
+TODAY_PRIOR = 0.5
+"""Pseudo-count per bin of today's rows (Jeffreys): a few hundred clients leave some bins empty by chance."""
+
 MODERATE_PSI = 0.10
 MAJOR_PSI = 0.25
 
-CALENDAR_FEATURES = frozenset({"i_due_august", "i_due_december"})
-"""Features that follow the calendar: their mix changes with the day by design, not by drift."""
+CALENDAR_FEATURES = frozenset({"i_due_august", "i_due_december", "c_tenure_days", "c_n_paid"})
+"""Features that move with the calendar by design (due month, a client's tenure and count of paid
+invoices only grow): their shift is not drift."""
 
 DRIFT_FEATURES = tuple(sorted(DESCRIBED_FEATURES - CALENDAR_FEATURES))
 """Features watched for drift: those with plain words (``features.descriptions``), calendar left out."""
+
+REFERENCE_DAYS = 91
+"""A model's reference is its training snapshots of the last this-many days before D."""
 
 SCORES = ("p_late", "p_very_late")
 
@@ -54,13 +62,17 @@ def psi(reference_shares, current_shares, floor: float = PSI_FLOOR) -> float:
     return float(np.sum((c - r) * np.log(c / r)))
 
 
-def bin_shares(values, edges) -> np.ndarray:
-    """Shares of ``values`` in the bins cut by ``edges`` (``len(edges) + 1`` bins), then missing."""
+def bin_shares(values, edges, prior: float = 0.0) -> np.ndarray:
+    """Shares of ``values`` in the bins cut by ``edges`` (``len(edges) + 1`` bins), then missing.
+
+    ``prior``: pseudo-count added to every bin (0.5 for today's rows: a bin a small sample happens
+    to leave empty then counts as half a row, not as the PSI floor).
+    """
     x = np.asarray(values, dtype=float)
     miss = ~np.isfinite(x)
     idx = np.searchsorted(np.asarray(edges, dtype=float), x[~miss], side="right")
     counts = np.bincount(idx, minlength=len(edges) + 1).astype(float)
-    counts = np.append(counts, float(miss.sum()))
+    counts = np.append(counts, float(miss.sum())) + prior
     return counts / counts.sum() if counts.sum() else counts
 
 
@@ -79,8 +91,20 @@ def reference_rows(n: int, seed: int = 0, limit: int = REFERENCE_ROWS) -> np.nda
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
+def _values(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """The values of ``name`` the PSI compares: per invoice, or per client (and snapshot) for ``c_*``.
+
+    A client feature is one value per client: counted per invoice, a client with many open
+    invoices would weigh as many clients.
+    """
+    if name.startswith("c_") and "client_id" in frame.columns:
+        keys = ["as_of", "client_id"] if "as_of" in frame.columns else ["client_id"]
+        frame = frame.drop_duplicates(keys)
+    return pd.to_numeric(frame[name], errors="coerce").astype(float).to_numpy()
+
+
 def build_reference(features: pd.DataFrame, scores: dict[str, np.ndarray]) -> dict:
-    """The compact reference of a model's training rows.
+    """The compact reference of a model's latest training rows (``REFERENCE_DAYS``).
 
     Args:
         features: the training rows' feature frame (``build_training_set`` columns).
@@ -93,7 +117,7 @@ def build_reference(features: pd.DataFrame, scores: dict[str, np.ndarray]) -> di
     feats = {}
     for name in DRIFT_FEATURES:
         if name in features.columns and pd.api.types.is_numeric_dtype(features[name]):
-            feats[name] = _summary(pd.to_numeric(features[name]).astype(float).to_numpy())
+            feats[name] = _summary(_values(features, name))
     return {"n_rows": int(len(features)), "features": feats,
             "scores": {k: _summary(v) for k, v in scores.items()}}
 
@@ -135,10 +159,10 @@ def evaluate_drift(reference: dict | None, features: pd.DataFrame, scores: pd.Da
             for name, ref in refs.items():
                 if name not in frame.columns:
                     continue
-                x = pd.to_numeric(frame[name], errors="coerce").astype(float).to_numpy()
+                x = _values(frame, name) if kind == "feature" else pd.to_numeric(frame[name], errors="coerce").to_numpy(float)
                 if not len(x):
                     continue
-                value = psi(ref["shares"], bin_shares(x, ref["edges"]))
+                value = psi(ref["shares"], bin_shares(x, ref["edges"], prior=TODAY_PRIOR))
                 ok = x[np.isfinite(x)]
                 today = float(ok.mean()) if len(ok) else None
                 words = _words(name, ref["mean"], today, lang) if kind == "feature" else name

@@ -67,7 +67,10 @@ class MonitoringConfig(BaseModel):
                                                                   "more (days).")
     coverage_drop: float = Field(default=0.20, ge=0, le=1, description="Realized P10-P90 coverage below "
                                                                         "validation by more.")
-    drift_psi: float = Field(default=0.25, gt=0, description="PSI of a feature or score from which drift alerts.")
+    drift_psi: float = Field(default=0.25, gt=0, description="PSI from which a feature or score has drifted.")
+    drift_min_features: int = Field(default=3, ge=1, description="Drifted features that raise a drift alert (a "
+                                    "drifted score alone raises one): a single day-count feature moves with "
+                                    "the pay-run calendar.")
     min_window_days: int = Field(default=28, ge=1, description="Days of outcomes a run needs before it is compared.")
     min_risk_rows: int = Field(default=30, ge=1, description="Invoices with known lateness a run needs.")
 

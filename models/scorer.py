@@ -29,7 +29,7 @@ from features.invoices import build_features
 from features.snapshots import build_training_set, snapshot_dates
 from ledger.contracts import Ledger
 from models.calibration import calibrate_payment_model
-from models.drift import build_reference, reference_rows
+from models.drift import REFERENCE_DAYS, build_reference, reference_rows
 from models.encoding import FeatureEncoder
 from models.hazard import DEFAULT_EDGES, PaymentDateModel
 from models.risk import CalibratedRisk
@@ -238,8 +238,13 @@ class EncaisseModel(BaseEstimator):
         return self
 
     def _build_reference(self, ts: pd.DataFrame, X: pd.DataFrame) -> dict:
-        """The training rows' feature and score distributions, kept for drift (``models.drift``)."""
-        pos = reference_rows(len(ts), self.random_state)
+        """The feature and score distributions of the latest training snapshots, kept for drift (``models.drift``).
+
+        The snapshots of the last ``REFERENCE_DAYS`` before D: the open invoices the model last
+        learned from (a pool of every snapshot would mix in years-old populations).
+        """
+        recent = np.flatnonzero((ts["as_of"] > ts["as_of"].max() - pd.Timedelta(days=REFERENCE_DAYS)).to_numpy())
+        pos = recent[reference_rows(len(recent), self.random_state)]
         M = self.encoder_.to_matrix(X.iloc[pos])
         not_due = ts["i_days_to_due"].to_numpy(dtype=float)[pos] >= 0
         scores = {"p_late": np.where(not_due, _risk_proba(self.late_model_, M, 0), 1.0),
