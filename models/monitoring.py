@@ -20,6 +20,7 @@ version's validation figures, with the margins in ``MonitoringConfig``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -36,6 +37,8 @@ from models.drift import DRIFT_COLUMNS, evaluate_drift
 from models.evaluation import PINBALL_LEVELS, build_truth, evaluate_calibration_bins, evaluate_forecasts
 from models.forecast import evaluate_collection_forecast
 from models.worklist import evaluate_worklist_capture
+
+log = logging.getLogger(__name__)
 
 RUN_FORECAST_WEEKS = 13
 """Weeks of collection forecast a scoring run stores (and the backtest judges)."""
@@ -277,7 +280,11 @@ def load_monitoring(settings, engine: sa.Engine, ledger: Ledger, as_of, champion
 
     runs = list_score_runs(engine)
     versions = [*runs["model_version"].astype(str).tolist(), *([champion.version] if champion is not None else [])]
-    validation, thresholds = registry.load_validation(settings, versions)
+    try:
+        validation, thresholds = registry.load_validation(settings, versions)
+    except Exception as exc:  # an unreachable registry must not take the realized figures down with it
+        log.warning("validation figures unavailable (%s): retrain alerts on accuracy are off", exc)
+        validation, thresholds = {}, {}
     current = champion.version if champion is not None else (versions[-1] if versions else None)
     known = {k: v for k, v in thresholds.get(str(current), {}).items() if k in MonitoringConfig.model_fields}
     return build_monitoring(engine, ledger, as_of, model=champion.model if champion is not None else None,

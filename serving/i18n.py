@@ -14,6 +14,8 @@ import math
 from datetime import date, datetime
 from typing import Any
 
+from serving.i18n_monitoring import MONITORING_MESSAGES
+
 LANGS = ("en", "fr")
 DEFAULT_LANG = "en"
 LANG_COOKIE = "encaisse_lang"
@@ -385,6 +387,9 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
 }
 """UI strings by language, then key; ``{name}`` placeholders are filled by :func:`translate`."""
+
+for _lang, _strings in MONITORING_MESSAGES.items():
+    MESSAGES[_lang].update(_strings)
 
 _CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
