@@ -407,27 +407,13 @@ def test_session_cookie_is_not_reusable_after_its_max_age(site):
 # --- monitoring pages ------------------------------------------------------------------------------
 
 
-def _store_run_forecast(site) -> str:
-    """Give the site's stored run as of AS_OF the forecast a run now stores with it."""
-    from api_helpers import synthetic
-    from ledger.run_forecasts import save_run_forecast
+def test_monitoring_pages_show_forecast_vs_actual_and_model_health(site):
     from ledger.scores_store import latest_run
-    from models.monitoring import build_run_forecast
 
-    _, model = synthetic()
     engine = site.engine()
-    try:
-        run = latest_run(engine)
-        fc = build_run_forecast(model, site.ledger, AS_OF, build_scoring(model, site.ledger, AS_OF).worklist)
-        save_run_forecast(engine, run["run_id"], fc.periods, fc.invoices)
-        return run["run_id"]
-    finally:
-        engine.dispose()
-
-
-def test_monitoring_pages_show_forecast_vs_actual_and_model_health(fresh_site):
-    run_id = _store_run_forecast(fresh_site)
-    tc = fresh_site.as_("treasurer")
+    run_id = latest_run(engine)["run_id"]
+    engine.dispose()
+    tc = site.as_("treasurer")
     r = tc.get("/monitoring/forecast?as_of=2025-07-31")
     assert r.status_code == 200 and h1(r.text) == "Forecast vs actual"
     assert f'data-run="{run_id}"' in r.text
