@@ -201,3 +201,62 @@ def test_drift_alert_fires_with_injected_drift_and_stays_quiet_without(tmp_path,
     assert top["words"] in alert.reason and top["train_mean"] != top["today_mean"]
     js = drifted.to_json()
     assert list(js) == ["as_of", "runs", "drift", "alerts"] and json.dumps(js)
+
+
+# -- the command line ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_score_stores_the_forecast_and_monitor_reports_it(monkeypatch, tmp_path, _isolated_home):
+    from dataclasses import dataclass, field
+
+    from typer.testing import CliRunner
+
+    import pipelines.monitor
+    import pipelines.score
+    from encaisse.cli import app
+    from ledger.contracts import TABLES
+    from ledger.writers import upsert_frame
+
+    small = make_ledger(20, seed=3, end_date="2025-07-31")
+    fitted = EncaisseModel(max_snapshots=16, snapshot_freq_days=28, hazard_params={"n_estimators": 40},
+                           risk_params={"n_estimators": 40}).fit(small, "2025-06-01")
+
+    @dataclass
+    class Champion:
+        model: EncaisseModel
+        version: str = "7"
+        run_id: str = "run-abc"
+        as_of: str = "2025-06-01"
+        metrics: dict = field(default_factory=dict)
+
+    for module in (pipelines.score, pipelines.monitor):
+        monkeypatch.setattr(module, "load_champion", lambda settings: Champion(fitted))
+    engine = open_store(f"sqlite:///{_isolated_home / 'ledger.db'}")
+    with engine.begin() as conn:
+        for name in TABLES:
+            upsert_frame(conn, name, getattr(small, name))
+    runner = CliRunner()
+    res = runner.invoke(app, ["score", "--as-of", "2025-06-01", "--json"])
+    assert res.exit_code == 0, res.output
+    run_id = json.loads(res.stdout.strip().splitlines()[-1])["run_id"]
+    fc = load_run_forecast(engine, run_id)
+    engine.dispose()
+    assert len(fc.periods) == 13 and len(fc.invoices) == json.loads(res.stdout.strip().splitlines()[-1])["n_invoices"]
+
+    res = runner.invoke(app, ["monitor", "--as-of", "2025-07-31", "--json", "--report", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout.strip().splitlines()[-1])
+    assert list(body) == ["as_of", "runs", "drift", "alerts"] and body["as_of"] == "2025-07-31"
+    [run] = body["runs"]
+    keys = {"run_id", "as_of", "model_version", "n_invoices", "auc_p_late", "brier_p_late", "mae_days", "bias_days",
+            "interval_coverage", "weekly_wape", "weekly_band_coverage"}
+    assert keys <= set(run) and run["run_id"] == run_id and run["model_version"] == "7"
+    assert run["mae_days"] is not None and run["weekly_wape"] is not None
+    assert body["drift"]["model_version"] == "7" and body["drift"]["rows"]
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Model v7 (1 runs" in report and "## Drift of today's" in report
+    shown = runner.invoke(app, ["monitor", "--as-of", "2025-07-31"])
+    assert shown.exit_code == 0 and "Model v7" in shown.stdout
+    alerts = runner.invoke(app, ["alerts", "--as-of", "2025-07-31", "--json"])
+    assert alerts.exit_code == 0, alerts.output
