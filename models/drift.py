@@ -130,8 +130,19 @@ def _words(name: str, before, after, lang: str) -> str:
     a = describe(name, before, lang) if before is not None else None
     b = describe(name, after, lang) if after is not None else None
     if a and b:
-        return f"{a} → {b}" if lang != "fr" else f"{a} → {b}"
+        return f"{a} → {b}"
     return name
+
+
+_SCORE_NAMES = {"p_late": ("mean P(late)", "P(retard) moyenne"),
+                "p_very_late": ("mean P(very late)", "P(gros retard) moyenne")}
+
+
+def _score_words(name: str, before, after, lang: str) -> str:
+    label = _SCORE_NAMES.get(name, (name, name))[1 if lang == "fr" else 0]
+    if before is None or after is None:
+        return label
+    return f"{label} {100 * before:.0f}% → {100 * after:.0f}%"
 
 
 def evaluate_drift(reference: dict | None, features: pd.DataFrame, scores: pd.DataFrame | None = None,
@@ -165,7 +176,8 @@ def evaluate_drift(reference: dict | None, features: pd.DataFrame, scores: pd.Da
                 value = psi(ref["shares"], bin_shares(x, ref["edges"], prior=TODAY_PRIOR))
                 ok = x[np.isfinite(x)]
                 today = float(ok.mean()) if len(ok) else None
-                words = _words(name, ref["mean"], today, lang) if kind == "feature" else name
+                words = (_words(name, ref["mean"], today, lang) if kind == "feature"
+                         else _score_words(name, ref["mean"], today, lang))
                 rows.append({"kind": kind, "name": name, "psi": value, "status": _status(value),
                              "train_mean": ref["mean"], "today_mean": today, "words": words})
     out = pd.DataFrame(rows, columns=DRIFT_COLUMNS)

@@ -18,7 +18,6 @@ import pandas as pd
 
 from ledger.contracts import Ledger
 from models.evaluation import QUANTILE_COLUMNS, evaluate_calibration_bins
-from pipelines import plots
 from pipelines.backtest import Backtest, _fmt, build_backtest, default_end, evaluate_backtest, save_backtest_report
 from pipelines.config import TrainingConfig, load_config
 from pipelines.validation import FORECAST_COLUMNS, evaluate_forecasts, risk_outcomes
