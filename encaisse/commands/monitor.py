@@ -15,6 +15,14 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+SHORT = {"auc_p_late": "AUC", "brier_p_late": "Brier", "calibration_ece": "ECE", "mae_days": "MAE d",
+         "bias_days": "bias d", "interval_coverage": "P10-90", "capture_top10": "top10%", "weekly_wape": "WAPE",
+         "weekly_band_coverage": "in band"}
+"""Run figures shown, with their short column names."""
+
+COMPARED_KEYS = ("auc_p_late", "brier_p_late", "mae_days", "interval_coverage")
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
 
@@ -28,7 +36,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """How every stored scoring run came true, drift since training, and whether to retrain."""
         from ledger.reader import EmptyStoreError
-        from pipelines.monitor import RUN_COLUMNS, run_monitor, save_monitor_report
+        from pipelines.monitor import run_monitor, save_monitor_report
 
         day = parse_day(as_of)
         try:
@@ -41,14 +49,20 @@ def register(app: typer.Typer) -> None:
             return
         if not mon.runs:
             out.print(f"No scoring run is stored before {day.date()}: run `encaisse score --as-of YYYY-MM-DD` first.")
-        for v in mon.versions:
-            table = Table(title=f"Model v{v['model_version']}: {v['n_runs']} runs (validation: "
-                          + ", ".join(f"{k} {_fmt(x)}" for k, x in v["validation"].items()) + ")")
-            for col in ("run day", "days", *RUN_COLUMNS):
+        else:
+            table = Table(title=f"Stored runs judged on the outcomes known on {mon.as_of.date()}")
+            for col in ("run day", "model", "days", *SHORT.values()):
                 table.add_column(col, justify="right")
             for r in mon.runs:
-                if r["model_version"] == v["model_version"]:
-                    table.add_row(r["as_of"], str(r["window_days"]), *(_fmt(r.get(k)) for k in RUN_COLUMNS))
+                table.add_row(r["as_of"], f"v{r['model_version']}", str(r["window_days"]),
+                              *(_fmt(r.get(k)) for k in SHORT))
+            out.print(table)
+            table = Table(title="Per model version: validation (at training) | mean realized")
+            for col in ("model", "runs", *(SHORT[k] for k in COMPARED_KEYS)):
+                table.add_column(col, justify="right")
+            for v in mon.versions:
+                table.add_row(f"v{v['model_version']}", str(v["n_runs"]),
+                              *(f"{_fmt(v['validation'].get(k))} | {_fmt(v['realized'].get(k))}" for k in COMPARED_KEYS))
             out.print(table)
         if len(mon.drift):
             table = Table(title=f"Drift of {mon.n_open} open invoices vs model v{mon.drift_model_version}'s training rows")
