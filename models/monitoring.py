@@ -190,7 +190,7 @@ class Monitoring:
         return {"model_version": self.drift_model_version, "n_open": self.n_open,
                 "threshold_psi": self.config.drift_psi,
                 "max_feature_psi": feats[0]["psi"] if feats else None,
-                "top_features": [r["words"] for r in feats[:3] if r["psi"] >= self.config.drift_psi / 2.5],
+                "top_features": [r["words"] for r in feats[:3] if r["status"] != "stable"],
                 "rows": rows}
 
     def alerts_json(self) -> list[dict]:

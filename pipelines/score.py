@@ -2,7 +2,8 @@
 
 Steps: ``load_ledger`` -> ``load_champion`` -> :func:`build_scoring` (scores, client scores,
 profiles, next steps, worklist, legal amounts) -> ``save_scores`` -> :func:`save_worklist`. The
-middle step is a pure function of (model, ledger, as_of), testable in memory.
+middle step is a pure function of (model, ledger, as_of), testable in memory. :func:`save_forecast`
+keeps what the run forecast beside it (for ``encaisse monitor``).
 
 :func:`run_alerts` reads the stored run as of a day and the one before it, and raises alerts.
 """
