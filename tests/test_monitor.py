@@ -257,6 +257,29 @@ def test_score_stores_the_forecast_and_monitor_reports_it(monkeypatch, tmp_path,
     report = (tmp_path / "rep" / "report.md").read_text()
     assert "## Model v7 (1 runs" in report and "## Drift of today's" in report
     shown = runner.invoke(app, ["monitor", "--as-of", "2025-07-31"])
-    assert shown.exit_code == 0 and "Model v7" in shown.stdout
+    assert shown.exit_code == 0 and "Stored runs judged on the outcomes known on 2025-07-31" in shown.stdout
     alerts = runner.invoke(app, ["alerts", "--as-of", "2025-07-31", "--json"])
     assert alerts.exit_code == 0, alerts.output
+
+
+def test_a_run_stored_without_its_forecast_keeps_its_risk_figures(tmp_path, model, ledger):
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        scoring = build_scoring(model, ledger, RUN_DAY, invoice_flags=False)
+        save_scores(engine, scoring.worklist, scoring.client_scores, as_of=RUN_DAY, model_version="1")
+        [run] = build_monitoring(engine, ledger, MONITOR_DAY).runs
+    finally:
+        engine.dispose()
+    assert run["auc_p_late"] is not None and run["brier_p_late"] is not None
+    assert run["mae_days"] is None and run["capture_top10"] is None and run["weekly_wape"] is None
+    assert run["weeks"] == []
+
+
+def test_monitoring_thresholds_are_validated_with_the_training_config():
+    from pipelines.config import ConfigError, parse_config
+
+    assert parse_config({"monitoring": {"drift_psi": 0.3}}).monitoring.drift_psi == 0.3
+    with pytest.raises(ConfigError, match="did you mean 'drift_psi'"):
+        parse_config({"monitoring": {"drift_psy": 0.3}})
+    with pytest.raises(ConfigError, match="monitoring.auc_drop"):
+        parse_config({"monitoring": {"auc_drop": -1}})
