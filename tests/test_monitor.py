@@ -283,3 +283,19 @@ def test_monitoring_thresholds_are_validated_with_the_training_config():
         parse_config({"monitoring": {"drift_psy": 0.3}})
     with pytest.raises(ConfigError, match="monitoring.auc_drop"):
         parse_config({"monitoring": {"auc_drop": -1}})
+
+
+def test_run_forecasts_round_trip_on_postgresql(pg_url, store):
+    run = list_score_runs(store).iloc[0].to_dict()
+    stored = load_run(store, run)
+    fc = load_run_forecast(store, run["run_id"])
+    engine = open_store(pg_url)
+    try:
+        run_id = save_scores(engine, stored.invoices, stored.clients, as_of=RUN_DAY, model_version="1")
+        save_run_forecast(engine, run_id, fc.periods, fc.invoices)
+        back = load_run_forecast(engine, run_id)
+    finally:
+        engine.dispose()
+    pd.testing.assert_frame_equal(back.periods, fc.periods)
+    pd.testing.assert_frame_equal(back.invoices.sort_values("invoice_id").reset_index(drop=True),
+                                  fc.invoices.sort_values("invoice_id").reset_index(drop=True))
