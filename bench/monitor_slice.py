@@ -32,6 +32,34 @@ FIGURES = ("auc_p_late", "brier_p_late", "mae_days", "bias_days", "interval_cove
            "capture_top10", "weekly_wape", "weekly_band_coverage")
 
 
+def replay_runs(settings, days) -> dict[str, str]:
+    """Store a run per day scored as the backtest scores it (``invoice_flags=False``), by the version trained that day."""
+    from ledger.engine import open_store
+    from ledger.scores_store import save_scores
+    from models import registry
+    from models.scoring import build_scoring
+    from pipelines.score import save_forecast
+
+    client = registry.configure_mlflow(settings)
+    by_day = {mv.tags.get("as_of"): str(mv.version)
+              for mv in client.search_model_versions(f"name='{settings.model_name}'")}
+    ledger = load_store_ledger(settings.store_url)
+    engine = open_store(settings.store_url)
+    out = {}
+    try:
+        for d in days:
+            version = by_day[str(d.date())]
+            model = registry.load_model_version(settings, version).model
+            scoring = build_scoring(model, ledger, d, invoice_flags=False)
+            run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d, model_version=version)
+            save_forecast(engine, run_id, model, ledger, d, scoring.worklist)
+            out[str(d.date())] = run_id
+            print(f"{d.date()}: replayed with model v{version}, run {run_id}", flush=True)
+    finally:
+        engine.dispose()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--home", required=True)
@@ -42,6 +70,9 @@ def main() -> None:
     ap.add_argument("--config", default=None)
     ap.add_argument("--out", required=True)
     ap.add_argument("--skip-runs", action="store_true", help="runs already stored: monitor and backtest only")
+    ap.add_argument("--replay", action="store_true",
+                    help="store one more run per cutoff, scored like the backtest (no export-time invoice flags) "
+                         "by the model version trained as of that day, and compare those; reuses backtest.json")
     args = ap.parse_args()
     settings = load_settings(Path(args.home))
     config = load_config(args.config)
@@ -58,17 +89,24 @@ def main() -> None:
             sc = run_score(settings, d)
             times[f"score {d.date()}"] = time.perf_counter() - t0
             print(f"{d.date()}: model v{res.version}, run {sc.run_id} ({sc.n_invoices} invoices)", flush=True)
+    replayed: dict[str, str] = {}
+    if args.replay:
+        replayed = replay_runs(settings, days)
     t0 = time.perf_counter()
     mon = run_monitor(settings, args.as_of)
     times["monitor"] = time.perf_counter() - t0
     save_monitor_report(mon, out / "monitor")
     (out / "monitor.json").write_text(json.dumps(mon.to_json()), encoding="utf-8")
-    t0 = time.perf_counter()
-    ledger = load_store_ledger(settings.store_url)
-    bt = run_rolling_backtest(ledger, days, end=args.as_of, config=config)
-    times["rolling backtest"] = time.perf_counter() - t0
-    (out / "backtest.json").write_text(json.dumps(bt, default=str), encoding="utf-8")
-    runs = {r["as_of"]: r for r in mon.runs}
+    if args.replay and (out / "backtest.json").exists():
+        bt = json.loads((out / "backtest.json").read_text(encoding="utf-8"))
+    else:
+        t0 = time.perf_counter()
+        ledger = load_store_ledger(settings.store_url)
+        bt = run_rolling_backtest(ledger, days, end=args.as_of, config=config)
+        times["rolling backtest"] = time.perf_counter() - t0
+        (out / "backtest.json").write_text(json.dumps(bt, default=str), encoding="utf-8")
+    chosen = set(replayed.values())
+    runs = {r["as_of"]: r for r in mon.runs if not chosen or r["run_id"] in chosen}
     lines = ["| cutoff | model | " + " | ".join(FIGURES) + " | max abs diff |",
              "| --- | --- |" + " --- |" * (len(FIGURES) + 1)]
     for d in days:
@@ -80,7 +118,7 @@ def main() -> None:
         lines.append(f"| {key} | v{r.get('model_version')} | " + " | ".join(cells) + f" | {max(diffs, default=0):.2e} |")
     lines += ["", "| step | seconds |", "| --- | --- |"] + [f"| {k} | {v:.1f} |" for k, v in times.items()]
     text = "\n".join(lines) + "\n"
-    (out / "table.md").write_text(text, encoding="utf-8")
+    (out / ("table-replay.md" if args.replay else "table.md")).write_text(text, encoding="utf-8")
     print(text)
     print(pd.Timestamp.now(tz="UTC"))
 
