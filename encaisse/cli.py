@@ -37,11 +37,11 @@ def main(
 
 
 def _register() -> None:
-    from encaisse.commands import (alerts, backtest, demo, dunning, forecast, ingest, keys, kpis, sample, score, serve,
-                                   train, tune, uplift)
+    from encaisse.commands import (alerts, backtest, demo, dunning, forecast, ingest, keys, kpis, monitor, sample, score,
+                                   serve, train, tune, uplift)
 
-    for module in (ingest, sample, kpis, forecast, score, alerts, dunning, train, backtest, tune, uplift, serve, keys,
-                   demo):
+    for module in (ingest, sample, kpis, forecast, score, alerts, dunning, monitor, train, backtest, tune, uplift, serve,
+                   keys, demo):
         module.register(app)
 
 

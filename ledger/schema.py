@@ -14,7 +14,8 @@ ids ``VARCHAR``. Every ledger table also carries:
 version of an action written through the API and each version an edit superseded. Revision 0005
 adds the billing contact of ``clients`` (``email``, ``phone``, ``postal_address``, ``language``,
 ``opt_out``). ``dunning_messages`` and ``dunning_message_invoices`` (revision 0006) are the dunning
-run's journal.
+run's journal. ``run_forecasts``
+and ``run_invoice_forecasts`` (revision 0007) keep what each scoring run forecast, for monitoring.
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
 ``ledger.engine.open_store``), never with ``metadata.create_all``: this module is the reference the
@@ -256,6 +257,36 @@ dunning_message_invoices = sa.Table(
     sa.Column("invoice_id", ID, primary_key=True),
     sa.Column("action_id", ID, nullable=True),
     sa.Index("ix_dunning_message_invoices_invoice_id", "invoice_id"),
+)
+
+# --- run forecasts (migration 0007) ---------------------------------------------------------------
+# What a scoring run forecast, kept beside it so that monitoring judges the very figures a run gave:
+# the weekly collection forecast of its open invoices (``run_forecasts``) and, per invoice, the
+# payment-day quantiles and worklist rank (``run_invoice_forecasts``). Never overwritten.
+
+QUANTILE_LEVELS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
+"""Payment-day quantile levels (percent) kept per invoice: ``q10_days`` .. ``q90_days``."""
+
+run_forecasts = sa.Table(
+    "run_forecasts",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("score_runs.run_id", name="fk_run_forecasts_run_id"), primary_key=True),
+    sa.Column("period_start", sa.Date(), primary_key=True),
+    sa.Column("expected_amount", sa.Float(), nullable=False),
+    sa.Column("low", sa.Float(), nullable=False),
+    sa.Column("median_amount", sa.Float(), nullable=True),
+    sa.Column("high", sa.Float(), nullable=False),
+    sa.Column("due_schedule_amount", sa.Float(), nullable=True),
+)
+
+run_invoice_forecasts = sa.Table(
+    "run_invoice_forecasts",
+    metadata,
+    sa.Column("run_id", ID, sa.ForeignKey("score_runs.run_id", name="fk_run_invoice_forecasts_run_id"),
+              primary_key=True),
+    sa.Column("invoice_id", ID, primary_key=True),
+    sa.Column("rank", sa.Integer(), nullable=True),
+    *(sa.Column(f"q{q}_days", sa.Float(), nullable=True) for q in QUANTILE_LEVELS),
 )
 
 SCORE_TABLES: dict[str, sa.Table] = {t.name: t for t in (score_runs, invoice_scores, client_scores)}

@@ -148,3 +148,64 @@ def build_alerts(
     out["invoice_id"] = out["invoice_id"].astype(object).where(out["invoice_id"].notna(), None)
     out["_s"] = out["severity"].map({s: i for i, s in enumerate(SEVERITY_ORDER)})
     return out.sort_values(["_s", "kind", "client_id"], kind="stable").drop(columns="_s").reset_index(drop=True)
+
+
+# --- retrain signal (from monitoring) -------------------------------------------------------------
+
+RETRAIN_KINDS = ("retrain_accuracy", "retrain_drift")
+"""Alerts about the model itself (no client or invoice): realized accuracy fell, or the data drifted."""
+
+_METRIC_WORDS = {"auc_p_late": "AUC of P(late)", "brier_p_late": "Brier score of P(late)",
+                 "mae_days": "payment-date MAE (days)", "interval_coverage": "P10-P90 coverage"}
+
+
+def build_retrain_alerts(monitoring, validation) -> pd.DataFrame:
+    """Retrain alerts from a ``models.monitoring.Monitoring`` answer.
+
+    * ``retrain_accuracy`` (high): on the latest run of the latest model version with at least
+      ``min_window_days`` of outcomes and ``min_risk_rows`` risk rows, a realized figure is worse
+      than that version's validation figure by more than its margin (``MonitoringConfig``);
+    * ``retrain_drift`` (medium): against the model's training reference, today's scores have a
+      PSI of at least ``drift_psi``, or ``drift_min_features`` features do (the reason names the
+      top ones in words).
+
+    Each reason says why and suggests ``encaisse train``; the champion gate still decides whether
+    the new model serves.
+
+    Args:
+        monitoring: the monitoring answer (runs, drift, config, as_of).
+        validation: model version -> validation figures (``auc_p_late``, ``brier_p_late``, ...).
+    """
+    cfg = monitoring.config
+    day = monitoring.as_of.date()
+    rows = []
+    runs = monitoring.runs
+    version = monitoring.drift_model_version or (runs[-1]["model_version"] if runs else None)
+    ready = [r for r in runs if r["model_version"] == version and r["window_days"] >= cfg.min_window_days
+             and (r.get("n_risk") or 0) >= cfg.min_risk_rows]
+    val = validation.get(version) or {} if version is not None else {}
+    if ready and val:
+        run = ready[-1]
+        from models.monitoring import COMPARED
+
+        for metric, margin_name, sign in COMPARED:
+            real, ref, margin = run.get(metric), val.get(metric), getattr(cfg, margin_name)
+            if real is None or ref is None:
+                continue
+            gap = (real - ref) * sign
+            if gap > margin:
+                rows.append({"kind": "retrain_accuracy", "client_id": None, "invoice_id": None, "severity": "high",
+                             "reason": (f"model v{version}: realized {_METRIC_WORDS[metric]} {real:.3f} on the run of "
+                                        f"{run['as_of']} ({run['window_days']} days of outcomes) is {gap:.3f} "
+                                        f"{'below' if sign < 0 else 'above'} its validation figure {ref:.3f} "
+                                        f"(margin {margin:g}); retrain: `encaisse train --as-of {day}`")})
+    drift = monitoring.drift
+    if len(drift):
+        hot = drift[drift["psi"] >= cfg.drift_psi]
+        if (hot["kind"] == "score").any() or (hot["kind"] == "feature").sum() >= cfg.drift_min_features:
+            named = "; ".join(f"{r.words} (PSI {r.psi:.2f})" for r in hot.head(3).itertuples())
+            rows.append({"kind": "retrain_drift", "client_id": None, "invoice_id": None, "severity": "medium",
+                         "reason": (f"today's {monitoring.n_open} open invoices drifted from model v{version}'s "
+                                    f"training rows: {named} ({len(hot)} with PSI >= {cfg.drift_psi:g}); retrain: "
+                                    f"`encaisse train --as-of {day}`")})
+    return pd.DataFrame(rows, columns=ALERT_COLUMNS)

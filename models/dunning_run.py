@@ -347,13 +347,5 @@ def preview_message(ledger: Ledger, plan: DunningPlan, index: int = 0, *, compan
                     overrides_dir: Path | None = None) -> Message:
     """Render the plan's ``index``-th message as it would go out, without sending or recording it."""
     m = plan.messages.iloc[index]
-    all_actions = outbox.validate_actions(pd.concat(
-        [_action_rows(m, m.message_id, d) for m in msgs.itertuples(index=False) if m.channel != CALL_TASK]
-        or [pd.DataFrame(columns=["action_id", "invoice_id", "client_id", "action_date", "step", "channel",
-                                  "outcome"])], ignore_index=True))
-    actions_of = {mid: frame for mid, frame in all_actions.groupby(
-        all_actions["action_id"].map(dict(zip(
-            [action_id(m.message_id, i) for m in msgs.itertuples(index=False) for i in m.invoice_ids],
-            [m.message_id for m in msgs.itertuples(index=False) for _ in m.invoice_ids]))))} if len(all_actions) else {}
     renderer = Renderer(ledger, plan.as_of, [m["client_id"]], company=company, overrides_dir=overrides_dir)
     return renderer.render(m)

@@ -173,3 +173,23 @@ def build_truth(open_frame: pd.DataFrame, ledger: Ledger, as_of, outcome_end) ->
         "duration_days": dur.astype(float), "event": paid.notna().astype(int), "censor_days": float(c),
         "y_late": y, "not_due": (due >= d).to_numpy(), "paid_date": paid,
     }, index=open_frame.index)
+
+
+def calibration_table(y, p, n_bins: int = 10) -> pd.DataFrame:
+    """Mean predicted vs observed rate in ``n_bins`` equal-count bins of ``p`` (ties kept together)."""
+    frame = pd.DataFrame({"y": np.asarray(y, dtype=float), "p": np.asarray(p, dtype=float)}).dropna()
+    if frame.empty:
+        return pd.DataFrame(columns=["p_mean", "y_rate", "n"])
+    bins = pd.qcut(frame["p"].rank(method="first"), q=min(n_bins, len(frame)), labels=False)
+    g = frame.groupby(bins)
+    return pd.DataFrame({"p_mean": g["p"].mean(), "y_rate": g["y"].mean(), "n": g.size()}).reset_index(drop=True)
+
+
+def evaluate_calibration_bins(y, p, n_bins: int = 10) -> dict:
+    """P(late) calibration: equal-count bins (predicted, observed, n) and the expected calibration error."""
+    if len(y) == 0:
+        return {"ece": None, "bins": []}
+    table = calibration_table(y, p, n_bins=n_bins).rename(columns={"p_mean": "predicted", "y_rate": "observed"})
+    ece = float((table["n"] * (table["observed"] - table["predicted"]).abs()).sum() / table["n"].sum())
+    return {"ece": ece, "bins": [{"predicted": float(r.predicted), "observed": float(r.observed), "n": int(r.n)}
+                                 for r in table.itertuples()]}

@@ -215,3 +215,27 @@ def load_pyfunc(settings: Settings, version: str | int | None = None) -> Any:
     ref = f"@{CHAMPION}" if version is None else f"/{version}"
     with _quiet_mlflow():
         return mlflow.pyfunc.load_model(f"models:/{settings.model_name}{ref}")
+
+
+# -- monitoring ----------------------------------------------------------------------------------
+
+
+def load_validation(settings: Settings, versions) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Validation figures and monitoring thresholds each model version was trained with.
+
+    Returns:
+        ``(validation, thresholds)``: version -> ``{metric: value}`` from the training run's
+        ``val_*`` metrics, and version -> ``{name: value}`` from its ``monitoring.*`` params (empty
+        for a version trained before they were logged). Unknown versions are left out.
+    """
+    client = configure_mlflow(settings)
+    validation, thresholds = {}, {}
+    for version in dict.fromkeys(str(v) for v in versions):
+        try:
+            mv = client.get_model_version(settings.model_name, version)
+            run = client.get_run(mv.run_id)
+        except MlflowException:
+            continue
+        validation[version] = {k[4:]: v for k, v in run.data.metrics.items() if k.startswith("val_")}
+        thresholds[version] = {k.split(".", 1)[1]: v for k, v in run.data.params.items() if k.startswith("monitoring.")}
+    return validation, thresholds

@@ -29,6 +29,7 @@ from features.invoices import build_features
 from features.snapshots import snapshot_dates, stack_snapshots
 from ledger.contracts import Ledger
 from models.calibration import calibrate_payment_model
+from models.drift import REFERENCE_DAYS, build_reference, reference_rows
 from models.encoding import FeatureEncoder
 from models.hazard import DEFAULT_EDGES, PaymentDateModel
 from models.risk import CalibratedRisk
@@ -228,6 +229,7 @@ class EncaisseModel(BaseEstimator):
             ts.loc[in_cal & very_ok, "y_very_late"])
 
         self.as_of_ = d
+        self.reference_ = self._build_reference(ts, X)
         self.training_report_ = TrainingReport(
             as_of=str(d.date()), n_snapshots=int(ts["as_of"].nunique()), n_rows=len(ts),
             hazard_fit_rows=int(fit_m.sum()), hazard_eval_rows=int((~fit_m).sum()),
@@ -237,6 +239,20 @@ class EncaisseModel(BaseEstimator):
             risk_label_window_days=label_days, risk_calibration_days=cal_days,
         )
         return self
+
+    def _build_reference(self, ts: pd.DataFrame, X: pd.DataFrame) -> dict:
+        """The feature and score distributions of the latest training snapshots, kept for drift (``models.drift``).
+
+        The snapshots of the last ``REFERENCE_DAYS`` before D: the open invoices the model last
+        learned from (a pool of every snapshot would mix in years-old populations).
+        """
+        recent = np.flatnonzero((ts["as_of"] > ts["as_of"].max() - pd.Timedelta(days=REFERENCE_DAYS)).to_numpy())
+        pos = recent[reference_rows(len(recent), self.random_state)]
+        M = self.encoder_.to_matrix(X.iloc[pos])
+        not_due = ts["i_days_to_due"].to_numpy(dtype=float)[pos] >= 0
+        scores = {"p_late": np.where(not_due, _risk_proba(self.late_model_, M, 0), 1.0),
+                  "p_very_late": _risk_proba(self.very_late_model_, M, 0)}
+        return build_reference(ts.iloc[pos], scores)
 
     def _risk_windows(self, first_snapshot, d: pd.Timestamp) -> tuple[int, int]:
         """The risk models' label window and calibration slice, in days, shrunk to fit a short history.

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ledger.contracts import Ledger
 from models import evaluation
+from models.monitoring import RUN_FORECAST_WEEKS
 from models.forecast import (
     build_baseline_schedules, build_collection_forecast, build_open_amounts, evaluate_collection_forecast,
 )
@@ -120,23 +121,19 @@ def evaluate_backtest(ledger: Ledger, as_of, end=None, config: TrainingConfig | 
     return out
 
 
-def _weeks_observed(bt: Backtest) -> int:
-    """Whole weeks between as_of and the end of outcomes (at least 1, at most 13)."""
-    return int(min(13, max(1, (bt.end - bt.as_of).days // 7)))
-
-
 def evaluate_collections(bt: Backtest, ledger: Ledger) -> dict[str, dict]:
     """Weekly WAPE and P10-P90 band coverage of the cash forecast, and WAPE of the naive schedules.
 
-    Weeks start on as_of; only weeks fully observed before ``bt.end`` count (censoring). The
-    forecast samples the model's payment-date distributions with clients' invoices correlated
+    The forecast covers ``RUN_FORECAST_WEEKS`` weeks from as_of, as the one a scoring run stores
+    (so a run's monitored figures equal the backtest's for the same day); only weeks fully
+    observed before ``bt.end`` count (censoring). The forecast samples the model's payment-date distributions with clients' invoices correlated
     (``models.forecast``); the schedules put each amount on its due date, or on due date + the
     client's median delay.
     """
     known = ledger.known_at(bt.as_of)
     scores, (days, cdf) = bt.model.score(known, bt.as_of, n_reasons=0, return_cdf=True)
     scores["open_amount"] = build_open_amounts(scores, known, bt.as_of).to_numpy()
-    weeks = _weeks_observed(bt)
+    weeks = RUN_FORECAST_WEEKS
     frame = build_collection_forecast(scores, days, cdf, bt.model.payment_model_, bt.as_of, horizon=weeks, freq="W")
     res = {"model": evaluate_collection_forecast(frame, ledger, bt.as_of, bt.end, freq="W")}
     for name, sched in build_baseline_schedules(scores, known, bt.as_of, horizon=weeks, freq="W").items():

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.monitoring import MonitoringConfig
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = PACKAGE_DIR / "default.yaml"
 QUICK_CONFIG = PACKAGE_DIR / "quick.yaml"
@@ -151,6 +153,7 @@ class TrainingConfig(_Strict):
     model: ModelConfig = ModelConfig()
     validation: ValidationConfig = ValidationConfig()
     tune: TuneConfig = TuneConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     def with_model(self, **changes: Any) -> "TrainingConfig":
         """A copy with some model parameters changed (validated again)."""

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from models.evaluation import calibration_table  # noqa: E402,F401  (re-exported: plots draw it)
+
 
 def _save(fig, path: str | Path) -> Path:
     p = Path(path)
@@ -19,16 +21,6 @@ def _save(fig, path: str | Path) -> Path:
     fig.savefig(p, dpi=100)
     plt.close(fig)
     return p
-
-
-def calibration_table(y, p, n_bins: int = 10) -> pd.DataFrame:
-    """Mean predicted vs observed rate in ``n_bins`` equal-count bins of ``p`` (ties kept together)."""
-    frame = pd.DataFrame({"y": np.asarray(y, dtype=float), "p": np.asarray(p, dtype=float)}).dropna()
-    if frame.empty:
-        return pd.DataFrame(columns=["p_mean", "y_rate", "n"])
-    bins = pd.qcut(frame["p"].rank(method="first"), q=min(n_bins, len(frame)), labels=False)
-    g = frame.groupby(bins)
-    return pd.DataFrame({"p_mean": g["p"].mean(), "y_rate": g["y"].mean(), "n": g.size()}).reset_index(drop=True)
 
 
 def save_calibration_curve(curves: dict[str, tuple], path: str | Path, title: str = "Calibration of p_late") -> Path:

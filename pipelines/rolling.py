@@ -17,8 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ledger.contracts import Ledger
-from models.evaluation import QUANTILE_COLUMNS
-from pipelines import plots
+from models.evaluation import QUANTILE_COLUMNS, evaluate_calibration_bins
 from pipelines.backtest import Backtest, _fmt, build_backtest, default_end, evaluate_backtest, save_backtest_report
 from pipelines.config import TrainingConfig, load_config
 from pipelines.validation import FORECAST_COLUMNS, evaluate_forecasts, risk_outcomes
@@ -89,12 +88,7 @@ def evaluate_calibration(bt: Backtest, n_bins: int = 10) -> dict:
     m = risk_outcomes(bt.evaluation_set)
     y = bt.evaluation_set.truth["y_late"].to_numpy()[m]
     p = bt.predictions["p_late"].to_numpy()[m]
-    if len(y) == 0:
-        return {"ece": None, "bins": []}
-    table = plots.calibration_table(y, p, n_bins=n_bins).rename(columns={"p_mean": "predicted", "y_rate": "observed"})
-    ece = float((table["n"] * (table["observed"] - table["predicted"]).abs()).sum() / table["n"].sum())
-    return {"ece": ece, "bins": [{"predicted": float(r.predicted), "observed": float(r.observed), "n": int(r.n)}
-                                 for r in table.itertuples()]}
+    return evaluate_calibration_bins(y, p, n_bins=n_bins)
 
 
 def _mean(values: list) -> float | None:

@@ -2,7 +2,8 @@
 
 Steps: ``load_ledger`` -> ``load_champion`` -> :func:`build_scoring` (scores, client scores,
 profiles, next steps, worklist, legal amounts) -> ``save_scores`` -> :func:`save_worklist`. The
-middle step is a pure function of (model, ledger, as_of), testable in memory.
+middle step is a pure function of (model, ledger, as_of), testable in memory. :func:`save_forecast`
+keeps what the run forecast beside it (for ``encaisse monitor``).
 
 :func:`run_alerts` reads the stored run as of a day and the one before it, and raises alerts.
 """
@@ -15,11 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ledger.run_forecasts import save_run_forecast
 from ledger.scores_store import latest_run, load_latest_scores, load_run_clients, save_scores
 from ledger.engine import open_store
 from ledger.reader import load_ledger, load_store_ledger
 from ledger.workspace import Settings
 from models.alerts import build_alerts
+from models.monitoring import build_run_forecast
 from models.policy import load_policy
 from models.registry import load_champion
 from models.scoring import EXPORT_COLUMNS, build_scoring
@@ -96,6 +99,7 @@ def run_score(
         scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
         run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
                              model_version=str(champion.version), model_run_id=champion.run_id, policy=policy.name)
+        save_forecast(engine, run_id, champion.model, ledger, d, scoring.worklist)
     finally:
         if client is not None:
             client.close()
@@ -106,6 +110,15 @@ def run_score(
     return ScoreResult(run_id=run_id, as_of=str(d.date()), model_version=str(champion.version),
                        n_invoices=len(scoring.worklist), n_clients=len(scoring.client_scores), out=written,
                        worklist=scoring.worklist, client_scores=scoring.client_scores)
+
+
+def save_forecast(engine, run_id: str, model, ledger, as_of, worklist: pd.DataFrame) -> None:
+    """Store what run ``run_id`` forecast (weekly collections, invoice quantiles and ranks), for monitoring.
+
+    Computed with the champion here, also when the scores came from a cluster.
+    """
+    fc = build_run_forecast(model, ledger, as_of, worklist)
+    save_run_forecast(engine, run_id, fc.periods, fc.invoices)
 
 
 @dataclass

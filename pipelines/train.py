@@ -207,6 +207,7 @@ def _flat_params(config: TrainingConfig, as_of, report: dict) -> dict:
         else:
             out[k] = json.dumps(list(v)) if isinstance(v, tuple) else v
     out.update({f"validation.{k}": v for k, v in config.validation.model_dump().items()})
+    out.update({f"monitoring.{k}": v for k, v in config.monitoring.model_dump().items()})
     out.update({f"report.{k}": v for k, v in report.items()})
     return out
 

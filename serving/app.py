@@ -19,10 +19,10 @@ from fastapi.staticfiles import StaticFiles
 from ledger.engine import open_store
 from ledger.workspace import Settings, load_settings
 from ledger.writes import StoreBusyError
-from serving import current, dunning_pages, invoice_scores, outcomes, pages, writes
+from serving import current, dunning_pages, invoice_scores, monitoring_pages, outcomes, pages, writes
 from serving.limits import BodyGuard, validation_error
 from serving.config import ServingSettings, resolve_session_secret
-from serving.routes import actions, clients, forecast, health, ledger, model, scores, worklist
+from serving.routes import actions, clients, forecast, health, ledger, model, monitoring, scores, worklist
 from serving.state import LRU, ServiceState
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ def create_app(
     app.add_middleware(BodyGuard, max_body_bytes=serving.max_body_bytes)
 
     for router in (health.router, model.router, scores.router, clients.router, worklist.router, actions.router,
-                   forecast.router, ledger.router, pages.router, dunning_pages.router):
+                   forecast.router, ledger.router, monitoring.router, pages.router, dunning_pages.router,
+                   monitoring_pages.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
     return app

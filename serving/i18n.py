@@ -14,6 +14,8 @@ import math
 from datetime import date, datetime
 from typing import Any
 
+from serving.i18n_monitoring import MONITORING_MESSAGES
+
 LANGS = ("en", "fr")
 DEFAULT_LANG = "en"
 LANG_COOKIE = "encaisse_lang"
@@ -499,6 +501,8 @@ DUNNING_MESSAGES: dict[str, dict[str, str]] = {
 """The dunning pages' strings (Preview, Send, Outbox), merged into :data:`MESSAGES`."""
 for _lang, _extra in DUNNING_MESSAGES.items():
     MESSAGES[_lang].update(_extra)
+for _lang, _strings in MONITORING_MESSAGES.items():
+    MESSAGES[_lang].update(_strings)
 
 _CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
 _MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

@@ -32,7 +32,9 @@ from serving.state import ServiceState
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
 PAGE_PERMISSIONS = (("worklist", "worklist", "/worklist"), ("forecast", "forecast", "/forecast"),
-                    ("kpis", "kpis", "/kpis"), ("uplift", "kpis", "/uplift"), ("outbox", "worklist", "/outbox"))
+                    ("kpis", "kpis", "/kpis"), ("uplift", "kpis", "/uplift"), ("outbox", "worklist", "/outbox"),
+                    ("forecast_vs_actual", "forecast", "/monitoring/forecast"),
+                    ("model_health", "forecast", "/monitoring/health"))
 """(nav key, permission, path) of the pages in the menu."""
 
 

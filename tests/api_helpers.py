@@ -123,19 +123,23 @@ def open_ids(ledger: Ledger, as_of: str = AS_OF) -> list[str]:
 
 
 def start_site_store(home: Path, roles=("admin", "collector", "treasurer", "system")):
-    """The web pages' store: the API's, plus a stored score run as of ``AS_OF`` so the pages show that day.
+    """The web pages' store: the API's, plus a stored score run (with its forecast) as of ``AS_OF`` so the pages show that day.
 
     Returns:
         ``(settings, keys by role, ledger, model, collector of the collector key)``.
     """
+    from ledger.run_forecasts import save_run_forecast
     from ledger.scores_store import save_scores
+    from models.monitoring import build_run_forecast
     from models.scoring import build_scoring
 
     ledger, model = synthetic()
     settings = fill_store(home, ledger)
     engine = open_store(settings.store_url)
     scoring = build_scoring(model, ledger, AS_OF)
-    save_scores(engine, scoring.worklist, scoring.client_scores, as_of=AS_OF, model_version="7")
+    run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=AS_OF, model_version="7")
+    forecast = build_run_forecast(model, ledger, AS_OF, scoring.worklist)  # as `encaisse score` stores it
+    save_run_forecast(engine, run_id, forecast.periods, forecast.invoices)
     _, collector = collector_of_first_client(ledger)
     keys = {role: create_key(engine, role, collector=collector if role == "collector" else None).token
             for role in roles}

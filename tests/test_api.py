@@ -340,3 +340,36 @@ def test_placeholder_secret_refused_in_every_environment():
         with pytest.raises(ValueError, match="placeholder"):
             ServingSettings(environment=env, session_secret="changethis")
     assert ServingSettings(environment="production", session_secret=hashlib.sha256(b"x").hexdigest())
+
+
+def test_monitoring_serializes_the_one_monitoring_answer(fresh_api):
+    from ledger.run_forecasts import save_run_forecast
+    from models.monitoring import build_monitoring, build_run_forecast
+    from models.scoring import build_scoring
+
+    api = fresh_api
+    engine = open_store(api.settings.store_url)
+    try:
+        scoring = build_scoring(api.model, api.ledger, AS_OF)
+        run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=AS_OF, model_version="7")
+        fc = build_run_forecast(api.model, api.ledger, AS_OF, scoring.worklist)
+        save_run_forecast(engine, run_id, fc.periods, fc.invoices)
+        direct = build_monitoring(engine, api.ledger, "2025-07-31")
+    finally:
+        engine.dispose()
+    r = api.get("/v1/monitoring?as_of=2025-07-31", role="treasurer")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    [run] = body["runs"]
+    assert run["run_id"] == run_id and run["model_version"] == "7" and run["window_days"] == 60
+    for k in ("auc_p_late", "brier_p_late", "mae_days", "interval_coverage", "weekly_wape", "weekly_band_coverage"):
+        assert run[k] == pytest.approx(direct.runs[0][k]), k
+    assert len(run["weeks"]) == 9 and all(w["low"] <= w["high"] for w in run["weeks"])
+    assert body["versions"][0]["model_version"] == "7" and body["versions"][0]["n_runs"] == 1
+    drift = body["drift"]
+    assert drift["model_version"] == "7" and drift["n_open"] == len(open_ids(api.ledger, "2025-07-31"))
+    assert {row["name"] for row in drift["rows"]} >= {"c_delay_mean", "p_late", "p_very_late"}
+    assert isinstance(body["alerts"], list)
+    assert api.get("/v1/monitoring?as_of=2025-07-31", role="collector").status_code == 403
+    assert api.client.get("/v1/monitoring").status_code == 401
+    assert api.get("/v1/monitoring?as_of=2025-13-01", role="treasurer").status_code == 422

@@ -60,6 +60,7 @@ def test_the_schema_documents_every_operation_with_examples(fuzz_api):
     spec = fuzz_api.client.get("/openapi.json").json()
     assert set(spec["paths"]) >= {"/health", "/ready", "/v1/model", "/v1/admin/reload", "/v1/scores",
                                   "/v1/clients/{client_id}", "/v1/worklist", "/v1/actions", "/v1/forecast",
-                                  "/v1/kpis", "/v1/invoices", "/v1/payments"}
-    for name in ("ScoreRequest", "ScoresOut", "InvoiceIn", "ActionIn", "WorklistOut", "ForecastOut", "KpisOut"):
+                                  "/v1/kpis", "/v1/invoices", "/v1/payments", "/v1/monitoring"}
+    for name in ("ScoreRequest", "ScoresOut", "InvoiceIn", "ActionIn", "WorklistOut", "ForecastOut", "KpisOut",
+                 "MonitoringOut"):
         assert spec["components"]["schemas"][name].get("examples"), name

@@ -230,7 +230,8 @@ def test_french_labels_and_formats(watched, server):
     assert w.page.locator("html").get_attribute("lang") == "fr"
     assert w.page.locator("h1").first.inner_text().strip() == "Liste de travail"
     assert w.page.locator("header nav").inner_text().split() == ["Liste", "de", "travail", "Prévision", "Indicateurs",
-                                                                 "Effet", "des", "relances", "Envois"]
+                                                                 "Effet", "des", "relances", "Envois", "Prévu", "vs",
+                                                                 "encaissé", "Santé", "du", "modèle"]
     assert "Au 01/06/2025" in w.page.locator(".head").inner_text()
     amounts = w.page.locator("#worklist tbody tr td.num:nth-child(4)").all_inner_texts()
     assert amounts and all(re.fullmatch(r"[\d\u202f]+\u202f€", a.strip()) for a in amounts), amounts[:5]
@@ -355,11 +356,28 @@ def test_outbox_shows_a_failed_message_and_a_collector_sees_own_portfolio_only(w
     assert other not in shown and shown <= portfolio
     assert w.goto(f"/outbox/{'f' * 32}").status == 403
     w.errors = [e for e in w.errors if "403" not in e]
+def test_monitoring_pages_draw_forecast_vs_actual_and_model_health(watched, server):
+    _, keys, _, _ = server
+    w = watched
+    w.login(keys["treasurer"])
+    response = w.goto("/monitoring/forecast?as_of=2025-07-31")
+    assert response.status == 200
+    assert w.page.locator("h1").first.inner_text().strip() == "Forecast vs actual"
+    w.page.wait_for_selector("#fva-chart-1[data-drawn=true] canvas", timeout=10_000)
+    assert w.page.locator(".fva-table tbody tr").count() == 9
+    w.shot("forecast_vs_actual")
+    w.page.click("nav a[href='/monitoring/health']")
+    w.page.wait_for_load_state("load")
+    assert w.page.locator("h1").first.inner_text().strip() == "Model health"
+    assert w.page.locator("#health-table tbody tr[data-run]").count() == 1
+    assert w.page.locator("#drift-table tbody tr").count() > 10
+    w.shot("model_health")
     w.check_clean()
 
 
 def test_screenshots_were_written(browser, shots):
     names = {p.name for p in shots.glob("*.png")}
     assert {"login.png", "worklist.png", "forecast.png", "kpis.png", "client.png", "worklist-fr.png",
-            "dunning-preview.png", "outbox.png"} <= names
+            "dunning-preview.png", "outbox.png",
+            "forecast_vs_actual.png", "model_health.png"} <= names
     assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))

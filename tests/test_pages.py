@@ -403,3 +403,38 @@ def test_session_cookie_is_not_reusable_after_its_max_age(site):
     old = sign_session(secret, {"kid": 1, "csrf": "x", "iat": int(time.time()) - 13 * 3600})
     tc.cookies.set(SESSION_COOKIE, old)
     assert tc.get("/kpis").status_code == 303
+
+
+# --- monitoring pages ------------------------------------------------------------------------------
+
+
+def test_monitoring_pages_show_forecast_vs_actual_and_model_health(site):
+    from ledger.scores_store import latest_run
+
+    engine = site.engine()
+    run_id = latest_run(engine)["run_id"]
+    engine.dispose()
+    tc = site.as_("treasurer")
+    r = tc.get("/monitoring/forecast?as_of=2025-07-31")
+    assert r.status_code == 200 and h1(r.text) == "Forecast vs actual"
+    assert f'data-run="{run_id}"' in r.text
+    rows = re.findall(r"<td>(yes|no)</td></tr>", r.text)
+    assert len(rows) == 9  # the weeks from Monday 2025-05-26 fully observed by 2025-07-31
+    assert rows.count("yes") >= 5
+    h = tc.get("/monitoring/health?as_of=2025-07-31")
+    assert h.status_code == 200 and h1(h.text) == "Model health"
+    assert f'data-run="{run_id}"' in h.text and 'id="drift-table"' in h.text
+    assert re.search(r'<tr class="drift-(stable|moderate|major)"><td>c_', h.text)
+    fr = tc.get("/monitoring/health?as_of=2025-07-31&lang=fr")
+    assert h1(fr.text) == "Santé du modèle"
+    # before the run's day nothing is judged yet
+    assert 'id="no-runs"' in tc.get("/monitoring/forecast?as_of=2025-06-01").text
+
+
+def test_monitoring_pages_follow_roles(site):
+    assert site.as_("collector").get("/monitoring/forecast").status_code == 403
+    assert site.as_("collector").get("/monitoring/health").status_code == 403
+    r = site.anonymous().get("/monitoring/health")
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
+    nav = site.as_("treasurer").get("/forecast").text
+    assert 'href="/monitoring/forecast"' in nav and 'href="/monitoring/health"' in nav

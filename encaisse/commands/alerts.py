@@ -1,4 +1,5 @@
-"""`encaisse alerts`: credit-limit, risk-jump, broken-promise and due-soon alerts from the stored scores."""
+"""`encaisse alerts`: credit-limit, risk-jump, broken-promise and due-soon alerts from the stored scores,
+and the retrain alerts of `encaisse monitor` (realized accuracy below validation, drift)."""
 
 from __future__ import annotations
 
@@ -16,18 +17,28 @@ def register(app: typer.Typer) -> None:
     @app.command("alerts")
     def alerts(
         as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): alerts at the start of that day.")],
+        retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="Also check whether the model needs "
+                                              "retraining (realized accuracy, drift; as `encaisse monitor`).")] = True,
         home: HomeOption = None,
         json_: JsonOption = False,
     ) -> None:
         """Alerts from the latest scoring run at or before a day (and the run before it, for risk jumps)."""
+        import pandas as pd
+
+        from pipelines.monitor import run_monitor
         from pipelines.score import NoScoresError, run_alerts
 
         day = parse_day(as_of)
+        settings = settings_for(home)
         try:
-            result = run_alerts(settings_for(home), day)
+            result = run_alerts(settings, day)
         except NoScoresError as exc:
             raise fail(str(exc)) from exc
         a = result.alerts
+        if retrain:
+            model_alerts = run_monitor(settings, day).alerts
+            if len(model_alerts):
+                a = pd.concat([model_alerts, a], ignore_index=True)
         if json_:
             records = a.astype(object).where(a.notna(), None).to_dict(orient="records")
             emit_json({"as_of": result.as_of, "run_id": result.run_id, "run_as_of": result.run_as_of,

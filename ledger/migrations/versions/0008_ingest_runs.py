@@ -7,7 +7,7 @@ rejected invoice) is rejected with that reason instead of being stored dangling.
 Written out column by column so this revision stays what it was when ``ledger.schema`` changes.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-04
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,98 @@
+"""The monitoring pages' strings, English and French (merged into ``serving.i18n.MESSAGES``)."""
+
+from __future__ import annotations
+
+MONITORING_MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "nav_forecast_vs_actual": "Forecast vs actual",
+        "nav_model_health": "Model health",
+        "fva_title": "Forecast vs actual",
+        "fva_intro": "Each stored scoring run's weekly forecast (P10-P90 band and expected) against what its open "
+                     "invoices brought in; only weeks fully observed by {day} count.",
+        "fva_run": "Run of {day} · model v{version} · {n} invoices",
+        "fva_scores": "WAPE {wape} · weeks inside the band {coverage}",
+        "col_actual": "Collected",
+        "col_in_band": "In band",
+        "yes": "yes",
+        "no": "no",
+        "no_runs": "No stored scoring run with a fully observed week yet: run `encaisse score` and come back later.",
+        "health_title": "Model health",
+        "health_intro": "Realized accuracy of every stored run, judged on the outcomes known at the start of {day} "
+                        "with the backtest's metrics (open invoices count as censored).",
+        "col_run_day": "Run day",
+        "col_model": "Model",
+        "col_window": "Days of outcomes",
+        "validation": "Validation",
+        "realized_mean": "Mean realized",
+        "metric_auc_p_late": "AUC P(late)",
+        "metric_brier_p_late": "Brier",
+        "metric_calibration_ece": "Calibration error",
+        "metric_mae_days": "MAE (days)",
+        "metric_bias_days": "Bias (days)",
+        "metric_interval_coverage": "P10-P90 coverage",
+        "metric_capture_top10": "Top-10% capture",
+        "metric_weekly_wape": "Weekly WAPE",
+        "metric_weekly_band_coverage": "Weeks in band",
+        "drift_title": "Drift since training",
+        "drift_intro": "Today's {n} open invoices against model v{version}'s latest training rows; a population "
+                       "stability index (PSI) of {psi} or more is a major shift.",
+        "drift_none": "No drift reference: no model is loaded, or it was trained before references were kept "
+                      "(retrain it).",
+        "col_feature": "Feature or score",
+        "col_psi": "PSI",
+        "col_status": "Status",
+        "col_words": "Training → today (means)",
+        "status_stable": "stable",
+        "status_moderate": "moderate",
+        "status_major": "major",
+        "alerts_title": "Retrain alerts",
+        "no_alerts": "No retrain alert: realized accuracy is within its margins and nothing drifted.",
+    },
+    "fr": {
+        "nav_forecast_vs_actual": "Prévu vs encaissé",
+        "nav_model_health": "Santé du modèle",
+        "fva_title": "Prévu vs encaissé",
+        "fva_intro": "La prévision hebdomadaire de chaque scoring enregistré (bande P10-P90 et montant attendu) "
+                     "face à ce que ses factures ouvertes ont rapporté ; seules les semaines entièrement observées "
+                     "au {day} comptent.",
+        "fva_run": "Scoring du {day} · modèle v{version} · {n} factures",
+        "fva_scores": "WAPE {wape} · semaines dans la bande {coverage}",
+        "col_actual": "Encaissé",
+        "col_in_band": "Dans la bande",
+        "yes": "oui",
+        "no": "non",
+        "no_runs": "Aucun scoring enregistré n'a encore de semaine entièrement observée : lancez `encaisse score` "
+                   "et revenez plus tard.",
+        "health_title": "Santé du modèle",
+        "health_intro": "Précision réalisée de chaque scoring enregistré, jugée sur les issues connues au début du "
+                        "{day} avec les métriques du backtest (les factures encore ouvertes sont censurées).",
+        "col_run_day": "Jour du scoring",
+        "col_model": "Modèle",
+        "col_window": "Jours d'issues",
+        "validation": "Validation",
+        "realized_mean": "Moyenne réalisée",
+        "metric_auc_p_late": "AUC P(retard)",
+        "metric_brier_p_late": "Brier",
+        "metric_calibration_ece": "Erreur de calibration",
+        "metric_mae_days": "MAE (jours)",
+        "metric_bias_days": "Biais (jours)",
+        "metric_interval_coverage": "Couverture P10-P90",
+        "metric_capture_top10": "Capture du top 10 %",
+        "metric_weekly_wape": "WAPE hebdomadaire",
+        "metric_weekly_band_coverage": "Semaines dans la bande",
+        "drift_title": "Dérive depuis l'entraînement",
+        "drift_intro": "Les {n} factures ouvertes d'aujourd'hui face aux dernières lignes d'entraînement du modèle "
+                       "v{version} ; un indice de stabilité (PSI) de {psi} ou plus signale un changement majeur.",
+        "drift_none": "Pas de référence de dérive : aucun modèle chargé, ou entraîné avant que les références "
+                      "soient gardées (réentraînez-le).",
+        "col_feature": "Variable ou score",
+        "col_psi": "PSI",
+        "col_status": "État",
+        "col_words": "Entraînement → aujourd'hui (moyennes)",
+        "status_stable": "stable",
+        "status_moderate": "modéré",
+        "status_major": "majeur",
+        "alerts_title": "Alertes de réentraînement",
+        "no_alerts": "Aucune alerte : la précision réalisée reste dans ses marges et rien n'a dérivé.",
+    },
+}
