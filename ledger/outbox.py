@@ -29,7 +29,7 @@ from ledger.parsing import validate_frame
 from ledger.schema import dunning_message_invoices as msg_invoices
 from ledger.schema import dunning_messages as messages
 from ledger.schema import ingest_runs
-from ledger.writers import upsert_frame
+from ledger.staged_upsert import upsert_frame
 from ledger.writes import write_transaction
 
 PLANNED, SENDING, SENT, FAILED, UNCONFIRMED, TASK, CANCELLED = (

@@ -28,7 +28,7 @@ from ledger.reader import load_ledger
 from ledger.schema import actions as actions_table
 from ledger.scores_store import load_latest_scores, save_scores
 from ledger.synth import make_ledger
-from ledger.writers import upsert_frame
+from ledger.staged_upsert import upsert_frame
 from models.dunning_plan import plan_dunning
 from models.dunning_run import Delivery, run_dunning
 from models.policy import load_policy

@@ -216,7 +216,7 @@ def test_score_stores_the_forecast_and_monitor_reports_it(monkeypatch, tmp_path,
     import pipelines.score
     from encaisse.cli import app
     from ledger.contracts import TABLES
-    from ledger.writers import upsert_frame
+    from ledger.staged_upsert import upsert_frame
 
     small = make_ledger(20, seed=3, end_date="2025-07-31")
     fitted = EncaisseModel(max_snapshots=16, snapshot_freq_days=28, hazard_params={"n_estimators": 40},
