@@ -45,6 +45,17 @@ class Scoring:
     worklist: pd.DataFrame
 
 
+def measured_step_uplifts(ledger: Ledger, as_of: pd.Timestamp, control) -> dict[str, dict]:
+    """The steps whose uplift, measured on the ledger's control groups, the worklist uses (none when the
+    ledger holds no held-back decision: then every step keeps its planning default)."""
+    from models.uplift import HELD_BACK, evaluate_uplift
+
+    act = ledger.actions
+    if act is None or act.empty or "outcome" not in act.columns or not (act["outcome"] == HELD_BACK).any():
+        return {}
+    return evaluate_uplift(ledger, as_of, control)["measured"]
+
+
 def build_scoring(
     model: Scorer,
     ledger: Ledger,
@@ -88,7 +99,8 @@ def build_scoring(
     steps = next_steps(inv, assignments, pol, d, actions=known.actions)
     if portfolios is None:
         portfolios = ledger.clients.drop_duplicates("client_id").set_index("client_id")["collector"]
-    worklist = rank_worklist(scores, feats, assignments, steps, d, capacity=capacity, portfolios=portfolios)
+    worklist = rank_worklist(scores, feats, assignments, steps, d, capacity=capacity, portfolios=portfolios,
+                             measured=measured_step_uplifts(ledger, d, pol.control))
     worklist = worklist.merge(steps[["invoice_id", "template"]], on="invoice_id", how="left")
     legal = build_legal_amounts(ledger, d)
     worklist = worklist.merge(legal[["invoice_id"] + LEGAL_COLUMNS], on="invoice_id", how="left")

@@ -237,6 +237,7 @@ def rank_worklist(
     portfolios: Mapping[str, str] | pd.Series | pd.DataFrame | None = None,
     effort: Mapping[str, float] | None = None,
     uplift: Mapping[str, float] | None = None,
+    measured: Mapping[str, Mapping] | None = None,
 ) -> pd.DataFrame:
     """Rank open invoices by the expected cash a contact brings now, per minute of collector time.
 
@@ -272,6 +273,9 @@ def rank_worklist(
             ``'unassigned'``.
         effort: minutes per channel, overriding :data:`EFFORT_MINUTES` entries.
         uplift: uplift per step, overriding :data:`UPLIFT_BY_STEP` entries.
+        measured: uplift measured on control groups per step (``models.uplift.measured_uplifts``): it
+            replaces the default for its step (no profile factor: it is measured), and the ``why``
+            says so; the other steps keep the planning default, and their ``why`` says that too.
 
     Returns:
         :data:`WORKLIST_COLUMNS` (then the other score columns), one row per invoice in ``steps``,
@@ -309,7 +313,9 @@ def rank_worklist(
 
     action = wl["next_action"].astype(str)
     channel = wl["channel"].astype(object)
+    measured = dict(measured or {})
     wl["uplift"] = [
+        float(measured[a]["uplift"]) if a in measured else
         upl.get(a, UPLIFT_BY_CHANNEL.get(ch, 0.05) if isinstance(ch, str) else 0.05)
         * PROFILE_UPLIFT_FACTOR.get(p, 1.0)
         for a, ch, p in zip(action, channel, wl["profile"])
@@ -360,7 +366,7 @@ def rank_worklist(
     wl["collector_priority"] = pd.array([None] * len(wl), dtype="Int64")
     wl.loc[due, "collector_priority"] = wl[due].groupby("collector").cumcount().to_numpy() + 1
     wl["rank"] = np.arange(1, len(wl) + 1)
-    wl["why"] = _why_column(wl)
+    wl["why"] = _why_column(wl, measured)
     for name in WORKLIST_COLUMNS:  # score columns a caller may leave out (p_late, dates, reasons)
         if name not in wl.columns:
             wl[name] = None
@@ -368,14 +374,16 @@ def rank_worklist(
     return wl[WORKLIST_COLUMNS + rest]
 
 
-def _why_column(wl: pd.DataFrame) -> list[str]:
+def _why_column(wl: pd.DataFrame, measured: Mapping[str, Mapping] | None = None) -> list[str]:
     """The plain-words ``why`` of every row, from plain values (no row objects)."""
+    measured = measured or {}
     n = len(wl)
     currency = wl["currency"].tolist() if "currency" in wl.columns else [None] * n
     dates = wl["next_action_date"]
     day_text = pd.Series(dates.dt.strftime("%Y-%m-%d"), index=wl.index).where(dates.notna(), "?").tolist()
     return [
-        _why(queue, amount, cur if isinstance(cur, str) else None, p, action, channel, uplift, effort, overdue, day)
+        _why(queue, amount, cur if isinstance(cur, str) else None, p, action, channel, uplift, effort, overdue, day,
+             measured.get(action))
         for queue, amount, cur, p, action, channel, uplift, effort, overdue, day in zip(
             wl["queue"].tolist(), wl["amount_remaining"].tolist(), currency, wl["p_very_late"].tolist(),
             wl["next_action"].tolist(), wl["channel"].tolist(), wl["uplift"].tolist(), wl["effort_minutes"].tolist(),
@@ -384,7 +392,7 @@ def _why_column(wl: pd.DataFrame) -> list[str]:
 
 
 def _why(queue: str, open_amount: float, cur: str | None, p_very_late: float, next_action, channel, uplift: float,
-         effort: float, days_overdue, day: str) -> str:
+         effort: float, days_overdue, day: str, measured: Mapping | None = None) -> str:
     amount = _money(open_amount, cur)
     risk = f"{p_very_late:.0%} chance of paying 30+ days late"
     step = f"{next_action} ({channel})" if isinstance(channel, str) else str(next_action)
@@ -392,6 +400,11 @@ def _why(queue: str, open_amount: float, cur: str | None, p_very_late: float, ne
         gain = open_amount * p_very_late * uplift
         text = (f"expected gain {_money(gain, cur)} for {effort:g} min: {amount} open, {risk}, "
                 f"{step} changes that {uplift:.0%} of the time")
+        if measured is not None:
+            text += (f" (measured on control groups, {measured['n_treated']} sent / {measured['n_control']} held "
+                     f"back: {measured['why']})")
+        else:
+            text += " (planning default, not measured)"
         if days_overdue > 0:
             text += f"; {int(days_overdue)} day{'s' if days_overdue > 1 else ''} overdue"
         return text if queue == QUEUE_DUNNING else "over today's capacity; " + text

@@ -227,3 +227,25 @@ def test_control_salt_is_the_policy_s_or_made_once_in_the_workspace(tmp_path):
     assert len(first) == 32 and control_salt(None, tmp_path) == first
     (tmp_path / SALT_FILE).unlink()
     assert control_salt(None, tmp_path) != first
+
+
+def test_worklist_switches_from_the_default_to_the_measured_uplift_once_enough_decisions_exist(controlled):
+    from models.scoring import measured_step_uplifts
+    from models.worklist import UPLIFT_BY_STEP, rank_worklist
+    control = load_policy().control  # min_decisions 300, 14-day window
+    start = pd.to_datetime(controlled.ledger.actions["action_date"]).min()
+    early = measured_step_uplifts(controlled.ledger, start + pd.Timedelta(days=20), control)
+    late = measured_step_uplifts(controlled.ledger, controlled.end_date + pd.Timedelta(days=1), control)
+    assert "reminder_1" not in early and "reminder_1" in late
+    d = pd.Timestamp("2025-03-01")
+    scores = pd.DataFrame({"invoice_id": ["A"], "client_id": ["C1"], "amount": [10_000.0],
+                           "due_date": pd.to_datetime(["2025-02-27"]), "p_very_late": [0.5], "currency": ["EUR"],
+                           "p_late": [1.0], "reasons": ["r"]})
+    steps = pd.DataFrame({"invoice_id": ["A"], "next_action": ["reminder_1"], "next_action_date": [d],
+                          "channel": ["email"]})
+    assign = pd.DataFrame({"client_id": ["C1"], "profile": ["standard"], "scenario": ["standard"]})
+    before = rank_worklist(scores, None, assign, steps, d, measured=early).iloc[0]
+    after = rank_worklist(scores, None, assign, steps, d, measured=late).iloc[0]
+    assert before["uplift"] == UPLIFT_BY_STEP["reminder_1"] and "planning default" in before["why"]
+    assert after["uplift"] == pytest.approx(late["reminder_1"]["uplift"]) and "measured on control groups" in after["why"]
+    assert after["expected_gain"] == pytest.approx(10_000 * 0.5 * late["reminder_1"]["uplift"])
