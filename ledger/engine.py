@@ -44,7 +44,12 @@ def alembic_config(url: str | None = None) -> Config:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets readers work while an ingest writes; NORMAL sync is safe with WAL and much faster.
+    # Switching a new file to WAL needs its lock: a process opening it while another one migrates
+    # waits as long as migrations may take, not the connection's usual busy timeout.
+    before = int(cur.execute("PRAGMA busy_timeout").fetchone()[0])
+    cur.execute(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
     cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={before}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 

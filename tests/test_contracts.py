@@ -117,8 +117,7 @@ def test_the_customer_master_mapping_loads_contacts_with_multiline_addresses(tmp
         "0000200;Müller GmbH;DE;;+49 30 1234567;;D;X\n"
         "0000300;Bad Mail SA;FR;not an email;;;F;\n", encoding="utf-8")
     engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
-    result = ingest_file(engine, path, REPO / "data" / "mappings" / "erp_clients.yaml", rejects_dir=tmp_path,
-                         allow_rejects=True)
+    result = ingest_file(engine, path, REPO / "data" / "mappings" / "erp_clients.yaml", rejects_dir=tmp_path)
     assert (result.inserted, result.rejected) == (2, 1)
     rej = pd.read_csv(result.rejects_file, dtype=str, keep_default_na=False)
     assert "malformed email 'not an email'" in rej["reason"].iloc[0]
