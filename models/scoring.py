@@ -66,6 +66,7 @@ def build_scoring(
     portfolios=None,
     invoice_flags: bool = True,
     clients: pd.DataFrame | None = None,
+    measured: dict[str, dict] | None = None,
 ) -> Scoring:
     """Score, profile, plan and rank the invoices open at the start of ``as_of``.
 
@@ -82,6 +83,9 @@ def build_scoring(
             when scoring a past day from a later export (the flags then hold later knowledge).
         clients: client features as of ``as_of`` already built on this ledger or a larger one
             (``features.clients.build_client_features``); None: built here.
+        measured: the steps' uplift measured on the whole ledger's control groups
+            (:func:`measured_step_uplifts`); None: measured on ``ledger``, which is right only when
+            it is the whole ledger (a client's own rows would measure that client alone).
     """
     d = pd.Timestamp(as_of).normalize()
     pol = policy or load_policy()
@@ -100,7 +104,7 @@ def build_scoring(
     if portfolios is None:
         portfolios = ledger.clients.drop_duplicates("client_id").set_index("client_id")["collector"]
     worklist = rank_worklist(scores, feats, assignments, steps, d, capacity=capacity, portfolios=portfolios,
-                             measured=measured_step_uplifts(ledger, d, pol.control))
+                             measured=measured_step_uplifts(ledger, d, pol.control) if measured is None else measured)
     worklist = worklist.merge(steps[["invoice_id", "template"]], on="invoice_id", how="left")
     legal = build_legal_amounts(ledger, d)
     worklist = worklist.merge(legal[["invoice_id"] + LEGAL_COLUMNS], on="invoice_id", how="left")

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy.stats import norm
 
-from ledger.control_groups import HELD_BACK, control_draw, held_back
+from ledger.control_groups import HELD_BACK, held_back
 
-__all__ = ["HELD_BACK", "WINDOWS", "build_decisions", "control_draw", "decision_outcomes", "diff_proportions_interval",
+__all__ = ["HELD_BACK", "WINDOWS", "build_decisions", "decision_outcomes", "diff_proportions_interval",
            "estimate_uplift", "held_back", "measured_uplifts", "wilson_interval"]
 
 WINDOWS = (7, 14, 30)
@@ -126,9 +126,6 @@ class WindowEstimate:
     n_control: int
     rate_treated: float
     rate_control: float
-
-    def excludes_zero(self) -> bool:
-        return not (math.isnan(self.low) or self.low <= 0.0 <= self.high)
 
     def as_dict(self) -> dict:
         def num(v):
@@ -257,14 +254,15 @@ def evaluate_uplift(ledger, as_of, control, *, profiles: Mapping[str, str] | Non
     the worklist uses.
 
     Args:
-        ledger: the ledger (only what is known at ``as_of`` is read).
+        ledger: the whole ledger (only actions and payments dated before ``as_of`` are read); a
+            ledger cut to some clients would measure those clients only.
         control: the policy's :class:`models.policy.ControlGroups`.
         profiles: client -> profile (e.g. the latest stored run's assignment).
     """
     d = pd.Timestamp(as_of).normalize()
-    known = ledger.known_at(d)
     steps = list(control.testable_steps)
-    estimates = estimate_uplift(known.actions, known.invoices[["invoice_id", "paid_date"]], d, steps,
+    # estimate_uplift reads only actions dated before d and payments dated before d: no known_at copy.
+    estimates = estimate_uplift(ledger.actions, ledger.invoices[["invoice_id", "paid_date"]], d, steps,
                                 confidence=confidence, profiles=profiles)
     return {"as_of": str(d.date()), "confidence": confidence, "share_held_back": control.share,
             "worklist_window_days": control.window_days, "steps": estimates,

@@ -53,7 +53,7 @@ def score_client(state: ServiceState, client_id: str, as_of: date | pd.Timestamp
     d = day_of(as_of)
     feats = client_features(state, d)
     ledger = clients_ledger(index, [client_id])
-    scoring = build_scoring(champion.model, ledger, d, clients=feats)
+    scoring = build_scoring(champion.model, ledger, d, clients=feats, measured=measured_uplifts(state, d))
     master = {}
     if len(ledger.clients):
         row = ledger.clients.iloc[-1]
@@ -191,6 +191,24 @@ def kpis(state: ServiceState, as_of: date | pd.Timestamp | None, period_days: in
 
 
 # --- measured uplift ------------------------------------------------------------------------------
+
+
+def measured_uplifts(state: ServiceState, as_of: date | pd.Timestamp | None) -> dict[str, dict]:
+    """The steps whose uplift measured on the whole loaded ledger the worklist uses (cached per ledger
+    version and day), for scoring a subset of clients the way the whole worklist is scored."""
+    from models.policy import load_policy
+    from models.scoring import measured_step_uplifts
+
+    index = current_ledger(state)
+    d = day_of(as_of)
+    key = ("measured-uplift", index.version, d)
+    with state.lock:
+        hit = state.results.get_or_none(key)
+    if hit is None:
+        hit = measured_step_uplifts(index.ledger, d, load_policy().control)
+        with state.lock:
+            state.results.put(key, hit)
+    return hit
 
 
 def uplift(state: ServiceState, as_of: date | pd.Timestamp | None, history_months: int = 12) -> dict:
