@@ -14,7 +14,7 @@ import pandas as pd
 
 from features.kpis import evaluate_kpis
 from ledger.contracts import CLIENTS
-from ledger.scores_store import latest_run, load_run
+from ledger.scores_store import latest_run, load_run, load_run_clients
 from models.collection import CollectionForecast, build_forecast, validate_horizon
 from models.scoring import build_scoring
 from serving.current import client_features, clients_ledger, current_ledger, current_model, day_of
@@ -229,7 +229,7 @@ def uplift(state: ServiceState, as_of: date | pd.Timestamp | None, history_month
     run = latest_run(state.engine, d)
     profiles = None
     if run is not None:
-        stored = load_run(state.engine, run).clients
+        stored = load_run_clients(state.engine, run)
         if "profile" in stored.columns:
             profiles = dict(zip(stored["client_id"], stored["profile"]))
     hit = evaluate_uplift(index.ledger, d, control, profiles=profiles)

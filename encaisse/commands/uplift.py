@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         import pandas as pd
 
         from ledger.engine import open_store
-        from ledger.scores_store import load_latest_scores
+        from ledger.scores_store import latest_run, load_run_clients
         from models.policy import PolicyError, load_policy
         from models.uplift import evaluate_uplift
 
@@ -51,10 +51,12 @@ def register(app: typer.Typer) -> None:
             day = pd.Timestamp(last).normalize() + pd.Timedelta(days=1)
         else:
             day = parse_day(as_of)
-        stored = load_latest_scores(open_store(settings.store_url), day)
+        engine = open_store(settings.store_url)
+        run = latest_run(engine, day)
+        stored = load_run_clients(engine, run) if run is not None else None
         profiles = None
-        if stored is not None and "profile" in stored.clients.columns:
-            profiles = dict(zip(stored.clients["client_id"], stored.clients["profile"]))
+        if stored is not None and "profile" in stored.columns:
+            profiles = dict(zip(stored["client_id"], stored["profile"]))
         result = evaluate_uplift(ledger, day, pol.control, profiles=profiles, confidence=confidence)
         if json_:
             emit_json(result)
