@@ -157,6 +157,22 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def save_predictions(bt: Backtest, path: Path) -> Path:
+    """Write each open invoice's forecast beside what happened to it (one row per invoice).
+
+    Columns: the evaluation rows (``as_of``, ``invoice_id``, ``client_id``, ``due_date``), the model's
+    forecast columns (``p_late``, quantiles in days after as_of, ``pit``) and the truth
+    (``duration_days`` = min(T, C), ``event``, ``censor_days``, ``y_late``): what a reader needs to
+    recompute any metric of the report, or a new one, without refitting.
+    """
+    es = bt.evaluation_set
+    truth = es.truth[["duration_days", "event", "censor_days", "y_late"]]
+    frame = pd.concat([es.rows.reset_index(drop=True), bt.predictions.reset_index(drop=True),
+                       truth.reset_index(drop=True)], axis=1)
+    frame.to_csv(path, index=False)
+    return path
+
+
 def save_backtest_report(bt: Backtest, metrics: dict, out_dir: str | Path) -> Path:
     """Write ``report.md`` and its PNG plots into ``out_dir``; return the report path."""
     out = Path(out_dir)
@@ -173,6 +189,7 @@ def save_backtest_report(bt: Backtest, metrics: dict, out_dir: str | Path) -> Pa
     cov = coverage_by_group(forecasts, es)
     plots.save_coverage_by_group(cov, out / "coverage_by_days_to_due.png")
     plots.save_pit_histogram(bt.predictions["pit"], out / "pit_histogram.png")
+    save_predictions(bt, out / "predictions.csv.gz")
 
     full = {"model": evaluate_predictions(bt.predictions, es), **evaluate_baselines(es)}
     names = list(metrics["model"])

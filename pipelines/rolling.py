@@ -26,7 +26,11 @@ OVERDUE_BUCKETS = (("not yet due", -np.inf, 0), ("1-30", 1, 30), ("31-90", 31, 9
                    ("over 180", 181, np.inf))
 """Days overdue at the cutoff (cutoff - due date), inclusive bounds; due on or after the cutoff: not yet due."""
 
-BUCKET_METRICS = ("bias_days", "mae_days", "interval_width_days", "interval_coverage", "pinball_days")
+BUCKET_METRICS = ("bias_days", "mae_days", "interval_width_days", "interval_coverage", "pinball_days",
+                  "p50_paid_share", "median_bias_days")
+"""``p50_paid_share``: share of the bucket paid by its P50 (a tie counts half; 0.5 for a median that is
+right). ``median_bias_days``: the bias the bucket's own median of min(T, C) would show, known in
+hindsight (median - mean): the part of ``bias_days`` that right-skewed delays give any median."""
 
 HIGHER_IS_BETTER = {"auc_p_late", "within_7d", "capture_top10"}
 """Metrics where the worst cutoff is the lowest; coverages are worst farthest from 0.8; the rest lowest is best."""
@@ -76,11 +80,24 @@ def evaluate_buckets(pred: pd.DataFrame, bt: Backtest) -> list[dict]:
         row = {"bucket": label, "n": int(m.sum())}
         if m.any():
             r = evaluate_forecasts(pred.loc[m, cols], es.truth[m])
+            r.update(median_diagnostics(pred.loc[m, "p50_days"].to_numpy(), es.truth[m]))
             row.update({k: r.get(k) for k in BUCKET_METRICS})
         else:
             row.update(dict.fromkeys(BUCKET_METRICS))
         rows.append(row)
     return rows
+
+
+def median_diagnostics(p50: np.ndarray, truth: pd.DataFrame) -> dict[str, float]:
+    """Whether a P50's bias is misplacement or skew: ``p50_paid_share`` and ``median_bias_days``.
+
+    Both on the truncated scale of ``evaluate_forecasts``: t = min(T, C) against min(P50, C).
+    """
+    c = truth["censor_days"].to_numpy(dtype=float)
+    t = np.minimum(truth["duration_days"].to_numpy(dtype=float), c)
+    q = np.minimum(p50.astype(float), c)
+    share = float(np.mean((t < q) + 0.5 * (t == q)))
+    return {"p50_paid_share": share, "median_bias_days": float(np.median(t) - np.mean(t))}
 
 
 def evaluate_calibration(bt: Backtest, n_bins: int = 10) -> dict:
@@ -234,7 +251,10 @@ def save_rolling_report(result: dict, out_dir: str | Path) -> Path:
         "",
         "## Payment date by days overdue at the cutoff",
         "",
-        "`bias_days` = mean of min(P50, C) - min(T, C) (negative: forecast too early).",
+        "`bias_days` = mean of min(P50, C) - min(T, C) (negative: forecast too early). `p50_paid_share` = share "
+        "paid by the P50 (0.5 for a median that is right); `median_bias_days` = the bias that the bucket's own "
+        "median, known in hindsight, would show: payment delays are right-skewed, so a right median is early on "
+        "average.",
         "",
         *bucket_head, *bucket_rows,
         "",

@@ -14,7 +14,8 @@ from ledger.synth import make_ledger, write_ledger
 from models.evaluation import PINBALL_LEVELS, evaluate_forecasts, pinball_loss, quantile_matrix
 from pipelines.backtest import evaluate_backtest
 from pipelines.config import QUICK_CONFIG, load_config
-from pipelines.rolling import OVERDUE_BUCKETS, build_cutoffs, pool_buckets, run_rolling_backtest, summarize
+from pipelines.rolling import (BUCKET_METRICS, OVERDUE_BUCKETS, build_cutoffs, median_diagnostics, pool_buckets,
+                               run_rolling_backtest, summarize)
 
 runner = CliRunner()
 
@@ -62,16 +63,29 @@ def test_quantiles_interpolate_between_p10_p50_p90_and_sharpness_wins():
     assert a["bias_days"] == pytest.approx((0 - 1 + 0) / 3)
 
 
+def test_median_diagnostics_tell_skew_from_misplacement():
+    # Delays 0, 0, 1, 2, 20 (one censored at C = 20): right-skewed, median 1, mean 4.6.
+    truth = pd.DataFrame({"duration_days": [0.0, 0.0, 1.0, 2.0, 30.0], "censor_days": 20.0})
+    right = median_diagnostics(np.array([1.0] * 5), truth)
+    assert right["p50_paid_share"] == pytest.approx((2 + 0.5) / 5)
+    assert right["median_bias_days"] == pytest.approx(1 - 23 / 5)  # a right median still looks 3.6 days early
+    early = median_diagnostics(np.array([0.0] * 5), truth)
+    assert early["p50_paid_share"] == pytest.approx(1 / 5)  # ties at 0 count half: 2 x 0.5
+    assert early["median_bias_days"] == right["median_bias_days"]  # a property of the outcomes only
+    late = median_diagnostics(np.array([50.0] * 5), truth)  # beyond C: compared as C
+    assert late["p50_paid_share"] == pytest.approx((4 + 0.5) / 5)
+
+
 def test_summary_is_the_mean_and_the_worst_cutoff():
     per = {
         "2018-05-01": {"model": {"auc_p_late": 0.8, "mae_days": 10.0, "interval_coverage": 0.85, "bias_days": -3.0},
                        "baselines": {"due_date": {"mae_days": 20.0}},
                        "buckets": [{"bucket": "1-30", "n": 10, **dict.fromkeys(
-                           ("bias_days", "mae_days", "interval_width_days", "interval_coverage", "pinball_days"), 1.0)}]},
+                           BUCKET_METRICS, 1.0)}]},
         "2018-06-01": {"model": {"auc_p_late": 0.7, "mae_days": 14.0, "interval_coverage": 0.7, "bias_days": 2.0},
                        "baselines": {"due_date": {"mae_days": 24.0}},
                        "buckets": [{"bucket": "1-30", "n": 30, **dict.fromkeys(
-                           ("bias_days", "mae_days", "interval_width_days", "interval_coverage", "pinball_days"), 3.0)}]},
+                           BUCKET_METRICS, 3.0)}]},
     }
     s = summarize(per)
     assert s["model"]["mae_days"] == 12.0 and s["baselines"]["due_date"]["mae_days"] == 22.0
