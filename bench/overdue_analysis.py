@@ -5,7 +5,8 @@ For each days-overdue bucket, pooled over the cutoffs of a report written by
 
 * the model's P10-P90 width and coverage against the outcomes' own spread (their P10-P90 in hindsight:
   what a forecast that knew the bucket's distribution but nothing about each invoice would give);
-* the P50's bias against ``median_bias_days``, the bias of the bucket's hindsight median;
+* the share paid by the P50 (0.5 for a median that is right), and the P50's bias against the bias of
+  the bucket's hindsight median (what right-skewed delays give any median);
 * the MAE of the P50 against the MAE of that hindsight median;
 * within 1-30 days overdue, how well the P50 ranks the invoices paid more than 7, 14 and 30 days later
   (AUC): intervals narrow only as far as the long tail can be told apart.
@@ -51,6 +52,7 @@ def bucket_table(d: pd.DataFrame) -> pd.DataFrame:
             "bucket": b, "invoices": len(g),
             "model width": (g["p90_days"] - g["p10_days"]).mean(), "model coverage": g["covered"].mean(),
             "outcomes' P10-P90": (g.groupby("as_of")["t"].quantile(0.9) - g.groupby("as_of")["t"].quantile(0.1)).mean(),
+            "P50 paid share": ((t < g["p50"]) + 0.5 * (t == g["p50"])).mean(),
             "P50 bias": (g["p50"] - t).mean(), "hindsight median bias": (med - t).mean(),
             "P50 MAE": (g["p50"] - t).abs().mean(), "hindsight median MAE": (med - t).abs().mean(),
         })
