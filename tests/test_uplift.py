@@ -217,6 +217,46 @@ def test_uplift_command_on_a_sample_with_control_groups(tmp_path):
     assert set(r1["window_days"]) == {"7", "14", "30"}
     assert {"uplift", "low", "high"} <= set(r1["window_days"]["14"])
     assert r1["window_days"]["14"]["low"] <= r1["window_days"]["14"]["uplift"] <= r1["window_days"]["14"]["high"]
+    assert got["profile_basis"] == "no_stored_run" and r1["profiles"] == {}
+    # A stored run dated before the decisions gives each client its profile; one dated after them does not.
+    from ledger.engine import open_store
+    from ledger.scores_store import save_scores
+    from encaisse.console import settings_for
+    clients = pd.read_csv(data / "clients.csv")["client_id"].astype(str).tolist()
+    engine = open_store(settings_for(home).store_url)
+    inv = pd.DataFrame({"invoice_id": ["X1"], "client_id": [clients[0]], "amount": [1.0]})
+    early = pd.DataFrame({"client_id": clients, "profile": ["watch" if i % 2 else "standard" for i in range(len(clients))]})
+    save_scores(engine, inv, early, as_of="2023-01-01", model_version="test")
+    save_scores(engine, inv, early.assign(profile="high_risk"), as_of="2025-12-31", model_version="test")
+    res = runner.invoke(app, ["uplift", "--home", str(home), "--as-of", "2025-12-31", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["profile_basis"] == "run_at_first_decision"
+    assert set(got["steps"]["reminder_1"]["profiles"]) == {"standard", "watch"}
+
+
+def test_profile_is_the_stored_run_s_at_the_client_s_first_decision_of_the_step():
+    from models.uplift import profiles_at_first_decision
+    dec = pd.DataFrame({"client_id": ["A", "A", "A", "B", "B"],
+                        "step": ["reminder_1", "reminder_1", "reminder_2", "reminder_1", "reminder_2"],
+                        "decision_date": pd.to_datetime(["2025-01-10", "2025-03-10", "2025-03-20", "2024-12-01",
+                                                         "2025-02-01"])})
+    runs = pd.DataFrame({"run_id": ["r1", "r2", "r3"], "as_of": pd.to_datetime(["2025-01-01", "2025-02-01", "2025-06-01"])})
+    profiles = {"r1": {"A": "standard", "B": "watch"}, "r2": {"A": "high_risk", "B": "difficulty"},
+                "r3": {"A": "trusted", "B": "trusted"}}
+    loaded = []
+
+    def load(run):
+        loaded.append(run["run_id"])
+        return pd.DataFrame({"client_id": list(profiles[run["run_id"]]), "profile": list(profiles[run["run_id"]].values())})
+
+    got = profiles_at_first_decision(dec, runs, load).tolist()
+    # A's reminder_1 decisions both take the profile at its first one (01-10, run r1), not r2's; A's
+    # reminder_2 starts 03-20 (run r2). B's first reminder_1 precedes every run: unknown. A run dated
+    # on the decision day counts (B's reminder_2 on 02-01 takes r2). The later run r3 is never read.
+    assert got == ["standard", "standard", "high_risk", None, "difficulty"]
+    assert sorted(loaded) == ["r1", "r2"]
+    assert profiles_at_first_decision(dec, runs.iloc[:0], load).isna().all()
 
 
 def test_control_salt_is_the_policy_s_or_made_once_in_the_workspace(tmp_path):
