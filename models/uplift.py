@@ -14,7 +14,10 @@ held-back decisions (:func:`estimate_uplift`), with Newcombe's hybrid score inte
 (:func:`diff_proportions_interval`), which keeps its coverage with small groups and proportions near
 0 or 1, where the Wald interval does not. Since a client stays in its group for a step, its
 decisions are clustered: the interval is computed on counts divided by each arm's Rao-Scott design
-effect (:func:`design_effect`). Censoring: a decision whose window has not ended at
+effect (:func:`design_effect`), shrunk further by Korn and Graubard's degrees-of-freedom factor
+``(z / t_df)^2`` where ``df`` is the number of clients the variance effectively rests on
+(:func:`effective_df`): a few large clients can carry most of it, and a normal quantile would then
+give too narrow an interval (``bench/UPLIFT.md``). Censoring: a decision whose window has not ended at
 ``as_of`` does not count for that window.
 """
 
@@ -24,8 +27,10 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from ledger.control_groups import HELD_BACK, held_back
 
@@ -157,6 +162,28 @@ def design_effect(outcomes: pd.Series, clusters: pd.Series) -> float:
     return max(1.0, v_cluster / (p * (1 - p) / n))
 
 
+def cluster_variance_terms(outcomes: pd.Series, clusters: pd.Series) -> np.ndarray:
+    """Each client's term in the between-client variance of a proportion: ``(x_c - p n_c)^2 / n^2``
+    (their sum is the variance :func:`design_effect` compares with the binomial one)."""
+    n = len(outcomes)
+    if n == 0:
+        return np.zeros(0)
+    p = float(outcomes.mean())
+    per = pd.DataFrame({"x": outcomes.to_numpy(dtype=float), "c": clusters.to_numpy()}).groupby("c")["x"].agg(["sum", "size"])
+    return ((per["sum"].to_numpy() - p * per["size"].to_numpy()) ** 2) / n ** 2
+
+
+def effective_df(*terms: np.ndarray) -> float:
+    """Satterthwaite's degrees of freedom of a variance that is a sum of per-client terms:
+    ``(sum a)^2 / sum a^2``, the number of clients it effectively rests on (inf when it is zero).
+
+    With equal terms it is the number of clients; when one client carries the variance it is near 1.
+    """
+    a = np.concatenate([np.asarray(t, dtype=float) for t in terms]) if terms else np.zeros(0)
+    total, sq = float(a.sum()), float((a ** 2).sum())
+    return math.inf if sq <= 0.0 else total * total / sq
+
+
 def _window_estimate(frame: pd.DataFrame, w: int, confidence: float) -> WindowEstimate:
     col = frame[f"paid_{w}"]
     known = frame[col.notna()]
@@ -167,7 +194,16 @@ def _window_estimate(frame: pd.DataFrame, w: int, confidence: float) -> WindowEs
     # Newcombe's interval on effective counts (Rao-Scott): the counts divided by each arm's design effect.
     e1 = design_effect(t[f"paid_{w}"], t["client_id"])
     e0 = design_effect(c[f"paid_{w}"], c["client_id"])
-    _, lo, hi = diff_proportions_interval(x1 / e1, n1 / e1, x0 / e0, n0 / e0, confidence)
+    # A few large clients can carry most of the variance (a key account with dozens of decisions), so
+    # it rests on fewer clients than there are: the effective counts shrink by (z / t_df)^2, with df
+    # Satterthwaite's over both arms' clients (Korn & Graubard's degrees-of-freedom adjustment), which
+    # widens the interval as a t quantile would instead of the normal one.
+    df = effective_df(cluster_variance_terms(t[f"paid_{w}"], t["client_id"]),
+                      cluster_variance_terms(c[f"paid_{w}"], c["client_id"]))
+    q = 0.5 + confidence / 2
+    shrink = 1.0 if math.isinf(df) else (norm.ppf(q) / student_t.ppf(q, df)) ** 2
+    _, lo, hi = diff_proportions_interval(x1 / e1 * shrink, n1 / e1 * shrink, x0 / e0 * shrink, n0 / e0 * shrink,
+                                          confidence)
     r1 = x1 / n1 if n1 else math.nan
     r0 = x0 / n0 if n0 else math.nan
     return WindowEstimate(r1 - r0, lo, hi, n1, n0, r1, r0)

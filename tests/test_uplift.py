@@ -155,6 +155,37 @@ def test_design_effect_is_one_for_independent_units_and_grows_with_clusters():
     assert design_effect(pd.Series([1, 1, 1, 1, 0, 0, 0, 0.0]), pd.Series([0, 0, 0, 0, 1, 1, 1, 1])) == pytest.approx(8.0)
 
 
+def test_effective_df_counts_the_clients_the_variance_rests_on_and_widens_the_interval():
+    from models.uplift import _window_estimate, cluster_variance_terms, effective_df
+    assert effective_df(np.full(40, 0.01)) == pytest.approx(40)
+    assert effective_df(np.array([1.0, 1e-4, 1e-4])) == pytest.approx(1.0, abs=1e-3)
+    assert effective_df(np.zeros(3)) == float("inf")
+    # Two arms of 400 decisions: 40 clients of 10 in one case, one client of 361 beside 39 of 1 in the other.
+    # The same rates and design effects would give the same Rao-Scott interval; the lopsided arms rest on
+    # fewer clients, so theirs is wider.
+    def frame(sizes, seed):
+        r = np.random.default_rng(seed)
+        rows = []
+        for arm in (True, False):
+            for c, k in enumerate(sizes):
+                p = r.uniform(0.2, 0.8)
+                rows += [(f"{arm}-{c}", arm, float(r.random() < p)) for _ in range(k)]
+        return pd.DataFrame(rows, columns=["client_id", "treated", "paid_14"])
+
+    even, lopsided = frame([10] * 40, 1), frame([361] + [1] * 39, 2)
+    for f in (even, lopsided):
+        t, c = f[f["treated"]], f[~f["treated"]]
+        f.attrs["df"] = effective_df(cluster_variance_terms(t["paid_14"], t["client_id"]),
+                                     cluster_variance_terms(c["paid_14"], c["client_id"]))
+    assert even.attrs["df"] > 20 and lopsided.attrs["df"] < 3
+    est = _window_estimate(lopsided, 14, 0.9)
+    from models.uplift import design_effect, diff_proportions_interval
+    t, c = lopsided[lopsided["treated"]], lopsided[~lopsided["treated"]]
+    e1, e0 = design_effect(t["paid_14"], t["client_id"]), design_effect(c["paid_14"], c["client_id"])
+    _, lo, hi = diff_proportions_interval(t["paid_14"].sum() / e1, len(t) / e1, c["paid_14"].sum() / e0, len(c) / e0, 0.9)
+    assert est.high - est.low > 1.5 * (hi - lo)
+
+
 # --- against the synthetic generator's known effects ------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -186,11 +217,15 @@ def test_estimate_covers_the_generator_s_true_effects(controlled):
     assert truth.loc["reminder_1", "uplift_14"] > 0.05
     est = estimate_uplift(controlled.ledger.actions, controlled.ledger.invoices[["invoice_id", "paid_date"]], as_of,
                           ["preventive", "reminder_1", "reminder_2"])
+    # Every testable step's interval holds its true effect, in every window (the issue asks the 14-day one
+    # at least); the inert reminder_2's holds zero; reminder_1's effect is found.
     for step in ("preventive", "reminder_1", "reminder_2"):
-        w = est[step]["window_days"]["14"]
-        assert w["low"] <= truth.loc[step, "uplift_14"] <= w["high"], (step, w, truth.loc[step])
+        for days in ("7", "14", "30"):
+            w = est[step]["window_days"][days]
+            assert w["low"] <= truth.loc[step, f"uplift_{days}"] <= w["high"], (step, days, w, truth.loc[step])
     assert est["reminder_1"]["window_days"]["14"]["low"] > 0
-    assert est["reminder_2"]["window_days"]["14"]["low"] <= 0 <= est["reminder_2"]["window_days"]["14"]["high"]
+    for days in ("7", "14", "30"):
+        assert est["reminder_2"]["window_days"][days]["low"] <= 0 <= est["reminder_2"]["window_days"][days]["high"]
 
 
 def test_uplift_command_on_a_sample_with_control_groups(tmp_path):
@@ -218,6 +253,14 @@ def test_uplift_command_on_a_sample_with_control_groups(tmp_path):
     assert {"uplift", "low", "high"} <= set(r1["window_days"]["14"])
     assert r1["window_days"]["14"]["low"] <= r1["window_days"]["14"]["uplift"] <= r1["window_days"]["14"]["high"]
     assert got["profile_basis"] == "no_stored_run" and r1["profiles"] == {}
+    # The command's 14-day intervals hold the generator's hidden true effects (truth/, never ingested).
+    from ledger.synth import true_uplift
+    hidden = pd.read_csv(data / "truth" / "control_truth.csv",
+                         parse_dates=["decision_date", "cleared_if_sent", "cleared_if_held"])
+    truth = true_uplift(hidden, got["as_of"]).set_index("step")
+    for step, e in got["steps"].items():
+        w = e["window_days"]["14"]
+        assert w["low"] <= truth.loc[step, "uplift_14"] <= w["high"], (step, w, truth.loc[step])
     # A stored run dated before the decisions gives each client its profile; one dated after them does not.
     from ledger.engine import open_store
     from ledger.scores_store import save_scores
