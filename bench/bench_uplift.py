@@ -7,7 +7,7 @@ after the export, and the true effect from the generator's paired replays
 effect, the mean estimate, the mean interval width and the share of seeds whose interval holds the
 truth (90 % intervals: about 0.9 expected), with the bias and the spread of estimate minus truth.
 
-    .venv/bin/python bench/bench_uplift.py --seeds 20 --clients 3000
+    .venv/bin/python bench/bench_uplift.py --seeds 100 --clients 3000
 """
 
 from __future__ import annotations
