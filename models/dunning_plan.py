@@ -15,7 +15,9 @@ grace, payment plans) is reported as ``held``. On top of it the plan skips:
 * ``unconfirmed``: a message found interrupted twice; it is not sent a third time;
 * ``held back (control group)``: a (client, step) drawn into the control group of a testable step
   (``policy.control``, ``ledger.control_groups.held_back``); the run records it as an action with
-  outcome ``held_back`` so the ladder moves on and ``models.uplift`` measures the step.
+  outcome ``held_back`` so the ladder moves on and ``models.uplift`` measures the step. Only
+  decisions the run would send are drawn (not those that would become call tasks): a call task
+  records no action, so it could not be compared with its controls.
 
 A message whose client has no usable contact for its channel (no email, no phone, no postal
 address) or who opted out of automated messages becomes a call task, with the reason in ``note``.
@@ -119,6 +121,17 @@ def _contacts(clients: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
     return out
 
 
+def _would_send(clients: pd.DataFrame, due: pd.DataFrame) -> pd.Series:
+    """True where the step's message would be sent (email, SMS or letter to a usable contact of a client
+    who did not opt out), False where it would become a call task."""
+    wanted = due["policy_channel"].map(SEND_CHANNEL).fillna(CALL_TASK)
+    contacts = _contacts(clients, due["client_id"])
+    ok = pd.Series(False, index=due.index)
+    for ch, col in CONTACT_OF.items():
+        ok |= (wanted == ch) & contacts[col].notna()
+    return ok & ~contacts["opt_out"]
+
+
 def plan_dunning(
     ledger: Ledger,
     scores: pd.DataFrame,
@@ -203,7 +216,11 @@ def plan_dunning(
         reused = pending.rename(columns={"status": "previous_status"})[
             ["client_id", "step", "message_id", "previous_status"]]
     if control_salt and policy.control.share > 0:
-        open_ = reason.isna() & ~due["policy_channel"].isin(list(NEVER_HELD_BACK_CHANNELS))
+        # Only decisions the run would send are drawn: a message that would become a call task (call
+        # channel, no usable contact, opted out) records no action when not held back, so its controls
+        # would have no sent arm to compare with, and the arms would differ in who they hold.
+        open_ = (reason.isna() & ~due["policy_channel"].isin(list(NEVER_HELD_BACK_CHANNELS))
+                 & _would_send(ledger.clients, due))
         drawn = held_back(due.loc[open_, "client_id"].astype(str), due.loc[open_, "step"].astype(str),
                           salt=control_salt, share=policy.control.share, testable=policy.control.testable_steps)
         reason[open_[open_].index[drawn]] = SKIP_CONTROL

@@ -14,23 +14,29 @@ held-back decisions (:func:`estimate_uplift`), with Newcombe's hybrid score inte
 (:func:`diff_proportions_interval`), which keeps its coverage with small groups and proportions near
 0 or 1, where the Wald interval does not. Since a client stays in its group for a step, its
 decisions are clustered: the interval is computed on counts divided by each arm's Rao-Scott design
-effect (:func:`design_effect`). Censoring: a decision whose window has not ended at
+effect (:func:`design_effect`), shrunk further by Korn and Graubard's degrees-of-freedom factor
+``(z / t_df)^2`` where ``df`` is the number of clients the variance effectively rests on
+(:func:`effective_df`): a few large clients can carry most of it, and a normal quantile would then
+give too narrow an interval (``bench/UPLIFT.md``). Censoring: a decision whose window has not ended at
 ``as_of`` does not count for that window.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from ledger.control_groups import HELD_BACK, held_back
 
-__all__ = ["HELD_BACK", "WINDOWS", "build_decisions", "decision_outcomes", "diff_proportions_interval",
-           "estimate_uplift", "held_back", "measured_uplifts", "wilson_interval"]
+__all__ = ["HELD_BACK", "PROFILE_AT_FIRST_DECISION", "PROFILE_NONE", "WINDOWS", "build_decisions",
+           "decision_outcomes", "diff_proportions_interval", "estimate_uplift", "evaluate_uplift", "held_back",
+           "measured_uplifts", "profiles_at_first_decision", "wilson_interval"]
 
 WINDOWS = (7, 14, 30)
 """Days after the step's date within which payment is counted."""
@@ -156,6 +162,28 @@ def design_effect(outcomes: pd.Series, clusters: pd.Series) -> float:
     return max(1.0, v_cluster / (p * (1 - p) / n))
 
 
+def cluster_variance_terms(outcomes: pd.Series, clusters: pd.Series) -> np.ndarray:
+    """Each client's term in the between-client variance of a proportion: ``(x_c - p n_c)^2 / n^2``
+    (their sum is the variance :func:`design_effect` compares with the binomial one)."""
+    n = len(outcomes)
+    if n == 0:
+        return np.zeros(0)
+    p = float(outcomes.mean())
+    per = pd.DataFrame({"x": outcomes.to_numpy(dtype=float), "c": clusters.to_numpy()}).groupby("c")["x"].agg(["sum", "size"])
+    return ((per["sum"].to_numpy() - p * per["size"].to_numpy()) ** 2) / n ** 2
+
+
+def effective_df(*terms: np.ndarray) -> float:
+    """Satterthwaite's degrees of freedom of a variance that is a sum of per-client terms:
+    ``(sum a)^2 / sum a^2``, the number of clients it effectively rests on (inf when it is zero).
+
+    With equal terms it is the number of clients; when one client carries the variance it is near 1.
+    """
+    a = np.concatenate([np.asarray(t, dtype=float) for t in terms]) if terms else np.zeros(0)
+    total, sq = float(a.sum()), float((a ** 2).sum())
+    return math.inf if sq <= 0.0 else total * total / sq
+
+
 def _window_estimate(frame: pd.DataFrame, w: int, confidence: float) -> WindowEstimate:
     col = frame[f"paid_{w}"]
     known = frame[col.notna()]
@@ -166,10 +194,61 @@ def _window_estimate(frame: pd.DataFrame, w: int, confidence: float) -> WindowEs
     # Newcombe's interval on effective counts (Rao-Scott): the counts divided by each arm's design effect.
     e1 = design_effect(t[f"paid_{w}"], t["client_id"])
     e0 = design_effect(c[f"paid_{w}"], c["client_id"])
-    _, lo, hi = diff_proportions_interval(x1 / e1, n1 / e1, x0 / e0, n0 / e0, confidence)
+    # A few large clients can carry most of the variance (a key account with dozens of decisions), so
+    # it rests on fewer clients than there are: the effective counts shrink by (z / t_df)^2, with df
+    # Satterthwaite's over both arms' clients (Korn & Graubard's degrees-of-freedom adjustment), which
+    # widens the interval as a t quantile would instead of the normal one.
+    df = effective_df(cluster_variance_terms(t[f"paid_{w}"], t["client_id"]),
+                      cluster_variance_terms(c[f"paid_{w}"], c["client_id"]))
+    q = 0.5 + confidence / 2
+    shrink = 1.0 if math.isinf(df) else (norm.ppf(q) / student_t.ppf(q, df)) ** 2
+    _, lo, hi = diff_proportions_interval(x1 / e1 * shrink, n1 / e1 * shrink, x0 / e0 * shrink, n0 / e0 * shrink,
+                                          confidence)
     r1 = x1 / n1 if n1 else math.nan
     r0 = x0 / n0 if n0 else math.nan
     return WindowEstimate(r1 - r0, lo, hi, n1, n0, r1, r0)
+
+
+PROFILE_AT_FIRST_DECISION = "run_at_first_decision"
+"""``profile_basis``: each decision's profile is the one the latest stored score run at or before the
+client's first decision of that step gave it (:func:`profiles_at_first_decision`)."""
+PROFILE_NONE = "no_stored_run"
+"""``profile_basis`` when no stored score run precedes any decision: every decision's profile is unknown."""
+
+
+def profiles_at_first_decision(decisions: pd.DataFrame, runs: pd.DataFrame | None,
+                               load_profiles: Callable[[dict], pd.DataFrame]) -> pd.Series:
+    """Each decision's client profile as of the client's first decision of that step.
+
+    Point in time: the profile comes from the latest run scored at or before that day (a run dated D
+    is what the dunning run of day D planned from), never from a later run. It is taken at the
+    *first* decision of the step, not at each decision, because a client stays in its group for a
+    step: a held-back client pays later, so a profile computed after its first decision would
+    already carry the step's own effect, and splitting by it would compare unlike clients.
+
+    Args:
+        decisions: :func:`build_decisions`' rows (``client_id, step, decision_date``).
+        runs: stored runs (``ledger.scores_store.list_score_runs``: ``as_of`` and the run's row).
+        load_profiles: run row -> its ``client_id, profile`` rows; called once per run used.
+
+    Returns:
+        The profile per decision (aligned on ``decisions``' index), None where no run precedes.
+    """
+    out = pd.Series(None, index=decisions.index, dtype=object)
+    if decisions.empty or runs is None or runs.empty:
+        return out
+    first = decisions.groupby(["client_id", "step"])["decision_date"].transform("min")
+    order = [c for c in ("as_of", "created_at") if c in runs.columns]
+    r = runs.sort_values(order, kind="stable").drop_duplicates("as_of", keep="last").reset_index(drop=True)
+    days = pd.to_datetime(r["as_of"]).to_numpy(dtype="datetime64[ns]")
+    pos = days.searchsorted(pd.to_datetime(first).to_numpy(dtype="datetime64[ns]"), side="right") - 1
+    for p in sorted(set(pos[pos >= 0].tolist())):
+        prof = load_profiles(r.iloc[p].to_dict())
+        if prof is None or "profile" not in prof.columns:
+            continue
+        on = pos == p
+        out[on] = decisions.loc[on, "client_id"].map(dict(zip(prof["client_id"], prof["profile"]))).to_numpy()
+    return out.where(out.notna(), None)
 
 
 def estimate_uplift(
@@ -180,7 +259,7 @@ def estimate_uplift(
     *,
     windows: Iterable[int] = WINDOWS,
     confidence: float = 0.9,
-    profiles: Mapping[str, str] | None = None,
+    profiles: Mapping[str, str] | Callable[[pd.DataFrame], pd.Series] | None = None,
     min_per_arm: int = 30,
 ) -> dict:
     """Per step (and per profile with at least ``min_per_arm`` decisions in each arm): the effect of
@@ -190,7 +269,9 @@ def estimate_uplift(
         actions: the ledger's actions known at ``as_of`` (sent steps and held-back controls).
         invoices: ``invoice_id, paid_date`` as known at ``as_of``.
         steps: the testable steps.
-        profiles: client -> profile, used when the actions carry no ``profile`` column.
+        profiles: used when the actions carry no ``profile`` column: client -> profile (a fixed
+            profile per client), or a function of the decisions returning each one's profile
+            (e.g. :func:`profiles_at_first_decision`).
 
     Returns:
         ``{step: {"n_treated", "n_control", "window_days": {"7": {...}, ...}, "profiles": {...}}}``
@@ -201,7 +282,10 @@ def estimate_uplift(
     known = actions[pd.to_datetime(actions["action_date"]) < d] if actions is not None and len(actions) else actions
     decisions = build_decisions(known, invoices, steps, d)
     if "profile" not in decisions.columns:
-        decisions["profile"] = decisions["client_id"].map(dict(profiles or {}))
+        if callable(profiles):
+            decisions["profile"] = profiles(decisions) if len(decisions) else pd.Series(dtype=object)
+        else:
+            decisions["profile"] = decisions["client_id"].map(dict(profiles or {}))
     outcomes = decision_outcomes(decisions, d, windows)
     result: dict = {}
     for step in steps:
@@ -211,7 +295,8 @@ def estimate_uplift(
                  "window_days": {str(w): _window_estimate(rows, w, confidence).as_dict() for w in windows}
                  if len(rows) else {},
                  "profiles": {}}
-        if len(rows):
+        # No profile at all (no stored run): no split, rather than one "unknown" group repeating the step.
+        if len(rows) and rows["profile"].notna().any():
             for prof, part in rows.groupby(rows["profile"].astype(object).fillna("unknown").astype(str)):
                 n1, n0 = int(part["treated"].sum()), int((~part["treated"].astype(bool)).sum())
                 if min(n1, n0) < min_per_arm:
@@ -247,8 +332,7 @@ def measured_uplifts(estimates: Mapping[str, dict], *, window: int, min_decision
     return out
 
 
-def evaluate_uplift(ledger, as_of, control, *, profiles: Mapping[str, str] | None = None,
-                    confidence: float = 0.9) -> dict:
+def evaluate_uplift(ledger, as_of, control, *, engine=None, confidence: float = 0.9) -> dict:
     """The uplift answer the CLI, the API and the page share: per testable step, the estimate per
     window (and per profile where each arm is large enough), and the steps whose measured uplift
     the worklist uses.
@@ -257,13 +341,25 @@ def evaluate_uplift(ledger, as_of, control, *, profiles: Mapping[str, str] | Non
         ledger: the whole ledger (only actions and payments dated before ``as_of`` are read); a
             ledger cut to some clients would measure those clients only.
         control: the policy's :class:`models.policy.ControlGroups`.
-        profiles: client -> profile (e.g. the latest stored run's assignment).
+        engine: the store whose score runs give each decision's profile
+            (:func:`profiles_at_first_decision`; ``profile_basis`` says which); None: no profiles.
     """
     d = pd.Timestamp(as_of).normalize()
     steps = list(control.testable_steps)
+    profiles, basis = None, PROFILE_NONE
+    if engine is not None:
+        from ledger.scores_store import list_score_runs, load_run_clients
+
+        runs = list_score_runs(engine)
+        runs = runs[runs["as_of"] < d]
+        if len(runs):
+            basis = PROFILE_AT_FIRST_DECISION
+
+            def profiles(decisions: pd.DataFrame) -> pd.Series:
+                return profiles_at_first_decision(decisions, runs, lambda run: load_run_clients(engine, run))
     # estimate_uplift reads only actions dated before d and payments dated before d: no known_at copy.
     estimates = estimate_uplift(ledger.actions, ledger.invoices[["invoice_id", "paid_date"]], d, steps,
                                 confidence=confidence, profiles=profiles)
     return {"as_of": str(d.date()), "confidence": confidence, "share_held_back": control.share,
-            "worklist_window_days": control.window_days, "steps": estimates,
+            "worklist_window_days": control.window_days, "profile_basis": basis, "steps": estimates,
             "measured": measured_uplifts(estimates, window=control.window_days, min_decisions=control.min_decisions)}

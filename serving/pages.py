@@ -370,4 +370,7 @@ def uplift_page(request: Request) -> Response:
     def points(v) -> str:
         return "" if v is None else ("+" if v > 0 else "") + fmt_pct(v, ctx.lang, 1)
 
-    return render(ctx, "uplift.html", u=u, windows=(7, 14, 30), points=points)
+    labels = {"uplift": ctx.t("uplift_chart_estimate"), "low": ctx.t("uplift_chart_low"), "high": ctx.t("uplift_chart_high"),
+              "period": ctx.t("col_period")}
+    charts = {step: {**c, "labels": labels} for step, c in views.uplift_charts(u).items()}
+    return render(ctx, "uplift.html", u=u, windows=(7, 14, 30), points=points, charts=charts)

@@ -435,6 +435,7 @@ class UpliftOut(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "as_of": "2026-01-01", "confidence": 0.9, "share_held_back": 0.1, "worklist_window_days": 14,
+        "profile_basis": "run_at_first_decision",
         "steps": {"reminder_1": {"n_treated": 900, "n_control": 100, "window_days": {"14": {
             "uplift": 0.11, "low": 0.06, "high": 0.16, "n_treated": 880, "n_control": 98, "rate_treated": 0.42,
             "rate_control": 0.31}}, "profiles": {}}},
@@ -448,6 +449,9 @@ class UpliftOut(BaseModel):
     confidence: float
     share_held_back: float
     worklist_window_days: int
+    profile_basis: str = Field(description="Where each decision's profile comes from: ``run_at_first_decision`` "
+                               "(the stored score run at or before the client's first decision of the step) or "
+                               "``no_stored_run`` (no run precedes the decisions: no profile)")
     steps: dict[str, UpliftStep]
     measured: dict[str, dict[str, Any]]
     history: list[dict[str, Any]]

@@ -14,7 +14,7 @@ import pandas as pd
 
 from features.kpis import evaluate_kpis
 from ledger.contracts import CLIENTS
-from ledger.scores_store import latest_run, load_run, load_run_clients
+from ledger.scores_store import latest_run, load_run
 from models.collection import CollectionForecast, build_forecast, validate_horizon
 from models.scoring import build_scoring
 from serving.current import client_features, clients_ledger, current_ledger, current_model, day_of
@@ -226,13 +226,7 @@ def uplift(state: ServiceState, as_of: date | pd.Timestamp | None, history_month
     if hit is not None:
         return hit
     control = load_policy().control
-    run = latest_run(state.engine, d)
-    profiles = None
-    if run is not None:
-        stored = load_run_clients(state.engine, run)
-        if "profile" in stored.columns:
-            profiles = dict(zip(stored["client_id"], stored["profile"]))
-    hit = evaluate_uplift(index.ledger, d, control, profiles=profiles)
+    hit = evaluate_uplift(index.ledger, d, control, engine=state.engine)
     history = []
     first = d.to_period("M").to_timestamp()
     days = [first - pd.DateOffset(months=k) for k in range(history_months - 1, -1, -1)]
@@ -245,3 +239,20 @@ def uplift(state: ServiceState, as_of: date | pd.Timestamp | None, history_month
     with state.lock:
         state.results.put(key, hit)
     return hit
+
+
+def uplift_charts(u: dict) -> dict[str, dict]:
+    """Per step, the worklist window's estimate and interval by month (the history, then the estimate
+    at the page's day), in points of probability, as the uplift chart of ``static/charts.js`` reads it:
+    ``{step: {"x": [unix seconds], "uplift": [...], "low": [...], "high": [...]}}`` (None where unknown)."""
+    w = str(u["worklist_window_days"])
+    points = [(h["as_of"], h["steps"]) for h in u.get("history", [])]
+    points.append((u["as_of"], {s: e["window_days"].get(w, {}) for s, e in u["steps"].items()}))
+    x = (pd.to_datetime([p[0] for p in points]).astype("datetime64[s]").astype("int64")).tolist()
+
+    def col(step: str, field: str) -> list[float | None]:
+        vals = [(p[1].get(step) or {}).get(field) for p in points]
+        return [None if v is None else round(100 * float(v), 2) for v in vals]
+
+    return {step: {"x": x, "uplift": col(step, "uplift"), "low": col(step, "low"), "high": col(step, "high")}
+            for step in u["steps"]}

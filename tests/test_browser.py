@@ -375,9 +375,44 @@ def test_monitoring_pages_draw_forecast_vs_actual_and_model_health(watched, serv
     w.check_clean()
 
 
+def test_uplift_page_draws_each_step_s_estimate_by_month(watched, server):
+    from api_helpers import AS_OF
+    from ledger.engine import open_store
+    from ledger.staged_upsert import upsert_frame
+    base, keys, ledger, _ = server
+    # Every other client's preventive and reminder_1 decisions become held-back controls, so both arms
+    # hold decisions. Last test to load pages: the store changes for the rest of the module.
+    acts = ledger.actions
+    controls = set(sorted(acts["client_id"].unique())[::2])
+    held = acts[acts["step"].isin(["preventive", "reminder_1"]) & acts["client_id"].isin(controls)]
+    engine = open_store(SITE["settings"].store_url)
+    with engine.begin() as conn:
+        upsert_frame(conn, "actions", held.assign(outcome="held_back"))
+    engine.dispose()
+    auth = {"Authorization": f"Bearer {keys['admin']}"}
+    assert httpx.post(f"{base}/v1/admin/reload", headers=auth, timeout=60).status_code == 200
+    want = httpx.get(f"{base}/v1/uplift?as_of={AS_OF}", headers=auth, timeout=60).json()  # the pages' day
+    w = watched
+    w.login(keys["admin"])
+    assert w.goto("/uplift").status == 200
+    assert w.page.locator("h1").first.inner_text().strip() == "What each reminder changes"
+    for step in ("preventive", "reminder_1", "reminder_2"):
+        w.page.wait_for_selector(f"#uplift-chart-{step}[data-drawn=true] canvas", timeout=10_000)
+    data = w.page.evaluate("JSON.parse(document.getElementById('uplift-data-reminder_1').textContent)")
+    # One point per month of history, then the page's day; the last one is the estimate the table shows.
+    assert len(data["x"]) == len(want["history"]) + 1
+    now = want["steps"]["reminder_1"]["window_days"][str(want["worklist_window_days"])]
+    assert now["n_control"] > 0
+    assert data["uplift"][-1] == pytest.approx(100 * now["uplift"], abs=0.01)
+    assert data["low"][-1] <= data["uplift"][-1] <= data["high"][-1]
+    assert w.page.locator("#uplift-profiles").get_attribute("data-basis") == want["profile_basis"]
+    w.shot("uplift")
+    w.check_clean()
+
+
 def test_screenshots_were_written(browser, shots):
     names = {p.name for p in shots.glob("*.png")}
     assert {"login.png", "worklist.png", "forecast.png", "kpis.png", "client.png", "worklist-fr.png",
             "dunning-preview.png", "outbox.png",
-            "forecast_vs_actual.png", "model_health.png"} <= names
+            "forecast_vs_actual.png", "model_health.png", "uplift.png"} <= names
     assert all(p.stat().st_size > 10_000 for p in shots.glob("*.png"))

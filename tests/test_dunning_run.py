@@ -386,6 +386,23 @@ def test_control_group_decisions_are_recorded_held_back_and_never_sent_later(sto
     assert not planned & set(zip(held["client_id"], held["step"]))
 
 
+def test_only_decisions_the_run_would_send_are_drawn_into_a_control_group(store):
+    # A decision that would become a call task records no action when sent, so holding it back would
+    # leave controls with no sent counterpart: the arms would differ in who they hold.
+    engine, _, special = store
+    ledger = load_ledger(engine)
+    run = load_latest_scores(engine, DAY)
+    pol = load_policy()
+    everyone = pol.control.model_copy(update={"share": 1.0, "salt": "test-salt-1"})  # model_copy: not validated
+    plan = plan_dunning(ledger, run.invoices, run.clients, pol.model_copy(update={"control": everyone}), DAY,
+                        control_salt="test-salt-1")
+    held = set(plan.held_back["client_id"])
+    assert held, "with share 1, every decision the run would send is held back"
+    assert special["no_email"] not in held and special["opt_out"] not in held
+    tasks = plan.messages[plan.messages["channel"] == "call_task"]
+    assert {special["no_email"], special["opt_out"]} <= set(tasks["client_id"])
+
+
 def test_load_ledger_reads_only_the_invoices_open_on_a_day(store):
     engine, *_ = store
     full = load_ledger(engine)

@@ -155,6 +155,37 @@ def test_design_effect_is_one_for_independent_units_and_grows_with_clusters():
     assert design_effect(pd.Series([1, 1, 1, 1, 0, 0, 0, 0.0]), pd.Series([0, 0, 0, 0, 1, 1, 1, 1])) == pytest.approx(8.0)
 
 
+def test_effective_df_counts_the_clients_the_variance_rests_on_and_widens_the_interval():
+    from models.uplift import _window_estimate, cluster_variance_terms, effective_df
+    assert effective_df(np.full(40, 0.01)) == pytest.approx(40)
+    assert effective_df(np.array([1.0, 1e-4, 1e-4])) == pytest.approx(1.0, abs=1e-3)
+    assert effective_df(np.zeros(3)) == float("inf")
+    # Two arms of 400 decisions: 40 clients of 10 in one case, one client of 361 beside 39 of 1 in the other.
+    # The same rates and design effects would give the same Rao-Scott interval; the lopsided arms rest on
+    # fewer clients, so theirs is wider.
+    def frame(sizes, seed):
+        r = np.random.default_rng(seed)
+        rows = []
+        for arm in (True, False):
+            for c, k in enumerate(sizes):
+                p = r.uniform(0.2, 0.8)
+                rows += [(f"{arm}-{c}", arm, float(r.random() < p)) for _ in range(k)]
+        return pd.DataFrame(rows, columns=["client_id", "treated", "paid_14"])
+
+    even, lopsided = frame([10] * 40, 1), frame([361] + [1] * 39, 2)
+    for f in (even, lopsided):
+        t, c = f[f["treated"]], f[~f["treated"]]
+        f.attrs["df"] = effective_df(cluster_variance_terms(t["paid_14"], t["client_id"]),
+                                     cluster_variance_terms(c["paid_14"], c["client_id"]))
+    assert even.attrs["df"] > 20 and lopsided.attrs["df"] < 3
+    est = _window_estimate(lopsided, 14, 0.9)
+    from models.uplift import design_effect, diff_proportions_interval
+    t, c = lopsided[lopsided["treated"]], lopsided[~lopsided["treated"]]
+    e1, e0 = design_effect(t["paid_14"], t["client_id"]), design_effect(c["paid_14"], c["client_id"])
+    _, lo, hi = diff_proportions_interval(t["paid_14"].sum() / e1, len(t) / e1, c["paid_14"].sum() / e0, len(c) / e0, 0.9)
+    assert est.high - est.low > 1.5 * (hi - lo)
+
+
 # --- against the synthetic generator's known effects ------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -186,11 +217,15 @@ def test_estimate_covers_the_generator_s_true_effects(controlled):
     assert truth.loc["reminder_1", "uplift_14"] > 0.05
     est = estimate_uplift(controlled.ledger.actions, controlled.ledger.invoices[["invoice_id", "paid_date"]], as_of,
                           ["preventive", "reminder_1", "reminder_2"])
+    # Every testable step's interval holds its true effect, in every window (the issue asks the 14-day one
+    # at least); the inert reminder_2's holds zero; reminder_1's effect is found.
     for step in ("preventive", "reminder_1", "reminder_2"):
-        w = est[step]["window_days"]["14"]
-        assert w["low"] <= truth.loc[step, "uplift_14"] <= w["high"], (step, w, truth.loc[step])
+        for days in ("7", "14", "30"):
+            w = est[step]["window_days"][days]
+            assert w["low"] <= truth.loc[step, f"uplift_{days}"] <= w["high"], (step, days, w, truth.loc[step])
     assert est["reminder_1"]["window_days"]["14"]["low"] > 0
-    assert est["reminder_2"]["window_days"]["14"]["low"] <= 0 <= est["reminder_2"]["window_days"]["14"]["high"]
+    for days in ("7", "14", "30"):
+        assert est["reminder_2"]["window_days"][days]["low"] <= 0 <= est["reminder_2"]["window_days"][days]["high"]
 
 
 def test_uplift_command_on_a_sample_with_control_groups(tmp_path):
@@ -217,6 +252,54 @@ def test_uplift_command_on_a_sample_with_control_groups(tmp_path):
     assert set(r1["window_days"]) == {"7", "14", "30"}
     assert {"uplift", "low", "high"} <= set(r1["window_days"]["14"])
     assert r1["window_days"]["14"]["low"] <= r1["window_days"]["14"]["uplift"] <= r1["window_days"]["14"]["high"]
+    assert got["profile_basis"] == "no_stored_run" and r1["profiles"] == {}
+    # The command's 14-day intervals hold the generator's hidden true effects (truth/, never ingested).
+    from ledger.synth import true_uplift
+    hidden = pd.read_csv(data / "truth" / "control_truth.csv",
+                         parse_dates=["decision_date", "cleared_if_sent", "cleared_if_held"])
+    truth = true_uplift(hidden, got["as_of"]).set_index("step")
+    for step, e in got["steps"].items():
+        w = e["window_days"]["14"]
+        assert w["low"] <= truth.loc[step, "uplift_14"] <= w["high"], (step, w, truth.loc[step])
+    # A stored run dated before the decisions gives each client its profile; one dated after them does not.
+    from ledger.engine import open_store
+    from ledger.scores_store import save_scores
+    from encaisse.console import settings_for
+    clients = pd.read_csv(data / "clients.csv")["client_id"].astype(str).tolist()
+    engine = open_store(settings_for(home).store_url)
+    inv = pd.DataFrame({"invoice_id": ["X1"], "client_id": [clients[0]], "amount": [1.0]})
+    early = pd.DataFrame({"client_id": clients, "profile": ["watch" if i % 2 else "standard" for i in range(len(clients))]})
+    save_scores(engine, inv, early, as_of="2023-01-01", model_version="test")
+    save_scores(engine, inv, early.assign(profile="high_risk"), as_of="2025-12-31", model_version="test")
+    res = runner.invoke(app, ["uplift", "--home", str(home), "--as-of", "2025-12-31", "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["profile_basis"] == "run_at_first_decision"
+    assert set(got["steps"]["reminder_1"]["profiles"]) == {"standard", "watch"}
+
+
+def test_profile_is_the_stored_run_s_at_the_client_s_first_decision_of_the_step():
+    from models.uplift import profiles_at_first_decision
+    dec = pd.DataFrame({"client_id": ["A", "A", "A", "B", "B"],
+                        "step": ["reminder_1", "reminder_1", "reminder_2", "reminder_1", "reminder_2"],
+                        "decision_date": pd.to_datetime(["2025-01-10", "2025-03-10", "2025-03-20", "2024-12-01",
+                                                         "2025-02-01"])})
+    runs = pd.DataFrame({"run_id": ["r1", "r2", "r3"], "as_of": pd.to_datetime(["2025-01-01", "2025-02-01", "2025-06-01"])})
+    profiles = {"r1": {"A": "standard", "B": "watch"}, "r2": {"A": "high_risk", "B": "difficulty"},
+                "r3": {"A": "trusted", "B": "trusted"}}
+    loaded = []
+
+    def load(run):
+        loaded.append(run["run_id"])
+        return pd.DataFrame({"client_id": list(profiles[run["run_id"]]), "profile": list(profiles[run["run_id"]].values())})
+
+    got = profiles_at_first_decision(dec, runs, load).tolist()
+    # A's reminder_1 decisions both take the profile at its first one (01-10, run r1), not r2's; A's
+    # reminder_2 starts 03-20 (run r2). B's first reminder_1 precedes every run: unknown. A run dated
+    # on the decision day counts (B's reminder_2 on 02-01 takes r2). The later run r3 is never read.
+    assert got == ["standard", "standard", "high_risk", None, "difficulty"]
+    assert sorted(loaded) == ["r1", "r2"]
+    assert profiles_at_first_decision(dec, runs.iloc[:0], load).isna().all()
 
 
 def test_control_salt_is_the_policy_s_or_made_once_in_the_workspace(tmp_path):

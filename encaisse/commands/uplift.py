@@ -34,7 +34,6 @@ def register(app: typer.Typer) -> None:
         import pandas as pd
 
         from ledger.engine import open_store
-        from ledger.scores_store import latest_run, load_run_clients
         from models.policy import PolicyError, load_policy
         from models.uplift import evaluate_uplift
 
@@ -52,12 +51,7 @@ def register(app: typer.Typer) -> None:
         else:
             day = parse_day(as_of)
         engine = open_store(settings.store_url)
-        run = latest_run(engine, day)
-        stored = load_run_clients(engine, run) if run is not None else None
-        profiles = None
-        if stored is not None and "profile" in stored.columns:
-            profiles = dict(zip(stored["client_id"], stored["profile"]))
-        result = evaluate_uplift(ledger, day, pol.control, profiles=profiles, confidence=confidence)
+        result = evaluate_uplift(ledger, day, pol.control, engine=engine, confidence=confidence)
         if json_:
             emit_json(result)
             return

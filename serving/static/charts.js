@@ -50,6 +50,23 @@
       };
       return new uPlot(opts, [d.x, d.low, d.high, d.expected, d.due], el);
     },
+    uplift: function (el, d) {
+      var pts = function (u, v) { return v == null ? "" : (v > 0 ? "+" : "") + v.toFixed(1); };
+      var opts = {
+        width: width(el), height: 220, tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
+        legend: { show: true }, scales: { x: { time: true } },
+        axes: [dateAxis(), { size: 48, values: function (u, splits) { return splits.map(function (v) { return (v > 0 ? "+" : "") + v; }); } }],
+        series: [
+          { label: d.labels.period },
+          { label: d.labels.low, stroke: "rgba(31,95,191,0.35)", width: 1, value: pts },
+          { label: d.labels.high, stroke: "rgba(31,95,191,0.35)", width: 1, value: pts },
+          { label: d.labels.uplift, stroke: "#1f5fbf", width: 2, value: pts, points: { show: true, size: 6, fill: "#1f5fbf" } },
+          { label: "0", stroke: "rgba(102,112,133,0.9)", width: 1, dash: [4, 4], points: { show: false } }
+        ],
+        bands: [{ series: [2, 1], fill: "rgba(31,95,191,0.18)" }]
+      };
+      return new uPlot(opts, [d.x, d.low, d.high, d.uplift, d.x.map(function () { return 0; })], el);
+    },
     aging: function (el, d) {
       var xs = d.labels.map(function (_, i) { return i; });
       var opts = {
