@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from features.legal import build_legal_amounts
@@ -43,6 +44,8 @@ class Scoring:
     assignments: pd.DataFrame
     steps: pd.DataFrame
     worklist: pd.DataFrame
+    payment_cdf: tuple[np.ndarray, np.ndarray] | None = None
+    """``(days, cdf)`` of ``scores``' rows, in their order (``EncaisseModel.score(return_cdf=True)``)."""
 
 
 def measured_step_uplifts(ledger: Ledger, as_of: pd.Timestamp, control) -> dict[str, dict]:
@@ -90,7 +93,7 @@ def build_scoring(
     d = pd.Timestamp(as_of).normalize()
     pol = policy or load_policy()
     feats = model.features(ledger, d, clients=clients)
-    scores = model.score(ledger, d, features=feats)
+    scores, payment_cdf = model.score(ledger, d, features=feats, return_cdf=True)
     client_scores = build_client_scores(scores, feats, ledger, d)
     assignments = assign_profiles(client_scores, pol, previous=previous)
     inv = scores.copy()
@@ -110,4 +113,4 @@ def build_scoring(
     worklist = worklist.merge(legal[["invoice_id"] + LEGAL_COLUMNS], on="invoice_id", how="left")
     cl = client_scores.merge(assignments.rename(columns={"reason": "profile_reason"}), on="client_id", how="left")
     return Scoring(as_of=d, scores=scores, client_scores=cl, assignments=assignments, steps=steps,
-                   worklist=worklist)
+                   worklist=worklist, payment_cdf=payment_cdf)
