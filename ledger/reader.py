@@ -1,7 +1,8 @@
 """Reading the stored ledger: ``load_ledger`` and friends.
 
-Values are read column-wise from the driver (PostgreSQL: ``COPY ... TO STDOUT`` parsed by Arrow),
-never through per-value type processing; SQLite rows in table order, sorted by key here.
+Values are read column-wise from the driver (PostgreSQL: ``COPY ... TO STDOUT`` parsed by Arrow;
+a SQLite file: the ADBC SQLite driver's Arrow columns), never through per-value type processing;
+SQLite rows in table order, sorted by key here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,17 @@ from ledger.schema import LEDGER_TABLES
 LOAD_ROWS = 200_000
 """Rows fetched at a time by ``load_ledger``."""
 
+ADBC_BATCH_ROWS = 1 << 22
+"""Rows per Arrow batch from the ADBC SQLite driver. It types each column from its first batch (a
+column empty there is typed int64, and a later text value is then an error), so one batch holds
+a whole table up to this size; a table it cannot read is read through ``sqlite3`` instead."""
+
+_ARROW_TYPES = {"date": ("string", "large_string"), "amount": ("double",), "int": ("int64",), "bool": ("int64",),
+                "str": ("string", "large_string"), "json": ("string", "large_string")}
+"""Arrow types the ADBC SQLite driver gives each kind of column as the store holds it (ISO text
+dates, REAL amounts, INTEGER ints and 1/0 booleans): anything else (a value of another type
+stored in the column) is read through ``sqlite3``, value by value, as before."""
+
 
 def _typed_column(kind: str, values: tuple[Any, ...] | list[Any]) -> Any:
     """Driver values (ISO text for dates) -> a typed array, as ``contracts.coerce_frame`` types it."""
@@ -41,18 +53,72 @@ def _typed_column(kind: str, values: tuple[Any, ...] | list[Any]) -> Any:
 
 
 def _parse_days(values: Any) -> np.ndarray:
-    """ISO dates (None where missing) -> ``datetime64[D]``.
+    """ISO dates (None where missing; or an Arrow text array) -> ``datetime64[D]``.
 
     Arrow parses ``YYYY-MM-DD`` several times faster than numpy; anything else is left to numpy,
     which reads (or refuses) it as it always did.
     """
     import pyarrow as pa
 
+    arrow = isinstance(values, (pa.Array, pa.ChunkedArray))
     try:
-        days = pa.array(values, type=pa.string()).cast(pa.date32())
+        days = (values if arrow else pa.array(values, type=pa.string())).cast(pa.date32())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return np.array(values, dtype="datetime64[D]")
+        return np.array(values.to_pylist() if arrow else values, dtype="datetime64[D]")
     return days.to_numpy(zero_copy_only=False).astype("datetime64[D]")
+
+
+def _arrow_typed_column(kind: str, col: Any) -> Any:
+    """An Arrow column of the ADBC SQLite driver -> the typed array ``_typed_column`` makes of the
+    same values from ``sqlite3`` (None: a column of a type ``_ARROW_TYPES`` does not expect)."""
+    import pyarrow as pa
+
+    n = len(col)
+    if col.null_count == n:  # typed int64 by the driver, whatever the column
+        return _typed_column(kind, [None] * n)
+    if str(col.type) not in _ARROW_TYPES[kind]:
+        return None
+    if kind == "date":
+        return _parse_days(col).astype("datetime64[s]")
+    if kind == "amount":
+        return col.to_numpy()  # nulls as NaN, as np.array([..., None], dtype="float64")
+    if kind in ("int", "bool"):
+        missing = col.is_null().to_numpy(zero_copy_only=False)
+        values = col.fill_null(0).to_numpy()
+        if kind == "int":
+            return pd.arrays.IntegerArray(values.astype("int64"), missing)
+        return pd.arrays.BooleanArray(values != 0, missing)  # bool(v) of SQLite's 1/0
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return col.to_numpy(zero_copy_only=False)  # Python str objects, None where missing
+
+
+def _adbc_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]] | None:
+    """SQLite file stores: ``sql``'s columns typed as ``_fetch_columns`` types them, read by the ADBC
+    SQLite driver into Arrow in C (no Python object per value). None when it cannot (no driver, an
+    in-memory store, a locked file, a value of an unexpected type): the caller reads with ``sqlite3``."""
+    path = conn.engine.url.database
+    if conn.dialect.name != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    try:
+        import adbc_driver_sqlite.dbapi as adbc
+    except ImportError:
+        return None
+    try:
+        with adbc.connect(path) as db, db.cursor() as cur:
+            cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(ADBC_BATCH_ROWS)})
+            cur.execute(sql)
+            table = cur.fetch_arrow_table()
+    except (adbc.Error, OSError):
+        return None
+    parts: list[list[Any]] = []
+    with gc_paused():
+        for i, kind in enumerate(kinds):
+            typed = _arrow_typed_column(kind, table.column(i))
+            if typed is None:
+                return None
+            parts.append([typed])
+    return parts
 
 
 def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
@@ -154,7 +220,11 @@ def _read_table(conn: sa.Connection, spec: Table, where: str = "") -> pd.DataFra
         # SQLite: in table order, then by key here. Walking the key's index to read the rows in
         # its order is about twice as slow (bench/RESULTS.md, ingest and load), and tables are
         # mostly stored in key order already (ids grow over time).
-        columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, select + "ORDER BY rowid", kinds))]
+        in_rowid_order = select + "ORDER BY rowid"
+        parts = _adbc_columns(conn, in_rowid_order, kinds)
+        if parts is None:
+            parts = _fetch_columns(conn, in_rowid_order, kinds)
+        columns = [_concat(k, p) for k, p in zip(kinds, parts)]
         keys = columns[names.index(spec.key)]
         if len(keys) and pd.api.types.infer_dtype(keys, skipna=False) != "string":
             columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, by_key, kinds))]

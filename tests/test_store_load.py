@@ -55,3 +55,67 @@ def test_typed_columns_match_the_value_by_value_conversion():
     got = reader_mod._typed_column("bool", np.array(flags, dtype=object))
     pd.testing.assert_extension_array_equal(
         got, pd.array([None if v is None else bool(v) for v in flags], dtype="boolean"))
+
+
+def _store_with_every_kind(tmp_path) -> sa.Engine:
+    """A store holding each table of a small synthetic ledger, with keys in every script and gaps."""
+    from ledger.synth import make_ledger
+
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    led = make_ledger(6, years=1, seed=3)
+    inv = pd.concat([led.invoices, _invoices(KEYS)], ignore_index=True)
+    with engine.begin() as conn:
+        upsert_frame(conn, "invoices", inv)
+        for name in ("payments", "clients", "actions"):
+            upsert_frame(conn, name, getattr(led, name))
+    return engine
+
+
+def _load_both_ways(engine, monkeypatch) -> tuple[object, object, list[bool]]:
+    """The ledger loaded through the ADBC driver (when it can) and through ``sqlite3``; whether ADBC read each table."""
+    real = reader_mod._adbc_columns
+    used: list[bool] = []
+
+    def spy(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        used.append(parts is not None)
+        return parts
+
+    monkeypatch.setattr(reader_mod, "_adbc_columns", spy)
+    arrow = load_ledger(engine)
+    monkeypatch.setattr(reader_mod, "_adbc_columns", lambda *a, **k: None)
+    return arrow, load_ledger(engine), used
+
+
+def _assert_same_ledger(a, b) -> None:
+    for name in ("invoices", "payments", "clients", "actions"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
+
+
+def test_the_arrow_reader_loads_the_frames_sqlite3_loads(tmp_path, monkeypatch):
+    engine = _store_with_every_kind(tmp_path)
+    arrow, rows, used = _load_both_ways(engine, monkeypatch)
+    assert used == [True] * 4
+    assert len(arrow.invoices) > len(KEYS) and len(arrow.actions) and len(arrow.payments) and len(arrow.clients)
+    _assert_same_ledger(arrow, rows)
+    engine.dispose()
+
+
+def test_a_value_of_another_type_or_a_column_typed_too_early_falls_back_to_sqlite3(tmp_path, monkeypatch):
+    engine = _store_with_every_kind(tmp_path)
+    with engine.begin() as conn:  # SQLite keeps text that does not look like a number in an INTEGER column
+        conn.execute(sa.text("UPDATE clients SET strategic = 'yes' WHERE rowid = (SELECT max(rowid) FROM clients)"))
+        conn.execute(sa.text("UPDATE invoices SET terms = NULL WHERE rowid <= 3"))
+    # Batches of 2 rows: a column empty in the first batch (terms) is typed int64, and text follows.
+    monkeypatch.setattr(reader_mod, "ADBC_BATCH_ROWS", 2)
+    with engine.connect() as conn:
+        kinds = ["str", "str"]
+        assert reader_mod._adbc_columns(conn, "SELECT invoice_id, terms FROM invoices ORDER BY rowid", kinds) is None
+        assert reader_mod._adbc_columns(conn, "SELECT client_id, strategic FROM clients ORDER BY rowid",
+                                        ["str", "bool"]) is None
+    monkeypatch.setattr(reader_mod, "ADBC_BATCH_ROWS", 1 << 20)
+    arrow, rows, used = _load_both_ways(engine, monkeypatch)
+    assert used == [True, True, False, True]  # clients read by sqlite3
+    assert arrow.clients["strategic"].iloc[-1]  # bool("yes"), as before
+    _assert_same_ledger(arrow, rows)
+    engine.dispose()
