@@ -44,8 +44,10 @@ class RunForecast:
 def _float_rows(df: pd.DataFrame, cols: list[str]) -> dict[str, list]:
     out = {}
     for c in cols:
-        v = pd.to_numeric(df[c]).astype("float64")
-        out[c] = [None if not np.isfinite(x) else float(x) for x in v.to_numpy()]
+        v = pd.to_numeric(df[c]).astype("float64").to_numpy()
+        values = np.array(v.tolist(), dtype=object)  # Python floats
+        values[~np.isfinite(v)] = None
+        out[c] = values.tolist()
     return out
 
 
