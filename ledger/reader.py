@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, Table, compact_frame, empty_frame
+from ledger.contracts import COMPACT_TABLES, TABLES, TEXT, Ledger, Table, compact_frame, empty_frame
 from ledger.engine import open_store
 from ledger.memory import gc_paused
 from ledger.schema import LEDGER_TABLES
@@ -68,9 +68,13 @@ def _parse_days(values: Any) -> np.ndarray:
     return days.to_numpy(zero_copy_only=False).astype("datetime64[D]")
 
 
-def _arrow_typed_column(kind: str, col: Any) -> Any:
+def _arrow_typed_column(kind: str, col: Any, shared: bool = False) -> Any:
     """An Arrow column of the ADBC SQLite driver -> the typed array ``_typed_column`` makes of the
-    same values from ``sqlite3`` (None: a column of a type ``_ARROW_TYPES`` does not expect)."""
+    same values from ``sqlite3`` (None: a column of a type ``_ARROW_TYPES`` does not expect).
+
+    ``shared``: text as one string object per distinct value (``contracts.compact_frame``'s shared
+    strings), from Arrow's dictionary encoding instead of a hash of the Python strings.
+    """
     import pyarrow as pa
 
     n = len(col)
@@ -90,13 +94,22 @@ def _arrow_typed_column(kind: str, col: Any) -> Any:
         return pd.arrays.BooleanArray(values != 0, missing)  # bool(v) of SQLite's 1/0
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if shared and kind == "str":
+        encoded = col.dictionary_encode()
+        values = np.empty(len(encoded.dictionary) + 1, dtype=object)  # last slot: missing
+        values[:-1] = encoded.dictionary.to_numpy(zero_copy_only=False)
+        return values[encoded.indices.fill_null(-1).to_numpy()]
     return col.to_numpy(zero_copy_only=False)  # Python str objects, None where missing
 
 
-def _adbc_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]] | None:
+def _adbc_columns(conn: sa.Connection, sql: str, kinds: list[str],
+                  shared: list[bool] | None = None) -> list[list[Any]] | None:
     """SQLite file stores: ``sql``'s columns typed as ``_fetch_columns`` types them, read by the ADBC
     SQLite driver into Arrow in C (no Python object per value). None when it cannot (no driver, an
-    in-memory store, a locked file, a value of an unexpected type): the caller reads with ``sqlite3``."""
+    in-memory store, a locked file, a value of an unexpected type): the caller reads with ``sqlite3``.
+
+    ``shared``: per column, text held as shared strings (``_arrow_typed_column``).
+    """
     path = conn.engine.url.database
     if conn.dialect.name != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
         return None
@@ -114,7 +127,7 @@ def _adbc_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[
     parts: list[list[Any]] = []
     with gc_paused():
         for i, kind in enumerate(kinds):
-            typed = _arrow_typed_column(kind, table.column(i))
+            typed = _arrow_typed_column(kind, table.column(i), shared=bool(shared and shared[i]))
             if typed is None:
                 return None
             parts.append([typed])
@@ -205,12 +218,19 @@ def _concat(kind: str, parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
-def _read_table(conn: sa.Connection, spec: Table, where: str = "") -> pd.DataFrame:
+def _read_table(conn: sa.Connection, spec: Table, where: str = "", compact: bool = False) -> pd.DataFrame:
+    """The table's rows (``where``) as a typed frame in key order; ``compact``: its text columns held
+    as ``contracts.compact_frame`` holds them."""
     names = list(spec.names)
     kinds = [spec.column(n).kind for n in names]
+    ids = [n for n in names if spec.column(n).kind == "str" and spec.column(n).required and n not in spec.repeated]
+    # The text columns compact_frame shares (the others become Arrow text): shared as they are read.
+    shared = [compact and k == "str" and n not in ids for n, k in zip(names, kinds)]
     if spec.name == "invoices":
         names.append("extra")
         kinds.append("json")
+        shared.append(False)
+    arrow = False
     preparer = conn.dialect.identifier_preparer
     select = f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} {where} "
     by_key = select + f"ORDER BY {preparer.quote(spec.key)}"
@@ -221,12 +241,14 @@ def _read_table(conn: sa.Connection, spec: Table, where: str = "") -> pd.DataFra
         # its order is about twice as slow (bench/RESULTS.md, ingest and load), and tables are
         # mostly stored in key order already (ids grow over time).
         in_rowid_order = select + "ORDER BY rowid"
-        parts = _adbc_columns(conn, in_rowid_order, kinds)
+        parts = _adbc_columns(conn, in_rowid_order, kinds, shared)
+        arrow = parts is not None
         if parts is None:
             parts = _fetch_columns(conn, in_rowid_order, kinds)
         columns = [_concat(k, p) for k, p in zip(kinds, parts)]
         keys = columns[names.index(spec.key)]
         if len(keys) and pd.api.types.infer_dtype(keys, skipna=False) != "string":
+            arrow = False
             columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, by_key, kinds))]
         elif len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
             # Python orders text by code point, as SQLite's BINARY collation orders its UTF-8
@@ -248,6 +270,14 @@ def _read_table(conn: sa.Connection, spec: Table, where: str = "") -> pd.DataFra
             expanded = pd.DataFrame.from_records(records, index=texts.index[has])
             for name in expanded.columns:
                 typed[name] = expanded[name].reindex(typed.index)
+    if not compact:
+        return typed
+    if not arrow:
+        return compact_frame(typed, spec)
+    # Read through Arrow: every text column holds text only, the shared ones are shared already;
+    # the ids become Arrow text, as compact_frame makes them.
+    for n in ids:
+        typed[n] = typed[n].astype(TEXT)
     return typed
 
 
@@ -276,9 +306,7 @@ def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None,
             where = ""
             if name == "invoices" and open_on is not None:  # an ISO date made here, not user text
                 where = f"WHERE paid_date IS NULL OR paid_date >= '{pd.Timestamp(open_on).date().isoformat()}'"
-            df = _read_table(conn, spec, where)
-            frames[name] = compact_frame(df, spec) if name in COMPACT_TABLES else df
-            del df
+            frames[name] = _read_table(conn, spec, where, compact=name in COMPACT_TABLES)
     ledger = Ledger(**frames)
     return ledger.known_at(as_of) if as_of is not None else ledger
 

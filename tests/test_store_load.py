@@ -98,6 +98,9 @@ def test_the_arrow_reader_loads_the_frames_sqlite3_loads(tmp_path, monkeypatch):
     assert used == [True] * 4
     assert len(arrow.invoices) > len(KEYS) and len(arrow.actions) and len(arrow.payments) and len(arrow.clients)
     _assert_same_ledger(arrow, rows)
+    for frame, col in ((arrow.invoices, "currency"), (arrow.invoices, "terms"), (arrow.actions, "step")):
+        values = frame[col].dropna().tolist()  # held compactly: one string object per distinct value
+        assert len(values) > len(set(values)) == len({id(v) for v in values})
     engine.dispose()
 
 
