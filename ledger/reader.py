@@ -8,6 +8,10 @@ SQLite rows in table order, sorted by key here.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable
 from typing import Any
@@ -21,13 +25,15 @@ from ledger.engine import open_store
 from ledger.memory import gc_paused
 from ledger.schema import LEDGER_TABLES
 
+log = logging.getLogger(__name__)
+
 LOAD_ROWS = 200_000
 """Rows fetched at a time by ``load_ledger``."""
 
 ADBC_BATCH_ROWS = 1 << 22
 """Rows per Arrow batch from the ADBC SQLite driver. It types each column from its first batch (a
 column empty there is typed int64, and a later text value is then an error), so one batch holds
-a whole table up to this size; a table it cannot read is read through ``sqlite3`` instead."""
+a whole table up to this size; when it cannot read a table, the tables are read through ``sqlite3``."""
 
 _ARROW_TYPES = {"date": ("string", "large_string"), "amount": ("double",), "int": ("int64",), "bool": ("int64",),
                 "str": ("string", "large_string"), "json": ("string", "large_string")}
@@ -102,36 +108,74 @@ def _arrow_typed_column(kind: str, col: Any, shared: bool = False) -> Any:
     return col.to_numpy(zero_copy_only=False)  # Python str objects, None where missing
 
 
-def _adbc_columns(conn: sa.Connection, sql: str, kinds: list[str],
-                  shared: list[bool] | None = None) -> list[list[Any]] | None:
-    """SQLite file stores: ``sql``'s columns typed as ``_fetch_columns`` types them, read by the ADBC
-    SQLite driver into Arrow in C (no Python object per value). None when it cannot (no driver, an
-    in-memory store, a locked file, a value of an unexpected type): the caller reads with ``sqlite3``.
+_ADBC_CHILD = """
+import sys
+from urllib.parse import quote
+
+import adbc_driver_sqlite.dbapi as adbc
+import pyarrow as pa
+
+path, batch_rows, out_dir, *sqls = sys.argv[1:]
+with adbc.connect("file:" + quote(path) + "?mode=ro") as db:
+    for i, sql in enumerate(sqls):
+        with db.cursor() as cur:
+            cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": batch_rows})
+            cur.execute(sql)
+            table = cur.fetch_arrow_table()
+        with pa.OSFile(f"{out_dir}/{i}.arrow", "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+            w.write_table(table)
+"""
+"""Run in a child process by ``_adbc_tables``: each query's rows as an Arrow IPC file."""
+
+
+def _adbc_tables(path: str, sqls: list[str]) -> list[Any] | None:
+    """The rows of ``sqls`` on the SQLite file ``path`` as Arrow tables, read by the ADBC SQLite driver
+    in a child process (read-only). None when it cannot (no driver, a locked file, an error).
+
+    A child process, not this one: the driver links its own copy of SQLite, and two copies in one
+    process break each other's POSIX locks on the file (closing one's connection can checkpoint and
+    delete the WAL under the other's open connections: "file is not a database"). Across processes
+    this is SQLite's ordinary locking. The child writes Arrow IPC files that are memory-mapped here.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("adbc_driver_sqlite") is None:
+        return None
+    import pyarrow as pa
+
+    with tempfile.TemporaryDirectory(prefix="encaisse-load-") as tmp:
+        try:
+            proc = subprocess.run([sys.executable, "-c", _ADBC_CHILD, os.path.abspath(path), str(ADBC_BATCH_ROWS), tmp,
+                                   *sqls], capture_output=True, text=True, check=False)
+        except OSError:
+            return None
+        if proc.returncode != 0:
+            log.debug("ADBC read of %s failed, reading with sqlite3: %s", path, proc.stderr.strip()[-500:])
+            return None
+        # Mapped, not copied: the pages stay readable after the files are unlinked.
+        return [pa.ipc.open_file(pa.memory_map(os.path.join(tmp, f"{i}.arrow"))).read_all() for i in range(len(sqls))]
+
+
+def _arrow_parts(table: Any, kinds: list[str], shared: list[bool]) -> list[list[Any]] | None:
+    """An ADBC table's columns typed as ``_fetch_columns`` types them; None when a column holds a
+    value of a type ``_ARROW_TYPES`` does not expect (the caller reads with ``sqlite3``).
 
     ``shared``: per column, text held as shared strings (``_arrow_typed_column``).
     """
-    path = conn.engine.url.database
-    if conn.dialect.name != "sqlite" or not path or path == ":memory:" or path.startswith("file:"):
-        return None
-    try:
-        import adbc_driver_sqlite.dbapi as adbc
-    except ImportError:
-        return None
-    try:
-        with adbc.connect(path) as db, db.cursor() as cur:
-            cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(ADBC_BATCH_ROWS)})
-            cur.execute(sql)
-            table = cur.fetch_arrow_table()
-    except (adbc.Error, OSError):
-        return None
     parts: list[list[Any]] = []
     with gc_paused():
         for i, kind in enumerate(kinds):
-            typed = _arrow_typed_column(kind, table.column(i), shared=bool(shared and shared[i]))
+            typed = _arrow_typed_column(kind, table.column(i), shared=shared[i])
             if typed is None:
                 return None
             parts.append([typed])
     return parts
+
+
+def _sqlite_file(engine_or_conn: Any) -> str | None:
+    """The SQLite file of a store (None: another database, or SQLite in memory)."""
+    path = engine_or_conn.engine.url.database if engine_or_conn.dialect.name == "sqlite" else None
+    return path if path and path != ":memory:" and not path.startswith("file:") else None
 
 
 def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
@@ -218,9 +262,8 @@ def _concat(kind: str, parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
-def _read_table(conn: sa.Connection, spec: Table, where: str = "", compact: bool = False) -> pd.DataFrame:
-    """The table's rows (``where``) as a typed frame in key order; ``compact``: its text columns held
-    as ``contracts.compact_frame`` holds them."""
+def _table_select(dialect: sa.Dialect, spec: Table, where: str = "", compact: bool = False):
+    """``(names, kinds, ids, shared, select)`` of a table's read (see ``_read_table``)."""
     names = list(spec.names)
     kinds = [spec.column(n).kind for n in names]
     ids = [n for n in names if spec.column(n).kind == "str" and spec.column(n).required and n not in spec.repeated]
@@ -230,9 +273,19 @@ def _read_table(conn: sa.Connection, spec: Table, where: str = "", compact: bool
         names.append("extra")
         kinds.append("json")
         shared.append(False)
+    preparer = dialect.identifier_preparer
+    select = f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} {where} "
+    return names, kinds, ids, shared, select
+
+
+def _read_table(conn: sa.Connection, spec: Table, where: str = "", compact: bool = False,
+                arrow_table: Any = None) -> pd.DataFrame:
+    """The table's rows (``where``) as a typed frame in key order; ``compact``: its text columns held
+    as ``contracts.compact_frame`` holds them. ``arrow_table``: SQLite, the same query's rows in
+    rowid order as read by ``_adbc_tables`` (None: read here with ``sqlite3``)."""
+    names, kinds, ids, shared, select = _table_select(conn.dialect, spec, where, compact)
     arrow = False
     preparer = conn.dialect.identifier_preparer
-    select = f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} {where} "
     by_key = select + f"ORDER BY {preparer.quote(spec.key)}"
     if conn.dialect.name == "postgresql":
         columns = [_concat(k, p) for k, p in zip(kinds, _copy_columns(conn, by_key, kinds))]
@@ -241,7 +294,7 @@ def _read_table(conn: sa.Connection, spec: Table, where: str = "", compact: bool
         # its order is about twice as slow (bench/RESULTS.md, ingest and load), and tables are
         # mostly stored in key order already (ids grow over time).
         in_rowid_order = select + "ORDER BY rowid"
-        parts = _adbc_columns(conn, in_rowid_order, kinds, shared)
+        parts = _arrow_parts(arrow_table, kinds, shared) if arrow_table is not None else None
         arrow = parts is not None
         if parts is None:
             parts = _fetch_columns(conn, in_rowid_order, kinds)
@@ -298,15 +351,23 @@ def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None,
         columns are held compactly (``contracts.compact_frame``).
     """
     frames = {}
+    wanted = {name: spec for name, spec in TABLES.items() if tables is None or name in tables}
+    wheres = {name: "" for name in wanted}
+    if "invoices" in wanted and open_on is not None:  # an ISO date made here, not user text
+        wheres["invoices"] = f"WHERE paid_date IS NULL OR paid_date >= '{pd.Timestamp(open_on).date().isoformat()}'"
+    path = _sqlite_file(engine)
+    arrow = None
+    if path is not None and wanted:
+        sqls = [_table_select(engine.dialect, spec, wheres[name])[4] + "ORDER BY rowid" for name, spec in wanted.items()]
+        arrow = _adbc_tables(path, sqls)
+    arrow_tables = dict(zip(wanted, arrow)) if arrow is not None else {}
     with engine.connect() as conn:
         for name, spec in TABLES.items():  # compacted one at a time: one table of Python strings at most
-            if tables is not None and name not in tables:
+            if name not in wanted:
                 frames[name] = empty_frame(spec)
                 continue
-            where = ""
-            if name == "invoices" and open_on is not None:  # an ISO date made here, not user text
-                where = f"WHERE paid_date IS NULL OR paid_date >= '{pd.Timestamp(open_on).date().isoformat()}'"
-            frames[name] = _read_table(conn, spec, where, compact=name in COMPACT_TABLES)
+            frames[name] = _read_table(conn, spec, wheres[name], compact=name in COMPACT_TABLES,
+                                       arrow_table=arrow_tables.pop(name, None))
     ledger = Ledger(**frames)
     return ledger.known_at(as_of) if as_of is not None else ledger
 

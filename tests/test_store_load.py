@@ -72,8 +72,9 @@ def _store_with_every_kind(tmp_path) -> sa.Engine:
 
 
 def _load_both_ways(engine, monkeypatch) -> tuple[object, object, list[bool]]:
-    """The ledger loaded through the ADBC driver (when it can) and through ``sqlite3``; whether ADBC read each table."""
-    real = reader_mod._adbc_columns
+    """The ledger loaded through the ADBC driver (when it can) and through ``sqlite3``; whether ADBC's
+    rows were used, per table read."""
+    real = reader_mod._arrow_parts
     used: list[bool] = []
 
     def spy(*args, **kwargs):
@@ -81,9 +82,9 @@ def _load_both_ways(engine, monkeypatch) -> tuple[object, object, list[bool]]:
         used.append(parts is not None)
         return parts
 
-    monkeypatch.setattr(reader_mod, "_adbc_columns", spy)
+    monkeypatch.setattr(reader_mod, "_arrow_parts", spy)
     arrow = load_ledger(engine)
-    monkeypatch.setattr(reader_mod, "_adbc_columns", lambda *a, **k: None)
+    monkeypatch.setattr(reader_mod, "_adbc_tables", lambda *a, **k: None)
     return arrow, load_ledger(engine), used
 
 
@@ -110,15 +111,31 @@ def test_a_value_of_another_type_or_a_column_typed_too_early_falls_back_to_sqlit
         conn.execute(sa.text("UPDATE clients SET strategic = 'yes' WHERE rowid = (SELECT max(rowid) FROM clients)"))
         conn.execute(sa.text("UPDATE invoices SET terms = NULL WHERE rowid <= 3"))
     # Batches of 2 rows: a column empty in the first batch (terms) is typed int64, and text follows.
+    path = str(tmp_path / "ledger.db")
     monkeypatch.setattr(reader_mod, "ADBC_BATCH_ROWS", 2)
-    with engine.connect() as conn:
-        kinds = ["str", "str"]
-        assert reader_mod._adbc_columns(conn, "SELECT invoice_id, terms FROM invoices ORDER BY rowid", kinds) is None
-        assert reader_mod._adbc_columns(conn, "SELECT client_id, strategic FROM clients ORDER BY rowid",
-                                        ["str", "bool"]) is None
+    assert reader_mod._adbc_tables(path, ["SELECT invoice_id FROM invoices ORDER BY rowid",
+                                          "SELECT invoice_id, terms FROM invoices ORDER BY rowid"]) is None
     monkeypatch.setattr(reader_mod, "ADBC_BATCH_ROWS", 1 << 20)
+    [clients] = reader_mod._adbc_tables(path, ["SELECT client_id, strategic FROM clients ORDER BY rowid"])
+    assert reader_mod._arrow_parts(clients, ["str", "bool"], [False, False]) is None
     arrow, rows, used = _load_both_ways(engine, monkeypatch)
     assert used == [True, True, False, True]  # clients read by sqlite3
     assert arrow.clients["strategic"].iloc[-1]  # bool("yes"), as before
     _assert_same_ledger(arrow, rows)
+    engine.dispose()
+
+
+def test_reading_through_arrow_leaves_this_process_connections_working(tmp_path):
+    # The driver's own SQLite runs in a child process: here, a connection with writes still in the
+    # WAL keeps reading and writing (one copy of SQLite closing the file here would drop its locks).
+    engine = _store_with_every_kind(tmp_path)
+    with engine.connect() as held:
+        held.execute(sa.text("UPDATE clients SET name = 'after' WHERE rowid = 1"))
+        held.commit()
+        loaded = load_ledger(engine)
+        assert (loaded.clients["name"] == "after").sum() == 1
+        held.execute(sa.text("UPDATE clients SET name = 'again' WHERE rowid = 1"))
+        held.commit()
+        assert held.execute(sa.text("SELECT count(*) FROM clients WHERE name = 'again'")).scalar_one() == 1
+    assert (load_ledger(engine).clients["name"] == "again").sum() == 1
     engine.dispose()
