@@ -35,6 +35,11 @@ ADBC_BATCH_ROWS = 1 << 22
 column empty there is typed int64, and a later text value is then an error), so one batch holds
 a whole table up to this size; when it cannot read a table, the tables are read through ``sqlite3``."""
 
+ADBC_MIN_ROWS = 200_000
+"""Stored rows (by rowid, the tables read together) from which ``load_ledger`` reads through the
+ADBC child process: below, its start-up (a Python process, ~0.4 s of CPU) costs more than
+``sqlite3`` takes, as on the demo's and most pages' stores."""
+
 _ARROW_TYPES = {"date": ("string", "large_string"), "amount": ("double",), "int": ("int64",), "bool": ("int64",),
                 "str": ("string", "large_string"), "json": ("string", "large_string")}
 """Arrow types the ADBC SQLite driver gives each kind of column as the store holds it (ISO text
@@ -170,6 +175,13 @@ def _arrow_parts(table: Any, kinds: list[str], shared: list[bool]) -> list[list[
                 return None
             parts.append([typed])
     return parts
+
+
+def _stored_rows(engine: sa.Engine, tables: Iterable[str]) -> int:
+    """Rows of ``tables`` as their largest rowids count them (an index lookup each, not a count)."""
+    with engine.connect() as conn:
+        return sum(int(conn.execute(sa.text(f"SELECT max(rowid) FROM {conn.dialect.identifier_preparer.quote(t)}"))
+                       .scalar() or 0) for t in tables)
 
 
 def _sqlite_file(engine_or_conn: Any) -> str | None:
@@ -357,7 +369,7 @@ def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None,
         wheres["invoices"] = f"WHERE paid_date IS NULL OR paid_date >= '{pd.Timestamp(open_on).date().isoformat()}'"
     path = _sqlite_file(engine)
     arrow = None
-    if path is not None and wanted:
+    if path is not None and wanted and _stored_rows(engine, wanted) >= ADBC_MIN_ROWS:
         sqls = [_table_select(engine.dialect, spec, wheres[name])[4] + "ORDER BY rowid" for name, spec in wanted.items()]
         arrow = _adbc_tables(path, sqls)
     arrow_tables = dict(zip(wanted, arrow)) if arrow is not None else {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 import ledger.reader as reader_mod
@@ -55,6 +56,11 @@ def test_typed_columns_match_the_value_by_value_conversion():
     got = reader_mod._typed_column("bool", np.array(flags, dtype=object))
     pd.testing.assert_extension_array_equal(
         got, pd.array([None if v is None else bool(v) for v in flags], dtype="boolean"))
+
+
+@pytest.fixture(autouse=True)
+def _arrow_for_small_stores(monkeypatch):
+    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", 0)  # these stores are small: read through Arrow all the same
 
 
 def _store_with_every_kind(tmp_path) -> sa.Engine:
@@ -138,4 +144,18 @@ def test_reading_through_arrow_leaves_this_process_connections_working(tmp_path)
         held.commit()
         assert held.execute(sa.text("SELECT count(*) FROM clients WHERE name = 'again'")).scalar_one() == 1
     assert (load_ledger(engine).clients["name"] == "again").sum() == 1
+    engine.dispose()
+
+
+def test_a_small_store_is_read_here_without_a_child_process(tmp_path, monkeypatch):
+    engine = _store_with_every_kind(tmp_path)
+    calls = []
+    monkeypatch.setattr(reader_mod, "_adbc_tables", lambda *a, **k: calls.append(a) or None)
+    rows = reader_mod._stored_rows(engine, ["invoices", "payments", "clients", "actions"])
+    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", rows + 1)
+    load_ledger(engine)
+    assert not calls
+    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", rows)
+    load_ledger(engine)
+    assert len(calls) == 1 and len(calls[0][1]) == 4  # one child for the four tables
     engine.dispose()
