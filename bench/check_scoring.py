@@ -14,7 +14,8 @@ a day (each `encaisse score` stores one; the first is the reference)::
 
 Saved: the loaded ledger's four frames; ``build_scoring``'s scores, client scores, assignments, next
 steps and worklist; then ``run_score`` itself (it stores a new run in the workspace): its worklist and
-client scores, the stored run's ``invoice_scores`` and ``client_scores`` rows (run id left out) and
+client scores, the stored run's ``invoice_scores`` and ``client_scores`` rows (run id left out), the
+forecast stored beside it (``run_forecasts`` weeks, ``run_invoice_forecasts`` ranks and quantiles) and
 the exported CSV. Frames are compared exactly (``assert_frame_equal(check_exact=True)``), text as text.
 """
 
@@ -33,6 +34,7 @@ def build_outputs(home: Path, as_of: str) -> dict:
 
     from ledger.engine import open_store
     from ledger.reader import load_store_ledger
+    from ledger.run_forecasts import load_run_forecast
     from ledger.scores_store import load_run
     from ledger.workspace import Settings
     from models.policy import load_policy
@@ -58,11 +60,19 @@ def build_outputs(home: Path, as_of: str) -> dict:
     engine = open_store(settings.store_url)
     try:
         stored = load_run(engine, {"run_id": result.run_id})
+        forecast = load_run_forecast(engine, result.run_id)
     finally:
         engine.dispose()
     out["stored_invoices"] = stored.invoices.drop(columns="run_id")
     out["stored_clients"] = stored.clients.drop(columns="run_id")
+    out.update(_forecast_frames(forecast))
     return out
+
+
+def _forecast_frames(forecast) -> dict:
+    """A stored run forecast's weeks and invoice rows (sorted by invoice: the table keeps no order)."""
+    return {"forecast_periods": forecast.periods,
+            "forecast_invoices": forecast.invoices.sort_values("invoice_id", kind="stable").reset_index(drop=True)}
 
 
 def compare_stored_runs(home: Path, as_of: str) -> int:
@@ -70,6 +80,7 @@ def compare_stored_runs(home: Path, as_of: str) -> int:
     import pandas as pd
 
     from ledger.engine import open_store
+    from ledger.run_forecasts import load_run_forecast
     from ledger.scores_store import list_score_runs, load_run
     from ledger.workspace import Settings
 
@@ -79,16 +90,21 @@ def compare_stored_runs(home: Path, as_of: str) -> int:
         runs = list_score_runs(engine)
         runs = runs[runs["as_of"] == pd.Timestamp(as_of)]
         loaded = [load_run(engine, r) for r in runs.to_dict("records")]
+        forecasts = [_forecast_frames(load_run_forecast(engine, run.run_id)) for run in loaded]
     finally:
         engine.dispose()
     if not loaded:
         print(f"no run stored as of {as_of}")
         return 1
-    first = {"invoices": loaded[0].invoices.drop(columns="run_id"), "clients": loaded[0].clients.drop(columns="run_id")}
+
+    def frames(i: int) -> dict:
+        return {"invoices": loaded[i].invoices.drop(columns="run_id"),
+                "clients": loaded[i].clients.drop(columns="run_id"), **forecasts[i]}
+
+    first = frames(0)
     bad = 0
-    for run in loaded[1:]:
-        failures = compare(first, {"invoices": run.invoices.drop(columns="run_id"),
-                                   "clients": run.clients.drop(columns="run_id")})
+    for i, run in enumerate(loaded[1:], start=1):
+        failures = compare(first, frames(i))
         bad += bool(failures)
         print(f"run {run.run_id} (created {run.run['created_at']}) against {loaded[0].run_id}: "
               + ("identical" if not failures else "; ".join(failures)))

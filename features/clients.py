@@ -42,6 +42,23 @@ _COUNT_COLUMNS = ("c_invoices_90d", "c_promises", "c_promises_kept", "c_promises
                   "c_disputes")
 
 
+def _factorize_text(*columns: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of the columns' values end to end (codes by first appearance, -1 where
+    missing; the distinct values as an object array), hashed by Arrow when every value is text or
+    missing: the same codes and values, without a Python string per cell of Arrow-held ids."""
+    import pyarrow as pa
+
+    try:
+        parts = [pa.array(c.array if isinstance(c.dtype, pd.StringDtype) else c.to_numpy(dtype=object),
+                          type=pa.string(), from_pandas=True) for c in columns]
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # something else than text: as pandas always did
+        return pd.factorize(np.concatenate([c.to_numpy(dtype=object) for c in columns]))
+    chunks = [c.cast(pa.string()) for p in parts for c in (p.chunks if isinstance(p, pa.ChunkedArray) else [p])]
+    encoded = pa.chunked_array(chunks, type=pa.string()).combine_chunks().dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy().astype(np.intp)
+    return codes, encoded.dictionary.to_numpy(zero_copy_only=False)
+
+
 def _seconds(dates: pd.Series) -> np.ndarray:
     """A date column as float seconds since 1970, NaN where empty (NaN compares False, like NaT)."""
     a = dates.to_numpy(dtype="datetime64[s]")
@@ -98,8 +115,7 @@ class LedgerArrays:
 
         # Clients: codes into the sorted ids of the documents' clients; an action's client that has
         # no document gets -1 (client features describe clients seen on documents).
-        codes, uniques = pd.factorize(np.concatenate([inv["client_id"].to_numpy(dtype=object),
-                                                      act["client_id"].to_numpy(dtype=object)]))
+        codes, uniques = _factorize_text(inv["client_id"], act["client_id"])
         n_doc_clients = int(codes[:n_docs].max()) + 1 if n_docs else 0
         doc_uniques = np.asarray(uniques[:n_doc_clients], dtype=object)
         order = np.argsort(doc_uniques, kind="stable")
@@ -109,9 +125,7 @@ class LedgerArrays:
 
         # Invoice ids: one code space for the three tables; ids met only in payments or actions get
         # codes >= n_keys (kept for the actions, which count distinct disputed ids).
-        keys, _ = pd.factorize(np.concatenate([inv["invoice_id"].to_numpy(dtype=object),
-                                               pay["invoice_id"].to_numpy(dtype=object),
-                                               act["invoice_id"].to_numpy(dtype=object)]))
+        keys, _ = _factorize_text(inv["invoice_id"], pay["invoice_id"], act["invoice_id"])
         doc_key = keys[:n_docs]
         n_keys = int(doc_key.max()) + 1 if n_docs else 0
         pay_key = keys[n_docs:n_docs + len(pay)]

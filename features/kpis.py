@@ -74,10 +74,17 @@ def build_open_items(ledger: Ledger, as_of: pd.Timestamp | str) -> pd.DataFrame:
     d = _day(as_of)
     known = ledger.known_at(d)
     inv = known.invoices
-    paid = known.payments.groupby("invoice_id")["amount"].sum() if len(known.payments) else pd.Series(dtype=float)
-    applied = inv["invoice_id"].map(paid).fillna(0.0).astype(float)
+    # Payments count only against documents still open (a paid one owes nothing): grouping those
+    # alone sums each one's payments as grouping them all does, at a tenth of a long ledger's rows.
+    is_open = inv["paid_date"].isna()
+    open_ids = inv["invoice_id"][is_open]
+    pays = known.payments
+    pays = pays[pays["invoice_id"].isin(open_ids)] if len(pays) else pays
+    paid = pays.groupby("invoice_id")["amount"].sum() if len(pays) else pd.Series(dtype=float)
+    applied = pd.Series(0.0, index=inv.index)
+    applied[is_open] = open_ids.map(paid).fillna(0.0).astype(float)
     outstanding = (inv["amount"].astype(float) - applied).clip(lower=0.0)
-    outstanding = outstanding.where(inv["paid_date"].isna(), 0.0)
+    outstanding = outstanding.where(is_open, 0.0)
     sign = np.where(inv["doc_type"].isin(CREDIT_DOC_TYPES), -1.0, 1.0)
     out = pd.DataFrame({
         "invoice_id": inv["invoice_id"],

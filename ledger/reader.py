@@ -1,12 +1,17 @@
 """Reading the stored ledger: ``load_ledger`` and friends.
 
-Values are read column-wise from the driver (PostgreSQL: ``COPY ... TO STDOUT`` parsed by Arrow),
-never through per-value type processing; SQLite rows in table order, sorted by key here.
+Values are read column-wise from the driver (PostgreSQL: ``COPY ... TO STDOUT`` parsed by Arrow;
+a SQLite file: the ADBC SQLite driver's Arrow columns), never through per-value type processing;
+SQLite rows in table order, sorted by key here.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable
 from typing import Any
@@ -15,13 +20,31 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from ledger.contracts import COMPACT_TABLES, TABLES, Ledger, Table, compact_frame, empty_frame
+from ledger.contracts import COMPACT_TABLES, TABLES, TEXT, Ledger, Table, compact_frame, empty_frame
 from ledger.engine import open_store
 from ledger.memory import gc_paused
 from ledger.schema import LEDGER_TABLES
 
+log = logging.getLogger(__name__)
+
 LOAD_ROWS = 200_000
 """Rows fetched at a time by ``load_ledger``."""
+
+ADBC_BATCH_ROWS = 1 << 22
+"""Rows per Arrow batch from the ADBC SQLite driver. It types each column from its first batch (a
+column empty there is typed int64, and a later text value is then an error), so one batch holds
+a whole table up to this size; when it cannot read a table, the tables are read through ``sqlite3``."""
+
+ADBC_MIN_ROWS = 200_000
+"""Stored rows (by rowid, the tables read together) from which ``load_ledger`` reads through the
+ADBC child process: below, its start-up (a Python process, ~0.4 s of CPU) costs more than
+``sqlite3`` takes, as on the demo's and most pages' stores."""
+
+_ARROW_TYPES = {"date": ("string", "large_string"), "amount": ("double",), "int": ("int64",), "bool": ("int64",),
+                "str": ("string", "large_string"), "json": ("string", "large_string")}
+"""Arrow types the ADBC SQLite driver gives each kind of column as the store holds it (ISO text
+dates, REAL amounts, INTEGER ints and 1/0 booleans): anything else (a value of another type
+stored in the column) is read through ``sqlite3``, value by value, as before."""
 
 
 def _typed_column(kind: str, values: tuple[Any, ...] | list[Any]) -> Any:
@@ -41,18 +64,130 @@ def _typed_column(kind: str, values: tuple[Any, ...] | list[Any]) -> Any:
 
 
 def _parse_days(values: Any) -> np.ndarray:
-    """ISO dates (None where missing) -> ``datetime64[D]``.
+    """ISO dates (None where missing; or an Arrow text array) -> ``datetime64[D]``.
 
     Arrow parses ``YYYY-MM-DD`` several times faster than numpy; anything else is left to numpy,
     which reads (or refuses) it as it always did.
     """
     import pyarrow as pa
 
+    arrow = isinstance(values, (pa.Array, pa.ChunkedArray))
     try:
-        days = pa.array(values, type=pa.string()).cast(pa.date32())
+        days = (values if arrow else pa.array(values, type=pa.string())).cast(pa.date32())
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return np.array(values, dtype="datetime64[D]")
+        return np.array(values.to_pylist() if arrow else values, dtype="datetime64[D]")
     return days.to_numpy(zero_copy_only=False).astype("datetime64[D]")
+
+
+def _arrow_typed_column(kind: str, col: Any, shared: bool = False) -> Any:
+    """An Arrow column of the ADBC SQLite driver -> the typed array ``_typed_column`` makes of the
+    same values from ``sqlite3`` (None: a column of a type ``_ARROW_TYPES`` does not expect).
+
+    ``shared``: text as one string object per distinct value (``contracts.compact_frame``'s shared
+    strings), from Arrow's dictionary encoding instead of a hash of the Python strings.
+    """
+    import pyarrow as pa
+
+    n = len(col)
+    if col.null_count == n:  # typed int64 by the driver, whatever the column
+        return _typed_column(kind, [None] * n)
+    if str(col.type) not in _ARROW_TYPES[kind]:
+        return None
+    if kind == "date":
+        return _parse_days(col).astype("datetime64[s]")
+    if kind == "amount":
+        return col.to_numpy()  # nulls as NaN, as np.array([..., None], dtype="float64")
+    if kind in ("int", "bool"):
+        missing = col.is_null().to_numpy(zero_copy_only=False)
+        values = col.fill_null(0).to_numpy()
+        if kind == "int":
+            return pd.arrays.IntegerArray(values.astype("int64"), missing)
+        return pd.arrays.BooleanArray(values != 0, missing)  # bool(v) of SQLite's 1/0
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if shared and kind == "str":
+        encoded = col.dictionary_encode()
+        values = np.empty(len(encoded.dictionary) + 1, dtype=object)  # last slot: missing
+        values[:-1] = encoded.dictionary.to_numpy(zero_copy_only=False)
+        return values[encoded.indices.fill_null(-1).to_numpy()]
+    return col.to_numpy(zero_copy_only=False)  # Python str objects, None where missing
+
+
+_ADBC_CHILD = """
+import sys
+from urllib.parse import quote
+
+import adbc_driver_sqlite.dbapi as adbc
+import pyarrow as pa
+
+path, batch_rows, out_dir, *sqls = sys.argv[1:]
+with adbc.connect("file:" + quote(path) + "?mode=ro") as db:
+    for i, sql in enumerate(sqls):
+        with db.cursor() as cur:
+            cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": batch_rows})
+            cur.execute(sql)
+            table = cur.fetch_arrow_table()
+        with pa.OSFile(f"{out_dir}/{i}.arrow", "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+            w.write_table(table)
+"""
+"""Run in a child process by ``_adbc_tables``: each query's rows as an Arrow IPC file."""
+
+
+def _adbc_tables(path: str, sqls: list[str]) -> list[Any] | None:
+    """The rows of ``sqls`` on the SQLite file ``path`` as Arrow tables, read by the ADBC SQLite driver
+    in a child process (read-only). None when it cannot (no driver, a locked file, an error).
+
+    A child process, not this one: the driver links its own copy of SQLite, and two copies in one
+    process break each other's POSIX locks on the file (closing one's connection can checkpoint and
+    delete the WAL under the other's open connections: "file is not a database"). Across processes
+    this is SQLite's ordinary locking. The child writes Arrow IPC files that are memory-mapped here.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("adbc_driver_sqlite") is None:
+        return None
+    import pyarrow as pa
+
+    with tempfile.TemporaryDirectory(prefix="encaisse-load-") as tmp:
+        try:
+            proc = subprocess.run([sys.executable, "-c", _ADBC_CHILD, os.path.abspath(path), str(ADBC_BATCH_ROWS), tmp,
+                                   *sqls], capture_output=True, text=True, check=False)
+        except OSError:
+            return None
+        if proc.returncode != 0:
+            log.debug("ADBC read of %s failed, reading with sqlite3: %s", path, proc.stderr.strip()[-500:])
+            return None
+        # Mapped, not copied: the pages stay readable after the files are unlinked.
+        return [pa.ipc.open_file(pa.memory_map(os.path.join(tmp, f"{i}.arrow"))).read_all() for i in range(len(sqls))]
+
+
+def _arrow_parts(table: Any, kinds: list[str], shared: list[bool]) -> list[list[Any]] | None:
+    """An ADBC table's columns typed as ``_fetch_columns`` types them; None when a column holds a
+    value of a type ``_ARROW_TYPES`` does not expect (the caller reads with ``sqlite3``).
+
+    ``shared``: per column, text held as shared strings (``_arrow_typed_column``).
+    """
+    parts: list[list[Any]] = []
+    with gc_paused():
+        for i, kind in enumerate(kinds):
+            typed = _arrow_typed_column(kind, table.column(i), shared=shared[i])
+            if typed is None:
+                return None
+            parts.append([typed])
+    return parts
+
+
+def _stored_rows(engine: sa.Engine, tables: Iterable[str]) -> int:
+    """Rows of ``tables`` as their largest rowids count them (an index lookup each, not a count)."""
+    with engine.connect() as conn:
+        return sum(int(conn.execute(sa.text(f"SELECT max(rowid) FROM {conn.dialect.identifier_preparer.quote(t)}"))
+                       .scalar() or 0) for t in tables)
+
+
+def _sqlite_file(engine_or_conn: Any) -> str | None:
+    """The SQLite file of a store (None: another database, or SQLite in memory)."""
+    path = engine_or_conn.engine.url.database if engine_or_conn.dialect.name == "sqlite" else None
+    return path if path and path != ":memory:" and not path.startswith("file:") else None
 
 
 def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
@@ -139,14 +274,30 @@ def _concat(kind: str, parts: list[Any]) -> Any:
     return np.concatenate(parts)
 
 
-def _read_table(conn: sa.Connection, spec: Table, where: str = "") -> pd.DataFrame:
+def _table_select(dialect: sa.Dialect, spec: Table, where: str = "", compact: bool = False):
+    """``(names, kinds, ids, shared, select)`` of a table's read (see ``_read_table``)."""
     names = list(spec.names)
     kinds = [spec.column(n).kind for n in names]
+    ids = [n for n in names if spec.column(n).kind == "str" and spec.column(n).required and n not in spec.repeated]
+    # The text columns compact_frame shares (the others become Arrow text): shared as they are read.
+    shared = [compact and k == "str" and n not in ids for n, k in zip(names, kinds)]
     if spec.name == "invoices":
         names.append("extra")
         kinds.append("json")
-    preparer = conn.dialect.identifier_preparer
+        shared.append(False)
+    preparer = dialect.identifier_preparer
     select = f"SELECT {', '.join(preparer.quote(n) for n in names)} FROM {preparer.quote(spec.name)} {where} "
+    return names, kinds, ids, shared, select
+
+
+def _read_table(conn: sa.Connection, spec: Table, where: str = "", compact: bool = False,
+                arrow_table: Any = None) -> pd.DataFrame:
+    """The table's rows (``where``) as a typed frame in key order; ``compact``: its text columns held
+    as ``contracts.compact_frame`` holds them. ``arrow_table``: SQLite, the same query's rows in
+    rowid order as read by ``_adbc_tables`` (None: read here with ``sqlite3``)."""
+    names, kinds, ids, shared, select = _table_select(conn.dialect, spec, where, compact)
+    arrow = False
+    preparer = conn.dialect.identifier_preparer
     by_key = select + f"ORDER BY {preparer.quote(spec.key)}"
     if conn.dialect.name == "postgresql":
         columns = [_concat(k, p) for k, p in zip(kinds, _copy_columns(conn, by_key, kinds))]
@@ -154,9 +305,15 @@ def _read_table(conn: sa.Connection, spec: Table, where: str = "") -> pd.DataFra
         # SQLite: in table order, then by key here. Walking the key's index to read the rows in
         # its order is about twice as slow (bench/RESULTS.md, ingest and load), and tables are
         # mostly stored in key order already (ids grow over time).
-        columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, select + "ORDER BY rowid", kinds))]
+        in_rowid_order = select + "ORDER BY rowid"
+        parts = _arrow_parts(arrow_table, kinds, shared) if arrow_table is not None else None
+        arrow = parts is not None
+        if parts is None:
+            parts = _fetch_columns(conn, in_rowid_order, kinds)
+        columns = [_concat(k, p) for k, p in zip(kinds, parts)]
         keys = columns[names.index(spec.key)]
         if len(keys) and pd.api.types.infer_dtype(keys, skipna=False) != "string":
+            arrow = False
             columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, by_key, kinds))]
         elif len(keys) > 1 and not (keys[1:] > keys[:-1]).all():
             # Python orders text by code point, as SQLite's BINARY collation orders its UTF-8
@@ -178,6 +335,14 @@ def _read_table(conn: sa.Connection, spec: Table, where: str = "") -> pd.DataFra
             expanded = pd.DataFrame.from_records(records, index=texts.index[has])
             for name in expanded.columns:
                 typed[name] = expanded[name].reindex(typed.index)
+    if not compact:
+        return typed
+    if not arrow:
+        return compact_frame(typed, spec)
+    # Read through Arrow: every text column holds text only, the shared ones are shared already;
+    # the ids become Arrow text, as compact_frame makes them.
+    for n in ids:
+        typed[n] = typed[n].astype(TEXT)
     return typed
 
 
@@ -198,17 +363,23 @@ def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None,
         columns are held compactly (``contracts.compact_frame``).
     """
     frames = {}
+    wanted = {name: spec for name, spec in TABLES.items() if tables is None or name in tables}
+    wheres = {name: "" for name in wanted}
+    if "invoices" in wanted and open_on is not None:  # an ISO date made here, not user text
+        wheres["invoices"] = f"WHERE paid_date IS NULL OR paid_date >= '{pd.Timestamp(open_on).date().isoformat()}'"
+    path = _sqlite_file(engine)
+    arrow = None
+    if path is not None and wanted and _stored_rows(engine, wanted) >= ADBC_MIN_ROWS:
+        sqls = [_table_select(engine.dialect, spec, wheres[name])[4] + "ORDER BY rowid" for name, spec in wanted.items()]
+        arrow = _adbc_tables(path, sqls)
+    arrow_tables = dict(zip(wanted, arrow)) if arrow is not None else {}
     with engine.connect() as conn:
         for name, spec in TABLES.items():  # compacted one at a time: one table of Python strings at most
-            if tables is not None and name not in tables:
+            if name not in wanted:
                 frames[name] = empty_frame(spec)
                 continue
-            where = ""
-            if name == "invoices" and open_on is not None:  # an ISO date made here, not user text
-                where = f"WHERE paid_date IS NULL OR paid_date >= '{pd.Timestamp(open_on).date().isoformat()}'"
-            df = _read_table(conn, spec, where)
-            frames[name] = compact_frame(df, spec) if name in COMPACT_TABLES else df
-            del df
+            frames[name] = _read_table(conn, spec, wheres[name], compact=name in COMPACT_TABLES,
+                                       arrow_table=arrow_tables.pop(name, None))
     ledger = Ledger(**frames)
     return ledger.known_at(as_of) if as_of is not None else ledger
 

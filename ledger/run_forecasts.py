@@ -15,8 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ledger.schema import QUANTILE_LEVELS, run_forecasts, run_invoice_forecasts
-
-CHUNK_ROWS = 20_000
+from ledger.scores_store import _insert_many
 
 QUANTILE_DAY_COLUMNS = [f"q{q}_days" for q in QUANTILE_LEVELS]
 """Per-invoice payment-day quantiles, days after the run's as_of."""
@@ -45,8 +44,10 @@ class RunForecast:
 def _float_rows(df: pd.DataFrame, cols: list[str]) -> dict[str, list]:
     out = {}
     for c in cols:
-        v = pd.to_numeric(df[c]).astype("float64")
-        out[c] = [None if not np.isfinite(x) else float(x) for x in v.to_numpy()]
+        v = pd.to_numeric(df[c]).astype("float64").to_numpy()
+        values = np.array(v.tolist(), dtype=object)  # Python floats
+        values[~np.isfinite(v)] = None
+        out[c] = values.tolist()
     return out
 
 
@@ -77,14 +78,18 @@ def save_run_forecast(engine: sa.Engine, run_id: str, periods: pd.DataFrame, inv
     qvals = _float_rows(invoices, QUANTILE_DAY_COLUMNS)
     ranks = (pd.to_numeric(invoices["rank"]).astype("Int64").astype("object").where(invoices["rank"].notna(), None)
              .tolist() if "rank" in invoices.columns else [None] * len(invoices))
-    irows = [{"run_id": run_id, "invoice_id": str(iid), "rank": None if r is None else int(r),
-              **{c: qvals[c][i] for c in QUANTILE_DAY_COLUMNS}}
-             for i, (iid, r) in enumerate(zip(invoices["invoice_id"].tolist(), ranks))]
+    names = ["invoice_id", "rank", *QUANTILE_DAY_COLUMNS]
+    values = [[str(iid) for iid in invoices["invoice_id"].tolist()], [None if r is None else int(r) for r in ranks],
+              *(qvals[c] for c in QUANTILE_DAY_COLUMNS)]
+    for j, name in enumerate(names):  # as a Core insert binds them
+        process = run_invoice_forecasts.c[name].type.bind_processor(engine.dialect)
+        if process is not None:
+            values[j] = [None if x is None else process(x) for x in values[j]]
     with engine.begin() as conn:
         if prows:
             conn.execute(run_forecasts.insert(), prows)
-        for start in range(0, len(irows), CHUNK_ROWS):
-            conn.execute(run_invoice_forecasts.insert(), irows[start:start + CHUNK_ROWS])
+        if len(invoices):  # one prepared statement, the driver's executemany (ledger.scores_store)
+            _insert_many(conn, run_invoice_forecasts, run_id, names, values)
 
 
 def load_run_forecast(engine: sa.Engine, run_id: str) -> RunForecast:

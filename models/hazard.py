@@ -357,13 +357,11 @@ class PaymentDateModel(BaseEstimator):
         bins = np.repeat(f, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
         h = np.zeros((len(M), k))
         # Person-period rows in slices: the same predictions, without the whole expanded matrix in memory.
+        # One buffer for every slice (a fresh one per slice was its pages faulted in again each time).
+        buffer = np.empty((min(PREDICT_CHUNK_ROWS, len(rows)), width))
         for lo in range(0, len(rows), PREDICT_CHUNK_ROWS):
             r, b = rows[lo:lo + PREDICT_CHUNK_ROWS], bins[lo:lo + PREDICT_CHUNK_ROWS]
-            Z = np.full((len(r), width), np.nan)
-            Z[:, :m] = M[r]
-            for name, values in self._bin_columns(src, r, b.astype(int), a0).items():
-                if name in slots:  # a model fitted before a bin column existed does not have it
-                    Z[:, slots[name]] = values
+            Z = _person_period_rows(buffer[:len(r)], M[r], self._bin_columns(src, r, b.astype(int), a0), slots)
             h[r, b] = np.clip(self.booster_.predict(Z, num_threads=num_threads), 0.0, 1.0)
         surv = np.cumprod(1.0 - h, axis=1)
         cdf = np.hstack([np.zeros((len(M), 1)), 1.0 - surv])
@@ -467,6 +465,23 @@ class PaymentDateModel(BaseEstimator):
     def sample(self, days: np.ndarray, cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Payment days (after as_of) for uniform draws ``u`` (n, m); ``inf`` past the horizon."""
         return sample_payment_days(days, cdf, u, self.horizon_days)
+
+
+def _person_period_rows(Z: np.ndarray, inputs: np.ndarray, bin_columns: dict, slots: dict[str, int]) -> np.ndarray:
+    """Fill ``Z`` (rows, booster columns) with person-period rows: the invoices' inputs first, then
+    their bins' columns where the booster has them, missing in any column left (``Z``'s old values
+    never show through)."""
+    m = inputs.shape[1]
+    Z[:, :m] = inputs
+    written = np.zeros(Z.shape[1], dtype=bool)
+    written[:m] = True
+    for name, values in bin_columns.items():
+        if name in slots:  # a model fitted before a bin column existed does not have it
+            Z[:, slots[name]] = values
+            written[slots[name]] = True
+    if not written.all():
+        Z[:, ~written] = np.nan
+    return Z
 
 
 def _calendar_columns(due_month: np.ndarray, due_dom: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict:

@@ -81,7 +81,8 @@ class MonitoringConfig(BaseModel):
 # -- what a run stores ----------------------------------------------------------------------------
 
 
-def build_run_forecast(model, ledger: Ledger, as_of, worklist: pd.DataFrame | None = None) -> RunForecast:
+def build_run_forecast(model, ledger: Ledger, as_of, worklist: pd.DataFrame | None = None,
+                       scored: tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray]] | None = None) -> RunForecast:
     """What a scoring run keeps for monitoring: its weekly forecast and each invoice's quantiles and rank.
 
     The forecast is ``build_forecast`` over ``RUN_FORECAST_WEEKS`` weeks without the not-yet-issued
@@ -93,10 +94,16 @@ def build_run_forecast(model, ledger: Ledger, as_of, worklist: pd.DataFrame | No
         ledger: the ledger scored (only what is known at ``as_of`` is read).
         as_of: the run's day.
         worklist: the run's worklist (``invoice_id``, ``rank``), for the ranks.
+        scored: the run's own ``(scores, (days, cdf))`` of the invoices open at ``as_of`` (the model's
+            figures for them, whatever ledger they were built on: features ignore anything on or
+            after ``as_of``); None: scored here. Not modified.
     """
     d = pd.Timestamp(as_of).normalize()
     known = ledger.known_at(d)
-    scores, (days, cdf) = model.score(known, d, n_reasons=0, return_cdf=True)
+    if scored is None:
+        scores, (days, cdf) = model.score(known, d, n_reasons=0, return_cdf=True)
+    else:
+        scores, (days, cdf) = scored[0].drop(columns="reasons", errors="ignore"), scored[1]
     q = np.minimum(model.payment_model_.quantiles(days, cdf, PINBALL_LEVELS), model.payment_model_.horizon_days)
     inv = pd.DataFrame(q, columns=QUANTILE_DAY_COLUMNS)
     inv.insert(0, "invoice_id", scores["invoice_id"].to_numpy())

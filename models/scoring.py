@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from features.legal import build_legal_amounts
@@ -43,6 +44,8 @@ class Scoring:
     assignments: pd.DataFrame
     steps: pd.DataFrame
     worklist: pd.DataFrame
+    payment_cdf: tuple[np.ndarray, np.ndarray] | None = None
+    """``(days, cdf)`` of ``scores``' rows, in their order (``EncaisseModel.score(return_cdf=True)``)."""
 
 
 def measured_step_uplifts(ledger: Ledger, as_of: pd.Timestamp, control) -> dict[str, dict]:
@@ -90,8 +93,11 @@ def build_scoring(
     d = pd.Timestamp(as_of).normalize()
     pol = policy or load_policy()
     feats = model.features(ledger, d, clients=clients)
-    scores = model.score(ledger, d, features=feats)
-    client_scores = build_client_scores(scores, feats, ledger, d)
+    scores, payment_cdf = model.score(ledger, d, features=feats, return_cdf=True)
+    # What was known at the start of d, once: the steps below take it as their ledger (their own
+    # known_at of it keeps every row, instead of filtering the whole ledger again each).
+    known = ledger.known_at(d)
+    client_scores = build_client_scores(scores, feats, known, d)
     assignments = assign_profiles(client_scores, pol, previous=previous)
     inv = scores.copy()
     if invoice_flags:
@@ -99,15 +105,14 @@ def build_scoring(
         for col in ("dunning_block", "disputed"):
             if col in src.columns:
                 inv[col] = inv["invoice_id"].map(src[col])
-    known = ledger.known_at(d)
     steps = next_steps(inv, assignments, pol, d, actions=known.actions)
     if portfolios is None:
         portfolios = ledger.clients.drop_duplicates("client_id").set_index("client_id")["collector"]
     worklist = rank_worklist(scores, feats, assignments, steps, d, capacity=capacity, portfolios=portfolios,
                              measured=measured_step_uplifts(ledger, d, pol.control) if measured is None else measured)
     worklist = worklist.merge(steps[["invoice_id", "template"]], on="invoice_id", how="left")
-    legal = build_legal_amounts(ledger, d)
+    legal = build_legal_amounts(known, d)
     worklist = worklist.merge(legal[["invoice_id"] + LEGAL_COLUMNS], on="invoice_id", how="left")
     cl = client_scores.merge(assignments.rename(columns={"reason": "profile_reason"}), on="client_id", how="left")
     return Scoring(as_of=d, scores=scores, client_scores=cl, assignments=assignments, steps=steps,
-                   worklist=worklist)
+                   worklist=worklist, payment_cdf=payment_cdf)

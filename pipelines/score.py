@@ -99,7 +99,10 @@ def run_score(
         scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
         run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
                              model_version=str(champion.version), model_run_id=champion.run_id, policy=policy.name)
-        save_forecast(engine, run_id, champion.model, ledger, d, scoring.worklist)
+        # The run's own CDFs when the champion computed them here (a cluster's model is the
+        # champion's too, but the forecast has always been computed locally from it).
+        scored = (scoring.scores, scoring.payment_cdf) if client is None and scoring.payment_cdf is not None else None
+        save_forecast(engine, run_id, champion.model, ledger, d, scoring.worklist, scored=scored)
     finally:
         if client is not None:
             client.close()
@@ -112,12 +115,14 @@ def run_score(
                        worklist=scoring.worklist, client_scores=scoring.client_scores)
 
 
-def save_forecast(engine, run_id: str, model, ledger, as_of, worklist: pd.DataFrame) -> None:
+def save_forecast(engine, run_id: str, model, ledger, as_of, worklist: pd.DataFrame, scored=None) -> None:
     """Store what run ``run_id`` forecast (weekly collections, invoice quantiles and ranks), for monitoring.
 
-    Computed with the champion here, also when the scores came from a cluster.
+    ``scored``: the run's ``(scores, (days, cdf))`` from the champion, not computed again (the
+    payment-date model is most of a score's cost); None: computed with the champion here, as when
+    the scores came from a cluster.
     """
-    fc = build_run_forecast(model, ledger, as_of, worklist)
+    fc = build_run_forecast(model, ledger, as_of, worklist, scored=scored)
     save_run_forecast(engine, run_id, fc.periods, fc.invoices)
 
 

@@ -152,3 +152,25 @@ def test_payment_run_siblings_and_older_open_invoices():
     assert f.loc["i5", "i_siblings"] == 0
     assert f.loc["i4", "i_older_open"] == 2  # i2 and i3 are open and due earlier
     assert f.loc["i2", "i_older_open"] == 0 and f.loc["i5", "i_older_open"] == 0
+
+
+def test_ids_are_coded_as_pandas_codes_them_whatever_their_storage():
+    from features.clients import _factorize_text
+    from ledger.contracts import TEXT
+
+    rng = np.random.default_rng(5)
+    pool = np.array(["INV1", "inv1", "é", "", "😀", "a b", "10", "9"], dtype=object)
+    parts = []
+    for n in (0, 40, 25):
+        values = pool[rng.integers(0, len(pool), n)].astype(object)
+        values[rng.random(n) < 0.2] = None
+        parts.append(pd.Series(values, dtype=object))
+    parts[1] = parts[1].astype(TEXT)  # ids as loaded: Arrow text, NaN where missing
+    parts.append(pd.Series([np.nan, "é"], dtype=object))
+    want_codes, want_values = pd.factorize(np.concatenate([p.to_numpy(dtype=object) for p in parts]))
+    codes, values = _factorize_text(*parts)
+    assert codes.dtype == want_codes.dtype and (want_codes == -1).sum() > 5
+    np.testing.assert_array_equal(codes, want_codes)
+    assert values.tolist() == want_values.tolist()
+    mixed = pd.Series([7, "7", None], dtype=object)  # not all text: pandas' own codes
+    np.testing.assert_array_equal(_factorize_text(mixed)[0], pd.factorize(mixed.to_numpy(dtype=object))[0])

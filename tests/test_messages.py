@@ -113,6 +113,14 @@ def test_one_message_lists_the_clients_open_invoices_with_amount_due_and_days_ov
     assert ctx["deadline"] == dt.date(2026, 12, 12) and ctx["formal_notice_days"] == 8
 
 
+def test_an_instalment_message_lists_the_invoices_and_the_instalment(open_items):
+    c = build_message_context(CLIENT, open_items, AS_OF, step="instalment_notice",
+                              instalment={"date": "2026-12-10", "amount": 150})
+    assert c["instalment"] == {"date": dt.date(2026, 12, 10), "amount": 150.0, "currency": "EUR"}
+    assert [(r["invoice_id"], r["amount"]) for r in c["invoices"]] == [("F-001", 1234.5), ("F-002", 800.0),
+                                                                       ("F-003", 450.0)]
+
+
 def test_paid_amount_is_deducted_when_there_is_no_outstanding_column():
     inv = pd.DataFrame({"invoice_id": ["A", "B"], "issue_date": ["2026-10-01"] * 2, "due_date": ["2026-11-01"] * 2,
                         "amount": [100.0, 50.0], "paid_amount": [40.0, 50.0], "currency": ["EUR", "EUR"]})

@@ -127,6 +127,26 @@ def test_hazard_predictions_from_the_float_matrix_equal_the_frame_the_model_was_
     np.testing.assert_array_equal(hm.predict_raw_cdf_matrix(model.encoder_.to_matrix(X))[1], cdf)
 
 
+def test_hazard_predictions_in_slices_of_one_reused_buffer_equal_one_slice(fitted, monkeypatch):
+    import models.hazard as hazard
+
+    ledger, d, model = fitted
+    M = model.encoder_.to_matrix(model.encoder_.transform(model.features(ledger, d)))
+    whole = model.payment_model_.predict_raw_cdf_matrix(M)[1]
+    monkeypatch.setattr(hazard, "PREDICT_CHUNK_ROWS", 37)  # many slices, the last one shorter
+    np.testing.assert_array_equal(model.payment_model_.predict_raw_cdf_matrix(M)[1], whole)
+
+
+def test_person_period_rows_leave_nothing_of_the_buffer_they_reuse():
+    from models.hazard import _person_period_rows
+
+    buffer = np.full((3, 6), 7.0)  # what an earlier slice left
+    Z = _person_period_rows(buffer[:2], np.array([[1.0, 2.0], [3.0, np.nan]]),
+                            {"h_bin": np.array([0.0, 1.0]), "h_unknown": np.array([5.0, 5.0])},
+                            {"h_bin": 4, "h_width": 3})
+    np.testing.assert_array_equal(Z, [[1, 2, np.nan, np.nan, 0, np.nan], [3, np.nan, np.nan, np.nan, 1, np.nan]])
+
+
 def test_model_beats_the_due_date_and_historical_rate_baselines(fitted):
     ledger, d, model = fitted
     s = model.score(ledger, d)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 
 import ledger.reader as reader_mod
@@ -55,3 +56,106 @@ def test_typed_columns_match_the_value_by_value_conversion():
     got = reader_mod._typed_column("bool", np.array(flags, dtype=object))
     pd.testing.assert_extension_array_equal(
         got, pd.array([None if v is None else bool(v) for v in flags], dtype="boolean"))
+
+
+@pytest.fixture(autouse=True)
+def _arrow_for_small_stores(monkeypatch):
+    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", 0)  # these stores are small: read through Arrow all the same
+
+
+def _store_with_every_kind(tmp_path) -> sa.Engine:
+    """A store holding each table of a small synthetic ledger, with keys in every script and gaps."""
+    from ledger.synth import make_ledger
+
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    led = make_ledger(6, years=1, seed=3)
+    inv = pd.concat([led.invoices, _invoices(KEYS)], ignore_index=True)
+    with engine.begin() as conn:
+        upsert_frame(conn, "invoices", inv)
+        for name in ("payments", "clients", "actions"):
+            upsert_frame(conn, name, getattr(led, name))
+    return engine
+
+
+def _load_both_ways(engine, monkeypatch) -> tuple[object, object, list[bool]]:
+    """The ledger loaded through the ADBC driver (when it can) and through ``sqlite3``; whether ADBC's
+    rows were used, per table read."""
+    real = reader_mod._arrow_parts
+    used: list[bool] = []
+
+    def spy(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        used.append(parts is not None)
+        return parts
+
+    monkeypatch.setattr(reader_mod, "_arrow_parts", spy)
+    arrow = load_ledger(engine)
+    monkeypatch.setattr(reader_mod, "_adbc_tables", lambda *a, **k: None)
+    return arrow, load_ledger(engine), used
+
+
+def _assert_same_ledger(a, b) -> None:
+    for name in ("invoices", "payments", "clients", "actions"):
+        pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
+
+
+def test_the_arrow_reader_loads_the_frames_sqlite3_loads(tmp_path, monkeypatch):
+    engine = _store_with_every_kind(tmp_path)
+    arrow, rows, used = _load_both_ways(engine, monkeypatch)
+    assert used == [True] * 4
+    assert len(arrow.invoices) > len(KEYS) and len(arrow.actions) and len(arrow.payments) and len(arrow.clients)
+    _assert_same_ledger(arrow, rows)
+    for frame, col in ((arrow.invoices, "currency"), (arrow.invoices, "terms"), (arrow.actions, "step")):
+        values = frame[col].dropna().tolist()  # held compactly: one string object per distinct value
+        assert len(values) > len(set(values)) == len({id(v) for v in values})
+    engine.dispose()
+
+
+def test_a_value_of_another_type_or_a_column_typed_too_early_falls_back_to_sqlite3(tmp_path, monkeypatch):
+    engine = _store_with_every_kind(tmp_path)
+    with engine.begin() as conn:  # SQLite keeps text that does not look like a number in an INTEGER column
+        conn.execute(sa.text("UPDATE clients SET strategic = 'yes' WHERE rowid = (SELECT max(rowid) FROM clients)"))
+        conn.execute(sa.text("UPDATE invoices SET terms = NULL WHERE rowid <= 3"))
+    # Batches of 2 rows: a column empty in the first batch (terms) is typed int64, and text follows.
+    path = str(tmp_path / "ledger.db")
+    monkeypatch.setattr(reader_mod, "ADBC_BATCH_ROWS", 2)
+    assert reader_mod._adbc_tables(path, ["SELECT invoice_id FROM invoices ORDER BY rowid",
+                                          "SELECT invoice_id, terms FROM invoices ORDER BY rowid"]) is None
+    monkeypatch.setattr(reader_mod, "ADBC_BATCH_ROWS", 1 << 20)
+    [clients] = reader_mod._adbc_tables(path, ["SELECT client_id, strategic FROM clients ORDER BY rowid"])
+    assert reader_mod._arrow_parts(clients, ["str", "bool"], [False, False]) is None
+    arrow, rows, used = _load_both_ways(engine, monkeypatch)
+    assert used == [True, True, False, True]  # clients read by sqlite3
+    assert arrow.clients["strategic"].iloc[-1]  # bool("yes"), as before
+    _assert_same_ledger(arrow, rows)
+    engine.dispose()
+
+
+def test_reading_through_arrow_leaves_this_process_connections_working(tmp_path):
+    # The driver's own SQLite runs in a child process: here, a connection with writes still in the
+    # WAL keeps reading and writing (one copy of SQLite closing the file here would drop its locks).
+    engine = _store_with_every_kind(tmp_path)
+    with engine.connect() as held:
+        held.execute(sa.text("UPDATE clients SET name = 'after' WHERE rowid = 1"))
+        held.commit()
+        loaded = load_ledger(engine)
+        assert (loaded.clients["name"] == "after").sum() == 1
+        held.execute(sa.text("UPDATE clients SET name = 'again' WHERE rowid = 1"))
+        held.commit()
+        assert held.execute(sa.text("SELECT count(*) FROM clients WHERE name = 'again'")).scalar_one() == 1
+    assert (load_ledger(engine).clients["name"] == "again").sum() == 1
+    engine.dispose()
+
+
+def test_a_small_store_is_read_here_without_a_child_process(tmp_path, monkeypatch):
+    engine = _store_with_every_kind(tmp_path)
+    calls = []
+    monkeypatch.setattr(reader_mod, "_adbc_tables", lambda *a, **k: calls.append(a) or None)
+    rows = reader_mod._stored_rows(engine, ["invoices", "payments", "clients", "actions"])
+    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", rows + 1)
+    load_ledger(engine)
+    assert not calls
+    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", rows)
+    load_ledger(engine)
+    assert len(calls) == 1 and len(calls[0][1]) == 4  # one child for the four tables
+    engine.dispose()

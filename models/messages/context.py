@@ -209,11 +209,11 @@ def build_message_context(client: Mapping, invoices: pd.DataFrame, as_of, *, ste
                              "for the same day.")
 
     plan = None
-    if instalment is not None:
-        amount = pd.to_numeric(pd.Series([instalment.get("amount")]), errors="coerce").iloc[0]
-        if pd.isna(amount) or amount <= 0:
+    if instalment is not None:  # its own name: ``amount`` holds the invoices' amounts
+        due_now = pd.to_numeric(pd.Series([instalment.get("amount")]), errors="coerce").iloc[0]
+        if pd.isna(due_now) or due_now <= 0:
             raise ValueError(f"instalment amount must be a positive number. Got {instalment.get('amount')!r} instead.")
-        plan = {"date": _day(instalment.get("date"), "instalment date"), "amount": round(float(amount), 2),
+        plan = {"date": _day(instalment.get("date"), "instalment date"), "amount": round(float(due_now), 2),
                 "currency": _text(instalment.get("currency")) or "EUR"}
 
     rows = []
