@@ -1,0 +1,35 @@
+"""The field types every body shares: days within range, ids, short texts, finite amounts, action steps."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(2199, 12, 31)
+
+
+def _in_range(d: date) -> date:
+    if not FIRST_DAY <= d <= LAST_DAY:
+        raise ValueError(f"date must be between {FIRST_DAY} and {LAST_DAY}")
+    return d
+
+
+Day = Annotated[date, AfterValidator(_in_range), Field(examples=["2025-06-01"])]
+"""A calendar day (ISO ``YYYY-MM-DD``)."""
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Text = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
+Amount = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
+"""An amount in the document currency (the ledger rejects zero or negative ones, row by row)."""
+
+ActionStep = Literal["preventive", "reminder", "reminder_1", "reminder_2", "call", "formal_notice", "agency",
+                     "promise", "dispute", "dispute_resolved", "payment_plan", "dunning_block", "dunning_unblock"]
+
+
+class StrictIn(BaseModel):
+    """A request body: an unknown field is a 422, not silently dropped."""
+
+
+    model_config = ConfigDict(extra="forbid")
