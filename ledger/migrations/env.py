@@ -3,6 +3,10 @@
 ``ledger.engine.open_store`` runs it in code with a live connection in
 ``config.attributes["connection"]``; the ``alembic`` command line works too when given a URL
 (``alembic -x url=sqlite:///ledger.db upgrade head`` or ``sqlalchemy.url`` in a config).
+
+Every revision in ``versions/`` is written out column by column (never from ``ledger.schema``), so it
+stays what it was when later revisions change the schema; its header holds only what alembic reads
+(``revision``, ``down_revision``) and a docstring saying what it adds.
 """
 
 from __future__ import annotations

@@ -2,21 +2,13 @@
 
 Written out column by column (not ``metadata.create_all``) so that this revision stays what it was
 when later revisions change ``ledger.schema``.
-
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-03
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
 
 ID = sa.String(64)
 TEXT = sa.String(255)

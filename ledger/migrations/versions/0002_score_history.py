@@ -2,22 +2,13 @@
 
 Every ``encaisse score`` run adds one ``score_runs`` row and its invoice and client scores; nothing
 is overwritten, so the store keeps an audit trail of what was predicted and recommended when.
-Written out column by column so this revision stays what it was when ``ledger.schema`` changes.
-
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-10
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 ID = sa.String(64)
 TEXT = sa.String(255)

@@ -2,22 +2,13 @@
 
 The token itself is shown once at creation and never stored: ``key_hash`` is its SHA-256 (hex),
 ``prefix`` its first characters (unique, for look-up and listings). ``revoked_at`` set = refused.
-Written out column by column so this revision stays what it was when ``ledger.schema`` changes.
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-12
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

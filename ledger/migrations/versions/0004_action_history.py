@@ -2,22 +2,13 @@
 
 An edit of a stored action adds its new version here and marks the version it supersedes
 (``superseded_at``, ``superseded_by``), which is kept; ``actions`` holds the current version.
-Written out column by column so this revision stays what it was when ``ledger.schema`` changes.
-
-Revision ID: 0004
-Revises: 0003
-Create Date: 2026-12-04
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

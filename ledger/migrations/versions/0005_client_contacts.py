@@ -2,23 +2,14 @@
 
 ``clients`` gains ``email``, ``phone``, ``postal_address``, ``language`` ('fr' or 'en'; empty =
 'fr') and ``opt_out`` (the client refuses automated reminders). All nullable: existing rows keep
-no contact until an export or the API brings one. Written out column by column so this revision
-stays what it was when ``ledger.schema`` changes.
-
-Revision ID: 0005
-Revises: 0004
-Create Date: 2026-12-04
+no contact until an export or the API brings one.
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

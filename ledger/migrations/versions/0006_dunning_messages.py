@@ -2,22 +2,13 @@
 
 A message row is written (``planned``, then ``sending``) before the message leaves and marked
 ``sent`` (or ``failed``) after, so a rerun never sends a step twice and a crash in between is seen.
-Written out column by column so this revision stays what it was when ``ledger.schema`` changes.
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-12-04
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

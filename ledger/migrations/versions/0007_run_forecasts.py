@@ -3,23 +3,14 @@
 ``run_forecasts``: the run's weekly collection forecast (expected amount, P10/P50/P90 band, due
 schedule). ``run_invoice_forecasts``: per scored invoice, its worklist rank and payment-day
 quantiles (days after the run's as_of), so that realized accuracy is computed on the very figures
-the run gave. Written out column by column so this revision stays what it was when
-``ledger.schema`` changes.
-
-Revision ID: 0007
-Revises: 0006
-Create Date: 2026-12-04
+the run gave.
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
 down_revision = "0006"
-branch_labels = None
-depends_on = None
 
 LEVELS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 

@@ -4,22 +4,13 @@
 next ingest of that file can tell that a run of it never finished. ``ingest_rejected_keys`` keeps
 the key of every row an ingest rejected and why, so a later row referencing it (a payment of a
 rejected invoice) is rejected with that reason instead of being stored dangling.
-Written out column by column so this revision stays what it was when ``ledger.schema`` changes.
-
-Revision ID: 0008
-Revises: 0007
-Create Date: 2026-12-04
 """
-
-from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
