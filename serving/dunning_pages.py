@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
-from typing import Annotated
 
 import pandas as pd
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ledger import outbox
@@ -28,23 +27,12 @@ from models.messages import CompanyError, MessageTemplateError, load_company
 from models.policy import load_policy
 from serving import current, views
 from serving.frames import records
-from serving.page_context import (
-    Ctx,
-    check_csrf,
-    check_page_portfolio,
-    client_names,
-    error_page,
-    open_page,
-    page,
-    render,
-    url,
-)
+from serving.page_context import (Ctx, FormText, check_csrf, check_page_portfolio, client_names, error_page, open_page,
+                                  page, render, url)
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
-
-FormText = Annotated[str, Form(max_length=512)]
 
 OUTBOX_ROWS = 300
 """Outbox rows shown at once (newest first)."""

@@ -41,12 +41,17 @@ def _epoch(days: list[str]) -> list[int]:
     return [int(pd.Timestamp(d).timestamp()) for d in days]
 
 
+def _open_monitoring(request: Request):
+    """The page's context on its day, and the monitoring of every stored run as of that day."""
+    ctx = open_page(request, "forecast")
+    ctx.day = _day(request)
+    return ctx, monitoring(ctx.state, ctx.day, lang=ctx.lang)
+
+
 @router.get("/monitoring/forecast", response_class=HTMLResponse)
 @page
 def forecast_vs_actual_page(request: Request) -> Response:
-    ctx = open_page(request, "forecast")
-    ctx.day = _day(request)
-    mon = monitoring(ctx.state, ctx.day, lang=ctx.lang)
+    ctx, mon = _open_monitoring(request)
     runs = [r for r in reversed(mon.runs) if r["weeks"]][:SHOWN_RUNS]
     charts = []
     for r in runs:
@@ -62,9 +67,7 @@ def forecast_vs_actual_page(request: Request) -> Response:
 @router.get("/monitoring/health", response_class=HTMLResponse)
 @page
 def model_health_page(request: Request) -> Response:
-    ctx = open_page(request, "forecast")
-    ctx.day = _day(request)
-    mon = monitoring(ctx.state, ctx.day, lang=ctx.lang)
+    ctx, mon = _open_monitoring(request)
     drift = mon.drift.astype(object).where(mon.drift.notna(), None).to_dict("records")
     return render(ctx, "model_health.html", mon=mon, runs=list(reversed(mon.runs)), versions=mon.versions,
                   metrics=HEALTH_METRICS, drift=drift, alerts=mon.alerts_json(), drift_psi=mon.config.drift_psi)

@@ -11,11 +11,11 @@ import hmac
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import pandas as pd
-from fastapi import HTTPException, Request
+from fastapi import Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
@@ -30,6 +30,9 @@ from serving.sessions import SESSION_COOKIE, read_session
 from serving.state import ServiceState
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+
+FormText = Annotated[str, Form(max_length=512)]
+"""A text field of a page's form (longer is a 422)."""
 
 PAGE_PERMISSIONS = (("worklist", "worklist", "/worklist"), ("forecast", "forecast", "/forecast"),
                     ("kpis", "kpis", "/kpis"), ("uplift", "kpis", "/uplift"), ("outbox", "worklist", "/outbox"),

@@ -21,12 +21,11 @@ import logging
 import secrets
 import time
 from functools import lru_cache
-from typing import Annotated
 from urllib.parse import parse_qsl, urlencode
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -36,29 +35,14 @@ from serving import current, outcomes, views, writes
 from serving.deps import authenticate
 from serving.frames import float_values, plain_dict, records
 from serving.i18n import fmt_pct
-from serving.page_context import (
-    Ctx,
-    check_csrf,
-    check_page_portfolio,
-    client_names,
-    context,
-    epoch,
-    error_page,
-    home_path,
-    open_page,
-    page,
-    render,
-    safe_next,
-    url,
-)
+from serving.page_context import (Ctx, FormText, check_csrf, check_page_portfolio, client_names, context, epoch,
+                                  error_page, home_path, open_page, page, render, safe_next, url)
 from serving.schemas import ActionIn
 from serving.sessions import LOGIN_CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE, set_cookie, sign_session
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
-
-FormText = Annotated[str, Form(max_length=512)]
 
 MAX_ROWS = 300
 """Worklist rows rendered at once (the count of the rest is shown)."""
