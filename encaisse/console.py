@@ -1,4 +1,4 @@
-"""Shared CLI helpers: the ``--home`` option, JSON result lines, error exits, progress bars."""
+"""Shared CLI helpers: workspace settings, JSON result lines, error exits, progress bars (options: ``encaisse.options``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import pandas as pd
 import typer
@@ -17,13 +17,6 @@ from ledger.workspace import Settings, load_settings
 
 err = Console(stderr=True)
 out = Console()
-
-HomeOption = Annotated[
-    Path | None,
-    typer.Option("--home", envvar="ENCAISSE_HOME", help="Workspace folder (default ./.encaisse)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as one JSON line, last.")]
-
 
 def settings_for(home: Path | None) -> Settings:
     """Workspace settings for a command, honouring ``--home``."""

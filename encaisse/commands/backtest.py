@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from encaisse.commands.train import ConfigOption, load_config_or_fail
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, load_ledger_or_fail, out, parse_day, progress, settings_for
+from encaisse.commands.train import load_config_or_fail
+from encaisse.console import emit_json, fail, load_ledger_or_fail, out, parse_day, progress, settings_for
+from encaisse.options import ConfigOption, HomeOption, JsonOption, ReportOption
 
 
 def register(app: typer.Typer) -> None:
@@ -27,8 +28,7 @@ def register(app: typer.Typer) -> None:
         end: Annotated[str | None, typer.Option("--end", help="Outcomes observed up to (excluded) this day; "
                                                 "default: the day after the last date in the ledger.")] = None,
         config: ConfigOption = None,
-        report: Annotated[Path | None, typer.Option("--report", help="Write report.md and PNG plots into "
-                                                    "this folder.")] = None,
+        report: ReportOption = None,
         home: HomeOption = None,
         json_: JsonOption = False,
     ) -> None:

@@ -19,7 +19,8 @@ from typing import Annotated
 
 import typer
 
-from encaisse.console import HomeOption, emit_json, fail, out, settings_for
+from encaisse.console import emit_json, fail, out, settings_for
+from encaisse.options import HomeOption
 
 log = logging.getLogger(__name__)
 

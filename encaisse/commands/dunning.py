@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from encaisse.console import HomeOption, JsonOption, emit_json, err, fail, out, parse_day, progress, settings_for
+from encaisse.console import emit_json, err, fail, out, parse_day, progress, settings_for
+from encaisse.options import HomeOption, JsonOption, PolicyOption
 
 EXIT_OK, EXIT_FAILED_MESSAGES, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_UNEXPECTED = 0, 1, 2, 3, 4
 
@@ -26,8 +27,7 @@ def run(
     as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): send the steps due on or before it.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and count only: nothing sent or recorded.")] = False,
     client: Annotated[str | None, typer.Option("--client", help="Only this client.")] = None,
-    policy: Annotated[Path | None, typer.Option("--policy", help="Dunning policy YAML (default: the shipped "
-                                                "one, as `encaisse score`).")] = None,
+    policy: PolicyOption = None,
     home: HomeOption = None,
     json_: JsonOption = False,
 ) -> None:

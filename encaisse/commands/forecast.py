@@ -11,7 +11,8 @@ import pandas as pd
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, load_ledger_or_fail, out, parse_day, settings_for
+from encaisse.console import emit_json, fail, load_ledger_or_fail, out, parse_day, settings_for
+from encaisse.options import HomeOption, JsonOption
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from typing import Annotated
 
 import typer
 
-from encaisse.console import HomeOption, JsonOption, emit_json, err, fail, progress, settings_for
+from encaisse.console import emit_json, err, fail, progress, settings_for
+from encaisse.options import HomeOption, JsonOption
 
 EXIT_STORED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_BUSY, EXIT_FAILED = 0, 1, 2, 3, 4
 

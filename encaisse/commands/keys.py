@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, settings_for
+from encaisse.console import emit_json, fail, out, settings_for
+from encaisse.options import HomeOption, JsonOption
 
 
 def register(app: typer.Typer) -> None:

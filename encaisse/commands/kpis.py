@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, load_ledger_or_fail, out, parse_day, settings_for
+from encaisse.console import emit_json, load_ledger_or_fail, out, parse_day, settings_for
+from encaisse.options import HomeOption, JsonOption
 
 
 def _money(x: float | None) -> str:

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, parse_day, settings_for
+from encaisse.console import emit_json, fail, out, parse_day, settings_for
+from encaisse.options import HomeOption, JsonOption, ReportOption
 
 
 def _fmt(v) -> str:
@@ -29,8 +30,7 @@ def register(app: typer.Typer) -> None:
     @app.command("monitor")
     def monitor(
         as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): outcomes known at its start.")],
-        report: Annotated[Path | None, typer.Option("--report", help="Write report.md and monitoring.json "
-                                                    "into this folder.")] = None,
+        report: ReportOption = None,
         home: HomeOption = None,
         json_: JsonOption = False,
     ) -> None:

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from encaisse.console import JsonOption, emit_json, fail, out, progress
+from encaisse.console import emit_json, fail, out, progress
+from encaisse.options import JsonOption
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, parse_day, settings_for
+from encaisse.console import emit_json, fail, out, parse_day, settings_for
+from encaisse.options import HomeOption, JsonOption, PolicyOption
 
 SHOWN_ROWS = 20
 
@@ -23,8 +24,7 @@ def register(app: typer.Typer) -> None:
                                                       "for .parquet).")] = None,
         capacity: Annotated[float | None, typer.Option("--capacity", min=1, help="Minutes per collector per "
                                                        "day: each collector's list stops there.")] = None,
-        policy: Annotated[Path | None, typer.Option("--policy", help="Dunning policy YAML (default: the "
-                                                    "shipped one).")] = None,
+        policy: PolicyOption = None,
         scheduler: Annotated[str | None, typer.Option("--scheduler", envvar="ENCAISSE_DASK_SCHEDULER",
                                                       help="Dask scheduler (tcp://host:8786): score on that "
                                                       "cluster, partitioned by client.")] = None,

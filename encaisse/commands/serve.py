@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from encaisse.console import HomeOption, fail
+from encaisse.console import fail
+from encaisse.options import HomeOption
 
 
 def register(app: typer.Typer) -> None:

@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, out, parse_day, progress, settings_for
-
-ConfigOption = Annotated[Path | None, typer.Option("--config", help="Training configuration YAML "
-                                                   "(default: the packaged pipelines/default.yaml).")]
+from encaisse.console import emit_json, fail, out, parse_day, progress, settings_for
+from encaisse.options import ConfigOption, HomeOption, JsonOption
 
 
 def load_config_or_fail(path: Path | None):

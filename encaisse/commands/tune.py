@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from encaisse.commands.train import ConfigOption, load_config_or_fail
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, load_ledger_or_fail, out, parse_day, settings_for
+from encaisse.commands.train import load_config_or_fail
+from encaisse.console import emit_json, fail, load_ledger_or_fail, out, parse_day, settings_for
+from encaisse.options import ConfigOption, HomeOption, JsonOption
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from encaisse.console import HomeOption, JsonOption, emit_json, fail, load_ledger_or_fail, out, parse_day, settings_for
+from encaisse.console import emit_json, fail, load_ledger_or_fail, out, parse_day, settings_for
+from encaisse.options import HomeOption, JsonOption, PolicyOption
 
 
 def _pct(v: float | None) -> str:
@@ -22,8 +23,7 @@ def register(app: typer.Typer) -> None:
     def uplift(
         as_of: Annotated[str | None, typer.Option("--as-of", help="Day (YYYY-MM-DD): what is known at its "
                                                   "start; default: the day after the ledger's last date.")] = None,
-        policy: Annotated[Path | None, typer.Option("--policy", help="Dunning policy YAML (its control block: "
-                                                    "testable steps, window, decisions needed).")] = None,
+        policy: PolicyOption = None,
         confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.999,
                                                   help="Confidence of the intervals.")] = 0.9,
         home: HomeOption = None,
