@@ -189,6 +189,25 @@ def load_latest_scores(engine: sa.Engine, as_of: pd.Timestamp | str | None = Non
     return None if run is None else load_run(engine, run)
 
 
+class NoScoresError(LookupError):
+    """No stored scoring run at or before the requested day."""
+
+
+def require_latest_scores(engine: sa.Engine, as_of: pd.Timestamp, store_url: str) -> StoredScores:
+    """:func:`load_latest_scores` as of ``as_of``, for a step that cannot run without a stored run.
+
+    Raises:
+        NoScoresError: no run is stored at or before ``as_of`` (its message names the store and the
+            command that stores one).
+    """
+    stored = load_latest_scores(engine, as_of)
+    if stored is None:
+        day = pd.Timestamp(as_of).date()
+        raise NoScoresError(f"No scoring run is stored as of {day} or earlier in {store_url}; "
+                            f"run `encaisse score --as-of {day}` first.")
+    return stored
+
+
 def latest_run(engine: sa.Engine, as_of: pd.Timestamp | str | None = None) -> dict | None:
     """The row of the run ``load_latest_scores`` would load (one small query), or None."""
     q = sa.select(score_runs).order_by(score_runs.c.as_of.desc(), score_runs.c.created_at.desc()).limit(1)

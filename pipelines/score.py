@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ledger.run_forecasts import save_run_forecast
-from ledger.scores_store import latest_run, load_latest_scores, load_run_clients, save_scores
+from ledger.scores_store import latest_run, load_latest_scores, load_run_clients, require_latest_scores, save_scores
 from ledger.engine import open_store
 from ledger.reader import load_ledger, load_store_ledger
 from ledger.workspace import Settings
@@ -28,10 +28,6 @@ from models.registry import load_champion
 from models.scoring import EXPORT_COLUMNS, build_scoring
 
 log = logging.getLogger(__name__)
-
-class NoScoresError(LookupError):
-    """No stored scoring run at or before the requested day."""
-
 
 @dataclass
 class ScoreResult:
@@ -146,10 +142,7 @@ def run_alerts(settings: Settings, as_of: pd.Timestamp | str) -> AlertsResult:
     d = pd.Timestamp(as_of).normalize()
     engine = open_store(settings.store_url)
     try:
-        current = load_latest_scores(engine, d)
-        if current is None:
-            raise NoScoresError(f"No scoring run is stored as of {d.date()} or earlier in {settings.store_url}; "
-                                f"run `encaisse score --as-of {d.date()}` first.")
+        current = require_latest_scores(engine, d, settings.store_url)
         run_day = pd.Timestamp(current.run["as_of"])
         previous = load_latest_scores(engine, run_day - pd.Timedelta(days=1))
         ledger = load_ledger(engine)

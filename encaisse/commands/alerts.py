@@ -26,8 +26,9 @@ def register(app: typer.Typer) -> None:
         """Alerts from the latest scoring run at or before a day (and the run before it, for risk jumps)."""
         import pandas as pd
 
+        from ledger.scores_store import NoScoresError
         from pipelines.monitor import run_monitor
-        from pipelines.score import NoScoresError, run_alerts
+        from pipelines.score import run_alerts
 
         day = parse_day(as_of)
         settings = settings_for(home)

@@ -38,6 +38,7 @@ def run(
     """
     import logging
 
+    from ledger.scores_store import NoScoresError
     from ledger.writes import StoreBusyError, is_busy_error
     from models.policy import PolicyError
 
@@ -45,7 +46,7 @@ def run(
     settings = settings_for(home)
     try:
         result, where = _run(settings, day, dry_run, client, policy, json_)
-    except (DunningInputError, PolicyError) as exc:
+    except (DunningInputError, NoScoresError, PolicyError) as exc:
         raise fail(str(exc), code=EXIT_BAD_INPUT) from None
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback (-v logs it)
         if isinstance(exc, StoreBusyError) or is_busy_error(exc):
@@ -81,7 +82,7 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
     from ledger.engine import open_store
     from ledger.outbox_transports import OutboxProvider, email_transport
     from ledger.reader import load_ledger
-    from ledger.scores_store import load_latest_scores
+    from ledger.scores_store import require_latest_scores
     from models.dunning_run import Delivery, control_salt, run_dunning
     from models.messages import CompanyError, load_company
     from models.policy import load_policy
@@ -102,10 +103,7 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
     started = time.perf_counter()
     engine = open_store(settings.store_url)
     try:
-        stored = load_latest_scores(engine, day)
-        if stored is None:
-            raise DunningInputError(f"No scoring run is stored as of {day.date()} or earlier in {settings.store_url}; "
-                                    f"run `encaisse score --as-of {day.date()}` first.")
+        stored = require_latest_scores(engine, day, settings.store_url)
         # Only the invoices open on the day are planned and written about; a dry run reads no
         # payments either (they give the amounts still owed that the messages state).
         ledger = load_ledger(engine, tables=("invoices", "clients", "actions") if dry_run else None, open_on=day)
