@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import shutil
@@ -46,34 +45,18 @@ from pathlib import Path
 
 import httpx
 
+from server_process import free_port, wait_until_up  # bench/, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 ENCAISSE = str(Path(sys.executable).with_name("encaisse"))
 WRK_SCRIPT = REPO / "bench" / "wrk_api.lua"
 WARM_CONNECTIONS, WARM_SECONDS = 16, 8.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _key(home: str) -> str:
     out = subprocess.run([ENCAISSE, "keys", "create", "--role", "admin", "--name", "bench", "--home", home, "--json"],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])["key"]
-
-
-def _wait_ready(base: str, deadline_s: float = 120.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"{base}/ready", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)  # polling a child process's start-up, bounded by the deadline
-    raise RuntimeError(f"{base} not ready within {deadline_s:.0f} s")
 
 
 def _run(client: httpx.Client, method: str, path: str, body, n: int, concurrency: int) -> dict:
@@ -124,13 +107,13 @@ def _wrk(base: str, key: str, path: str, args: list[str], seconds: float, concur
 
 def bench(home: str, workers: int, n_small: int, n_large: int, concurrencies: list[int], large_concurrency: int,
           as_of: str | None = None, client_kind: str = "wrk", seconds: float = 15.0) -> list[dict]:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     key = _key(home)
     server = subprocess.Popen([ENCAISSE, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers",
                                str(workers), "--home", home], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_ready(base)
+        wait_until_up(f"{base}/ready")
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60.0,
                           limits=httpx.Limits(max_connections=max(concurrencies))) as client:
             rows = client.get("/v1/worklist", params={"limit": 10000, **({"as_of": as_of} if as_of else {})}).json()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,15 +31,11 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from server_process import free_port, wait_until_up  # bench/, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 ENCAISSE = str(Path(sys.executable).with_name("encaisse"))
 sys.path.insert(0, str(REPO))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build_invoices(path: Path, rows: int, seed: int = 0) -> None:
@@ -56,18 +51,6 @@ def build_invoices(path: Path, rows: int, seed: int = 0) -> None:
         "amount": np.round(rng.lognormal(7, 1.2, rows), 2), "currency": "EUR",
         "paid_date": pd.Series(paid).dt.strftime("%Y-%m-%d"), "doc_type": "invoice",
     }).to_csv(path, index=False)
-
-
-def _wait_ready(base: str, deadline_s: float = 120.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            if httpx.get(f"{base}/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)  # polling a child process's start-up, bounded by the deadline
-    raise RuntimeError(f"{base} not up within {deadline_s:.0f} s")
 
 
 def _count(db: Path, sql: str) -> int:
@@ -108,14 +91,14 @@ def main() -> None:
     clients = sorted(ledger.clients["client_id"].astype(str))
     key = json.loads(subprocess.run([ENCAISSE, "keys", "create", "--role", "admin", "--home", str(home), "--json"],
                                     check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])["key"]
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ENCAISSE_HOME": str(home)}
     server = subprocess.Popen([ENCAISSE, "serve", "--port", str(port), "--home", str(home)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     db = home / "ledger.db"
     try:
-        _wait_ready(base)
+        wait_until_up(f"{base}/health")
         before = _count(db, "select count(*) from invoices")
         ingest_started = time.perf_counter()
         cmd = [ENCAISSE, "ingest", str(big), "--home", str(home), "--json"]

@@ -14,15 +14,14 @@ model's scores (with the CDFs), the scoring worklist and client scores (``build_
 from __future__ import annotations
 
 import argparse
-import pickle
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from equality import save_or_compare  # noqa: E402 - bench/, beside this script
 from models.openmp import use_passive_waiting  # noqa: E402
 
 use_passive_waiting()
@@ -66,37 +65,13 @@ def build_outputs() -> dict:
     }
 
 
-def compare(before: dict, after: dict) -> list[str]:
-    failures = []
-    for name, want in before.items():
-        got = after[name]
-        try:
-            if isinstance(want, pd.DataFrame):
-                pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9, atol=1e-9)
-            elif isinstance(want, np.ndarray):
-                np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
-            else:
-                assert got == want, (got, want)
-        except AssertionError as exc:
-            failures.append(f"{name}: {str(exc)[:600]}")
-    return failures
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["save", "compare"])
     parser.add_argument("path", type=Path)
     args = parser.parse_args()
     out = build_outputs()
-    if args.mode == "save":
-        args.path.write_bytes(pickle.dumps(out))
-        print(f"saved {len(out)} outputs ({out['n_invoices']} invoices) to {args.path}")
-        return
-    failures = compare(pickle.loads(args.path.read_bytes()), out)
-    for f in failures:
-        print("DIFF", f)
-    print(f"{len(out) - len(failures)} of {len(out)} outputs identical ({out['n_invoices']} invoices)")
-    sys.exit(1 if failures else 0)
+    save_or_compare(args.mode, args.path, out, f"{out['n_invoices']} invoices")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import sys
 import tempfile
 from pathlib import Path
+
+from equality import compare, save_or_compare  # bench/, beside this script
 
 
 def build_outputs(home: Path, as_of: str) -> dict:
@@ -104,27 +105,11 @@ def compare_stored_runs(home: Path, as_of: str) -> int:
     first = frames(0)
     bad = 0
     for i, run in enumerate(loaded[1:], start=1):
-        failures = compare(first, frames(i))
+        failures = compare(first, frames(i), exact=True)
         bad += bool(failures)
         print(f"run {run.run_id} (created {run.run['created_at']}) against {loaded[0].run_id}: "
               + ("identical" if not failures else "; ".join(failures)))
     return 1 if bad else 0
-
-
-def compare(before: dict, after: dict) -> list[str]:
-    import pandas as pd
-
-    failures = []
-    for name, want in before.items():
-        got = after.get(name)
-        try:
-            if isinstance(want, pd.DataFrame):
-                pd.testing.assert_frame_equal(got, want, check_exact=True)
-            else:
-                assert got == want, "text differs"
-        except AssertionError as exc:
-            failures.append(f"{name}: {str(exc)[:800]}")
-    return failures
 
 
 def main() -> None:
@@ -143,15 +128,7 @@ def main() -> None:
     if args.mode == "runs":
         sys.exit(compare_stored_runs(args.home, args.as_of))
     out = build_outputs(args.home, args.as_of)
-    if args.mode == "save":
-        args.path.write_bytes(pickle.dumps(out))
-        print(f"saved {len(out)} outputs ({len(out['scoring_worklist'])} open invoices) to {args.path}")
-        return
-    failures = compare(pickle.loads(args.path.read_bytes()), out)
-    for f in failures:
-        print("DIFF", f)
-    print(f"{len(out) - len(failures)} of {len(out)} outputs identical ({len(out['scoring_worklist'])} open invoices)")
-    sys.exit(1 if failures else 0)
+    save_or_compare(args.mode, args.path, out, f"{len(out['scoring_worklist'])} open invoices", exact=True)
 
 
 if __name__ == "__main__":
