@@ -35,15 +35,8 @@ import pyarrow.compute as pc
 from ledger.contracts import Ledger
 from ledger.control_groups import held_back
 from models.dunning import next_steps
-from models.policy import (
-    NEVER_HELD_BACK_CHANNELS,
-    NO_ACTION_BLOCK,
-    NO_ACTION_DONE,
-    RESOLVE_DISPUTE,
-    REVIEW_PLAN,
-    WAIT_PROMISE,
-    Policy,
-)
+from models.policy import (NEVER_HELD_BACK_CHANNELS, NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVIEW_PLAN,
+                           WAIT_PROMISE, Policy)
 from models.worklist import TRUSTED_MAX_P_VERY_LATE, TRUSTED_PROFILES
 
 EMAIL, SMS, LETTER, CALL_TASK = "email", "sms", "letter", "call_task"

@@ -39,28 +39,28 @@ log = logging.getLogger(__name__)
 Space = Callable[[optuna.Trial], dict]
 
 
+def lgbm_space(trial: optuna.Trial, model: str, learning_rate: tuple[float, float],
+               num_leaves: tuple[int, int]) -> dict:
+    """LightGBM parameters of one model, suggested under ``<model>.<parameter>``; the two models differ
+    only in their learning-rate and leaf ranges."""
+    return {
+        "n_estimators": trial.suggest_int(f"{model}.n_estimators", 100, 800, log=True),
+        "learning_rate": trial.suggest_float(f"{model}.learning_rate", *learning_rate, log=True),
+        "num_leaves": trial.suggest_int(f"{model}.num_leaves", *num_leaves, log=True),
+        "min_child_samples": trial.suggest_int(f"{model}.min_child_samples", 20, 300, log=True),
+        "colsample_bytree": trial.suggest_float(f"{model}.colsample_bytree", 0.5, 1.0),
+        "reg_lambda": trial.suggest_float(f"{model}.reg_lambda", 1e-3, 10.0, log=True),
+    }
+
+
 def hazard_space(trial: optuna.Trial) -> dict:
     """LightGBM parameters of the payment-date (hazard) model."""
-    return {
-        "n_estimators": trial.suggest_int("hazard.n_estimators", 100, 800, log=True),
-        "learning_rate": trial.suggest_float("hazard.learning_rate", 0.02, 0.2, log=True),
-        "num_leaves": trial.suggest_int("hazard.num_leaves", 15, 127, log=True),
-        "min_child_samples": trial.suggest_int("hazard.min_child_samples", 20, 300, log=True),
-        "colsample_bytree": trial.suggest_float("hazard.colsample_bytree", 0.5, 1.0),
-        "reg_lambda": trial.suggest_float("hazard.reg_lambda", 1e-3, 10.0, log=True),
-    }
+    return lgbm_space(trial, "hazard", learning_rate=(0.02, 0.2), num_leaves=(15, 127))
 
 
 def risk_space(trial: optuna.Trial) -> dict:
     """LightGBM parameters of the two risk classifiers."""
-    return {
-        "n_estimators": trial.suggest_int("risk.n_estimators", 100, 800, log=True),
-        "learning_rate": trial.suggest_float("risk.learning_rate", 0.01, 0.1, log=True),
-        "num_leaves": trial.suggest_int("risk.num_leaves", 7, 63, log=True),
-        "min_child_samples": trial.suggest_int("risk.min_child_samples", 20, 300, log=True),
-        "colsample_bytree": trial.suggest_float("risk.colsample_bytree", 0.5, 1.0),
-        "reg_lambda": trial.suggest_float("risk.reg_lambda", 1e-3, 10.0, log=True),
-    }
+    return lgbm_space(trial, "risk", learning_rate=(0.01, 0.1), num_leaves=(7, 63))
 
 
 @dataclass

@@ -10,18 +10,8 @@ import pytest
 import yaml
 
 from models.dunning import assign_profiles, next_steps
-from models.policy import (
-    CLIENT_SCORE_COLUMNS,
-    DEFAULT_POLICY_PATH,
-    NO_ACTION_BLOCK,
-    NO_ACTION_DONE,
-    RESOLVE_DISPUTE,
-    REVIEW_PLAN,
-    WAIT_PROMISE,
-    Policy,
-    PolicyError,
-    load_policy,
-)
+from models.policy import (CLIENT_SCORE_COLUMNS, DEFAULT_POLICY_PATH, NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE,
+                           REVIEW_PLAN, WAIT_PROMISE, Policy, PolicyError, load_policy)
 
 D = "2025-04-01"
 
