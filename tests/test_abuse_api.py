@@ -91,15 +91,21 @@ def hold_lock(db, seconds: float, ready: threading.Event) -> threading.Thread:
     return t
 
 
+def post_action_while_locked(tc, settings, keys: dict, body: dict, hold_seconds: float):
+    """POST an action while another connection holds the store's write lock for ``hold_seconds``."""
+    ready = threading.Event()
+    holder = hold_lock(settings.home_dir / "ledger.db", hold_seconds, ready)
+    ready.wait(5)
+    r = tc.post("/v1/actions", json=body, headers={"X-API-Key": keys["admin"]})
+    holder.join()
+    return r
+
+
 def test_a_write_waits_for_a_held_lock_and_is_stored(site):
     """Held longer than SQLite's default 5 s busy timeout (where the write used to fail with a 500)."""
     settings, ledger, keys, a_client, _ = site
     with client(settings, ServingSettings(write_timeout_seconds=15)) as tc:
-        ready = threading.Event()
-        holder = hold_lock(settings.home_dir / "ledger.db", 6.0, ready)
-        ready.wait(5)
-        r = tc.post("/v1/actions", json=action(a_client, action_id="ACT-WAIT"), headers={"X-API-Key": keys["admin"]})
-        holder.join()
+        r = post_action_while_locked(tc, settings, keys, action(a_client, action_id="ACT-WAIT"), hold_seconds=6.0)
     assert r.status_code == 201, r.text
     assert stored_action(settings, "ACT-WAIT") is not None
 
@@ -107,11 +113,7 @@ def test_a_write_waits_for_a_held_lock_and_is_stored(site):
 def test_past_the_bound_a_write_is_503_with_retry_after_and_nothing_half_done(site):
     settings, ledger, keys, a_client, _ = site
     with client(settings, ServingSettings(write_timeout_seconds=0.3)) as tc:
-        ready = threading.Event()
-        holder = hold_lock(settings.home_dir / "ledger.db", 1.5, ready)
-        ready.wait(5)
-        r = tc.post("/v1/actions", json=action(a_client, action_id="ACT-BUSY"), headers={"X-API-Key": keys["admin"]})
-        holder.join()
+        r = post_action_while_locked(tc, settings, keys, action(a_client, action_id="ACT-BUSY"), hold_seconds=1.5)
         assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
         assert "nothing was stored" in r.json()["detail"]
         assert stored_action(settings, "ACT-BUSY") is None
