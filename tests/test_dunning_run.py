@@ -250,13 +250,21 @@ def test_a_server_failing_mid_run_records_only_what_it_accepted(store, smtp, mon
     assert first["failed"]["email"] == int(((j["channel"] == "email") & (j["status"] == "failed")).sum()) >= 1
 
 
+def _stored_inputs(engine):
+    """What a dunning run plans from: the ledger, the day's stored score run and the shipped policy."""
+    return load_ledger(engine), load_latest_scores(engine, DAY), load_policy()
+
+
+def _smtp_delivery(transport: SmtpTransport) -> Delivery:
+    """Email through ``transport``; SMS and letters to a folder these tests never read."""
+    return Delivery(email=transport, sms=OutboxProvider(Path("/x")), letter=OutboxProvider(Path("/x")))
+
+
 def test_a_crash_between_send_and_record_is_resent_once_and_reported(store, smtp, monkeypatch):
     engine, *_ = store
-    ledger = load_ledger(engine)
-    run = load_latest_scores(engine, DAY)
-    pol = load_policy()
+    ledger, run, pol = _stored_inputs(engine)
     transport = SmtpTransport(SmtpConfig.from_url(smtp.url))
-    delivery = Delivery(email=transport, sms=OutboxProvider(Path("/nonexistent")), letter=OutboxProvider(Path("/x")))
+    delivery = _smtp_delivery(transport)
     real = outbox.mark_sent
 
     def crash(*args, **kwargs):
@@ -416,11 +424,9 @@ def test_load_ledger_reads_only_the_invoices_open_on_a_day(store):
 
 def test_a_message_interrupted_twice_is_not_sent_a_third_time(store, smtp, monkeypatch):
     engine, *_ = store
-    ledger = load_ledger(engine)
-    run = load_latest_scores(engine, DAY)
-    pol = load_policy()
+    ledger, run, pol = _stored_inputs(engine)
     transport = SmtpTransport(SmtpConfig.from_url(smtp.url))
-    delivery = Delivery(email=transport, sms=OutboxProvider(Path("/x")), letter=OutboxProvider(Path("/x")))
+    delivery = _smtp_delivery(transport)
     dry = run_dunning(engine, ledger, run.invoices, run.clients, pol, DAY, None, dry_run=True)
     cid = dry.plan.messages.loc[dry.plan.messages["channel"] == "email", "client_id"].iloc[0]
 
