@@ -29,6 +29,14 @@ def _isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
+def quick_config():
+    """The packaged quick training configuration (small models: tests that train)."""
+    from pipelines.config import QUICK_CONFIG, load_config
+
+    return load_config(QUICK_CONFIG)
+
+
+@pytest.fixture(scope="module")
 def api(tmp_path_factory):
     """A read-only API (``api_helpers.start_api``) shared by a module's read tests."""
     from api_helpers import start_api

@@ -31,11 +31,6 @@ def ledger() -> Ledger:
     return make_ledger(30, years=2, seed=5, end_date="2025-06-30")
 
 
-@pytest.fixture(scope="module")
-def quick():
-    return load_config(QUICK_CONFIG)
-
-
 def _last_json(output: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
@@ -101,12 +96,12 @@ def test_cli_rejects_a_config_typo_before_any_work(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def backtest(ledger, quick):
-    return build_backtest(ledger, AS_OF, None, quick)
+def backtest(ledger, quick_config):
+    return build_backtest(ledger, AS_OF, None, quick_config)
 
 
-def test_backtest_metrics_shape(backtest, ledger, quick):
-    res = evaluate_backtest(ledger, AS_OF, None, quick, backtest=backtest)
+def test_backtest_metrics_shape(backtest, ledger, quick_config):
+    res = evaluate_backtest(ledger, AS_OF, None, quick_config, backtest=backtest)
     assert list(res) == ["as_of", "n_open", "model", "baselines"]
     assert res["as_of"] == AS_OF
     assert res["n_open"] == len(open_invoices(ledger.known_at(AS_OF), AS_OF)) > 0
@@ -124,7 +119,7 @@ def test_backtest_metrics_shape(backtest, ledger, quick):
     assert backtest.end == default_end(ledger) == pd.Timestamp("2025-07-01")
 
 
-def test_backtest_ignores_everything_dated_after_as_of(backtest, ledger, quick):
+def test_backtest_ignores_everything_dated_after_as_of(backtest, ledger, quick_config):
     """Leakage: removing or altering what happened after D changes no forecast and no figure."""
     d = pd.Timestamp(AS_OF)
     inv = ledger.invoices
@@ -139,22 +134,22 @@ def test_backtest_ignores_everything_dated_after_as_of(backtest, ledger, quick):
                      clients=ledger.clients.copy(),
                      actions=ledger.actions[ledger.actions["action_date"] < d].copy())
     end = backtest.end
-    other = build_backtest(trimmed, AS_OF, end, quick)
+    other = build_backtest(trimmed, AS_OF, end, quick_config)
     pd.testing.assert_frame_equal(other.predictions, backtest.predictions)
-    assert evaluate_backtest(trimmed, AS_OF, end, quick, backtest=other) == \
-        evaluate_backtest(ledger, AS_OF, end, quick, backtest=backtest)
+    assert evaluate_backtest(trimmed, AS_OF, end, quick_config, backtest=other) == \
+        evaluate_backtest(ledger, AS_OF, end, quick_config, backtest=backtest)
 
 
-def test_backtest_outcomes_stop_at_end(backtest, ledger, quick):
+def test_backtest_outcomes_stop_at_end(backtest, ledger, quick_config):
     """A shorter outcome window censors more invoices (a sanity check that --end is honoured)."""
-    short = evaluate_backtest(ledger, AS_OF, "2025-05-01", quick)
+    short = evaluate_backtest(ledger, AS_OF, "2025-05-01", quick_config)
     assert short["n_open"] == backtest.n_open
     c = backtest.evaluation_set.truth["censor_days"].iloc[0]
     assert c == (backtest.end - pd.Timestamp(AS_OF)).days
 
 
-def test_backtest_report(backtest, ledger, quick, tmp_path):
-    res = evaluate_backtest(ledger, AS_OF, None, quick, backtest=backtest)
+def test_backtest_report(backtest, ledger, quick_config, tmp_path):
+    res = evaluate_backtest(ledger, AS_OF, None, quick_config, backtest=backtest)
     path = save_backtest_report(backtest, res, tmp_path / "rep")
     text = path.read_text()
     assert "## Censoring" in text and "min(T, C)" in text
@@ -211,14 +206,14 @@ def _tiny_risk(trial):
     return {"num_leaves": trial.suggest_int("risk.num_leaves", 4, 15), "n_jobs": 1}
 
 
-def test_tune_writes_a_config_train_can_use(tmp_path, ledger, quick):
+def test_tune_writes_a_config_train_can_use(tmp_path, ledger, quick_config):
     settings = Settings(home=tmp_path / "home")
-    res = run_tuning(settings, quick, 3, ledger, as_of="2025-05-01", spaces=(_tiny_hazard, _tiny_risk))
+    res = run_tuning(settings, quick_config, 3, ledger, as_of="2025-05-01", spaces=(_tiny_hazard, _tiny_risk))
     assert res.n_trials == 3 and res.n_complete + res.n_pruned == 3
     tuned = load_config(res.config_path)
     assert tuned.model.hazard_params == res.hazard_params
     assert 5 <= tuned.model.hazard_params["n_estimators"] <= 30
-    assert tuned.model.snapshot_freq_days == quick.model.snapshot_freq_days
+    assert tuned.model.snapshot_freq_days == quick_config.model.snapshot_freq_days
     study = optuna.load_study(study_name=res.study_name, storage=study_storage(settings))
     assert study.best_value == pytest.approx(res.best_value)
     assert Path(study_storage(settings).removeprefix("sqlite:///")).parent == settings.home_dir
@@ -226,5 +221,5 @@ def test_tune_writes_a_config_train_can_use(tmp_path, ledger, quick):
 
     run = configure_mlflow(settings).get_run(res.run_id)
     assert res.best_metric == "pinball_days"
-    assert run.data.metrics[f"best_{quick.tune.metric}"] == pytest.approx(res.best_value)
+    assert run.data.metrics[f"best_{quick_config.tune.metric}"] == pytest.approx(res.best_value)
     assert yaml.safe_load(Path(res.config_path).read_text())["model"]["risk_params"] == res.risk_params

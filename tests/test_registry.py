@@ -9,7 +9,7 @@ from ledger.contracts import Ledger
 from ledger.synth import make_ledger
 from ledger.workspace import Settings
 from models import registry
-from pipelines.config import QUICK_CONFIG, ValidationConfig, load_config
+from pipelines.config import ValidationConfig
 from pipelines.train import decide_promotion, run_training
 
 AS_OF = "2025-05-01"
@@ -21,15 +21,10 @@ def ledger() -> Ledger:
 
 
 @pytest.fixture(scope="module")
-def config():
-    return load_config(QUICK_CONFIG)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, ledger, config):
+def trained(tmp_path_factory, ledger, quick_config):
     """A workspace with one trained, registered, promoted model (and the in-memory result)."""
     settings = Settings(home=tmp_path_factory.mktemp("ws"))
-    return settings, run_training(settings, AS_OF, config, ledger=ledger)
+    return settings, run_training(settings, AS_OF, quick_config, ledger=ledger)
 
 
 def test_first_model_is_registered_and_promoted(trained):
@@ -83,27 +78,27 @@ def test_experiment_artifacts_are_absolute_under_the_workspace(trained):
     assert plots == {"plots/calibration_p_late.png", "plots/pit_histogram.png"}
 
 
-def test_champion_moves_only_when_better_or_forced(tmp_path, ledger, config):
+def test_champion_moves_only_when_better_or_forced(tmp_path, ledger, quick_config):
     settings = Settings(home=tmp_path / "ws")
     # Weak payment-date model, same risk models (so the AUC guard sees equal AUCs).
-    weak = config.with_model(hazard_params={"n_estimators": 1, "learning_rate": 0.001, "n_jobs": 1, "verbose": -1})
+    weak = quick_config.with_model(hazard_params={"n_estimators": 1, "learning_rate": 0.001, "n_jobs": 1, "verbose": -1})
     first = run_training(settings, AS_OF, weak, ledger=ledger)
     assert first.promoted
 
     # A better model takes the alias; the reported figures say why.
-    better = run_training(settings, AS_OF, config, ledger=ledger)
+    better = run_training(settings, AS_OF, quick_config, ledger=ledger)
     assert better.champion_metrics["mae_days"] > better.metrics["mae_days"]
     assert better.promoted, better.reason
     assert registry.get_champion_version(settings) == better.version
 
     # The same model again is not better than itself: the alias stays.
-    same = run_training(settings, AS_OF, config, ledger=ledger)
+    same = run_training(settings, AS_OF, quick_config, ledger=ledger)
     assert same.metrics["mae_days"] == pytest.approx(same.champion_metrics["mae_days"])
     assert not same.promoted and "does not beat" in same.reason
     assert registry.get_champion_version(settings) == better.version
 
     # --force moves it anyway.
-    forced = run_training(settings, AS_OF, config, ledger=ledger, force=True)
+    forced = run_training(settings, AS_OF, quick_config, ledger=ledger, force=True)
     assert forced.promoted and forced.reason.startswith("forced")
     assert registry.get_champion_version(settings) == forced.version
 
