@@ -146,6 +146,13 @@ def watched(browser, server, shots):
     w.context.close()
 
 
+@pytest.fixture
+def admin(watched, server):
+    """The browser, logged in with the admin key."""
+    watched.login(server[1]["admin"])
+    return watched
+
+
 def test_every_page_loads_without_console_errors(watched, server):
     _, keys, _, _ = server
     w = watched
@@ -169,10 +176,9 @@ def test_every_page_loads_without_console_errors(watched, server):
     w.check_clean()
 
 
-def test_click_through_worklist_client_promise_and_back(watched, server):
-    _, keys, ledger, _ = server
-    w = watched
-    w.login(keys["admin"])
+def test_click_through_worklist_client_promise_and_back(admin, server):
+    _, _, ledger, _ = server
+    w = admin
     first = w.page.locator("#worklist tbody tr").first
     invoice = first.get_attribute("data-invoice")
     client = first.get_attribute("data-client")
@@ -205,10 +211,8 @@ def test_click_through_worklist_client_promise_and_back(watched, server):
     w.check_clean()
 
 
-def test_mark_done_removes_the_row(watched, server):
-    _, keys, _, _ = server
-    w = watched
-    w.login(keys["admin"])
+def test_mark_done_removes_the_row(admin):
+    w = admin
     button = w.page.locator("#worklist tbody tr button.mark-done").first
     row = w.page.locator("#worklist tbody tr", has=w.page.locator("button.mark-done")).first
     invoice = row.get_attribute("data-invoice")
@@ -221,10 +225,8 @@ def test_mark_done_removes_the_row(watched, server):
     w.check_clean()
 
 
-def test_french_labels_and_formats(watched, server):
-    _, keys, _, _ = server
-    w = watched
-    w.login(keys["admin"])
+def test_french_labels_and_formats(admin):
+    w = admin
     w.page.click("a[data-lang=fr]")
     w.page.wait_for_load_state("load")
     assert w.page.locator("html").get_attribute("lang") == "fr"
@@ -282,10 +284,9 @@ def test_collector_sees_own_portfolio_only(watched, server):
     w.check_clean()
 
 
-def test_preview_and_send_from_the_worklist_then_read_it_in_the_outbox(watched, server):
-    _, keys, ledger, _ = server
-    w = watched
-    w.login(keys["admin"])
+def test_preview_and_send_from_the_worklist_then_read_it_in_the_outbox(admin, server):
+    _, _, ledger, _ = server
+    w = admin
     row = w.page.locator("#worklist tbody tr", has=w.page.locator("a.preview")).first
     client = row.get_attribute("data-client")
     row.locator("a.preview").click()
