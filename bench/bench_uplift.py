@@ -23,12 +23,18 @@ from models.uplift import estimate_uplift
 STEPS = ("preventive", "reminder_1", "reminder_2")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=20)
+def parse_study_args(doc: str, seeds: int) -> argparse.Namespace:
+    """The synthetic ledgers a study runs over: ``--seeds`` of them, of ``--clients`` clients, with a
+    control-group ``--share``."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=seeds)
     ap.add_argument("--clients", type=int, default=3000)
     ap.add_argument("--share", type=float, default=0.10)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_study_args(__doc__, seeds=20)
     rows = []
     t0 = time.perf_counter()
     for seed in range(args.seeds):

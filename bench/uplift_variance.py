@@ -21,7 +21,6 @@ step and window it compares the estimate with the generator's true effect and re
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 
@@ -30,10 +29,10 @@ import pandas as pd
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
+from bench_uplift import STEPS, parse_study_args  # bench/, beside this script
 from ledger.synth import ControlSim, make_synthetic
 from models.uplift import build_decisions, decision_outcomes, design_effect, diff_proportions_interval
 
-STEPS = ("preventive", "reminder_1", "reminder_2")
 Z = norm.ppf(0.95)
 
 
@@ -150,11 +149,7 @@ def one_seed(seed: int, clients: int, share: float, rng: np.random.Generator) ->
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=100)
-    ap.add_argument("--clients", type=int, default=3000)
-    ap.add_argument("--share", type=float, default=0.10)
-    args = ap.parse_args()
+    args = parse_study_args(__doc__, seeds=100)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     df = pd.DataFrame([r for seed in range(args.seeds) for r in one_seed(seed, args.clients, args.share, rng)])
