@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ledger.contracts import TABLES
 
@@ -42,6 +42,10 @@ def _yaml_text(v: Any) -> str:
     if isinstance(v, bool):
         return "Yes" if v else "No"
     return str(v)
+
+
+TextList = Annotated[list[str] | None, BeforeValidator(lambda v: None if v is None else [_yaml_text(x) for x in v])]
+"""A YAML list of source values, read as text (YAML's ``yes``/``no`` booleans back to ``Yes``/``No``)."""
 
 
 class MappingError(ValueError):
@@ -72,8 +76,8 @@ class ColumnSpec(_Strict):
     format: str | None = Field(default=None, description="Date format: 'iso' or a strptime format.")
     values: dict[str, Any] | None = Field(default=None, description="Source value -> canonical value.")
     default: Any = Field(default=None, description="Canonical value for source values not in `values`.")
-    true_values: list[str] | None = Field(default=None, description="More source values meaning True.")
-    false_values: list[str] | None = Field(default=None, description="More source values meaning False.")
+    true_values: TextList = Field(default=None, description="More source values meaning True.")
+    false_values: TextList = Field(default=None, description="More source values meaning False.")
     not_after: list[str] | None = Field(
         default=None, description="Canonical date columns this date is clipped to (period stamps).")
     type: Literal["str", "number", "bool", "date"] = Field(
@@ -95,11 +99,6 @@ class ColumnSpec(_Strict):
             return {_yaml_text(k): val for k, val in v.items()}
         return v
 
-    @field_validator("true_values", "false_values", mode="before")
-    @classmethod
-    def _text_list(cls, v: Any) -> Any:
-        return None if v is None else [_yaml_text(x) for x in v]
-
     @model_validator(mode="after")
     def _one_source(self) -> "ColumnSpec":
         if (self.column is None) == (self.value is None):
@@ -113,13 +112,8 @@ class FilterSpec(_Strict):
     """Keep rows whose source ``column`` is in ``in_`` / not in ``not_in`` (compared as text)."""
 
     column: str
-    in_: list[str] | None = Field(default=None, alias="in")
-    not_in: list[str] | None = None
-
-    @field_validator("in_", "not_in", mode="before")
-    @classmethod
-    def _as_text(cls, v: Any) -> Any:
-        return None if v is None else [_yaml_text(x) for x in v]
+    in_: TextList = Field(default=None, alias="in")
+    not_in: TextList = None
 
     @model_validator(mode="after")
     def _one_rule(self) -> "FilterSpec":
