@@ -68,6 +68,6 @@ def forecast_vs_actual_page(request: Request) -> Response:
 @page
 def model_health_page(request: Request) -> Response:
     ctx, mon = _open_monitoring(request)
-    drift = mon.drift.astype(object).where(mon.drift.notna(), None).to_dict("records")
+    drift = mon.drift_json()["rows"]
     return render(ctx, "model_health.html", mon=mon, runs=list(reversed(mon.runs)), versions=mon.versions,
                   metrics=HEALTH_METRICS, drift=drift, alerts=mon.alerts_json(), drift_psi=mon.config.drift_psi)
