@@ -19,7 +19,7 @@ and ``run_invoice_forecasts`` (revision 0007) keep what each scoring run forecas
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
 ``ledger.engine.open_store``), never with ``metadata.create_all``: this module is the reference the
-migrations are checked against (``tests/test_store.py``) and what queries are written with.
+migrations must reproduce and what queries are written with.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ thumb: below 0.1 stable, 0.1-0.25 moderate, above 0.25 a major shift.
 Libraries: NannyML 0.13.1 resolves with pandas 3 only by downgrading LightGBM (4.5.0 instead of the
 pinned one); Evidently 0.7.23 resolves but adds some thirty packages (a second web framework,
 NLTK, statsmodels, usage telemetry) for what is one formula here. The formula is therefore
-written out, and tested against hand-computed values (``tests/test_monitor.py``).
+written out.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Every string of the web pages, in English and French, and number/date formatting per language.
 
 One catalogue (:data:`MESSAGES`), one key per string, merged from the page areas' catalogues
-(``pages``, ``dunning``, ``monitoring``); ``tests/test_pages.py`` checks both languages hold the same
-keys. Templates call ``t("key")``; amounts, percentages and days go through
-:func:`fmt_amount`, :func:`fmt_pct`, :func:`fmt_number` and :func:`fmt_date`.
+(``pages``, ``dunning``, ``monitoring``); both languages hold the same keys. Templates call
+``t("key")``; amounts, percentages and days go through :func:`fmt_amount`, :func:`fmt_pct`,
+:func:`fmt_number` and :func:`fmt_date`.
 
 What the model writes (reasons such as "pays 12 days late on average") stays in English: it comes
 from ``models/`` and is not translated here.
