@@ -37,8 +37,8 @@ a whole table up to this size; when it cannot read a table, the tables are read 
 
 ADBC_MIN_ROWS = 200_000
 """Stored rows (by rowid, the tables read together) from which ``load_ledger`` reads through the
-ADBC child process: below, its start-up (a Python process, ~0.4 s of CPU) costs more than
-``sqlite3`` takes, as on the demo's and most pages' stores."""
+ADBC child process: below, its start-up (a Python process; figure in bench/RESULTS.md) costs more
+than ``sqlite3`` takes, as on the demo's and most pages' stores."""
 
 _ARROW_TYPES = {"date": ("string", "large_string"), "amount": ("double",), "int": ("int64",), "bool": ("int64",),
                 "str": ("string", "large_string"), "json": ("string", "large_string")}
