@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from models.calibration import km_map as _km_map
+from models.compiled import CompiledTrees
 
 DEFAULT_EDGES = (
     -400, -180, -120, -90, -60, -45, -30, -21, -14, -10, -7, -5, -4, -3, -2, -1,
@@ -131,7 +132,7 @@ def sample_payment_days(days: np.ndarray, cdf: np.ndarray, u: np.ndarray, horizo
     return np.where(ok, val, np.inf)
 
 
-class PaymentDateModel(BaseEstimator):
+class PaymentDateModel(CompiledTrees, BaseEstimator):
     """Distribution of the payment day of an invoice unpaid at ``as_of``.
 
     Inputs are encoded feature frames holding at least ``i_days_to_due`` (due date - as_of, days),
@@ -356,13 +357,14 @@ class PaymentDateModel(BaseEstimator):
         rows = np.repeat(np.arange(len(M)), n)
         bins = np.repeat(f, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
         h = np.zeros((len(M), k))
+        predictor = self.predictor()  # the booster's compiled trees when attached: the same numbers, faster
         # Person-period rows in slices: the same predictions, without the whole expanded matrix in memory.
         # One buffer for every slice (a fresh one per slice was its pages faulted in again each time).
         buffer = np.empty((min(PREDICT_CHUNK_ROWS, len(rows)), width))
         for lo in range(0, len(rows), PREDICT_CHUNK_ROWS):
             r, b = rows[lo:lo + PREDICT_CHUNK_ROWS], bins[lo:lo + PREDICT_CHUNK_ROWS]
             Z = _person_period_rows(buffer[:len(r)], M[r], self._bin_columns(src, r, b.astype(int), a0), slots)
-            h[r, b] = np.clip(self.booster_.predict(Z, num_threads=num_threads), 0.0, 1.0)
+            h[r, b] = np.clip(predictor.predict(Z, num_threads=num_threads), 0.0, 1.0)
         surv = np.cumprod(1.0 - h, axis=1)
         cdf = np.hstack([np.zeros((len(M), 1)), 1.0 - surv])
         days = np.maximum(e[None, :], a0[:, None]) - a0[:, None]

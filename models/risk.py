@@ -10,6 +10,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
 
+from models.compiled import CompiledTrees
+
 RISK_DEFAULTS = dict(
     n_estimators=500,
     learning_rate=0.03,
@@ -27,7 +29,7 @@ CONTRIB_CHUNK_ROWS = 20_000
 """Rows credited at a time: bounds the leaf one-hot matrix of a slice (bench/RESULTS.md, reasons)."""
 
 
-class CalibratedRisk(ClassifierMixin, BaseEstimator):
+class CalibratedRisk(CompiledTrees, ClassifierMixin, BaseEstimator):
     """A LightGBM binary classifier whose probabilities are recalibrated by isotonic regression.
 
     ``fit`` takes the fitting slice and a *later* calibration slice: the booster learns on the

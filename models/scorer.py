@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 
 MIN_RISK_FIT_DAYS = 28
 """Snapshot days the risk models' fitting slice keeps at least, before the calibration slice."""
+
+OVERLAP_MIN_ROWS = 20_000
+"""Rows from which ``predict_encoded`` computes the reasons beside the predictions (a thread's start
+costs more than it saves on a few rows, and a server asks for few rows on one thread)."""
 
 SCORE_COLUMNS = [
     "invoice_id", "client_id", "amount", "currency", "issue_date", "due_date",
@@ -271,6 +276,13 @@ class EncaisseModel(BaseEstimator):
                     span, d.date(), label, short[0], cal, short[1])
         return short
 
+    def use_compiled_trees(self, cache_dir) -> bool:
+        """Predict with the boosters' compiled trees (``models.compiled``: the same numbers, faster),
+        compiled once into ``cache_dir`` and loaded from there afterwards. False when they are not
+        available here (LightGBM goes on predicting)."""
+        check_is_fitted(self, "payment_model_")
+        return all([m.attach_compiled(cache_dir) for m in (self.payment_model_, self.late_model_, self.very_late_model_)])
+
     # -- score ---------------------------------------------------------------------------------
     def features(self, ledger: Ledger, as_of, invoice_ids=None, clients: pd.DataFrame | None = None) -> pd.DataFrame:
         """The feature frame ``score`` uses.
@@ -345,21 +357,33 @@ class EncaisseModel(BaseEstimator):
         n = len(M)
         due = rows.features["i_days_to_due"].to_numpy(dtype=float)
         not_due = (due if pos is None else due[pos]) >= 0
-        if n:
-            p_late = _risk_proba(self.late_model_, M, num_threads)
-            p_very = _risk_proba(self.very_late_model_, M, num_threads)
-            # The payment-date model builds LightGBM's float matrix from the frame it is given;
-            # given the matrix's own columns it reads the same numbers without re-coding categories.
-            days, cdf = self.payment_model_.predict_cdf_matrix(M, num_threads=num_threads)
-        else:
-            p_late = p_very = np.zeros(0)
-            days = cdf = np.zeros((0, len(self.payment_model_.edges_)))
+        # A large batch on every core: the reasons are computed in a thread beside the models'
+        # predictions (both spend most of their time outside the GIL, in LightGBM, the compiled
+        # trees, NumPy and SciPy), so that the steps that run on one core overlap.
+        beside = n >= OVERLAP_MIN_ROWS and num_threads != 1 and n_reasons > 0
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reasons") if beside else None
+        try:
+            pending = pool.submit(self._reasons_encoded, rows, n_reasons, lang, num_threads, M, pos) if pool else None
+            if n:
+                p_late = _risk_proba(self.late_model_, M, num_threads)
+                p_very = _risk_proba(self.very_late_model_, M, num_threads)
+                # The payment-date model builds LightGBM's float matrix from the frame it is given;
+                # given the matrix's own columns it reads the same numbers without re-coding categories.
+                days, cdf = self.payment_model_.predict_cdf_matrix(M, num_threads=num_threads)
+            else:
+                p_late = p_very = np.zeros(0)
+                days = cdf = np.zeros((0, len(self.payment_model_.edges_)))
+            reasons = pending.result() if pending is not None else None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
         q = self.payment_model_.quantiles(days, cdf, (0.1, 0.5, 0.9))
         qd = np.minimum(q, self.payment_model_.horizon_days)
         # Whole days after as_of, as dates (seconds resolution, like the ledger's dates).
         day0 = d.to_datetime64().astype("datetime64[s]")
         dates = day0 + np.round(qd).astype("int64").astype("timedelta64[D]")
-        reasons = self._reasons_encoded(rows, n_reasons, lang, num_threads, M, pos) if n else []
+        if reasons is None:
+            reasons = self._reasons_encoded(rows, n_reasons, lang, num_threads, M, pos) if n else []
         return EncodedScores(p_late=np.where(not_due, p_late, 1.0), p_very_late=p_very, days_q=qd, dates=dates,
                              beyond_horizon=~np.isfinite(q[:, 2]), reasons=reasons, days=days, cdf=cdf)
 
@@ -441,7 +465,7 @@ class EncodedRows:
 def _risk_proba(model: CalibratedRisk, matrix: np.ndarray, num_threads: int) -> np.ndarray:
     """``model.predict_proba(X)[:, 1]`` from X's float matrix (LightGBM gets the same numbers either way)."""
     check_is_fitted(model, "booster_")
-    return model.calibrator_.predict(model.booster_.predict(matrix, num_threads=num_threads))
+    return model.calibrator_.predict(model.predictor().predict(matrix, num_threads=num_threads))
 
 
 def _speakable(f: pd.DataFrame, names: list[str]) -> np.ndarray:

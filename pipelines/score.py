@@ -11,6 +11,7 @@ keeps what the run forecast beside it (for ``encaisse monitor``).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +23,13 @@ from ledger.engine import open_store
 from ledger.reader import load_ledger, load_store_ledger
 from ledger.workspace import Settings
 from models.alerts import build_alerts
-from models.monitoring import build_run_forecast
 from models.policy import load_policy
-from models.registry import load_champion
-from models.scoring import EXPORT_COLUMNS, build_scoring
 
 log = logging.getLogger(__name__)
+
+# The registry (MLflow), the model and its scoring (scikit-learn, SciPy, LightGBM) are imported when
+# first needed, not with this module: seconds of imports, which ``run_score`` spends while the
+# ledger is being read.
 
 @dataclass
 class ScoreResult:
@@ -45,6 +47,8 @@ class ScoreResult:
 
 def save_worklist(worklist: pd.DataFrame, path: str | Path) -> Path:
     """Write the worklist as CSV, or Parquet when ``path`` ends in ``.parquet``/``.pq``."""
+    from models.scoring import EXPORT_COLUMNS
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = [c for c in EXPORT_COLUMNS if c in worklist.columns]
@@ -78,9 +82,16 @@ def run_score(
         models.registry.NoChampionError: no champion model yet.
     """
     d = pd.Timestamp(as_of).normalize()
-    ledger = load_store_ledger(settings.store_url)
-    champion = load_champion(settings)
+    # The champion is loaded (and its trees compiled, or loaded compiled) beside the ledger: reading
+    # the store is mostly a child process's work, which this one waits for.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="champion") as pool:
+        loading = pool.submit(_load_scoring_champion, settings, compiled=not scheduler)
+        ledger = load_store_ledger(settings.store_url)
+        champion = loading.result()
     policy = load_policy(policy_path)
+    from models.monitoring import build_run_forecast
+    from models.scoring import build_scoring
+
     engine = open_store(settings.store_url)
     client = None
     try:
@@ -93,12 +104,17 @@ def run_score(
         before = latest_run(engine, d - pd.Timedelta(days=1))  # its profiles only, not its invoice rows
         previous = load_run_clients(engine, before)[["client_id", "profile"]] if before is not None else None
         scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
-        run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
-                             model_version=str(champion.version), model_run_id=champion.run_id, policy=policy.name)
         # The run's own CDFs when the champion computed them here (a cluster's model is the
         # champion's too, but the forecast has always been computed locally from it).
         scored = (scoring.scores, scoring.payment_cdf) if client is None and scoring.payment_cdf is not None else None
-        save_forecast(engine, run_id, champion.model, ledger, d, scoring.worklist, scored=scored)
+        # The forecast (NumPy draws, mostly outside the GIL) is computed while the run is stored.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast") as pool:
+            forecasting = pool.submit(build_run_forecast, champion.model, ledger, d, scoring.worklist, scored=scored)
+            run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
+                                 model_version=str(champion.version), model_run_id=champion.run_id,
+                                 policy=policy.name)
+            fc = forecasting.result()
+        save_run_forecast(engine, run_id, fc.periods, fc.invoices)
     finally:
         if client is not None:
             client.close()
@@ -111,6 +127,26 @@ def run_score(
                        worklist=scoring.worklist, client_scores=scoring.client_scores)
 
 
+def load_champion(settings: Settings):
+    """``models.registry.load_champion`` (imported on first use: MLflow takes seconds to import)."""
+    from models.registry import load_champion as load
+
+    return load(settings)
+
+
+def _load_scoring_champion(settings: Settings, compiled: bool = True):
+    """The champion, ready to score here: with its payment-date trees compiled (``models.compiled``,
+    cached in the workspace's artifacts) when ``compiled``, and the scoring modules imported."""
+    import models.monitoring  # noqa: F401 -- imported here, beside the ledger's read
+    import models.scoring  # noqa: F401
+
+    champion = load_champion(settings)
+    model = champion.model
+    if compiled and hasattr(model, "use_compiled_trees"):
+        model.use_compiled_trees(settings.artifact_dir / "compiled")
+    return champion
+
+
 def save_forecast(engine, run_id: str, model, ledger, as_of, worklist: pd.DataFrame, scored=None) -> None:
     """Store what run ``run_id`` forecast (weekly collections, invoice quantiles and ranks), for monitoring.
 
@@ -118,6 +154,8 @@ def save_forecast(engine, run_id: str, model, ledger, as_of, worklist: pd.DataFr
     payment-date model is most of a score's cost); None: computed with the champion here, as when
     the scores came from a cluster.
     """
+    from models.monitoring import build_run_forecast
+
     fc = build_run_forecast(model, ledger, as_of, worklist, scored=scored)
     save_run_forecast(engine, run_id, fc.periods, fc.invoices)
 

@@ -51,7 +51,8 @@ from pipelines.validation import (
 
 log = logging.getLogger(__name__)
 
-STEPS = ("load_known_ledger", "validate_ledger", "build_training_set", "fit", "evaluate_validation", "log_run", "promote")
+STEPS = ("load_known_ledger", "validate_ledger", "build_training_set", "fit", "evaluate_validation", "log_run", "promote",
+         "compile_trees")
 
 
 class LedgerError(ValueError):
@@ -311,6 +312,11 @@ def run_training(settings: Settings, as_of, config: TrainingConfig, force: bool 
     run_id, version = log_run(settings, config, d, model, val, decision)
     step("promote")
     promoted = promote(settings, version, decision)
+    if promoted:
+        step("compile_trees")
+        # The champion's trees compiled now, into the cache scoring loads them from: the first
+        # `encaisse score` after training does not compile them (models.compiled).
+        model.use_compiled_trees(settings.artifact_dir / "compiled")
     return TrainResult(
         run_id=run_id, version=version, promoted=promoted, reason=decision[1], as_of=str(d.date()),
         metrics={k: val.model.get(k) for k in val.model}, baselines=val.baselines,
