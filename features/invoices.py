@@ -19,6 +19,7 @@ from features.clients import (
     _seconds_of,
     client_features_from_arrays,
 )
+from features.signals import add_feature_groups, validate_feature_groups
 from ledger.contracts import Ledger
 
 ID_COLUMNS = ["invoice_id", "client_id", "issue_date", "due_date", "amount", "currency"]
@@ -55,6 +56,7 @@ def build_features(
     include_suspected_leaks: bool = False,
     clients: pd.DataFrame | None = None,
     invoice_ids: pd.Index | list[str] | None = None,
+    feature_groups: tuple[str, ...] | list[str] = (),
 ) -> pd.DataFrame:
     """Feature rows for the invoices open at the start of ``as_of``.
 
@@ -65,6 +67,7 @@ def build_features(
         include_suspected_leaks: also use ``SUSPECTED_LEAKS`` attributes (for measuring them).
         clients: precomputed ``build_client_features(ledger, as_of)``, to save recomputing it.
         invoice_ids: restrict to these open invoices (default: all open ones).
+        feature_groups: optional groups of columns (``features.signals.FEATURE_GROUPS``).
 
     Returns:
         ``ID_COLUMNS`` then ``i_*`` (invoice), ``c_*`` (client) and ``a_*`` (attribute) columns,
@@ -72,7 +75,7 @@ def build_features(
         invoice already overdue.
     """
     return features_from_arrays(LedgerArrays.from_ledger(ledger), as_of, extra_attributes,
-                                include_suspected_leaks, clients, invoice_ids)[0]
+                                include_suspected_leaks, clients, invoice_ids, feature_groups)[0]
 
 
 def features_from_arrays(
@@ -82,6 +85,7 @@ def features_from_arrays(
     include_suspected_leaks: bool = False,
     clients: pd.DataFrame | None = None,
     invoice_ids: pd.Index | list[str] | None = None,
+    feature_groups: tuple[str, ...] | list[str] = (),
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``build_features`` on encoded arrays (a training set replays many days on the same ones).
 
@@ -128,6 +132,8 @@ def features_from_arrays(
         c = clients.take(slots).reset_index(drop=True)
     out["i_amount_ratio"] = out["i_amount"] / c["c_amount_median"].where(c["c_amount_median"] > 0)
     out = pd.concat([out, c], axis=1)
+    if feature_groups:
+        add_feature_groups(out, t, rows, ds, validate_feature_groups(feature_groups))
 
     attrs = list(ATTRIBUTE_COLUMNS) + list(extra_attributes or [])
     if include_suspected_leaks:

@@ -105,6 +105,7 @@ class EncaisseModel(BaseEstimator):
         random_state: seed.
         payment_options: further ``PaymentDateModel`` parameters (``refit_full``,
             ``calibration_groups``, ``recency_halflife_days``, ``horizon_days``).
+        feature_groups: optional feature groups (``features.signals.FEATURE_GROUPS``).
     """
 
     def __init__(
@@ -123,8 +124,10 @@ class EncaisseModel(BaseEstimator):
         max_training_rows: int | None = 300_000,
         random_state: int = 0,
         payment_options: dict | None = None,
+        feature_groups: tuple[str, ...] = (),
     ):
         self.payment_options = payment_options
+        self.feature_groups = feature_groups
         self.recalibrate = recalibrate
         self.max_training_rows = max_training_rows
         self.extra_attributes = extra_attributes
@@ -142,8 +145,10 @@ class EncaisseModel(BaseEstimator):
     # -- features ------------------------------------------------------------------------------
     def feature_options(self) -> dict:
         """The ``build_features`` options of this model (its training rows and scored rows use the same)."""
+        # getattr: a model pickled before feature groups existed has none.
         return dict(extra_attributes=list(self.extra_attributes),
-                    include_suspected_leaks=self.include_suspected_leaks)
+                    include_suspected_leaks=self.include_suspected_leaks,
+                    feature_groups=tuple(getattr(self, "feature_groups", ()) or ()))
 
     def build_training_set(self, ledger: Ledger, as_of) -> pd.DataFrame:
         """Snapshot rows with outcomes, from what was known at the start of ``as_of``."""

@@ -96,6 +96,11 @@ class ModelConfig(_Strict):
                                           "it a stable sample of whole clients is trained on (None: no limit).")
     random_state: int = Field(default=0, ge=0, description="Seed.")
     payment_options: PaymentOptions = PaymentOptions()
+    recalibrate: bool = Field(default=True, description="Recalibrate the payment-date CDF (payment_options."
+                              "calibration_slice says on which rows).")
+    feature_groups: tuple[Literal["stuck", "client_effect"], ...] = Field(
+        default=(), description="Optional feature groups (features.signals): 'stuck' (the client pays around "
+        "the invoice), 'client_effect' (the client's recency-weighted, shrunk delay).")
 
     @field_validator("hazard_params")
     @classmethod

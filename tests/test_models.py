@@ -250,3 +250,13 @@ def test_payment_options_fit_and_give_coherent_distributions(fitted, options):
     if "exclude_inputs" in options:
         used = set(np.array(pm.booster_.feature_name())[pm.booster_.feature_importance() > 0])
         assert not used & {"h_month", "a_country"}
+
+
+def test_a_model_with_feature_groups_scores_with_the_columns_it_was_fitted_on(fitted):
+    ledger, d, base = fitted
+    model = EncaisseModel(**SMALL, feature_groups=("stuck", "client_effect")).fit(ledger, d)
+    assert {"i_later_paid", "i_paid_since_due", "c_delay_shrunk"} <= set(model.encoder_.feature_names_in_)
+    assert not {"i_later_paid", "c_delay_shrunk"} & set(base.encoder_.feature_names_in_)
+    s = model.score(ledger.known_at(d), d, n_reasons=0)
+    pd.testing.assert_frame_equal(s, model.score(ledger, d, n_reasons=0))  # later facts change nothing
+    assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()

@@ -1,0 +1,131 @@
+"""Optional feature groups: what tells apart open invoices that otherwise look alike.
+
+``build_features(..., feature_groups=...)`` adds them; a model lists the groups it was trained with
+(``EncaisseModel.feature_groups``), so training and scoring compute the same columns.
+
+- ``stuck``: signs that the client pays *around* this invoice (a dispute, a missing PO, a stuck
+  approval): its later invoices already paid while this one is open, its payments since this
+  invoice fell due, and how far past due the invoice is against the client's usual delay.
+- ``client_effect``: the client's own delay, recency-weighted and shrunk toward zero days when its
+  history is short.
+
+Every figure reads only invoices issued and paid before ``as_of`` (``ds``, in seconds), and only the
+invoice's own client: a client partition computes the same columns as the whole ledger does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.clients import DAY, LedgerArrays
+
+FEATURE_GROUPS = ("stuck", "client_effect")
+"""The optional groups ``build_features`` knows."""
+
+EFFECT_HALFLIFE_DAYS = 180.0
+"""A payment's weight in the client effect halves every this many days before ``as_of``."""
+
+EFFECT_PRIOR_WEIGHT = 3.0
+"""Pseudo-payments at zero days of delay that the client effect starts from.
+
+The prior is a fixed zero, not the population's mean: the population depends on which clients are in
+the ledger (a client partition would see another), and a tree reads the shrunk value beside the
+client's payment count anyway."""
+
+EFFECT_CLIP_DAYS = (-60.0, 180.0)
+"""Delays are clipped to this range first, so one invoice paid a year late does not make the client."""
+
+_SPAN = 1_000_000
+"""Days since 1970 are below this: (client, day) pairs pack into one integer."""
+
+
+def validate_feature_groups(groups) -> tuple[str, ...]:
+    """``groups`` as a tuple, or ValueError naming the unknown ones."""
+    groups = tuple(groups or ())
+    bad = [g for g in groups if g not in FEATURE_GROUPS]
+    if bad:
+        raise ValueError(f"Unknown feature groups {bad}: expected any of {list(FEATURE_GROUPS)}.")
+    return groups
+
+
+def _day(seconds: np.ndarray) -> np.ndarray:
+    return np.floor(np.nan_to_num(seconds / DAY)).astype(np.int64)
+
+
+def _count_in(sorted_keys: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """How many of ``sorted_keys`` lie in [lo, hi)."""
+    return (np.searchsorted(sorted_keys, hi, side="left") - np.searchsorted(sorted_keys, lo, side="left")).astype(float)
+
+
+def add_stuck_signals(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float) -> None:
+    """Columns of the ``stuck`` group, for the open invoices ``rows`` of ``t`` (``out`` row for row).
+
+    ``i_later_paid``: the client's invoices issued on a later day than this one (before ``ds``) and
+    already paid; ``i_later_paid_share``: their share of the client's invoices issued later (NaN when
+    none was); ``i_paid_since_due``: the client's invoices paid since this one's due date (0 while it is
+    not yet due); ``i_overdue_vs_p90``: days overdue minus the client's 90th percentile delay
+    (``c_delay_p90``, so ``out`` must hold it; negative: still within the client's usual range).
+    """
+    issued = np.flatnonzero(t.is_invoice & (t.issue < ds) & (t.doc_client >= 0))
+    client = t.doc_client[issued].astype(np.int64) * _SPAN
+    paid = t.paid[issued] < ds
+    issue_keys = np.sort(client + _day(t.issue[issued]))
+    paid_issue_keys = np.sort((client + _day(t.issue[issued]))[paid])
+    paid_day_keys = np.sort((client + _day(t.paid[issued]))[paid])
+
+    base = t.doc_client[rows].astype(np.int64) * _SPAN
+    after = base + _day(t.issue[rows]) + 1
+    end = base + _SPAN
+    n_later = _count_in(issue_keys, after, end)
+    later_paid = _count_in(paid_issue_keys, after, end)
+    out["i_later_paid"] = later_paid
+    out["i_later_paid_share"] = np.where(n_later > 0, later_paid / np.maximum(n_later, 1), np.nan)
+
+    due = t.due[rows]
+    ds_day = int(np.floor(ds / DAY))
+    fell_due = due < ds
+    since = _count_in(paid_day_keys, base + _day(due), base + ds_day)
+    out["i_paid_since_due"] = np.where(np.isnan(due), np.nan, np.where(fell_due, since, 0.0))
+    out["i_overdue_vs_p90"] = -out["i_days_to_due"].to_numpy(dtype=float) - out["c_delay_p90"].to_numpy(dtype=float)
+
+
+def add_client_effect(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float) -> None:
+    """Columns of the ``client_effect`` group, for the open invoices ``rows`` of ``t``.
+
+    ``c_delay_shrunk``: the recency-weighted mean delay (days past due, clipped to
+    ``EFFECT_CLIP_DAYS``) of the client's invoices paid before ``ds``, shrunk toward zero by
+    ``EFFECT_PRIOR_WEIGHT`` pseudo-payments; ``c_recent_weight``: the sum of those weights (the
+    effective number of recent payments); ``c_late_shrunk``: the weighted share paid after the due
+    date, shrunk toward one half the same way.
+    """
+    n = len(t.client_ids)
+    by_day = t.paid_order()
+    by_day = by_day[(t.issue[by_day] < ds) & (t.paid[by_day] < ds)]
+    c = t.doc_client[by_day]
+    delay = (t.paid[by_day] - t.due[by_day]) / DAY
+    ok = ~np.isnan(delay)
+    c, delay = c[ok], np.clip(delay[ok], *EFFECT_CLIP_DAYS)
+    w = np.power(0.5, (ds - t.paid[by_day][ok]) / DAY / EFFECT_HALFLIFE_DAYS)
+    sw = np.bincount(c, weights=w, minlength=n)
+    swd = np.bincount(c, weights=w * delay, minlength=n)
+    swl = np.bincount(c, weights=w * (delay > 0), minlength=n)
+    k = EFFECT_PRIOR_WEIGHT
+    rc = t.doc_client[rows]
+    out["c_delay_shrunk"] = swd[rc] / (sw[rc] + k)
+    out["c_late_shrunk"] = (swl[rc] + 0.5 * k) / (sw[rc] + k)
+    out["c_recent_weight"] = sw[rc]
+
+
+def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float, groups) -> None:
+    """Add the columns of each group in ``groups`` (``FEATURE_GROUPS``) to ``out``; NaN for an invoice
+    without a client."""
+    before = set(out.columns)
+    if "stuck" in groups:
+        add_stuck_signals(out, t, rows, ds)
+    if "client_effect" in groups:
+        add_client_effect(out, t, rows, ds)
+    no_client = t.doc_client[rows] < 0
+    if no_client.any():
+        for name in out.columns.difference(list(before)):
+            out.loc[no_client, name] = np.nan
