@@ -306,7 +306,7 @@ def forecast_page(request: Request) -> Response:
                         "high": ctx.t("col_high"), "due": ctx.t("col_due_schedule")}}
     csv_url = url("/forecast.csv", horizon=horizon, freq=freq, as_of=request.query_params.get("as_of"))
     return render(ctx, "forecast.html", periods=records(frame, PERIOD_COLUMNS), chart=chart,
-                  totals=plain_dict(fc.totals), n=fc.n_invoices, horizon=horizon, freq=freq, csv_url=csv_url)
+                  totals=plain_dict(fc.totals), n=fc.n_invoices, horizon=horizon, max_horizon=MAX_HORIZON, freq=freq, csv_url=csv_url)
 
 
 @router.get("/forecast.csv")

@@ -257,6 +257,7 @@ def test_forecast_page_takes_the_same_horizon_limit_as_the_api(site):
     r = tc.get(f"/forecast.csv?horizon={MAX_HORIZON + 50}&freq=D")
     assert r.status_code == 200
     assert f"-{MAX_HORIZON}D.csv" in r.headers["content-disposition"] and len(r.text.splitlines()) == MAX_HORIZON + 1
+    assert f'name="horizon" min="1" max="{MAX_HORIZON}"' in tc.get("/forecast").text
 
 
 def test_no_model_gives_a_503_page_where_a_model_is_needed(tmp_path):
