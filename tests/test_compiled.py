@@ -118,8 +118,6 @@ def test_reasons_computed_beside_the_predictions_equal_the_sequential_ones(scori
 def test_run_score_stores_what_the_sequential_steps_compute(scoring_case, monkeypatch, _isolated_home):
     """run_score loads the champion beside the ledger and forecasts while storing: the stored run and
     its forecast are those of the steps run one after the other, and the compiled trees are cached."""
-    from dataclasses import dataclass, field
-
     import pipelines.score
     from ledger.contracts import TABLES
     from ledger.engine import open_store
@@ -129,20 +127,14 @@ def test_run_score_stores_what_the_sequential_steps_compute(scoring_case, monkey
     from ledger.staged_upsert import upsert_frame
     from ledger.workspace import Settings
     from models.monitoring import build_run_forecast
+    from models.registry import ChampionModel
     from models.scoring import build_scoring
 
     ledger, fitted = scoring_case
     model = pickle.loads(pickle.dumps(fitted))
 
-    @dataclass
-    class Champion:
-        model: EncaisseModel
-        version: str = "3"
-        run_id: str = "run-xyz"
-        as_of: str = "2025-06-01"
-        metrics: dict = field(default_factory=dict)
-
-    monkeypatch.setattr(pipelines.score, "load_champion", lambda settings: Champion(model))
+    champion = ChampionModel(model, "3", "run-xyz", "2025-06-01")
+    monkeypatch.setattr(pipelines.score, "load_champion", lambda settings: champion)
     url = f"sqlite:///{_isolated_home / 'ledger.db'}"
     engine = open_store(url)
     with engine.begin() as conn:

@@ -208,8 +208,6 @@ def test_drift_alert_fires_with_injected_drift_and_stays_quiet_without(tmp_path,
 
 @pytest.mark.slow
 def test_score_stores_the_forecast_and_monitor_reports_it(monkeypatch, tmp_path, _isolated_home):
-    from dataclasses import dataclass, field
-
     from typer.testing import CliRunner
 
     import pipelines.monitor
@@ -217,21 +215,14 @@ def test_score_stores_the_forecast_and_monitor_reports_it(monkeypatch, tmp_path,
     from encaisse.cli import app
     from ledger.contracts import TABLES
     from ledger.staged_upsert import upsert_frame
+    from models.registry import ChampionModel
 
     small = make_ledger(20, seed=3, end_date="2025-07-31")
     fitted = EncaisseModel(max_snapshots=16, snapshot_freq_days=28, hazard_params={"n_estimators": 40},
                            risk_params={"n_estimators": 40}).fit(small, "2025-06-01")
 
-    @dataclass
-    class Champion:
-        model: EncaisseModel
-        version: str = "7"
-        run_id: str = "run-abc"
-        as_of: str = "2025-06-01"
-        metrics: dict = field(default_factory=dict)
-
     for module in (pipelines.score, pipelines.monitor):
-        monkeypatch.setattr(module, "load_champion", lambda settings: Champion(fitted))
+        monkeypatch.setattr(module, "load_champion", lambda settings: ChampionModel(fitted, "7", "run-abc", "2025-06-01"))
     engine = open_store(f"sqlite:///{_isolated_home / 'ledger.db'}")
     with engine.begin() as conn:
         for name in TABLES:
