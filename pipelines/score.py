@@ -127,20 +127,14 @@ def run_score(
                        worklist=scoring.worklist, client_scores=scoring.client_scores)
 
 
-def load_champion(settings: Settings):
-    """``models.registry.load_champion`` (imported on first use: MLflow takes seconds to import)."""
-    from models.registry import load_champion as load
-
-    return load(settings)
-
-
 def _load_scoring_champion(settings: Settings, compiled: bool = True):
     """The champion, ready to score here: with its payment-date trees compiled (``models.compiled``,
     cached in the workspace's artifacts) when ``compiled``, and the scoring modules imported."""
     import models.monitoring  # noqa: F401 -- imported here, beside the ledger's read
     import models.scoring  # noqa: F401
+    from models import registry  # MLflow: seconds to import
 
-    champion = load_champion(settings)
+    champion = registry.load_champion(settings)
     model = champion.model
     if compiled and hasattr(model, "use_compiled_trees"):
         model.use_compiled_trees(settings.artifact_dir / "compiled")

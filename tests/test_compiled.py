@@ -118,6 +118,7 @@ def test_reasons_computed_beside_the_predictions_equal_the_sequential_ones(scori
 def test_run_score_stores_what_the_sequential_steps_compute(scoring_case, monkeypatch, _isolated_home):
     """run_score loads the champion beside the ledger and forecasts while storing: the stored run and
     its forecast are those of the steps run one after the other, and the compiled trees are cached."""
+    import models.registry
     import pipelines.score
     from ledger.contracts import TABLES
     from ledger.engine import open_store
@@ -134,7 +135,7 @@ def test_run_score_stores_what_the_sequential_steps_compute(scoring_case, monkey
     model = pickle.loads(pickle.dumps(fitted))
 
     champion = ChampionModel(model, "3", "run-xyz", "2025-06-01")
-    monkeypatch.setattr(pipelines.score, "load_champion", lambda settings: champion)
+    monkeypatch.setattr(models.registry, "load_champion", lambda settings: champion)
     url = f"sqlite:///{_isolated_home / 'ledger.db'}"
     engine = open_store(url)
     with engine.begin() as conn:

@@ -94,7 +94,7 @@ def test_score_command_with_a_scheduler_stores_the_same_worklist(ledger, model, 
 
     from typer.testing import CliRunner
 
-    import pipelines.score
+    import models.registry
     from encaisse.cli import app
     from ledger.contracts import TABLES
     from ledger.engine import open_store
@@ -107,7 +107,7 @@ def test_score_command_with_a_scheduler_stores_the_same_worklist(ledger, model, 
         run_id: str = "run-d"
         metrics: dict = field(default_factory=dict)
 
-    monkeypatch.setattr(pipelines.score, "load_champion", lambda settings: _Champion(model))
+    monkeypatch.setattr(models.registry, "load_champion", lambda settings: _Champion(model))
     engine = open_store(f"sqlite:///{_isolated_home / 'ledger.db'}")
     with engine.begin() as conn:
         for name in TABLES:

@@ -210,6 +210,7 @@ def test_drift_alert_fires_with_injected_drift_and_stays_quiet_without(tmp_path,
 def test_score_stores_the_forecast_and_monitor_reports_it(monkeypatch, tmp_path, _isolated_home):
     from typer.testing import CliRunner
 
+    import models.registry
     import pipelines.monitor
     import pipelines.score
     from encaisse.cli import app
@@ -221,7 +222,7 @@ def test_score_stores_the_forecast_and_monitor_reports_it(monkeypatch, tmp_path,
     fitted = EncaisseModel(max_snapshots=16, snapshot_freq_days=28, hazard_params={"n_estimators": 40},
                            risk_params={"n_estimators": 40}).fit(small, "2025-06-01")
 
-    for module in (pipelines.score, pipelines.monitor):
+    for module in (models.registry, pipelines.monitor):
         monkeypatch.setattr(module, "load_champion", lambda settings: ChampionModel(fitted, "7", "run-abc", "2025-06-01"))
     engine = open_store(f"sqlite:///{_isolated_home / 'ledger.db'}")
     with engine.begin() as conn:

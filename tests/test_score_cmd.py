@@ -68,9 +68,9 @@ def _json(result) -> dict:
 
 
 def test_score_stores_runs_and_writes_the_worklist(ledger, champion, monkeypatch, tmp_path, _isolated_home):
-    import pipelines.score
+    import models.registry
 
-    monkeypatch.setattr(pipelines.score, "load_champion", lambda settings: champion)
+    monkeypatch.setattr(models.registry, "load_champion", lambda settings: champion)
     _fill_store(f"sqlite:///{_isolated_home / 'ledger.db'}", ledger).dispose()
     runner = CliRunner()
     out1 = tmp_path / "worklist.csv"
@@ -134,9 +134,9 @@ def test_score_stores_runs_and_writes_the_worklist(ledger, champion, monkeypatch
 
 
 def test_score_and_alerts_fail_cleanly(ledger, champion, monkeypatch, _isolated_home):
-    import pipelines.score
+    import models.registry
 
-    monkeypatch.setattr(pipelines.score, "load_champion", lambda settings: champion)
+    monkeypatch.setattr(models.registry, "load_champion", lambda settings: champion)
     runner = CliRunner()
     empty = runner.invoke(app, ["score", "--as-of", DAY1])
     assert empty.exit_code == 1 and "holds no invoices" in empty.stderr
