@@ -9,7 +9,12 @@ For each days-overdue bucket, pooled over the cutoffs of a report written by
   the bucket's hindsight median (what right-skewed delays give any median);
 * the MAE of the P50 against the MAE of that hindsight median;
 * within 1-30 days overdue, how well the P50 ranks the invoices paid more than 7, 14 and 30 days later
-  (AUC): intervals narrow only as far as the long tail can be told apart.
+  (AUC): intervals narrow only as far as the long tail can be told apart;
+* where the spread lies: for invoices whose client has at least ``MIN_CLIENT_OPEN`` open invoices at
+  the cutoff, the P10-P90 width and the MAE of each client's own outcomes at that cutoff in hindsight
+  (what a forecast that knew when each client would pay this time would give), against the model on
+  the same invoices; and the share of payments made on a day the client also paid another invoice
+  open at the cutoff (payment runs).
 
 Usage::
 
@@ -72,6 +77,29 @@ def tail_auc(d: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+MIN_CLIENT_OPEN = 5
+"""Open invoices a client needs at a cutoff for its own hindsight spread to be read."""
+
+
+def client_table(d: pd.DataFrame) -> pd.DataFrame:
+    key = [d["as_of"], d["client_id"]]
+    n_open = d.groupby(key)["t"].transform("size")
+    paid = d["event"] == 1
+    run = d[paid].groupby([d["as_of"], d["client_id"], d["t"]])["t"].transform("size") > 1
+    rows = []
+    for b, g in d[n_open >= MIN_CLIENT_OPEN].groupby("bucket", observed=True):
+        by = g.groupby([g["as_of"], g["client_id"]])["t"]
+        lo, hi, med = by.transform(lambda s: s.quantile(0.1)), by.transform(lambda s: s.quantile(0.9)), by.transform("median")
+        rows.append({
+            "bucket": b, "invoices": len(g), "clients": by.ngroups,
+            "model width": (g["p90_days"] - g["p10_days"]).mean(), "model MAE": (g["p50"] - g["t"]).abs().mean(),
+            "client hindsight width": (hi - lo).mean(), "client hindsight coverage": ((lo <= g["t"]) & (g["t"] <= hi)).mean(),
+            "client hindsight median MAE": (med - g["t"]).abs().mean(),
+            "paid in a run": run.reindex(g.index[paid.loc[g.index]]).mean(),
+        })
+    return pd.DataFrame(rows)
+
+
 def markdown(frame: pd.DataFrame, digits: int) -> str:
     def cell(v) -> str:
         return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
@@ -88,6 +116,8 @@ def main() -> None:
     print(markdown(bucket_table(d), 2))
     print()
     print(markdown(tail_auc(d), 3))
+    print()
+    print(markdown(client_table(d), 2))
 
 
 if __name__ == "__main__":
