@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.monitoring import MonitoringConfig
+from models.hazard import DEFAULT_EDGES
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = PACKAGE_DIR / "default.yaml"
@@ -95,12 +96,15 @@ class ModelConfig(_Strict):
     max_training_rows: int | None = Field(default=300_000, ge=1_000, description="Budget of snapshot rows; above "
                                           "it a stable sample of whole clients is trained on (None: no limit).")
     random_state: int = Field(default=0, ge=0, description="Seed.")
+    bin_edges: tuple[int, ...] = Field(default=DEFAULT_EDGES, min_length=3, description="Payment-date bins, edges "
+                                       "in days past due (models.hazard.DEFAULT_EDGES).")
     payment_options: PaymentOptions = PaymentOptions()
     recalibrate: bool = Field(default=True, description="Recalibrate the payment-date CDF (payment_options."
                               "calibration_slice says on which rows).")
-    feature_groups: tuple[Literal["stuck", "client_effect"], ...] = Field(
+    feature_groups: tuple[Literal["stuck", "client_effect", "pay_calendar"], ...] = Field(
         default=(), description="Optional feature groups (features.signals): 'stuck' (the client pays around "
-        "the invoice), 'client_effect' (the client's recency-weighted, shrunk delay).")
+        "the invoice), 'client_effect' (the client's recency-weighted, shrunk delay), 'pay_calendar' (the "
+        "client's usual payment day of the month).")
 
     @field_validator("hazard_params")
     @classmethod
@@ -111,6 +115,14 @@ class ModelConfig(_Strict):
     @classmethod
     def _risk(cls, v):
         return _check_lgbm(v)
+
+    @field_validator("bin_edges")
+    @classmethod
+    def _bins(cls, v):
+        if v != tuple(sorted(set(v))) or v[0] >= 0 or v[-1] <= 0:
+            raise ValueError("bin_edges must be increasing, with some edges before the due date (< 0) and some "
+                             f"after it (> 0); got {list(v)}")
+        return v
 
     @model_validator(mode="after")
     def _slices(self):

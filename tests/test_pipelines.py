@@ -54,6 +54,14 @@ def test_packaged_configs_load_and_round_trip(tmp_path):
     assert load_config() == load_config(DEFAULT_CONFIG)
 
 
+def test_bin_edges_reach_the_payment_date_model():
+    from models.hazard import DEFAULT_EDGES
+    from models.scorer import EncaisseModel
+    assert load_config().model.bin_edges == DEFAULT_EDGES
+    params = parse_config({"model": {"bin_edges": [-30, 0, 30, 90]}}, "my.yaml").model.estimator_params()
+    assert EncaisseModel(**params).bin_edges == (-30, 0, 30, 90)
+
+
 @pytest.mark.parametrize("data, words", [
     ({"model": {"snapshot_freq_dayz": 14}}, ["model.snapshot_freq_dayz", "unknown key", "snapshot_freq_days"]),
     ({"validaton": {}}, ["validaton", "did you mean 'validation'"]),
@@ -64,6 +72,8 @@ def test_packaged_configs_load_and_round_trip(tmp_path):
     ({"model": {"hazard_holdout_days": 7, "snapshot_freq_days": 14}}, ["hazard_holdout_days (7)"]),
     ({"tune": {"n_folds": 1}}, ["tune.n_folds", "greater than or equal to 2"]),
     ({"model": {"payment_options": {"refit": True}}}, ["model.payment_options.refit", "unknown key"]),
+    ({"model": {"bin_edges": [0, 7, 30]}}, ["model.bin_edges", "before the due date"]),
+    ({"model": {"bin_edges": [-7, 30, 14]}}, ["model.bin_edges", "increasing"]),
 ])
 def test_config_errors_name_the_key(data, words):
     with pytest.raises(ConfigError) as exc:
