@@ -8,6 +8,9 @@
   invoice fell due, and how far past due the invoice is against the client's usual delay.
 - ``client_effect``: the client's own delay, recency-weighted and shrunk toward zero days when its
   history is short.
+- ``pay_calendar``: the day of the month the client's payment runs usually fall on (many companies
+  pay everything due on a set day each month); the payment-date model reads it against each bin's
+  calendar (``models.hazard``: whether the bin holds that day, and how late the invoice is then).
 
 Every figure reads only invoices issued and paid before ``as_of`` (``ds``, in seconds), and only the
 invoice's own client: a client partition computes the same columns as the whole ledger does.
@@ -20,7 +23,7 @@ import pandas as pd
 
 from features.clients import DAY, LedgerArrays
 
-FEATURE_GROUPS = ("stuck", "client_effect")
+FEATURE_GROUPS = ("stuck", "client_effect", "pay_calendar")
 """The optional groups ``build_features`` knows."""
 
 EFFECT_HALFLIFE_DAYS = 180.0
@@ -35,6 +38,12 @@ client's payment count anyway."""
 
 EFFECT_CLIP_DAYS = (-60.0, 180.0)
 """Delays are clipped to this range first, so one invoice paid a year late does not make the client."""
+
+PAY_CALENDAR_DAYS = 365
+"""Payment runs counted for ``pay_calendar``: those of the last this many days before ``as_of``."""
+
+PAY_CALENDAR_MIN_RUNS = 3
+"""Runs a client needs for a usual payment day of its own (NaN below)."""
 
 _SPAN = 1_000_000
 """Days since 1970 are below this: (client, day) pairs pack into one integer."""
@@ -117,6 +126,35 @@ def add_client_effect(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: 
     out["c_recent_weight"] = sw[rc]
 
 
+def add_pay_calendar(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float) -> None:
+    """Columns of the ``pay_calendar`` group, for the open invoices ``rows`` of ``t``.
+
+    Reads the client's invoices issued and paid before ``ds``, paid within ``PAY_CALENDAR_DAYS``.
+    ``i_pay_dom_mode``: the day of the month (1..31) with the most of them paid within one day of it,
+    either side (a run moved to the next business day still counts; months wrap around);
+    ``i_pay_dom_share``: the share of them paid within a day of it (about 0.1 for payments spread
+    over the month). Both NaN for a client with fewer than ``PAY_CALENDAR_MIN_RUNS`` payment days.
+    """
+    n = len(t.client_ids)
+    ds_day = int(np.floor(ds / DAY))
+    paid = np.flatnonzero(t.is_invoice & (t.issue < ds) & (t.paid < ds) & (t.doc_client >= 0))
+    day = _day(t.paid[paid])
+    recent = day >= ds_day - PAY_CALENDAR_DAYS
+    client, day = t.doc_client[paid][recent].astype(np.int64), day[recent]
+    runs = np.bincount(np.unique(client * _SPAN + day) // _SPAN, minlength=n)
+    dates = day.astype("datetime64[D]")
+    dom = (dates - dates.astype("datetime64[M]")).astype(np.int64)
+    counts = np.zeros((n, 31))
+    np.add.at(counts, (client, dom), 1.0)
+    near = counts + np.roll(counts, 1, axis=1) + np.roll(counts, -1, axis=1)
+    few = runs < PAY_CALENDAR_MIN_RUNS
+    mode = np.where(few, np.nan, near.argmax(axis=1) + 1.0)
+    share = np.where(few, np.nan, near.max(axis=1) / np.maximum(counts.sum(axis=1), 1))
+    rc = t.doc_client[rows]
+    out["i_pay_dom_mode"] = mode[rc]
+    out["i_pay_dom_share"] = share[rc]
+
+
 def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float, groups) -> None:
     """Add the columns of each group in ``groups`` (``FEATURE_GROUPS``) to ``out``; NaN for an invoice
     without a client."""
@@ -125,6 +163,8 @@ def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds:
         add_stuck_signals(out, t, rows, ds)
     if "client_effect" in groups:
         add_client_effect(out, t, rows, ds)
+    if "pay_calendar" in groups:
+        add_pay_calendar(out, t, rows, ds)
     no_client = t.doc_client[rows] < 0
     if no_client.any():
         for name in out.columns.difference(list(before)):

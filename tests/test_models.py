@@ -254,9 +254,13 @@ def test_payment_options_fit_and_give_coherent_distributions(fitted, options):
 
 def test_a_model_with_feature_groups_scores_with_the_columns_it_was_fitted_on(fitted):
     ledger, d, base = fitted
-    model = EncaisseModel(**SMALL, feature_groups=("stuck", "client_effect")).fit(ledger, d)
-    assert {"i_later_paid", "i_paid_since_due", "c_delay_shrunk"} <= set(model.encoder_.feature_names_in_)
-    assert not {"i_later_paid", "c_delay_shrunk"} & set(base.encoder_.feature_names_in_)
+    model = EncaisseModel(**SMALL, feature_groups=("stuck", "client_effect", "pay_calendar")).fit(ledger, d)
+    assert {"i_later_paid", "i_paid_since_due", "c_delay_shrunk", "i_pay_dom_mode"} <= set(model.encoder_.feature_names_in_)
+    assert not {"i_later_paid", "c_delay_shrunk", "i_pay_dom_mode"} & set(base.encoder_.feature_names_in_)
+    # The usual payment day is read against each bin's calendar, by the payment-date model only.
+    bins = set(model.payment_model_.booster_.feature_name())
+    assert {"h_pay_dom_next", "h_pay_dom_in_bin", "h_pay_dom_delay"} <= bins
+    assert not {"h_pay_dom_next"} & set(base.payment_model_.booster_.feature_name())
     s = model.score(ledger.known_at(d), d, n_reasons=0)
     pd.testing.assert_frame_equal(s, model.score(ledger, d, n_reasons=0))  # later facts change nothing
     assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()

@@ -7,13 +7,15 @@ import pandas as pd
 import pytest
 
 from features.invoices import build_features
-from features.signals import EFFECT_HALFLIFE_DAYS, EFFECT_PRIOR_WEIGHT, FEATURE_GROUPS
+from features.signals import EFFECT_HALFLIFE_DAYS, EFFECT_PRIOR_WEIGHT, FEATURE_GROUPS, PAY_CALENDAR_DAYS
 from ledger.contracts import Ledger
 from ledger.synth import make_ledger
+from models.hazard import _pay_day_columns
 
 D = pd.Timestamp("2024-03-01")
 STUCK = ["i_later_paid", "i_later_paid_share", "i_paid_since_due", "i_overdue_vs_p90"]
 EFFECT = ["c_delay_shrunk", "c_late_shrunk", "c_recent_weight"]
+CALENDAR = ["i_pay_dom_mode", "i_pay_dom_share"]
 
 
 def _ledger() -> Ledger:
@@ -31,7 +33,7 @@ def _ledger() -> Ledger:
 
 def test_groups_are_off_unless_asked_for():
     f = build_features(_ledger(), D)
-    assert not set(STUCK + EFFECT) & set(f.columns)
+    assert not set(STUCK + EFFECT + CALENDAR) & set(f.columns)
     with pytest.raises(ValueError, match="Unknown feature groups"):
         build_features(_ledger(), D, feature_groups=["stuk"])
 
@@ -68,6 +70,45 @@ def test_client_effect_on_a_hand_made_ledger():
     assert f.loc["b1", "c_recent_weight"] == 0
 
 
+def _paid_on(days: list[str], open_due: str = "2024-03-20") -> Ledger:
+    """Client A: one invoice paid on each of ``days`` (due the day before), one open at D."""
+    n = len(days)
+    return Ledger.from_frames(pd.DataFrame({
+        "invoice_id": [f"p{i}" for i in range(n)] + ["open"],
+        "client_id": ["A"] * (n + 1),
+        "issue_date": ["2023-01-02"] * n + ["2024-02-15"],
+        "due_date": [str((pd.Timestamp(x) - pd.Timedelta(days=1)).date()) for x in days] + [open_due],
+        "paid_date": days + [None],
+        "amount": [100.0] * (n + 1),
+    }))
+
+
+def test_pay_calendar_on_a_hand_made_ledger():
+    # Paid on 01-31, 02-01 (a run across the month end), 01-02 and 02-02; once mid-month.
+    f = build_features(_paid_on(["2024-01-31", "2024-02-01", "2024-01-02", "2024-02-02", "2024-01-15"]), D,
+                       feature_groups=["pay_calendar"]).set_index("invoice_id")
+    # Day 1 holds the 31st, the 1st and both 2nds within a day: 4 of 5 (months wrap around).
+    assert f.loc["open", "i_pay_dom_mode"] == 1 and f.loc["open", "i_pay_dom_share"] == pytest.approx(0.8)
+    # Fewer than three payment days: no usual day.
+    f = build_features(_paid_on(["2024-01-15", "2024-02-15"]), D, feature_groups=["pay_calendar"])
+    assert f["i_pay_dom_mode"].isna().all() and f["i_pay_dom_share"].isna().all()
+    # Payments older than the window do not count.
+    old = str((D - pd.Timedelta(days=PAY_CALENDAR_DAYS + 5)).date())
+    f = build_features(_paid_on([old, "2024-01-10", "2024-02-10", "2024-02-20"]), D, feature_groups=["pay_calendar"])
+    assert f["i_pay_dom_mode"].iloc[0] in (9, 10, 11) and f["i_pay_dom_share"].iloc[0] == pytest.approx(2 / 3)
+
+
+def test_pay_day_columns_place_the_client_day_in_each_bin():
+    # Due on 20 June; usual payment day the 2nd (window 1st-3rd). Bins starting 0, 5, 11 and 13 days
+    # past due (20, 25 June, 1 and 3 July), 7 days wide; a client with no usual day.
+    cols = _pay_day_columns(np.full(5, 6.0), np.full(5, 20.0), np.array([2.0, 2, 2, 2, np.nan]),
+                            np.array([0.0, 5, 11, 13, 0]), np.full(5, 7.0))
+    assert list(cols["h_pay_dom_next"][:4]) == [11, 6, 0, 0]  # June has 30 days: 1 July is 11 days on
+    assert list(cols["h_pay_dom_in_bin"][:4]) == [0, 1, 1, 1]
+    assert list(cols["h_pay_dom_delay"][:4]) == [11, 11, 11, 13]
+    assert all(np.isnan(cols[k][4]) for k in cols)
+
+
 def test_a_payment_after_the_snapshot_does_not_change_it():
     base = _ledger()
     inv = base.invoices.copy()
@@ -100,6 +141,7 @@ def test_later_data_does_not_change_the_groups_on_a_synthetic_ledger(synthetic):
     pd.testing.assert_frame_equal(full, build_features(synthetic.known_at(d), d, feature_groups=groups))
     pd.testing.assert_frame_equal(full, build_features(altered, d, feature_groups=groups))
     assert len(full) > 50 and full["i_later_paid"].gt(0).any() and full["c_recent_weight"].gt(0).any()
+    assert full["i_pay_dom_share"].gt(0).any()
 
 
 def test_groups_depend_on_the_invoice_own_client_only(synthetic):
@@ -113,4 +155,5 @@ def test_groups_depend_on_the_invoice_own_client_only(synthetic):
                   actions=synthetic.actions[synthetic.actions["client_id"].isin(some)])
     alone = build_features(part, d, feature_groups=list(FEATURE_GROUPS))
     want = full[full["client_id"].isin(some)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(alone[["invoice_id"] + STUCK + EFFECT], want[["invoice_id"] + STUCK + EFFECT])
+    cols = ["invoice_id"] + STUCK + EFFECT + CALENDAR
+    pd.testing.assert_frame_equal(alone[cols], want[cols])
