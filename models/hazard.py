@@ -492,7 +492,8 @@ def _person_period_rows(Z: np.ndarray, inputs: np.ndarray, bin_columns: dict, sl
 
 
 def _start_day(due_month: np.ndarray, due_dom: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Day of the year (0..364) and of the month (1..31) of the day ``start`` days past the due date."""
+    """The day ``start`` days past the due date: its number counted from 1 January of the due date's
+    year (0 = that 1 January; 365 and on: the next years), and its day of the month (1..31)."""
     m = np.clip(due_month.astype(int), 1, 12)
     doy0 = _MONTH_START[m - 1] + np.clip(due_dom, 1, 31) - 1
     s = (doy0 + np.floor(start)).astype(np.int64)
