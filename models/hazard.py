@@ -204,12 +204,10 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             "h_month": ((month0 + np.floor(start / 30.44)) % 12 + 1).astype(float),
         }
         if "i_due_dom" in src:
-            cols.update(_calendar_columns(np.nan_to_num(np.asarray(src["i_due_month"], dtype=float))[rows],
-                                          np.nan_to_num(np.asarray(src["i_due_dom"], dtype=float))[rows], start, end))
-        if "i_pay_dom_mode" in src and "i_due_dom" in src:
-            cols.update(_pay_day_columns(np.nan_to_num(np.asarray(src["i_due_month"], dtype=float))[rows],
-                                         np.nan_to_num(np.asarray(src["i_due_dom"], dtype=float))[rows],
-                                         np.asarray(src["i_pay_dom_mode"], dtype=float)[rows], start, width))
+            day = _start_day(month0 + 1, np.nan_to_num(np.asarray(src["i_due_dom"], dtype=float))[rows], start)
+            cols.update(_calendar_columns(day, start, end))
+            if "i_pay_dom_mode" in src:
+                cols.update(_pay_day_columns(day, np.asarray(src["i_pay_dom_mode"], dtype=float)[rows], start, width))
         if "c_pay_dow_mode" in src:
             mode = np.asarray(src["c_pay_dow_mode"], dtype=float)[rows]
             # Does the bin hold the client's usual payment weekday (its payment run)?
@@ -491,29 +489,28 @@ def _person_period_rows(Z: np.ndarray, inputs: np.ndarray, bin_columns: dict, sl
     return Z
 
 
-def _start_day(due_month: np.ndarray, due_dom: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _start_day(due_month: np.ndarray, due_dom: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The day ``start`` days past the due date: its number counted from 1 January of the due date's
-    year (0 = that 1 January; 365 and on: the next years), and its day of the month (1..31)."""
+    year (0 = that 1 January; 365 and on: the next years), its day of the month (1..31) and the length
+    of its month (in a year of 365 days)."""
     m = np.clip(due_month.astype(int), 1, 12)
     doy0 = _MONTH_START[m - 1] + np.clip(due_dom, 1, 31) - 1
     s = (doy0 + np.floor(start)).astype(np.int64)
     s_in = s % 365
     month_of = np.searchsorted(_MONTH_START, s_in, side="right") - 1
-    return s, s_in - _MONTH_START[month_of] + 1
+    return s, s_in - _MONTH_START[month_of] + 1, np.diff(_MONTH_START)[month_of]
 
 
-def _pay_day_columns(due_month: np.ndarray, due_dom: np.ndarray, mode: np.ndarray, start: np.ndarray,
-                     width: np.ndarray) -> dict:
-    """Where the client's usual payment day (``mode``, day of the month, NaN: none) falls in the bin.
+def _pay_day_columns(day: tuple, mode: np.ndarray, start: np.ndarray, width: np.ndarray) -> dict:
+    """Where the client's usual payment day (``mode``, day of the month, NaN: none) falls in the bin
+    [start, start + width) whose first day is ``day`` (``_start_day``).
 
     ``h_pay_dom_next``: days from the bin's start to the next day within one day of ``mode`` (0 when
     the bin starts on one); ``h_pay_dom_in_bin``: whether the bin holds such a day;
     ``h_pay_dom_delay``: the invoice's days past due on that day: a company that pays on a set day
     pays then what is due by then, and the next month what falls due after.
     """
-    s, dom = _start_day(due_month, due_dom, start)
-    month_of = np.searchsorted(_MONTH_START, s % 365, side="right") - 1
-    length = np.diff(_MONTH_START)[month_of]
+    _, dom, length = day
     target = np.nan_to_num(mode) - 1  # the window's first day
     ahead = np.mod(target - dom, length)
     nxt = np.where(ahead >= length - 2, 0.0, ahead)  # the bin starts inside the 3-day window
@@ -525,14 +522,14 @@ def _pay_day_columns(due_month: np.ndarray, due_dom: np.ndarray, mode: np.ndarra
     }
 
 
-def _calendar_columns(due_month: np.ndarray, due_dom: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict:
-    """Calendar of the bin [start, end) (days past due) of an invoice due on day ``due_dom`` of
-    month ``due_month``: day of the month at its start, and whether it holds a month end or the year end.
+def _calendar_columns(day: tuple, start: np.ndarray, end: np.ndarray) -> dict:
+    """Calendar of the bin [start, end) (days past due) whose first day is ``day`` (``_start_day``):
+    day of the month at its start, and whether it holds a month end or the year end.
 
     Companies pay in runs on set days of the month and close their books at month, quarter and
     year end; the weekday alone does not say that.
     """
-    s, dom = _start_day(due_month, due_dom, start)
+    s, dom, _ = day
     e = s + (np.ceil(end) - 1 - np.floor(start)).astype(np.int64)  # the bin's last day
     # Month ends crossed: month starts (day of year) in (s, e + 1], counted over whole years.
     ends_to = lambda x: (x // 365) * 12 + np.searchsorted(_MONTH_START[1:], x % 365, side="right")  # noqa: E731

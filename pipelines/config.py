@@ -14,8 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from models.monitoring import MonitoringConfig
+from features.signals import FEATURE_GROUPS
 from models.hazard import DEFAULT_EDGES
+from models.monitoring import MonitoringConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_CONFIG = PACKAGE_DIR / "default.yaml"
@@ -101,7 +102,7 @@ class ModelConfig(_Strict):
     payment_options: PaymentOptions = PaymentOptions()
     recalibrate: bool = Field(default=True, description="Recalibrate the payment-date CDF (payment_options."
                               "calibration_slice says on which rows).")
-    feature_groups: tuple[Literal["stuck", "client_effect", "pay_calendar"], ...] = Field(
+    feature_groups: tuple[Literal[FEATURE_GROUPS], ...] = Field(
         default=(), description="Optional feature groups (features.signals): 'stuck' (the client pays around "
         "the invoice), 'client_effect' (the client's recency-weighted, shrunk delay), 'pay_calendar' (the "
         "client's usual payment day of the month).")
