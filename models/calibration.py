@@ -6,8 +6,8 @@ as lower bounds. The rows they are read from (``calibration_slice``):
 
 * ``held_out``: the later slice the model was early-stopped on; each invoice is followed a few weeks.
 * ``all``: every snapshot, in sample (over-confident: the booster has learnt those rows).
-* ``cross_fit``: every snapshot, each client's rows predicted by a model fitted on the other half of
-  the clients; each invoice is followed up to the training day, so the tail of an invoice already
+* ``cross_fit``: every snapshot, each client's rows predicted by a model fitted on the other clients
+  (``cross_fit_folds`` folds of clients); each invoice is followed up to the training day, so the tail of an invoice already
   long overdue is seen.
 * ``mixed``: held-out maps up to ``MIXED_CROSS_FIT_AFTER_DAYS`` overdue, cross-fitted ones beyond.
 """
@@ -64,14 +64,19 @@ def calibrate_payment_model(pm, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.nda
 
 
 def _cross_fit(pm, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.ndarray, age: np.ndarray, seed: int) -> None:
-    """Maps from every snapshot's rows, each client's predicted by a sibling model fitted without it."""
+    """Maps from every snapshot's rows, each client's predicted by a sibling model fitted without it.
+
+    The clients fall into ``pm.cross_fit_folds`` folds by a hash of their id; each fold's rows are
+    predicted by a sibling fitted on the other folds (more folds: siblings closer to ``pm``, more fits).
+    """
     clients = ts["client_id"].astype(str)
-    half = (pd.util.hash_pandas_object(clients, index=False).to_numpy() % 2).astype(bool)
+    k = int(getattr(pm, "cross_fit_folds", 2))
+    fold = pd.util.hash_pandas_object(clients, index=False).to_numpy() % k
     keep = np.zeros(len(ts), dtype=bool)
     keep[stable_sample(len(ts), CALIBRATION_ROWS, seed)] = True
     parts = []
-    for side in (False, True):
-        train = half != side
+    for side in range(k):
+        train = fold != side
         sib = clone(pm).set_params(refit_full=False)
         ho = train & ~fit_m
         sib.fit(X[train & fit_m], ts.loc[train & fit_m, "duration_days"], ts.loc[train & fit_m, "event"],

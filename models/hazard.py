@@ -152,9 +152,10 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
 
     def __init__(self, bin_edges=DEFAULT_EDGES, horizon_days=365, lgbm_params=None, early_stopping_rounds=30,
                  random_state=0, refit_full=False, calibration_groups=(), recency_halflife_days=None,
-                 exclude_inputs=(), calibration_slice="held_out"):
+                 exclude_inputs=(), calibration_slice="held_out", cross_fit_folds=2):
         # calibration_slice: "held_out" (the later slice), "all" (every snapshot, in sample) or
-        # "cross_fit" (every snapshot, each client's rows predicted by a model fitted without them).
+        # "cross_fit" (every snapshot, each client's rows predicted by a model fitted without them,
+        # the clients in cross_fit_folds folds).
         self.bin_edges = bin_edges
         self.horizon_days = horizon_days
         self.lgbm_params = lgbm_params
@@ -165,6 +166,7 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         self.recency_halflife_days = recency_halflife_days
         self.exclude_inputs = exclude_inputs
         self.calibration_slice = calibration_slice
+        self.cross_fit_folds = cross_fit_folds
 
     # -- geometry ------------------------------------------------------------------------------
     def _a0(self, X) -> np.ndarray:

@@ -75,9 +75,12 @@ class PaymentOptions(_Strict):
                                             "(invoice, client or bin columns, e.g. h_month).")
     calibration_slice: Literal["held_out", "all", "cross_fit", "mixed"] = Field(
         default="held_out", description="Rows the calibration map is fitted on: the held-out last slice, every "
-        "snapshot (followed up to the training day), or every snapshot predicted out of sample (two halves of "
-        "the clients, each by a model fitted on the other), or mixed: held-out maps up to 30 days overdue, "
+        "snapshot (followed up to the training day), or every snapshot predicted out of sample (cross_fit_folds "
+        "folds of the clients, each by a model fitted on the others), or mixed: held-out maps up to 30 days overdue, "
         "cross-fitted maps beyond.")
+    cross_fit_folds: int = Field(default=2, ge=2, le=10, description="Folds of clients the cross-fitted "
+                                 "calibration predicts each from a sibling model fitted on the others (each "
+                                 "fold costs one more fit).")
     horizon_days: int = Field(default=365, ge=30, le=730, description="Forecasts stop this many days after as_of.")
 
 

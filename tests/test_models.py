@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator
 
 from ledger.synth import make_ledger
 from models.encoding import FeatureEncoder
 from models.evaluation import build_baselines, build_truth, evaluate_forecasts
+from models.calibration import calibrate_payment_model
 from models.calibration import km_map as _km_map
 from models.hazard import PaymentDateModel, _edges
 from models.scorer import EncaisseModel
@@ -233,6 +235,7 @@ def test_group_calibration_maps_each_days_overdue_group_with_its_own_map():
 @pytest.mark.parametrize("options", [
     {"calibration_slice": "all", "calibration_groups": (0, 30)},
     {"calibration_slice": "cross_fit", "calibration_groups": (0, 30)},
+    {"calibration_slice": "cross_fit", "calibration_groups": (0, 30), "cross_fit_folds": 3},
     {"calibration_slice": "mixed", "calibration_groups": (0, 30, 90)},
     {"refit_full": True, "recency_halflife_days": 60, "exclude_inputs": ("h_month", "a_country")},
 ])
@@ -250,6 +253,51 @@ def test_payment_options_fit_and_give_coherent_distributions(fitted, options):
     if "exclude_inputs" in options:
         used = set(np.array(pm.booster_.feature_name())[pm.booster_.feature_importance() > 0])
         assert not used & {"h_month", "a_country"}
+
+
+class _Sibling(BaseEstimator):
+    """Records which rows each sibling of the cross-fitted calibration is fitted on and predicts."""
+
+    log: list = []
+
+    def __init__(self, calibration_slice="cross_fit", cross_fit_folds=2, refit_full=False):
+        self.calibration_slice = calibration_slice
+        self.cross_fit_folds = cross_fit_folds
+        self.refit_full = refit_full
+
+    def fit(self, X, duration, event, eval_set=None, age_days=None):
+        self.log.append({"fit": set(X["row"]), "eval": set(eval_set[0]["row"])})
+        return self
+
+    def predict_raw_cdf(self, X):
+        self.log[-1]["predicted"] = set(X["row"])
+        return np.zeros((len(X), 2)), np.zeros((len(X), 2))
+
+    def fit_calibration(self, days, cdf, duration, event, overdue, seed=0):
+        self.calibrated_rows = len(days)
+
+
+@pytest.mark.parametrize("folds", [2, 3, 5])
+def test_cross_fitted_calibration_predicts_each_client_by_a_sibling_that_never_saw_it(folds):
+    rng = np.random.default_rng(1)
+    n = 600
+    ts = pd.DataFrame({"client_id": rng.integers(0, 40, n).astype(str), "duration_days": rng.integers(1, 90, n),
+                       "event": rng.integers(0, 2, n), "i_days_to_due": rng.integers(-60, 30, n)})
+    X = pd.DataFrame({"row": np.arange(n)})
+    fit_m = rng.random(n) < 0.8
+    _Sibling.log = []
+    pm = _Sibling(cross_fit_folds=folds)
+    calibrate_payment_model(pm, X, ts, fit_m, np.zeros(n), held_out=(), seed=0)
+    assert len(_Sibling.log) == folds
+    client = ts["client_id"].to_numpy()
+    predicted = [s["predicted"] for s in _Sibling.log]
+    for s in _Sibling.log:
+        seen = s["fit"] | s["eval"]
+        assert not set(client[list(s["predicted"])]) & set(client[list(seen)])
+        assert s["fit"] <= set(np.flatnonzero(fit_m)) and not s["eval"] & set(np.flatnonzero(fit_m))
+    # Every row is predicted once, by exactly one sibling, and every one of them calibrates.
+    assert sorted(r for p in predicted for r in p) == list(range(n))
+    assert pm.calibrated_rows == n
 
 
 def test_a_model_with_feature_groups_scores_with_the_columns_it_was_fitted_on(fitted):
