@@ -9,6 +9,9 @@ them once.
 from __future__ import annotations
 
 import logging
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,10 +51,30 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # waits as long as migrations may take, not the connection's usual busy timeout.
     before = int(cur.execute("PRAGMA busy_timeout").fetchone()[0])
     cur.execute(f"PRAGMA busy_timeout={MIGRATION_WAIT_MS}")
-    cur.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cur)
     cur.execute(f"PRAGMA busy_timeout={before}")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _switch_to_wal(cur: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while another connection holds the file.
+
+    SQLite answers "database is locked" at once, without the busy handler, when two connections
+    that both read the file race for the exclusive lock the switch needs (waiting could deadlock),
+    so processes opening a new store together retry here for as long as migrations may take.
+    """
+    deadline = time.monotonic() + MIGRATION_WAIT_MS / 1000
+    delay = 0.01
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.5)
 
 
 def create_store_engine(url: str, busy_timeout: float | None = None) -> sa.Engine:

@@ -97,3 +97,36 @@ def test_upsert_refuses_duplicate_keys(tmp_path):
     with engine.begin() as conn, pytest.raises(ValueError, match="unique invoice_id"):
         upsert_frame(conn, "invoices", df)
     engine.dispose()
+
+
+class _Cursor:
+    """Answers the WAL switch with the errors given, then succeeds."""
+
+    def __init__(self, errors):
+        self.errors, self.calls = list(errors), 0
+
+    def execute(self, sql):
+        assert sql == "PRAGMA journal_mode=WAL"
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self
+
+    def fetchall(self):
+        return [("wal",)]
+
+
+def test_the_wal_switch_waits_out_a_lock_another_opener_holds_and_raises_anything_else():
+    import sqlite3
+
+    from ledger.engine import _switch_to_wal
+
+    # SQLite refuses the switch at once, without its busy handler, while another connection holds the
+    # file: the opener tries again instead of failing.
+    cur = _Cursor([sqlite3.OperationalError("database is locked")] * 3)
+    _switch_to_wal(cur)
+    assert cur.calls == 4
+    cur = _Cursor([sqlite3.OperationalError("disk I/O error")])
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _switch_to_wal(cur)
+    assert cur.calls == 1
