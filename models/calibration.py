@@ -7,8 +7,8 @@ as lower bounds. The rows they are read from (``calibration_slice``):
 * ``held_out``: the later slice the model was early-stopped on; each invoice is followed a few weeks.
 * ``all``: every snapshot, in sample (over-confident: the booster has learnt those rows).
 * ``cross_fit``: every snapshot, each client's rows predicted by a model fitted on the other clients
-  (``cross_fit_folds`` folds of clients); each invoice is followed up to the training day, so the tail of an invoice already
-  long overdue is seen.
+  (``cross_fit_folds`` folds of clients); each invoice is followed up to the training day, so the
+  tail of an invoice already long overdue is seen.
 * ``mixed``: held-out maps up to ``MIXED_CROSS_FIT_AFTER_DAYS`` overdue, cross-fitted ones beyond.
 """
 
@@ -70,7 +70,7 @@ def _cross_fit(pm, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.ndarray, age: np
     predicted by a sibling fitted on the other folds (more folds: siblings closer to ``pm``, more fits).
     """
     clients = ts["client_id"].astype(str)
-    k = int(getattr(pm, "cross_fit_folds", 2))
+    k = int(pm.cross_fit_folds)
     fold = pd.util.hash_pandas_object(clients, index=False).to_numpy() % k
     keep = np.zeros(len(ts), dtype=bool)
     keep[stable_sample(len(ts), CALIBRATION_ROWS, seed)] = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -9,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from ledger.schema import metadata
-from ledger.engine import current_revision, head_revision, open_store
+from ledger.engine import _switch_to_wal, current_revision, head_revision, open_store
 from ledger.reader import load_ledger
 from ledger.staged_upsert import upsert_frame
 
@@ -117,10 +119,6 @@ class _Cursor:
 
 
 def test_the_wal_switch_waits_out_a_lock_another_opener_holds_and_raises_anything_else():
-    import sqlite3
-
-    from ledger.engine import _switch_to_wal
-
     # SQLite refuses the switch at once, without its busy handler, while another connection holds the
     # file: the opener tries again instead of failing.
     cur = _Cursor([sqlite3.OperationalError("database is locked")] * 3)
