@@ -140,10 +140,10 @@ def test_hazard_predictions_in_slices_of_one_reused_buffer_equal_one_slice(fitte
 
 
 def test_person_period_rows_leave_nothing_of_the_buffer_they_reuse():
-    from models.hazard import _person_period_rows
+    from models.bins import person_period_rows
 
     buffer = np.full((3, 6), 7.0)  # what an earlier slice left
-    Z = _person_period_rows(buffer[:2], np.array([[1.0, 2.0], [3.0, np.nan]]),
+    Z = person_period_rows(buffer[:2], np.array([[1.0, 2.0], [3.0, np.nan]]),
                             {"h_bin": np.array([0.0, 1.0]), "h_unknown": np.array([5.0, 5.0])},
                             {"h_bin": 4, "h_width": 3})
     np.testing.assert_array_equal(Z, [[1, 2, np.nan, np.nan, 0, np.nan], [3, np.nan, np.nan, np.nan, 1, np.nan]])

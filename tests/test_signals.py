@@ -10,7 +10,7 @@ from features.invoices import build_features
 from features.signals import EFFECT_HALFLIFE_DAYS, EFFECT_PRIOR_WEIGHT, FEATURE_GROUPS, PAY_CALENDAR_DAYS
 from ledger.contracts import Ledger
 from ledger.synth import make_ledger
-from models.hazard import _pay_day_columns, _start_day
+from models.bins import pay_day_columns, start_day
 
 D = pd.Timestamp("2024-03-01")
 STUCK = ["i_later_paid", "i_later_paid_share", "i_paid_since_due", "i_overdue_vs_p90"]
@@ -102,7 +102,7 @@ def test_pay_day_columns_place_the_client_day_in_each_bin():
     # Due on 20 June; usual payment day the 2nd (window 1st-3rd). Bins starting 0, 5, 11 and 13 days
     # past due (20, 25 June, 1 and 3 July), 7 days wide; a client with no usual day.
     start = np.array([0.0, 5, 11, 13, 0])
-    cols = _pay_day_columns(_start_day(np.full(5, 6.0), np.full(5, 20.0), start), np.array([2.0, 2, 2, 2, np.nan]),
+    cols = pay_day_columns(start_day(np.full(5, 6.0), np.full(5, 20.0), start), np.array([2.0, 2, 2, 2, np.nan]),
                             start, np.full(5, 7.0))
     assert list(cols["h_pay_dom_next"][:4]) == [11, 6, 0, 0]  # June has 30 days: 1 July is 11 days on
     assert list(cols["h_pay_dom_in_bin"][:4]) == [0, 1, 1, 1]
