@@ -15,7 +15,6 @@ Time-ordered training (``as_of`` = D, snapshots every ``snapshot_freq_days`` bef
 from __future__ import annotations
 
 import logging
-import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -25,7 +24,6 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from features.descriptions import DESCRIBED_FEATURES as _DESCRIBED, describe
 from features.invoices import build_features
 from features.snapshots import snapshot_dates, stack_snapshots
 from ledger.contracts import Ledger
@@ -33,6 +31,7 @@ from models.calibration import calibrate_payment_model
 from models.drift import REFERENCE_DAYS, build_reference, reference_rows
 from models.encoding import FeatureEncoder
 from models.hazard import DEFAULT_EDGES, PaymentDateModel
+from models.reasons import pick_reasons, speakable_cells
 from models.risk import CalibratedRisk
 
 log = logging.getLogger(__name__)
@@ -308,7 +307,7 @@ class EncaisseModel(BaseEstimator):
         matrix = self.encoder_.to_matrix(self.encoder_.transform(f))
         names = list(self.very_late_model_.feature_names_in_)
         return EncodedRows(features=f, matrix=matrix, columns=list(self.encoder_.feature_names_in_),
-                           speakable=_speakable(f, names) if with_reasons else None)
+                           speakable=speakable_cells(f, names) if with_reasons else None)
 
     def score(self, ledger: Ledger | None, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
               return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0,
@@ -396,7 +395,7 @@ class EncaisseModel(BaseEstimator):
         """Per invoice, the facts that push P(very late) up the most, in plain words."""
         names = list(self.very_late_model_.feature_names_in_)
         contrib = self.very_late_model_.contributions(X)[:, :-1]
-        return _pick_reasons(contrib, names, f, _speakable(f, names), n, lang)
+        return pick_reasons(contrib, names, f, speakable_cells(f, names), n, lang)
 
     def _reasons_encoded(self, rows: "EncodedRows", n: int, lang: str, num_threads: int, M: np.ndarray | None = None,
                          positions: np.ndarray | None = None) -> list[str]:
@@ -412,8 +411,8 @@ class EncaisseModel(BaseEstimator):
             speakable = rows.speakable if positions is None else rows.speakable[positions]
         else:
             f = rows.features if positions is None else rows.features.take(positions)
-            speakable = _speakable(f, names)
-        return _pick_reasons(contrib, names, rows.features, speakable, n, lang, at=positions)
+            speakable = speakable_cells(f, names)
+        return pick_reasons(contrib, names, rows.features, speakable, n, lang, at=positions)
 
 
 @dataclass
@@ -471,60 +470,3 @@ def _risk_proba(model: CalibratedRisk, matrix: np.ndarray, num_threads: int) -> 
     """``model.predict_proba(X)[:, 1]`` from X's float matrix (LightGBM gets the same numbers either way)."""
     check_is_fitted(model, "booster_")
     return model.calibrator_.predict(model.predictor().predict(matrix, num_threads=num_threads))
-
-
-def _speakable(f: pd.DataFrame, names: list[str]) -> np.ndarray:
-    """Which (invoice, feature) cells ``describe`` has words for: decided per feature, not per cell."""
-    speakable = np.zeros((len(f), len(names)), dtype=bool)
-    for j, name in enumerate(names):
-        if name not in f.columns or not (name in _DESCRIBED or name.startswith("a_")):
-            continue
-        col = f[name]
-        if col.dtype == np.float64:
-            speakable[:, j] = ~np.isnan(col.to_numpy())
-        else:
-            speakable[:, j] = [_has_value(x, name) for x in col.to_numpy(dtype=object)]
-    return speakable
-
-
-def _pick_reasons(contrib: np.ndarray, names: list[str], f: pd.DataFrame, speakable: np.ndarray, n: int,
-                  lang: str, at: np.ndarray | None = None) -> list[str]:
-    """Per row, the words for the features that push P(very late) up the most (``contrib``: log-odds).
-
-    ``at``: row i of ``contrib`` is row ``at[i]`` of ``f`` (None: row i).
-    """
-    m = len(contrib)
-    if n <= 0:
-        return [""] * m
-    order = np.argsort(-contrib, axis=1)
-    # Walk each row's features by falling contribution, as a reader would: stop at the first
-    # non-positive one or after n reasons, skip the ones without words.
-    rows = np.arange(m)
-    said = np.zeros(m, dtype=int)
-    picks: list[tuple[np.ndarray, np.ndarray, int]] = []  # (rows, features, slot)
-    for k in range(order.shape[1]):
-        j = order[:, k]
-        live = (contrib[rows, j] > 0) & (said < n)
-        if not live.any():
-            break
-        take = live & speakable[rows, j]
-        if take.any():
-            picks.append((rows[take], j[take], said[take]))
-            said[take] += 1
-    slots = [[""] * m for _ in range(n)]
-    for r, j, s in picks:
-        for jj in np.unique(j):  # format grouped by feature, values converted only for the picked cells
-            sel = j == jj
-            name = names[jj]
-            # The column's array, not the Series: a Series take builds an index per call.
-            values = f[name].array.take(r[sel] if at is None else at[r[sel]]).to_numpy(dtype=object)
-            for i, slot, value in zip(r[sel], s[sel], values):
-                slots[slot][i] = describe(name, value, lang)
-    return ["; ".join(t for t in parts if t) for parts in zip(*slots)]
-
-
-def _has_value(value, feature: str) -> bool:
-    """Whether ``describe(feature, value)`` says something (the value is present)."""
-    if feature.startswith("a_") and feature not in _DESCRIBED:
-        return value is not None and bool(value == value)
-    return not (value is None or (isinstance(value, float) and math.isnan(value)))
