@@ -136,14 +136,18 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         lgbm_params: LightGBM classifier parameters (``LGBM_DEFAULTS`` when None).
         early_stopping_rounds: patience on the eval set's log loss.
         random_state: seed.
+        mixture: what predicts the raw CDF: ``"model"`` (the booster alone) or ``"model_and_siblings"``
+            (the mean of its CDF and those of the cross-fit siblings, which the calibration maps were
+            read from; needs a cross-fitted ``calibration_slice``).
 
     Fitted attributes:
-        edges_, booster_, feature_names_in_, calibration_ (grid of G, or None), n_rows_expanded_.
+        edges_, booster_, feature_names_in_, calibration_ (grid of G, or None), n_rows_expanded_;
+        siblings_ (the cross-fit siblings the mixture holds, or none).
     """
 
     def __init__(self, bin_edges=DEFAULT_EDGES, horizon_days=365, lgbm_params=None, early_stopping_rounds=30,
                  random_state=0, refit_full=False, calibration_groups=(), recency_halflife_days=None,
-                 exclude_inputs=(), calibration_slice="held_out", cross_fit_folds=2):
+                 exclude_inputs=(), calibration_slice="held_out", cross_fit_folds=2, mixture="model"):
         # calibration_slice: "held_out" (the later slice), "all" (every snapshot, in sample) or
         # "cross_fit" (every snapshot, each client's rows predicted by a model fitted without them,
         # the clients in cross_fit_folds folds).
@@ -158,6 +162,7 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         self.exclude_inputs = exclude_inputs
         self.calibration_slice = calibration_slice
         self.cross_fit_folds = cross_fit_folds
+        self.mixture = mixture
 
     # -- geometry ------------------------------------------------------------------------------
     def _a0(self, X) -> np.ndarray:
@@ -242,6 +247,7 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         self.feature_names_in_ = np.array(X.columns, dtype=object)
         self.calibration_ = None
         self.group_calibration_ = {}
+        self.siblings_ = []
         Z, y, rows = self._expand(X, duration, event)
         self._mask(Z)
         w = self._weights(age_days, rows)
@@ -298,7 +304,18 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
 
     def predict_raw_cdf_matrix(self, M: np.ndarray, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``predict_raw_cdf`` from the invoices' float matrix: columns in ``feature_names_in_`` order,
-        categories as their codes (``FeatureEncoder.to_matrix``)."""
+        categories as their codes (``FeatureEncoder.to_matrix``). With siblings: the mean of the CDFs
+        (a mixture of the distributions; the grid of days is the same for all, from the edges)."""
+        days, cdf = self._booster_cdf_matrix(M, num_threads)
+        siblings = self.__dict__.get("siblings_") or []
+        for sib in siblings:
+            cdf += sib._booster_cdf_matrix(M, num_threads)[1]
+        if siblings:
+            cdf /= 1 + len(siblings)
+        return days, cdf
+
+    def _booster_cdf_matrix(self, M: np.ndarray, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The raw CDF of this model's own booster (``predict_raw_cdf_matrix`` without the siblings)."""
         check_is_fitted(self, "booster_")
         width, slots, where = self._layout()
         M = np.asarray(M, dtype=float)
@@ -326,6 +343,11 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         cdf = np.hstack([np.zeros((len(M), 1)), 1.0 - surv])
         days = np.maximum(e[None, :], a0[:, None]) - a0[:, None]
         return days, cdf
+
+    def attach_compiled(self, cache_dir) -> bool:
+        """Compiled trees for the booster and for each sibling of the mixture (``CompiledTrees``)."""
+        own = super().attach_compiled(cache_dir)
+        return all([own, *(sib.attach_compiled(cache_dir) for sib in self.__dict__.get("siblings_") or [])])
 
     def predict_cdf(self, X: pd.DataFrame, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated CDF: (days after as_of at each edge, P(paid before it)), both (n, bins + 1)."""

@@ -82,6 +82,10 @@ class PaymentOptions(_Strict):
                                  "calibration predicts each from a sibling model fitted on the others (each "
                                  "fold costs one more fit).")
     horizon_days: int = Field(default=365, ge=30, le=730, description="Forecasts stop this many days after as_of.")
+    mixture: Literal["model", "model_and_siblings"] = Field(
+        default="model", description="What predicts the raw payment-date CDF: the booster alone, or the mean of "
+        "its CDF and those of the cross-fit siblings the calibration was read from (needs calibration_slice "
+        "cross_fit; each sibling adds its trees to every score).")
 
 
 class ModelConfig(_Strict):
@@ -134,6 +138,12 @@ class ModelConfig(_Strict):
             raise ValueError(
                 f"hazard_holdout_days ({self.hazard_holdout_days}) must be at least snapshot_freq_days "
                 f"({self.snapshot_freq_days}), or the held-out slice holds no snapshot."
+            )
+        po = self.payment_options
+        if po.mixture != "model" and (po.calibration_slice != "cross_fit" or not self.recalibrate):
+            raise ValueError(
+                f"payment_options.mixture: {po.mixture} needs the cross-fit siblings: set "
+                f"payment_options.calibration_slice: cross_fit (it is {po.calibration_slice}) and recalibrate: true."
             )
         return self
 

@@ -87,12 +87,25 @@ def scoring_case():
     return ledger, model
 
 
-def test_scores_with_compiled_trees_equal_lightgbm_s(scoring_case, tmp_path):
-    ledger, fitted = scoring_case
+@pytest.fixture(scope="module")
+def mixture_case(scoring_case):
+    ledger, _ = scoring_case
+    model = EncaisseModel(max_snapshots=16, snapshot_freq_days=28, hazard_params={"n_estimators": 40},
+                          risk_params={"n_estimators": 40},
+                          payment_options={"calibration_slice": "cross_fit", "mixture": "model_and_siblings"},
+                          ).fit(ledger, "2025-06-01")
+    return ledger, model
+
+
+@pytest.mark.parametrize("case", ["scoring_case", "mixture_case"])
+def test_scores_with_compiled_trees_equal_lightgbm_s(case, request, tmp_path):
+    ledger, fitted = request.getfixturevalue(case)
     model = pickle.loads(pickle.dumps(fitted))
     before, (days0, cdf0) = model.score(ledger, "2025-06-15", return_cdf=True)
     assert model.use_compiled_trees(tmp_path)
-    parts = (model.payment_model_, model.late_model_, model.very_late_model_)
+    # The payment-date mixture predicts with the cross-fit siblings too: each has its compiled trees.
+    parts = (model.payment_model_, *model.payment_model_.siblings_, model.late_model_, model.very_late_model_)
+    assert len(parts) == (5 if case == "mixture_case" else 3)
     assert all("compiled_" in m.__dict__ for m in parts)
     after, (days1, cdf1) = model.score(ledger, "2025-06-15", return_cdf=True)
     pd.testing.assert_frame_equal(after, before, check_exact=True)
@@ -100,7 +113,8 @@ def test_scores_with_compiled_trees_equal_lightgbm_s(scoring_case, tmp_path):
     assert all(m.__dict__["compiled_"].verified for m in parts)
     # The native code stays with the process: a pickled model holds none (and the live one keeps it).
     copy = pickle.loads(pickle.dumps(model))
-    assert not any("compiled_" in m.__dict__ for m in (copy.payment_model_, copy.late_model_, copy.very_late_model_))
+    assert not any("compiled_" in m.__dict__ for m in (copy.payment_model_, *copy.payment_model_.siblings_,
+                                                       copy.late_model_, copy.very_late_model_))
     assert all("compiled_" in m.__dict__ for m in parts)
 
 

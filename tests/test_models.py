@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 from sklearn.base import BaseEstimator
 
 from ledger.synth import make_ledger
@@ -14,6 +17,7 @@ from models.calibration import calibrate_payment_model
 from models.calibration import km_map as _km_map
 from models.hazard import PaymentDateModel, _edges
 from models.scorer import EncaisseModel
+from pipelines.config import TrainingConfig
 
 SMALL = dict(max_snapshots=10, snapshot_freq_days=21, hazard_params={"n_estimators": 60},
              risk_params={"n_estimators": 60})
@@ -260,10 +264,11 @@ class _Sibling(BaseEstimator):
 
     log: list = []
 
-    def __init__(self, calibration_slice="cross_fit", cross_fit_folds=2, refit_full=False):
+    def __init__(self, calibration_slice="cross_fit", cross_fit_folds=2, refit_full=False, mixture="model"):
         self.calibration_slice = calibration_slice
         self.cross_fit_folds = cross_fit_folds
         self.refit_full = refit_full
+        self.mixture = mixture
 
     def fit(self, X, duration, event, eval_set=None, age_days=None):
         self.log.append({"fit": set(X["row"]), "eval": set(eval_set[0]["row"])})
@@ -298,6 +303,40 @@ def test_cross_fitted_calibration_predicts_each_client_by_a_sibling_that_never_s
     # Every row is predicted once, by exactly one sibling, and every one of them calibrates.
     assert sorted(r for p in predicted for r in p) == list(range(n))
     assert pm.calibrated_rows == n
+
+
+def test_the_mixture_predicts_the_mean_cdf_of_the_model_and_its_cross_fit_siblings(fitted):
+    ledger, d, _ = fitted
+    options = {"calibration_slice": "cross_fit", "calibration_groups": (0, 30)}
+    alone = EncaisseModel(**SMALL, payment_options=options).fit(ledger, d)
+    mixed = EncaisseModel(**SMALL, payment_options={**options, "mixture": "model_and_siblings"}).fit(ledger, d)
+    pm = mixed.payment_model_
+    assert alone.payment_model_.siblings_ == [] and len(pm.siblings_) == 2
+    assert all(s.mixture == "model" and s.siblings_ == [] for s in pm.siblings_)
+    f = mixed.features(ledger.known_at(d), d)
+    M = pm._frame_matrix(mixed.encoder_.transform(f)[list(pm.feature_names_in_)])
+    days, own = pm._booster_cdf_matrix(M)
+    np.testing.assert_allclose(own, alone.payment_model_._booster_cdf_matrix(M)[1])  # the same booster
+    mean = (own + sum(s._booster_cdf_matrix(M)[1] for s in pm.siblings_)) / 3
+    got_days, got = pm.predict_raw_cdf_matrix(M)
+    np.testing.assert_array_equal(got_days, days)
+    np.testing.assert_allclose(got, mean)
+    assert not np.allclose(got, own)
+    # The maps are the same (read from the same siblings); what they map differs.
+    for k, g in alone.payment_model_.group_calibration_.items():
+        np.testing.assert_allclose(pm.group_calibration_[k], g)
+    s = mixed.score(ledger.known_at(d), d, n_reasons=0)
+    assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()
+    copy = pickle.loads(pickle.dumps(mixed))
+    pd.testing.assert_frame_equal(copy.score(ledger.known_at(d), d, n_reasons=0), s)
+
+
+def test_the_mixture_needs_the_cross_fit_siblings():
+    with pytest.raises(ValidationError, match="calibration_slice: cross_fit"):
+        TrainingConfig.model_validate({"model": {"payment_options": {"mixture": "model_and_siblings"}}})
+    with pytest.raises(ValidationError, match="recalibrate: true"):
+        TrainingConfig.model_validate({"model": {"recalibrate": False, "payment_options": {
+            "mixture": "model_and_siblings", "calibration_slice": "cross_fit"}}})
 
 
 def test_a_model_with_feature_groups_scores_with_the_columns_it_was_fitted_on(fitted):
