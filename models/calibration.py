@@ -63,12 +63,27 @@ def calibrate_payment_model(pm, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.nda
         pm.recalibrate(*held_out, seed=seed)
 
 
-def _cross_fit(pm, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.ndarray, age: np.ndarray, seed: int) -> None:
+def fit_by_siblings(pm, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.ndarray, age: np.ndarray, seed: int = 0) -> None:
+    """Fit ``pm`` as the mixture of its cross-fit siblings alone (``mixture: siblings``), with no booster
+    fitted on every client: the first sibling's booster becomes its own, the others its ``siblings_``,
+    and the maps are read from their out-of-fold predictions as with ``cross_fit``.
+
+    Arguments as for ``calibrate_payment_model``.
+    """
+    first, *rest = _cross_fit(pm, X, ts, fit_m, age, seed)
+    own = ("calibration_", "group_calibration_", "siblings_")
+    pm.__dict__.update({k: v for k, v in vars(first).items() if k.endswith("_") and k not in own})
+    pm.n_rows_expanded_ = first.n_rows_expanded_ + sum(s.n_rows_expanded_ for s in rest)
+    pm.siblings_ = rest
+
+
+def _cross_fit(pm, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.ndarray, age: np.ndarray, seed: int) -> list:
     """Maps from every snapshot's rows, each client's predicted by a sibling model fitted without it.
 
     The clients fall into ``pm.cross_fit_folds`` folds by a hash of their id; each fold's rows are
     predicted by a sibling fitted on the other folds (more folds: siblings closer to ``pm``, more fits).
     With ``pm.mixture == "model_and_siblings"`` the siblings stay in ``pm.siblings_`` and predict with it.
+    Returns the fitted siblings.
     """
     clients = ts["client_id"].astype(str)
     k = int(pm.cross_fit_folds)
@@ -95,6 +110,7 @@ def _cross_fit(pm, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.ndarray, age: np
         # The maps were read from the siblings' predictions: predicting with them too brings what
         # is predicted closer to what was calibrated, and a mixture of boosters varies less.
         pm.siblings_ = siblings
+    return siblings
 
 
 def km_map(u: np.ndarray, event: np.ndarray, n_grid: int = 201, min_at_risk: int = 50) -> tuple[np.ndarray, np.ndarray]:

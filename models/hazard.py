@@ -13,7 +13,12 @@ entirely, as 'not paid', and nothing after. Nothing open is dropped.
 
 Calibration: ``recalibrate`` fits a monotone map G of the predicted CDF on a later time slice, from
 probability-integral-transform values (randomised within a bin), with censored invoices handled by
-a Kaplan-Meier estimate, so that P(PIT <= p) = p there. Quantiles and samples use G(F).
+a Kaplan-Meier estimate, so that P(PIT <= p) = p there (``models.calibration`` says which rows).
+Quantiles and samples use G(F).
+
+Mixture: ``mixture`` can make F the mean of the CDFs of several boosters, the cross-fit siblings
+whose out-of-fold predictions the maps were read from (with or without a booster fitted on every
+client).
 
 Horizon: ``horizon_days`` (365) after as_of. Mass beyond it means 'not paid within the horizon'.
 """
@@ -136,9 +141,10 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         lgbm_params: LightGBM classifier parameters (``LGBM_DEFAULTS`` when None).
         early_stopping_rounds: patience on the eval set's log loss.
         random_state: seed.
-        mixture: what predicts the raw CDF: ``"model"`` (the booster alone) or ``"model_and_siblings"``
+        mixture: what predicts the raw CDF: ``"model"`` (the booster alone), ``"model_and_siblings"``
             (the mean of its CDF and those of the cross-fit siblings, which the calibration maps were
-            read from; needs a cross-fitted ``calibration_slice``).
+            read from; needs a cross-fitted ``calibration_slice``) or ``"siblings"`` (the siblings
+            alone: ``models.calibration.fit_by_siblings`` fits it, in place of ``fit``).
 
     Fitted attributes:
         edges_, booster_, feature_names_in_, calibration_ (grid of G, or None), n_rows_expanded_;

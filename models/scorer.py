@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 from features.invoices import build_features
 from features.snapshots import snapshot_dates, stack_snapshots
 from ledger.contracts import Ledger
-from models.calibration import calibrate_payment_model
+from models.calibration import calibrate_payment_model, fit_by_siblings
 from models.drift import REFERENCE_DAYS, build_reference, reference_rows
 from models.encoding import FeatureEncoder
 from models.hazard import DEFAULT_EDGES, PaymentDateModel
@@ -211,10 +211,14 @@ class EncaisseModel(BaseEstimator):
                                                random_state=self.random_state, **(self.payment_options or {}))
         age = ((d - ts["as_of"]) / pd.Timedelta(days=1)).to_numpy()
         held_out = (X[~fit_m], ts.loc[~fit_m, "duration_days"], ts.loc[~fit_m, "event"])
-        self.payment_model_.fit(X[fit_m], ts.loc[fit_m, "duration_days"], ts.loc[fit_m, "event"],
-                                eval_set=(*held_out, age[~fit_m]), age_days=age[fit_m])
-        if self.recalibrate:
-            calibrate_payment_model(self.payment_model_, X, ts, fit_m, age, held_out, seed=self.random_state)
+        if self.payment_model_.mixture == "siblings":
+            # The cross-fit siblings are the model (and its calibration): no booster on every client.
+            fit_by_siblings(self.payment_model_, X, ts, fit_m, age, seed=self.random_state)
+        else:
+            self.payment_model_.fit(X[fit_m], ts.loc[fit_m, "duration_days"], ts.loc[fit_m, "event"],
+                                    eval_set=(*held_out, age[~fit_m]), age_days=age[fit_m])
+            if self.recalibrate:
+                calibrate_payment_model(self.payment_model_, X, ts, fit_m, age, held_out, seed=self.random_state)
         self.payment_model_.__dict__.pop("holdout_booster_", None)  # only recalibration needs it
 
         label_days, cal_days = self._risk_windows(ts["as_of"].min(), d)

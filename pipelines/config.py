@@ -82,10 +82,11 @@ class PaymentOptions(_Strict):
                                  "calibration predicts each from a sibling model fitted on the others (each "
                                  "fold costs one more fit).")
     horizon_days: int = Field(default=365, ge=30, le=730, description="Forecasts stop this many days after as_of.")
-    mixture: Literal["model", "model_and_siblings"] = Field(
-        default="model", description="What predicts the raw payment-date CDF: the booster alone, or the mean of "
-        "its CDF and those of the cross-fit siblings the calibration was read from (needs calibration_slice "
-        "cross_fit; each sibling adds its trees to every score).")
+    mixture: Literal["model", "model_and_siblings", "siblings"] = Field(
+        default="model", description="What predicts the raw payment-date CDF: the booster alone, the mean of "
+        "its CDF and those of the cross-fit siblings the calibration was read from, or the siblings' mean alone "
+        "(no booster fitted on every client). Both need calibration_slice cross_fit; each sibling adds its trees "
+        "to every score.")
 
 
 class ModelConfig(_Strict):

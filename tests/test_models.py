@@ -330,10 +330,22 @@ def test_the_mixture_predicts_the_mean_cdf_of_the_model_and_its_cross_fit_siblin
     copy = pickle.loads(pickle.dumps(mixed))
     pd.testing.assert_frame_equal(copy.score(ledger.known_at(d), d, n_reasons=0), s)
 
+    # The siblings alone: no booster on every client; the first sibling's is the model's own.
+    only = EncaisseModel(**SMALL, payment_options={**options, "mixture": "siblings"}).fit(ledger, d).payment_model_
+    first, second = (sib._booster_cdf_matrix(M)[1] for sib in pm.siblings_)
+    assert len(only.siblings_) == 1
+    np.testing.assert_allclose(only._booster_cdf_matrix(M)[1], first)
+    np.testing.assert_allclose(only.siblings_[0]._booster_cdf_matrix(M)[1], second)
+    np.testing.assert_allclose(only.predict_raw_cdf_matrix(M)[1], (first + second) / 2)
+    assert only.n_rows_expanded_ == sum(sib.n_rows_expanded_ for sib in pm.siblings_)
+    for k, g in alone.payment_model_.group_calibration_.items():
+        np.testing.assert_allclose(only.group_calibration_[k], g)
+
 
 def test_the_mixture_needs_the_cross_fit_siblings():
-    with pytest.raises(ValidationError, match="calibration_slice: cross_fit"):
-        TrainingConfig.model_validate({"model": {"payment_options": {"mixture": "model_and_siblings"}}})
+    for mixture in ("model_and_siblings", "siblings"):
+        with pytest.raises(ValidationError, match="calibration_slice: cross_fit"):
+            TrainingConfig.model_validate({"model": {"payment_options": {"mixture": mixture}}})
     with pytest.raises(ValidationError, match="recalibrate: true"):
         TrainingConfig.model_validate({"model": {"recalibrate": False, "payment_options": {
             "mixture": "model_and_siblings", "calibration_slice": "cross_fit"}}})
