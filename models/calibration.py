@@ -71,7 +71,9 @@ def fit_by_siblings(pm, X: pd.DataFrame, ts: pd.DataFrame, fit_m: np.ndarray, ag
     Arguments as for ``calibrate_payment_model``.
     """
     first, *rest = _cross_fit(pm, X, ts, fit_m, age, seed)
-    own = ("calibration_", "group_calibration_", "siblings_")
+    for stale in ("layout_", "compiled_"):  # read from, or compiled for, a booster ``pm`` no longer has
+        pm.__dict__.pop(stale, None)
+    own = ("calibration_", "group_calibration_")  # just fitted on ``pm`` by ``_cross_fit``
     pm.__dict__.update({k: v for k, v in vars(first).items() if k.endswith("_") and k not in own})
     pm.n_rows_expanded_ = first.n_rows_expanded_ + sum(s.n_rows_expanded_ for s in rest)
     pm.siblings_ = rest

@@ -151,6 +151,10 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         siblings_ (the cross-fit siblings the mixture holds, or none).
     """
 
+    # Parameters added after models were first stored: what a model pickled before them did.
+    cross_fit_folds = 2
+    mixture = "model"
+
     def __init__(self, bin_edges=DEFAULT_EDGES, horizon_days=365, lgbm_params=None, early_stopping_rounds=30,
                  random_state=0, refit_full=False, calibration_groups=(), recency_halflife_days=None,
                  exclude_inputs=(), calibration_slice="held_out", cross_fit_folds=2, mixture="model"):
@@ -312,17 +316,22 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         """``predict_raw_cdf`` from the invoices' float matrix: columns in ``feature_names_in_`` order,
         categories as their codes (``FeatureEncoder.to_matrix``). With siblings: the mean of the CDFs
         (a mixture of the distributions; the grid of days is the same for all, from the edges)."""
-        days, cdf = self._booster_cdf_matrix(M, num_threads)
-        siblings = self.__dict__.get("siblings_") or []
-        for sib in siblings:
-            cdf += sib._booster_cdf_matrix(M, num_threads)[1]
-        if siblings:
-            cdf /= 1 + len(siblings)
-        return days, cdf
+        members = [self, *(self.__dict__.get("siblings_") or [])]
+        # Boosters with the same columns read the same person-period rows: built once for all of them.
+        shared = [m for m in members if m._layout() == self._layout()]
+        days, cdfs = self._cdf_matrices(M, shared, num_threads)
+        cdfs += [m._booster_cdf_matrix(M, num_threads)[1] for m in members if not any(m is x for x in shared)]
+        return days, cdfs[0] if len(cdfs) == 1 else np.mean(cdfs, axis=0)
 
     def _booster_cdf_matrix(self, M: np.ndarray, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """The raw CDF of this model's own booster (``predict_raw_cdf_matrix`` without the siblings)."""
-        check_is_fitted(self, "booster_")
+        days, (cdf,) = self._cdf_matrices(M, [self], num_threads)
+        return days, cdf
+
+    def _cdf_matrices(self, M: np.ndarray, members: list, num_threads: int = 0) -> tuple[np.ndarray, list]:
+        """The days grid and one raw CDF per model of ``members`` (this model's layout, edges and bins)."""
+        for member in members:
+            check_is_fitted(member, "booster_")
         width, slots, where = self._layout()
         M = np.asarray(M, dtype=float)
         m = len(self.feature_names_in_)
@@ -336,19 +345,20 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         n = k - f
         rows = np.repeat(np.arange(len(M)), n)
         bins = np.repeat(f, n) + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
-        h = np.zeros((len(M), k))
-        predictor = self.predictor()  # the booster's compiled trees when attached: the same numbers, faster
+        hs = [np.zeros((len(M), k)) for _ in members]
+        # The boosters' compiled trees when attached: the same numbers, faster.
+        predictors = [member.predictor() for member in members]
         # Person-period rows in slices: the same predictions, without the whole expanded matrix in memory.
         # One buffer for every slice (a fresh one per slice was its pages faulted in again each time).
         buffer = np.empty((min(PREDICT_CHUNK_ROWS, len(rows)), width))
         for lo in range(0, len(rows), PREDICT_CHUNK_ROWS):
             r, b = rows[lo:lo + PREDICT_CHUNK_ROWS], bins[lo:lo + PREDICT_CHUNK_ROWS]
             Z = person_period_rows(buffer[:len(r)], M[r], bin_columns(self.edges_, src, r, b.astype(int), a0), slots)
-            h[r, b] = np.clip(predictor.predict(Z, num_threads=num_threads), 0.0, 1.0)
-        surv = np.cumprod(1.0 - h, axis=1)
-        cdf = np.hstack([np.zeros((len(M), 1)), 1.0 - surv])
+            for h, predictor in zip(hs, predictors):
+                h[r, b] = np.clip(predictor.predict(Z, num_threads=num_threads), 0.0, 1.0)
         days = np.maximum(e[None, :], a0[:, None]) - a0[:, None]
-        return days, cdf
+        zero = np.zeros((len(M), 1))
+        return days, [np.hstack([zero, 1.0 - np.cumprod(1.0 - h, axis=1)]) for h in hs]
 
     def attach_compiled(self, cache_dir) -> bool:
         """Compiled trees for the booster and for each sibling of the mixture (``CompiledTrees``)."""

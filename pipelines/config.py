@@ -141,10 +141,11 @@ class ModelConfig(_Strict):
                 f"({self.snapshot_freq_days}), or the held-out slice holds no snapshot."
             )
         po = self.payment_options
-        if po.mixture != "model" and (po.calibration_slice != "cross_fit" or not self.recalibrate):
+        if po.mixture != "model" and (po.calibration_slice != "cross_fit" or not self.recalibrate or po.refit_full):
             raise ValueError(
                 f"payment_options.mixture: {po.mixture} needs the cross-fit siblings: set "
-                f"payment_options.calibration_slice: cross_fit (it is {po.calibration_slice}) and recalibrate: true."
+                f"payment_options.calibration_slice: cross_fit (it is {po.calibration_slice}), recalibrate: true "
+                "and payment_options.refit_full: false."
             )
         return self
 

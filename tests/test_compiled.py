@@ -87,17 +87,24 @@ def scoring_case():
     return ledger, model
 
 
+def _mixture(ledger, mixture: str) -> EncaisseModel:
+    return EncaisseModel(max_snapshots=16, snapshot_freq_days=28, hazard_params={"n_estimators": 40},
+                         risk_params={"n_estimators": 40},
+                         payment_options={"calibration_slice": "cross_fit", "mixture": mixture},
+                         ).fit(ledger, "2025-06-01")
+
+
 @pytest.fixture(scope="module")
 def mixture_case(scoring_case):
-    ledger, _ = scoring_case
-    model = EncaisseModel(max_snapshots=16, snapshot_freq_days=28, hazard_params={"n_estimators": 40},
-                          risk_params={"n_estimators": 40},
-                          payment_options={"calibration_slice": "cross_fit", "mixture": "model_and_siblings"},
-                          ).fit(ledger, "2025-06-01")
-    return ledger, model
+    return scoring_case[0], _mixture(scoring_case[0], "model_and_siblings")
 
 
-@pytest.mark.parametrize("case", ["scoring_case", "mixture_case"])
+@pytest.fixture(scope="module")
+def siblings_case(scoring_case):
+    return scoring_case[0], _mixture(scoring_case[0], "siblings")
+
+
+@pytest.mark.parametrize("case", ["scoring_case", "mixture_case", "siblings_case"])
 def test_scores_with_compiled_trees_equal_lightgbm_s(case, request, tmp_path):
     ledger, fitted = request.getfixturevalue(case)
     model = pickle.loads(pickle.dumps(fitted))
@@ -105,7 +112,7 @@ def test_scores_with_compiled_trees_equal_lightgbm_s(case, request, tmp_path):
     assert model.use_compiled_trees(tmp_path)
     # The payment-date mixture predicts with the cross-fit siblings too: each has its compiled trees.
     parts = (model.payment_model_, *model.payment_model_.siblings_, model.late_model_, model.very_late_model_)
-    assert len(parts) == (5 if case == "mixture_case" else 3)
+    assert len(parts) == {"scoring_case": 3, "mixture_case": 5, "siblings_case": 4}[case]
     assert all("compiled_" in m.__dict__ for m in parts)
     after, (days1, cdf1) = model.score(ledger, "2025-06-15", return_cdf=True)
     pd.testing.assert_frame_equal(after, before, check_exact=True)

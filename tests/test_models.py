@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
 from ledger.synth import make_ledger
 from models.encoding import FeatureEncoder
@@ -330,16 +330,31 @@ def test_the_mixture_predicts_the_mean_cdf_of_the_model_and_its_cross_fit_siblin
     copy = pickle.loads(pickle.dumps(mixed))
     pd.testing.assert_frame_equal(copy.score(ledger.known_at(d), d, n_reasons=0), s)
 
+    # A model pickled before the mixture existed predicts with its booster alone, and clones.
+    old = pickle.loads(pickle.dumps(alone.payment_model_))
+    for name in ("mixture", "cross_fit_folds", "siblings_"):
+        old.__dict__.pop(name)
+    np.testing.assert_array_equal(old.predict_raw_cdf_matrix(M)[1], own)
+    assert clone(old).get_params()["mixture"] == "model"
+
     # The siblings alone: no booster on every client; the first sibling's is the model's own.
-    only = EncaisseModel(**SMALL, payment_options={**options, "mixture": "siblings"}).fit(ledger, d).payment_model_
+    only_model = EncaisseModel(**SMALL, payment_options={**options, "mixture": "siblings"}).fit(ledger, d)
+    only = only_model.payment_model_
     first, second = (sib._booster_cdf_matrix(M)[1] for sib in pm.siblings_)
     assert len(only.siblings_) == 1
     np.testing.assert_allclose(only._booster_cdf_matrix(M)[1], first)
     np.testing.assert_allclose(only.siblings_[0]._booster_cdf_matrix(M)[1], second)
     np.testing.assert_allclose(only.predict_raw_cdf_matrix(M)[1], (first + second) / 2)
     assert only.n_rows_expanded_ == sum(sib.n_rows_expanded_ for sib in pm.siblings_)
+    np.testing.assert_allclose(only.calibration_, alone.payment_model_.calibration_)
     for k, g in alone.payment_model_.group_calibration_.items():
         np.testing.assert_allclose(only.group_calibration_[k], g)
+    s = only_model.score(ledger.known_at(d), d, n_reasons=0)
+    assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()
+    pd.testing.assert_frame_equal(pickle.loads(pickle.dumps(only_model)).score(ledger.known_at(d), d, n_reasons=0), s)
+    # Built without the config, a mixture without the cross-fit siblings is refused too.
+    with pytest.raises(ValueError, match="needs the cross-fit siblings"):
+        EncaisseModel(**SMALL, payment_options={"mixture": "siblings"}).fit(ledger, d)
 
 
 def test_the_mixture_needs_the_cross_fit_siblings():
