@@ -316,11 +316,7 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         """``predict_raw_cdf`` from the invoices' float matrix: columns in ``feature_names_in_`` order,
         categories as their codes (``FeatureEncoder.to_matrix``). With siblings: the mean of the CDFs
         (a mixture of the distributions; the grid of days is the same for all, from the edges)."""
-        members = [self, *(self.__dict__.get("siblings_") or [])]
-        # Boosters with the same columns read the same person-period rows: built once for all of them.
-        shared = [m for m in members if m._layout() == self._layout()]
-        days, cdfs = self._cdf_matrices(M, shared, num_threads)
-        cdfs += [m._booster_cdf_matrix(M, num_threads)[1] for m in members if not any(m is x for x in shared)]
+        days, cdfs = self._cdf_matrices(M, [self, *(self.__dict__.get("siblings_") or [])], num_threads)
         return days, cdfs[0] if len(cdfs) == 1 else np.mean(cdfs, axis=0)
 
     def _booster_cdf_matrix(self, M: np.ndarray, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -329,10 +325,13 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         return days, cdf
 
     def _cdf_matrices(self, M: np.ndarray, members: list, num_threads: int = 0) -> tuple[np.ndarray, list]:
-        """The days grid and one raw CDF per model of ``members`` (this model's layout, edges and bins)."""
+        """The days grid and one raw CDF per model of ``members``: the siblings were fitted on the same
+        columns, so the person-period rows are built once, per slice, for all of them."""
         for member in members:
             check_is_fitted(member, "booster_")
         width, slots, where = self._layout()
+        if any(member._layout() != (width, slots, where) for member in members):
+            raise ValueError("The boosters of a payment-date mixture must have the same input columns.")
         M = np.asarray(M, dtype=float)
         m = len(self.feature_names_in_)
         if M.ndim != 2 or M.shape[1] != m:
@@ -359,6 +358,15 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         days = np.maximum(e[None, :], a0[:, None]) - a0[:, None]
         zero = np.zeros((len(M), 1))
         return days, [np.hstack([zero, 1.0 - np.cumprod(1.0 - h, axis=1)]) for h in hs]
+
+    def mixture_problem(self, recalibrate: bool = True) -> str | None:
+        """Why ``mixture`` cannot be fitted with these options (None: it can): a mixture needs the
+        cross-fit siblings of the calibration."""
+        if self.mixture == "model" or (self.calibration_slice == "cross_fit" and recalibrate and not self.refit_full):
+            return None
+        return (f"payment_options.mixture: {self.mixture} needs the cross-fit siblings: set "
+                f"payment_options.calibration_slice: cross_fit (it is {self.calibration_slice}), recalibrate: true "
+                "and payment_options.refit_full: false.")
 
     def attach_compiled(self, cache_dir) -> bool:
         """Compiled trees for the booster and for each sibling of the mixture (``CompiledTrees``)."""

@@ -209,10 +209,9 @@ class EncaisseModel(BaseEstimator):
             raise ValueError(f"The payment-date model needs snapshots both before and after {h_cut.date()}.")
         self.payment_model_ = PaymentDateModel(bin_edges=self.bin_edges, lgbm_params=self.hazard_params,
                                                random_state=self.random_state, **(self.payment_options or {}))
-        pm = self.payment_model_
-        if pm.mixture != "model" and (pm.calibration_slice != "cross_fit" or not self.recalibrate or pm.refit_full):
-            raise ValueError(f"payment_options mixture {pm.mixture!r} needs the cross-fit siblings: calibration_slice "
-                             f"'cross_fit' (got {pm.calibration_slice!r}), recalibrate true and refit_full false.")
+        problem = self.payment_model_.mixture_problem(self.recalibrate)
+        if problem:
+            raise ValueError(problem)
         age = ((d - ts["as_of"]) / pd.Timedelta(days=1)).to_numpy()
         held_out = (X[~fit_m], ts.loc[~fit_m, "duration_days"], ts.loc[~fit_m, "event"])
         if self.payment_model_.mixture == "siblings":

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.signals import FEATURE_GROUPS
-from models.hazard import DEFAULT_EDGES
+from models.hazard import DEFAULT_EDGES, PaymentDateModel
 from models.monitoring import MonitoringConfig
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -140,13 +140,9 @@ class ModelConfig(_Strict):
                 f"hazard_holdout_days ({self.hazard_holdout_days}) must be at least snapshot_freq_days "
                 f"({self.snapshot_freq_days}), or the held-out slice holds no snapshot."
             )
-        po = self.payment_options
-        if po.mixture != "model" and (po.calibration_slice != "cross_fit" or not self.recalibrate or po.refit_full):
-            raise ValueError(
-                f"payment_options.mixture: {po.mixture} needs the cross-fit siblings: set "
-                f"payment_options.calibration_slice: cross_fit (it is {po.calibration_slice}), recalibrate: true "
-                "and payment_options.refit_full: false."
-            )
+        problem = PaymentDateModel(**self.payment_options.model_dump()).mixture_problem(self.recalibrate)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def estimator_params(self) -> dict[str, Any]:

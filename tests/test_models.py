@@ -329,6 +329,11 @@ def test_the_mixture_predicts_the_mean_cdf_of_the_model_and_its_cross_fit_siblin
     assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()
     copy = pickle.loads(pickle.dumps(mixed))
     pd.testing.assert_frame_equal(copy.score(ledger.known_at(d), d, n_reasons=0), s)
+    # The person-period rows are built once for every booster: one with other columns is refused.
+    width, slots, where = copy.payment_model_.siblings_[0]._layout()
+    copy.payment_model_.siblings_[0].__dict__["layout_"] = (width, {**slots, "h_bin": -1}, where)
+    with pytest.raises(ValueError, match="same input columns"):
+        copy.payment_model_.predict_raw_cdf_matrix(M)
 
     # A model pickled before the mixture existed predicts with its booster alone, and clones.
     old = pickle.loads(pickle.dumps(alone.payment_model_))
