@@ -1,0 +1,97 @@
+"""Whether one rolling backtest beats another, cutoff by cutoff, beyond the clients' resampling noise.
+
+Reads two reports written by ``encaisse backtest --from .. --to .. --report DIR`` on the same ledger and
+cutoffs (each cutoff's ``predictions.csv.gz``), pairs their invoices, and prints for every cutoff the
+censoring-aware pinball loss of each (``models.evaluation.pinball_loss``, the backtest's proper score),
+the difference B - A (negative: B is better) and its interval from resampling whole clients: a client's
+invoices share when it pays, so they are drawn together. The last row is the mean over the cutoffs,
+resampled the same way cutoff by cutoff.
+
+Usage::
+
+    .venv/bin/python bench/compare_backtests.py /tmp/rolling_a /tmp/rolling_b [--draws 500] [--level 0.9]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.overdue_analysis import markdown  # noqa: E402
+from models.evaluation import pinball_loss, quantile_matrix  # noqa: E402
+
+KEY = ["as_of", "invoice_id"]
+
+
+def per_invoice(report: Path) -> pd.DataFrame:
+    """One row per (cutoff, invoice): its client and its pinball loss."""
+    parts = sorted(report.glob("*/predictions.csv.gz"))
+    if not parts:
+        raise SystemExit(f"No */predictions.csv.gz under {report}: run `encaisse backtest ... --report {report}` first.")
+    frames = []
+    for p in parts:
+        d = pd.read_csv(p, dtype={"invoice_id": str, "client_id": str})
+        c = d["censor_days"].to_numpy(dtype=float)
+        t = np.minimum(d["duration_days"].to_numpy(dtype=float), c)
+        frames.append(pd.DataFrame({"as_of": d["as_of"], "invoice_id": d["invoice_id"], "client_id": d["client_id"],
+                                    "loss": pinball_loss(quantile_matrix(d), t, c)}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def paired(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """The invoices both reports predicted, with ``loss_a``, ``loss_b``; SystemExit if they differ."""
+    m = a.merge(b.drop(columns="client_id"), on=KEY, suffixes=("_a", "_b"), how="outer", indicator=True)
+    odd = m[m["_merge"] != "both"]
+    if len(odd):
+        raise SystemExit(f"{len(odd)} invoices are in one report only (first: {odd[KEY].head(3).to_dict('records')}): "
+                         "compare reports of the same ledger and cutoffs.")
+    return m.drop(columns="_merge")
+
+
+def client_sums(d: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per client of one cutoff: invoice count, sum of loss A, sum of loss B."""
+    g = d.groupby("client_id", sort=False)
+    return g.size().to_numpy(float), g["loss_a"].sum().to_numpy(), g["loss_b"].sum().to_numpy()
+
+
+def compare(d: pd.DataFrame, draws: int = 500, level: float = 0.9, seed: int = 0) -> pd.DataFrame:
+    """Per cutoff and for the mean over cutoffs: A, B, B - A and the resampled interval of B - A."""
+    rng = np.random.default_rng(seed)
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    rows, boots = [], []
+    for as_of, part in d.groupby("as_of", sort=True):
+        n, sa, sb = client_sums(part)
+        w = rng.multinomial(len(n), np.full(len(n), 1 / len(n)), size=draws).astype(float)
+        boot = (w @ (sb - sa)) / (w @ n)
+        boots.append(boot)
+        diff = (sb.sum() - sa.sum()) / n.sum()
+        rows.append({"cutoff": as_of, "invoices": int(n.sum()), "clients": len(n), "A": sa.sum() / n.sum(),
+                     "B": sb.sum() / n.sum(), "B - A": diff, "low": np.quantile(boot, lo_q), "high": np.quantile(boot, hi_q)})
+    t = pd.DataFrame(rows)
+    mean_boot = np.mean(boots, axis=0)
+    rows.append({"cutoff": "mean", "invoices": int(t["invoices"].sum()), "clients": "-", "A": t["A"].mean(),
+                 "B": t["B"].mean(), "B - A": t["B - A"].mean(), "low": np.quantile(mean_boot, lo_q),
+                 "high": np.quantile(mean_boot, hi_q)})
+    return pd.DataFrame(rows)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("a", type=Path, help="report directory of the reference")
+    ap.add_argument("b", type=Path, help="report directory of the challenger")
+    ap.add_argument("--draws", type=int, default=500)
+    ap.add_argument("--level", type=float, default=0.9)
+    args = ap.parse_args(argv)
+    t = compare(paired(per_invoice(args.a), per_invoice(args.b)), args.draws, args.level)
+    print(f"pinball loss (days), A = {args.a}, B = {args.b}; interval: {args.level:.0%}, {args.draws} client resamples")
+    print(markdown(t, 3))
+
+
+if __name__ == "__main__":
+    main()
