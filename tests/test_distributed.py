@@ -11,6 +11,7 @@ from features.invoices import build_features
 from ledger.synth import make_ledger
 from models.scorer import EncaisseModel
 from models.scoring import build_scoring
+from pipelines.config import load_config
 from pipelines.distributed import (
     DistributedModel,
     build_features_distributed,
@@ -80,6 +81,21 @@ def test_distributed_scores_equal_single_machine(ledger, model, client):
     np.testing.assert_allclose(gdays, days, rtol=0, atol=0)
     np.testing.assert_allclose(gcdf, cdf, rtol=1e-9, atol=1e-12)
     assert (got["reasons"] == want["reasons"]).all()
+
+
+def test_the_shipped_configuration_scores_the_same_distributed(ledger, client):
+    """The packaged default's feature groups and payment-date mixture, with small boosters."""
+    params = load_config().model.estimator_params()
+    assert params["feature_groups"] and params["payment_options"]["mixture"] != "model"
+    params.update(SMALL, hazard_params={**params["hazard_params"], "n_estimators": 30},
+                  risk_params={**params["risk_params"], "n_estimators": 30})
+    model = EncaisseModel(**params).fit(ledger, AS_OF)
+    want, (days, cdf) = model.score(ledger, AS_OF, return_cdf=True)
+    assert "i_pay_dom_mode" in DistributedModel(model, client, 3).features(ledger, AS_OF).columns
+    got, (gdays, gcdf) = score_distributed(model, ledger, AS_OF, client, 3, return_cdf=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gdays, days, rtol=0, atol=0)
+    np.testing.assert_allclose(gcdf, cdf, rtol=1e-9, atol=1e-12)
 
 
 def test_build_scoring_through_the_distributed_model_gives_the_same_worklist(ledger, model, client):
