@@ -22,8 +22,11 @@ Steps (as of the ledger's end date, 2025-12-31, the start of that day):
     ingest     ``ledger.ingest.ingest_file`` of clients, invoices, payments, actions into a fresh
                SQLite store (validation + upsert; one transaction per file)
     load       ``ledger.reader.load_ledger`` (the frames later steps use are the loaded ones)
-    features   ``features.invoices.build_features`` (client features included)
-    train      ``EncaisseModel().fit`` with default parameters (``max_training_rows`` 300k snapshot rows)
+    features   ``features.invoices.build_features`` (client features included), with the config's
+               feature groups
+    train      ``EncaisseModel.fit`` with the model settings of ``--config`` (default: the packaged
+               ``pipelines/default.yaml``, what ``encaisse train`` ships; ``max_training_rows`` 300k
+               snapshot rows unless ``--train-rows``)
     score      ``EncaisseModel.score(return_cdf=True)``
     scoring    ``models.scoring.build_scoring``: score + client scores, profiles, next steps,
                worklist ranking, legal amounts (the batch ``encaisse score`` minus storage)
@@ -154,23 +157,30 @@ def step_load(work: Path, **_) -> dict:
     return {"seconds": seconds, "n_invoices": len(ledger.invoices)}
 
 
-def step_features(work: Path, **_) -> dict:
+def _model_params(config: str | None) -> dict:
+    """``EncaisseModel`` keyword arguments of ``config`` (None: the packaged default config)."""
+    from pipelines.config import load_config
+
+    return load_config(config).model.estimator_params()
+
+
+def step_features(work: Path, config: str | None = None, **_) -> dict:
     from features.invoices import build_features
 
     ledger = _load(work / "ledger.pkl")
     base = _rss_mb()
     t0 = time.perf_counter()
-    f = build_features(ledger, AS_OF)
+    f = build_features(ledger, AS_OF, feature_groups=_model_params(config)["feature_groups"])
     return {"seconds": time.perf_counter() - t0, "rows": len(f), "inputs_rss_mb": round(base)}
 
 
-def step_train(work: Path, train_rows: int | None = None, **_) -> dict:
+def step_train(work: Path, train_rows: int | None = None, config: str | None = None, **_) -> dict:
     from models.scorer import EncaisseModel
 
     ledger = _load(work / "ledger.pkl")
     base = _rss_mb()
     t0 = time.perf_counter()
-    params = {"max_training_rows": train_rows} if train_rows else {}
+    params = _model_params(config) | ({"max_training_rows": train_rows} if train_rows else {})
     model = EncaisseModel(**params).fit(ledger, AS_OF)
     seconds = time.perf_counter() - t0
     _save(model, work / "model.pkl")
@@ -211,12 +221,15 @@ def step_forecast(work: Path, **_) -> dict:
 
 
 def run_step(step: str, work: Path, invoices: int, seed: int, train_rows: int | None = None,
-             direct: bool = False) -> dict:
+             direct: bool = False, config: str | None = None) -> dict:
     """Run one step in this process; return its measurements."""
     load0 = os.getloadavg()[0]
-    res = globals()[f"step_{step}"](work=work, invoices=invoices, seed=seed, train_rows=train_rows, direct=direct)
+    res = globals()[f"step_{step}"](work=work, invoices=invoices, seed=seed, train_rows=train_rows, direct=direct,
+                                    config=config)
     if train_rows and step == "train":
         res["max_training_rows"] = train_rows
+    if step in ("features", "train"):
+        res["config"] = config or "default.yaml"
     res.update(step=step, invoices=invoices, peak_rss_mb=round(_rss_mb()), load_start=round(load0, 2),
                load_end=round(os.getloadavg()[0], 2), seconds=round(res["seconds"], 2))
     return res
@@ -230,6 +243,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out")
     parser.add_argument("--train-rows", type=int, help="max_training_rows for train (default: the model's).")
+    parser.add_argument("--config", help="training config for features and train (default: the packaged "
+                        "pipelines/default.yaml).")
     parser.add_argument("--direct", action="store_true",
                         help="generate writes the frames for later steps itself (no CSV, ingest or load).")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
@@ -237,7 +252,8 @@ def main() -> None:
 
     if args.step:  # child process: one step, one JSON line on stdout
         work = args.out / str(args.invoices[0])
-        print(json.dumps(run_step(args.step, work, args.invoices[0], args.seed, args.train_rows, args.direct)), flush=True)
+        print(json.dumps(run_step(args.step, work, args.invoices[0], args.seed, args.train_rows, args.direct,
+                                  args.config)), flush=True)
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -251,7 +267,8 @@ def main() -> None:
                 proc = subprocess.run([sys.executable, __file__, "--step", step, "--invoices", str(invoices),
                                        "--seed", str(args.seed), "--out", str(args.out)]
                                       + (["--train-rows", str(args.train_rows)] if args.train_rows else [])
-                                      + (["--direct"] if args.direct else []),
+                                      + (["--direct"] if args.direct else [])
+                                      + (["--config", args.config] if args.config else []),
                                       capture_output=True, text=True)
                 if proc.returncode:
                     sys.stderr.write(proc.stderr)
