@@ -4,8 +4,8 @@ Reads two reports written by ``encaisse backtest --from .. --to .. --report DIR`
 cutoffs (each cutoff's ``predictions.csv.gz``), pairs their invoices, and prints for every cutoff the
 censoring-aware pinball loss of each (``models.evaluation.pinball_loss``, the backtest's proper score),
 the difference B - A (negative: B is better) and its interval from resampling whole clients: a client's
-invoices share when it pays, so they are drawn together. The last row is the mean over the cutoffs,
-resampled the same way cutoff by cutoff.
+invoices share when it pays, so they are drawn together, at every cutoff at once. The last row is the
+mean over the cutoffs.
 
 Usage::
 
@@ -54,30 +54,33 @@ def paired(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return m.drop(columns="_merge")
 
 
-def client_sums(d: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per client of one cutoff: invoice count, sum of loss A, sum of loss B."""
-    g = d.groupby("client_id", sort=False)
-    return g.size().to_numpy(float), g["loss_a"].sum().to_numpy(), g["loss_b"].sum().to_numpy()
-
-
 def compare(d: pd.DataFrame, draws: int = 500, level: float = 0.9, seed: int = 0) -> pd.DataFrame:
-    """Per cutoff and for the mean over cutoffs: A, B, B - A and the resampled interval of B - A."""
+    """Per cutoff and for the mean over cutoffs: A, B, B - A and the resampled interval of B - A.
+
+    Each draw resamples the clients once, with replacement, and weights every cutoff's invoices of a
+    client by how often it was drawn: a client open at several cutoffs counts in all of them, so the
+    interval of the mean carries what the cutoffs share.
+    """
     rng = np.random.default_rng(seed)
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    clients = pd.Index(d["client_id"].unique())
+    w = rng.multinomial(len(clients), np.full(len(clients), 1 / len(clients)), size=draws).astype(float)
     rows, boots = [], []
     for as_of, part in d.groupby("as_of", sort=True):
-        n, sa, sb = client_sums(part)
-        w = rng.multinomial(len(n), np.full(len(n), 1 / len(n)), size=draws).astype(float)
-        boot = (w @ (sb - sa)) / (w @ n)
+        g = part.groupby("client_id", sort=False)
+        n, sa, sb = g.size().to_numpy(float), g["loss_a"].sum().to_numpy(), g["loss_b"].sum().to_numpy()
+        wc = w[:, clients.get_indexer(g.size().index)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot = (wc @ (sb - sa)) / (wc @ n)
         boots.append(boot)
-        diff = (sb.sum() - sa.sum()) / n.sum()
         rows.append({"cutoff": as_of, "invoices": int(n.sum()), "clients": len(n), "A": sa.sum() / n.sum(),
-                     "B": sb.sum() / n.sum(), "B - A": diff, "low": np.quantile(boot, lo_q), "high": np.quantile(boot, hi_q)})
+                     "B": sb.sum() / n.sum(), "B - A": (sb.sum() - sa.sum()) / n.sum(),
+                     "low": np.nanquantile(boot, lo_q), "high": np.nanquantile(boot, hi_q)})
     t = pd.DataFrame(rows)
     mean_boot = np.mean(boots, axis=0)
-    rows.append({"cutoff": "mean", "invoices": int(t["invoices"].sum()), "clients": "-", "A": t["A"].mean(),
-                 "B": t["B"].mean(), "B - A": t["B - A"].mean(), "low": np.quantile(mean_boot, lo_q),
-                 "high": np.quantile(mean_boot, hi_q)})
+    rows.append({"cutoff": "mean", "invoices": int(t["invoices"].sum()), "clients": len(clients), "A": t["A"].mean(),
+                 "B": t["B"].mean(), "B - A": t["B - A"].mean(), "low": np.nanquantile(mean_boot, lo_q),
+                 "high": np.nanquantile(mean_boot, hi_q)})
     return pd.DataFrame(rows)
 
 
