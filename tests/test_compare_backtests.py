@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.compare_backtests import compare, paired, per_invoice
+from bench.compare_backtests import compare, load_losses, pair_reports
 from models.evaluation import QUANTILE_COLUMNS
 
 
@@ -27,9 +27,9 @@ def _report(root, shift_for_even_clients: float, cutoffs=("2018-05-01", "2018-06
 
 
 def test_a_challenger_off_by_ten_days_on_half_the_clients_loses_on_every_cutoff(tmp_path):
-    a = per_invoice(_report(tmp_path / "a", 0.0))
-    b = per_invoice(_report(tmp_path / "b", 10.0))
-    t = compare(paired(a, b), draws=200)
+    a = load_losses(_report(tmp_path / "a", 0.0))
+    b = load_losses(_report(tmp_path / "b", 10.0))
+    t = compare(pair_reports(a, b), draws=200)
     assert list(t["cutoff"]) == ["2018-05-01", "2018-06-01", "mean"]
     cut = t.iloc[:2]
     expected = [(b.loss[b.as_of == c].mean() - a.loss[a.as_of == c].mean()) for c in ("2018-05-01", "2018-06-01")]
@@ -40,15 +40,51 @@ def test_a_challenger_off_by_ten_days_on_half_the_clients_loses_on_every_cutoff(
 
 
 def test_a_report_against_itself_differs_by_nothing(tmp_path):
-    a = per_invoice(_report(tmp_path / "a", 3.0))
-    t = compare(paired(a, a.copy()), draws=50)
+    a = load_losses(_report(tmp_path / "a", 3.0))
+    t = compare(pair_reports(a, a.copy()), draws=50)
     assert np.allclose(t[["B - A", "low", "high"]].to_numpy(dtype=float), 0.0)
 
 
 def test_reports_of_other_invoices_are_refused(tmp_path):
-    a = per_invoice(_report(tmp_path / "a", 0.0))
-    b = per_invoice(_report(tmp_path / "b", 0.0, cutoffs=("2018-05-01",)))
+    a = load_losses(_report(tmp_path / "a", 0.0))
+    b = load_losses(_report(tmp_path / "b", 0.0, cutoffs=("2018-05-01",)))
     with pytest.raises(SystemExit, match="one report only"):
-        paired(a, b)
+        pair_reports(a, b)
     with pytest.raises(SystemExit, match="No \\*/predictions"):
-        per_invoice(tmp_path / "empty")
+        load_losses(tmp_path / "empty")
+
+
+def test_one_draw_of_clients_serves_every_cutoff(tmp_path):
+    """Two cutoffs with the same clients and differences: each draw gives both the same value, so the
+    mean's interval is the cutoffs' own (independent draws per cutoff would narrow it)."""
+    a = load_losses(_report(tmp_path / "a", 0.0))
+    b = load_losses(_report(tmp_path / "b", 10.0))
+    b = b.assign(loss=b["loss"].where(b["as_of"] == "2018-05-01")).dropna()
+    b = pd.concat([b, b.assign(as_of="2018-06-01")], ignore_index=True)
+    a = pd.concat([a[a.as_of == "2018-05-01"], a[a.as_of == "2018-05-01"].assign(as_of="2018-06-01")],
+                  ignore_index=True)
+    t = compare(pair_reports(a, b), draws=300).set_index("cutoff")
+    assert t.loc["2018-05-01", "high"] - t.loc["2018-05-01", "low"] > 0.5
+    for col in ("B - A", "low", "high"):
+        assert t.loc["mean", col] == pytest.approx(t.loc["2018-05-01", col])
+        assert t.loc["2018-06-01", col] == pytest.approx(t.loc["2018-05-01", col])
+
+
+def test_a_missing_quantile_or_client_is_refused_not_scored_zero(tmp_path):
+    root = _report(tmp_path / "a", 0.0)
+    path = root / "2018-05-01" / "predictions.csv.gz"
+    d = pd.read_csv(path)
+    d.loc[3, "q50_days"] = np.nan
+    d.to_csv(path, index=False)
+    with pytest.raises(SystemExit, match="1 rows without a finite pinball loss"):
+        load_losses(root)
+
+
+def test_an_invoice_twice_or_a_cutoff_with_too_few_clients_is_refused(tmp_path):
+    a = load_losses(_report(tmp_path / "a", 0.0))
+    with pytest.raises(SystemExit, match="twice"):
+        pair_reports(pd.concat([a, a.head(1)], ignore_index=True), a)
+    lone = a.assign(client_id=np.where(a["as_of"] == "2018-06-01", "c0", a["client_id"]))
+    lone = lone[(lone["as_of"] == "2018-05-01") | (lone.index == lone.index[-1])]
+    with pytest.raises(SystemExit, match="too few clients"):
+        compare(pair_reports(lone, lone.copy()), draws=200)

@@ -90,6 +90,7 @@ def test_the_shipped_configuration_scores_the_same_distributed(ledger, client):
     params.update(SMALL, hazard_params={**params["hazard_params"], "n_estimators": 30},
                   risk_params={**params["risk_params"], "n_estimators": 30})
     model = EncaisseModel(**params).fit(ledger, AS_OF)
+    assert model.payment_model_.siblings_
     want, (days, cdf) = model.score(ledger, AS_OF, return_cdf=True)
     assert "i_pay_dom_mode" in DistributedModel(model, client, 3).features(ledger, AS_OF).columns
     got, (gdays, gcdf) = score_distributed(model, ledger, AS_OF, client, 3, return_cdf=True)
