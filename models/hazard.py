@@ -319,11 +319,6 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         days, cdfs = self._cdf_matrices(M, [self, *(self.__dict__.get("siblings_") or [])], num_threads)
         return days, cdfs[0] if len(cdfs) == 1 else np.mean(cdfs, axis=0)
 
-    def _booster_cdf_matrix(self, M: np.ndarray, num_threads: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """The raw CDF of this model's own booster (``predict_raw_cdf_matrix`` without the siblings)."""
-        days, (cdf,) = self._cdf_matrices(M, [self], num_threads)
-        return days, cdf
-
     def _cdf_matrices(self, M: np.ndarray, members: list, num_threads: int = 0) -> tuple[np.ndarray, list]:
         """The days grid and one raw CDF per model of ``members``: the siblings were fitted on the same
         columns, so the person-period rows are built once, per slice, for all of them."""

@@ -305,6 +305,11 @@ def test_cross_fitted_calibration_predicts_each_client_by_a_sibling_that_never_s
     assert pm.calibrated_rows == n
 
 
+def _own_cdf(pm, M):
+    """The raw CDF of ``pm``'s own booster, without its siblings."""
+    return pm._cdf_matrices(M, [pm])[1][0]
+
+
 def test_the_mixture_predicts_the_mean_cdf_of_the_model_and_its_cross_fit_siblings(fitted):
     ledger, d, _ = fitted
     options = {"calibration_slice": "cross_fit", "calibration_groups": (0, 30)}
@@ -315,9 +320,9 @@ def test_the_mixture_predicts_the_mean_cdf_of_the_model_and_its_cross_fit_siblin
     assert all(s.mixture == "model" and s.siblings_ == [] for s in pm.siblings_)
     f = mixed.features(ledger.known_at(d), d)
     M = pm._frame_matrix(mixed.encoder_.transform(f)[list(pm.feature_names_in_)])
-    days, own = pm._booster_cdf_matrix(M)
-    np.testing.assert_allclose(own, alone.payment_model_._booster_cdf_matrix(M)[1])  # the same booster
-    mean = (own + sum(s._booster_cdf_matrix(M)[1] for s in pm.siblings_)) / 3
+    days, (own,) = pm._cdf_matrices(M, [pm])  # the booster alone, without its siblings
+    np.testing.assert_allclose(own, _own_cdf(alone.payment_model_, M))  # the same booster
+    mean = (own + sum(_own_cdf(s, M) for s in pm.siblings_)) / 3
     got_days, got = pm.predict_raw_cdf_matrix(M)
     np.testing.assert_array_equal(got_days, days)
     np.testing.assert_allclose(got, mean)
@@ -345,10 +350,10 @@ def test_the_mixture_predicts_the_mean_cdf_of_the_model_and_its_cross_fit_siblin
     # The siblings alone: no booster on every client; the first sibling's is the model's own.
     only_model = EncaisseModel(**SMALL, payment_options={**options, "mixture": "siblings"}).fit(ledger, d)
     only = only_model.payment_model_
-    first, second = (sib._booster_cdf_matrix(M)[1] for sib in pm.siblings_)
+    first, second = (_own_cdf(sib, M) for sib in pm.siblings_)
     assert len(only.siblings_) == 1
-    np.testing.assert_allclose(only._booster_cdf_matrix(M)[1], first)
-    np.testing.assert_allclose(only.siblings_[0]._booster_cdf_matrix(M)[1], second)
+    np.testing.assert_allclose(_own_cdf(only, M), first)
+    np.testing.assert_allclose(_own_cdf(only.siblings_[0], M), second)
     np.testing.assert_allclose(only.predict_raw_cdf_matrix(M)[1], (first + second) / 2)
     assert only.n_rows_expanded_ == sum(sib.n_rows_expanded_ for sib in pm.siblings_)
     np.testing.assert_allclose(only.calibration_, alone.payment_model_.calibration_)
