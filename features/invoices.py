@@ -20,7 +20,7 @@ from features.clients import (
     client_features_from_arrays,
 )
 from features.signals import add_feature_groups, validate_feature_groups
-from ledger.contracts import Ledger
+from ledger.contracts import Ledger, isin
 
 ID_COLUMNS = ["invoice_id", "client_id", "issue_date", "due_date", "amount", "currency"]
 """Identifying columns carried in feature frames; never used as model inputs."""
@@ -98,7 +98,7 @@ def features_from_arrays(
     rows = np.flatnonzero(t.is_invoice & (t.issue < ds) & ~(t.paid < ds))
     ids = invoices["invoice_id"].take(rows)
     if invoice_ids is not None:
-        keep = ids.isin(pd.Index(invoice_ids)).to_numpy()
+        keep = isin(ids, pd.Index(invoice_ids))
         rows, ids = rows[keep], ids[keep]
     rows = rows[ids.reset_index(drop=True).sort_values(kind="stable").index.to_numpy()]
     slots = None

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ledger.contracts import Ledger
+from ledger.contracts import Ledger, isin
 
 BUCKETS = ("not_due", "0-30", "31-60", "61-90", "90+")
 """Aging buckets by days past due: <= 0, 1-30, 31-60, 61-90, > 90."""
@@ -79,7 +79,7 @@ def build_open_items(ledger: Ledger, as_of: pd.Timestamp | str) -> pd.DataFrame:
     is_open = inv["paid_date"].isna()
     open_ids = inv["invoice_id"][is_open]
     pays = known.payments
-    pays = pays[pays["invoice_id"].isin(open_ids)] if len(pays) else pays
+    pays = pays[isin(pays["invoice_id"], open_ids)] if len(pays) else pays
     paid = pays.groupby("invoice_id")["amount"].sum() if len(pays) else pd.Series(dtype=float)
     applied = pd.Series(0.0, index=inv.index)
     applied[is_open] = open_ids.map(paid).fillna(0.0).astype(float)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import pandas as pd
 
 from features.kpis import _day, build_open_items
-from ledger.contracts import Ledger
+from ledger.contracts import Ledger, isin
 
 DEFAULT_ECB_RATE = 2.15
 """ECB main refinancing rate in percent: 2.15 % since 11 June 2025 (rate for H2 2025)."""
@@ -107,7 +107,7 @@ def build_legal_amounts(
         out[col] = flags[col].to_numpy()
     # Only the late invoices' payments: grouping every payment of the ledger and mapping through a
     # dict of timestamps made this step the slowest of a dunning day on a large ledger.
-    pays = known.payments[known.payments["invoice_id"].isin(out["invoice_id"])]
+    pays = known.payments[isin(known.payments["invoice_id"], out["invoice_id"])]
     last_payment = pays.groupby("invoice_id")["paid_date"].max()
     paid_on = pd.Series(last_payment.reindex(out["invoice_id"]).to_numpy(), index=out.index, dtype="datetime64[s]")
     start = out["due_date"].where(paid_on.isna() | (paid_on <= out["due_date"]), paid_on)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from features.kpis import build_open_disputes
+from ledger.contracts import isin
 from models.policy import (
     BOOL_FIELDS,
     CLIENT_SCORE_COLUMNS,
@@ -173,8 +174,8 @@ def _plan_steps(rows: np.ndarray, inv_id: pd.Series, client: pd.Series, scenario
     ids = inv_id.to_numpy(dtype=object)
     clients = client.to_numpy(dtype=object)
     mine_rows = ordered[np.where(ordered["_client_level"].to_numpy(dtype=bool),
-                                 ordered["client_id"].isin(set(clients[index])),
-                                 ordered["invoice_id"].isin(set(ids[index])))]
+                                 isin(ordered["client_id"], set(clients[index])),
+                                 isin(ordered["invoice_id"], set(ids[index])))]
     by_invoice: dict[str, list] = {}
     by_client: dict[str, list] = {}
     for a in mine_rows[["invoice_id", "client_id", "action_date", "step", "promise_date", "_client_level"]] \
@@ -270,8 +271,8 @@ def next_steps(
     # Only the actions of the invoices and clients being planned are ever looked up; each one
     # (block, dispute, promise, plan, done step) depends on an invoice's or client's own actions.
     client_level = act["_client_level"].to_numpy(dtype=bool)
-    act = act[np.where(client_level, act["client_id"].isin(inv["client_id"]),
-                       act["invoice_id"].isin(inv["invoice_id"]))]
+    act = act[np.where(client_level, isin(act["client_id"], inv["client_id"]),
+                       isin(act["invoice_id"], inv["invoice_id"]))]
     ordered = act.sort_values("action_date", kind="stable")
 
     n = len(inv)
@@ -303,7 +304,7 @@ def next_steps(
 
     # 1. Dunning block: the invoice's own column, or the latest block/unblock action.
     blocked_inv, blocked_cl = _latest_flag(act, "dunning_block", "dunning_unblock")
-    blocked = inv_id.isin(blocked_inv).to_numpy() | client.isin(blocked_cl).to_numpy()
+    blocked = isin(inv_id, blocked_inv) | isin(client, blocked_cl)
     if "dunning_block" in inv.columns:
         col = inv["dunning_block"]
         blocked |= (col.notna() & (col.astype(str).str.strip() != "")).to_numpy(dtype=bool)
@@ -311,8 +312,8 @@ def next_steps(
 
     # 2. Open dispute: the invoice's own flag (its truth value), or dated dispute actions.
     disputes = build_open_disputes(act.drop(columns="_client_level"), d)
-    disputed = (inv_id.isin(set(disputes["invoice_id"].dropna())).to_numpy()
-                | client.isin(set(disputes.loc[disputes["invoice_id"].isna(), "client_id"])).to_numpy())
+    disputed = (isin(inv_id, set(disputes["invoice_id"].dropna()))
+                | isin(client, set(disputes.loc[disputes["invoice_id"].isna(), "client_id"])))
     if "disputed" in inv.columns:
         col = inv["disputed"]
         has = col.notna().to_numpy(dtype=bool)
@@ -339,8 +340,8 @@ def next_steps(
     # 4. Payment plan (few invoices): the plan rules per invoice.
     is_plan = (ordered["step"] == "payment_plan") & ordered["promise_date"].notna()
     plans = ordered[is_plan]
-    has_plan = (inv_id.isin(plans.loc[~plans["_client_level"], "invoice_id"]).to_numpy()
-                | client.isin(plans.loc[plans["_client_level"], "client_id"]).to_numpy())
+    has_plan = (isin(inv_id, plans.loc[~plans["_client_level"], "invoice_id"])
+                | isin(client, plans.loc[plans["_client_level"], "client_id"]))
     with_plan_steps = np.array([bool(policy.scenarios[s].plan_steps) for s in scenario], dtype=bool)
     planned = todo & has_plan & with_plan_steps
     if planned.any():
@@ -358,7 +359,7 @@ def next_steps(
         pending = todo & (scenario == name)
         for s in sc.steps:
             if s.step not in done_of:
-                done_of[s.step] = inv_id.isin(own.loc[own["step"] == s.step, "invoice_id"]).to_numpy()
+                done_of[s.step] = isin(inv_id, own.loc[own["step"] == s.step, "invoice_id"])
             take = pending & ~done_of[s.step]
             if s.offset_days <= 0:
                 take &= ~past_due

@@ -29,10 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from ledger.contracts import Ledger
+from ledger.contracts import Ledger, isin
 from ledger.control_groups import held_back
 from models.dunning import next_steps
 from models.policy import (NEVER_HELD_BACK_CHANNELS, NO_ACTION_BLOCK, NO_ACTION_DONE, RESOLVE_DISPUTE, REVIEW_PLAN,
@@ -85,17 +83,6 @@ class DunningPlan:
     held_back: pd.DataFrame = field(default_factory=pd.DataFrame)
     held: dict[str, int] = field(default_factory=dict)
     not_scored: int = 0
-
-
-def _isin(s: pd.Series, values) -> np.ndarray:
-    """``s.isin(values)`` for ids, with Arrow's hash lookup (pandas compares Arrow text one value at a time)."""
-    right = values.array if hasattr(values, "array") else np.asarray(list(values), dtype=object)
-    try:
-        left = pa.array(s.array).cast(pa.large_string())
-        found = pc.is_in(left, value_set=pa.array(right).cast(pa.large_string()))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError):
-        return s.isin(values).to_numpy(dtype=bool)
-    return np.asarray(found.fill_null(False), dtype=bool)
 
 
 def _text(s: pd.Series) -> pd.Series:
@@ -155,17 +142,17 @@ def plan_dunning(
     if client_id is not None:
         sc = sc[sc["client_id"] == client_id]
     led_inv = ledger.invoices
-    src = led_inv[_isin(led_inv["invoice_id"], sc["invoice_id"])]  # the run's invoices only, not the whole ledger
+    src = led_inv[isin(led_inv["invoice_id"], sc["invoice_id"])]  # the run's invoices only, not the whole ledger
     src = src.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")
     paid = pd.to_datetime(sc["invoice_id"].map(src["paid_date"]))
-    known = _isin(sc["invoice_id"], src.index)
+    known = isin(sc["invoice_id"], src.index)
     sc = sc[known & (paid.isna() | (paid >= d))]
     inv = sc[["invoice_id", "client_id", "amount", "due_date", "p_late", "p_very_late"]].copy()
     for col in ("dunning_block", "disputed"):
         if col in src.columns:
             inv[col] = inv["invoice_id"].map(src[col]).to_numpy()
     assignments = client_scores[["client_id", "profile"]]
-    assignments = assignments[_isin(assignments["client_id"], inv["client_id"].unique())]
+    assignments = assignments[isin(assignments["client_id"], inv["client_id"].unique())]
     act = ledger.actions
     if client_id is not None and len(act):
         act = act[act["client_id"] == client_id]
@@ -175,7 +162,7 @@ def plan_dunning(
                                    & (ledger.invoices["issue_date"] < d), ["invoice_id", "client_id"]]
     if client_id is not None:
         open_ids = open_ids[open_ids["client_id"] == client_id]
-    not_scored = int((~_isin(open_ids["invoice_id"], scores["invoice_id"])).sum())
+    not_scored = int((~isin(open_ids["invoice_id"], scores["invoice_id"])).sum())
 
     held_mask = steps["next_action"].isin(list(HELD))
     held = {HELD[k]: int(v) for k, v in steps.loc[held_mask, "next_action"].value_counts().items()}
@@ -199,13 +186,13 @@ def plan_dunning(
         done = done[~done["step"].isin(plan_steps) | (done["as_of"] >= d)]
         key = due["invoice_id"].astype(str) + "\x1f" + due["step"].astype(str)
         done_keys = set(done["invoice_id"].astype(str) + "\x1f" + done["step"].astype(str))
-        reason[reason.isna() & _isin(key, done_keys)] = SKIP_SENT
+        reason[reason.isna() & isin(key, done_keys)] = SKIP_SENT
         pending = journal[journal["status"].isin(("planned", "sending", "failed"))]
         pending = pending.sort_values("as_of").drop_duplicates(["client_id", "step"], keep="last")
         stuck = pending[(pending["status"] == "sending") & (pending["attempts"] >= 2)]
         ckey = due["client_id"].astype(str) + "\x1f" + due["step"].astype(str)
         stuck_keys = set(stuck["client_id"].astype(str) + "\x1f" + stuck["step"].astype(str))
-        reason[reason.isna() & _isin(ckey, stuck_keys)] = SKIP_UNCONFIRMED
+        reason[reason.isna() & isin(ckey, stuck_keys)] = SKIP_UNCONFIRMED
         reused = pending.rename(columns={"status": "previous_status"})[
             ["client_id", "step", "message_id", "previous_status"]]
     if control_salt and policy.control.share > 0:

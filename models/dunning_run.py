@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from features.kpis import build_open_items
 from features.legal import build_legal_amounts
 from ledger import outbox
-from ledger.contracts import Ledger
+from ledger.contracts import Ledger, isin
 from ledger.control_groups import HELD_BACK
 from ledger.control_groups import control_salt as configured_or_workspace_salt
 from ledger.outbox_transports import EmailTransport, Provider, SendError
@@ -105,10 +105,10 @@ def action_id(message_id: str, invoice_id: str) -> str:
 
 def _sub_ledger(ledger: Ledger, client_ids) -> Ledger:
     ids = set(client_ids)
-    inv = ledger.invoices[ledger.invoices["client_id"].isin(ids)]
-    pay = ledger.payments[ledger.payments["invoice_id"].isin(set(inv["invoice_id"]))]
-    return Ledger(invoices=inv, payments=pay, clients=ledger.clients[ledger.clients["client_id"].isin(ids)],
-                  actions=ledger.actions[ledger.actions["client_id"].isin(ids)])
+    inv = ledger.invoices[isin(ledger.invoices["client_id"], ids)]
+    pay = ledger.payments[isin(ledger.payments["invoice_id"], inv["invoice_id"])]
+    return Ledger(invoices=inv, payments=pay, clients=ledger.clients[isin(ledger.clients["client_id"], ids)],
+                  actions=ledger.actions[isin(ledger.actions["client_id"], ids)])
 
 
 @dataclass
@@ -149,7 +149,7 @@ class Renderer:
         client["client_id"] = m.client_id
         ids = [i for i in m.invoice_ids if i in self.items.index]
         inv = self.items.loc[ids].reset_index()
-        legal = self.legal[self.legal["invoice_id"].isin(ids)]
+        legal = self.legal[isin(self.legal["invoice_id"], ids)]
         instalment = self._instalment(m.client_id) if str(m.step).startswith("instalment") else None
         ctx = build_message_context(client, inv, self.as_of, step=m.step, company=self.company, legal=legal,
                                     instalment=instalment if instalment and instalment["amount"] else None)

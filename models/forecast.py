@@ -40,7 +40,7 @@ import pandas as pd
 from scipy.special import ndtri
 
 from features.invoices import open_invoices
-from ledger.contracts import Ledger
+from ledger.contracts import Ledger, isin
 from models.evaluation import build_baselines
 from models.hazard import _count_le, _interp_rows
 
@@ -372,7 +372,7 @@ def build_actual_collections(ledger: Ledger, as_of, end, horizon: int = 13, freq
     ids = opened["invoice_id"]
     if len(ledger.payments):
         pay = ledger.payments
-        pay = pay[pay["invoice_id"].isin(set(ids)) & (pay["paid_date"] >= d) & (pay["paid_date"] < e)]
+        pay = pay[isin(pay["invoice_id"], ids) & (pay["paid_date"] >= d).to_numpy() & (pay["paid_date"] < e).to_numpy()]
         t, amt = ((pay["paid_date"] - d) / pd.Timedelta(days=1)).to_numpy(dtype=float), pay["amount"].to_numpy(float)
     else:
         paid = ledger.invoices.set_index("invoice_id")["paid_date"].reindex(ids).to_numpy()

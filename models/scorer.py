@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.invoices import build_features
 from features.snapshots import snapshot_dates, stack_snapshots
-from ledger.contracts import Ledger
+from ledger.contracts import Ledger, isin
 from models.calibration import calibrate_payment_model, fit_by_siblings
 from models.drift import REFERENCE_DAYS, build_reference, reference_rows
 from models.encoding import FeatureEncoder
@@ -182,11 +182,11 @@ class EncaisseModel(BaseEstimator):
         keep = set(keep_ids[h < share])
         log.info("Training on %.0f%% of clients (%d of ~%d snapshot rows)", 100 * share, self.max_training_rows, rows)
         return Ledger(
-            invoices=known.invoices[known.invoices["client_id"].isin(keep)],
-            payments=known.payments[known.payments["invoice_id"].isin(
-                known.invoices.loc[known.invoices["client_id"].isin(keep), "invoice_id"])],
-            clients=known.clients[known.clients["client_id"].isin(keep)],
-            actions=known.actions[known.actions["client_id"].isin(keep)],
+            invoices=known.invoices[isin(known.invoices["client_id"], keep)],
+            payments=known.payments[isin(known.payments["invoice_id"],
+                                          known.invoices.loc[isin(known.invoices["client_id"], keep), "invoice_id"])],
+            clients=known.clients[isin(known.clients["client_id"], keep)],
+            actions=known.actions[isin(known.actions["client_id"], keep)],
         )
 
     # -- fit -----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.snapshots import VERY_LATE_DAYS
-from ledger.contracts import Ledger
+from ledger.contracts import Ledger, isin
 from models.policy import (
     CLIENT_SCORE_COLUMNS,
     NO_ACTION_BLOCK,
@@ -99,7 +99,7 @@ def build_client_scores(
     if len(plan):
         last_day = plan["promise_date"].fillna(plan["action_date"])
         active = plan[last_day + pd.Timedelta(days=PLAN_ACTIVE_DAYS) >= d]
-        in_plan = clients.isin(active["client_id"])
+        in_plan = isin(clients, active["client_id"])
     else:
         in_plan = np.zeros(len(clients), dtype=bool)
     out["in_payment_plan"] = in_plan
@@ -109,8 +109,8 @@ def build_client_scores(
                    & (inv["due_date"] < d - pd.Timedelta(days=DIFFICULTY_OVERDUE_DAYS))]
     pay = known.payments
     recent = pay[pay["paid_date"] >= d - pd.Timedelta(days=DIFFICULTY_PARTIAL_WINDOW_DAYS)]
-    struggling = open_inv.loc[open_inv["invoice_id"].isin(recent["invoice_id"]), "client_id"]
-    out["in_difficulty"] = out["in_payment_plan"].to_numpy() | clients.isin(struggling)
+    struggling = open_inv.loc[isin(open_inv["invoice_id"], recent["invoice_id"]), "client_id"]
+    out["in_difficulty"] = out["in_payment_plan"].to_numpy() | isin(clients, struggling)
 
     out["credit_limit"] = master["credit_limit"].astype("float64")
     out["credit_use"] = col("c_credit_use")

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from ledger.contracts import INVOICES, TABLES, Ledger, coerce_frame, describe_contracts
+from ledger.contracts import INVOICES, TABLES, TEXT, Ledger, coerce_frame, describe_contracts, isin
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "contracts.md"
 
@@ -127,3 +128,28 @@ def test_the_customer_master_mapping_loads_contacts_with_multiline_addresses(tmp
     assert (first["language"], first["email"]) == ("fr", "compta@sge.fr") and pd.isna(first["opt_out"])
     assert (second["language"], bool(second["opt_out"])) == ("en", True)
     assert pd.isna(second["email"]) and second["phone"] == "+49 30 1234567"
+
+
+@pytest.mark.parametrize("candidates", [
+    pd.Series(["I2", "I9"], dtype=TEXT), pd.Series(["I2", None], dtype=TEXT), pd.Series([], dtype=TEXT),
+    pd.Series(["I3"], dtype=object), pd.Series(["I1", "I3"], dtype="string"), pd.Index(["é", ""]),
+    ["I1", np.nan], ["I1", 1], [], {"I1", "I3"}, {"I1", None}, np.array(["I3"], dtype=object),
+    pd.Series([1, 2]), pd.Series(["I1"], dtype="category"), pd.array(["I3", "I1"], dtype=TEXT),
+])
+def test_isin_answers_as_pandas_does(candidates):
+    """The Arrow lookup of ids gives pandas' answer, nulls matching a null candidate only."""
+    values = pd.Series(["I1", "I2", None, "I3", "é", "", "I1"], dtype=TEXT)
+    want = np.asarray(values.isin(candidates), dtype=bool)
+    got = isin(values, candidates)
+    assert got.dtype == bool and np.array_equal(got, want)
+    assert np.array_equal(isin(pd.Index(values), candidates), want)
+    assert np.array_equal(isin(values.astype(object), candidates), np.asarray(values.astype(object).isin(candidates)))
+
+
+def test_isin_on_many_ids_equals_pandas():
+    rng = np.random.default_rng(3)
+    ids = pd.Series([f"INV{i:06d}" for i in rng.integers(0, 50_000, 20_000)], dtype=TEXT)
+    ids[rng.random(len(ids)) < 0.01] = None
+    wanted = pd.Series([f"INV{i:06d}" for i in rng.integers(0, 50_000, 8_000)], dtype=TEXT)
+    got = isin(ids, wanted)
+    assert 0 < got.sum() < len(ids) and np.array_equal(got, np.asarray(ids.isin(wanted), dtype=bool))
