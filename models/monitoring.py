@@ -93,7 +93,8 @@ def build_run_forecast(model, ledger: Ledger, as_of, worklist: pd.DataFrame | No
         model: the fitted ``EncaisseModel`` that scored the run.
         ledger: the ledger scored (only what is known at ``as_of`` is read).
         as_of: the run's day.
-        worklist: the run's worklist (``invoice_id``, ``rank``), for the ranks.
+        worklist: the run's worklist (``invoice_id``, ``rank``), for the ranks (None: none yet, see
+            :func:`with_ranks`).
         scored: the run's own ``(scores, (days, cdf))`` of the invoices open at ``as_of`` (the model's
             figures for them, whatever ledger they were built on: features ignore anything on or
             after ``as_of``); None: scored here. Not modified.
@@ -107,12 +108,20 @@ def build_run_forecast(model, ledger: Ledger, as_of, worklist: pd.DataFrame | No
     q = np.minimum(model.payment_model_.quantiles(days, cdf, PINBALL_LEVELS), model.payment_model_.horizon_days)
     inv = pd.DataFrame(q, columns=QUANTILE_DAY_COLUMNS)
     inv.insert(0, "invoice_id", scores["invoice_id"].to_numpy())
-    ranks = (worklist.set_index("invoice_id")["rank"] if worklist is not None and "rank" in worklist.columns
-             else pd.Series(dtype="Int64"))
-    inv.insert(1, "rank", inv["invoice_id"].map(ranks).astype("Int64"))
     fc = build_forecast(model, known, d, horizon=RUN_FORECAST_WEEKS, freq="W", run_rate_weeks=0,
                         scored=(scores, (days, cdf)))
-    return RunForecast(periods=fc.periods.drop(columns="not_yet_issued_amount", errors="ignore"), invoices=inv)
+    return with_ranks(RunForecast(periods=fc.periods.drop(columns="not_yet_issued_amount", errors="ignore"),
+                                  invoices=inv), worklist)
+
+
+def with_ranks(forecast: RunForecast, worklist: pd.DataFrame | None) -> RunForecast:
+    """``forecast`` with its invoices' ``rank`` column (second) taken from ``worklist`` (``invoice_id``,
+    ``rank``); empty ranks without one. A forecast built before its run's worklist gets them here."""
+    ranks = (worklist.set_index("invoice_id")["rank"] if worklist is not None and "rank" in worklist.columns
+             else pd.Series(dtype="Int64"))
+    inv = forecast.invoices.drop(columns="rank", errors="ignore")
+    inv.insert(1, "rank", inv["invoice_id"].map(ranks).astype("Int64"))
+    return RunForecast(periods=forecast.periods, invoices=inv)
 
 
 # -- realized figures of one run ------------------------------------------------------------------
@@ -300,4 +309,4 @@ def load_monitoring(settings, engine: sa.Engine, ledger: Ledger, as_of, champion
 
 
 __all__ = ["Monitoring", "MonitoringConfig", "RUN_FORECAST_WEEKS", "RUN_METRICS", "build_monitoring",
-           "build_run_forecast", "evaluate_run", "load_monitoring", "summarize_versions"]
+           "build_run_forecast", "evaluate_run", "load_monitoring", "summarize_versions", "with_ranks"]

@@ -7,6 +7,7 @@ worklist and French legal amounts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,7 @@ def build_scoring(
     invoice_flags: bool = True,
     clients: pd.DataFrame | None = None,
     measured: dict[str, dict] | None = None,
+    on_scores: Callable[[pd.DataFrame, tuple[np.ndarray, np.ndarray]], None] | None = None,
 ) -> Scoring:
     """Score, profile, plan and rank the invoices open at the start of ``as_of``.
 
@@ -89,11 +91,16 @@ def build_scoring(
         measured: the steps' uplift measured on the whole ledger's control groups
             (:func:`measured_step_uplifts`); None: measured on ``ledger``, which is right only when
             it is the whole ledger (a client's own rows would measure that client alone).
+        on_scores: called with the scores and their ``(days, cdf)`` as soon as the model has made
+            them, before the profiles, steps and ranking (``run_score`` starts the run's forecast
+            there, beside the rest). Neither may be modified.
     """
     d = pd.Timestamp(as_of).normalize()
     pol = policy or load_policy()
     feats = model.features(ledger, d, clients=clients)
     scores, payment_cdf = model.score(ledger, d, features=feats, return_cdf=True)
+    if on_scores is not None and payment_cdf is not None:
+        on_scores(scores, payment_cdf)
     # What was known at the start of d, once: the steps below take it as their ledger (their own
     # known_at of it keeps every row, instead of filtering the whole ledger again each).
     known = ledger.known_at(d)

@@ -89,7 +89,7 @@ def run_score(
         ledger = load_store_ledger(settings.store_url)
         champion = loading.result()
     policy = load_policy(policy_path)
-    from models.monitoring import build_run_forecast
+    from models.monitoring import build_run_forecast, with_ranks
     from models.scoring import build_scoring
 
     engine = open_store(settings.store_url)
@@ -103,17 +103,28 @@ def run_score(
             model = DistributedModel(model, client, n_partitions)
         before = latest_run(engine, d - pd.Timedelta(days=1))  # its profiles only, not its invoice rows
         previous = load_run_clients(engine, before)[["client_id", "profile"]] if before is not None else None
-        scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity)
-        # The run's own CDFs when the champion computed them here (a cluster's model is the
-        # champion's too, but the forecast has always been computed locally from it).
-        scored = (scoring.scores, scoring.payment_cdf) if client is None and scoring.payment_cdf is not None else None
-        # The forecast (NumPy draws, mostly outside the GIL) is computed while the run is stored.
+        # The run's forecast (NumPy draws, mostly outside the GIL) is computed from the run's own CDFs
+        # as soon as the champion has made them here, beside the profiles, steps, ranking and storing
+        # of the run; the worklist's ranks are added to it at the end. A cluster's scores come without
+        # CDFs: the forecast is then computed here from the champion, as it always was.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast") as pool:
-            forecasting = pool.submit(build_run_forecast, champion.model, ledger, d, scoring.worklist, scored=scored)
+            forecasting = []
+
+            def start_forecast(scores: pd.DataFrame, cdf) -> None:
+                # Its own frames (shallow copies, copy-on-write): pandas does not promise that two
+                # threads may read one frame while either consolidates or caches in it.
+                if client is None:
+                    forecasting.append(pool.submit(build_run_forecast, champion.model, ledger.known_at(d), d,
+                                                   scored=(scores.copy(deep=False), cdf)))
+
+            scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity,
+                                    on_scores=start_forecast)
+            if not forecasting:
+                forecasting.append(pool.submit(build_run_forecast, champion.model, ledger, d))
             run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=d,
                                  model_version=str(champion.version), model_run_id=champion.run_id,
                                  policy=policy.name)
-            fc = forecasting.result()
+            fc = with_ranks(forecasting[0].result(), scoring.worklist)
         save_run_forecast(engine, run_id, fc.periods, fc.invoices)
     finally:
         if client is not None:

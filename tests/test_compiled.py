@@ -137,8 +137,8 @@ def test_reasons_computed_beside_the_predictions_equal_the_sequential_ones(scori
 
 
 def test_run_score_stores_what_the_sequential_steps_compute(scoring_case, monkeypatch, _isolated_home):
-    """run_score loads the champion beside the ledger and forecasts while storing: the stored run and
-    its forecast are those of the steps run one after the other, and the compiled trees are cached."""
+    """run_score loads the champion beside the ledger and forecasts beside the planning and storing: the
+    stored run and its forecast are those of the steps run one after the other, and the compiled trees are cached."""
     import models.registry
     import pipelines.score
     from ledger.contracts import TABLES

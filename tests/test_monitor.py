@@ -16,7 +16,7 @@ from ledger.run_forecasts import load_run_forecast, save_run_forecast
 from ledger.scores_store import load_run, list_score_runs, save_scores
 from ledger.synth import make_ledger
 from models.drift import bin_shares, evaluate_drift, psi
-from models.monitoring import MonitoringConfig, build_monitoring, build_run_forecast
+from models.monitoring import MonitoringConfig, build_monitoring, build_run_forecast, with_ranks
 from models.scorer import EncaisseModel
 from models.scoring import build_scoring
 from pipelines.backtest import Backtest, evaluate_backtest
@@ -111,6 +111,25 @@ def test_run_forecast_round_trips_through_the_store(store, model, ledger):
     q = fc.invoices.set_index("invoice_id").reindex(again.invoices["invoice_id"])
     np.testing.assert_allclose(q["q50_days"], again.invoices["q50_days"].to_numpy(), rtol=1e-12)
     assert fc.invoices["rank"].notna().any() and fc.invoices["rank"].min() == 1
+
+
+def test_a_forecast_started_from_the_scores_hook_equals_the_one_built_after_the_worklist(model, ledger):
+    """run_score's order: the forecast is built from the scores build_scoring hands over before it
+    plans and ranks, and the worklist's ranks are added afterwards."""
+    seen = []
+    scoring = build_scoring(model, ledger, RUN_DAY, invoice_flags=False,
+                            on_scores=lambda scores, cdf: seen.append((scores, cdf)))
+    [(scores, cdf)] = seen
+    assert scores is scoring.scores and cdf is scoring.payment_cdf
+    early = build_run_forecast(model, ledger.known_at(RUN_DAY), RUN_DAY, scored=(scores.copy(deep=False), cdf))
+    assert early.invoices["rank"].isna().all()
+    after = build_run_forecast(model, ledger, RUN_DAY, scoring.worklist, scored=(scores, cdf))
+    ranked = with_ranks(early, scoring.worklist)
+    pd.testing.assert_frame_equal(ranked.periods, after.periods, check_exact=True)
+    pd.testing.assert_frame_equal(ranked.invoices, after.invoices, check_exact=True)
+    assert list(ranked.invoices.columns[:2]) == ["invoice_id", "rank"]
+    both = ranked.invoices.merge(scoring.worklist[["invoice_id", "rank"]], on="invoice_id", suffixes=("", "_wl"))
+    assert len(both) == len(scoring.worklist) > 0 and (both["rank"] == both["rank_wl"]).all()
 
 
 def test_monitored_run_equals_the_backtest_of_the_same_day_and_model(store, model, ledger):
