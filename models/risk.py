@@ -139,13 +139,23 @@ class PathAttribution:
         self.bias = bias
         self.credits = sparse.csr_matrix((vals, (rows, cols)), shape=(total, self.n_features))
 
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_ones"}  # a buffer, not the model
+
     def credit(self, leaves: np.ndarray) -> np.ndarray:
         """(n rows, features + 1) from the rows' leaves (``predict(pred_leaf=True)``): each feature's
         credit, then the bias; rows sum to the raw score."""
-        leaves = np.asarray(leaves, dtype=np.int64).reshape(len(leaves), -1)
+        leaves = np.asarray(leaves).reshape(len(leaves), -1)
         n, t = leaves.shape
-        ids = (leaves + self.offsets[None, :t]).ravel()
-        onehot = sparse.csr_matrix((np.ones(len(ids)), ids, np.arange(n + 1) * t), shape=(n, self.credits.shape[0]))
+        # The one-hot matrix as scipy keeps it (32-bit indices when they fit: given 64-bit ones it
+        # converts them), with the ones of an earlier slice: n x trees values each, a fresh array
+        # per slice being mostly page faults.
+        idx = np.int32 if max(n * t, self.credits.shape[0]) < np.iinfo(np.int32).max else np.int64
+        ids = (leaves.astype(idx, copy=False) + self.offsets[None, :t].astype(idx)).ravel()
+        if len(self.__dict__.get("_ones", ())) < len(ids):
+            self._ones = np.ones(len(ids))
+        onehot = sparse.csr_matrix((self._ones[:len(ids)], ids, np.arange(n + 1, dtype=idx) * t),
+                                   shape=(n, self.credits.shape[0]))
         out = np.empty((n, self.n_features + 1))
         out[:, :-1] = (onehot @ self.credits).toarray()
         out[:, -1] = self.bias
