@@ -152,9 +152,12 @@ class PathAttribution:
         # per slice being mostly page faults.
         idx = np.int32 if max(n * t, self.credits.shape[0]) < np.iinfo(np.int32).max else np.int64
         ids = (leaves.astype(idx, copy=False) + self.offsets[None, :t].astype(idx)).ravel()
-        if len(self.__dict__.get("_ones", ())) < len(ids):
-            self._ones = np.ones(len(ids))
-        onehot = sparse.csr_matrix((self._ones[:len(ids)], ids, np.arange(n + 1, dtype=idx) * t),
+        # Read once into a local: a server's threads may credit rows at the same time. Each call
+        # keeps the array it read or made (ones, never written to); a race costs an allocation.
+        ones = self.__dict__.get("_ones")
+        if ones is None or len(ones) < len(ids):
+            ones = self._ones = np.ones(len(ids))
+        onehot = sparse.csr_matrix((ones[:len(ids)], ids, np.arange(n + 1, dtype=idx) * t),
                                    shape=(n, self.credits.shape[0]))
         out = np.empty((n, self.n_features + 1))
         out[:, :-1] = (onehot @ self.credits).toarray()
