@@ -87,8 +87,9 @@ class CalibratedRisk(CompiledTrees, ClassifierMixin, BaseEstimator):
             paths = self.paths_ = PathAttribution(self.booster_)
         # In slices of rows: the leaves and their one-hot matrix take (rows x trees) entries each.
         rows = data.iloc if isinstance(data, pd.DataFrame) else data
+        ones = np.ones(min(CONTRIB_CHUNK_ROWS, len(data)) * len(paths.offsets))  # every slice's one-hot values
         parts = [paths.credit(self.booster_.predict(rows[lo:lo + CONTRIB_CHUNK_ROWS], pred_leaf=True,
-                                                    num_threads=num_threads))
+                                                    num_threads=num_threads), ones=ones)
                  for lo in range(0, len(data), CONTRIB_CHUNK_ROWS)]
         return np.vstack(parts) if parts else np.zeros((0, paths.n_features + 1))
 
@@ -139,24 +140,18 @@ class PathAttribution:
         self.bias = bias
         self.credits = sparse.csr_matrix((vals, (rows, cols)), shape=(total, self.n_features))
 
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_ones"}  # a buffer, not the model
-
-    def credit(self, leaves: np.ndarray) -> np.ndarray:
+    def credit(self, leaves: np.ndarray, ones: np.ndarray | None = None) -> np.ndarray:
         """(n rows, features + 1) from the rows' leaves (``predict(pred_leaf=True)``): each feature's
         credit, then the bias; rows sum to the raw score."""
         leaves = np.asarray(leaves).reshape(len(leaves), -1)
         n, t = leaves.shape
         # The one-hot matrix as scipy keeps it (32-bit indices when they fit: given 64-bit ones it
-        # converts them), with the ones of an earlier slice: n x trees values each, a fresh array
-        # per slice being mostly page faults.
+        # converts them). ``ones``: the caller's array of ones, reused slice after slice (a fresh one
+        # per slice was mostly page faults); never written to.
         idx = np.int32 if max(n * t, self.credits.shape[0]) < np.iinfo(np.int32).max else np.int64
         ids = (leaves.astype(idx, copy=False) + self.offsets[None, :t].astype(idx)).ravel()
-        # Read once into a local: a server's threads may credit rows at the same time. Each call
-        # keeps the array it read or made (ones, never written to); a race costs an allocation.
-        ones = self.__dict__.get("_ones")
         if ones is None or len(ones) < len(ids):
-            ones = self._ones = np.ones(len(ids))
+            ones = np.ones(len(ids))
         onehot = sparse.csr_matrix((ones[:len(ids)], ids, np.arange(n + 1, dtype=idx) * t),
                                    shape=(n, self.credits.shape[0]))
         out = np.empty((n, self.n_features + 1))
