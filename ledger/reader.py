@@ -35,9 +35,6 @@ ADBC_BATCH_ROWS = 1 << 22
 column empty there is typed int64, and a later text value is then an error), so one batch holds
 a whole table up to this size; when it cannot read a table, the tables are read through ``sqlite3``."""
 
-ADBC_CHILDREN = 2
-"""Child processes that read a large store's tables at the same time (at most one per core)."""
-
 ADBC_MIN_ROWS = 200_000
 """Stored rows (by rowid, the tables read together) from which ``load_ledger`` reads through the
 ADBC child process: below, its start-up (a Python process; figure in bench/RESULTS.md) costs more
@@ -136,17 +133,14 @@ with adbc.connect("file:" + quote(path) + "?mode=ro") as db:
 """Run in a child process by ``_adbc_tables``: each query's rows as an Arrow IPC file."""
 
 
-def _adbc_tables(path: str, sqls: list[str], weights: list[int] | None = None) -> list[Any] | None:
+def _adbc_tables(path: str, sqls: list[str]) -> list[Any] | None:
     """The rows of ``sqls`` on the SQLite file ``path`` as Arrow tables, read by the ADBC SQLite driver
-    in child processes (read-only). None when it cannot (no driver, a locked file, an error).
+    in a child process (read-only). None when it cannot (no driver, a locked file, an error).
 
     A child process, not this one: the driver links its own copy of SQLite, and two copies in one
     process break each other's POSIX locks on the file (closing one's connection can checkpoint and
     delete the WAL under the other's open connections: "file is not a database"). Across processes
     this is SQLite's ordinary locking. The child writes Arrow IPC files that are memory-mapped here.
-
-    With ``weights`` (the rows each query reads, roughly), the queries are shared between up to
-    ``ADBC_CHILDREN`` children that read at the same time, the largest first to the least loaded.
     """
     import importlib.util
 
@@ -154,39 +148,17 @@ def _adbc_tables(path: str, sqls: list[str], weights: list[int] | None = None) -
         return None
     import pyarrow as pa
 
-    n = max(1, min(ADBC_CHILDREN, os.cpu_count() or 1, len(sqls))) if weights is not None else 1
-    groups: list[list[int]] = [[] for _ in range(n)]
-    loads = [0] * n
-    for i in sorted(range(len(sqls)), key=lambda i: -(weights[i] if weights is not None else 0)):
-        g = loads.index(min(loads))
-        groups[g].append(i)
-        loads[g] += weights[i] if weights is not None else 0
-    groups = [g for g in groups if g]
     with tempfile.TemporaryDirectory(prefix="encaisse-load-") as tmp:
-        procs = []
         try:
-            for k, group in enumerate(groups):
-                out = os.path.join(tmp, str(k))
-                os.mkdir(out)
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-c", _ADBC_CHILD, os.path.abspath(path), str(ADBC_BATCH_ROWS), out,
-                     *[sqls[i] for i in group]],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+            proc = subprocess.run([sys.executable, "-c", _ADBC_CHILD, os.path.abspath(path), str(ADBC_BATCH_ROWS), tmp,
+                                   *sqls], capture_output=True, text=True, check=False)
         except OSError:
-            for proc in procs:
-                proc.kill()
-                proc.communicate()
             return None
-        failed = [err for proc in procs for err in [proc.communicate()[1]] if proc.returncode != 0]
-        if failed:
-            log.debug("ADBC read of %s failed, reading with sqlite3: %s", path, failed[0].strip()[-500:])
+        if proc.returncode != 0:
+            log.debug("ADBC read of %s failed, reading with sqlite3: %s", path, proc.stderr.strip()[-500:])
             return None
         # Mapped, not copied: the pages stay readable after the files are unlinked.
-        tables: list[Any] = [None] * len(sqls)
-        for k, group in enumerate(groups):
-            for j, i in enumerate(group):
-                tables[i] = pa.ipc.open_file(pa.memory_map(os.path.join(tmp, str(k), f"{j}.arrow"))).read_all()
-        return tables
+        return [pa.ipc.open_file(pa.memory_map(os.path.join(tmp, f"{i}.arrow"))).read_all() for i in range(len(sqls))]
 
 
 def _arrow_parts(table: Any, kinds: list[str], shared: list[bool]) -> list[list[Any]] | None:
@@ -205,11 +177,11 @@ def _arrow_parts(table: Any, kinds: list[str], shared: list[bool]) -> list[list[
     return parts
 
 
-def _stored_rows(engine: sa.Engine, tables: Iterable[str]) -> dict[str, int]:
-    """Rows of each of ``tables`` as its largest rowid counts them (an index lookup each, not a count)."""
+def _stored_rows(engine: sa.Engine, tables: Iterable[str]) -> int:
+    """Rows of ``tables`` as their largest rowids count them (an index lookup each, not a count)."""
     with engine.connect() as conn:
-        return {t: int(conn.execute(sa.text(f"SELECT max(rowid) FROM {conn.dialect.identifier_preparer.quote(t)}"))
-                       .scalar() or 0) for t in tables}
+        return sum(int(conn.execute(sa.text(f"SELECT max(rowid) FROM {conn.dialect.identifier_preparer.quote(t)}"))
+                       .scalar() or 0) for t in tables)
 
 
 def _sqlite_file(engine_or_conn: Any) -> str | None:
@@ -397,10 +369,9 @@ def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None,
         wheres["invoices"] = f"WHERE paid_date IS NULL OR paid_date >= '{pd.Timestamp(open_on).date().isoformat()}'"
     path = _sqlite_file(engine)
     arrow = None
-    rows = _stored_rows(engine, wanted) if path is not None and wanted else {}
-    if sum(rows.values()) >= ADBC_MIN_ROWS:
+    if path is not None and wanted and _stored_rows(engine, wanted) >= ADBC_MIN_ROWS:
         sqls = [_table_select(engine.dialect, spec, wheres[name])[4] + "ORDER BY rowid" for name, spec in wanted.items()]
-        arrow = _adbc_tables(path, sqls, weights=[rows[name] for name in wanted])
+        arrow = _adbc_tables(path, sqls)
     arrow_tables = dict(zip(wanted, arrow)) if arrow is not None else {}
     with engine.connect() as conn:
         for name, spec in TABLES.items():  # compacted one at a time: one table of Python strings at most

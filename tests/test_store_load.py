@@ -3,8 +3,6 @@ frames as reading them ``ORDER BY`` the key, whatever order they were stored in.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -154,32 +152,10 @@ def test_a_small_store_is_read_here_without_a_child_process(tmp_path, monkeypatc
     calls = []
     monkeypatch.setattr(reader_mod, "_adbc_tables", lambda *a, **k: calls.append(a) or None)
     rows = reader_mod._stored_rows(engine, ["invoices", "payments", "clients", "actions"])
-    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", sum(rows.values()) + 1)
+    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", rows + 1)
     load_ledger(engine)
     assert not calls
-    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", sum(rows.values()))
+    monkeypatch.setattr(reader_mod, "ADBC_MIN_ROWS", rows)
     load_ledger(engine)
-    assert len(calls) == 1 and len(calls[0][1]) == 4  # one read of the four tables
-    engine.dispose()
-
-
-def test_the_children_share_the_tables_and_give_each_query_its_rows(tmp_path, monkeypatch):
-    """Read by two children at once (the largest tables apart) or by one, each query gets its own rows."""
-    engine = _store_with_every_kind(tmp_path)
-    path = reader_mod._sqlite_file(engine)
-    rows = reader_mod._stored_rows(engine, ["invoices", "payments", "clients", "actions"])
-    sqls = [f"SELECT * FROM {t} ORDER BY rowid" for t in rows]
-    started = []
-    popen = reader_mod.subprocess.Popen
-    monkeypatch.setattr(reader_mod.subprocess, "Popen", lambda args, **k: started.append(args[6:]) or popen(args, **k))
-    together = reader_mod._adbc_tables(path, sqls, weights=list(rows.values()))
-    assert len(started) == min(2, os.cpu_count() or 1)
-    assert sorted(q for child in started for q in child) == sorted(sqls)
-    started.clear()
-    alone = reader_mod._adbc_tables(path, sqls)
-    assert len(started) == 1
-    for a, b, t in zip(together, alone, rows):
-        assert a.equals(b) and a.num_rows > 0, t
-    monkeypatch.setattr(reader_mod.subprocess, "Popen", popen)
-    assert reader_mod._adbc_tables(path, [*sqls[:1], "SELECT nothing FROM nowhere"], weights=[1, 1]) is None
+    assert len(calls) == 1 and len(calls[0][1]) == 4  # one child for the four tables
     engine.dispose()
