@@ -141,6 +141,9 @@ def _adbc_tables(path: str, sqls: list[str]) -> list[Any] | None:
     process break each other's POSIX locks on the file (closing one's connection can checkpoint and
     delete the WAL under the other's open connections: "file is not a database"). Across processes
     this is SQLite's ordinary locking. The child writes Arrow IPC files that are memory-mapped here.
+    One child runs every query in one read transaction: the tables come from one snapshot of the
+    store, so a write of several tables in one transaction is seen whole or not at all (a child
+    per table would read each at its own moment).
     """
     import importlib.util
 

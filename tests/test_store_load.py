@@ -159,3 +159,41 @@ def test_a_small_store_is_read_here_without_a_child_process(tmp_path, monkeypatc
     load_ledger(engine)
     assert len(calls) == 1 and len(calls[0][1]) == 4  # one child for the four tables
     engine.dispose()
+
+
+def test_the_arrow_read_sees_one_snapshot_while_a_writer_commits_to_two_tables(tmp_path):
+    """Every table comes from the same read transaction: a commit that writes two tables is seen whole
+    or not at all, however it falls between the queries."""
+    import sqlite3
+    import threading
+
+    path = str(tmp_path / "two.db")
+    w = sqlite3.connect(path, check_same_thread=False)
+    w.execute("PRAGMA journal_mode=WAL")
+    w.execute("CREATE TABLE a (x TEXT)")
+    w.execute("CREATE TABLE b (x TEXT)")
+    w.executemany("INSERT INTO a VALUES (?)", [(str(i),) for i in range(200_000)])
+    w.executemany("INSERT INTO b VALUES (?)", [(str(i),) for i in range(200_000)])
+    w.commit()
+    stop = threading.Event()
+
+    def writer():
+        while not stop.is_set():
+            w.execute("INSERT INTO a VALUES ('w')")
+            w.execute("INSERT INTO b VALUES ('w')")
+            w.commit()
+            stop.wait(0.002)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        counts = []
+        for _ in range(4):
+            a, b = reader_mod._adbc_tables(path, ["SELECT x FROM a ORDER BY rowid", "SELECT x FROM b ORDER BY rowid"])
+            counts.append((a.num_rows, b.num_rows))
+    finally:
+        stop.set()
+        thread.join()
+        w.close()
+    assert all(na == nb for na, nb in counts), counts
+    assert len({na for na, _ in counts}) > 1  # the writer committed between the reads
