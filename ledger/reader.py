@@ -349,6 +349,17 @@ def _read_table(conn: sa.Connection, spec: Table, where: str = "", compact: bool
     return typed
 
 
+def _one_snapshot(conn: sa.Connection) -> None:
+    """Make the reads that follow on the fresh ``conn`` one snapshot of the store, as the ADBC child's
+    transaction is: a write of several tables in one transaction is then read whole or not at all.
+    PostgreSQL: REPEATABLE READ (READ COMMITTED takes a snapshot per statement); SQLite: a read
+    transaction begun here (the ``sqlite3`` driver begins none for a SELECT)."""
+    if conn.dialect.name == "postgresql":
+        conn.execution_options(isolation_level="REPEATABLE READ")
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN")
+
+
 def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None,
                 tables: Iterable[str] | None = None, open_on: pd.Timestamp | str | None = None) -> Ledger:
     """The stored ledger as typed frames, optionally as known at the start of day ``as_of``.
@@ -377,6 +388,7 @@ def load_ledger(engine: sa.Engine, as_of: pd.Timestamp | str | None = None,
         arrow = _adbc_tables(path, sqls)
     arrow_tables = dict(zip(wanted, arrow)) if arrow is not None else {}
     with engine.connect() as conn:
+        _one_snapshot(conn)
         for name, spec in TABLES.items():  # compacted one at a time: one table of Python strings at most
             if name not in wanted:
                 frames[name] = empty_frame(spec)

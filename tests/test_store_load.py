@@ -197,3 +197,52 @@ def test_the_arrow_read_sees_one_snapshot_while_a_writer_commits_to_two_tables(t
         w.close()
     assert all(na == nb for na, nb in counts), counts
     assert len({na for na, _ in counts}) > 1  # the writer committed between the reads
+
+
+def _load_beside_a_two_table_writer(url: str) -> list[tuple[int, int]]:
+    """(invoices, payments) the writer added, as each of several ``load_ledger`` calls saw them while a
+    writer committed one invoice and its payment per transaction."""
+    import threading
+
+    from ledger.synth import make_ledger
+
+    engine = open_store(url)
+    led = make_ledger(4, years=1, seed=3)
+    with engine.begin() as conn:
+        for name in ("clients", "invoices", "payments"):
+            upsert_frame(conn, name, getattr(led, name))
+    inv0, pay0 = led.invoices.iloc[[0]], led.payments.iloc[[0]]
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            with engine.begin() as conn:
+                upsert_frame(conn, "invoices", inv0.assign(invoice_id=f"W{i:06d}"))
+                upsert_frame(conn, "payments", pay0.assign(payment_id=f"WP{i:06d}", invoice_id=f"W{i:06d}"))
+            stop.wait(0.001)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen = []
+    try:
+        for _ in range(6):
+            loaded = load_ledger(engine)
+            seen.append((int(loaded.invoices["invoice_id"].str.startswith("W").sum()),
+                         int(loaded.payments["payment_id"].str.startswith("WP").sum())))
+    finally:
+        stop.set()
+        thread.join()
+        engine.dispose()
+    return seen
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_load_ledger_reads_every_table_from_one_snapshot(store, tmp_path, request):
+    """A write of two tables in one transaction is loaded whole or not at all, on a small SQLite store
+    (read here with sqlite3) as on PostgreSQL."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}" if store == "sqlite" else request.getfixturevalue("pg_url")
+    seen = _load_beside_a_two_table_writer(url)
+    assert all(invoices == payments for invoices, payments in seen), seen
+    assert len(set(seen)) > 1  # the writer committed between the loads
