@@ -312,8 +312,8 @@ def next_steps(
 
     # 2. Open dispute: the invoice's own flag (its truth value), or dated dispute actions.
     disputes = build_open_disputes(act.drop(columns="_client_level"), d)
-    disputed = (isin(inv_id, set(disputes["invoice_id"].dropna()))
-                | isin(client, set(disputes.loc[disputes["invoice_id"].isna(), "client_id"])))
+    disputed = (isin(inv_id, disputes["invoice_id"].dropna())
+                | isin(client, disputes.loc[disputes["invoice_id"].isna(), "client_id"]))
     if "disputed" in inv.columns:
         col = inv["disputed"]
         has = col.notna().to_numpy(dtype=bool)

@@ -111,10 +111,11 @@ def run_score(
             forecasting = []
 
             def start_forecast(scores: pd.DataFrame, cdf) -> None:
-                # Its own frames (shallow copies, copy-on-write): pandas does not promise that two
-                # threads may read one frame while either consolidates or caches in it.
+                # Its own scores frame (a shallow copy, copy-on-write): pandas does not promise that two
+                # threads may read one frame while either consolidates or caches in it. The ledger is
+                # only read there, by its own known_at, off this thread.
                 if client is None:
-                    forecasting.append(pool.submit(build_run_forecast, champion.model, ledger.known_at(d), d,
+                    forecasting.append(pool.submit(build_run_forecast, champion.model, ledger, d,
                                                    scored=(scores.copy(deep=False), cdf)))
 
             scoring = build_scoring(model, ledger, d, policy=policy, previous=previous, capacity=capacity,
