@@ -145,6 +145,9 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             (the mean of its CDF and those of the cross-fit siblings, which the calibration maps were
             read from; needs a cross-fitted ``calibration_slice``) or ``"siblings"`` (the siblings
             alone: ``models.calibration.fit_by_siblings`` fits it, in place of ``fit``).
+        calibration_strength: per calibration group (in ``calibration_groups`` order, one more for the
+            last), the share of its map's correction the CDF takes: G_s(F) = F + s (G(F) - F); 1 (the
+            default, and past the tuple's end) is the map itself, 0 the raw CDF.
 
     Fitted attributes:
         edges_, booster_, feature_names_in_, calibration_ (grid of G, or None), n_rows_expanded_;
@@ -154,10 +157,12 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
     # Parameters added after models were first stored: what a model pickled before them did.
     cross_fit_folds = 2
     mixture = "model"
+    calibration_strength = ()
 
     def __init__(self, bin_edges=DEFAULT_EDGES, horizon_days=365, lgbm_params=None, early_stopping_rounds=30,
                  random_state=0, refit_full=False, calibration_groups=(), recency_halflife_days=None,
-                 exclude_inputs=(), calibration_slice="held_out", cross_fit_folds=2, mixture="model"):
+                 exclude_inputs=(), calibration_slice="held_out", cross_fit_folds=2, mixture="model",
+                 calibration_strength=()):
         # calibration_slice: "held_out" (the later slice), "all" (every snapshot, in sample) or
         # "cross_fit" (every snapshot, each client's rows predicted by a model fitted without them,
         # the clients in cross_fit_folds folds).
@@ -173,6 +178,7 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         self.calibration_slice = calibration_slice
         self.cross_fit_folds = cross_fit_folds
         self.mixture = mixture
+        self.calibration_strength = calibration_strength
 
     # -- geometry ------------------------------------------------------------------------------
     def _a0(self, X) -> np.ndarray:
@@ -397,7 +403,16 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             m = group == k
             gg = maps.get(int(k), (grid, g))
             out[m] = np.interp(cdf[m], *gg)
+            strength = self._strength(int(k))
+            if strength != 1.0:
+                # A convex blend of two CDFs: still non-decreasing, from 0 to at most 1.
+                out[m] = cdf[m] + strength * (out[m] - cdf[m])
         return out
+
+    def _strength(self, group: int) -> float:
+        """How much of its map the group's CDF takes (``calibration_strength``; 1 past its end)."""
+        s = tuple(self.calibration_strength or ())
+        return float(s[group]) if group < len(s) else 1.0
 
     def recalibrate(self, X: pd.DataFrame, duration, event, seed: int = 0) -> "PaymentDateModel":
         """Fit the CDF map G on a later slice (censoring-aware, Kaplan-Meier over PIT values).

@@ -81,12 +81,25 @@ class PaymentOptions(_Strict):
     cross_fit_folds: int = Field(default=2, ge=2, le=10, description="Folds of clients the cross-fitted "
                                  "calibration predicts each from a sibling model fitted on the others (each "
                                  "fold costs one more fit).")
+    calibration_strength: tuple[float, ...] = Field(default=(), description="Per calibration group (the groups "
+                                                    "of calibration_groups, in order, and one more past the last), "
+                                                    "the share of its map's correction applied, 0 to 1 (1 past the end).")
     horizon_days: int = Field(default=365, ge=30, le=730, description="Forecasts stop this many days after as_of.")
     mixture: Literal["model", "model_and_siblings", "siblings"] = Field(
         default="model", description="What predicts the raw payment-date CDF: the booster alone, the mean of "
         "its CDF and those of the cross-fit siblings the calibration was read from, or the siblings' mean alone "
         "(no booster fitted on every client). Both need calibration_slice cross_fit; each sibling adds its trees "
         "to every score.")
+
+    @model_validator(mode="after")
+    def _strengths(self):
+        s = self.calibration_strength
+        if any(not 0.0 <= x <= 1.0 for x in s):
+            raise ValueError(f"calibration_strength: every value must be between 0 and 1; got {list(s)}.")
+        if len(s) > len(self.calibration_groups) + 1:
+            raise ValueError(f"calibration_strength holds {len(s)} values for {len(self.calibration_groups) + 1} "
+                             f"calibration groups (calibration_groups: {list(self.calibration_groups)}).")
+        return self
 
 
 class ModelConfig(_Strict):

@@ -239,6 +239,24 @@ def test_group_calibration_maps_each_days_overdue_group_with_its_own_map():
     assert (np.diff(out, axis=1) >= 0).all()
 
 
+def test_calibration_strength_blends_each_group_between_its_raw_and_mapped_cdf():
+    rng = np.random.default_rng(1)
+    m = _geometry()
+    m.calibration_groups = (0, 30)  # three groups: not overdue, 1-30, over 30
+    grid = np.linspace(0, 1, 5)
+    m.calibration_ = (grid, grid)
+    m.group_calibration_ = {k: (grid, np.sqrt(grid)) for k in range(3)}
+    cdf = np.sort(rng.random((3, 6)), axis=1)
+    overdue = np.array([-3.0, 10.0, 45.0])
+    full = m._calibrate(cdf, overdue)
+    m.calibration_strength = (0.0, 0.5)  # the last group: past the tuple's end, the whole map
+    out = m._calibrate(cdf, overdue)
+    np.testing.assert_allclose(out[0], cdf[0])
+    np.testing.assert_allclose(out[1], 0.5 * (cdf[1] + full[1]))
+    np.testing.assert_allclose(out[2], full[2])
+    assert (np.diff(out, axis=1) >= 0).all() and (out >= 0).all() and (out <= 1).all()
+
+
 @pytest.mark.parametrize("options", [
     {"calibration_slice": "all", "calibration_groups": (0, 30)},
     {"calibration_slice": "cross_fit", "calibration_groups": (0, 30)},

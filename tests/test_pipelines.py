@@ -72,6 +72,9 @@ def test_bin_edges_reach_the_payment_date_model():
     ({"model": {"hazard_holdout_days": 7, "snapshot_freq_days": 14}}, ["hazard_holdout_days (7)"]),
     ({"tune": {"n_folds": 1}}, ["tune.n_folds", "greater than or equal to 2"]),
     ({"model": {"payment_options": {"refit": True}}}, ["model.payment_options.refit", "unknown key"]),
+    ({"model": {"payment_options": {"calibration_strength": [1.5]}}}, ["calibration_strength", "between 0 and 1"]),
+    ({"model": {"payment_options": {"calibration_groups": [0], "calibration_strength": [1, 1, 1]}}},
+     ["calibration_strength holds 3 values for 2 calibration groups"]),
     ({"model": {"bin_edges": [0, 7, 30]}}, ["model.bin_edges", "before the due date"]),
     ({"model": {"bin_edges": [-7, 30, 14]}}, ["model.bin_edges", "increasing"]),
 ])
