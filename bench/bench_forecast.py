@@ -4,6 +4,8 @@ Usage (from the repository root)::
 
     # rho chosen as of 2018-07-01 (outcomes to 2018-10-01), then the test as of 2018-10-01 (to 2019-01-01)
     .venv/bin/python bench/bench_forecast.py backtest --cache /tmp/encaisse-bench
+    # the bands' rho, portfolio factor and sigma chosen on six monthly cutoffs, checked on two later ones
+    .venv/bin/python bench/bench_forecast.py rolling --cache /tmp/encaisse-bench
     # 100k open invoices x 1000 samples: time and peak RSS (a fresh process)
     .venv/bin/python bench/bench_forecast.py speed --invoices 100000 --samples 1000
 
@@ -135,6 +137,92 @@ def backtest(args) -> None:
                       "ratio": r["weekly_wape"] / better, "coverage": r["weekly_band_coverage"]}))
 
 
+ROLLING_GRID = [(rho, rho_all, sigma) for rho in (0.3, 0.8) for rho_all in (0.0, 0.05, 0.1, 0.15)
+                for sigma in (0.0, 0.1, 0.2, 0.3, 0.4)]
+"""(client_correlation, portfolio_correlation, period_noise) triples tried by ``rolling``."""
+
+
+def rolling(args) -> None:
+    """Choose the bands' three parameters on several cutoffs, then check them on later ones.
+
+    Each cutoff's model is fitted with the training configuration (``--config``, the default one
+    when omitted) on what was known then, as ``encaisse backtest`` does, and scores the invoices open
+    then once; every parameter triple then draws the weekly bands from those same distributions (the
+    expected amounts, hence the WAPE, do not depend on them). The chosen triple has the lowest mean
+    interval score over the selection cutoffs among those whose band covers between 0.75 and 0.90 of
+    the weeks at every one of them.
+    """
+    import joblib
+
+    from bench.overdue_analysis import markdown
+    from models.forecast import build_collection_forecast, build_open_amounts, evaluate_collection_forecast
+    from models.scorer import EncaisseModel
+    from pipelines.config import load_config
+
+    cache = Path(args.cache)
+    ledger = load_sap_ledger(cache)
+    params = load_config(args.config).model.estimator_params()
+    tag = args.tag or (Path(args.config).stem if args.config else "default")
+    cut = {"select": args.select.split(","), "check": [c for c in args.check.split(",") if c]}
+    res = {}
+    for role, dates in cut.items():
+        for as_of in dates:
+            p = cache / f"rolling_{tag}_{as_of}.joblib"
+            if p.exists():
+                model = joblib.load(p)
+            else:
+                t = time.perf_counter()
+                model = EncaisseModel(**params).fit(ledger, as_of)
+                print(f"fitted as of {as_of} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+                joblib.dump(model, p)
+            known = ledger.known_at(as_of)
+            s, (days, cdf) = model.score(known, as_of, return_cdf=True, n_reasons=0)
+            s["open_amount"] = build_open_amounts(s, known, as_of).to_numpy()
+            for key in ROLLING_GRID:
+                f = build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=13,
+                                              n_samples=args.samples, client_correlation=key[0],
+                                              portfolio_correlation=key[1], period_noise=key[2], seed=0)
+                r = evaluate_collection_forecast(f, ledger, as_of, args.end)
+                res[role, as_of, key] = (interval_score(r), r["weekly_band_coverage"], r["weekly_wape"], r["n_periods"])
+
+    def table(*roles: str) -> pd.DataFrame:
+        rows = []
+        for key in ROLLING_GRID:
+            v = np.array([res[role, d, key] for role in roles for d in cut[role]], dtype=float)
+            rows.append({"rho": key[0], "portfolio": key[1], "sigma": key[2], "interval score": v[:, 0].mean(),
+                         "worst interval score": v[:, 0].max(), "coverage": v[:, 1].mean(),
+                         "lowest coverage": v[:, 1].min(), "highest coverage": v[:, 1].max(),
+                         "weekly WAPE": v[:, 2].mean()})
+        return pd.DataFrame(rows)
+
+    sel = table("select")
+    ok = sel[(sel["lowest coverage"] >= 0.75) & (sel["highest coverage"] <= 0.90)]
+    best = (ok if len(ok) else sel).sort_values("interval score").iloc[0]
+    print(f"## Selection on {', '.join(cut['select'])} (outcomes to {args.end}), {tag}\n")
+    print(markdown(sel.sort_values("interval score"), 3))
+    key = (best["rho"], best["portfolio"], best["sigma"])
+    print(f"\nchosen (rho, portfolio, sigma) = {key}" + ("" if len(ok) else " (no triple kept every cutoff in 0.75-0.90)"))
+    if cut["check"]:
+        chk = table("check")
+        print(f"\n## The same triples on the later cutoffs {', '.join(cut['check'])}, in the selection's order\n")
+        order = sel.sort_values("interval score").index
+        print(markdown(chk.loc[order], 3))
+        every = table("select", "check")
+        print("\n## Every cutoff, each counted once, by mean interval score\n")
+        print(markdown(every.sort_values("interval score"), 3))
+    for role in cut:
+        if not cut[role]:
+            continue
+        print(f"\n## Per cutoff ({role}), chosen triple against the defaults in models/forecast.py\n")
+        print("| cutoff | weeks | interval score | band coverage | defaults' interval score | defaults' band coverage | weekly WAPE |\n"
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        from models.forecast import DEFAULT_CLIENT_CORRELATION, DEFAULT_PERIOD_NOISE, DEFAULT_PORTFOLIO_CORRELATION
+        dflt = (DEFAULT_CLIENT_CORRELATION, DEFAULT_PORTFOLIO_CORRELATION, DEFAULT_PERIOD_NOISE)
+        for d in cut[role]:
+            a, b = res[role, d, key], res[role, d, dflt]
+            print(f"| {d} | {a[3]} | {a[0]:.3f} | {a[1]:.3f} | {b[0]:.3f} | {b[1]:.3f} | {a[2]:.3f} |")
+
+
 def speed(args) -> None:
     from models.forecast import build_collection_forecast
     from models.hazard import DEFAULT_EDGES, PaymentDateModel
@@ -173,11 +261,19 @@ def main() -> None:
     b.add_argument("--samples", type=int, default=1000)
     b.add_argument("--model-select", default=None, help="joblib of an EncaisseModel fitted as of --select-as-of")
     b.add_argument("--model-test", default=None, help="joblib of an EncaisseModel fitted as of --test-as-of")
+    r = sub.add_parser("rolling")
+    r.add_argument("--cache", default="/tmp/encaisse-bench")
+    r.add_argument("--config", default=None, help="training configuration (default: pipelines/default.yaml)")
+    r.add_argument("--tag", default=None, help="name of the cached models (default: the config's file name)")
+    r.add_argument("--select", default="2018-05-01,2018-06-01,2018-07-01,2018-08-01,2018-09-01,2018-10-01")
+    r.add_argument("--check", default="2018-11-01,2018-12-01", help="later cutoffs the chosen triple is checked on")
+    r.add_argument("--end", default="2019-01-01")
+    r.add_argument("--samples", type=int, default=1000)
     s = sub.add_parser("speed")
     s.add_argument("--invoices", type=int, default=100_000)
     s.add_argument("--samples", type=int, default=1000)
     args = ap.parse_args()
-    backtest(args) if args.cmd == "backtest" else speed(args)
+    {"backtest": backtest, "rolling": rolling, "speed": speed}[args.cmd](args)
 
 
 if __name__ == "__main__":
