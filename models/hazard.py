@@ -146,8 +146,9 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             read from; needs a cross-fitted ``calibration_slice``) or ``"siblings"`` (the siblings
             alone: ``models.calibration.fit_by_siblings`` fits it, in place of ``fit``).
         calibration_strength: per calibration group (in ``calibration_groups`` order, one more for the
-            last), the share of its map's correction the CDF takes: G_s(F) = F + s (G(F) - F); 1 (the
-            default, and past the tuple's end) is the map itself, 0 the raw CDF.
+            last; without groups, one value for every invoice), the share of its map's correction the CDF
+            takes: G_s(F) = F + s (G(F) - F), with the overall map G for a group without one of its own;
+            1 (the default, and past the tuple's end) is the map itself, 0 the raw CDF.
 
     Fitted attributes:
         edges_, booster_, feature_names_in_, calibration_ (grid of G, or None), n_rows_expanded_;
@@ -395,7 +396,7 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             return cdf
         grid, g = self.calibration_
         maps = getattr(self, "group_calibration_", None) or {}
-        if not maps or overdue is None:
+        if overdue is None or (not maps and not self.calibration_strength):
             return np.interp(cdf, grid, g)
         out = np.empty_like(cdf)
         group = self._groups(overdue)
@@ -410,9 +411,13 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         return out
 
     def _strength(self, group: int) -> float:
-        """How much of its map the group's CDF takes (``calibration_strength``; 1 past its end)."""
+        """How much of its map (its own, or the overall one) the group's CDF takes (``calibration_strength``;
+        1 past its end)."""
         s = tuple(self.calibration_strength or ())
-        return float(s[group]) if group < len(s) else 1.0
+        v = float(s[group]) if group < len(s) else 1.0
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"calibration_strength values must be between 0 and 1; got {list(s)}.")
+        return v
 
     def recalibrate(self, X: pd.DataFrame, duration, event, seed: int = 0) -> "PaymentDateModel":
         """Fit the CDF map G on a later slice (censoring-aware, Kaplan-Meier over PIT values).

@@ -255,6 +255,19 @@ def test_calibration_strength_blends_each_group_between_its_raw_and_mapped_cdf()
     np.testing.assert_allclose(out[1], 0.5 * (cdf[1] + full[1]))
     np.testing.assert_allclose(out[2], full[2])
     assert (np.diff(out, axis=1) >= 0).all() and (out >= 0).all() and (out <= 1).all()
+    # A group without a map of its own blends with the overall map, and so does every invoice when
+    # no group has one.
+    m.calibration_ = (grid, grid ** 2)
+    for maps in ({0: (grid, np.sqrt(grid))}, {}):
+        m.group_calibration_ = maps
+        out = m._calibrate(cdf, overdue)
+        overall = np.interp(cdf, grid, grid ** 2)
+        np.testing.assert_allclose(out[0], cdf[0])
+        np.testing.assert_allclose(out[1], 0.5 * (cdf[1] + overall[1]))
+        np.testing.assert_allclose(out[2], overall[2])
+    m.calibration_strength = (1.5,)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        m._calibrate(cdf, overdue)
 
 
 @pytest.mark.parametrize("options", [
