@@ -22,9 +22,9 @@ bands widen with ``rho``. A mean-one lognormal factor per period total (``period
 model's own error. A small factor shared by the whole book (``portfolio_correlation``) lets every
 invoice pay faster or slower together in a draw. The three defaults were chosen together on a
 rolling-origin backtest of the SAP slice (six monthly cutoffs), on the mean 80% interval score of the
-weekly totals; with the payment-date model of 2026-12-07 they are within 0.5% of the lowest mean score
-over those six and two later cutoffs, where no triple keeps every cutoff's coverage between 0.75 and
-0.90 (``bench/bench_forecast.py rolling``, bench/BACKTESTS.md).
+weekly totals, and checked again with the current payment-date model over those six and two later
+cutoffs: near the lowest mean score there, though no triple keeps every cutoff's coverage between
+0.75 and 0.90 (``bench/bench_forecast.py rolling``, bench/BACKTESTS.md).
 
 Backtest (``evaluate_collection_forecast``): the actual collections of the invoices open at
 ``as_of``, per period, observed until ``end``. Censoring: an invoice unpaid by ``end`` contributes
