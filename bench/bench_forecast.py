@@ -10,8 +10,9 @@ Usage (from the repository root)::
     .venv/bin/python bench/bench_forecast.py speed --invoices 100000 --samples 1000
 
 The SAP extract is ingested once with ``data/mappings/sap_ar.yaml`` into a SQLite store in ``--cache``;
-models are fitted with the default ``EncaisseModel()`` as of each date and cached there too (pass
-``--model-select`` / ``--model-test`` to reuse fitted joblib files). Nothing here is tuned on the test
+``backtest`` fits the default ``EncaisseModel()`` as of each date and caches it there too (pass
+``--model-select`` / ``--model-test`` to reuse fitted joblib files); ``rolling`` fits the training
+configuration (``--config``), cached under a hash of its model parameters. Nothing here is tuned on the test
 date: rho is picked on the selection date only, by the lowest mean 80% interval score of the weekly
 totals (width + 10 x how far the actual falls outside), relative to the mean weekly actual.
 """
@@ -150,8 +151,11 @@ def rolling(args) -> None:
     then once; every parameter triple then draws the weekly bands from those same distributions (the
     expected amounts, hence the WAPE, do not depend on them). The chosen triple has the lowest mean
     interval score over the selection cutoffs among those whose band covers between 0.75 and 0.90 of
-    the weeks at every one of them.
+    the weeks at every one of them (the lowest mean of all when none does). The later cutoffs are
+    then shown for every triple, and a last table ranks the triples over every cutoff, each counted
+    once whatever its number of observed weeks.
     """
+    import hashlib
     import joblib
 
     from bench.overdue_analysis import markdown
@@ -162,7 +166,8 @@ def rolling(args) -> None:
     cache = Path(args.cache)
     ledger = load_sap_ledger(cache)
     params = load_config(args.config).model.estimator_params()
-    tag = args.tag or (Path(args.config).stem if args.config else "default")
+    digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:12]
+    tag = f"{args.tag or (Path(args.config).stem if args.config else 'default')}_{digest}"
     cut = {"select": args.select.split(","), "check": [c for c in args.check.split(",") if c]}
     res = {}
     for role, dates in cut.items():
@@ -200,7 +205,7 @@ def rolling(args) -> None:
     best = (ok if len(ok) else sel).sort_values("interval score").iloc[0]
     print(f"## Selection on {', '.join(cut['select'])} (outcomes to {args.end}), {tag}\n")
     print(markdown(sel.sort_values("interval score"), 3))
-    key = (best["rho"], best["portfolio"], best["sigma"])
+    key = (float(best["rho"]), float(best["portfolio"]), float(best["sigma"]))
     print(f"\nchosen (rho, portfolio, sigma) = {key}" + ("" if len(ok) else " (no triple kept every cutoff in 0.75-0.90)"))
     if cut["check"]:
         chk = table("check")
