@@ -88,16 +88,46 @@ def build_periods(as_of, horizon: int = 13, freq: str = "W") -> tuple[pd.Datetim
     return starts, edges
 
 
-def build_period_cdf(days: np.ndarray, cdf: np.ndarray, edges: np.ndarray, horizon_days: float) -> np.ndarray:
+def weekday_clock(t: np.ndarray, first_weekday: int, weights) -> np.ndarray:
+    """Weight of the days in [0, t) after a day of weekday ``first_weekday`` (0 = Monday), each day
+    weighing ``weights[its weekday]``; linear inside a day, so ``t`` may hold fractions."""
+    w = np.asarray(weights, dtype=float)
+    order = np.roll(w, -int(first_weekday))  # order[k]: weight of day k after the first day, k < 7
+    cum = np.concatenate([[0.0], np.cumsum(order)])
+    t = np.asarray(t, dtype=float)
+
+    def clock(v: np.ndarray) -> np.ndarray:
+        whole = np.floor(v)
+        k = (whole % 7).astype(np.intp)
+        return (whole // 7) * cum[7] + cum[k] + (v - whole) * order[k]
+
+    if t.size > 4096 and np.all(np.isfinite(t)) and t.min() >= 0:
+        # Days grids hold whole days: one lookup in a table of the days up to the largest.
+        idx = t.astype(np.intp)
+        if np.array_equal(idx, t):
+            return clock(np.arange(int(idx.max()) + 1, dtype=float))[idx]
+    return clock(t)
+
+
+def build_period_cdf(days: np.ndarray, cdf: np.ndarray, edges: np.ndarray, horizon_days: float,
+                     weekday_weights=None, first_weekday: int = 0) -> np.ndarray:
     """P(paid before each period edge), per invoice: (n, len(edges)), non-decreasing along rows.
 
     Edges past the model's horizon are cut at it (mass beyond it means 'not paid within the horizon').
+    Inside a bin of several days the CDF rises linearly in calendar days or, with ``weekday_weights``
+    (one per weekday, ``PaymentDateModel.weekday_weights_``), in proportion to the weights of its
+    days: a ledger that records no payment on Sundays puts none of a week-long bin there.
+    ``first_weekday``: the weekday of as_of, day 0.
     """
     n = len(cdf)
-    x = np.broadcast_to(np.minimum(edges, horizon_days)[None, :], (n, len(edges)))
     if n == 0:
         return np.zeros((0, len(edges)))
-    g = _interp_rows(np.ascontiguousarray(x, dtype=float), days.astype(float), cdf.astype(float))
+    x = np.minimum(np.asarray(edges, dtype=float), horizon_days)
+    xp = days.astype(float)
+    if weekday_weights is not None:
+        xp, x = weekday_clock(xp, first_weekday, weekday_weights), weekday_clock(x, first_weekday, weekday_weights)
+    x = np.ascontiguousarray(np.broadcast_to(x[None, :], (n, len(edges))))
+    g = _interp_rows(x, xp, cdf.astype(float))
     g[:, 0] = np.where(edges[0] <= 0, 0.0, g[:, 0])
     return np.maximum.accumulate(np.clip(g, 0.0, 1.0), axis=1)
 
@@ -302,7 +332,7 @@ def build_collection_forecast(
     starts, edges = build_periods(d, horizon, freq)
     horizon_days = float(getattr(payment_model, "horizon_days", np.inf))
     amounts = _amounts(scores)
-    g = build_period_cdf(days, cdf, edges, horizon_days)
+    g = build_period_cdf(days, cdf, edges, horizon_days, getattr(payment_model, "weekday_weights_", None), d.weekday())
     expected = amounts @ np.diff(g, axis=1) if n else np.zeros(len(starts))
     totals = sample_period_totals(amounts, scores["client_id"].to_numpy(), g, n_samples=n_samples,
                                   client_correlation=client_correlation, seed=seed,

@@ -314,3 +314,55 @@ def test_count_le_matches_brute_force_with_many_columns_and_infinities():
     values[0, 0], values[1, 1], values[2, 2] = np.inf, -np.inf, 29.0
     brute = (rows[:, :, None] <= values[:, None, :]).sum(axis=1)
     assert (_count_le(rows, values) == brute).all()
+
+
+def test_weekday_weights_spread_a_bin_over_the_days_payments_fall_on():
+    # One bin over the two weeks after Monday as_of: half the mass by day 14.
+    days, cdf = _same_cdf(1, [0, 14, 400], [0, 0.5, 1.0])
+    edges = build_periods(D, 14, "D")[1]
+    flat = np.diff(build_period_cdf(days, cdf, edges, 365), axis=1)[0]
+    np.testing.assert_allclose(flat, 0.5 / 14)
+    no_weekends = np.array([1, 1, 1, 1, 1, 0, 0], dtype=float)
+    spread = np.diff(build_period_cdf(days, cdf, edges, 365, no_weekends, first_weekday=0), axis=1)[0]
+    weekend = np.isin(np.arange(14) % 7, [5, 6])
+    np.testing.assert_allclose(spread[weekend], 0.0)
+    np.testing.assert_allclose(spread[~weekend], 0.5 / 10)
+    # As_of on a Saturday: days 0 and 1 are the weekend.
+    sat = np.diff(build_period_cdf(days, cdf, edges, 365, no_weekends, first_weekday=5), axis=1)[0]
+    np.testing.assert_allclose(sat[[0, 1, 7, 8]], 0.0)
+    assert sat.sum() == pytest.approx(0.5)
+    # Through the forecast: the model's weights move a week's weekend amounts to the weekdays.
+    pm = PaymentDateModel(horizon_days=365)
+    pm.weekday_weights_ = no_weekends
+    f = build_collection_forecast(_scores([1000.0]), days, cdf, pm, D, horizon=14, freq="D", n_samples=200)
+    np.testing.assert_allclose(f["expected_amount"].to_numpy()[weekend], 0.0)
+    assert f["expected_amount"].sum() == pytest.approx(500.0)
+
+
+def test_payment_weekday_weights_read_the_ledgers_payment_days_before_as_of():
+    from features.invoices import WEEKDAY_MIN_PAYMENTS, payment_weekday_weights
+
+    weekdays = pd.bdate_range("2024-06-03", periods=WEEKDAY_MIN_PAYMENTS)
+    later_sundays = pd.date_range("2025-06-01", periods=50, freq="W-SUN")
+    paid = weekdays.append(later_sundays)
+    inv = pd.DataFrame({"invoice_id": [f"I{i}" for i in range(len(paid))], "client_id": "C",
+                        "issue_date": paid - pd.Timedelta(days=30), "due_date": paid,
+                        "amount": 100.0, "paid_date": paid})
+    ledger = Ledger(invoices=inv)
+    w = payment_weekday_weights(ledger, "2025-06-01")
+    assert w.mean() == pytest.approx(1.0)
+    assert (w[5:] < 0.05).all() and (w[:5] > 1.3).all()  # the Sundays after as_of are not known yet
+    assert payment_weekday_weights(ledger, "2024-12-01") is None  # too few payments known then
+
+
+def test_weekday_clock_counts_the_weights_of_the_days_before_t():
+    from models.forecast import weekday_clock
+
+    w = np.array([1, 1, 1, 1, 1, 0, 0], dtype=float)
+    np.testing.assert_allclose(weekday_clock(np.array([0, 2.5, 5, 6, 7, 8, 14]), 0, w), [0, 2.5, 5, 5, 5, 6, 10])
+    np.testing.assert_allclose(weekday_clock(np.array([1, 2, 3]), 5, w), [0, 0, 1])  # from a Saturday
+    # A long grid of whole days takes a lookup table: the same numbers as day by day.
+    w = np.array([1.3, 1.1, 1.5, 1.4, 1.5, 0.02, 0.01])
+    big = np.arange(9000, dtype=float)[::-1] % 1200
+    parts = np.concatenate([weekday_clock(c, 3, w) for c in np.array_split(big, 9)])
+    np.testing.assert_allclose(weekday_clock(big, 3, w), parts)

@@ -422,3 +422,15 @@ def test_a_model_with_feature_groups_scores_with_the_columns_it_was_fitted_on(fi
     s = model.score(ledger.known_at(d), d, n_reasons=0)
     pd.testing.assert_frame_equal(s, model.score(ledger, d, n_reasons=0))  # later facts change nothing
     assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()
+
+
+def test_fit_keeps_the_ledgers_payment_weekdays_for_the_cash_forecast(fitted):
+    from features.invoices import payment_weekday_weights
+
+    ledger, d, model = fitted
+    w = model.payment_model_.weekday_weights_
+    expected = payment_weekday_weights(ledger, d)
+    assert expected is not None and len(w) == 7
+    np.testing.assert_allclose(w, expected)
+    later = payment_weekday_weights(ledger, d + pd.Timedelta(days=90))
+    assert not np.allclose(later, w)  # payments after d are not what the model was fitted with
