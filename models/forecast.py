@@ -13,7 +13,9 @@ From the payment-date distributions of the invoices open at the start of ``as_of
       run rate (``build_run_rate``). An expectation only, never mixed into the bands.
 
 Periods: ``freq="W"`` weeks starting on Monday (the first one is the week holding ``as_of`` and only
-counts days from ``as_of`` on), ``freq="D"`` days. Amounts are in the ledger currency (EUR).
+counts days from ``as_of`` on), ``freq="D"`` days. Amounts are in the ledger currency (EUR). Inside a
+bin of several days, a payment falls on a day in proportion to how the ledger's payments fall on the
+weekdays (``PaymentDateModel.weekday_weights_``): a clearing ledger records next to none on weekends.
 
 Dependence: a client pays its invoices in the same payment run, or stops paying all of them. Draws
 use a Gaussian copula with one shared factor per client: ``u = Phi(sqrt(rho) z_client +
@@ -23,8 +25,8 @@ model's own error. A small factor shared by the whole book (``portfolio_correlat
 invoice pay faster or slower together in a draw. The three defaults were chosen together on a
 rolling-origin backtest of the SAP slice (six monthly cutoffs), on the mean 80% interval score of the
 weekly totals, and checked again with the current payment-date model over those six and two later
-cutoffs: near the lowest mean score there, though no triple keeps every cutoff's coverage between
-0.75 and 0.90 (``bench/bench_forecast.py rolling``, bench/BACKTESTS.md).
+cutoffs: the triples that score better on the six cover fewer of the later cutoffs' weeks
+(``bench/bench_forecast.py rolling``, bench/BACKTESTS.md).
 
 Backtest (``evaluate_collection_forecast``): the actual collections of the invoices open at
 ``as_of``, per period, observed until ``end``. Censoring: an invoice unpaid by ``end`` contributes
