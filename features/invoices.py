@@ -237,15 +237,16 @@ def categorical_columns(frame: pd.DataFrame) -> list[str]:
 
 
 WEEKDAY_MIN_PAYMENTS = 200
-"""Payment days a ledger needs over the last year before its weekdays are told apart."""
+"""Clearings and payments a ledger needs over the last year before its weekdays are told apart."""
 
 
 def payment_weekday_weights(ledger: Ledger, as_of, lookback_days: int = 365) -> np.ndarray | None:
     """How a ledger's payments fall on the weekdays (Monday first), relative to a day of the mean.
 
-    Counts the days documents were cleared and payments received in the ``lookback_days`` before
-    ``as_of`` (only what was known then), plus one per weekday so that no weekday weighs nothing.
-    Returns None with fewer than ``WEEKDAY_MIN_PAYMENTS`` of them: too few to tell the weekdays apart.
+    Counts the documents cleared and the payments received, by the weekday of their date, in the
+    ``lookback_days`` before ``as_of`` (only what was known then), plus one per weekday so that no
+    weekday weighs nothing. Returns None with fewer than ``WEEKDAY_MIN_PAYMENTS`` of them: too few to
+    tell the weekdays apart.
     """
     d = pd.Timestamp(as_of).normalize()
     lo = d - pd.Timedelta(days=int(lookback_days))

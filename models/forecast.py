@@ -25,7 +25,7 @@ model's own error. A small factor shared by the whole book (``portfolio_correlat
 invoice pay faster or slower together in a draw. The three defaults were chosen together on a
 rolling-origin backtest of the SAP slice (six monthly cutoffs), on the mean 80% interval score of the
 weekly totals, and checked again with the current payment-date model over those six and two later
-cutoffs: the triples that score better on the six cover fewer of the later cutoffs' weeks
+cutoffs: none of the triples that score better on the six covers more of the later cutoffs' weeks
 (``bench/bench_forecast.py rolling``, bench/BACKTESTS.md).
 
 Backtest (``evaluate_collection_forecast``): the actual collections of the invoices open at
@@ -90,10 +90,16 @@ def build_periods(as_of, horizon: int = 13, freq: str = "W") -> tuple[pd.Datetim
     return starts, edges
 
 
+LOOKUP_MAX_DAYS = 100_000
+"""``weekday_clock`` looks whole days up in a table only below this (the table holds one float per day)."""
+
+
 def weekday_clock(t: np.ndarray, first_weekday: int, weights) -> np.ndarray:
     """Weight of the days in [0, t) after a day of weekday ``first_weekday`` (0 = Monday), each day
     weighing ``weights[its weekday]``; linear inside a day, so ``t`` may hold fractions."""
     w = np.asarray(weights, dtype=float)
+    if w.shape != (7,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weekday weights must be 7 finite values >= 0, not all 0 (Monday first); got {w.tolist()}.")
     order = np.roll(w, -int(first_weekday))  # order[k]: weight of day k after the first day, k < 7
     cum = np.concatenate([[0.0], np.cumsum(order)])
     t = np.asarray(t, dtype=float)
@@ -103,7 +109,9 @@ def weekday_clock(t: np.ndarray, first_weekday: int, weights) -> np.ndarray:
         k = (whole % 7).astype(np.intp)
         return (whole // 7) * cum[7] + cum[k] + (v - whole) * order[k]
 
-    if t.size > 4096 and np.all(np.isfinite(t)) and t.min() >= 0:
+    if not np.all(np.isfinite(t)):
+        raise ValueError("weekday_clock needs finite days.")
+    if t.size > 4096 and t.min() >= 0 and t.max() < LOOKUP_MAX_DAYS:
         # Days grids hold whole days: one lookup in a table of the days up to the largest.
         idx = t.astype(np.intp)
         if np.array_equal(idx, t):

@@ -331,12 +331,20 @@ def test_weekday_weights_spread_a_bin_over_the_days_payments_fall_on():
     sat = np.diff(build_period_cdf(days, cdf, edges, 365, no_weekends, first_weekday=5), axis=1)[0]
     np.testing.assert_allclose(sat[[0, 1, 7, 8]], 0.0)
     assert sat.sum() == pytest.approx(0.5)
-    # Through the forecast: the model's weights move a week's weekend amounts to the weekdays.
+    # A grid whose bins start mid-week (as_of a Thursday): each bin's mass over its own weekdays.
+    thu_days, thu_cdf = _same_cdf(1, [0, 3, 10, 400], [0, 0.3, 0.6, 1.0])
+    spread = np.diff(build_period_cdf(thu_days, thu_cdf, edges, 365, no_weekends, first_weekday=3), axis=1)[0]
+    # Days 0..2 are Thu, Fri, Sat; days 3..9 are Sun .. Sat, five weekdays among them.
+    np.testing.assert_allclose(spread[:3], [0.15, 0.15, 0.0])
+    np.testing.assert_allclose(spread[3:10], [0.0, 0.06, 0.06, 0.06, 0.06, 0.06, 0.0])
+    # Through the forecast, with an as_of that is not a Monday: its weekday sets the clock.
     pm = PaymentDateModel(horizon_days=365)
     pm.weekday_weights_ = no_weekends
-    f = build_collection_forecast(_scores([1000.0]), days, cdf, pm, D, horizon=14, freq="D", n_samples=200)
-    np.testing.assert_allclose(f["expected_amount"].to_numpy()[weekend], 0.0)
-    assert f["expected_amount"].sum() == pytest.approx(500.0)
+    thu = "2025-03-06"
+    f = build_collection_forecast(_scores([1000.0]), thu_days, thu_cdf, pm, thu, horizon=10, freq="D", n_samples=200)
+    np.testing.assert_allclose(f["expected_amount"].to_numpy(), 1000 * spread[:10])
+    with pytest.raises(ValueError, match="7 finite values"):
+        build_period_cdf(days, cdf, edges, 365, [1, 1, 1, 1, 1])
 
 
 def test_payment_weekday_weights_read_the_ledgers_payment_days_before_as_of():
@@ -353,6 +361,13 @@ def test_payment_weekday_weights_read_the_ledgers_payment_days_before_as_of():
     assert w.mean() == pytest.approx(1.0)
     assert (w[5:] < 0.05).all() and (w[:5] > 1.3).all()  # the Sundays after as_of are not known yet
     assert payment_weekday_weights(ledger, "2024-12-01") is None  # too few payments known then
+    assert payment_weekday_weights(ledger, "2026-06-01", lookback_days=300) is None  # the weekdays are older
+    # A ledger whose payments table holds the dates (invoices left open): read from there.
+    pays = pd.DataFrame({"payment_id": [f"P{i}" for i in range(len(weekdays))], "invoice_id": "I0",
+                         "paid_date": weekdays, "amount": 1.0})
+    open_inv = inv.head(1).assign(paid_date=pd.NaT)
+    w = payment_weekday_weights(Ledger(invoices=open_inv, payments=pays), "2025-06-01")
+    assert (w[5:] < 0.05).all() and (w > 0).all()
 
 
 def test_weekday_clock_counts_the_weights_of_the_days_before_t():
