@@ -59,16 +59,19 @@ def load_sap_ledger(cache: Path):
         engine.dispose()
 
 
-def fitted_model(ledger, as_of: str, cache: Path, path: str | None):
+def fitted_model(ledger, as_of: str, cache: Path, path: str | None, params: dict | None = None, name: str = "model"):
+    """An ``EncaisseModel(**params)`` fitted as of ``as_of``: loaded from ``path`` or from ``cache`` when there,
+    fitted and cached otherwise. The cache is keyed by ``name`` and the day, not by the code: clear it after
+    changing the models."""
     import joblib
 
     from models.scorer import EncaisseModel
 
-    p = Path(path) if path else cache / f"model_{as_of}.joblib"
+    p = Path(path) if path else cache / f"{name}_{as_of}.joblib"
     if p.exists():
         return joblib.load(p)
     t = time.perf_counter()
-    m = EncaisseModel().fit(ledger, as_of)
+    m = EncaisseModel(**(params or {})).fit(ledger, as_of)
     print(f"fitted as of {as_of} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     joblib.dump(m, p)
     return m
@@ -157,11 +160,9 @@ def rolling(args) -> None:
     (the defaults' bands).
     """
     import hashlib
-    import joblib
 
     from bench.overdue_analysis import markdown
     from models.forecast import build_collection_forecast, build_open_amounts, evaluate_collection_forecast
-    from models.scorer import EncaisseModel
     from pipelines.config import load_config
 
     cache = Path(args.cache)
@@ -173,14 +174,7 @@ def rolling(args) -> None:
     res = {}
     for role, dates in cut.items():
         for as_of in dates:
-            p = cache / f"rolling_{tag}_{as_of}.joblib"
-            if p.exists():
-                model = joblib.load(p)
-            else:
-                t = time.perf_counter()
-                model = EncaisseModel(**params).fit(ledger, as_of)
-                print(f"fitted as of {as_of} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-                joblib.dump(model, p)
+            model = fitted_model(ledger, as_of, cache, None, params, f"rolling_{tag}")
             known = ledger.known_at(as_of)
             s, (days, cdf) = model.score(known, as_of, return_cdf=True, n_reasons=0)
             s["open_amount"] = build_open_amounts(s, known, as_of).to_numpy()
