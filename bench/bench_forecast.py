@@ -162,6 +162,7 @@ def rolling(args) -> None:
     import hashlib
 
     from bench.overdue_analysis import markdown
+    from features.calendar import invoice_countries
     from models.forecast import build_collection_forecast, build_open_amounts, evaluate_collection_forecast
     from pipelines.config import load_config
 
@@ -178,6 +179,7 @@ def rolling(args) -> None:
             known = ledger.known_at(as_of)
             s, (days, cdf) = model.score(known, as_of, return_cdf=True, n_reasons=0)
             s["open_amount"] = build_open_amounts(s, known, as_of).to_numpy()
+            s["country"] = invoice_countries(known, s["invoice_id"])
             daily = evaluate_collection_forecast(
                 build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=91, freq="D",
                                           n_samples=args.samples, seed=0), ledger, as_of, args.end, freq="D")
@@ -228,6 +230,63 @@ def rolling(args) -> None:
             print(f"| {d} | {a[3]} | {a[0]:.3f} | {a[1]:.3f} | {b[0]:.3f} | {b[1]:.3f} | {a[2]:.3f} | {dw:.3f} | {db:.3f} |")
 
 
+def calendar(args) -> None:
+    """The cash forecast's payment calendar on several cutoffs: even days, weekdays, weekdays and holidays.
+
+    Each cutoff's model (the configuration's, cached as ``rolling`` caches it) scores the invoices open
+    then once; the weekly (13 weeks) and daily (91 days) forecasts are then drawn with the bins' days
+    weighted evenly, by the ledger's weekdays, and by its weekdays and its countries' holidays
+    (``features.calendar.payment_calendar`` as of the cutoff). Daily figures are also given on the
+    days that are a public holiday in the country of at least a tenth of the open amount.
+    """
+    import hashlib
+
+    from features.calendar import PaymentCalendar, holidays_between, invoice_countries, payment_calendar
+    from models.forecast import build_collection_forecast, build_open_amounts, evaluate_collection_forecast
+    from pipelines.config import load_config
+
+    cache = Path(args.cache)
+    ledger = load_sap_ledger(cache)
+    params = load_config(args.config).model.estimator_params()
+    digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:12]
+    tag = f"{args.tag or (Path(args.config).stem if args.config else 'default')}_{digest}"
+    rows = []
+    for as_of in args.cutoffs.split(","):
+        model = fitted_model(ledger, as_of, cache, None, params, f"rolling_{tag}")
+        known = ledger.known_at(as_of)
+        s, (days, cdf) = model.score(known, as_of, return_cdf=True, n_reasons=0)
+        s["open_amount"] = build_open_amounts(s, known, as_of).to_numpy()
+        s["country"] = invoice_countries(known, s["invoice_id"])
+        full = payment_calendar(known, as_of)
+        share = s.groupby("country")["open_amount"].sum() / s["open_amount"].sum()
+        d = pd.Timestamp(as_of)
+        hol_days = {day for c in share[share >= 0.1].index
+                    for day in holidays_between(c, d, d + pd.Timedelta(days=91))}
+        for name, cal in (("even", None), ("weekdays", PaymentCalendar(weekday_weights=full.weekday_weights)),
+                          ("weekdays + holidays", full)):
+            model.payment_model_.payment_calendar_ = cal
+            model.payment_model_.__dict__.pop("weekday_weights_", None)
+            w = evaluate_collection_forecast(build_collection_forecast(
+                s, days, cdf, model.payment_model_, as_of, horizon=13, n_samples=args.samples, seed=0),
+                ledger, as_of, args.end)
+            dly = evaluate_collection_forecast(build_collection_forecast(
+                s, days, cdf, model.payment_model_, as_of, horizon=91, freq="D", n_samples=args.samples, seed=0),
+                ledger, as_of, args.end, freq="D")
+            per = pd.DataFrame(dly["periods"])
+            on_hol = pd.to_datetime(per["period_start"]).isin(list(hol_days)).to_numpy()
+            rows.append({"cutoff": as_of, "calendar": name, "weekly WAPE": w["weekly_wape"],
+                         "weekly band": w["weekly_band_coverage"], "daily WAPE": dly["daily_wape"],
+                         "daily band": dly["daily_band_coverage"], "holidays": int(on_hol.sum()),
+                         "expected on holidays": per.loc[on_hol, "expected"].sum(),
+                         "actual on holidays": per.loc[on_hol, "actual"].sum()})
+    from bench.overdue_analysis import markdown
+    frame = pd.DataFrame(rows)
+    print(f"## Payment calendar of the cash forecast, {tag} (outcomes to {args.end})\n")
+    print(markdown(frame, 3))
+    print("\n## Means over the cutoffs\n")
+    print(markdown(frame.drop(columns="cutoff").groupby("calendar", sort=False).mean().reset_index(), 3))
+
+
 def speed(args) -> None:
     from models.forecast import build_collection_forecast
     from models.hazard import DEFAULT_EDGES, PaymentDateModel
@@ -274,11 +333,19 @@ def main() -> None:
     r.add_argument("--check", default="2018-11-01,2018-12-01", help="later cutoffs the chosen triple is checked on")
     r.add_argument("--end", default="2019-01-01")
     r.add_argument("--samples", type=int, default=1000)
+    c = sub.add_parser("calendar")
+    c.add_argument("--cache", default="/tmp/encaisse-bench")
+    c.add_argument("--config", default=None, help="training configuration (default: pipelines/default.yaml)")
+    c.add_argument("--tag", default=None, help="name of the cached models (default: the config's file name)")
+    c.add_argument("--cutoffs", default="2018-05-01,2018-06-01,2018-07-01,2018-08-01,2018-09-01,2018-10-01,"
+                   "2018-11-01,2018-12-01")
+    c.add_argument("--end", default="2019-01-01")
+    c.add_argument("--samples", type=int, default=1000)
     s = sub.add_parser("speed")
     s.add_argument("--invoices", type=int, default=100_000)
     s.add_argument("--samples", type=int, default=1000)
     args = ap.parse_args()
-    {"backtest": backtest, "rolling": rolling, "speed": speed}[args.cmd](args)
+    {"backtest": backtest, "rolling": rolling, "calendar": calendar, "speed": speed}[args.cmd](args)
 
 
 if __name__ == "__main__":

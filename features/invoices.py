@@ -234,28 +234,3 @@ def feature_columns(frame: pd.DataFrame) -> list[str]:
 def categorical_columns(frame: pd.DataFrame) -> list[str]:
     """Input columns holding categories (strings) rather than numbers."""
     return [c for c in feature_columns(frame) if c.startswith("a_") or c in ("c_segment", "c_sector")]
-
-
-WEEKDAY_MIN_PAYMENTS = 200
-"""Clearings and payments a ledger needs over the last year before its weekdays are told apart."""
-
-
-def payment_weekday_weights(ledger: Ledger, as_of, lookback_days: int = 365) -> np.ndarray | None:
-    """How a ledger's payments fall on the weekdays (Monday first), relative to a day of the mean.
-
-    Counts the documents cleared and the payments received, by the weekday of their date, in the
-    ``lookback_days`` before ``as_of`` (only what was known then), plus one per weekday so that no
-    weekday weighs nothing. Returns None with fewer than ``WEEKDAY_MIN_PAYMENTS`` of them: too few to
-    tell the weekdays apart.
-    """
-    d = pd.Timestamp(as_of).normalize()
-    lo = d - pd.Timedelta(days=int(lookback_days))
-    days = [pd.to_datetime(f["paid_date"]) for f in (ledger.invoices, ledger.payments) if "paid_date" in f]
-    counts = np.zeros(7)
-    for s in days:
-        s = s[(s >= lo) & (s < d)]
-        counts += np.bincount(s.dt.day_of_week.to_numpy(dtype=int), minlength=7)[:7]
-    if counts.sum() < WEEKDAY_MIN_PAYMENTS:
-        return None
-    counts += 1.0
-    return counts / counts.mean()

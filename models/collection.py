@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.calendar import invoice_countries
 from ledger.contracts import Ledger
 from models.forecast import DEFAULT_CLIENT_CORRELATION, build_collection_forecast, build_open_amounts, build_run_rate
 
@@ -86,6 +87,7 @@ def build_forecast(model, ledger: Ledger, as_of, *, horizon: int = 13, freq: str
     known = ledger.known_at(d)
     scores, (days, cdf) = scored if scored is not None else model.score(known, d, return_cdf=True, n_reasons=0)
     scores["open_amount"] = build_open_amounts(scores, known, d)
+    scores["country"] = invoice_countries(known, scores["invoice_id"])
     run_rate = build_run_rate(known, d, n_weeks=run_rate_weeks) if run_rate_weeks > 0 else None
     rho = DEFAULT_CLIENT_CORRELATION if client_correlation is None else client_correlation
     frame = build_collection_forecast(scores, days, cdf, model.payment_model_, d, horizon=horizon, freq=freq,

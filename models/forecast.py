@@ -15,7 +15,9 @@ From the payment-date distributions of the invoices open at the start of ``as_of
 Periods: ``freq="W"`` weeks starting on Monday (the first one is the week holding ``as_of`` and only
 counts days from ``as_of`` on), ``freq="D"`` days. Amounts are in the ledger currency (EUR). Inside a
 bin of several days, a payment falls on a day in proportion to how the ledger's payments fall on the
-weekdays (``PaymentDateModel.weekday_weights_``): a clearing ledger records next to none on weekends.
+weekdays and on the holidays of the invoice's country (``PaymentDateModel.payment_calendar_``,
+``features.calendar``): a clearing ledger records next to none on weekends or on Christmas Day.
+The invoices' countries come in a ``country`` column of the scores (``invoice_countries``).
 
 Dependence: a client pays its invoices in the same payment run, or stops paying all of them. Draws
 use a Gaussian copula with one shared factor per client: ``u = Phi(sqrt(rho) z_client +
@@ -43,6 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from features.calendar import PaymentCalendar, calendar_clock
 from features.invoices import open_invoices
 from ledger.contracts import Ledger, isin
 from models.evaluation import build_baselines
@@ -90,56 +93,53 @@ def build_periods(as_of, horizon: int = 13, freq: str = "W") -> tuple[pd.Datetim
     return starts, edges
 
 
-LOOKUP_MAX_DAYS = 100_000
-"""``weekday_clock`` looks whole days up in a table only below this (the table holds one float per day)."""
-
-
-def weekday_clock(t: np.ndarray, first_weekday: int, weights) -> np.ndarray:
-    """Weight of the days in [0, t) after a day of weekday ``first_weekday`` (0 = Monday), each day
-    weighing ``weights[its weekday]``; linear inside a day, so ``t`` may hold fractions."""
-    w = np.asarray(weights, dtype=float)
-    if w.shape != (7,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"weekday weights must be 7 finite values >= 0, not all 0 (Monday first); got {w.tolist()}.")
-    order = np.roll(w, -int(first_weekday))  # order[k]: weight of day k after the first day, k < 7
-    cum = np.concatenate([[0.0], np.cumsum(order)])
-    t = np.asarray(t, dtype=float)
-
-    def clock(v: np.ndarray) -> np.ndarray:
-        whole = np.floor(v)
-        k = (whole % 7).astype(np.intp)
-        return (whole // 7) * cum[7] + cum[k] + (v - whole) * order[k]
-
-    if not np.all(np.isfinite(t)):
-        raise ValueError("weekday_clock needs finite days.")
-    if t.size > 4096 and t.min() >= 0 and t.max() < LOOKUP_MAX_DAYS:
-        # Days grids hold whole days: one lookup in a table of the days up to the largest.
-        idx = t.astype(np.intp)
-        if np.array_equal(idx, t):
-            return clock(np.arange(int(idx.max()) + 1, dtype=float))[idx]
-    return clock(t)
+MAX_CALENDAR_DAYS = 3660
+"""Days of the weights table at most (ten years; the payment-date model's grid stops at its horizon)."""
 
 
 def build_period_cdf(days: np.ndarray, cdf: np.ndarray, edges: np.ndarray, horizon_days: float,
-                     weekday_weights=None, first_weekday: int = 0) -> np.ndarray:
+                     day_weights: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
     """P(paid before each period edge), per invoice: (n, len(edges)), non-decreasing along rows.
 
     Edges past the model's horizon are cut at it (mass beyond it means 'not paid within the horizon').
-    Inside a bin of several days the CDF rises linearly in calendar days or, with ``weekday_weights``
-    (one per weekday, ``PaymentDateModel.weekday_weights_``), in proportion to the weights of its
-    days: a ledger that records no payment on Sundays puts none of a week-long bin there.
-    ``first_weekday``: the weekday of as_of, day 0.
+    Inside a bin of several days the CDF rises linearly in calendar days or, with ``day_weights``
+    ((groups, days) from as_of on, ``PaymentCalendar.day_weights``; ``rows``: each invoice's group),
+    in proportion to the weights of its days: a ledger that records no payment on Sundays or on
+    Christmas Day puts none of a week-long bin there.
     """
     n = len(cdf)
     if n == 0:
         return np.zeros((0, len(edges)))
     x = np.minimum(np.asarray(edges, dtype=float), horizon_days)
-    xp = days.astype(float)
-    if weekday_weights is not None:
-        xp, x = weekday_clock(xp, first_weekday, weekday_weights), weekday_clock(x, first_weekday, weekday_weights)
     x = np.ascontiguousarray(np.broadcast_to(x[None, :], (n, len(edges))))
+    xp = days.astype(float)
+    if day_weights is not None:
+        rows = np.zeros(n, dtype=np.intp) if rows is None else rows
+        xp, x = calendar_clock(xp, day_weights, rows), calendar_clock(x, day_weights, rows)
     g = _interp_rows(x, xp, cdf.astype(float))
     g[:, 0] = np.where(edges[0] <= 0, 0.0, g[:, 0])
     return np.maximum.accumulate(np.clip(g, 0.0, 1.0), axis=1)
+
+
+def forecast_day_weights(payment_model, as_of, n_days: int, countries=None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The day weights of ``build_period_cdf`` for invoices of ``countries`` (None: one group).
+
+    From the model's ``payment_calendar_``; a model stored before it has at most weekday weights,
+    and one stored before those spreads evenly (None).
+    """
+    cal = getattr(payment_model, "payment_calendar_", None)
+    if cal is None:
+        weekdays = getattr(payment_model, "weekday_weights_", None)
+        if weekdays is None:
+            return None
+        cal = PaymentCalendar(weekday_weights=weekdays)
+    if countries is None:
+        codes, rows = [None], None
+    else:
+        rows, uniques = pd.factorize(pd.Series(countries, dtype=object), use_na_sentinel=True)
+        codes = list(uniques) + [None]  # the missing countries (code -1) take the last group
+        rows = np.where(rows < 0, len(codes) - 1, rows).astype(np.intp)
+    return cal.day_weights(as_of, n_days, codes), rows
 
 
 # -- sampling ------------------------------------------------------------------------------------
@@ -342,7 +342,12 @@ def build_collection_forecast(
     starts, edges = build_periods(d, horizon, freq)
     horizon_days = float(getattr(payment_model, "horizon_days", np.inf))
     amounts = _amounts(scores)
-    g = build_period_cdf(days, cdf, edges, horizon_days, getattr(payment_model, "weekday_weights_", None), d.weekday())
+    # The table covers every grid day (the bins around the last edge set its share); past its end
+    # the clock goes on at its last day's weight.
+    n_days = int(np.ceil(min(max(float(np.max(days, initial=0.0)), float(edges[-1])), MAX_CALENDAR_DAYS))) + 2
+    countries = scores["country"].to_numpy(dtype=object) if "country" in scores else None
+    calendar = forecast_day_weights(payment_model, d, n_days, countries)
+    g = build_period_cdf(days, cdf, edges, horizon_days, *(calendar or (None, None)))
     expected = amounts @ np.diff(g, axis=1) if n else np.zeros(len(starts))
     totals = sample_period_totals(amounts, scores["client_id"].to_numpy(), g, n_samples=n_samples,
                                   client_correlation=client_correlation, seed=seed,

@@ -46,7 +46,7 @@ CODE_PATHS = [str(ROOT / name) for name in ("ledger", "features", "models")]
 
 PYFUNC_FILE = Path(__file__).resolve().parent / "pyfunc_model.py"
 REQUIREMENTS = ("mlflow", "lightgbm", "scikit-learn", "pandas", "numpy", "scipy", "joblib", "pyarrow",
-                "pydantic", "PyYAML")
+                "pydantic", "PyYAML", "holidays")
 
 _SCHEMA_TYPES = {"str": "string", "date": "datetime", "amount": "double", "bool": "boolean", "int": "long"}
 _REQUIRED_INPUTS = {"invoice_id", "client_id", "issue_date", "due_date", "amount"}

@@ -24,7 +24,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from features.invoices import build_features, payment_weekday_weights
+from features.calendar import payment_calendar
+from features.invoices import build_features
 from features.snapshots import snapshot_dates, stack_snapshots
 from ledger.contracts import Ledger, isin
 from models.calibration import calibrate_payment_model, fit_by_siblings
@@ -224,8 +225,9 @@ class EncaisseModel(BaseEstimator):
                 calibrate_payment_model(self.payment_model_, X, ts, fit_m, age, held_out, seed=self.random_state)
         self.payment_model_.__dict__.pop("holdout_booster_", None)  # only recalibration needs it
         # Cash forecasts spread a bin's probability over its days as the ledger's payments fall on the
-        # weekdays (models.forecast.build_period_cdf): a clearing ledger records none on weekends.
-        self.payment_model_.weekday_weights_ = payment_weekday_weights(ledger, d)
+        # weekdays and holidays (models.forecast.build_period_cdf): a clearing ledger records next to
+        # none on weekends, nor on the holidays its banks close for.
+        self.payment_model_.payment_calendar_ = payment_calendar(ledger, d)
 
         label_days, cal_days = self._risk_windows(ts["as_of"].min(), d)
         label_end = d - pd.Timedelta(days=label_days)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.calendar import invoice_countries
 from ledger.contracts import Ledger
 from models import evaluation
 from models.monitoring import RUN_FORECAST_WEEKS
@@ -133,6 +134,7 @@ def evaluate_collections(bt: Backtest, ledger: Ledger) -> dict[str, dict]:
     known = ledger.known_at(bt.as_of)
     scores, (days, cdf) = bt.model.score(known, bt.as_of, n_reasons=0, return_cdf=True)
     scores["open_amount"] = build_open_amounts(scores, known, bt.as_of).to_numpy()
+    scores["country"] = invoice_countries(known, scores["invoice_id"])
     weeks = RUN_FORECAST_WEEKS
     frame = build_collection_forecast(scores, days, cdf, bt.model.payment_model_, bt.as_of, horizon=weeks, freq="W")
     res = {"model": evaluate_collection_forecast(frame, ledger, bt.as_of, bt.end, freq="W")}

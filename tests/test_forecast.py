@@ -316,68 +316,83 @@ def test_count_le_matches_brute_force_with_many_columns_and_infinities():
     assert (_count_le(rows, values) == brute).all()
 
 
-def test_weekday_weights_spread_a_bin_over_the_days_payments_fall_on():
+def test_day_weights_spread_a_bin_over_the_days_payments_fall_on():
+    from features.calendar import PaymentCalendar
+
     # One bin over the two weeks after Monday as_of: half the mass by day 14.
     days, cdf = _same_cdf(1, [0, 14, 400], [0, 0.5, 1.0])
     edges = build_periods(D, 14, "D")[1]
     flat = np.diff(build_period_cdf(days, cdf, edges, 365), axis=1)[0]
     np.testing.assert_allclose(flat, 0.5 / 14)
     no_weekends = np.array([1, 1, 1, 1, 1, 0, 0], dtype=float)
-    spread = np.diff(build_period_cdf(days, cdf, edges, 365, no_weekends, first_weekday=0), axis=1)[0]
+    cal = PaymentCalendar(weekday_weights=no_weekends)
+    spread = np.diff(build_period_cdf(days, cdf, edges, 365, cal.day_weights("2025-03-03", 20, [None])), axis=1)[0]
     weekend = np.isin(np.arange(14) % 7, [5, 6])
     np.testing.assert_allclose(spread[weekend], 0.0)
     np.testing.assert_allclose(spread[~weekend], 0.5 / 10)
     # As_of on a Saturday: days 0 and 1 are the weekend.
-    sat = np.diff(build_period_cdf(days, cdf, edges, 365, no_weekends, first_weekday=5), axis=1)[0]
+    sat = np.diff(build_period_cdf(days, cdf, edges, 365, cal.day_weights("2025-03-08", 20, [None])), axis=1)[0]
     np.testing.assert_allclose(sat[[0, 1, 7, 8]], 0.0)
     assert sat.sum() == pytest.approx(0.5)
     # A grid whose bins start mid-week (as_of a Thursday): each bin's mass over its own weekdays.
+    thu = "2025-03-06"
     thu_days, thu_cdf = _same_cdf(1, [0, 3, 10, 400], [0, 0.3, 0.6, 1.0])
-    spread = np.diff(build_period_cdf(thu_days, thu_cdf, edges, 365, no_weekends, first_weekday=3), axis=1)[0]
+    spread = np.diff(build_period_cdf(thu_days, thu_cdf, edges, 365, cal.day_weights(thu, 20, [None])), axis=1)[0]
     # Days 0..2 are Thu, Fri, Sat; days 3..9 are Sun .. Sat, five weekdays among them.
     np.testing.assert_allclose(spread[:3], [0.15, 0.15, 0.0])
     np.testing.assert_allclose(spread[3:10], [0.0, 0.06, 0.06, 0.06, 0.06, 0.06, 0.0])
-    # Through the forecast, with an as_of that is not a Monday: its weekday sets the clock.
-    pm = PaymentDateModel(horizon_days=365)
-    pm.weekday_weights_ = no_weekends
-    thu = "2025-03-06"
-    f = build_collection_forecast(_scores([1000.0]), thu_days, thu_cdf, pm, thu, horizon=10, freq="D", n_samples=200)
-    np.testing.assert_allclose(f["expected_amount"].to_numpy(), 1000 * spread[:10])
+    # Through the forecast, with an as_of that is not a Monday; a model stored with weekday weights
+    # only (before the calendar) spreads the same way, and one stored before those evenly.
+    for attr, value in (("payment_calendar_", cal), ("weekday_weights_", no_weekends)):
+        pm = PaymentDateModel(horizon_days=365)
+        setattr(pm, attr, value)
+        f = build_collection_forecast(_scores([1000.0]), thu_days, thu_cdf, pm, thu, horizon=10, freq="D", n_samples=200)
+        np.testing.assert_allclose(f["expected_amount"].to_numpy(), 1000 * spread[:10])
+    f = build_collection_forecast(_scores([1000.0]), thu_days, thu_cdf, PaymentDateModel(horizon_days=365), thu,
+                                  horizon=3, freq="D", n_samples=200)
+    np.testing.assert_allclose(f["expected_amount"].to_numpy(), 100.0)
     with pytest.raises(ValueError, match="7 finite values"):
-        build_period_cdf(days, cdf, edges, 365, [1, 1, 1, 1, 1])
+        PaymentCalendar(weekday_weights=[1, 1, 1, 1, 1])
 
 
-def test_payment_weekday_weights_read_the_ledgers_payment_days_before_as_of():
-    from features.invoices import WEEKDAY_MIN_PAYMENTS, payment_weekday_weights
+def test_the_forecast_puts_little_on_the_holidays_of_each_invoices_country():
+    from features.calendar import PaymentCalendar
 
-    weekdays = pd.bdate_range("2024-06-03", periods=WEEKDAY_MIN_PAYMENTS)
-    later_sundays = pd.date_range("2025-06-01", periods=50, freq="W-SUN")
-    paid = weekdays.append(later_sundays)
-    inv = pd.DataFrame({"invoice_id": [f"I{i}" for i in range(len(paid))], "client_id": "C",
-                        "issue_date": paid - pd.Timedelta(days=30), "due_date": paid,
-                        "amount": 100.0, "paid_date": paid})
-    ledger = Ledger(invoices=inv)
-    w = payment_weekday_weights(ledger, "2025-06-01")
-    assert w.mean() == pytest.approx(1.0)
-    assert (w[5:] < 0.05).all() and (w[:5] > 1.3).all()  # the Sundays after as_of are not known yet
-    assert payment_weekday_weights(ledger, "2024-12-01") is None  # too few payments known then
-    assert payment_weekday_weights(ledger, "2026-06-01", lookback_days=300) is None  # the weekdays are older
-    # A ledger whose payments table holds the dates (invoices left open): read from there.
-    pays = pd.DataFrame({"payment_id": [f"P{i}" for i in range(len(weekdays))], "invoice_id": "I0",
-                         "paid_date": weekdays, "amount": 1.0})
-    open_inv = inv.head(1).assign(paid_date=pd.NaT)
-    w = payment_weekday_weights(Ledger(invoices=open_inv, payments=pays), "2025-06-01")
-    assert (w[5:] < 0.05).all() and (w > 0).all()
+    # Monday 2025-12-22: Thursday 25 and Friday 26 are Christmas and the day after in GB, NL and FR
+    # (FR keeps only the 25th); one bin over the week holds 0.7 of each invoice.
+    cal = PaymentCalendar(weekday_weights=np.ones(7), holiday_weights={"GB": {"Christmas Day": 0.0, "Boxing Day": 0.0}},
+                          country_weights={"GB": 0.3, "NL": 0.5}, default_holiday_weight=0.25)
+    pm = PaymentDateModel(horizon_days=365)
+    pm.payment_calendar_ = cal
+    scores = _scores([700.0, 700.0, 700.0, 700.0])
+    scores["client_id"] = ["A", "B", "C", "D"]
+    scores["country"] = ["GB", "nl", None, "FR"]
+    days, cdf = _same_cdf(4, [0, 7, 400], [0, 0.7, 1.0])
+    f = build_collection_forecast(scores, days, cdf, pm, "2025-12-22", horizon=7, freq="D", n_samples=200)
+    gb = np.array([1, 1, 1, 0, 0, 1, 1]) / 5 * 700 * 0.7  # its own weights: nothing on the two holidays
+    nl = np.array([1, 1, 1, 0.5, 0.5, 1, 1]) / 6 * 700 * 0.7  # the country's weight for both
+    none = np.full(7, 700 * 0.7 / 7)  # no country: the weekdays only
+    fr = np.array([1, 1, 1, 0.25, 1, 1, 1]) / 6.25 * 700 * 0.7  # not seen in the ledger: the default
+    np.testing.assert_allclose(f["expected_amount"].to_numpy(), gb + nl + none + fr)
+    # Without countries every invoice takes the weekdays only.
+    f = build_collection_forecast(scores.drop(columns="country"), days, cdf, pm, "2025-12-22", horizon=7, freq="D",
+                                  n_samples=200)
+    np.testing.assert_allclose(f["expected_amount"].to_numpy(), 4 * none)
 
 
-def test_weekday_clock_counts_the_weights_of_the_days_before_t():
-    from models.forecast import weekday_clock
+def test_calendar_clock_counts_the_weights_of_the_days_before_t():
+    from features.calendar import calendar_clock
 
-    w = np.array([1, 1, 1, 1, 1, 0, 0], dtype=float)
-    np.testing.assert_allclose(weekday_clock(np.array([0, 2.5, 5, 6, 7, 8, 14]), 0, w), [0, 2.5, 5, 5, 5, 6, 10])
-    np.testing.assert_allclose(weekday_clock(np.array([1, 2, 3]), 5, w), [0, 0, 1])  # from a Saturday
-    # A long grid of whole days takes a lookup table: the same numbers as day by day.
-    w = np.array([1.3, 1.1, 1.5, 1.4, 1.5, 0.02, 0.01])
-    big = np.arange(9000, dtype=float)[::-1] % 1200
-    parts = np.concatenate([weekday_clock(c, 3, w) for c in np.array_split(big, 9)])
-    np.testing.assert_allclose(weekday_clock(big, 3, w), parts)
+    w = np.array([[1, 1, 0, 2], [2, 2, 2, 2]], dtype=float)
+    t = np.array([-1, 0, 0.5, 2, 2.5, 3, 3.5, 4, 5])
+    np.testing.assert_allclose(calendar_clock(t, w[:1]), [-1, 0, 0.5, 2, 2, 2, 3, 4, 6])
+    # Per row: each row's group; (n, m) grids and (n,) columns alike.
+    grid = np.array([[0, 2.5, 4], [0, 2.5, 4]])
+    np.testing.assert_allclose(calendar_clock(grid, w, np.array([0, 1])), [[0, 2, 4], [0, 5, 8]])
+    np.testing.assert_allclose(calendar_clock(np.array([3.5, 3.5]), w, np.array([1, 0])), [7, 3])
+    with pytest.raises(ValueError, match="no row all 0"):
+        calendar_clock(t, np.array([[1, 1], [0, 0]]))
+    with pytest.raises(ValueError, match="finite days"):
+        calendar_clock(np.array([np.inf]), w[:1])
+
+

@@ -424,13 +424,14 @@ def test_a_model_with_feature_groups_scores_with_the_columns_it_was_fitted_on(fi
     assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()
 
 
-def test_fit_keeps_the_ledgers_payment_weekdays_for_the_cash_forecast(fitted):
-    from features.invoices import payment_weekday_weights
+def test_fit_keeps_the_ledgers_payment_calendar_for_the_cash_forecast(fitted):
+    from features.calendar import payment_calendar
 
     ledger, d, model = fitted
-    w = model.payment_model_.weekday_weights_
-    expected = payment_weekday_weights(ledger, d)
-    assert expected is not None and len(w) == 7
-    np.testing.assert_allclose(w, expected)
-    later = payment_weekday_weights(ledger, d + pd.Timedelta(days=90))
-    assert not np.allclose(later, w)  # payments after d are not what the model was fitted with
+    cal = model.payment_model_.payment_calendar_
+    expected = payment_calendar(ledger, d)
+    assert expected is not None and len(cal.weekday_weights) == 7
+    np.testing.assert_allclose(cal.weekday_weights, expected.weekday_weights)
+    assert cal.holiday_weights == expected.holiday_weights and cal.country_weights == expected.country_weights
+    later = payment_calendar(ledger, d + pd.Timedelta(days=90))
+    assert not np.allclose(later.weekday_weights, cal.weekday_weights)  # payments after d were not known

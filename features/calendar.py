@@ -1,0 +1,245 @@
+"""When a ledger's payments can fall: its weekdays, and its countries' public holidays.
+
+A clearing ledger records next to no payment on weekends, and on the days its banks are closed.
+``payment_calendar(ledger, as_of)`` reads both from the payments known before ``as_of``:
+
+    * the weight of each weekday, relative to a day of the mean;
+    * per country, each holiday's weight relative to an ordinary day of the same weekday, read from
+      its last occurrence in the lookback and shrunk to the country's holidays as a whole (and those
+      to all of the ledger's holidays): a holiday on which the banks stayed open (the Netherlands' King's
+      Day) keeps most of its payments, one that closed them (Christmas) keeps next to none, and a
+      holiday not seen yet weighs what the country's others weighed.
+
+``PaymentCalendar.day_weights`` gives the weight of each day from a date on, per country; the cash
+forecast spreads a payment-date bin's probability over its days in proportion to them
+(``models.forecast.build_period_cdf``).
+
+Holidays come from the ``holidays`` package: the public holidays, and the de facto days off where the
+package lists them (Sweden's Midsummer, Christmas and New Year's Eves). Countries are ISO 3166
+alpha-2 codes as the ledger's ``country`` column holds them (the invoice's, else its client's); a
+country the package does not know, or an invoice without a country, gets the weekdays only.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import holidays
+import numpy as np
+import pandas as pd
+
+from ledger.contracts import Ledger
+
+WEEKDAY_MIN_PAYMENTS = 200
+"""Clearings and payments a ledger needs over the lookback before its weekdays are told apart."""
+
+HOLIDAY_CATEGORIES = ("public", "de_facto")
+"""The ``holidays`` categories read: the days off by law, and those off in practice."""
+
+HOLIDAY_PRIOR_PAYMENTS = 20.0
+"""Shrinkage of a holiday's weight: its observed payments count against this many expected payments
+at the weight of the level above (the country's holidays, then all holidays, then 1: no effect)."""
+
+
+@functools.lru_cache(maxsize=512)
+def _country_holidays(country: str, year: int) -> tuple[tuple[pd.Timestamp, str], ...]:
+    """(day, name) of a country's holidays in a year; none for a country ``holidays`` does not know."""
+    try:
+        supported = holidays.country_holidays(country).supported_categories
+    except NotImplementedError:
+        return ()
+    categories = tuple(c for c in HOLIDAY_CATEGORIES if c in supported)
+    days = holidays.country_holidays(country, years=year, categories=categories)
+    return tuple(sorted((pd.Timestamp(day), name) for day, name in days.items()))
+
+
+@functools.lru_cache(maxsize=512)
+def knows_country(country: str) -> bool:
+    """Whether the ``holidays`` package has a calendar for ``country`` (an ISO 3166 alpha-2 code)."""
+    try:
+        holidays.country_holidays(str(country).upper())
+    except NotImplementedError:
+        return False
+    return True
+
+
+def holidays_between(country: str | None, start, end) -> dict[pd.Timestamp, str]:
+    """A country's holidays on the days in [start, end), by day (names as ``holidays`` gives them)."""
+    if not country:
+        return {}
+    lo, hi = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+    return {day: name for year in range(lo.year, hi.year + 1)
+            for day, name in _country_holidays(str(country).upper(), year) if lo <= day < hi}
+
+
+def _clean_countries(values: pd.Series) -> pd.Series:
+    """Upper-case codes; None where empty."""
+    s = values.astype("string").str.strip().str.upper()
+    s = s.mask(s == "")
+    return pd.Series(s.to_numpy(dtype=object, na_value=None), index=values.index, dtype=object)
+
+
+def invoice_countries(ledger: Ledger, invoice_ids) -> np.ndarray:
+    """The country of each invoice in ``invoice_ids``: the invoice's own, else its client's; None
+    when neither says (or the invoice is not in the ledger)."""
+    inv = ledger.invoices
+    by_invoice = pd.Series(rows_countries(inv, ledger.clients), index=inv["invoice_id"].to_numpy())
+    by_invoice = by_invoice[~by_invoice.index.duplicated()]
+    out = pd.Series(np.asarray(invoice_ids, dtype=object)).map(by_invoice).astype("string")
+    return out.to_numpy(dtype=object, na_value=None)
+
+
+def rows_countries(invoices: pd.DataFrame, clients: pd.DataFrame | None) -> np.ndarray:
+    """The country of each row of ``invoices``: its own ``country``, else its client's; None when
+    neither says."""
+    own = (_clean_countries(invoices["country"]) if "country" in invoices
+           else pd.Series(None, index=invoices.index, dtype=object))
+    if clients is not None and "country" in clients and len(clients):
+        by_client = pd.Series(_clean_countries(clients["country"]).to_numpy(), index=clients["client_id"].to_numpy())
+        by_client = by_client[~by_client.index.duplicated()]
+        own = own.where(own.notna(), invoices["client_id"].map(by_client))
+    return own.astype("string").to_numpy(dtype=object, na_value=None)
+
+
+def closed_days(country: str | None, start, end) -> set[pd.Timestamp]:
+    """The days in [start, end) a payment cannot be made in ``country``: Saturdays, Sundays and its
+    holidays (``holidays_between``; weekends only for a country the package does not know)."""
+    days = pd.date_range(pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize() - pd.Timedelta(days=1))
+    return set(days[days.day_of_week >= 5]) | set(holidays_between(country, start, end))
+
+
+@dataclass
+class PaymentCalendar:
+    """Relative weight of each day for a payment, by weekday and by country's holiday.
+
+    Attributes:
+        weekday_weights: 7 weights, Monday first, of mean 1.
+        holiday_weights: per country, per holiday name, the weight of that holiday relative to an
+            ordinary day of its weekday (0 to about 1).
+        country_weights: per country, the weight of a holiday of it that has no weight of its own.
+        default_holiday_weight: the weight of a holiday of a country not seen in the ledger.
+    """
+
+    weekday_weights: np.ndarray
+    holiday_weights: dict[str, dict[str, float]] = field(default_factory=dict)
+    country_weights: dict[str, float] = field(default_factory=dict)
+    default_holiday_weight: float = 1.0
+
+    def __post_init__(self):
+        w = np.asarray(self.weekday_weights, dtype=float)
+        if w.shape != (7,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weekday weights must be 7 finite values >= 0, not all 0 (Monday first); got {w.tolist()}.")
+        self.weekday_weights = w
+
+    def holiday_weight(self, country: str, name: str) -> float:
+        """The weight of holiday ``name`` of ``country`` relative to an ordinary day."""
+        own = self.holiday_weights.get(country, {})
+        return float(own.get(name, self.country_weights.get(country, self.default_holiday_weight)))
+
+    def day_weights(self, start, n_days: int, countries) -> np.ndarray:
+        """(len(countries), n_days): the weight of day k after ``start`` (day 0) for an invoice of each
+        country (None: the weekdays only). Every weight is > 0 when the weekdays' are."""
+        d = pd.Timestamp(start).normalize()
+        days = pd.date_range(d, periods=int(n_days), freq="D")
+        base = self.weekday_weights[days.day_of_week.to_numpy()]
+        out = np.tile(base, (len(countries), 1))
+        end = d + pd.Timedelta(days=int(n_days))
+        for i, country in enumerate(countries):
+            for day, name in holidays_between(country, d, end).items():
+                out[i, (day - d).days] *= self.holiday_weight(str(country).upper(), name)
+        return out
+
+
+def _payment_days(ledger: Ledger, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
+    """The day and country of every document cleared and payment received in [lo, hi)."""
+    inv = ledger.invoices
+    parts = []
+    if "paid_date" in inv:
+        paid = pd.to_datetime(inv["paid_date"])
+        m = (paid >= lo) & (paid < hi)
+        parts.append(pd.DataFrame({"day": paid[m].to_numpy(),
+                                   "country": invoice_countries(ledger, inv.loc[m, "invoice_id"])}))
+    pays = ledger.payments
+    if pays is not None and "paid_date" in pays and len(pays):
+        paid = pd.to_datetime(pays["paid_date"])
+        m = (paid >= lo) & (paid < hi)
+        parts.append(pd.DataFrame({"day": paid[m].to_numpy(),
+                                   "country": invoice_countries(ledger, pays.loc[m, "invoice_id"])}))
+    if not parts:
+        return pd.DataFrame({"day": pd.Series(dtype="datetime64[ns]"), "country": pd.Series(dtype=object)})
+    out = pd.concat(parts, ignore_index=True)
+    out["day"] = pd.to_datetime(out["day"]).dt.normalize()
+    return out
+
+
+def payment_calendar(ledger: Ledger, as_of, lookback_days: int = 365) -> PaymentCalendar | None:
+    """The ledger's payment calendar from the payments of the ``lookback_days`` before ``as_of``.
+
+    Reads only what was known then. Weekdays: the documents cleared and payments received on each,
+    plus one each so that none weighs nothing. Holidays: per country, the payments on each of its
+    holidays in the window (from the ledger's first payment on, so days before its history are not
+    taken for closed) against the country's mean on the ordinary days of that weekday, shrunk by
+    ``HOLIDAY_PRIOR_PAYMENTS``. Returns None with fewer than ``WEEKDAY_MIN_PAYMENTS`` payments.
+    """
+    d = pd.Timestamp(as_of).normalize()
+    pays = _payment_days(ledger, d - pd.Timedelta(days=int(lookback_days)), d)
+    if len(pays) < WEEKDAY_MIN_PAYMENTS:
+        return None
+    counts = np.bincount(pays["day"].dt.day_of_week.to_numpy(dtype=int), minlength=7)[:7] + 1.0
+    weekdays = counts / counts.mean()
+
+    window = pd.date_range(pays["day"].min(), d - pd.Timedelta(days=1), freq="D")
+    seen = {}  # country -> [(holiday name, payments on it, payments expected on an ordinary day)]
+    for country, group in pays.dropna(subset=["country"]).groupby("country"):
+        hol = holidays_between(country, window[0], d)
+        if not hol:
+            continue
+        daily = group["day"].value_counts().reindex(window, fill_value=0)
+        is_hol = daily.index.isin(list(hol))
+        dow = daily.index.day_of_week
+        ordinary = daily[~is_hol].groupby(dow[~is_hol]).mean()
+        seen[country] = [(name, float(daily[day]), float(ordinary.get(day.day_of_week, 0.0)))
+                         for day, name in hol.items()]
+
+    a = HOLIDAY_PRIOR_PAYMENTS
+    obs = sum(o for rows in seen.values() for _, o, _ in rows)
+    exp = sum(e for rows in seen.values() for _, _, e in rows)
+    overall = (obs + a) / (exp + a)
+    country_w, holiday_w = {}, {}
+    for country, rows in seen.items():
+        c_obs, c_exp = sum(o for _, o, _ in rows), sum(e for _, _, e in rows)
+        cw = country_w[country] = (c_obs + a * overall) / (c_exp + a)
+        by_name: dict[str, list[float]] = {}
+        for name, o, e in rows:
+            by_name.setdefault(name, [0.0, 0.0])
+            by_name[name][0] += o
+            by_name[name][1] += e
+        holiday_w[country] = {name: (o + a * cw) / (e + a) for name, (o, e) in by_name.items()}
+    return PaymentCalendar(weekday_weights=weekdays, holiday_weights=holiday_w,
+                           country_weights=country_w, default_holiday_weight=overall)
+
+
+def calendar_clock(t: np.ndarray, weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Weight of the days in [0, t), day k weighing ``weights[row, k]``; linear inside a day, so ``t``
+    may hold fractions (and beyond the table's ends, at the weight of its first or last day).
+
+    Args:
+        t: days after as_of, any shape; with ``rows``, (n, m) or (n,).
+        weights: (groups, days) weights >= 0 of the days from as_of on (``PaymentCalendar.day_weights``).
+        rows: the group of each row of ``t`` (None: group 0 for every value).
+    """
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 2 or w.shape[1] == 0 or not np.all(np.isfinite(w)) or (w < 0).any() or (w.sum(axis=1) <= 0).any():
+        raise ValueError("day weights must be a (groups, days) table of finite values >= 0, no row all 0; "
+                         f"got shape {w.shape}.")
+    t = np.asarray(t, dtype=float)
+    if not np.all(np.isfinite(t)):
+        raise ValueError("calendar_clock needs finite days.")
+    cum = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w, axis=1)], axis=1)
+    whole = np.clip(np.floor(t), 0, w.shape[1] - 1).astype(np.intp)
+    if rows is None:
+        g = 0
+    else:
+        g = np.asarray(rows, dtype=np.intp).reshape((-1,) + (1,) * (t.ndim - 1))
+    return cum[g, whole] + (t - whole) * w[g, whole]

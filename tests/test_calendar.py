@@ -1,0 +1,106 @@
+"""The ledger's payment calendar: weekdays and the holidays of each country, read before as_of."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.calendar import (
+    WEEKDAY_MIN_PAYMENTS,
+    PaymentCalendar,
+    holidays_between,
+    invoice_countries,
+    payment_calendar,
+)
+from ledger.contracts import Ledger
+
+
+def _paid_ledger(paid_days, countries, clients=None) -> Ledger:
+    paid = pd.DatetimeIndex(paid_days)
+    inv = pd.DataFrame({"invoice_id": [f"I{i}" for i in range(len(paid))], "client_id": [f"C{i}" for i in range(len(paid))],
+                        "issue_date": paid - pd.Timedelta(days=30), "due_date": paid, "amount": 100.0,
+                        "currency": "EUR", "paid_date": paid, "country": countries})
+    return Ledger(invoices=inv, clients=clients) if clients is not None else Ledger(invoices=inv)
+
+
+def _business_days(country: str, start, end, per_day: int, open_on=()) -> list[pd.Timestamp]:
+    """``per_day`` payments on each weekday of [start, end), none on the country's holidays except
+    those named in ``open_on``."""
+    hol = holidays_between(country, start, end)
+    days = [d for d in pd.bdate_range(start, pd.Timestamp(end) - pd.Timedelta(days=1))
+            if d not in hol or hol[d] in open_on]
+    return [d for d in days for _ in range(per_day)]
+
+
+def test_weekday_weights_read_the_ledgers_payment_days_before_as_of():
+    weekdays = pd.bdate_range("2024-06-03", periods=WEEKDAY_MIN_PAYMENTS)
+    later_sundays = pd.date_range("2025-06-01", periods=50, freq="W-SUN")
+    paid = weekdays.append(later_sundays)
+    ledger = _paid_ledger(paid, None)
+    w = payment_calendar(ledger, "2025-06-01").weekday_weights
+    assert w.mean() == pytest.approx(1.0)
+    assert (w[5:] < 0.05).all() and (w[:5] > 1.3).all()  # the Sundays after as_of are not known yet
+    assert payment_calendar(ledger, "2024-12-01") is None  # too few payments known then
+    assert payment_calendar(ledger, "2026-06-01", lookback_days=300) is None  # the weekdays are older
+    # A ledger whose payments table holds the dates (invoices left open): read from there.
+    pays = pd.DataFrame({"payment_id": [f"P{i}" for i in range(len(weekdays))], "invoice_id": "I0",
+                         "paid_date": weekdays, "amount": 1.0})
+    open_inv = ledger.invoices.head(1).assign(paid_date=pd.NaT)
+    w = payment_calendar(Ledger(invoices=open_inv, payments=pays), "2025-06-01").weekday_weights
+    assert (w[5:] < 0.05).all() and (w > 0).all()
+
+
+def test_each_holiday_weighs_what_it_weighed_last_time_in_its_country():
+    # GB closes on every holiday; NL pays as usual on Ascension Day and closes on the others. Forty
+    # payments a day: enough for one day's count to outweigh the shrinkage.
+    start, as_of = "2024-06-03", "2025-06-30"
+    gb = _business_days("GB", start, as_of, 40)
+    nl = _business_days("NL", start, as_of, 40, open_on=("Ascension Day",))
+    cal = payment_calendar(_paid_ledger(gb + nl, ["GB"] * len(gb) + ["NL"] * len(nl)), as_of)
+    assert cal.holiday_weight("GB", "Christmas Day") < 0.1
+    assert cal.holiday_weight("NL", "Christmas Day") < 0.1
+    assert cal.holiday_weight("NL", "Ascension Day") > 0.7
+    # A holiday not seen in the lookback: the country's holidays as a whole; a country not seen: all of them.
+    assert cal.holiday_weight("NL", "no such holiday") == pytest.approx(cal.country_weights["NL"])
+    assert cal.country_weights["GB"] < cal.country_weights["NL"] < 0.5
+    assert cal.holiday_weight("FR", "Christmas Day") == pytest.approx(cal.default_holiday_weight)
+    assert 0 < cal.default_holiday_weight < 0.5
+    # Payments after as_of (every day, holidays too) are not read.
+    late = list(pd.date_range(as_of, periods=200, freq="D"))
+    later = payment_calendar(_paid_ledger(gb + nl + late, ["GB"] * len(gb) + ["NL"] * len(nl) + ["GB"] * len(late)),
+                             as_of)
+    assert later.holiday_weights == cal.holiday_weights and later.country_weights == cal.country_weights
+
+
+def test_days_before_the_ledgers_history_are_not_taken_for_closed():
+    # NL pays on every weekday, holidays too, from January: the Christmas before its history, inside
+    # the lookback, says nothing.
+    paid = _business_days("NL", "2025-01-02", "2025-06-30", 10, open_on=tuple(
+        holidays_between("NL", "2025-01-01", "2025-07-01").values()))
+    cal = payment_calendar(_paid_ledger(paid, "NL"), "2025-06-30")
+    assert "Christmas Day" not in cal.holiday_weights["NL"]
+    assert cal.holiday_weight("NL", "Christmas Day") > 0.9
+    assert cal.holiday_weight("NL", "Ascension Day") > 0.9
+
+
+def test_day_weights_multiply_the_weekdays_by_each_countrys_holidays():
+    cal = PaymentCalendar(weekday_weights=[1, 1, 1, 1, 1, 0.1, 0.1], holiday_weights={"GB": {"Boxing Day": 0.2}},
+                          country_weights={"GB": 0.3}, default_holiday_weight=0.5)
+    w = cal.day_weights("2025-12-22", 7, ["GB", "gb", "FR", "XX", None])
+    week = np.array([1, 1, 1, 1, 1, 0.1, 0.1])
+    np.testing.assert_allclose(w[0], week * [1, 1, 1, 0.3, 0.2, 1, 1])  # Christmas Day: the country's weight
+    np.testing.assert_allclose(w[1], w[0])  # codes are read upper-case
+    np.testing.assert_allclose(w[2], week * [1, 1, 1, 0.5, 1, 1, 1])  # FR: Christmas Day only, the default
+    np.testing.assert_allclose(w[3], week)  # a country the holidays package does not know
+    np.testing.assert_allclose(w[4], week)
+    # Sweden's de facto days off are holidays too (Christmas Eve, Wednesday 2025-12-24).
+    assert pd.Timestamp("2025-12-24") in holidays_between("SE", "2025-12-22", "2025-12-29")
+
+
+def test_invoice_countries_take_the_invoices_own_else_its_clients():
+    inv = pd.DataFrame({"invoice_id": ["A", "B", "C", "D"], "client_id": ["K1", "K2", "K3", "K1"],
+                        "issue_date": pd.Timestamp("2025-01-01"), "due_date": pd.Timestamp("2025-02-01"),
+                        "amount": 1.0, "currency": "EUR", "country": ["se", None, "", " no "]})
+    clients = pd.DataFrame({"client_id": ["K1", "K2"], "country": ["DK", "gb"]})
+    out = invoice_countries(Ledger(invoices=inv, clients=clients), ["D", "B", "C", "A", "Z"])
+    assert list(out) == ["NO", "GB", None, "SE", None]
+    assert list(invoice_countries(Ledger(invoices=inv.drop(columns="country")), ["A", "B"])) == [None, None]
