@@ -235,8 +235,8 @@ def calendar(args) -> None:
 
     Each cutoff's model (the configuration's, cached as ``rolling`` caches it) scores the invoices open
     then once; the weekly (13 weeks) and daily (91 days) forecasts are then drawn with the bins' days
-    weighted evenly, by the ledger's weekdays, and by its weekdays and its countries' holidays
-    (``features.calendar.payment_calendar`` as of the cutoff). Daily figures are also given on the
+    weighted evenly, by the ledger's weekdays, by those and its countries' holidays, and by each
+    country's weekdays and holidays (``features.calendar.payment_calendar`` as of the cutoff). Daily figures are also given on the
     days that are a public holiday in the country of at least a tenth of the open amount.
     """
     import hashlib
@@ -262,8 +262,12 @@ def calendar(args) -> None:
         d = pd.Timestamp(as_of)
         hol_days = {day for c in share[share >= 0.1].index
                     for day in holidays_between(c, d, d + pd.Timedelta(days=91))}
-        for name, cal in (("even", None), ("weekdays", PaymentCalendar(weekday_weights=full.weekday_weights)),
-                          ("weekdays + holidays", full)):
+        ledger_days = dict(weekday_weights=full.weekday_weights)
+        holidays = dict(holiday_weights=full.holiday_weights, country_weights=full.country_weights,
+                        default_holiday_weight=full.default_holiday_weight)
+        for name, cal in (("even", None), ("weekdays", PaymentCalendar(**ledger_days)),
+                          ("weekdays + holidays", PaymentCalendar(**ledger_days, **holidays)),
+                          ("country weekdays + holidays", full)):
             model.payment_model_.payment_calendar_ = cal
             model.payment_model_.__dict__.pop("weekday_weights_", None)
             w = evaluate_collection_forecast(build_collection_forecast(

@@ -3,7 +3,8 @@
 A clearing ledger records next to no payment on weekends, and on the days its banks are closed.
 ``payment_calendar(ledger, as_of)`` reads both from the payments known before ``as_of``:
 
-    * the weight of each weekday, relative to a day of the mean;
+    * the weight of each weekday, relative to a day of the mean, per country (shrunk to the ledger's
+      weekdays: a Swedish ledger pays little on Tuesdays, a Dutch one most on Thursdays and Fridays);
     * per country, each holiday's weight relative to an ordinary day of the same weekday, read from
       its last occurrence in the lookback and shrunk to the country's holidays as a whole (and those
       to all of the ledger's holidays): a holiday on which the banks stayed open (the Netherlands' King's
@@ -36,6 +37,9 @@ WEEKDAY_MIN_PAYMENTS = 200
 
 HOLIDAY_CATEGORIES = ("public", "de_facto")
 """The ``holidays`` categories read: the days off by law, and those off in practice."""
+
+WEEKDAY_PRIOR_PAYMENTS = 100.0
+"""Shrinkage of a country's weekdays: its payments count against this many spread as the ledger's."""
 
 HOLIDAY_PRIOR_PAYMENTS = 20.0
 """Shrinkage of a holiday's weight: its observed payments count against this many expected payments
@@ -114,7 +118,8 @@ class PaymentCalendar:
     """Relative weight of each day for a payment, by weekday and by country's holiday.
 
     Attributes:
-        weekday_weights: 7 weights, Monday first, of mean 1.
+        weekday_weights: 7 weights, Monday first, of mean 1: the ledger's.
+        country_weekday_weights: per country, its own 7 weights (a country without: the ledger's).
         holiday_weights: per country, per holiday name, the weight of that holiday relative to an
             ordinary day of its weekday (0 to about 1).
         country_weights: per country, the weight of a holiday of it that has no weight of its own.
@@ -122,15 +127,14 @@ class PaymentCalendar:
     """
 
     weekday_weights: np.ndarray
+    country_weekday_weights: dict[str, np.ndarray] = field(default_factory=dict)
     holiday_weights: dict[str, dict[str, float]] = field(default_factory=dict)
     country_weights: dict[str, float] = field(default_factory=dict)
     default_holiday_weight: float = 1.0
 
     def __post_init__(self):
-        w = np.asarray(self.weekday_weights, dtype=float)
-        if w.shape != (7,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"weekday weights must be 7 finite values >= 0, not all 0 (Monday first); got {w.tolist()}.")
-        self.weekday_weights = w
+        self.weekday_weights = _valid_weekdays(self.weekday_weights)
+        self.country_weekday_weights = {c: _valid_weekdays(w, c) for c, w in self.country_weekday_weights.items()}
 
     def holiday_weight(self, country: str, name: str) -> float:
         """The weight of holiday ``name`` of ``country`` relative to an ordinary day."""
@@ -142,13 +146,25 @@ class PaymentCalendar:
         country (None: the weekdays only). Every weight is > 0 when the weekdays' are."""
         d = pd.Timestamp(start).normalize()
         days = pd.date_range(d, periods=int(n_days), freq="D")
-        base = self.weekday_weights[days.day_of_week.to_numpy()]
-        out = np.tile(base, (len(countries), 1))
+        dow = days.day_of_week.to_numpy()
+        out = np.tile(self.weekday_weights[dow], (len(countries), 1))
         end = d + pd.Timedelta(days=int(n_days))
         for i, country in enumerate(countries):
+            own = self.country_weekday_weights.get(str(country).upper()) if country else None
+            if own is not None:
+                out[i] = own[dow]
             for day, name in holidays_between(country, d, end).items():
                 out[i, (day - d).days] *= self.holiday_weight(str(country).upper(), name)
         return out
+
+
+def _valid_weekdays(weights, country: str | None = None) -> np.ndarray:
+    w = np.asarray(weights, dtype=float)
+    if w.shape != (7,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        whose = f" of {country}" if country else ""
+        raise ValueError(f"weekday weights{whose} must be 7 finite values >= 0, not all 0 (Monday first); "
+                         f"got {w.tolist()}.")
+    return w
 
 
 def _payment_days(ledger: Ledger, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
@@ -177,7 +193,8 @@ def payment_calendar(ledger: Ledger, as_of, lookback_days: int = 365) -> Payment
     """The ledger's payment calendar from the payments of the ``lookback_days`` before ``as_of``.
 
     Reads only what was known then. Weekdays: the documents cleared and payments received on each,
-    plus one each so that none weighs nothing. Holidays: per country, the payments on each of its
+    plus one each so that none weighs nothing; per country, those of its ordinary days (not its
+    holidays) plus ``WEEKDAY_PRIOR_PAYMENTS`` spread as the ledger's. Holidays: per country, the payments on each of its
     holidays in the window (from the ledger's first payment on, so days before its history are not
     taken for closed) against the country's mean on the ordinary days of that weekday, shrunk by
     ``HOLIDAY_PRIOR_PAYMENTS``. Returns None with fewer than ``WEEKDAY_MIN_PAYMENTS`` payments.
@@ -191,8 +208,13 @@ def payment_calendar(ledger: Ledger, as_of, lookback_days: int = 365) -> Payment
 
     window = pd.date_range(pays["day"].min(), d - pd.Timedelta(days=1), freq="D")
     seen = {}  # country -> [(holiday name, payments on it, payments expected on an ordinary day)]
+    country_weekdays = {}
+    share = counts / counts.sum()
     for country, group in pays.dropna(subset=["country"]).groupby("country"):
         hol = holidays_between(country, window[0], d)
+        ordinary_days = group["day"][~group["day"].isin(list(hol))]
+        own = np.bincount(ordinary_days.dt.day_of_week.to_numpy(dtype=int), minlength=7)[:7] + WEEKDAY_PRIOR_PAYMENTS * share
+        country_weekdays[country] = own / own.mean()
         if not hol:
             continue
         daily = group["day"].value_counts().reindex(window, fill_value=0)
@@ -216,7 +238,7 @@ def payment_calendar(ledger: Ledger, as_of, lookback_days: int = 365) -> Payment
             by_name[name][0] += o
             by_name[name][1] += e
         holiday_w[country] = {name: (o + a * cw) / (e + a) for name, (o, e) in by_name.items()}
-    return PaymentCalendar(weekday_weights=weekdays, holiday_weights=holiday_w,
+    return PaymentCalendar(weekday_weights=weekdays, country_weekday_weights=country_weekdays, holiday_weights=holiday_w,
                            country_weights=country_w, default_holiday_weight=overall)
 
 

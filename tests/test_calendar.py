@@ -104,3 +104,23 @@ def test_invoice_countries_take_the_invoices_own_else_its_clients():
     out = invoice_countries(Ledger(invoices=inv, clients=clients), ["D", "B", "C", "A", "Z"])
     assert list(out) == ["NO", "GB", None, "SE", None]
     assert list(invoice_countries(Ledger(invoices=inv.drop(columns="country")), ["A", "B"])) == [None, None]
+
+
+def test_each_country_has_its_own_weekdays_shrunk_to_the_ledgers():
+    # SE pays on every weekday but Tuesday, NL on every weekday; DK has a handful of payments.
+    se = [d for d in _business_days("SE", "2024-06-03", "2025-06-02", 10) if d.day_of_week != 1]
+    nl = _business_days("NL", "2024-06-03", "2025-06-02", 10)
+    dk = _business_days("DK", "2025-05-01", "2025-06-02", 1)[:5]
+    cal = payment_calendar(_paid_ledger(se + nl + dk, ["SE"] * len(se) + ["NL"] * len(nl) + ["DK"] * len(dk)),
+                           "2025-06-02")
+    se_w, nl_w, dk_w = (cal.country_weekday_weights[c] for c in ("SE", "NL", "DK"))
+    assert se_w[1] < 0.1 and se_w[[0, 2, 3, 4]].min() > 1.3
+    assert nl_w[:5] == pytest.approx(np.full(5, 1.4), abs=0.05) and nl_w[5:].max() < 0.02
+    # Five payments say little: DK is the ledger's shape, near enough.
+    np.testing.assert_allclose(dk_w, cal.weekday_weights, atol=0.15)
+    # Day weights take the country's own; an unknown country the ledger's.
+    w = cal.day_weights("2025-06-09", 7, ["SE", "NL", "FR"])  # Whit Monday in NL and FR, not in SE
+    np.testing.assert_allclose(w[0], se_w)
+    np.testing.assert_allclose(w[1, 1:], nl_w[1:])
+    assert w[1, 0] < 0.2 * nl_w[0]  # NL was closed on it
+    np.testing.assert_allclose(w[2, 1:], cal.weekday_weights[1:])
