@@ -11,6 +11,8 @@
 - ``pay_calendar``: the day of the month the client's payment runs usually fall on (many companies
   pay everything due on a set day each month); the payment-date model reads it against each bin's
   calendar (``models.hazard``: whether the bin holds that day, and how late the invoice is then).
+- ``holidays``: the public holidays of the invoice's country (``features.calendar``) around its due
+  date and in the next two weeks: an invoice due on Christmas Day is paid after it.
 
 Every figure reads only invoices issued and paid before ``as_of`` (``ds``, in seconds), and only the
 invoice's own client: a client partition computes the same columns as the whole ledger does.
@@ -21,9 +23,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.calendar import closed_days, holidays_between, knows_country, rows_countries
 from features.clients import DAY, LedgerArrays
 
-FEATURE_GROUPS = ("stuck", "client_effect", "pay_calendar")
+FEATURE_GROUPS = ("stuck", "client_effect", "pay_calendar", "holidays")
 """The optional groups ``build_features`` knows."""
 
 EFFECT_HALFLIFE_DAYS = 180.0
@@ -44,6 +47,12 @@ PAY_CALENDAR_DAYS = 365
 
 PAY_CALENDAR_MIN_RUNS = 3
 """Runs a client needs for a usual payment day of its own (NaN below)."""
+
+HOLIDAY_WINDOW_DAYS = 14
+"""``holidays``: the weekday holidays counted from ``as_of`` on."""
+
+NEXT_OPEN_MAX_DAYS = 15
+"""``holidays``: the search for the first open day from the due date stops after this many days."""
 
 _SPAN = 1_000_000
 """Days since 1970 are below this: (client, day) pairs pack into one integer."""
@@ -155,6 +164,46 @@ def add_pay_calendar(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: f
     out["i_pay_dom_share"] = share[rc]
 
 
+def add_holiday_signals(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float) -> None:
+    """Columns of the ``holidays`` group, for the open invoices ``rows`` of ``t`` (``out`` row for row).
+
+    The country is the invoice's, else its client's (``features.calendar.rows_countries``); public
+    holidays are known in advance, so reading those after ``as_of`` leaks nothing.
+    ``i_due_holiday``: 1 when the due date is a holiday of the country; ``i_due_next_open``: days from
+    the due date to the first day on or after it that is neither a weekend nor a holiday (0: the due
+    date is open); ``i_holidays_next``: weekday holidays in the ``HOLIDAY_WINDOW_DAYS`` from ``as_of``.
+    The first and last are NaN for a country the ``holidays`` package does not know (or none).
+    """
+    d = pd.Timestamp(ds, unit="s").normalize()
+    countries = pd.Series(rows_countries(t.ledger.invoices.take(rows), t.ledger.clients), dtype=object)
+    due = pd.to_datetime(out["due_date"]).dt.normalize().to_numpy(dtype="datetime64[D]")
+    n = len(out)
+    due_holiday, next_open, ahead = np.full(n, np.nan), np.zeros(n), np.full(n, np.nan)
+    for country, idx in countries.groupby(countries.fillna(""), sort=False).groups.items():
+        idx = np.asarray(idx)
+        days = due[idx]
+        if not len(days):
+            continue
+        lo, hi = pd.Timestamp(days.min()), pd.Timestamp(days.max()) + pd.Timedelta(days=NEXT_OPEN_MAX_DAYS + 1)
+        closed = np.array(sorted(closed_days(country or None, lo, hi)), dtype="datetime64[D]")
+        shut = np.isin(days, closed)
+        k = np.zeros(len(idx))
+        for step in range(1, NEXT_OPEN_MAX_DAYS + 1):
+            if not shut.any():
+                break
+            k[shut] += 1
+            shut &= np.isin(days + np.timedelta64(step, "D"), closed)
+        next_open[idx] = k
+        if country and knows_country(country):
+            hol = np.array(sorted(holidays_between(country, lo, hi)), dtype="datetime64[D]")
+            due_holiday[idx] = np.isin(days, hol).astype(float)
+            near = holidays_between(country, d, d + pd.Timedelta(days=HOLIDAY_WINDOW_DAYS))
+            ahead[idx] = float(sum(day.day_of_week < 5 for day in near))
+    out["i_due_holiday"] = due_holiday
+    out["i_due_next_open"] = next_open
+    out["i_holidays_next"] = ahead
+
+
 def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float, groups) -> None:
     """Add the columns of each group in ``groups`` (``FEATURE_GROUPS``) to ``out``; NaN for an invoice
     without a client."""
@@ -165,6 +214,8 @@ def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds:
         add_client_effect(out, t, rows, ds)
     if "pay_calendar" in groups:
         add_pay_calendar(out, t, rows, ds)
+    if "holidays" in groups:
+        add_holiday_signals(out, t, rows, ds)
     no_client = t.doc_client[rows] < 0
     if no_client.any():
         for name in out.columns.difference(list(before)):

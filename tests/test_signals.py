@@ -16,6 +16,7 @@ D = pd.Timestamp("2024-03-01")
 STUCK = ["i_later_paid", "i_later_paid_share", "i_paid_since_due", "i_overdue_vs_p90"]
 EFFECT = ["c_delay_shrunk", "c_late_shrunk", "c_recent_weight"]
 CALENDAR = ["i_pay_dom_mode", "i_pay_dom_share"]
+HOLIDAYS = ["i_due_holiday", "i_due_next_open", "i_holidays_next"]
 
 
 def _ledger() -> Ledger:
@@ -33,7 +34,7 @@ def _ledger() -> Ledger:
 
 def test_groups_are_off_unless_asked_for():
     f = build_features(_ledger(), D)
-    assert not set(STUCK + EFFECT + CALENDAR) & set(f.columns)
+    assert not set(STUCK + EFFECT + CALENDAR + HOLIDAYS) & set(f.columns)
     with pytest.raises(ValueError, match="Unknown feature groups"):
         build_features(_ledger(), D, feature_groups=["stuk"])
 
@@ -98,6 +99,28 @@ def test_pay_calendar_on_a_hand_made_ledger():
     assert f["i_pay_dom_mode"].iloc[0] in (9, 10, 11) and f["i_pay_dom_share"].iloc[0] == pytest.approx(2 / 3)
 
 
+def test_holiday_signals_read_the_invoices_country_else_its_clients():
+    # As of Monday 2025-12-15: the 14 days ahead hold Christmas in GB, NL and FR, and the day after
+    # in GB and NL. XX is no country the holidays package knows.
+    d = pd.Timestamp("2025-12-15")
+    led = Ledger.from_frames(pd.DataFrame({
+        "invoice_id": ["g1", "n1", "x1", "f1", "g2"],
+        "client_id": ["G", "N", "X", "F", "G"],
+        "issue_date": "2025-11-01",
+        "due_date": ["2025-12-25", "2025-12-26", "2025-12-27", "2025-12-24", "2025-12-10"],
+        "amount": 100.0,
+        "country": ["GB", "nl", "XX", None, "GB"],
+    }), clients=pd.DataFrame({"client_id": ["F"], "country": ["FR"]}))
+    f = build_features(led, d, feature_groups=["holidays"]).set_index("invoice_id")
+    # g1: Christmas (Thu), Boxing Day, the weekend: open again on Monday the 29th.
+    assert f.loc["g1", HOLIDAYS].tolist() == [1.0, 4.0, 2.0]
+    assert f.loc["n1", HOLIDAYS].tolist() == [1.0, 3.0, 2.0]  # Friday the 26th, then the weekend
+    x1 = f.loc["x1", HOLIDAYS]
+    assert np.isnan(x1["i_due_holiday"]) and x1["i_due_next_open"] == 2 and np.isnan(x1["i_holidays_next"])
+    assert f.loc["f1", HOLIDAYS].tolist() == [0.0, 0.0, 1.0]  # the client's country: the 24th is open in FR
+    assert f.loc["g2", HOLIDAYS].tolist() == [0.0, 0.0, 2.0]  # overdue, due on an open Wednesday
+
+
 def test_pay_day_columns_place_the_client_day_in_each_bin():
     # Due on 20 June; usual payment day the 2nd (window 1st-3rd). Bins starting 0, 5, 11 and 13 days
     # past due (20, 25 June, 1 and 3 July), 7 days wide; a client with no usual day.
@@ -156,5 +179,5 @@ def test_groups_depend_on_the_invoice_own_client_only(synthetic):
                   actions=synthetic.actions[synthetic.actions["client_id"].isin(some)])
     alone = build_features(part, d, feature_groups=list(FEATURE_GROUPS))
     want = full[full["client_id"].isin(some)].reset_index(drop=True)
-    cols = ["invoice_id"] + STUCK + EFFECT + CALENDAR
+    cols = ["invoice_id"] + STUCK + EFFECT + CALENDAR + HOLIDAYS
     pd.testing.assert_frame_equal(alone[cols], want[cols])
