@@ -86,6 +86,7 @@ def interval_score(res: dict, alpha: float = 0.2) -> float:
 
 
 def backtest(args) -> None:
+    from features.calendar import invoice_countries
     from models.forecast import (
         build_baseline_schedules,
         build_collection_forecast,
@@ -97,6 +98,7 @@ def backtest(args) -> None:
 
     def run(as_of, end, model, grid):
         s, (days, cdf) = model.score(ledger.known_at(as_of), as_of, return_cdf=True, n_reasons=0)
+        s["country"] = invoice_countries(ledger, s["invoice_id"])
         out = {}
         for rho, sigma in grid:
             f = build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=13,

@@ -227,12 +227,16 @@ def step_scoring(work: Path, **_) -> dict:
 
 
 def step_forecast(work: Path, **_) -> dict:
+    from features.calendar import invoice_countries
     from models.forecast import build_collection_forecast
 
     scores, days, cdf = _load(work / "scores.pkl")
     model = _load(work / "model.pkl")
+    ledger = _load(work / "ledger.pkl")
     base = _rss_mb()
     t0 = time.perf_counter()
+    # Each invoice's country, as models.collection.build_forecast reads it: its holidays' clock.
+    scores["country"] = invoice_countries(ledger, scores["invoice_id"])
     build_collection_forecast(scores, days, cdf, model.payment_model_, AS_OF, horizon=13, n_samples=1000)
     return {"seconds": time.perf_counter() - t0, "rows": len(scores), "inputs_rss_mb": round(base)}
 

@@ -31,6 +31,7 @@ AS_OF = pd.Timestamp("2025-12-01")
 
 
 def build_outputs() -> dict:
+    from features.calendar import invoice_countries
     from features.clients import build_client_features
     from features.invoices import build_features
     from ledger.synth import make_ledger
@@ -49,7 +50,8 @@ def build_outputs() -> dict:
     model.fit(ledger, AS_OF, training_set=ts)
     scores, (days, cdf) = model.score(ledger, AS_OF, return_cdf=True)
     scoring = build_scoring(model, ledger, AS_OF)
-    forecast = build_collection_forecast(scores, days, cdf, model.payment_model_, AS_OF, n_samples=200)
+    forecast = build_collection_forecast(scores.assign(country=invoice_countries(ledger, scores["invoice_id"])),
+                                         days, cdf, model.payment_model_, AS_OF, n_samples=200)
     # a second model through fit's own training-set path, default sampling budget forced low
     small = EncaisseModel(hazard_params={"n_estimators": 30}, risk_params={"n_estimators": 30},
                           max_training_rows=20_000).fit(ledger, AS_OF)

@@ -6,7 +6,7 @@ A clearing ledger records next to no payment on weekends, and on the days its ba
     * the weight of each weekday, relative to a day of the mean, per country (shrunk to the ledger's
       weekdays: a Swedish ledger pays little on Tuesdays, a Dutch one most on Thursdays and Fridays);
     * per country, each holiday's weight relative to an ordinary day of the same weekday, read from
-      its last occurrence in the lookback and shrunk to the country's holidays as a whole (and those
+      its occurrences in the lookback and shrunk to the country's holidays as a whole (and those
       to all of the ledger's holidays): a holiday on which the banks stayed open (the Netherlands' King's
       Day) keeps most of its payments, one that closed them (Christmas) keeps next to none, and a
       holiday not seen yet weighs what the country's others weighed.
@@ -46,7 +46,7 @@ HOLIDAY_PRIOR_PAYMENTS = 20.0
 at the weight of the level above (the country's holidays, then all holidays, then 1: no effect)."""
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=4096)
 def _country_holidays(country: str, year: int) -> tuple[tuple[pd.Timestamp, str], ...]:
     """(day, name) of a country's holidays in a year; none for a country ``holidays`` does not know."""
     try:
@@ -61,20 +61,31 @@ def _country_holidays(country: str, year: int) -> tuple[tuple[pd.Timestamp, str]
 @functools.lru_cache(maxsize=512)
 def knows_country(country: str) -> bool:
     """Whether the ``holidays`` package has a calendar for ``country`` (an ISO 3166 alpha-2 code)."""
+    code = _code(country)
+    if code is None:
+        return False
     try:
-        holidays.country_holidays(str(country).upper())
+        holidays.country_holidays(code)
     except NotImplementedError:
         return False
     return True
 
 
+def _code(country) -> str | None:
+    """``country`` as an upper-case code; None when missing or empty."""
+    if country is None or (not isinstance(country, str) and pd.isna(country)):
+        return None
+    return str(country).strip().upper() or None
+
+
 def holidays_between(country: str | None, start, end) -> dict[pd.Timestamp, str]:
     """A country's holidays on the days in [start, end), by day (names as ``holidays`` gives them)."""
-    if not country:
+    code = _code(country)
+    if code is None:
         return {}
     lo, hi = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
     return {day: name for year in range(lo.year, hi.year + 1)
-            for day, name in _country_holidays(str(country).upper(), year) if lo <= day < hi}
+            for day, name in _country_holidays(code, year) if lo <= day < hi}
 
 
 def _clean_countries(values: pd.Series) -> pd.Series:
@@ -106,14 +117,16 @@ def rows_countries(invoices: pd.DataFrame, clients: pd.DataFrame | None) -> np.n
     return own.astype("string").to_numpy(dtype=object, na_value=None)
 
 
-def closed_days(country: str | None, start, end) -> set[pd.Timestamp]:
-    """The days in [start, end) a payment cannot be made in ``country``: Saturdays, Sundays and its
-    holidays (``holidays_between``; weekends only for a country the package does not know)."""
-    days = pd.date_range(pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize() - pd.Timedelta(days=1))
-    return set(days[days.day_of_week >= 5]) | set(holidays_between(country, start, end))
+def holiday_dates(country: str | None, years) -> np.ndarray:
+    """A country's holidays in ``years``, as sorted ``datetime64[D]`` (none for an unknown country)."""
+    code = _code(country)
+    if code is None:
+        return np.array([], dtype="datetime64[D]")
+    return np.array(sorted(day for year in sorted(set(int(y) for y in years))
+                           for day, _ in _country_holidays(code, year)), dtype="datetime64[D]")
 
 
-@dataclass
+@dataclass(eq=False)
 class PaymentCalendar:
     """Relative weight of each day for a payment, by weekday and by country's holiday.
 
@@ -150,11 +163,12 @@ class PaymentCalendar:
         out = np.tile(self.weekday_weights[dow], (len(countries), 1))
         end = d + pd.Timedelta(days=int(n_days))
         for i, country in enumerate(countries):
-            own = self.country_weekday_weights.get(str(country).upper()) if country else None
+            code = _code(country)
+            own = self.country_weekday_weights.get(code) if code else None
             if own is not None:
                 out[i] = own[dow]
-            for day, name in holidays_between(country, d, end).items():
-                out[i, (day - d).days] *= self.holiday_weight(str(country).upper(), name)
+            for day, name in holidays_between(code, d, end).items():
+                out[i, (day - d).days] *= self.holiday_weight(code, name)
         return out
 
 
@@ -193,10 +207,10 @@ def payment_calendar(ledger: Ledger, as_of, lookback_days: int = 365) -> Payment
     """The ledger's payment calendar from the payments of the ``lookback_days`` before ``as_of``.
 
     Reads only what was known then. Weekdays: the documents cleared and payments received on each,
-    plus one each so that none weighs nothing; per country, those of its ordinary days (not its
-    holidays) plus ``WEEKDAY_PRIOR_PAYMENTS`` spread as the ledger's. Holidays: per country, the payments on each of its
-    holidays in the window (from the ledger's first payment on, so days before its history are not
-    taken for closed) against the country's mean on the ordinary days of that weekday, shrunk by
+    plus one each so that none weighs nothing; per country, its payments per ordinary day (not a
+    holiday) of each weekday, plus ``WEEKDAY_PRIOR_PAYMENTS`` spread as the ledger's. Holidays: per
+    country, the payments on each of its holidays between its first and last payment in the window,
+    against the country's payments on an ordinary day of that weekday, shrunk by
     ``HOLIDAY_PRIOR_PAYMENTS``. Returns None with fewer than ``WEEKDAY_MIN_PAYMENTS`` payments.
     """
     d = pd.Timestamp(as_of).normalize()
@@ -206,23 +220,26 @@ def payment_calendar(ledger: Ledger, as_of, lookback_days: int = 365) -> Payment
     counts = np.bincount(pays["day"].dt.day_of_week.to_numpy(dtype=int), minlength=7)[:7] + 1.0
     weekdays = counts / counts.mean()
 
-    window = pd.date_range(pays["day"].min(), d - pd.Timedelta(days=1), freq="D")
     seen = {}  # country -> [(holiday name, payments on it, payments expected on an ordinary day)]
     country_weekdays = {}
     share = counts / counts.sum()
     for country, group in pays.dropna(subset=["country"]).groupby("country"):
-        hol = holidays_between(country, window[0], d)
-        ordinary_days = group["day"][~group["day"].isin(list(hol))]
-        own = np.bincount(ordinary_days.dt.day_of_week.to_numpy(dtype=int), minlength=7)[:7] + WEEKDAY_PRIOR_PAYMENTS * share
+        # The country's own history only: days before its first payment or after its last are not
+        # taken for closed, nor counted as ordinary days without payments.
+        window = pd.date_range(group["day"].min(), group["day"].max(), freq="D")
+        hol = holidays_between(country, window[0], window[-1] + pd.Timedelta(days=1))
+        daily = group["day"].value_counts().reindex(window, fill_value=0).to_numpy(dtype=float)
+        is_hol = window.isin(list(hol))
+        dow = window.day_of_week.to_numpy()
+        n_ordinary = np.bincount(dow[~is_hol], minlength=7)[:7]
+        # Payments per ordinary day of each weekday: a weekday that often falls on a holiday (Monday)
+        # has fewer ordinary days, not a lower weight.
+        rate = np.bincount(dow[~is_hol], weights=daily[~is_hol], minlength=7)[:7] / np.maximum(n_ordinary, 1)
+        own = rate * len(window) / 7 + WEEKDAY_PRIOR_PAYMENTS * share
         country_weekdays[country] = own / own.mean()
-        if not hol:
-            continue
-        daily = group["day"].value_counts().reindex(window, fill_value=0)
-        is_hol = daily.index.isin(list(hol))
-        dow = daily.index.day_of_week
-        ordinary = daily[~is_hol].groupby(dow[~is_hol]).mean()
-        seen[country] = [(name, float(daily[day]), float(ordinary.get(day.day_of_week, 0.0)))
-                         for day, name in hol.items()]
+        if hol:
+            seen[country] = [(name, float(daily[(day - window[0]).days]), float(rate[day.day_of_week]))
+                             for day, name in hol.items()]
 
     a = HOLIDAY_PRIOR_PAYMENTS
     obs = sum(o for rows in seen.values() for _, o, _ in rows)
@@ -258,10 +275,14 @@ def calendar_clock(t: np.ndarray, weights: np.ndarray, rows: np.ndarray | None =
     t = np.asarray(t, dtype=float)
     if not np.all(np.isfinite(t)):
         raise ValueError("calendar_clock needs finite days.")
-    cum = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w, axis=1)], axis=1)
-    whole = np.clip(np.floor(t), 0, w.shape[1] - 1).astype(np.intp)
-    if rows is None:
-        g = 0
-    else:
-        g = np.asarray(rows, dtype=np.intp).reshape((-1,) + (1,) * (t.ndim - 1))
-    return cum[g, whole] + (t - whole) * w[g, whole]
+    n_days = w.shape[1]
+    # The clock at the start of each day, group after group (exclusive sums: non-decreasing exactly).
+    start = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w[:, :-1], axis=1)], axis=1).ravel()
+    whole = np.clip(np.floor(t), 0, n_days - 1)
+    idx = whole.astype(np.intp)
+    if rows is not None:  # one flat table: a group's days follow the previous group's
+        idx += np.asarray(rows, dtype=np.intp).reshape((-1,) + (1,) * (t.ndim - 1)) * n_days
+    out = t - whole
+    out *= w.ravel()[idx]
+    out += start[idx]
+    return out

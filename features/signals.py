@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.calendar import closed_days, holidays_between, knows_country, rows_countries
+from features.calendar import holiday_dates, knows_country, rows_countries
 from features.clients import DAY, LedgerArrays
 
 FEATURE_GROUPS = ("stuck", "client_effect", "pay_calendar", "holidays")
@@ -170,38 +170,48 @@ def add_holiday_signals(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds
     The country is the invoice's, else its client's (``features.calendar.rows_countries``); public
     holidays are known in advance, so reading those after ``as_of`` leaks nothing.
     ``i_due_holiday``: 1 when the due date is a holiday of the country; ``i_due_next_open``: days from
-    the due date to the first day on or after it that is neither a weekend nor a holiday (0: the due
-    date is open); ``i_holidays_next``: weekday holidays in the ``HOLIDAY_WINDOW_DAYS`` from ``as_of``.
-    The first and last are NaN for a country the ``holidays`` package does not know (or none).
+    the due date to the first day on or after it that is neither a Saturday, a Sunday nor a holiday
+    (0: the due date is open); ``i_holidays_next``: weekday holidays in the ``HOLIDAY_WINDOW_DAYS`` from
+    ``as_of``. The first and last are NaN for a country the ``holidays`` package does not know (or none);
+    all three are NaN without a due date.
     """
     d = pd.Timestamp(ds, unit="s").normalize()
     countries = pd.Series(rows_countries(t.ledger.invoices.take(rows), t.ledger.clients), dtype=object)
     due = pd.to_datetime(out["due_date"]).dt.normalize().to_numpy(dtype="datetime64[D]")
     n = len(out)
-    due_holiday, next_open, ahead = np.full(n, np.nan), np.zeros(n), np.full(n, np.nan)
+    due_holiday, next_open, ahead = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    today = np.datetime64(d.date(), "D")
+    window = today + np.arange(HOLIDAY_WINDOW_DAYS)
     for country, idx in countries.groupby(countries.fillna(""), sort=False).groups.items():
         idx = np.asarray(idx)
-        days = due[idx]
-        if not len(days):
+        idx = idx[~np.isnat(due[idx])]
+        if not len(idx):
             continue
-        lo, hi = pd.Timestamp(days.min()), pd.Timestamp(days.max()) + pd.Timedelta(days=NEXT_OPEN_MAX_DAYS + 1)
-        closed = np.array(sorted(closed_days(country or None, lo, hi)), dtype="datetime64[D]")
-        shut = np.isin(days, closed)
+        days = due[idx]
+        # Only the years the due dates (and the search after them) fall in: a due date far ahead
+        # costs one more year, not every year between.
+        span = np.concatenate([days, days + NEXT_OPEN_MAX_DAYS, window]).astype("datetime64[Y]").astype(np.int64) + 1970
+        hol = holiday_dates(country or None, np.unique(span))
         k = np.zeros(len(idx))
+        shut = _closed(days, hol)
         for step in range(1, NEXT_OPEN_MAX_DAYS + 1):
             if not shut.any():
                 break
             k[shut] += 1
-            shut &= np.isin(days + np.timedelta64(step, "D"), closed)
+            shut &= _closed(days + np.timedelta64(step, "D"), hol)
         next_open[idx] = k
         if country and knows_country(country):
-            hol = np.array(sorted(holidays_between(country, lo, hi)), dtype="datetime64[D]")
             due_holiday[idx] = np.isin(days, hol).astype(float)
-            near = holidays_between(country, d, d + pd.Timedelta(days=HOLIDAY_WINDOW_DAYS))
-            ahead[idx] = float(sum(day.day_of_week < 5 for day in near))
+            ahead[idx] = float((np.isin(window, hol) & ~_closed(window, np.array([], dtype="datetime64[D]"))).sum())
     out["i_due_holiday"] = due_holiday
     out["i_due_next_open"] = next_open
     out["i_holidays_next"] = ahead
+
+
+def _closed(days: np.ndarray, holidays: np.ndarray) -> np.ndarray:
+    """Whether each ``datetime64[D]`` day is a Saturday, a Sunday or one of ``holidays``."""
+    weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    return (weekday >= 5) | np.isin(days, holidays)
 
 
 def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float, groups) -> None:

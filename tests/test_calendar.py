@@ -9,6 +9,7 @@ from features.calendar import (
     PaymentCalendar,
     holidays_between,
     invoice_countries,
+    knows_country,
     payment_calendar,
 )
 from ledger.contracts import Ledger
@@ -71,15 +72,22 @@ def test_each_holiday_weighs_what_it_weighed_last_time_in_its_country():
     assert later.holiday_weights == cal.holiday_weights and later.country_weights == cal.country_weights
 
 
-def test_days_before_the_ledgers_history_are_not_taken_for_closed():
-    # NL pays on every weekday, holidays too, from January: the Christmas before its history, inside
-    # the lookback, says nothing.
-    paid = _business_days("NL", "2025-01-02", "2025-06-30", 10, open_on=tuple(
+def test_days_outside_a_countrys_history_are_not_taken_for_closed():
+    # NL pays on every weekday, holidays too, from January; GB, closed on its holidays, from the summer
+    # before. The Christmas before NL's history says nothing about NL, nor do the days after its last
+    # payment (its history stops in mid-May).
+    nl = _business_days("NL", "2025-01-02", "2025-05-15", 40, open_on=tuple(
         holidays_between("NL", "2025-01-01", "2025-07-01").values()))
-    cal = payment_calendar(_paid_ledger(paid, "NL"), "2025-06-30")
-    assert "Christmas Day" not in cal.holiday_weights["NL"]
-    assert cal.holiday_weight("NL", "Christmas Day") > 0.9
-    assert cal.holiday_weight("NL", "Ascension Day") > 0.9
+    gb = _business_days("GB", "2024-07-01", "2025-06-30", 40)
+    cal = payment_calendar(_paid_ledger(nl + gb, ["NL"] * len(nl) + ["GB"] * len(gb)), "2025-06-30")
+    assert not {"Christmas Day", "Ascension Day", "Pentecost Monday"} & set(cal.holiday_weights["NL"])
+    assert cal.holiday_weight("NL", "Easter Monday") == pytest.approx(1.0, abs=0.05)
+    # A holiday outside NL's history takes NL's holidays as a whole, shrunk a little towards GB's.
+    assert 0.8 < cal.holiday_weight("NL", "Ascension Day") == cal.country_weights["NL"] < 1.0
+    assert cal.holiday_weight("GB", "Christmas Day") < 0.05
+    # Weekdays as payments per ordinary day: GB's Mondays hold more of its holidays, not fewer payments.
+    gb_w = cal.country_weekday_weights["GB"]
+    assert gb_w[:5] == pytest.approx(np.full(5, gb_w[:5].mean()), rel=0.01)
 
 
 def test_day_weights_multiply_the_weekdays_by_each_countrys_holidays():
@@ -94,6 +102,10 @@ def test_day_weights_multiply_the_weekdays_by_each_countrys_holidays():
     np.testing.assert_allclose(w[4], week)
     # Sweden's de facto days off are holidays too (Christmas Eve, Wednesday 2025-12-24).
     assert pd.Timestamp("2025-12-24") in holidays_between("SE", "2025-12-22", "2025-12-29")
+    # A missing country, however spelt, is no country; codes are read trimmed.
+    np.testing.assert_allclose(cal.day_weights("2025-12-22", 7, [pd.NA, np.nan, ""]), np.tile(week, (3, 1)))
+    assert holidays_between(" gb ", "2025-12-25", "2025-12-26")
+    assert not knows_country("XX") and knows_country("se")
 
 
 def test_invoice_countries_take_the_invoices_own_else_its_clients():

@@ -396,3 +396,21 @@ def test_calendar_clock_counts_the_weights_of_the_days_before_t():
         calendar_clock(np.array([np.inf]), w[:1])
 
 
+
+
+def test_build_forecast_spreads_each_invoice_by_its_countrys_holidays(fitted):
+    import copy
+
+    from features.calendar import PaymentCalendar
+
+    led, model, as_of = fitted
+    model = copy.deepcopy(model)
+    # Most of the synthetic ledger's invoices are French: Tuesday 11 November is a holiday in France only.
+    cases = {}
+    for name, weights in (("open", {}), ("closed in FR", {"FR": 0.0})):
+        model.payment_model_.payment_calendar_ = PaymentCalendar(weekday_weights=np.ones(7), country_weights=weights)
+        fc = build_forecast(model, led, as_of, horizon=40, freq="D", n_samples=100, run_rate_weeks=0)
+        cases[name] = fc.periods.set_index("period_start")["expected_amount"]
+    day = pd.Timestamp("2025-11-11")
+    assert cases["closed in FR"][day] < 0.5 * cases["open"][day]
+    assert cases["closed in FR"][day + pd.Timedelta(days=1)] > cases["open"][day + pd.Timedelta(days=1)]

@@ -119,6 +119,15 @@ def test_holiday_signals_read_the_invoices_country_else_its_clients():
     assert np.isnan(x1["i_due_holiday"]) and x1["i_due_next_open"] == 2 and np.isnan(x1["i_holidays_next"])
     assert f.loc["f1", HOLIDAYS].tolist() == [0.0, 0.0, 1.0]  # the client's country: the 24th is open in FR
     assert f.loc["g2", HOLIDAYS].tolist() == [0.0, 0.0, 2.0]  # overdue, due on an open Wednesday
+    # A due date far ahead, and one missing: values, not an error.
+    inv = led.invoices.copy()
+    inv["due_date"] = inv["due_date"].astype("datetime64[ns]")
+    inv.loc[inv["invoice_id"] == "g2", "due_date"] = pd.Timestamp("2090-12-25")  # a Monday, Christmas Day
+    inv.loc[inv["invoice_id"] == "n1", "due_date"] = pd.NaT
+    f = build_features(Ledger(invoices=inv, clients=led.clients), d, feature_groups=["holidays"]).set_index("invoice_id")
+    assert f.loc["g2", HOLIDAYS].tolist() == [1.0, 2.0, 2.0]  # Christmas, Boxing Day, open on Wednesday
+    assert f.loc["n1", HOLIDAYS].isna().all()
+    assert f.loc["g1", HOLIDAYS].tolist() == [1.0, 4.0, 2.0]
 
 
 def test_pay_day_columns_place_the_client_day_in_each_bin():
