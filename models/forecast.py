@@ -10,7 +10,8 @@ From the payment-date distributions of the invoices open at the start of ``as_of
     * ``due_schedule_amount``: the naive schedule, each open amount on its due date (overdue amounts
       in the first period);
     * ``not_yet_issued_amount`` (optional): collections on invoices issued from ``as_of`` on, from a
-      run rate (``build_run_rate``). An expectation only, never mixed into the bands.
+      run rate (``build_run_rate``), spread over the days of each week by the same calendar as the
+      open invoices (their countries' mix). An expectation only, never mixed into the bands.
 
 Periods: ``freq="W"`` weeks starting on Monday (the first one is the week holding ``as_of`` and only
 counts days from ``as_of`` on), ``freq="D"`` days. Amounts are in the ledger currency (EUR). Inside a
@@ -223,14 +224,27 @@ class RunRate:
     lag_share: np.ndarray
     n_weeks: int
 
-    def period_amounts(self, edges: np.ndarray) -> np.ndarray:
-        """Expected collections per period (edges in days after as_of) from invoices issued from as_of on."""
+    def period_amounts(self, edges: np.ndarray, day_weights: np.ndarray | None = None) -> np.ndarray:
+        """Expected collections per period (edges in days after as_of) from invoices issued from as_of on.
+
+        ``day_weights``: the weight of each day from as_of on (at least as many as the last edge): each
+        run of seven days from as_of keeps its amount, spread over its days in proportion to them (a
+        ledger that records nothing on Sundays gets none of it there). None: every day alike.
+        """
         t_end = int(np.ceil(edges[-1]))
         share = np.zeros(t_end)
         k = min(t_end, len(self.lag_share))
         share[:k] = self.lag_share[:k]
         # Issued at rate r on each day s >= 0, collected on day t with share[t - s]: r * cumsum(share)[t].
         daily = self.daily_amount * np.cumsum(share)
+        if day_weights is not None and t_end > 0:
+            w = np.asarray(day_weights, dtype=float)[:t_end]
+            if len(w) < t_end or not np.all(np.isfinite(w)) or (w < 0).any():
+                raise ValueError(f"day_weights must hold {t_end} finite values >= 0; got {len(w)}.")
+            block = np.arange(t_end) // 7
+            total, weight = np.bincount(block, weights=daily), np.bincount(block, weights=w)
+            spread = np.where(weight[block] > 0, w / np.where(weight[block] > 0, weight[block], 1.0), 1.0 / 7)
+            daily = total[block] * spread
         cum = np.concatenate([[0.0], np.cumsum(daily)])
         e = np.clip(np.round(edges).astype(int), 0, t_end)
         return np.diff(cum[e])
@@ -366,7 +380,14 @@ def build_collection_forecast(
         "due_schedule_amount": _schedule(t_due, amounts, edges),
     })
     if run_rate is not None:
-        frame["not_yet_issued_amount"] = run_rate.period_amounts(edges)
+        mix = None
+        if calendar is not None and n:
+            # The book's day weights: each country's, by its share of the open amount.
+            table, groups = calendar
+            share = np.bincount(np.zeros(n, dtype=np.intp) if groups is None else groups, weights=amounts,
+                                minlength=len(table))
+            mix = share @ table / share.sum() if share.sum() > 0 else table.mean(axis=0)
+        frame["not_yet_issued_amount"] = run_rate.period_amounts(edges, mix)
     tot = totals.sum(axis=1)
     frame.attrs.update(
         as_of=str(d.date()), freq=freq, client_correlation=float(client_correlation),

@@ -217,6 +217,16 @@ def test_run_rate_line_from_history():
     assert rr.lag_share[10] == pytest.approx(1.0) and rr.lag_share.sum() == pytest.approx(1.0)
     # Issued from day 0 at 100/day, each collected 10 days later: days 10.. collect 100/day.
     np.testing.assert_allclose(rr.period_amounts(build_periods(D, 3, "W")[1]), [0, 400, 700])
+    # By day, with a calendar of no weekends (as_of a Monday): each week keeps its amount, on its weekdays.
+    days = build_periods(D, 21, "D")[1]
+    even = rr.period_amounts(days)
+    no_weekends = np.tile([1, 1, 1, 1, 1, 0, 0], 4).astype(float)
+    spread = rr.period_amounts(days, no_weekends)
+    assert spread[[5, 6, 12, 13, 19, 20]].sum() == 0 and even[[12, 13, 19, 20]].min() == pytest.approx(100.0)
+    np.testing.assert_allclose(spread.reshape(3, 7).sum(axis=1), even.reshape(3, 7).sum(axis=1))
+    np.testing.assert_allclose(spread[14:19], 140.0)
+    with pytest.raises(ValueError, match="day_weights must hold 21"):
+        rr.period_amounts(days, no_weekends[:10])
 
 
 # -- with a fitted model, and the CLI --------------------------------------------------------------
@@ -242,6 +252,12 @@ def test_forecast_from_a_fitted_model(fitted, tmp_path):
     assert len(f) == 13 and (f["low"] <= f["expected_amount"]).all() and (f["expected_amount"] <= f["high"]).all()
     assert f["expected_amount"].sum() <= s["amount"].sum() + 1e-6
     assert (f["not_yet_issued_amount"] >= 0).all() and f["not_yet_issued_amount"].iloc[-1] > 0
+    # By day, the run-rate line follows the model's calendar: next to nothing on Sundays.
+    daily = build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=28, freq="D", n_samples=100,
+                                      run_rate=build_run_rate(known, as_of))
+    line = daily.set_index("period_start")["not_yet_issued_amount"]
+    sundays = line[line.index.day_of_week == 6]
+    assert sundays.sum() < 0.05 * line.sum() / 7 * len(sundays)
     res = evaluate_collection_forecast(f, led, as_of, "2025-12-29")
     assert res["n_periods"] == 12 and res["weekly_wape"] is not None
     png = plot_forecast(f, tmp_path / "fan.png", "test")
