@@ -148,6 +148,37 @@ ROLLING_GRID = [(rho, rho_all, sigma) for rho in (0.3, 0.8) for rho_all in (0.0,
 """(client_correlation, portfolio_correlation, period_noise) triples tried by ``rolling``."""
 
 
+def scored_cutoffs(args, dates):
+    """For each day in ``dates``: the configuration's model fitted as of it (cached in ``args.cache``
+    under ``rolling_{tag}``), what was known then, and the model's scores of the invoices open then with
+    their ``open_amount`` and ``country`` (as ``models.collection.build_forecast`` gives them) and CDFs.
+
+    Returns the SAP ledger, the cache tag and a generator of ``(as_of, model, scores, days, cdf)``.
+    """
+    import hashlib
+
+    from features.calendar import invoice_countries
+    from models.forecast import build_open_amounts
+    from pipelines.config import load_config
+
+    cache = Path(args.cache)
+    ledger = load_sap_ledger(cache)
+    params = load_config(args.config).model.estimator_params()
+    digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:12]
+    tag = f"{args.tag or (Path(args.config).stem if args.config else 'default')}_{digest}"
+
+    def each():
+        for as_of in dates:
+            model = fitted_model(ledger, as_of, cache, None, params, f"rolling_{tag}")
+            known = ledger.known_at(as_of)
+            s, (days, cdf) = model.score(known, as_of, return_cdf=True, n_reasons=0)
+            s["open_amount"] = build_open_amounts(s, known, as_of).to_numpy()
+            s["country"] = invoice_countries(known, s["invoice_id"])
+            yield as_of, model, s, days, cdf
+
+    return ledger, tag, each()
+
+
 def rolling(args) -> None:
     """Choose the bands' three parameters on several cutoffs, then check them on later ones.
 
@@ -161,37 +192,25 @@ def rolling(args) -> None:
     once whatever its number of observed weeks. The per-cutoff rows add the daily forecast over 91 days
     (the defaults' bands).
     """
-    import hashlib
-
     from bench.overdue_analysis import markdown
-    from features.calendar import invoice_countries
-    from models.forecast import build_collection_forecast, build_open_amounts, evaluate_collection_forecast
-    from pipelines.config import load_config
+    from models.forecast import build_collection_forecast, evaluate_collection_forecast
 
-    cache = Path(args.cache)
-    ledger = load_sap_ledger(cache)
-    params = load_config(args.config).model.estimator_params()
-    digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:12]
-    tag = f"{args.tag or (Path(args.config).stem if args.config else 'default')}_{digest}"
     cut = {"select": args.select.split(","), "check": [c for c in args.check.split(",") if c]}
     res = {}
-    for role, dates in cut.items():
-        for as_of in dates:
-            model = fitted_model(ledger, as_of, cache, None, params, f"rolling_{tag}")
-            known = ledger.known_at(as_of)
-            s, (days, cdf) = model.score(known, as_of, return_cdf=True, n_reasons=0)
-            s["open_amount"] = build_open_amounts(s, known, as_of).to_numpy()
-            s["country"] = invoice_countries(known, s["invoice_id"])
-            daily = evaluate_collection_forecast(
-                build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=91, freq="D",
-                                          n_samples=args.samples, seed=0), ledger, as_of, args.end, freq="D")
-            res[role, as_of, "daily"] = (daily["daily_wape"], daily["daily_band_coverage"])
-            for key in ROLLING_GRID:
-                f = build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=13,
-                                              n_samples=args.samples, client_correlation=key[0],
-                                              portfolio_correlation=key[1], period_noise=key[2], seed=0)
-                r = evaluate_collection_forecast(f, ledger, as_of, args.end)
-                res[role, as_of, key] = (interval_score(r), r["weekly_band_coverage"], r["weekly_wape"], r["n_periods"])
+    role_of = {d: role for role, dates in cut.items() for d in dates}
+    ledger, tag, cutoffs = scored_cutoffs(args, list(role_of))
+    for as_of, model, s, days, cdf in cutoffs:
+        role = role_of[as_of]
+        daily = evaluate_collection_forecast(
+            build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=91, freq="D",
+                                      n_samples=args.samples, seed=0), ledger, as_of, args.end, freq="D")
+        res[role, as_of, "daily"] = (daily["daily_wape"], daily["daily_band_coverage"])
+        for key in ROLLING_GRID:
+            f = build_collection_forecast(s, days, cdf, model.payment_model_, as_of, horizon=13,
+                                          n_samples=args.samples, client_correlation=key[0],
+                                          portfolio_correlation=key[1], period_noise=key[2], seed=0)
+            r = evaluate_collection_forecast(f, ledger, as_of, args.end)
+            res[role, as_of, key] = (interval_score(r), r["weekly_band_coverage"], r["weekly_wape"], r["n_periods"])
 
     def table(*roles: str) -> pd.DataFrame:
         rows = []
@@ -241,25 +260,13 @@ def calendar(args) -> None:
     country's weekdays and holidays (``features.calendar.payment_calendar`` as of the cutoff). Daily figures are also given on the
     days that are a public holiday in the country of at least a tenth of the open amount.
     """
-    import hashlib
+    from features.calendar import PaymentCalendar, holidays_between, payment_calendar
+    from models.forecast import build_collection_forecast, evaluate_collection_forecast
 
-    from features.calendar import PaymentCalendar, holidays_between, invoice_countries, payment_calendar
-    from models.forecast import build_collection_forecast, build_open_amounts, evaluate_collection_forecast
-    from pipelines.config import load_config
-
-    cache = Path(args.cache)
-    ledger = load_sap_ledger(cache)
-    params = load_config(args.config).model.estimator_params()
-    digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:12]
-    tag = f"{args.tag or (Path(args.config).stem if args.config else 'default')}_{digest}"
     rows = []
-    for as_of in args.cutoffs.split(","):
-        model = fitted_model(ledger, as_of, cache, None, params, f"rolling_{tag}")
-        known = ledger.known_at(as_of)
-        s, (days, cdf) = model.score(known, as_of, return_cdf=True, n_reasons=0)
-        s["open_amount"] = build_open_amounts(s, known, as_of).to_numpy()
-        s["country"] = invoice_countries(known, s["invoice_id"])
-        full = payment_calendar(known, as_of)
+    ledger, tag, cutoffs = scored_cutoffs(args, args.cutoffs.split(","))
+    for as_of, model, s, days, cdf in cutoffs:
+        full = payment_calendar(ledger.known_at(as_of), as_of)
         share = s.groupby("country")["open_amount"].sum() / s["open_amount"].sum()
         d = pd.Timestamp(as_of)
         hol_days = {day for c in share[share >= 0.1].index

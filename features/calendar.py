@@ -188,8 +188,7 @@ def _payment_days(ledger: Ledger, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.Data
     if "paid_date" in inv:
         paid = pd.to_datetime(inv["paid_date"])
         m = (paid >= lo) & (paid < hi)
-        parts.append(pd.DataFrame({"day": paid[m].to_numpy(),
-                                   "country": invoice_countries(ledger, inv.loc[m, "invoice_id"])}))
+        parts.append(pd.DataFrame({"day": paid[m].to_numpy(), "country": rows_countries(inv[m], ledger.clients)}))
     pays = ledger.payments
     if pays is not None and "paid_date" in pays and len(pays):
         paid = pd.to_datetime(pays["paid_date"])

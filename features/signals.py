@@ -202,16 +202,20 @@ def add_holiday_signals(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds
         next_open[idx] = k
         if country and knows_country(country):
             due_holiday[idx] = np.isin(days, hol).astype(float)
-            ahead[idx] = float((np.isin(window, hol) & ~_closed(window, np.array([], dtype="datetime64[D]"))).sum())
+            ahead[idx] = float((np.isin(window, hol) & (_weekday(window) < 5)).sum())
     out["i_due_holiday"] = due_holiday
     out["i_due_next_open"] = next_open
     out["i_holidays_next"] = ahead
 
 
+def _weekday(days: np.ndarray) -> np.ndarray:
+    """Weekday of each ``datetime64[D]`` day, 0 = Monday (1970-01-01 was a Thursday)."""
+    return (days.astype(np.int64) + 3) % 7
+
+
 def _closed(days: np.ndarray, holidays: np.ndarray) -> np.ndarray:
     """Whether each ``datetime64[D]`` day is a Saturday, a Sunday or one of ``holidays``."""
-    weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
-    return (weekday >= 5) | np.isin(days, holidays)
+    return (_weekday(days) >= 5) | np.isin(days, holidays)
 
 
 def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float, groups) -> None:

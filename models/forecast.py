@@ -115,7 +115,6 @@ def build_period_cdf(days: np.ndarray, cdf: np.ndarray, edges: np.ndarray, horiz
     x = np.ascontiguousarray(np.broadcast_to(x[None, :], (n, len(edges))))
     xp = days.astype(float)
     if day_weights is not None:
-        rows = np.zeros(n, dtype=np.intp) if rows is None else rows
         xp, x = calendar_clock(xp, day_weights, rows), calendar_clock(x, day_weights, rows)
     g = _interp_rows(x, xp, cdf.astype(float))
     g[:, 0] = np.where(edges[0] <= 0, 0.0, g[:, 0])
