@@ -14,13 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.calendar import invoice_countries
 from ledger.contracts import Ledger
 from models import evaluation
 from models.monitoring import RUN_FORECAST_WEEKS
-from models.forecast import (
-    build_baseline_schedules, build_collection_forecast, build_open_amounts, evaluate_collection_forecast,
-)
+from models.collection import build_forecast
+from models.forecast import build_baseline_schedules, evaluate_collection_forecast
 from models.scorer import EncaisseModel
 from models.scoring import build_scoring
 from models.worklist import evaluate_worklist_capture
@@ -133,11 +131,12 @@ def evaluate_collections(bt: Backtest, ledger: Ledger) -> dict[str, dict]:
     """
     known = ledger.known_at(bt.as_of)
     scores, (days, cdf) = bt.model.score(known, bt.as_of, n_reasons=0, return_cdf=True)
-    scores["open_amount"] = build_open_amounts(scores, known, bt.as_of).to_numpy()
-    scores["country"] = invoice_countries(known, scores["invoice_id"])
     weeks = RUN_FORECAST_WEEKS
-    frame = build_collection_forecast(scores, days, cdf, bt.model.payment_model_, bt.as_of, horizon=weeks, freq="W")
-    res = {"model": evaluate_collection_forecast(frame, ledger, bt.as_of, bt.end, freq="W")}
+    # The forecast a run stores, without the not-yet-issued line: only the invoices open at as_of are judged.
+    forecast = build_forecast(bt.model, known, bt.as_of, horizon=weeks, freq="W", run_rate_weeks=0,
+                              scored=(scores, (days, cdf)))
+    res = {"model": evaluate_collection_forecast(forecast.periods, ledger, bt.as_of, bt.end, freq="W")}
+    # The schedules spread the same open amounts (``scores`` now holds ``open_amount``).
     for name, sched in build_baseline_schedules(scores, known, bt.as_of, horizon=weeks, freq="W").items():
         res[name] = evaluate_collection_forecast(sched, ledger, bt.as_of, bt.end, freq="W")
     keys = ("weekly_wape", "weekly_band_coverage")
