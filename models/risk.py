@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
 
-from models.compiled import CompiledTrees
+from models.compiled import CompiledTrees, compile_booster
 
 RISK_DEFAULTS = dict(
     n_estimators=500,
@@ -25,6 +25,9 @@ RISK_DEFAULTS = dict(
 )
 
 
+BAG_SEED_STEP = 1000
+"""Seed offset from one bag's booster to the next: the bags of seeds 0 and 1 share no seed."""
+
 CONTRIB_CHUNK_ROWS = 20_000
 """Rows credited at a time: bounds the leaf one-hot matrix of a slice (bench/RESULTS.md, reasons)."""
 
@@ -36,16 +39,24 @@ class CalibratedRisk(CompiledTrees, ClassifierMixin, BaseEstimator):
     first (early-stopping on the second), the isotonic map on the second, so calibration reflects
     how scores behave on dates after the ones the model saw.
 
+    With ``bags`` > 1 the score is the mean log-odds of that many boosters, fitted alike but for
+    their seeds (row and column subsampling, hence early stopping): one booster's ranking moves
+    with its seed by about a hundredth of AUC at some cutoffs, the mean of several much less.
+
     Args:
         lgbm_params: LightGBM parameters (``RISK_DEFAULTS`` when None).
         early_stopping_rounds: patience on the calibration slice's log loss.
-        random_state: seed.
+        random_state: seed (the first booster's; bag ``k`` is seeded ``random_state + BAG_SEED_STEP * k``).
+        bags: boosters averaged.
     """
 
-    def __init__(self, lgbm_params=None, early_stopping_rounds=50, random_state=0):
+    bags = 1  # a model pickled before bags existed has one booster
+
+    def __init__(self, lgbm_params=None, early_stopping_rounds=50, random_state=0, bags=1):
         self.lgbm_params = lgbm_params
         self.early_stopping_rounds = early_stopping_rounds
         self.random_state = random_state
+        self.bags = bags
 
     def fit(self, X: pd.DataFrame, y, X_cal: pd.DataFrame, y_cal) -> "CalibratedRisk":
         y = np.asarray(y, dtype=int)
@@ -53,22 +64,61 @@ class CalibratedRisk(CompiledTrees, ClassifierMixin, BaseEstimator):
         for name, v in (("y", y), ("y_cal", y_cal)):
             if len(np.unique(v)) < 2:
                 raise ValueError(f"{name} holds a single class; a risk model needs both late and on-time invoices.")
-        params = {**RISK_DEFAULTS, **(self.lgbm_params or {}), "random_state": self.random_state}
-        clf = lgb.LGBMClassifier(**params)
-        clf.fit(X, y, eval_X=(X_cal,), eval_y=(y_cal,),
-                callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
-        self.booster_ = clf.booster_
-        self.__dict__.pop("paths_", None)  # built from the booster on first use
+        boosters = []
+        for k in range(max(int(self.bags), 1)):
+            seed = self.random_state + BAG_SEED_STEP * k
+            clf = lgb.LGBMClassifier(**{**RISK_DEFAULTS, **(self.lgbm_params or {}), "random_state": seed})
+            clf.fit(X, y, eval_X=(X_cal,), eval_y=(y_cal,),
+                    callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)])
+            boosters.append(clf.booster_)
+        self.booster_ = boosters[0]
+        self.bags_ = boosters[1:]
+        for name in ("paths_", "bag_paths_", "compiled_", "compiled_bags_"):
+            self.__dict__.pop(name, None)  # built from the boosters on first use
         self.classes_ = np.array([0, 1])
         self.feature_names_in_ = np.array(X.columns, dtype=object)
-        raw = self.booster_.predict(X_cal)
+        raw = self.predict_raw(X_cal)
         self.calibrator_ = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, y_cal)
         return self
+
+    def _boosters(self) -> list:
+        return [self.booster_, *(self.__dict__.get("bags_") or [])]
 
     def predict_raw(self, X: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
         """Uncalibrated P(positive). ``num_threads``: LightGBM's (0: every core; 1 in a server)."""
         check_is_fitted(self, "booster_")
-        return self.booster_.predict(X[list(self.feature_names_in_)], num_threads=num_threads)
+        data = X[list(self.feature_names_in_)]
+        if not self.__dict__.get("bags_"):
+            return self.booster_.predict(data, num_threads=num_threads)
+        margins = [b.predict(data, raw_score=True, num_threads=num_threads) for b in self._boosters()]
+        return _logistic(np.mean(margins, axis=0))
+
+    def predict_raw_matrix(self, matrix: np.ndarray, num_threads: int = 0) -> np.ndarray:
+        """``predict_raw`` from X's float matrix (categories as their codes), by the compiled trees when attached."""
+        check_is_fitted(self, "booster_")
+        if not self.__dict__.get("bags_"):
+            return self.predictor().predict(matrix, num_threads=num_threads)
+        compiled = self.__dict__.get("compiled_bags_")
+        if compiled:
+            margins = [c.predict(matrix, num_threads=num_threads) for c in compiled]
+        else:
+            margins = [b.predict(matrix, raw_score=True, num_threads=num_threads) for b in self._boosters()]
+        return _logistic(np.mean(margins, axis=0))
+
+    def attach_compiled(self, cache_dir) -> bool:
+        """Compiled trees for the booster, or for every bag's (their log-odds, which are averaged)."""
+        if not self.__dict__.get("bags_"):
+            return super().attach_compiled(cache_dir)
+        compiled = [compile_booster(b, cache_dir, raw_score=True) for b in self._boosters()]
+        if any(c is None for c in compiled):
+            return False
+        self.__dict__["compiled_bags_"] = compiled
+        return True
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("compiled_bags_", None)  # native code, attached again by whoever loads the model
+        return state
 
     def predict_proba(self, X: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
         p = self.calibrator_.predict(self.predict_raw(X, num_threads=num_threads))
@@ -85,13 +135,31 @@ class CalibratedRisk(CompiledTrees, ClassifierMixin, BaseEstimator):
         paths = self.__dict__.get("paths_")
         if paths is None:  # built on first use (models saved before it existed have none)
             paths = self.paths_ = PathAttribution(self.booster_)
-        # In slices of rows: the leaves and their one-hot matrix take (rows x trees) entries each.
-        rows = data.iloc if isinstance(data, pd.DataFrame) else data
-        ones = np.ones(min(CONTRIB_CHUNK_ROWS, len(data)) * len(paths.offsets))  # every slice's one-hot values
-        parts = [paths.credit(self.booster_.predict(rows[lo:lo + CONTRIB_CHUNK_ROWS], pred_leaf=True,
-                                                    num_threads=num_threads), ones=ones)
-                 for lo in range(0, len(data), CONTRIB_CHUNK_ROWS)]
-        return np.vstack(parts) if parts else np.zeros((0, paths.n_features + 1))
+        out = _credits(self.booster_, paths, data, num_threads)
+        bags = self.__dict__.get("bags_") or []
+        if bags:
+            bag_paths = self.__dict__.get("bag_paths_")
+            if bag_paths is None:
+                bag_paths = self.bag_paths_ = [PathAttribution(b) for b in bags]
+            for b, p in zip(bags, bag_paths):
+                out += _credits(b, p, data, num_threads)
+            out /= 1 + len(bags)  # the credits of the mean log-odds
+        return out
+
+
+def _credits(booster, paths: "PathAttribution", data, num_threads: int) -> np.ndarray:
+    """``paths.credit`` of every row of ``data``, in slices of rows: the leaves and their one-hot
+    matrix take (rows x trees) entries each."""
+    rows = data.iloc if isinstance(data, pd.DataFrame) else data
+    ones = np.ones(min(CONTRIB_CHUNK_ROWS, len(data)) * len(paths.offsets))  # every slice's one-hot values
+    parts = [paths.credit(booster.predict(rows[lo:lo + CONTRIB_CHUNK_ROWS], pred_leaf=True, num_threads=num_threads),
+                          ones=ones)
+             for lo in range(0, len(data), CONTRIB_CHUNK_ROWS)]
+    return np.vstack(parts) if parts else np.zeros((0, paths.n_features + 1))
+
+
+def _logistic(margin: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-margin))
 
 
 class PathAttribution:

@@ -99,6 +99,7 @@ class EncaisseModel(BaseEstimator):
         hazard_holdout_days: length of the early-stopping slice for the payment-date model.
         bin_edges: payment-date bins in days from as_of (the last is the horizon).
         hazard_params, risk_params: LightGBM parameters for the two kinds of model.
+        risk_bags: boosters averaged in each risk model (``CalibratedRisk.bags``).
         recalibrate: recalibrate the payment-date distribution on the held-out later slice.
         max_training_rows: budget of snapshot rows; above it, a stable sample of whole clients is
             trained on (None: no limit).
@@ -125,7 +126,9 @@ class EncaisseModel(BaseEstimator):
         random_state: int = 0,
         payment_options: dict | None = None,
         feature_groups: tuple[str, ...] = (),
+        risk_bags: int = 1,
     ):
+        self.risk_bags = risk_bags
         self.payment_options = payment_options
         self.feature_groups = feature_groups
         self.recalibrate = recalibrate
@@ -243,9 +246,10 @@ class EncaisseModel(BaseEstimator):
                     f"The risk models' {name} slice is empty (snapshots up to {label_end.date()}, "
                     f"calibration after {cal_start.date()}): load more history or train as of a later date."
                 )
-        self.late_model_ = CalibratedRisk(self.risk_params, random_state=self.random_state).fit(
+        bags = getattr(self, "risk_bags", 1)
+        self.late_model_ = CalibratedRisk(self.risk_params, random_state=self.random_state, bags=bags).fit(
             X[in_fit & late_ok], ts.loc[in_fit & late_ok, "y_late"], X[in_cal & late_ok], ts.loc[in_cal & late_ok, "y_late"])
-        self.very_late_model_ = CalibratedRisk(self.risk_params, random_state=self.random_state).fit(
+        self.very_late_model_ = CalibratedRisk(self.risk_params, random_state=self.random_state, bags=bags).fit(
             X[in_fit & very_ok], ts.loc[in_fit & very_ok, "y_very_late"], X[in_cal & very_ok],
             ts.loc[in_cal & very_ok, "y_very_late"])
 
@@ -480,5 +484,4 @@ class EncodedRows:
 
 def _risk_proba(model: CalibratedRisk, matrix: np.ndarray, num_threads: int) -> np.ndarray:
     """``model.predict_proba(X)[:, 1]`` from X's float matrix (LightGBM gets the same numbers either way)."""
-    check_is_fitted(model, "booster_")
-    return model.calibrator_.predict(model.predictor().predict(matrix, num_threads=num_threads))
+    return model.calibrator_.predict(model.predict_raw_matrix(matrix, num_threads=num_threads))

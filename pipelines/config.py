@@ -115,6 +115,8 @@ class ModelConfig(_Strict):
                                      "also the validation period.")
     hazard_params: dict[str, Any] | None = Field(default=None, description="LightGBM parameters, payment-date model.")
     risk_params: dict[str, Any] | None = Field(default=None, description="LightGBM parameters, risk models.")
+    risk_bags: int = Field(default=1, ge=1, le=10, description="Boosters averaged in each risk model, each with "
+                           "its own seed (models.risk.CalibratedRisk).")
     max_training_rows: int | None = Field(default=300_000, ge=1_000, description="Budget of snapshot rows; above "
                                           "it a stable sample of whole clients is trained on (None: no limit).")
     random_state: int = Field(default=0, ge=0, description="Seed.")

@@ -225,6 +225,36 @@ def test_contributions_in_row_slices_equal_the_whole(monkeypatch):
     np.testing.assert_array_equal(m.paths_.credit(leaves, ones=np.ones(7)), whole[:50])  # a shorter one
 
 
+def test_risk_bags_average_the_log_odds_of_boosters_with_their_own_seeds(tmp_path):
+    import models.risk as risk
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(size=(3_000, 4)), columns=list("abcd"))
+    y = (X["a"] + 0.5 * X["b"] * X["c"] + rng.normal(size=len(X)) > 0).astype(int)
+    params = {"n_estimators": 40, "n_jobs": 1, "verbose": -1}
+    one = risk.CalibratedRisk(params, random_state=5).fit(X[:2_400], y[:2_400], X[2_400:], y[2_400:])
+    m = risk.CalibratedRisk(params, random_state=5, bags=3).fit(X[:2_400], y[:2_400], X[2_400:], y[2_400:])
+    assert len(m.bags_) == 2 and one.bags_ == []
+    # The first booster is the one-booster model's; the others differ by their seeds.
+    np.testing.assert_array_equal(m.booster_.predict(X), one.booster_.predict(X))
+    margins = [b.predict(X, raw_score=True) for b in (m.booster_, *m.bags_)]
+    assert not np.allclose(margins[0], margins[1]) and not np.allclose(margins[1], margins[2])
+    raw = m.predict_raw(X)
+    np.testing.assert_allclose(raw, 1 / (1 + np.exp(-np.mean(margins, axis=0))), rtol=1e-12)
+    np.testing.assert_allclose(m.predict_raw_matrix(X.to_numpy()), raw, rtol=1e-12)
+    np.testing.assert_allclose(m.predict_proba(X)[:, 1], m.calibrator_.predict(raw))
+    # Reasons: each feature's credit in the mean log-odds; the credits add up to it.
+    credits = m.contributions(X.iloc[:300])
+    np.testing.assert_allclose(credits.sum(axis=1), np.mean(margins, axis=0)[:300], atol=1e-9)
+    np.testing.assert_allclose(m.contributions_matrix(X.to_numpy()[:300]), credits)
+    # Compiled trees (when lleaves is here) give the same numbers, and are not pickled.
+    if m.attach_compiled(tmp_path / "compiled"):
+        np.testing.assert_allclose(m.predict_raw_matrix(X.to_numpy()), raw, rtol=1e-12)
+    back = pickle.loads(pickle.dumps(m))
+    assert "compiled_bags_" not in back.__dict__ and "compiled_" not in back.__dict__
+    np.testing.assert_allclose(back.predict_raw_matrix(X.to_numpy()), raw, rtol=1e-12)
+
+
 def test_group_calibration_maps_each_days_overdue_group_with_its_own_map():
     rng = np.random.default_rng(0)
     m = _geometry()
@@ -422,6 +452,22 @@ def test_a_model_with_feature_groups_scores_with_the_columns_it_was_fitted_on(fi
     s = model.score(ledger.known_at(d), d, n_reasons=0)
     pd.testing.assert_frame_equal(s, model.score(ledger, d, n_reasons=0))  # later facts change nothing
     assert (s["p10_days"] <= s["p50_days"]).all() and (s["p50_days"] <= s["p90_days"]).all()
+
+
+def test_risk_bags_come_from_the_config_and_score_like_any_model(fitted):
+    ledger, d, base = fitted
+    cfg = TrainingConfig.model_validate({"model": {**SMALL, "risk_bags": 2}})
+    model = EncaisseModel(**cfg.model.estimator_params()).fit(ledger, d)
+    assert len(model.late_model_.bags_) == 1 and len(model.very_late_model_.bags_) == 1
+    assert base.late_model_.bags_ == []
+    s = model.score(ledger.known_at(d), d, n_reasons=2)
+    b = base.score(ledger.known_at(d), d, n_reasons=0)
+    # The payment-date model is the same; the risk models are not.
+    np.testing.assert_array_equal(s["p50_days"], b["p50_days"])
+    assert not np.allclose(s["p_very_late"], b["p_very_late"])
+    assert s["p_very_late"].between(0, 1).all() and s["reasons"].str.len().gt(0).any()
+    with pytest.raises(ValidationError, match="risk_bags"):
+        TrainingConfig.model_validate({"model": {"risk_bags": 0}})
 
 
 def test_fit_keeps_the_ledgers_payment_calendar_for_the_cash_forecast(fitted):
