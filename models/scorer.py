@@ -9,7 +9,8 @@ Time-ordered training (``as_of`` = D, snapshots every ``snapshot_freq_days`` bef
       the later ones. Censoring at D is modelled, so every snapshot counts.
     * risk models: labels need ``label_window_days`` of outcomes, so only snapshots up to
       D - label_window_days are used; the last ``calibration_days`` of those calibrate (and
-      early-stop) what the earlier ones fitted.
+      early-stop) what the earlier ones fitted. The configuration keeps the window at least
+      ``hazard_holdout_days``: the risk models never see ``encaisse train``'s validation period.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class EncaisseModel(BaseEstimator):
         include_suspected_leaks: bool = False,
         snapshot_freq_days: int = 14,
         max_snapshots: int | None = None,
-        label_window_days: int = 90,
+        label_window_days: int = 45,
         calibration_days: int = 63,
         hazard_holdout_days: int = 42,
         bin_edges=DEFAULT_EDGES,

@@ -109,7 +109,7 @@ class ModelConfig(_Strict):
     include_suspected_leaks: bool = Field(default=False, description="Also use export-time attributes.")
     snapshot_freq_days: int = Field(default=14, ge=1, description="Days between training snapshots.")
     max_snapshots: int | None = Field(default=None, ge=4, description="Most recent snapshots kept (None: all).")
-    label_window_days: int = Field(default=90, ge=1, description="Outcome days a risk label needs.")
+    label_window_days: int = Field(default=45, ge=1, description="Outcome days a risk label needs.")
     calibration_days: int = Field(default=63, ge=1, description="Risk calibration slice, days.")
     hazard_holdout_days: int = Field(default=42, ge=1, description="Payment-date early-stopping slice, days; "
                                      "also the validation period.")
@@ -154,6 +154,12 @@ class ModelConfig(_Strict):
             raise ValueError(
                 f"hazard_holdout_days ({self.hazard_holdout_days}) must be at least snapshot_freq_days "
                 f"({self.snapshot_freq_days}), or the held-out slice holds no snapshot."
+            )
+        if self.label_window_days < self.hazard_holdout_days:
+            raise ValueError(
+                f"label_window_days ({self.label_window_days}) must be at least hazard_holdout_days "
+                f"({self.hazard_holdout_days}): the risk models would be calibrated on the snapshots `encaisse train` "
+                "validates them on. Raise label_window_days or lower hazard_holdout_days."
             )
         problem = PaymentDateModel(**self.payment_options.model_dump()).mixture_problem(self.recalibrate)
         if problem:

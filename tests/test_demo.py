@@ -20,6 +20,7 @@ model:
   snapshot_freq_days: 28
   max_snapshots: 8
   hazard_holdout_days: 56
+  label_window_days: 90
   hazard_params: {n_estimators: 15, learning_rate: 0.2, num_leaves: 7, min_child_samples: 10, n_jobs: 1, verbose: -1}
   risk_params: {n_estimators: 15, learning_rate: 0.2, num_leaves: 7, min_child_samples: 10, n_jobs: 1, verbose: -1}
 validation:

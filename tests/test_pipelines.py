@@ -70,6 +70,7 @@ def test_bin_edges_reach_the_payment_date_model():
     ({"model": {"snapshot_freq_days": 0}}, ["model.snapshot_freq_days", "greater than or equal to 1"]),
     ({"validation": {"primary_metric": "auc"}}, ["validation.primary_metric", "'mae_days'"]),
     ({"model": {"hazard_holdout_days": 7, "snapshot_freq_days": 14}}, ["hazard_holdout_days (7)"]),
+    ({"model": {"label_window_days": 30}}, ["label_window_days (30)", "hazard_holdout_days (42)"]),
     ({"tune": {"n_folds": 1}}, ["tune.n_folds", "greater than or equal to 2"]),
     ({"model": {"payment_options": {"refit": True}}}, ["model.payment_options.refit", "unknown key"]),
     ({"model": {"payment_options": {"calibration_strength": [1.5]}}}, ["calibration_strength", "between 0 and 1"]),
