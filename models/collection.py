@@ -80,7 +80,7 @@ def build_forecast(model, ledger: Ledger, as_of, *, horizon: int = 13, freq: str
         seed: random seed of the draws.
         run_rate_weeks: weeks of issuance behind the not-yet-issued line; 0 leaves it out.
         scored: the open invoices' ``(scores, (days, cdf))`` when already scored; else the model
-            scores them here. The forecast adds ``open_amount`` and ``country`` columns to those scores.
+            scores them here.
     """
     validate_horizon(horizon, freq)
     d = pd.Timestamp(as_of).normalize()

@@ -6,6 +6,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
@@ -159,7 +160,7 @@ def _credits(booster, paths: "PathAttribution", data, num_threads: int) -> np.nd
 
 
 def _logistic(margin: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-margin))
+    return expit(margin)
 
 
 class PathAttribution:

@@ -110,6 +110,10 @@ class EncaisseModel(BaseEstimator):
         feature_groups: optional feature groups (``features.signals.FEATURE_GROUPS``).
     """
 
+    # A model pickled before these parameters existed has their defaults.
+    feature_groups: tuple[str, ...] = ()
+    risk_bags = 1
+
     def __init__(
         self,
         extra_attributes: tuple[str, ...] = (),
@@ -285,14 +289,17 @@ class EncaisseModel(BaseEstimator):
 
         Both keep their configured lengths when the snapshots span at least their sum plus
         ``MIN_RISK_FIT_DAYS``; otherwise they shrink in proportion, so that an early cutoff of a
-        short extract still trains (labels then need fewer days of outcomes).
+        short extract still trains (labels then need fewer days of outcomes). The label window never
+        shrinks below ``hazard_holdout_days`` (nor grows past its configured length): the risk models
+        never see the snapshots ``encaisse train`` validates on; the calibration slice gives way instead.
         """
         label, cal = int(self.label_window_days), int(self.calibration_days)
         span = (d - pd.Timestamp(first_snapshot)).days
         if span >= label + cal + MIN_RISK_FIT_DAYS:
             return label, cal
         scale = max(span - MIN_RISK_FIT_DAYS, 2) / (label + cal)
-        short = max(int(label * scale), 1), max(int(cal * scale), 1)
+        short_label = max(int(label * scale), min(label, int(self.hazard_holdout_days)), 1)
+        short = short_label, max(min(int(cal * scale), span - MIN_RISK_FIT_DAYS - short_label), 1)
         log.warning("Snapshots span only %d days before %s: risk label window %d -> %d days, calibration %d -> %d days",
                     span, d.date(), label, short[0], cal, short[1])
         return short

@@ -18,7 +18,7 @@ from ledger.contracts import Ledger
 from models import evaluation
 from models.monitoring import RUN_FORECAST_WEEKS
 from models.collection import build_forecast
-from models.forecast import build_baseline_schedules, evaluate_collection_forecast
+from models.forecast import build_baseline_schedules, build_open_amounts, evaluate_collection_forecast
 from models.scorer import EncaisseModel
 from models.scoring import build_scoring
 from models.worklist import evaluate_worklist_capture
@@ -136,7 +136,7 @@ def evaluate_collections(bt: Backtest, ledger: Ledger) -> dict[str, dict]:
     forecast = build_forecast(bt.model, known, bt.as_of, horizon=weeks, freq="W", run_rate_weeks=0,
                               scored=(scores, (days, cdf)))
     res = {"model": evaluate_collection_forecast(forecast.periods, ledger, bt.as_of, bt.end, freq="W")}
-    # The schedules spread the same open amounts (``scores`` now holds ``open_amount``).
+    scores["open_amount"] = build_open_amounts(scores, known, bt.as_of)  # the schedules spread the same amounts
     for name, sched in build_baseline_schedules(scores, known, bt.as_of, horizon=weeks, freq="W").items():
         res[name] = evaluate_collection_forecast(sched, ledger, bt.as_of, bt.end, freq="W")
     keys = ("weekly_wape", "weekly_band_coverage")

@@ -225,7 +225,7 @@ def test_contributions_in_row_slices_equal_the_whole(monkeypatch):
     np.testing.assert_array_equal(m.paths_.credit(leaves, ones=np.ones(7)), whole[:50])  # a shorter one
 
 
-def test_risk_bags_average_the_log_odds_of_boosters_with_their_own_seeds(tmp_path):
+def test_risk_bags_average_the_log_odds_of_boosters_with_their_own_seeds():
     import models.risk as risk
 
     rng = np.random.default_rng(1)
@@ -247,12 +247,33 @@ def test_risk_bags_average_the_log_odds_of_boosters_with_their_own_seeds(tmp_pat
     credits = m.contributions(X.iloc[:300])
     np.testing.assert_allclose(credits.sum(axis=1), np.mean(margins, axis=0)[:300], atol=1e-9)
     np.testing.assert_allclose(m.contributions_matrix(X.to_numpy()[:300]), credits)
-    # Compiled trees (when lleaves is here) give the same numbers, and are not pickled.
-    if m.attach_compiled(tmp_path / "compiled"):
-        np.testing.assert_allclose(m.predict_raw_matrix(X.to_numpy()), raw, rtol=1e-12)
+    back = pickle.loads(pickle.dumps(m))
+    assert len(back.bags_) == 2
+    np.testing.assert_allclose(back.predict_raw_matrix(X.to_numpy()), raw, rtol=1e-12)
+    # A one-booster model pickled before bags existed predicts as it did.
+    old = pickle.loads(pickle.dumps(one))
+    del old.__dict__["bags"], old.__dict__["bags_"]
+    old = pickle.loads(pickle.dumps(old))
+    assert old.get_params()["bags"] == 1
+    np.testing.assert_array_equal(old.predict_proba(X), one.predict_proba(X))
+    np.testing.assert_array_equal(old.contributions(X.iloc[:50]), one.contributions(X.iloc[:50]))
+
+
+def test_risk_bags_predict_from_their_compiled_trees_and_never_pickle_them(tmp_path):
+    pytest.importorskip("lleaves")
+    import models.risk as risk
+
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame(rng.normal(size=(2_000, 3)), columns=list("abc"))
+    y = (X["a"] + rng.normal(size=len(X)) > 0).astype(int)
+    m = risk.CalibratedRisk({"n_estimators": 30, "n_jobs": 1, "verbose": -1}, bags=2).fit(X[:1_500], y[:1_500],
+                                                                                          X[1_500:], y[1_500:])
+    raw = m.predict_raw_matrix(X.to_numpy())
+    assert m.attach_compiled(tmp_path / "compiled")
+    np.testing.assert_allclose(m.predict_raw_matrix(X.to_numpy()), raw, rtol=1e-12)
+    assert all(c.verified for c in m.__dict__["compiled_bags_"])  # bit for bit against LightGBM's raw scores
     back = pickle.loads(pickle.dumps(m))
     assert "compiled_bags_" not in back.__dict__ and "compiled_" not in back.__dict__
-    np.testing.assert_allclose(back.predict_raw_matrix(X.to_numpy()), raw, rtol=1e-12)
 
 
 def test_group_calibration_maps_each_days_overdue_group_with_its_own_map():
@@ -468,6 +489,17 @@ def test_risk_bags_come_from_the_config_and_score_like_any_model(fitted):
     assert s["p_very_late"].between(0, 1).all() and s["reasons"].str.len().gt(0).any()
     with pytest.raises(ValidationError, match="risk_bags"):
         TrainingConfig.model_validate({"model": {"risk_bags": 0}})
+
+
+def test_a_short_history_shrinks_the_risk_calibration_slice_before_the_label_window():
+    m = EncaisseModel(label_window_days=45, calibration_days=63, hazard_holdout_days=42)
+    d = pd.Timestamp("2025-06-01")
+    assert m._risk_windows(d - pd.Timedelta(days=200), d) == (45, 63)
+    # 112 days of snapshots: in proportion the window would be 35 days, inside the 42 validated on.
+    label, cal = m._risk_windows(d - pd.Timedelta(days=112), d)
+    assert label == 42 and 1 <= cal <= 112 - 28 - 42
+    # A long window still shrinks in proportion, down to the validation period.
+    assert EncaisseModel(label_window_days=90)._risk_windows(d - pd.Timedelta(days=140), d) == (65, 46)
 
 
 def test_fit_keeps_the_ledgers_payment_calendar_for_the_cash_forecast(fitted):
