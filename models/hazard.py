@@ -482,6 +482,13 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             out[ok, j] = val[ok]
         return out
 
+    @staticmethod
+    def paid_before(days: np.ndarray, cdf: np.ndarray, day) -> np.ndarray:
+        """P(paid before ``day`` days after as_of), per row of ``predict_cdf``'s ``(days, cdf)``: one day for
+        every row, or one per row. Linear inside a bin, as the quantiles are; 0 before as_of."""
+        x = np.broadcast_to(np.asarray(day, dtype=float), (len(cdf),))[:, None]
+        return _interp_rows(x, days, cdf)[:, 0]
+
     def sample(self, days: np.ndarray, cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Payment days (after as_of) for uniform draws ``u`` (n, m); ``inf`` past the horizon."""
         return sample_payment_days(days, cdf, u, self.horizon_days)

@@ -6,7 +6,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.special import expit
+from scipy.special import expit, logit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.utils.validation import check_is_fitted
@@ -146,6 +146,18 @@ class CalibratedRisk(CompiledTrees, ClassifierMixin, BaseEstimator):
                 out += _credits(b, p, data, num_threads)
             out /= 1 + len(bags)  # the credits of the mean log-odds
         return out
+
+
+PROBA_CLIP = 1e-4
+"""Probabilities are clipped to [PROBA_CLIP, 1 - PROBA_CLIP] before their log-odds are blended."""
+
+
+def blend_log_odds(p: np.ndarray, q: np.ndarray, weight: float) -> np.ndarray:
+    """The probability whose log-odds are ``1 - weight`` of ``p``'s and ``weight`` of ``q``'s (``weight`` 0: ``p``)."""
+    if weight == 0:
+        return p
+    lp, lq = (logit(np.clip(np.asarray(x, dtype=float), PROBA_CLIP, 1 - PROBA_CLIP)) for x in (p, q))
+    return expit((1.0 - weight) * lp + weight * lq)
 
 
 def _credits(booster, paths: "PathAttribution", data, num_threads: int) -> np.ndarray:

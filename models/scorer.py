@@ -11,6 +11,8 @@ Time-ordered training (``as_of`` = D, snapshots every ``snapshot_freq_days`` bef
       D - label_window_days are used; the last ``calibration_days`` of those calibrate (and
       early-stop) what the earlier ones fitted. The configuration keeps the window at least
       ``hazard_holdout_days``: the risk models never see ``encaisse train``'s validation period.
+    * ``p_late`` and ``p_very_late`` blend the risk classifiers with what the payment-date
+      distribution says of the same events, in log-odds (``late_blend``, ``very_late_blend``).
 """
 
 from __future__ import annotations
@@ -27,14 +29,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from features.calendar import payment_calendar
 from features.invoices import build_features
-from features.snapshots import snapshot_dates, stack_snapshots
+from features.snapshots import VERY_LATE_DAYS, snapshot_dates, stack_snapshots
 from ledger.contracts import Ledger, isin
 from models.calibration import calibrate_payment_model, fit_by_siblings
 from models.drift import REFERENCE_DAYS, build_reference, reference_rows
+from models.encoded import EncodedRows, EncodedScores
 from models.encoding import FeatureEncoder
 from models.hazard import DEFAULT_EDGES, PaymentDateModel
 from models.reasons import pick_reasons, speakable_cells
-from models.risk import CalibratedRisk
+from models.risk import CalibratedRisk, blend_log_odds
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,10 @@ class EncaisseModel(BaseEstimator):
         bin_edges: payment-date bins in days from as_of (the last is the horizon).
         hazard_params, risk_params: LightGBM parameters for the two kinds of model.
         risk_bags: boosters averaged in each risk model (``CalibratedRisk.bags``).
+        late_blend: share of the payment-date distribution's P(paid after the due date) in the log-odds
+            of ``p_late`` (the late classifier has the rest; 0: the classifier alone).
+        very_late_blend: the same for ``p_very_late`` and the distribution's P(paid more than
+            ``VERY_LATE_DAYS`` after the later of the due date and as_of).
         recalibrate: recalibrate the payment-date distribution on the held-out later slice.
         max_training_rows: budget of snapshot rows; above it, a stable sample of whole clients is
             trained on (None: no limit).
@@ -113,6 +120,7 @@ class EncaisseModel(BaseEstimator):
     # A model pickled before these parameters existed has their defaults.
     feature_groups: tuple[str, ...] = ()
     risk_bags = 1
+    late_blend = very_late_blend = 0.0
 
     def __init__(
         self,
@@ -132,8 +140,12 @@ class EncaisseModel(BaseEstimator):
         payment_options: dict | None = None,
         feature_groups: tuple[str, ...] = (),
         risk_bags: int = 1,
+        late_blend: float = 0.5,
+        very_late_blend: float = 0.5,
     ):
+        self.very_late_blend = very_late_blend
         self.risk_bags = risk_bags
+        self.late_blend = late_blend
         self.payment_options = payment_options
         self.feature_groups = feature_groups
         self.recalibrate = recalibrate
@@ -280,9 +292,23 @@ class EncaisseModel(BaseEstimator):
         pos = recent[reference_rows(len(recent), self.random_state)]
         M = self.encoder_.to_matrix(X.iloc[pos])
         not_due = ts["i_days_to_due"].to_numpy(dtype=float)[pos] >= 0
-        scores = {"p_late": np.where(not_due, _risk_proba(self.late_model_, M, 0), 1.0),
-                  "p_very_late": _risk_proba(self.very_late_model_, M, 0)}
-        return build_reference(ts.iloc[pos], scores)
+        days, cdf = self.payment_model_.predict_cdf_matrix(M)
+        p_late, p_very = self._blend_risks(_risk_proba(self.late_model_, M, 0), _risk_proba(self.very_late_model_, M, 0),
+                                           days, cdf, ts["i_days_to_due"].to_numpy(dtype=float)[pos])
+        return build_reference(ts.iloc[pos], {"p_late": np.where(not_due, p_late, 1.0), "p_very_late": p_very})
+
+    def _blend_risks(self, p_late: np.ndarray, p_very: np.ndarray, days: np.ndarray, cdf: np.ndarray,
+                     days_to_due: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The risk classifiers' probabilities, their log-odds blended with what the payment-date
+        distribution (``predict_cdf``'s ``days, cdf``, same rows) says of the same events: ``late_blend``
+        of P(late)'s, ``very_late_blend`` of P(very late)'s. Paid on the due date is on time, and paid
+        ``VERY_LATE_DAYS`` after the later of the due date and as_of is not very late: late is from one
+        whole day more."""
+        to_due = np.nan_to_num(days_to_due)
+        paid_before = self.payment_model_.paid_before
+        return (blend_log_odds(p_late, 1.0 - paid_before(days, cdf, to_due + 1), self.late_blend),
+                blend_log_odds(p_very, 1.0 - paid_before(days, cdf, np.maximum(to_due, 0) + VERY_LATE_DAYS + 1),
+                               self.very_late_blend))
 
     def _risk_windows(self, first_snapshot, d: pd.Timestamp) -> tuple[int, int]:
         """The risk models' label window and calibration slice, in days, shrunk to fit a short history.
@@ -398,6 +424,7 @@ class EncaisseModel(BaseEstimator):
                 # The payment-date model builds LightGBM's float matrix from the frame it is given;
                 # given the matrix's own columns it reads the same numbers without re-coding categories.
                 days, cdf = self.payment_model_.predict_cdf_matrix(M, num_threads=num_threads)
+                p_late, p_very = self._blend_risks(p_late, p_very, days, cdf, due if pos is None else due[pos])
             else:
                 p_late = p_very = np.zeros(0)
                 days = cdf = np.zeros((0, len(self.payment_model_.edges_)))
@@ -437,57 +464,6 @@ class EncaisseModel(BaseEstimator):
             f = rows.features if positions is None else rows.features.take(positions)
             speakable = speakable_cells(f, names)
         return pick_reasons(contrib, names, rows.features, speakable, n, lang, at=positions)
-
-
-@dataclass
-class EncodedScores:
-    """``predict_encoded``'s figures, one row per invoice scored.
-
-    Attributes:
-        p_late, p_very_late: probabilities (``p_late`` is 1 for an invoice already overdue).
-        days_q: (n, 3) payment-day P10 / P50 / P90, days after as_of, clipped to the horizon.
-        dates: (n, 3) the same as ``datetime64[s]`` dates.
-        beyond_horizon: P90 lies past the horizon.
-        reasons: the reasons, ``"; "``-joined.
-        days, cdf: the calibrated payment-date CDF (``PaymentDateModel.predict_cdf_matrix``).
-    """
-
-    p_late: np.ndarray
-    p_very_late: np.ndarray
-    days_q: np.ndarray
-    dates: np.ndarray
-    beyond_horizon: np.ndarray
-    reasons: list[str]
-    days: np.ndarray
-    cdf: np.ndarray
-
-
-@dataclass
-class EncodedRows:
-    """Feature rows of some invoices and their model input (``EncaisseModel.encode``).
-
-    Attributes:
-        features: the feature frame (``build_features`` output), index 0..n-1.
-        matrix: the encoded rows as the float matrix LightGBM predicts from
-            (``FeatureEncoder.transform`` then ``to_matrix``: categories as their codes).
-        columns: the model input columns of ``matrix``, in order.
-        speakable: (rows, model features): whether ``describe`` has words for that cell (None:
-            not decided yet).
-    """
-
-    features: pd.DataFrame
-    matrix: np.ndarray
-    columns: list[str]
-    speakable: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def take(self, positions) -> "EncodedRows":
-        """The rows at ``positions`` (in that order)."""
-        pos = np.asarray(positions, dtype=np.intp)
-        return EncodedRows(features=self.features.take(pos).reset_index(drop=True), matrix=self.matrix[pos],
-                           columns=self.columns, speakable=None if self.speakable is None else self.speakable[pos])
 
 
 def _risk_proba(model: CalibratedRisk, matrix: np.ndarray, num_threads: int) -> np.ndarray:

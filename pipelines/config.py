@@ -117,6 +117,11 @@ class ModelConfig(_Strict):
     risk_params: dict[str, Any] | None = Field(default=None, description="LightGBM parameters, risk models.")
     risk_bags: int = Field(default=1, ge=1, le=10, description="Boosters averaged in each risk model, each with "
                            "its own seed (models.risk.CalibratedRisk).")
+    late_blend: float = Field(default=0.5, ge=0.0, le=1.0, description="Share of the payment-date model's "
+                              "P(paid after the due date) in the log-odds of p_late (0: the late classifier alone).")
+    very_late_blend: float = Field(default=0.5, ge=0.0, le=1.0, description="The same for p_very_late and the "
+                                   "payment-date model's P(paid more than 30 days after the later of the due date "
+                                   "and the day scored).")
     max_training_rows: int | None = Field(default=300_000, ge=1_000, description="Budget of snapshot rows; above "
                                           "it a stable sample of whole clients is trained on (None: no limit).")
     random_state: int = Field(default=0, ge=0, description="Seed.")

@@ -21,8 +21,9 @@ import pandas as pd
 
 from ledger.contracts import INVOICES, PAYMENTS, Ledger
 from ledger.parsing import validate_frame
+from models.encoded import EncodedRows
 from models.registry import ChampionModel
-from models.scorer import SCORE_COLUMNS, EncodedRows
+from models.scorer import SCORE_COLUMNS
 from serving.current import (
     NoModelError,
     client_features,

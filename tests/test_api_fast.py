@@ -64,9 +64,12 @@ def test_encoded_scores_equal_the_models_frame_methods():
         rows = model.encode(f)
         got, (days, cdf) = model.score(None, day, rows=rows, return_cdf=True, num_threads=1)
         not_due = f["i_days_to_due"].to_numpy() >= 0
-        np.testing.assert_array_equal(got["p_late"], np.where(not_due, model.late_model_.predict_proba(X)[:, 1], 1.0))
-        np.testing.assert_array_equal(got["p_very_late"], model.very_late_model_.predict_proba(X)[:, 1])
         want_days, want_cdf = model.payment_model_.predict_cdf(X)
+        p_late, p_very = model._blend_risks(model.late_model_.predict_proba(X)[:, 1],
+                                            model.very_late_model_.predict_proba(X)[:, 1], want_days, want_cdf,
+                                            f["i_days_to_due"].to_numpy(dtype=float))
+        np.testing.assert_array_equal(got["p_late"], np.where(not_due, p_late, 1.0))
+        np.testing.assert_array_equal(got["p_very_late"], p_very)
         np.testing.assert_array_equal(days, want_days)
         np.testing.assert_array_equal(cdf, want_cdf)
         assert got["reasons"].tolist() == model._reasons(f, X)

@@ -1,0 +1,108 @@
+"""P(late) and P(very late): the risk classifiers blended with what the payment-date distribution says."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+from scipy.special import expit, logit
+
+from ledger.synth import make_ledger
+from models.hazard import PaymentDateModel
+from models.risk import blend_log_odds
+from models.scorer import EncaisseModel
+from pipelines.config import TrainingConfig
+
+SMALL = dict(max_snapshots=10, snapshot_freq_days=21, hazard_params={"n_estimators": 60},
+             risk_params={"n_estimators": 60})
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    ledger = make_ledger(100, years=2, seed=7, end_date="2025-12-31")
+    d = pd.Timestamp("2025-09-01")
+    cfg = TrainingConfig.model_validate({"model": SMALL})
+    return ledger, d, EncaisseModel(**cfg.model.estimator_params()).fit(ledger, d)
+
+
+def _unblended(model: EncaisseModel) -> EncaisseModel:
+    solo = copy.copy(model)
+    solo.late_blend = solo.very_late_blend = 0.0
+    return solo
+
+
+def test_the_cdf_before_a_day_reads_each_rows_days_and_interpolates_inside_a_bin():
+    days = np.array([[0.0, 1.0, 2.0, 5.0, 10.0],
+                     [0.0, 0.0, 3.0, 8.0, 20.0]])  # the second row's as_of falls inside its first bin
+    cdf = np.array([[0.0, 0.1, 0.3, 0.9, 1.0],
+                    [0.0, 0.0, 0.2, 0.7, 0.9]])
+    before = PaymentDateModel.paid_before
+    np.testing.assert_allclose(before(days, cdf, 2), [0.3, 0.2 * 2 / 3])
+    np.testing.assert_allclose(before(days, cdf, [3.5, 5.5]), [0.6, 0.45])  # a day per row
+    np.testing.assert_allclose(before(days, cdf, [-1, 30]), [0.0, 0.9])  # before as_of; past the last edge
+
+
+def test_blending_log_odds():
+    p, q = np.array([0.2, 0.9, 0.5]), np.array([0.6, 0.3, 0.0])
+    assert blend_log_odds(p, q, 0.0) is p
+    np.testing.assert_allclose(blend_log_odds(p, q, 1.0), [0.6, 0.3, 1e-4])  # clipped, never 0 or 1
+    half = blend_log_odds(p, q, 0.5)
+    np.testing.assert_allclose(logit(half[:2]), (logit(p[:2]) + logit(q[:2])) / 2)
+    assert 0 < half[2] < 0.5
+
+
+def test_the_risks_blend_the_classifiers_with_the_payment_date_distribution(fitted):
+    ledger, d, model = fitted
+    known = ledger.known_at(d)
+    s, (days, cdf) = model.score(known, d, n_reasons=0, return_cdf=True)
+    solo = _unblended(model).score(known, d, n_reasons=0)
+    not_due = (s["due_date"] >= d).to_numpy()
+    assert 20 <= not_due.sum() < len(s)
+    # P(paid after the due date) from the days grid: the CDF one day after the due day.
+    to_due = ((s["due_date"] - d) / pd.Timedelta(days=1)).to_numpy()
+    p_after = np.array([1 - np.interp(to_due[i] + 1, days[i], cdf[i]) for i in np.flatnonzero(not_due)])
+    expected = expit(0.5 * logit(np.clip(solo["p_late"].to_numpy()[not_due], 1e-4, 1 - 1e-4))
+                     + 0.5 * logit(np.clip(p_after, 1e-4, 1 - 1e-4)))
+    np.testing.assert_allclose(s["p_late"].to_numpy()[not_due], expected, rtol=1e-9)
+    assert not np.allclose(s["p_late"], solo["p_late"])
+    assert (s.loc[~not_due, "p_late"] == 1.0).all()
+    # Very late: paid more than 30 days after the later of the due date and as_of, i.e. from day 31 on.
+    limit = np.maximum(to_due, 0) + 30
+    p_very = np.array([1 - np.interp(limit[i] + 1, days[i], cdf[i]) for i in range(len(s))])
+    expected = expit(0.5 * logit(np.clip(solo["p_very_late"].to_numpy(), 1e-4, 1 - 1e-4))
+                     + 0.5 * logit(np.clip(p_very, 1e-4, 1 - 1e-4)))
+    np.testing.assert_allclose(s["p_very_late"], expected, rtol=1e-9)
+    # Nothing else moves.
+    risks = ["p_late", "p_very_late"]
+    pd.testing.assert_frame_equal(s.drop(columns=risks), solo.drop(columns=risks))
+
+
+def test_the_drift_reference_holds_the_p_late_the_model_scores(fitted):
+    ledger, d, model = fitted
+    ts = model.build_training_set(ledger, d)
+    X = model.encoder_.transform(ts)
+    blended = model._build_reference(ts, X)["scores"]
+    alone = _unblended(model)._build_reference(ts, X)["scores"]
+    for name in ("p_late", "p_very_late"):
+        assert blended[name]["mean"] != pytest.approx(alone[name]["mean"], abs=1e-6)
+    assert blended == model.reference_["scores"]
+
+
+def test_a_model_pickled_before_the_blends_scores_with_its_classifiers_alone(fitted):
+    ledger, d, model = fitted
+    old = copy.copy(model)
+    del old.__dict__["late_blend"], old.__dict__["very_late_blend"]
+    assert old.get_params()["late_blend"] == old.get_params()["very_late_blend"] == 0.0
+    known = ledger.known_at(d)
+    pd.testing.assert_frame_equal(old.score(known, d, n_reasons=0), _unblended(model).score(known, d, n_reasons=0))
+
+
+def test_the_blend_weight_is_a_share():
+    assert TrainingConfig.model_validate({}).model.late_blend == 0.5
+    for name in ("late_blend", "very_late_blend"):
+        with pytest.raises(ValidationError, match=name):
+            TrainingConfig.model_validate({"model": {name: -0.1}})
+
