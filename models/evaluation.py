@@ -14,7 +14,10 @@ are min(q, C), so a forecast is judged on what could be observed and nothing is 
       mean over tau approximates the CRPS), so the sharpest calibrated forecast scores lowest.
       Forecasts with only P10/P50/P90 are interpolated linearly between them (flat outside).
 Risk metrics use invoices not yet due at ``as_of`` whose lateness is known by ``outcome_end``
-(paid, or still unpaid after the due date): ``auc_p_late``, ``brier_p_late``.
+(paid, or still unpaid after the due date): ``auc_p_late``, ``brier_p_late``; and every invoice whose
+very-lateness is known (paid, or unpaid more than 30 days after the later of the due date and
+``as_of``; the training label of ``features.snapshots``): ``auc_p_very_late``, ``brier_p_very_late``,
+for forecasts that carry ``p_very_late``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pandas as pd
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from features.clients import build_client_features
+from features.snapshots import add_outcomes
 from ledger.contracts import Ledger
 
 
@@ -121,7 +125,8 @@ def evaluate_forecasts(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
     Args:
         pred: ``p_late``, ``p10_days``, ``p50_days``, ``p90_days`` per invoice (NaN = not forecast).
         truth: aligned with ``pred``: ``duration_days`` (min(T, C)), ``event`` (1 if paid before
-            C), ``censor_days`` (C), ``y_late`` (NaN when unknown), ``not_due`` (bool).
+            C), ``censor_days`` (C), ``y_late`` (NaN when unknown), ``not_due`` (bool); optionally
+            ``y_very_late`` (NaN when unknown), judged when ``pred`` has ``p_very_late``.
     """
     res: dict[str, float | None] = {}
     m = truth["not_due"].to_numpy() & truth["y_late"].notna().to_numpy() & pred["p_late"].notna().to_numpy()
@@ -134,6 +139,14 @@ def evaluate_forecasts(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
         res["brier_p_late"] = float(brier_score_loss(y, np.clip(p, 0, 1)))
     else:
         res["auc_p_late"] = res["brier_p_late"] = None
+    res["auc_p_very_late"] = res["brier_p_very_late"] = None
+    if "p_very_late" in pred.columns and "y_very_late" in truth.columns:
+        m = truth["y_very_late"].notna().to_numpy() & pred["p_very_late"].notna().to_numpy()
+        y = truth.loc[m, "y_very_late"].to_numpy().astype(int)
+        if len(np.unique(y)) == 2:
+            p = pred.loc[m, "p_very_late"].to_numpy()
+            res["auc_p_very_late"] = float(roc_auc_score(y, p))
+            res["brier_p_very_late"] = float(brier_score_loss(y, np.clip(p, 0, 1)))
 
     if pred["p50_days"].isna().all():
         res.update(mae_days=None, within_7d=None, interval_coverage=None, interval_width_days=None,
@@ -158,20 +171,14 @@ def evaluate_forecasts(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
 
 
 def build_truth(open_frame: pd.DataFrame, ledger: Ledger, as_of, outcome_end) -> pd.DataFrame:
-    """What happened to the invoices open at ``as_of``, observed until ``outcome_end``."""
+    """What happened to the invoices open at ``as_of``, observed until ``outcome_end``: the training
+    rows' outcomes (``features.snapshots.add_outcomes``), one definition of late and very late."""
     d, end = pd.Timestamp(as_of), pd.Timestamp(outcome_end)
-    paid = ledger.invoices.set_index("invoice_id")["paid_date"].reindex(open_frame["invoice_id"]).to_numpy()
-    paid = pd.Series(paid, index=open_frame.index)
-    paid = paid.where(paid < end)
-    c = (end - d) / pd.Timedelta(days=1)
-    dur = ((paid - d) / pd.Timedelta(days=1)).fillna(c)
-    due = open_frame["due_date"]
-    y = pd.Series(np.nan, index=open_frame.index)
-    y[paid.notna()] = (paid[paid.notna()] > due[paid.notna()]).astype(float)
-    y[paid.isna() & (due < end - pd.Timedelta(days=1))] = 1.0
+    o = add_outcomes(open_frame[["invoice_id", "due_date"]], ledger, d, end)
     return pd.DataFrame({
-        "duration_days": dur.astype(float), "event": paid.notna().astype(int), "censor_days": float(c),
-        "y_late": y, "not_due": (due >= d).to_numpy(), "paid_date": paid,
+        "duration_days": o["duration_days"].astype(float), "event": o["event"].astype(int),
+        "censor_days": float((end - d) / pd.Timedelta(days=1)), "y_late": o["y_late"], "y_very_late": o["y_very_late"],
+        "not_due": (open_frame["due_date"] >= d).to_numpy(), "paid_date": o["paid_date"],
     }, index=open_frame.index)
 
 

@@ -32,7 +32,7 @@ BUCKET_METRICS = ("bias_days", "mae_days", "interval_width_days", "interval_cove
 right). ``median_bias_days``: the bias the bucket's own median of min(T, C) would show, known in
 hindsight (median - mean): the part of ``bias_days`` that right-skewed delays give any median."""
 
-HIGHER_IS_BETTER = {"auc_p_late", "within_7d", "capture_top10"}
+HIGHER_IS_BETTER = {"auc_p_late", "auc_p_very_late", "within_7d", "capture_top10"}
 """Metrics where the worst cutoff is the lowest; coverages are worst farthest from 0.8; the rest lowest is best."""
 
 NOMINAL_COVERAGE = 0.8

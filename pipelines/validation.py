@@ -17,12 +17,15 @@ from models.evaluation import PINBALL_LEVELS, QUANTILE_COLUMNS, build_baselines,
 from models.scorer import EncaisseModel
 
 METRICS = ("auc_p_late", "brier_p_late", "mae_days", "bias_days", "within_7d", "interval_coverage",
-           "interval_width_days", "pinball_days")
+           "interval_width_days", "pinball_days", "auc_p_very_late", "brier_p_very_late")
 """The headline metrics, in report order."""
 
 BASELINES = ("historical_rate", "due_date", "client_median_delay")
 
 FORECAST_COLUMNS = ["p_late", "p10_days", "p50_days", "p90_days"]
+"""What every forecaster gives, the baselines too; the model also gives ``p_very_late`` (``MODEL_COLUMNS``)."""
+
+MODEL_COLUMNS = [*FORECAST_COLUMNS, "p_very_late"]
 
 
 @dataclass
@@ -80,7 +83,7 @@ def build_evaluation_set(ledger: Ledger, days, outcome_end) -> EvaluationSet:
 
 
 def predict_evaluation_set(model: EncaisseModel, ledger: Ledger, es: EvaluationSet) -> pd.DataFrame:
-    """``model``'s forecasts for ``es.rows``: ``FORECAST_COLUMNS``, ``QUANTILE_COLUMNS`` and ``pit``
+    """``model``'s forecasts for ``es.rows``: ``MODEL_COLUMNS``, ``QUANTILE_COLUMNS`` and ``pit``
     (F(payment day), paid rows).
 
     The model scores each day from the ledger as known at that day (``score`` enforces it).
@@ -90,7 +93,7 @@ def predict_evaluation_set(model: EncaisseModel, ledger: Ledger, es: EvaluationS
     for day in es.days:
         ids = es.rows.loc[es.rows["as_of"] == day, "invoice_id"]
         sc, (grid, cdf) = model.score(known, day, invoice_ids=ids, n_reasons=0, return_cdf=True)
-        part = sc[["invoice_id", *FORECAST_COLUMNS]].copy()
+        part = sc[["invoice_id", *MODEL_COLUMNS]].copy()
         q = model.payment_model_.quantiles(grid, cdf, PINBALL_LEVELS)
         for j, name in enumerate(QUANTILE_COLUMNS):
             part[name] = np.minimum(q[:, j], model.payment_model_.horizon_days)
@@ -104,12 +107,12 @@ def predict_evaluation_set(model: EncaisseModel, ledger: Ledger, es: EvaluationS
         part["pit"] = pit
         parts.append(part)
     pred = (pd.concat(parts, ignore_index=True) if parts
-            else pd.DataFrame(columns=["as_of", "invoice_id", *FORECAST_COLUMNS, *QUANTILE_COLUMNS, "pit"]))
+            else pd.DataFrame(columns=["as_of", "invoice_id", *MODEL_COLUMNS, *QUANTILE_COLUMNS, "pit"]))
     out = es.rows[["as_of", "invoice_id"]].merge(pred, on=["as_of", "invoice_id"], how="left", validate="one_to_one")
     missing = int(out["p_late"].isna().sum())
     if missing:
         raise ValueError(f"The model did not score {missing} of the {len(out)} open invoices of the evaluation set.")
-    return out[[*FORECAST_COLUMNS, *QUANTILE_COLUMNS, "pit"]]
+    return out[[*MODEL_COLUMNS, *QUANTILE_COLUMNS, "pit"]]
 
 
 def headline(metrics: dict) -> dict:
@@ -119,7 +122,7 @@ def headline(metrics: dict) -> dict:
 
 def evaluate_predictions(pred: pd.DataFrame, es: EvaluationSet) -> dict:
     """``models.evaluation.evaluate_forecasts`` of ``pred`` on ``es`` (all keys, None = not forecast)."""
-    return evaluate_forecasts(pred[[c for c in (*FORECAST_COLUMNS, *QUANTILE_COLUMNS) if c in pred.columns]], es.truth)
+    return evaluate_forecasts(pred[[c for c in (*MODEL_COLUMNS, *QUANTILE_COLUMNS) if c in pred.columns]], es.truth)
 
 
 def evaluate_baselines(es: EvaluationSet) -> dict[str, dict]:

@@ -106,3 +106,19 @@ def test_the_blend_weight_is_a_share():
         with pytest.raises(ValidationError, match=name):
             TrainingConfig.model_validate({"model": {name: -0.1}})
 
+
+def test_the_backtest_truth_holds_the_training_labels(fitted):
+    from features.snapshots import add_outcomes
+    from models.evaluation import build_truth, evaluate_forecasts
+
+    ledger, d, model = fitted
+    s = model.score(ledger.known_at(d), d, n_reasons=0)
+    end = pd.Timestamp("2025-11-15")
+    truth = build_truth(s, ledger, d, end)
+    want = add_outcomes(s, ledger, d, end)
+    pd.testing.assert_series_equal(truth["y_very_late"], want["y_very_late"])
+    pd.testing.assert_series_equal(truth["y_late"], want["y_late"])
+    assert truth["y_very_late"].notna().sum() > 50 and truth["y_very_late"].isna().any()
+    res = evaluate_forecasts(s, truth)
+    rate = truth["y_very_late"].mean()
+    assert res["brier_p_very_late"] < rate * (1 - rate) and res["auc_p_very_late"] > 0.6
