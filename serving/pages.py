@@ -216,7 +216,7 @@ def _client_page(ctx: Ctx, client_id: str, status_code: int = 200, error: str | 
                "y": (paid["paid_date"] - paid["due_date"]).dt.days.astype("int64").tolist(),
                "label": ctx.t("days_late")}
     acts = led.actions.iloc[index.actions_of_client.get(client_id, np.array([], dtype=int))]
-    acts = acts.sort_values(["action_date", "action_id"], ascending=[False, False], kind="stable").head(60)
+    acts = acts.sort_values(["action_date", "action_id"], ascending=[False, False], kind="stable").head(CLIENT_ACTION_ROWS)
     inv = view.invoices.copy()
     if "days_overdue" not in inv.columns:
         inv["days_overdue"] = (ctx.day - pd.to_datetime(inv["due_date"])).dt.days.clip(lower=0)
@@ -235,6 +235,9 @@ def client_page(request: Request, client_id: str) -> Response:
     check_page_portfolio(ctx, client_id)
     return _client_page(ctx, client_id)
 
+
+CLIENT_ACTION_ROWS = 60
+"""Actions a client page shows, the newest first (those recorded since the page's day included)."""
 
 KINDS = {"call": ("call", "call"), "promise": ("promise", "call"), "dispute": ("dispute", "call")}
 """Form choice -> (ledger step, channel)."""
