@@ -303,8 +303,9 @@ class EncaisseModel(BaseEstimator):
         distribution (``predict_cdf``'s ``days, cdf``, same rows) says of the same events: ``late_blend``
         of P(late)'s, ``very_late_blend`` of P(very late)'s. Paid on the due date is on time, and paid
         ``VERY_LATE_DAYS`` after the later of the due date and as_of is not very late: late is from one
-        whole day more."""
-        to_due = np.nan_to_num(days_to_due)
+        whole day more. The days to the due date are those the CDF's days grid was built from (clipped into
+        the payment-date model's bins, as ``PaymentDateModel._a0`` does)."""
+        to_due = -self.payment_model_._a0({"i_days_to_due": days_to_due})
         paid_before = self.payment_model_.paid_before
         return (blend_log_odds(p_late, 1.0 - paid_before(days, cdf, to_due + 1), self.late_blend),
                 blend_log_odds(p_very, 1.0 - paid_before(days, cdf, np.maximum(to_due, 0) + VERY_LATE_DAYS + 1),

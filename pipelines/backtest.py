@@ -162,12 +162,12 @@ def save_predictions(bt: Backtest, path: Path) -> Path:
     """Write each open invoice's forecast beside what happened to it (one row per invoice).
 
     Columns: the evaluation rows (``as_of``, ``invoice_id``, ``client_id``, ``due_date``), the model's
-    forecast columns (``p_late``, quantiles in days after as_of, ``pit``) and the truth
-    (``duration_days`` = min(T, C), ``event``, ``censor_days``, ``y_late``): what a reader needs to
+    forecast columns (``p_late``, ``p_very_late``, quantiles in days after as_of, ``pit``) and the truth
+    (``duration_days`` = min(T, C), ``event``, ``censor_days``, ``y_late``, ``y_very_late``): what a reader needs to
     recompute any metric of the report, or a new one, without refitting.
     """
     es = bt.evaluation_set
-    truth = es.truth[["duration_days", "event", "censor_days", "y_late"]]
+    truth = es.truth[["duration_days", "event", "censor_days", "y_late", "y_very_late"]]
     frame = pd.concat([es.rows.reset_index(drop=True), bt.predictions.reset_index(drop=True),
                        truth.reset_index(drop=True)], axis=1)
     frame.to_csv(path, index=False)
@@ -217,7 +217,9 @@ def save_backtest_report(bt: Backtest, metrics: dict, out_dir: str | Path) -> Pa
         "",
         f"Risk metrics use the {full['model']['n_risk']} invoices not yet due at as_of whose lateness is known "
         f"by the end (late rate {_fmt(full['model']['late_rate'])}). Overdue invoices get p_late = 1 and are "
-        f"left out of AUC and Brier. Model MAE on paid invoices only: {_fmt(full['model'].get('mae_days_paid'))} days.",
+        f"left out of AUC and Brier. `auc_p_very_late` and `brier_p_very_late` judge p_very_late on every open "
+        f"invoice whose very-lateness (paid more than 30 days after max(due, as_of)) is known by the end. "
+        f"Model MAE on paid invoices only: {_fmt(full['model'].get('mae_days_paid'))} days.",
         "",
         "Cash forecast: `weekly_wape` = sum |forecast - collected| / sum collected over the weeks from as_of "
         "fully observed before the end; `weekly_band_coverage` = share of those weeks whose collections fall in "

@@ -107,18 +107,46 @@ def test_the_blend_weight_is_a_share():
             TrainingConfig.model_validate({"model": {name: -0.1}})
 
 
-def test_the_backtest_truth_holds_the_training_labels(fitted):
-    from features.snapshots import add_outcomes
-    from models.evaluation import build_truth, evaluate_forecasts
 
-    ledger, d, model = fitted
-    s = model.score(ledger.known_at(d), d, n_reasons=0)
-    end = pd.Timestamp("2025-11-15")
-    truth = build_truth(s, ledger, d, end)
-    want = add_outcomes(s, ledger, d, end)
-    pd.testing.assert_series_equal(truth["y_very_late"], want["y_very_late"])
-    pd.testing.assert_series_equal(truth["y_late"], want["y_late"])
-    assert truth["y_very_late"].notna().sum() > 50 and truth["y_very_late"].isna().any()
-    res = evaluate_forecasts(s, truth)
-    rate = truth["y_very_late"].mean()
-    assert res["brier_p_very_late"] < rate * (1 - rate) and res["auc_p_very_late"] > 0.6
+def test_the_backtest_truth_by_hand():
+    from ledger.contracts import Ledger
+    from models.evaluation import build_truth
+
+    d, end = pd.Timestamp("2024-03-01"), pd.Timestamp("2024-05-01")
+    led = Ledger.from_frames(pd.DataFrame({
+        "invoice_id": ["on_due", "day_after", "very", "not_very", "open_old", "open_new"],
+        "client_id": "A",
+        "issue_date": "2024-02-01",
+        "due_date": ["2024-03-10", "2024-03-10", "2024-02-20", "2024-02-20", "2024-02-20", "2024-05-15"],
+        # very late: paid more than 30 days after max(due, D) = D for those already overdue at D
+        "paid_date": ["2024-03-10", "2024-03-11", "2024-04-01", "2024-03-31", None, None],
+        "amount": 100.0,
+    }))
+    frame = led.invoices[["invoice_id", "due_date"]].reset_index(drop=True)
+    t = build_truth(frame, led, d, end).set_index(frame["invoice_id"])
+    assert t["y_late"].tolist()[:5] == [0, 1, 1, 1, 1] and np.isnan(t.loc["open_new", "y_late"])
+    assert t["y_very_late"].tolist()[:5] == [0, 0, 1, 0, 1] and np.isnan(t.loc["open_new", "y_very_late"])
+    assert t["duration_days"].tolist() == [9, 10, 31, 30, 61, 61] and t["event"].tolist() == [1, 1, 1, 1, 0, 0]
+    assert t["not_due"].tolist() == [True, True, False, False, False, True]
+
+
+def test_the_blend_reads_the_distribution_at_the_labels_days():
+    """A distribution sure of the day: paid on the due date is on time, the day after is late; paid 30 days
+    after the later of the due date and as_of is not very late, the day after is."""
+    m = EncaisseModel(late_blend=1.0, very_late_blend=1.0)
+    m.payment_model_ = PaymentDateModel()
+    m.payment_model_.edges_ = np.array([-400.0, 0.0, 1000.0])
+    days = np.array([[0.0, 5.0, 6.0, 35.0, 36.0, 400.0]] * 2)
+
+    def sure_on(day):  # all the mass on ``day`` (the CDF rises over [day, day + 1))
+        return np.where(days[0] >= day + 1, 1.0, 0.0)[None, :].repeat(2, axis=0)
+
+    half = np.full(2, 0.5)
+    to_due = np.array([5.0, 5.0])
+    on_time, _ = m._blend_risks(half, half, days, sure_on(5), to_due)
+    late, not_very = m._blend_risks(half, half, days, sure_on(6), to_due)
+    _, very = m._blend_risks(half, half, days, sure_on(36), to_due)
+    assert on_time.max() < 1e-3 and late.min() > 1 - 1e-3
+    assert not_very.max() < 1e-3 and very.min() > 1 - 1e-3
+    _, at_limit = m._blend_risks(half, half, days, sure_on(35), to_due)
+    assert at_limit.max() < 1e-3

@@ -184,7 +184,12 @@ def test_cli_backtest_json_and_train(tmp_path, ledger):
     assert all(set(METRICS) <= set(got[k] if k == "model" else got["baselines"][k])
                for k in ("model", "historical_rate", "due_date", "client_median_delay"))
     assert {"weekly_wape", "weekly_band_coverage", "capture_top10"} <= set(got["model"])
+    assert 0.5 < got["model"]["auc_p_very_late"] <= 1 and got["baselines"]["due_date"]["auc_p_very_late"] is None
     assert (tmp_path / "rep" / "report.md").is_file()
+    # The table for a reader: every forecaster's row, the worklist's static ranking too (it has one metric).
+    res = runner.invoke(app, ["backtest", "--as-of", AS_OF, "--config", str(QUICK_CONFIG), "--home", str(home)])
+    assert res.exit_code == 0, res.output
+    assert "auc_p_very_late" in res.stdout and "static_ranking" in res.stdout
 
     res = runner.invoke(app, ["train", "--as-of", "2025-05-01", "--config", str(QUICK_CONFIG), "--home", str(home), "--json"])
     assert res.exit_code == 0, res.output

@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         out.print("  " + "forecaster".ljust(22) + "".join(k.rjust(22) for k in METRICS))
         for name, vals in [("model", result["model"]), *result["baselines"].items()]:
-            out.print("  " + name.ljust(22) + "".join(fmt(vals[k]).rjust(22) for k in METRICS))
+            out.print("  " + name.ljust(22) + "".join(fmt(vals.get(k)).rjust(22) for k in METRICS))
         if path:
             out.print(f"Report: {path}")
 
