@@ -131,22 +131,14 @@ def evaluate_forecasts(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
     res: dict[str, float | None] = {}
     m = truth["not_due"].to_numpy() & truth["y_late"].notna().to_numpy() & pred["p_late"].notna().to_numpy()
     y = truth.loc[m, "y_late"].to_numpy().astype(int)
-    p = pred.loc[m, "p_late"].to_numpy()
     res["n_risk"] = int(m.sum())
     res["late_rate"] = float(y.mean()) if len(y) else None
-    if len(np.unique(y)) == 2:
-        res["auc_p_late"] = float(roc_auc_score(y, p))
-        res["brier_p_late"] = float(brier_score_loss(y, np.clip(p, 0, 1)))
-    else:
-        res["auc_p_late"] = res["brier_p_late"] = None
+    res["auc_p_late"], res["brier_p_late"] = _auc_brier(y, pred.loc[m, "p_late"].to_numpy())
     res["auc_p_very_late"] = res["brier_p_very_late"] = None
     if "p_very_late" in pred.columns and "y_very_late" in truth.columns:
         m = truth["y_very_late"].notna().to_numpy() & pred["p_very_late"].notna().to_numpy()
-        y = truth.loc[m, "y_very_late"].to_numpy().astype(int)
-        if len(np.unique(y)) == 2:
-            p = pred.loc[m, "p_very_late"].to_numpy()
-            res["auc_p_very_late"] = float(roc_auc_score(y, p))
-            res["brier_p_very_late"] = float(brier_score_loss(y, np.clip(p, 0, 1)))
+        res["auc_p_very_late"], res["brier_p_very_late"] = _auc_brier(
+            truth.loc[m, "y_very_late"].to_numpy().astype(int), pred.loc[m, "p_very_late"].to_numpy())
 
     if pred["p50_days"].isna().all():
         res.update(mae_days=None, within_7d=None, interval_coverage=None, interval_width_days=None,
@@ -168,6 +160,13 @@ def evaluate_forecasts(pred: pd.DataFrame, truth: pd.DataFrame) -> dict[str, flo
     res["interval_coverage"] = float(((lo <= t) & (t <= hi)).mean())
     res["interval_width_days"] = float((pred["p90_days"] - pred["p10_days"]).mean())
     return res
+
+
+def _auc_brier(y: np.ndarray, p: np.ndarray) -> tuple[float | None, float | None]:
+    """AUC and Brier score of probabilities ``p`` for outcomes ``y`` (None, None unless both outcomes occur)."""
+    if len(np.unique(y)) < 2:
+        return None, None
+    return float(roc_auc_score(y, p)), float(brier_score_loss(y, np.clip(p, 0, 1)))
 
 
 def build_truth(open_frame: pd.DataFrame, ledger: Ledger, as_of, outcome_end) -> pd.DataFrame:

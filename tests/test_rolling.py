@@ -67,9 +67,9 @@ def test_very_late_is_judged_on_every_invoice_whose_outcome_is_known():
     truth = pd.DataFrame({"duration_days": [5.0] * 4, "event": 1, "censor_days": 60.0, "y_late": np.nan,
                           "not_due": False, "y_very_late": [1.0, 0.0, np.nan, 0.0]})
     pred = pd.DataFrame({"p_late": 1.0, "p10_days": 4.0, "p50_days": 5.0, "p90_days": 6.0,
-                         "p_very_late": [0.9, 0.2, 0.01, 0.4]})
+                         "p_very_late": [0.9, 0.2, 0.95, 0.4]})
     got = evaluate_forecasts(pred, truth)
-    assert got["auc_p_very_late"] == 1.0  # the unknown outcome (0.01) is left out, not counted as on time
+    assert got["auc_p_very_late"] == 1.0  # the unknown outcome (0.95) is left out, not counted as on time
     assert got["brier_p_very_late"] == pytest.approx((0.1 ** 2 + 0.2 ** 2 + 0.4 ** 2) / 3)
     assert got["auc_p_late"] is None  # no invoice not yet due
     baseline = evaluate_forecasts(pred.drop(columns="p_very_late"), truth)
