@@ -19,6 +19,7 @@ from features.clients import (
     _seconds_of,
     client_features_from_arrays,
 )
+from features.calendar import rows_countries
 from features.signals import add_feature_groups, validate_feature_groups
 from ledger.contracts import Ledger, isin
 
@@ -70,8 +71,9 @@ def build_features(
         feature_groups: optional groups of columns (``features.signals.FEATURE_GROUPS``).
 
     Returns:
-        ``ID_COLUMNS`` then ``i_*`` (invoice), ``c_*`` (client) and ``a_*`` (attribute) columns,
-        one row per open invoice, ordered by ``invoice_id``. ``i_days_to_due`` is negative for an
+        ``ID_COLUMNS`` then ``i_*`` (invoice), ``c_*`` (client) and ``a_*`` (attribute) columns, and
+        ``country`` (the invoice's, else its client's; not a model input), one row per open invoice,
+        ordered by ``invoice_id``. ``i_days_to_due`` is negative for an
         invoice already overdue.
     """
     return features_from_arrays(LedgerArrays.from_ledger(ledger), as_of, extra_attributes,
@@ -141,6 +143,9 @@ def features_from_arrays(
     for name in dict.fromkeys(attrs):
         if name in src.columns:
             out[f"a_{name}"] = _as_text(src[name])
+    # Not a model input: the country whose weekdays and holidays the invoice's payment day follows
+    # (``EncaisseModel.payment_quantiles``), the invoice's own, else its client's.
+    out["country"] = rows_countries(src, t.ledger.clients)
     return out, rows
 
 

@@ -46,11 +46,11 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from features.calendar import PaymentCalendar, calendar_clock
+from features.calendar import calendar_clock
 from features.invoices import open_invoices
 from ledger.contracts import Ledger, isin
 from models.evaluation import build_baselines
-from models.hazard import _count_le, _interp_rows
+from models.grid import count_le, interp_rows
 
 log = logging.getLogger(__name__)
 
@@ -116,30 +116,9 @@ def build_period_cdf(days: np.ndarray, cdf: np.ndarray, edges: np.ndarray, horiz
     xp = days.astype(float)
     if day_weights is not None:
         xp, x = calendar_clock(xp, day_weights, rows), calendar_clock(x, day_weights, rows)
-    g = _interp_rows(x, xp, cdf.astype(float))
+    g = interp_rows(x, xp, cdf.astype(float))
     g[:, 0] = np.where(edges[0] <= 0, 0.0, g[:, 0])
     return np.maximum.accumulate(np.clip(g, 0.0, 1.0), axis=1)
-
-
-def forecast_day_weights(payment_model, as_of, n_days: int, countries=None) -> tuple[np.ndarray, np.ndarray] | None:
-    """The day weights of ``build_period_cdf`` for invoices of ``countries`` (None: one group).
-
-    From the model's ``payment_calendar_``; a model stored before it has at most weekday weights,
-    and one stored before those spreads evenly (None).
-    """
-    cal = getattr(payment_model, "payment_calendar_", None)
-    if cal is None:
-        weekdays = getattr(payment_model, "weekday_weights_", None)
-        if weekdays is None:
-            return None
-        cal = PaymentCalendar(weekday_weights=weekdays)
-    if countries is None:
-        codes, rows = [None], None
-    else:
-        rows, uniques = pd.factorize(pd.Series(countries, dtype=object), use_na_sentinel=True)
-        codes = list(uniques) + [None]  # the missing countries (code -1) take the last group
-        rows = np.where(rows < 0, len(codes) - 1, rows).astype(np.intp)
-    return cal.day_weights(as_of, n_days, codes), rows
 
 
 # -- sampling ------------------------------------------------------------------------------------
@@ -199,7 +178,7 @@ def sample_period_totals(
             x *= b
             x += a * z[codes]
             x += c * zg[None, :]
-        p = _count_le(gn, x)
+        p = count_le(gn, x)
         flat = (np.arange(m)[None, :] * (h + 1) + p).ravel()
         w = np.broadcast_to(amounts[:, None], (n, m)).ravel()
         sums = np.bincount(flat, weights=w, minlength=m * (h + 1)).reshape(m, h + 1)
@@ -359,7 +338,7 @@ def build_collection_forecast(
     # the clock goes on at its last day's weight.
     n_days = int(np.ceil(min(max(float(np.max(days, initial=0.0)), float(edges[-1])), MAX_CALENDAR_DAYS))) + 2
     countries = scores["country"].to_numpy(dtype=object) if "country" in scores else None
-    calendar = forecast_day_weights(payment_model, d, n_days, countries)
+    calendar = payment_model.day_weights(d, n_days, countries)
     g = build_period_cdf(days, cdf, edges, horizon_days, *(calendar or (None, None)))
     expected = amounts @ np.diff(g, axis=1) if n else np.zeros(len(starts))
     totals = sample_period_totals(amounts, scores["client_id"].to_numpy(), g, n_samples=n_samples,

@@ -31,9 +31,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from features.calendar import PaymentCalendar
 from models.calibration import km_map as _km_map
 from models.bins import BIN_INPUTS, bin_columns, person_period_rows
 from models.compiled import CompiledTrees
+from models.grid import grid_quantiles, interp_rows, sample_payment_days
 
 DEFAULT_EDGES = (
     -400, -180, -120, -90, -60, -45, -30, -21, -14, -10, -7, -5, -4, -3, -2, -1,
@@ -69,64 +71,6 @@ def _edges(edges) -> np.ndarray:
     if len(e) < 3 or e[0] >= 0 or e[-1] <= 0:
         raise ValueError(f"bin_edges must hold at least 3 edges, some before and some after 0; got {list(edges)}.")
     return e
-
-
-def _count_le(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Per row i and column j: how many entries of ``rows[i]`` (non-decreasing) are <= ``values[i, j]``.
-
-    One flat ``searchsorted``: rows are shifted apart so that the flattened array stays sorted.
-    """
-    n, k = rows.shape
-    if n == 0:
-        return np.zeros(values.shape, dtype=np.int64)
-    if k <= 40:
-        # Few columns (weekly periods, the model's bins): comparing column by column is faster.
-        count = np.zeros(values.shape, dtype=np.int16 if k < 32_000 else np.int64)
-        for j in range(k):
-            count += rows[:, j:j + 1] <= values
-        return count
-    finite = rows[np.isfinite(rows)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    # Infinite entries become sentinels outside the finite range, keeping every comparison's result:
-    # a finite value never reaches a +inf entry (hi + 2), a +inf value (hi + 3) passes them all.
-    r = np.nan_to_num(rows, posinf=hi + 2.0, neginf=lo - 2.0)
-    v = np.where(np.isposinf(values), hi + 3.0, np.where(np.isneginf(values), lo - 3.0,
-                                                          np.clip(values, lo - 1.0, hi + 1.0)))
-    width = hi - lo + 7.0
-    off = np.arange(n, dtype=float)[:, None] * width
-    flat = (r - lo + 3.0 + off).ravel()
-    v = v - lo + 3.0 + off
-    pos = np.searchsorted(flat, v.ravel(), side="right").reshape(values.shape)
-    return pos - np.arange(n)[:, None] * k
-
-
-def _interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """Row-wise ``np.interp(x[i], xp[i], fp[i])`` without a loop over rows or columns."""
-    n, k = xp.shape
-    idx = _count_le(xp, x)
-    j = np.clip(idx, 1, k - 1)
-    r = np.arange(n)[:, None]
-    x0, x1, f0, f1 = xp[r, j - 1], xp[r, j], fp[r, j - 1], fp[r, j]
-    w = np.where(x1 > x0, (x - x0) / np.where(x1 > x0, x1 - x0, 1.0), 1.0)
-    return np.where(idx <= 0, fp[:, :1], np.where(idx >= k, fp[:, -1:], f0 + np.clip(w, 0, 1) * (f1 - f0)))
-
-
-def sample_payment_days(days: np.ndarray, cdf: np.ndarray, u: np.ndarray, horizon_days: float) -> np.ndarray:
-    """Payment days after as_of for uniform draws ``u`` (n, m); ``inf`` = not paid within the horizon.
-
-    Inverse CDF, linear inside a bin: the payment day is ``floor`` of the returned value (a day-t
-    payment is the CDF's rise over [t, t + 1)).
-    """
-    n, k = cdf.shape
-    idx = _count_le(cdf, u)  # first edge with cdf > u
-    ok = idx < k
-    j = np.clip(idx, 1, k - 1)
-    r = np.arange(n)[:, None]
-    lo, hi = cdf[r, j - 1], cdf[r, j]
-    frac = np.where(hi > lo, (u - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
-    val = days[r, j - 1] + np.clip(frac, 0, 1) * (days[r, j] - days[r, j - 1])
-    ok &= val <= horizon_days
-    return np.where(ok, val, np.inf)
 
 
 class PaymentDateModel(CompiledTrees, BaseEstimator):
@@ -448,8 +392,8 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         ev = np.asarray(event, dtype=int).astype(bool)
         rng = np.random.default_rng(seed)
         # Randomised PIT: a payment on whole day t is spread over [F(t), F(t + 1)).
-        lo = _interp_rows(dur[:, None], days, cdf)[:, 0]
-        hi = _interp_rows(dur[:, None] + 1.0, days, cdf)[:, 0]
+        lo = interp_rows(dur[:, None], days, cdf)[:, 0]
+        hi = interp_rows(dur[:, None] + 1.0, days, cdf)[:, 0]
         u = np.where(ev, lo + rng.random(len(dur)) * (hi - lo), lo)
         self.calibration_ = _km_map(u, ev)
         self.group_calibration_ = {}
@@ -461,33 +405,46 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
                     self.group_calibration_[int(k)] = _km_map(u[m], ev[m])
         return self
 
-    def quantiles(self, days: np.ndarray, cdf: np.ndarray, qs=(0.1, 0.5, 0.9)) -> np.ndarray:
+    def quantiles(self, days: np.ndarray, cdf: np.ndarray, qs=(0.1, 0.5, 0.9), day_weights=None) -> np.ndarray:
         """The q-quantiles of the payment day, in whole days after as_of; ``inf`` past the horizon.
 
-        Payments fall on whole days: the day-t payment probability is the CDF's rise over
-        [t, t + 1). The q-quantile is the first day t with P(paid on or before t) >= q, i.e.
-        ceil(x) - 1 where the CDF reaches q at x.
+        Payments fall on whole days: the q-quantile is the first day t with P(paid on or before t) >= q
+        (``models.grid.grid_quantiles``). ``day_weights``: ``self.day_weights(...)`` of the same
+        as_of; inside a bin the CDF then rises as the ledger's payments fall on the weekdays and
+        holidays instead of evenly, and a quantile does not land on a day next to no payment does.
         """
-        out = np.full((len(cdf), len(qs)), np.inf)
-        r = np.arange(len(cdf))
-        for j, q in enumerate(qs):
-            reached = cdf >= q
-            any_ = reached.any(axis=1)
-            k = np.clip(np.argmax(reached, axis=1), 1, cdf.shape[1] - 1)
-            lo, hi = cdf[r, k - 1], cdf[r, k]
-            frac = np.where(hi > lo, (q - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
-            val = days[r, k - 1] + np.clip(frac, 0, 1) * (days[r, k] - days[r, k - 1])
-            val = np.maximum(np.ceil(val - 1e-9) - 1, 0)
-            ok = any_ & (val <= self.horizon_days)
-            out[ok, j] = val[ok]
-        return out
+        w, rows = day_weights if day_weights is not None else (None, None)
+        return grid_quantiles(days, cdf, qs, self.horizon_days, w, rows)
+
+    def day_weights(self, as_of, n_days: int | None = None, countries=None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per country (``countries``: one per invoice, None: one group), the weight of each of the
+        ``n_days`` days from ``as_of`` on (default: the horizon and one more), and each invoice's
+        group: for ``quantiles`` and ``models.forecast.build_period_cdf``.
+
+        From ``payment_calendar_`` (``features.calendar.payment_calendar``); a model stored before it
+        has at most weekday weights, and one stored before those spreads evenly (None).
+        """
+        cal = getattr(self, "payment_calendar_", None)
+        if cal is None:
+            weekdays = getattr(self, "weekday_weights_", None)
+            if weekdays is None:
+                return None
+            cal = PaymentCalendar(weekday_weights=weekdays)
+        n_days = int(self.horizon_days) + 2 if n_days is None else int(n_days)
+        if countries is None:
+            codes, rows = [None], None
+        else:
+            rows, uniques = pd.factorize(pd.Series(countries, dtype=object), use_na_sentinel=True)
+            codes = list(uniques) + [None]  # the missing countries (code -1) take the last group
+            rows = np.where(rows < 0, len(codes) - 1, rows).astype(np.intp)
+        return cal.day_weights(as_of, n_days, codes), rows
 
     @staticmethod
     def paid_before(days: np.ndarray, cdf: np.ndarray, day) -> np.ndarray:
         """P(paid before ``day`` days after as_of), per row of ``predict_cdf``'s ``(days, cdf)``: one day for
         every row, or one per row. Linear inside a bin, as the quantiles are; 0 before as_of."""
         x = np.broadcast_to(np.asarray(day, dtype=float), (len(cdf),))[:, None]
-        return _interp_rows(x, days, cdf)[:, 0]
+        return interp_rows(x, days, cdf)[:, 0]
 
     def sample(self, days: np.ndarray, cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Payment days (after as_of) for uniform draws ``u`` (n, m); ``inf`` past the horizon."""

@@ -29,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.calendar import invoice_countries
 from ledger.contracts import Ledger
 from ledger.run_forecasts import QUANTILE_DAY_COLUMNS, RunForecast, load_run_forecast
 from ledger.scores_store import StoredScores, list_score_runs, load_run
@@ -105,7 +106,8 @@ def build_run_forecast(model, ledger: Ledger, as_of, worklist: pd.DataFrame | No
         scores, (days, cdf) = model.score(known, d, n_reasons=0, return_cdf=True)
     else:
         scores, (days, cdf) = scored[0].drop(columns="reasons", errors="ignore"), scored[1]
-    q = np.minimum(model.payment_model_.quantiles(days, cdf, PINBALL_LEVELS), model.payment_model_.horizon_days)
+    q = np.minimum(model.payment_quantiles(days, cdf, d, PINBALL_LEVELS, invoice_countries(known, scores["invoice_id"])),
+                   model.payment_model_.horizon_days)
     inv = pd.DataFrame(q, columns=QUANTILE_DAY_COLUMNS)
     inv.insert(0, "invoice_id", scores["invoice_id"].to_numpy())
     fc = build_forecast(model, known, d, horizon=RUN_FORECAST_WEEKS, freq="W", run_rate_weeks=0,

@@ -433,7 +433,9 @@ class EncaisseModel(BaseEstimator):
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
-        q = self.payment_model_.quantiles(days, cdf, (0.1, 0.5, 0.9))
+        countries = rows.features["country"].to_numpy(dtype=object) if "country" in rows.features else None
+        q = self.payment_quantiles(days, cdf, d, (0.1, 0.5, 0.9),
+                                   countries if countries is None or pos is None else countries[pos])
         qd = np.minimum(q, self.payment_model_.horizon_days)
         # Whole days after as_of, as dates (seconds resolution, like the ledger's dates).
         day0 = d.to_datetime64().astype("datetime64[s]")
@@ -442,6 +444,15 @@ class EncaisseModel(BaseEstimator):
             reasons = self._reasons_encoded(rows, n_reasons, lang, num_threads, M, pos) if n else []
         return EncodedScores(p_late=np.where(not_due, p_late, 1.0), p_very_late=p_very, days_q=qd, dates=dates,
                              beyond_horizon=~np.isfinite(q[:, 2]), reasons=reasons, days=days, cdf=cdf)
+
+    def payment_quantiles(self, days: np.ndarray, cdf: np.ndarray, as_of, qs=(0.1, 0.5, 0.9),
+                          countries=None) -> np.ndarray:
+        """The payment-day quantiles (whole days after ``as_of``, ``inf`` past the horizon) of
+        ``predict_cdf``'s ``(days, cdf)``, the CDF rising inside a bin as the ledger's payments fall on
+        the weekdays and on the holidays of each invoice's country (``countries``, one per row; None:
+        the weekdays only): what the scores, the backtests and monitoring all report."""
+        pm = self.payment_model_
+        return pm.quantiles(days, cdf, qs, pm.day_weights(as_of, countries=countries))
 
     def _reasons(self, f: pd.DataFrame, X: pd.DataFrame, n: int = 3, lang: str = "en") -> list[str]:
         """Per invoice, the facts that push P(very late) up the most, in plain words."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.calendar import invoice_countries
 from features.invoices import open_invoices
 from ledger.contracts import Ledger
 from models.evaluation import PINBALL_LEVELS, QUANTILE_COLUMNS, build_baselines, build_truth, evaluate_forecasts
@@ -94,7 +95,7 @@ def predict_evaluation_set(model: EncaisseModel, ledger: Ledger, es: EvaluationS
         ids = es.rows.loc[es.rows["as_of"] == day, "invoice_id"]
         sc, (grid, cdf) = model.score(known, day, invoice_ids=ids, n_reasons=0, return_cdf=True)
         part = sc[["invoice_id", *MODEL_COLUMNS]].copy()
-        q = model.payment_model_.quantiles(grid, cdf, PINBALL_LEVELS)
+        q = model.payment_quantiles(grid, cdf, day, PINBALL_LEVELS, invoice_countries(known, sc["invoice_id"]))
         for j, name in enumerate(QUANTILE_COLUMNS):
             part[name] = np.minimum(q[:, j], model.payment_model_.horizon_days)
         part["as_of"] = day

@@ -320,7 +320,7 @@ def test_build_forecast_is_the_one_answer_its_serializations_read(fitted):
 
 
 def test_count_le_matches_brute_force_with_many_columns_and_infinities():
-    from models.hazard import _count_le
+    from models.grid import count_le as _count_le
 
     rng = np.random.default_rng(1)
     rows = np.sort(rng.integers(0, 30, size=(20, 60)).astype(float), axis=1)

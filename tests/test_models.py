@@ -62,6 +62,47 @@ def test_quantiles_are_whole_days():
     assert list(q[0]) == [1, 1, 3]
 
 
+def test_quantiles_on_the_calendar_clock_fall_on_the_days_payments_fall_on():
+    from features.calendar import PaymentCalendar
+
+    m = _geometry()
+    # One bin over the week after as_of holds every payment.
+    days = np.array([[0, 7, 60]], dtype=float)
+    cdf = np.array([[0.0, 1.0, 1.0]])
+    # Evenly over the days: P(paid by the end of day t) = (t + 1) / 7.
+    assert list(m.quantiles(days, cdf, (0.1, 0.5, 0.9))[0]) == [0, 3, 6]
+    cal = PaymentCalendar(weekday_weights=[1, 1, 1, 1, 1, 0, 0])
+    # As_of a Monday: the five weekdays hold a fifth each, the weekend nothing.
+    monday = m.quantiles(days, cdf, (0.1, 0.5, 0.9), (cal.day_weights("2025-03-03", 62, [None]), None))
+    assert list(monday[0]) == [0, 2, 4]
+    # As_of a Saturday: nothing before Monday (day 2); Friday (day 6) ends it.
+    saturday = m.quantiles(days, cdf, (0.1, 0.5, 0.9), (cal.day_weights("2025-03-08", 62, [None]), None))
+    assert list(saturday[0]) == [2, 4, 6]
+    # Per row, its own group's days; past the horizon is still inf.
+    two = np.array([[0, 7, 60], [0, 30, 90]], dtype=float)
+    cdfs = np.array([[0.0, 1.0, 1.0], [0.0, 0.3, 0.6]])
+    weights = np.vstack([cal.day_weights("2025-03-03", 62, [None]), np.ones((1, 62))])
+    q = m.quantiles(two, cdfs, (0.1, 0.5, 0.9), (weights, np.array([0, 1])))
+    assert list(q[0]) == [0, 2, 4]
+    assert q[1, 0] == 9 and np.isinf(q[1, 2])  # 0.1 of 0.3 over 30 days: day 9's end, on flat weights
+
+
+def test_the_models_quantiles_follow_its_payment_calendar():
+    from features.calendar import PaymentCalendar
+
+    pm = _geometry()
+    scorer = EncaisseModel()
+    scorer.payment_model_ = pm
+    days = np.array([[0, 7, 60]] * 2, dtype=float)
+    cdf = np.array([[0.0, 1.0, 1.0]] * 2)
+    # A model stored before the calendar spreads evenly.
+    assert scorer.payment_quantiles(days, cdf, "2025-12-22", (0.9,)).ravel().tolist() == [6, 6]
+    # Monday 22 December 2025: GB closes on Thursday 25 and Friday 26, no weekend payment anywhere.
+    pm.payment_calendar_ = PaymentCalendar(weekday_weights=[1, 1, 1, 1, 1, 0, 0],
+                                           holiday_weights={"GB": {"Christmas Day": 0.0, "Boxing Day": 0.0}})
+    q = scorer.payment_quantiles(days, cdf, "2025-12-22", (0.5, 0.9), countries=["GB", None])
+    assert q[0].tolist() == [1, 2] and q[1].tolist() == [2, 4]
+
 def test_mass_beyond_the_horizon_is_reported_as_such():
     m = _geometry()
     days = np.array([[0, 30, 90]], dtype=float)

@@ -1,0 +1,118 @@
+"""Row-wise arithmetic on payment-day CDF grids: per invoice, days after as_of at the bin edges
+(``days``, non-decreasing) and P(paid before each) (``cdf``), as ``PaymentDateModel.predict_cdf`` gives.
+
+Inside a bin of several days the CDF rises linearly, either in calendar days or, given day weights
+(``PaymentCalendar.day_weights``), on the calendar clock (``features.calendar.calendar_clock``): in
+proportion to how the ledger's payments fall on the weekdays and holidays, so that a quantile does not
+land on a Sunday when the ledger records next to no payment on Sundays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from features.calendar import calendar_clock
+
+
+def count_le(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per row i and column j: how many entries of ``rows[i]`` (non-decreasing) are <= ``values[i, j]``.
+
+    One flat ``searchsorted``: rows are shifted apart so that the flattened array stays sorted.
+    """
+    n, k = rows.shape
+    if n == 0:
+        return np.zeros(values.shape, dtype=np.int64)
+    if k <= 40:
+        # Few columns (weekly periods, the model's bins): comparing column by column is faster.
+        count = np.zeros(values.shape, dtype=np.int16 if k < 32_000 else np.int64)
+        for j in range(k):
+            count += rows[:, j:j + 1] <= values
+        return count
+    finite = rows[np.isfinite(rows)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    # Infinite entries become sentinels outside the finite range, keeping every comparison's result:
+    # a finite value never reaches a +inf entry (hi + 2), a +inf value (hi + 3) passes them all.
+    r = np.nan_to_num(rows, posinf=hi + 2.0, neginf=lo - 2.0)
+    v = np.where(np.isposinf(values), hi + 3.0, np.where(np.isneginf(values), lo - 3.0,
+                                                          np.clip(values, lo - 1.0, hi + 1.0)))
+    width = hi - lo + 7.0
+    off = np.arange(n, dtype=float)[:, None] * width
+    flat = (r - lo + 3.0 + off).ravel()
+    v = v - lo + 3.0 + off
+    pos = np.searchsorted(flat, v.ravel(), side="right").reshape(values.shape)
+    return pos - np.arange(n)[:, None] * k
+
+
+def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Row-wise ``np.interp(x[i], xp[i], fp[i])`` without a loop over rows or columns."""
+    n, k = xp.shape
+    idx = count_le(xp, x)
+    j = np.clip(idx, 1, k - 1)
+    r = np.arange(n)[:, None]
+    x0, x1, f0, f1 = xp[r, j - 1], xp[r, j], fp[r, j - 1], fp[r, j]
+    w = np.where(x1 > x0, (x - x0) / np.where(x1 > x0, x1 - x0, 1.0), 1.0)
+    return np.where(idx <= 0, fp[:, :1], np.where(idx >= k, fp[:, -1:], f0 + np.clip(w, 0, 1) * (f1 - f0)))
+
+
+def sample_payment_days(days: np.ndarray, cdf: np.ndarray, u: np.ndarray, horizon_days: float) -> np.ndarray:
+    """Payment days after as_of for uniform draws ``u`` (n, m); ``inf`` = not paid within the horizon.
+
+    Inverse CDF, linear inside a bin: the payment day is ``floor`` of the returned value (a day-t
+    payment is the CDF's rise over [t, t + 1)).
+    """
+    n, k = cdf.shape
+    idx = count_le(cdf, u)  # first edge with cdf > u
+    ok = idx < k
+    j = np.clip(idx, 1, k - 1)
+    r = np.arange(n)[:, None]
+    lo, hi = cdf[r, j - 1], cdf[r, j]
+    frac = np.where(hi > lo, (u - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    val = days[r, j - 1] + np.clip(frac, 0, 1) * (days[r, j] - days[r, j - 1])
+    ok &= val <= horizon_days
+    return np.where(ok, val, np.inf)
+
+
+def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
+                   day_weights: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+    """The q-quantiles of the payment day, in whole days after as_of; ``inf`` past ``horizon_days``.
+
+    Payments fall on whole days: the day-t payment probability is the CDF's rise over [t, t + 1). The
+    q-quantile is the first day t with P(paid on or before t) >= q. Inside a bin the CDF rises in
+    calendar days or, with ``day_weights`` ((groups, days from as_of on) covering at least the horizon;
+    ``rows``: each invoice's group, None: group 0), on the calendar clock: a day of weight 0 holds no
+    quantile.
+    """
+    n, k = cdf.shape
+    out = np.full((n, len(qs)), np.inf)
+    if n == 0:
+        return out
+    xp = days.astype(float)
+    if day_weights is not None:
+        w = np.asarray(day_weights, dtype=float)
+        g = np.zeros(n, dtype=np.intp) if rows is None else np.asarray(rows, dtype=np.intp)
+        xp = calendar_clock(xp, w, g)
+        # The clock at the end of each day of each group: day t ends at ends[g, t].
+        ends = np.cumsum(w, axis=1)
+    r = np.arange(n)
+    for j, q in enumerate(qs):
+        reached = cdf >= q
+        any_ = reached.any(axis=1)
+        i = np.clip(np.argmax(reached, axis=1), 1, k - 1)
+        lo, hi = cdf[r, i - 1], cdf[r, i]
+        frac = np.where(hi > lo, (q - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+        val = xp[r, i - 1] + np.clip(frac, 0, 1) * (xp[r, i] - xp[r, i - 1])
+        if day_weights is None:
+            # The CDF reaches q at x (days): day ceil(x) - 1 is the first whose end has it.
+            day = np.maximum(np.ceil(val - 1e-9) - 1, 0)
+        else:
+            # The first day whose end on the clock is at or past the clock's value at q; past the
+            # table's end: beyond the horizon.
+            day = np.empty(n)
+            for group in np.unique(g):
+                m = g == group
+                day[m] = np.searchsorted(ends[group], val[m] - 1e-9, side="left")
+            day[day >= ends.shape[1]] = np.inf
+        ok = any_ & (day <= horizon_days)
+        out[ok, j] = day[ok]
+    return out
+
