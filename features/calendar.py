@@ -71,6 +71,19 @@ def knows_country(country: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=512)
+def weekend_days(country: str | None) -> tuple[int, ...]:
+    """The weekdays (0 = Monday) that are a country's weekend, as the ``holidays`` package knows them
+    (Friday and Saturday in Saudi Arabia or Israel); Saturday and Sunday for a country it does not know."""
+    code = _code(country)
+    if code is not None:
+        try:
+            return tuple(sorted(holidays.country_holidays(code).weekend))
+        except NotImplementedError:
+            pass
+    return (5, 6)
+
+
 def _code(country) -> str | None:
     """``country`` as an upper-case code; None when missing or empty."""
     if country is None or (not isinstance(country, str) and pd.isna(country)):
@@ -132,7 +145,8 @@ class PaymentCalendar:
 
     Attributes:
         weekday_weights: 7 weights, Monday first, of mean 1: the ledger's.
-        country_weekday_weights: per country, its own 7 weights (a country without: the ledger's).
+        country_weekday_weights: per country, its own 7 weights (a country without: the ledger's, its
+            weekend moved to the country's when the ``holidays`` package says it is not Saturday-Sunday).
         holiday_weights: per country, per holiday name, the weight of that holiday relative to an
             ordinary day of its weekday (0 to about 1).
         country_weights: per country, the weight of a holiday of it that has no weight of its own.
@@ -165,6 +179,10 @@ class PaymentCalendar:
         for i, country in enumerate(countries):
             code = _code(country)
             own = self.country_weekday_weights.get(code) if code else None
+            if own is None and code is not None and weekend_days(code) != (5, 6):
+                # Not seen in the ledger, with another weekend: the ledger's Saturday-Sunday weekend moved there.
+                week, off = self.weekday_weights[:5].mean(), self.weekday_weights[5:].mean()
+                own = np.where(np.isin(np.arange(7), weekend_days(code)), off, week)
             if own is not None:
                 out[i] = own[dow]
             for day, name in holidays_between(code, d, end).items():

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.calendar import holiday_dates, knows_country, rows_countries
+from features.calendar import holiday_dates, knows_country, rows_countries, weekend_days
 from features.clients import DAY, LedgerArrays
 
 FEATURE_GROUPS = ("stuck", "client_effect", "pay_calendar", "holidays")
@@ -170,8 +170,9 @@ def add_holiday_signals(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds
     The country is the invoice's, else its client's (``features.calendar.rows_countries``); public
     holidays are known in advance, so reading those after ``as_of`` leaks nothing.
     ``i_due_holiday``: 1 when the due date is a holiday of the country; ``i_due_next_open``: days from
-    the due date to the first day on or after it that is neither a Saturday, a Sunday nor a holiday
-    (0: the due date is open); ``i_holidays_next``: weekday holidays in the ``HOLIDAY_WINDOW_DAYS`` from
+    the due date to the first day on or after it that is neither a weekend day of the country (Saturday and
+    Sunday unless the ``holidays`` package says otherwise) nor a holiday (0: the due date is open);
+    ``i_holidays_next``: holidays on the country's working days in the ``HOLIDAY_WINDOW_DAYS`` from
     ``as_of``. The first and last are NaN for a country the ``holidays`` package does not know (or none);
     all three are NaN without a due date.
     """
@@ -193,16 +194,17 @@ def add_holiday_signals(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds
         span = np.concatenate([days, days + NEXT_OPEN_MAX_DAYS, window]).astype("datetime64[Y]").astype(np.int64) + 1970
         hol = holiday_dates(country or None, np.unique(span))
         k = np.zeros(len(idx))
-        shut = _closed(days, hol)
+        weekend = weekend_days(country or None)
+        shut = _closed(days, hol, weekend)
         for step in range(1, NEXT_OPEN_MAX_DAYS + 1):
             if not shut.any():
                 break
             k[shut] += 1
-            shut &= _closed(days + np.timedelta64(step, "D"), hol)
+            shut &= _closed(days + np.timedelta64(step, "D"), hol, weekend)
         next_open[idx] = k
         if country and knows_country(country):
             due_holiday[idx] = np.isin(days, hol).astype(float)
-            ahead[idx] = float((np.isin(window, hol) & (_weekday(window) < 5)).sum())
+            ahead[idx] = float((np.isin(window, hol) & ~np.isin(_weekday(window), weekend)).sum())
     out["i_due_holiday"] = due_holiday
     out["i_due_next_open"] = next_open
     out["i_holidays_next"] = ahead
@@ -213,9 +215,9 @@ def _weekday(days: np.ndarray) -> np.ndarray:
     return (days.astype(np.int64) + 3) % 7
 
 
-def _closed(days: np.ndarray, holidays: np.ndarray) -> np.ndarray:
-    """Whether each ``datetime64[D]`` day is a Saturday, a Sunday or one of ``holidays``."""
-    return (_weekday(days) >= 5) | np.isin(days, holidays)
+def _closed(days: np.ndarray, holidays: np.ndarray, weekend=(5, 6)) -> np.ndarray:
+    """Whether each ``datetime64[D]`` day is a ``weekend`` weekday (0 = Monday) or one of ``holidays``."""
+    return np.isin(_weekday(days), weekend) | np.isin(days, holidays)
 
 
 def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float, groups) -> None:

@@ -369,6 +369,15 @@ def test_day_weights_spread_a_bin_over_the_days_payments_fall_on():
     np.testing.assert_allclose(f["expected_amount"].to_numpy(), 100.0)
     with pytest.raises(ValueError, match="7 finite values"):
         PaymentCalendar(weekday_weights=[1, 1, 1, 1, 1])
+    # A country not seen in the ledger whose weekend is Friday-Saturday (Saudi Arabia) takes the ledger's
+    # weekend weight on those days; one seen keeps its own. Monday 2025-03-03 .. Sunday 2025-03-09.
+    cal = PaymentCalendar(weekday_weights=[1.2, 1.0, 1.2, 1.2, 1.4, 0.0, 0.0],
+                          country_weekday_weights={"IL": [1, 1, 1, 1, 1, 1, 1]})
+    w = cal.day_weights("2025-03-03", 7, ["SA", "IL", "SE", None])
+    np.testing.assert_allclose(w[0], [1.2, 1.2, 1.2, 1.2, 0.0, 0.0, 1.2])
+    np.testing.assert_allclose(w[1], 1.0)
+    np.testing.assert_allclose(w[2], [1.2, 1.0, 1.2, 1.2, 1.4, 0.0, 0.0])
+    np.testing.assert_allclose(w[3], w[2])
 
 
 def test_the_forecast_puts_little_on_the_holidays_of_each_invoices_country():

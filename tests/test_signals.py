@@ -119,6 +119,12 @@ def test_holiday_signals_read_the_invoices_country_else_its_clients():
     assert np.isnan(x1["i_due_holiday"]) and x1["i_due_next_open"] == 2 and np.isnan(x1["i_holidays_next"])
     assert f.loc["f1", HOLIDAYS].tolist() == [0.0, 0.0, 1.0]  # the client's country: the 24th is open in FR
     assert f.loc["g2", HOLIDAYS].tolist() == [0.0, 0.0, 2.0]  # overdue, due on an open Wednesday
+    # Saudi Arabia's weekend is Friday and Saturday: due on Friday the 12th, open on Sunday the 14th.
+    sa = Ledger.from_frames(pd.DataFrame({
+        "invoice_id": ["fri", "sun"], "client_id": "S", "issue_date": "2025-11-01",
+        "due_date": ["2025-12-12", "2025-12-14"], "amount": 100.0, "country": "SA"}))
+    g = build_features(sa, pd.Timestamp("2025-12-01"), feature_groups=["holidays"]).set_index("invoice_id")
+    assert g["i_due_next_open"].tolist() == [2.0, 0.0]
     # A due date far ahead, and one missing: values, not an error.
     inv = led.invoices.copy()
     inv["due_date"] = inv["due_date"].astype("datetime64[ns]")
