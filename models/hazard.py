@@ -437,7 +437,18 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             rows, uniques = pd.factorize(pd.Series(countries, dtype=object), use_na_sentinel=True)
             codes = list(uniques) + [None]  # the missing countries (code -1) take the last group
             rows = np.where(rows < 0, len(codes) - 1, rows).astype(np.intp)
-        return cal.day_weights(as_of, n_days, codes), rows
+        # A server asks for the same day at every request: each country's days are kept for the last
+        # day asked (not pickled).
+        key = (pd.Timestamp(as_of).normalize(), n_days)
+        memo = self.__dict__.get("day_weights_memo_")
+        if memo is None or memo[0] != key:
+            memo = (key, {})
+            self.__dict__["day_weights_memo_"] = memo
+        known = memo[1]
+        missing = [c for c in dict.fromkeys(codes) if c not in known]
+        if missing:
+            known.update(zip(missing, cal.day_weights(key[0], n_days, missing)))
+        return np.stack([known[c] for c in codes]), rows
 
     @staticmethod
     def paid_before(days: np.ndarray, cdf: np.ndarray, day) -> np.ndarray:

@@ -433,9 +433,11 @@ class EncaisseModel(BaseEstimator):
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
-        countries = rows.features["country"].to_numpy(dtype=object) if "country" in rows.features else None
-        q = self.payment_quantiles(days, cdf, d, (0.1, 0.5, 0.9),
-                                   countries if countries is None or pos is None else countries[pos])
+        countries = None
+        if "country" in rows.features:  # only the rows asked for: a server answers a few of the day's 100k
+            c = rows.features["country"]
+            countries = (c if pos is None else c.take(pos)).to_numpy(dtype=object, na_value=None)
+        q = self.payment_quantiles(days, cdf, d, (0.1, 0.5, 0.9), countries)
         qd = np.minimum(q, self.payment_model_.horizon_days)
         # Whole days after as_of, as dates (seconds resolution, like the ledger's dates).
         day0 = d.to_datetime64().astype("datetime64[s]")

@@ -102,6 +102,12 @@ def test_the_models_quantiles_follow_its_payment_calendar():
                                            holiday_weights={"GB": {"Christmas Day": 0.0, "Boxing Day": 0.0}})
     q = scorer.payment_quantiles(days, cdf, "2025-12-22", (0.5, 0.9), countries=["GB", None])
     assert q[0].tolist() == [1, 2] and q[1].tolist() == [2, 4]
+    # The days kept between calls are each country's own, whatever the mix asked for, and the day's.
+    cal = pm.payment_calendar_
+    for day, countries in (("2025-12-22", ["FR", "GB"]), ("2025-12-22", [None, "FR", "NL"]), ("2025-12-29", ["GB"])):
+        w, rows = pm.day_weights(day, 40, countries)
+        np.testing.assert_array_equal(w[rows], cal.day_weights(day, 40, countries))
+    assert "day_weights_memo_" not in pickle.loads(pickle.dumps(pm)).__dict__
 
 def test_mass_beyond_the_horizon_is_reported_as_such():
     m = _geometry()
