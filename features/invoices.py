@@ -88,8 +88,12 @@ def features_from_arrays(
     clients: pd.DataFrame | None = None,
     invoice_ids: pd.Index | list[str] | None = None,
     feature_groups: tuple[str, ...] | list[str] = (),
+    with_country: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """``build_features`` on encoded arrays (a training set replays many days on the same ones).
+
+    ``with_country``: add the ``country`` column (scoring needs it; a training set, not a model input,
+    goes without its strings).
 
     Returns:
         The feature frame and, for each of its rows, the row of ``t.ledger.invoices`` it describes.
@@ -145,7 +149,8 @@ def features_from_arrays(
             out[f"a_{name}"] = _as_text(src[name])
     # Not a model input: the country whose weekdays and holidays the invoice's payment day follows
     # (``EncaisseModel.payment_quantiles``), the invoice's own, else its client's.
-    out["country"] = rows_countries(src, t.ledger.clients)
+    if with_country:
+        out["country"] = rows_countries(src, t.ledger.clients)
     return out, rows
 
 

@@ -101,6 +101,8 @@ def stack_snapshots(
         dates: snapshot days, all before ``outcome_end``.
         outcome_end: the day outcomes stop being observed (censoring time).
         **feature_kwargs: passed to ``build_features``.
+
+    The frames are ``build_features``' without its ``country`` column (not a model input).
     """
     end = pd.Timestamp(outcome_end)
     known = ledger.known_at(end)
@@ -108,7 +110,7 @@ def stack_snapshots(
     paid = known.invoices["paid_date"].to_numpy()
     frames = []
     for day in dates:
-        f, rows = features_from_arrays(arrays, day, **feature_kwargs)
+        f, rows = features_from_arrays(arrays, day, with_country=False, **feature_kwargs)
         frames.append(_with_outcomes(f, pd.Series(paid[rows], index=f.index), day, end))
     if not frames:
         raise ValueError(f"No snapshot dates before {end.date()}: the ledger holds too little history.")

@@ -78,9 +78,10 @@ def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
 
     Payments fall on whole days: the day-t payment probability is the CDF's rise over [t, t + 1). The
     q-quantile is the first day t with P(paid on or before t) >= q. Inside a bin the CDF rises in
-    calendar days or, with ``day_weights`` ((groups, days from as_of on) covering at least the horizon;
-    ``rows``: each invoice's group, None: group 0), on the calendar clock: a day of weight 0 holds no
-    quantile.
+    calendar days or, with ``day_weights`` ((groups, days from as_of on) covering every day of the
+    grid; ``rows``: each invoice's group, None: group 0), on the calendar clock, as the forecast's
+    ``build_period_cdf`` spreads it: a day of weight 0 holds no quantile (mass the grid puts on such
+    days goes to the next day of positive weight, or to the previous one at the table's end).
     """
     n, k = cdf.shape
     out = np.full((n, len(qs)), np.inf)
@@ -90,9 +91,12 @@ def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
     if day_weights is not None:
         w = np.asarray(day_weights, dtype=float)
         g = np.zeros(n, dtype=np.intp) if rows is None else np.asarray(rows, dtype=np.intp)
-        xp = calendar_clock(xp, w, g)
-        # The clock at the end of each day of each group: day t ends at ends[g, t].
-        ends = np.cumsum(w, axis=1)
+        if g.shape != (n,) or g.min() < 0 or g.max() >= len(w):
+            raise ValueError(f"rows must give each of the {n} invoices a group in 0..{len(w) - 1}.")
+        finite = xp[np.isfinite(xp)]
+        if finite.size and np.ceil(finite.max()) > w.shape[1]:
+            raise ValueError(f"day weights cover {w.shape[1]} days; the CDF grid reaches day {finite.max():g}.")
+        ends, first_open, gap = _clock_ends(w)
     r = np.arange(n)
     for j, q in enumerate(qs):
         reached = cdf >= q
@@ -100,19 +104,36 @@ def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
         i = np.clip(np.argmax(reached, axis=1), 1, k - 1)
         lo, hi = cdf[r, i - 1], cdf[r, i]
         frac = np.where(hi > lo, (q - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
-        val = xp[r, i - 1] + np.clip(frac, 0, 1) * (xp[r, i] - xp[r, i - 1])
+        x0, x1 = xp[r, i - 1], xp[r, i]
+        if day_weights is not None:  # the clock at the two edges only: the whole grid's would cost ten times more
+            x0, x1 = calendar_clock(x0, w, g), calendar_clock(x1, w, g)
+        val = x0 + np.clip(frac, 0, 1) * (x1 - x0)
         if day_weights is None:
             # The CDF reaches q at x (days): day ceil(x) - 1 is the first whose end has it.
             day = np.maximum(np.ceil(val - 1e-9) - 1, 0)
         else:
-            # The first day whose end on the clock is at or past the clock's value at q; past the
-            # table's end: beyond the horizon.
-            day = np.empty(n)
-            for group in np.unique(g):
-                m = g == group
-                day[m] = np.searchsorted(ends[group], val[m] - 1e-9, side="left")
-            day[day >= ends.shape[1]] = np.inf
+            # The first day whose end on the clock is at or past the clock's value at q, then the first
+            # day from it that has a weight.
+            m = w.shape[1]
+            flat = np.searchsorted(ends, val - 1e-9 + g * gap, side="left") - g * m
+            day = np.where(flat < m, first_open.ravel()[g * m + np.minimum(flat, m - 1)], np.inf)
         ok = any_ & (day <= horizon_days)
         out[ok, j] = day[ok]
     return out
 
+
+def _clock_ends(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """The clock at the end of each day, group after group in one sorted flat array (group g's shifted
+    by g * gap, gap being more than any group's total), per group and day the first day from it with a
+    weight (the last such day when none follows), and the gap."""
+    groups, m = w.shape
+    ends = np.cumsum(w, axis=1)
+    gap = float(ends.max()) + 1.0
+    flat = (ends + gap * np.arange(groups)[:, None]).ravel()
+    day = np.broadcast_to(np.arange(m), w.shape)
+    # Per day, the next day with a weight: a reverse running minimum over those days' indices.
+    nxt = np.where(w > 0, day, m)
+    nxt = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1]
+    last = np.where(w > 0, day, -1).max(axis=1, keepdims=True)
+    first_open = np.where(nxt < m, nxt, last)
+    return flat, first_open, gap

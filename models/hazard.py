@@ -417,9 +417,9 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         return grid_quantiles(days, cdf, qs, self.horizon_days, w, rows)
 
     def day_weights(self, as_of, n_days: int | None = None, countries=None) -> tuple[np.ndarray, np.ndarray] | None:
-        """Per country (``countries``: one per invoice, None: one group), the weight of each of the
-        ``n_days`` days from ``as_of`` on (default: the horizon and one more), and each invoice's
-        group: for ``quantiles`` and ``models.forecast.build_period_cdf``.
+        """Per country (``countries``: one per invoice, None: one group), the weight of each day from
+        ``as_of`` on, and each invoice's group: for ``quantiles`` and ``models.forecast.build_period_cdf``.
+        The table covers every day of any invoice's CDF grid (the bins' span), or ``n_days`` when more.
 
         From ``payment_calendar_`` (``features.calendar.payment_calendar``); a model stored before it
         has at most weekday weights, and one stored before those spreads evenly (None).
@@ -430,7 +430,9 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             if weekdays is None:
                 return None
             cal = PaymentCalendar(weekday_weights=weekdays)
-        n_days = int(self.horizon_days) + 2 if n_days is None else int(n_days)
+        edges = getattr(self, "edges_", None)
+        span = int(np.ptp(edges if edges is not None else _edges(self.bin_edges))) + 2
+        n_days = max(span, int(n_days or 0))
         if countries is None:
             codes, rows = [None], None
         else:
@@ -438,13 +440,13 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             codes = list(uniques) + [None]  # the missing countries (code -1) take the last group
             rows = np.where(rows < 0, len(codes) - 1, rows).astype(np.intp)
         # A server asks for the same day at every request: each country's days are kept for the last
-        # day asked (not pickled).
+        # day and calendar asked (not pickled).
         key = (pd.Timestamp(as_of).normalize(), n_days)
         memo = self.__dict__.get("day_weights_memo_")
-        if memo is None or memo[0] != key:
-            memo = (key, {})
+        if memo is None or memo[0] != key or memo[1] is not cal:
+            memo = (key, cal, {})
             self.__dict__["day_weights_memo_"] = memo
-        known = memo[1]
+        known = memo[2]
         missing = [c for c in dict.fromkeys(codes) if c not in known]
         if missing:
             known.update(zip(missing, cal.day_weights(key[0], n_days, missing)))
@@ -453,7 +455,8 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
     @staticmethod
     def paid_before(days: np.ndarray, cdf: np.ndarray, day) -> np.ndarray:
         """P(paid before ``day`` days after as_of), per row of ``predict_cdf``'s ``(days, cdf)``: one day for
-        every row, or one per row. Linear inside a bin, as the quantiles are; 0 before as_of."""
+        every row, or one per row. Linear in calendar days inside a bin; 0 before as_of. The risk blends read
+        it at day boundaries (one day after the due date, and 31 days after), and were measured so."""
         x = np.broadcast_to(np.asarray(day, dtype=float), (len(cdf),))[:, None]
         return interp_rows(x, days, cdf)[:, 0]
 

@@ -78,13 +78,22 @@ def test_quantiles_on_the_calendar_clock_fall_on_the_days_payments_fall_on():
     # As_of a Saturday: nothing before Monday (day 2); Friday (day 6) ends it.
     saturday = m.quantiles(days, cdf, (0.1, 0.5, 0.9), (cal.day_weights("2025-03-08", 62, [None]), None))
     assert list(saturday[0]) == [2, 4, 6]
+    # A day-wide bin on a day of no weight (as_of a Saturday): its mass goes to Monday.
+    daily = m.quantiles(np.array([[0, 1, 2, 60]], dtype=float), np.array([[0.0, 0.6, 0.6, 1.0]]), (0.5,),
+                        (cal.day_weights("2025-03-08", 62, [None]), None))
+    assert daily[0, 0] == 2
     # Per row, its own group's days; past the horizon is still inf.
-    two = np.array([[0, 7, 60], [0, 30, 90]], dtype=float)
-    cdfs = np.array([[0.0, 1.0, 1.0], [0.0, 0.3, 0.6]])
-    weights = np.vstack([cal.day_weights("2025-03-03", 62, [None]), np.ones((1, 62))])
-    q = m.quantiles(two, cdfs, (0.1, 0.5, 0.9), (weights, np.array([0, 1])))
-    assert list(q[0]) == [0, 2, 4]
-    assert q[1, 0] == 9 and np.isinf(q[1, 2])  # 0.1 of 0.3 over 30 days: day 9's end, on flat weights
+    three = np.array([[0, 7, 60], [0, 7, 60], [0, 30, 90]], dtype=float)
+    cdfs = np.array([[0.0, 1.0, 1.0], [0.0, 1.0, 1.0], [0.0, 0.3, 0.6]])
+    weights = np.vstack([cal.day_weights("2025-03-03", 92, [None]), np.ones((1, 92))])
+    q = m.quantiles(three, cdfs, (0.1, 0.5, 0.9), (weights, np.array([0, 1, 1])))
+    assert list(q[0]) == [0, 2, 4] and list(q[1]) == [0, 3, 6]
+    assert q[2, 0] == 9 and np.isinf(q[2, 2])  # 0.1 of 0.3 over 30 days: day 9's end, on flat weights
+    # A table shorter than the grid, or a row without a group, is an error, not a quantile.
+    with pytest.raises(ValueError, match="cover 62 days"):
+        m.quantiles(three, cdfs, (0.5,), (weights[:, :62], np.array([0, 1, 1])))
+    with pytest.raises(ValueError, match="a group in 0..1"):
+        m.quantiles(three, cdfs, (0.5,), (weights, np.array([0, 1, 2])))
 
 
 def test_the_models_quantiles_follow_its_payment_calendar():
@@ -93,7 +102,7 @@ def test_the_models_quantiles_follow_its_payment_calendar():
     pm = _geometry()
     scorer = EncaisseModel()
     scorer.payment_model_ = pm
-    days = np.array([[0, 7, 60]] * 2, dtype=float)
+    days = np.array([[0, 7, 40]] * 2, dtype=float)
     cdf = np.array([[0.0, 1.0, 1.0]] * 2)
     # A model stored before the calendar spreads evenly.
     assert scorer.payment_quantiles(days, cdf, "2025-12-22", (0.9,)).ravel().tolist() == [6, 6]
@@ -105,8 +114,13 @@ def test_the_models_quantiles_follow_its_payment_calendar():
     # The days kept between calls are each country's own, whatever the mix asked for, and the day's.
     cal = pm.payment_calendar_
     for day, countries in (("2025-12-22", ["FR", "GB"]), ("2025-12-22", [None, "FR", "NL"]), ("2025-12-29", ["GB"])):
-        w, rows = pm.day_weights(day, 40, countries)
-        np.testing.assert_array_equal(w[rows], cal.day_weights(day, 40, countries))
+        w, rows = pm.day_weights(day, 50, countries)
+        np.testing.assert_array_equal(w[rows], cal.day_weights(day, 50, countries))
+    # The table covers the bins' whole span (42 days here) when asked for fewer.
+    assert pm.day_weights("2025-12-22", 10)[0].shape == (1, 42)
+    # A calendar put in place of another is read, not the days kept from the first.
+    pm.payment_calendar_ = PaymentCalendar(weekday_weights=np.ones(7))
+    assert (pm.day_weights("2025-12-29", 50, ["GB"])[0] == 1.0).all()
     assert "day_weights_memo_" not in pickle.loads(pickle.dumps(pm)).__dict__
 
 def test_mass_beyond_the_horizon_is_reported_as_such():
@@ -560,3 +574,28 @@ def test_fit_keeps_the_ledgers_payment_calendar_for_the_cash_forecast(fitted):
     assert cal.holiday_weights == expected.holiday_weights and cal.country_weights == expected.country_weights
     later = payment_calendar(ledger, d + pd.Timedelta(days=90))
     assert not np.allclose(later.weekday_weights, cal.weekday_weights)  # payments after d were not known
+
+
+def test_scores_put_their_dates_on_the_days_of_each_invoices_country(fitted):
+    from features.calendar import PaymentCalendar, invoice_countries
+
+    ledger, d, model = fitted
+    known = ledger.known_at(d)
+    f = model.features(known, d)
+    assert list(f["country"]) == list(invoice_countries(known, f["invoice_id"]))
+    top = f["country"].value_counts().index[0]
+    m = pickle.loads(pickle.dumps(model))
+    # No payment on weekends anywhere, nor on Wednesdays in the commonest country.
+    no_wed = [1, 1, 0, 1, 1, 0, 0]
+    m.payment_model_.payment_calendar_ = PaymentCalendar(weekday_weights=[1, 1, 1, 1, 1, 0, 0],
+                                                         country_weekday_weights={top: no_wed})
+    s, (days, cdf) = m.score(known, d, n_reasons=0, return_cdf=True)
+    for c in ("payment_date_low", "expected_payment_date", "payment_date_high"):
+        dow = s.loc[s["beyond_horizon"].eq(False) | (c != "payment_date_high"), c].dt.day_of_week
+        assert (dow < 5).all()
+    mine = f.set_index("invoice_id").loc[s["invoice_id"], "country"].to_numpy() == top
+    wed = s["expected_payment_date"].dt.day_of_week.to_numpy() == 2
+    assert mine.sum() > 20 and not (mine & wed).any() and (~mine & wed).any()
+    # Backtests and monitoring read the same countries from the ledger: the same quantiles.
+    q = m.payment_quantiles(days, cdf, d, (0.5,), invoice_countries(known, s["invoice_id"]))
+    np.testing.assert_array_equal(np.minimum(q[:, 0], m.payment_model_.horizon_days), s["p50_days"].to_numpy())
