@@ -179,15 +179,23 @@ class PaymentCalendar:
         for i, country in enumerate(countries):
             code = _code(country)
             own = self.country_weekday_weights.get(code) if code else None
-            if own is None and code is not None and weekend_days(code) != (5, 6):
-                # Not seen in the ledger, with another weekend: the ledger's Saturday-Sunday weekend moved there.
-                week, off = self.weekday_weights[:5].mean(), self.weekday_weights[5:].mean()
-                own = np.where(np.isin(np.arange(7), weekend_days(code)), off, week)
+            if own is None and code is not None:
+                own = weekend_moved(self.weekday_weights, code)  # not seen in the ledger
             if own is not None:
                 out[i] = own[dow]
             for day, name in holidays_between(code, d, end).items():
                 out[i, (day - d).days] *= self.holiday_weight(code, name)
         return out
+
+
+def weekend_moved(weights: np.ndarray, country: str) -> np.ndarray:
+    """Weekday ``weights`` (Monday first) of a ledger whose weekend is Saturday-Sunday, for a country
+    whose weekend is other days (``weekend_days``): the mean of the working days on its working days,
+    the weekend's mean on its weekend; the same weights for a Saturday-Sunday country."""
+    weekend = weekend_days(country)
+    if weekend == (5, 6):
+        return weights
+    return np.where(np.isin(np.arange(7), weekend), weights[5:].mean(), weights[:5].mean())
 
 
 def _valid_weekdays(weights, country: str | None = None) -> np.ndarray:
@@ -225,7 +233,8 @@ def payment_calendar(ledger: Ledger, as_of, lookback_days: int = 365) -> Payment
 
     Reads only what was known then. Weekdays: the documents cleared and payments received on each,
     plus one each so that none weighs nothing; per country, its payments per ordinary day (not a
-    holiday) of each weekday, plus ``WEEKDAY_PRIOR_PAYMENTS`` spread as the ledger's. Holidays: per
+    holiday) of each weekday, plus ``WEEKDAY_PRIOR_PAYMENTS`` spread as the ledger's (its weekend moved to
+    the country's, ``weekend_moved``). Holidays: per
     country, the payments on each of its holidays between its first and last payment in the window,
     against the country's payments on an ordinary day of that weekday, shrunk by
     ``HOLIDAY_PRIOR_PAYMENTS``. Returns None with fewer than ``WEEKDAY_MIN_PAYMENTS`` payments.
@@ -252,7 +261,7 @@ def payment_calendar(ledger: Ledger, as_of, lookback_days: int = 365) -> Payment
         # Payments per ordinary day of each weekday: a weekday that often falls on a holiday (Monday)
         # has fewer ordinary days, not a lower weight.
         rate = np.bincount(dow[~is_hol], weights=daily[~is_hol], minlength=7)[:7] / np.maximum(n_ordinary, 1)
-        own = rate * len(window) / 7 + WEEKDAY_PRIOR_PAYMENTS * share
+        own = rate * len(window) / 7 + WEEKDAY_PRIOR_PAYMENTS * weekend_moved(share, country)
         country_weekdays[country] = own / own.mean()
         if hol:
             seen[country] = [(name, float(daily[(day - window[0]).days]), float(rate[day.day_of_week]))

@@ -130,6 +130,12 @@ def test_each_country_has_its_own_weekdays_shrunk_to_the_ledgers():
     assert nl_w[:5] == pytest.approx(np.full(5, 1.4), abs=0.05) and nl_w[5:].max() < 0.02
     # Five payments say little: DK is the ledger's shape, near enough.
     np.testing.assert_allclose(dk_w, cal.weekday_weights, atol=0.15)
+    # Five payments of a country whose weekend is Friday-Saturday (SA, paid on Sundays): its prior is the
+    # ledger's shape with the weekend moved there.
+    sa = [d + pd.Timedelta(days=6) for d in _business_days("SE", "2025-05-05", "2025-06-02", 1) if d.day_of_week == 0]
+    sa_w = payment_calendar(_paid_ledger(se + nl + sa, ["SE"] * len(se) + ["NL"] * len(nl) + ["SA"] * len(sa)),
+                            "2025-06-02").country_weekday_weights["SA"]
+    assert sa_w[6] > 1.0 and sa_w[[4, 5]].max() < 0.05 and sa_w[[0, 1, 2, 3]].min() > 0.8
     # Day weights take the country's own; an unknown country the ledger's.
     w = cal.day_weights("2025-06-09", 7, ["SE", "NL", "FR"])  # Whit Monday in NL and FR, not in SE
     np.testing.assert_allclose(w[0], se_w)
