@@ -320,7 +320,7 @@ def test_build_forecast_is_the_one_answer_its_serializations_read(fitted):
 
 
 def test_count_le_matches_brute_force_with_many_columns_and_infinities():
-    from models.grid import count_le as _count_le
+    from models.grid import count_le
 
     rng = np.random.default_rng(1)
     rows = np.sort(rng.integers(0, 30, size=(20, 60)).astype(float), axis=1)
@@ -329,7 +329,7 @@ def test_count_le_matches_brute_force_with_many_columns_and_infinities():
     values = rng.integers(-5, 35, size=(20, 9)).astype(float)
     values[0, 0], values[1, 1], values[2, 2] = np.inf, -np.inf, 29.0
     brute = (rows[:, :, None] <= values[:, None, :]).sum(axis=1)
-    assert (_count_le(rows, values) == brute).all()
+    assert (count_le(rows, values) == brute).all()
 
 
 def test_day_weights_spread_a_bin_over_the_days_payments_fall_on():
