@@ -45,12 +45,15 @@ class EncodedRows:
         columns: the model input columns of ``matrix``, in order.
         speakable: (rows, model features): whether ``describe`` has words for that cell (None:
             not decided yet).
+        countries: the features' ``country`` as Python objects (None where missing), for the
+            payment calendar (``EncaisseModel.payment_quantiles``); None: the frame has none.
     """
 
     features: pd.DataFrame
     matrix: np.ndarray
     columns: list[str]
     speakable: np.ndarray | None = None
+    countries: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.features)
@@ -59,4 +62,5 @@ class EncodedRows:
         """The rows at ``positions`` (in that order)."""
         pos = np.asarray(positions, dtype=np.intp)
         return EncodedRows(features=self.features.take(pos).reset_index(drop=True), matrix=self.matrix[pos],
-                           columns=self.columns, speakable=None if self.speakable is None else self.speakable[pos])
+                           columns=self.columns, speakable=None if self.speakable is None else self.speakable[pos],
+                           countries=None if self.countries is None else self.countries[pos])

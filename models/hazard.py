@@ -62,6 +62,9 @@ LGBM_DEFAULTS = dict(
 MIN_GROUP_EVENTS = 200
 """Payments a calibration group needs in the held-out slice for a map of its own."""
 
+MEMO_TABLES = 256
+"""Day-weight tables (one per mix of countries asked for) ``PaymentDateModel.day_weights`` keeps for a day."""
+
 PREDICT_CHUNK_ROWS = 250_000
 """Person-period rows predicted at a time (about 200 MB of float matrix for ~100 columns)."""
 
@@ -436,7 +439,7 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         if countries is None:
             codes, rows = [None], None
         else:
-            rows, uniques = pd.factorize(pd.Series(countries, dtype=object), use_na_sentinel=True)
+            rows, uniques = pd.factorize(np.asarray(countries, dtype=object), use_na_sentinel=True)
             codes = list(uniques) + [None]  # the missing countries (code -1) take the last group
             rows = np.where(rows < 0, len(codes) - 1, rows).astype(np.intp)
         # A server asks for the same day at every request: each country's days are kept for the last
@@ -444,13 +447,19 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         key = (pd.Timestamp(as_of).normalize(), n_days)
         memo = self.__dict__.get("day_weights_memo_")
         if memo is None or memo[0] != key or memo[1] is not cal:
-            memo = (key, cal, {})
+            memo = (key, cal, {}, {})  # each country's days, and the tables of each mix of countries asked for
             self.__dict__["day_weights_memo_"] = memo
-        known = memo[2]
-        missing = [c for c in dict.fromkeys(codes) if c not in known]
-        if missing:
-            known.update(zip(missing, cal.day_weights(key[0], n_days, missing)))
-        return np.stack([known[c] for c in codes]), rows
+        known, tables = memo[2], memo[3]
+        table = tables.get(tuple(codes))
+        if table is None:
+            if len(tables) >= MEMO_TABLES:
+                tables.clear()
+            missing = [c for c in dict.fromkeys(codes) if c not in known]
+            if missing:
+                known.update(zip(missing, cal.day_weights(key[0], n_days, missing)))
+            table = tables[tuple(codes)] = np.stack([known[c] for c in codes])
+            table.flags.writeable = False  # shared by later calls
+        return table, rows
 
     @staticmethod
     def paid_before(days: np.ndarray, cdf: np.ndarray, day) -> np.ndarray:

@@ -357,8 +357,10 @@ class EncaisseModel(BaseEstimator):
         f = features.reset_index(drop=True).copy()  # a copy is consolidated: taking rows is a few blocks, not a column each
         matrix = self.encoder_.to_matrix(self.encoder_.transform(f))
         names = list(self.very_late_model_.feature_names_in_)
+        # The countries as Python objects once: a server answers a few rows at a time from them.
+        countries = f["country"].to_numpy(dtype=object, na_value=None) if "country" in f else None
         return EncodedRows(features=f, matrix=matrix, columns=list(self.encoder_.feature_names_in_),
-                           speakable=speakable_cells(f, names) if with_reasons else None)
+                           speakable=speakable_cells(f, names) if with_reasons else None, countries=countries)
 
     def score(self, ledger: Ledger | None, as_of, invoice_ids=None, n_reasons: int = 3, lang: str = "en",
               return_cdf: bool = False, features: pd.DataFrame | None = None, num_threads: int = 0,
@@ -433,10 +435,7 @@ class EncaisseModel(BaseEstimator):
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
-        countries = None
-        if "country" in rows.features:  # only the rows asked for: a server answers a few of the day's 100k
-            c = rows.features["country"]
-            countries = (c if pos is None else c.take(pos)).to_numpy(dtype=object, na_value=None)
+        countries = rows.countries if rows.countries is None or pos is None else rows.countries[pos]
         q = self.payment_quantiles(days, cdf, d, (0.1, 0.5, 0.9), countries)
         qd = np.minimum(q, self.payment_model_.horizon_days)
         # Whole days after as_of, as dates (seconds resolution, like the ledger's dates).
