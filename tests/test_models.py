@@ -122,6 +122,13 @@ def test_the_models_quantiles_follow_its_payment_calendar():
     pm.payment_calendar_ = PaymentCalendar(weekday_weights=np.ones(7))
     assert (pm.day_weights("2025-12-29", 50, ["GB"])[0] == 1.0).all()
     assert "day_weights_memo_" not in pickle.loads(pickle.dumps(pm)).__dict__
+    # A day of many mixes of countries keeps a bounded number of tables, each still right.
+    from models.hazard import MEMO_TABLES
+
+    for k in range(MEMO_TABLES + 5):
+        w, rows = pm.day_weights("2025-12-30", 50, [f"X{k}", "GB"])
+        np.testing.assert_array_equal(w[rows], pm.payment_calendar_.day_weights("2025-12-30", 50, [f"X{k}", "GB"]))
+    assert 0 < len(pm.day_weights_memo_[3]) <= MEMO_TABLES
 
 def test_mass_beyond_the_horizon_is_reported_as_such():
     m = _geometry()
