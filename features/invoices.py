@@ -138,8 +138,11 @@ def features_from_arrays(
         c = clients.take(slots).reset_index(drop=True)
     out["i_amount_ratio"] = out["i_amount"] / c["c_amount_median"].where(c["c_amount_median"] > 0)
     out = pd.concat([out, c], axis=1)
-    if feature_groups:
-        add_feature_groups(out, t, rows, ds, validate_feature_groups(feature_groups))
+    groups = validate_feature_groups(feature_groups) if feature_groups else ()
+    # The invoice's country, else its client's: read by the 'holidays' group and kept for scoring.
+    countries = rows_countries(src, t.ledger.clients) if with_country or "holidays" in groups else None
+    if groups:
+        add_feature_groups(out, t, rows, ds, groups, countries)
 
     attrs = list(ATTRIBUTE_COLUMNS) + list(extra_attributes or [])
     if include_suspected_leaks:
@@ -148,9 +151,9 @@ def features_from_arrays(
         if name in src.columns:
             out[f"a_{name}"] = _as_text(src[name])
     # Not a model input: the country whose weekdays and holidays the invoice's payment day follows
-    # (``EncaisseModel.payment_quantiles``), the invoice's own, else its client's.
+    # (``EncaisseModel.payment_quantiles``).
     if with_country:
-        out["country"] = rows_countries(src, t.ledger.clients)
+        out["country"] = countries
     return out, rows
 
 

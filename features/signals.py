@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.calendar import holiday_dates, knows_country, rows_countries, weekend_days
+from features.calendar import holiday_dates, knows_country, weekend_days
 from features.clients import DAY, LedgerArrays
 
 FEATURE_GROUPS = ("stuck", "client_effect", "pay_calendar", "holidays")
@@ -164,10 +164,10 @@ def add_pay_calendar(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: f
     out["i_pay_dom_share"] = share[rc]
 
 
-def add_holiday_signals(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float) -> None:
+def add_holiday_signals(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float, countries) -> None:
     """Columns of the ``holidays`` group, for the open invoices ``rows`` of ``t`` (``out`` row for row).
 
-    The country is the invoice's, else its client's (``features.calendar.rows_countries``); public
+    ``countries``: each row's, the invoice's, else its client's (``features.calendar.rows_countries``); public
     holidays are known in advance, so reading those after ``as_of`` leaks nothing.
     ``i_due_holiday``: 1 when the due date is a holiday of the country; ``i_due_next_open``: days from
     the due date to the first day on or after it that is neither a weekend day of the country (Saturday and
@@ -177,7 +177,7 @@ def add_holiday_signals(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds
     all three are NaN without a due date.
     """
     d = pd.Timestamp(ds, unit="s").normalize()
-    countries = pd.Series(rows_countries(t.ledger.invoices.take(rows), t.ledger.clients), dtype=object)
+    countries = pd.Series(countries, dtype=object)
     due = pd.to_datetime(out["due_date"]).dt.normalize().to_numpy(dtype="datetime64[D]")
     n = len(out)
     due_holiday, next_open, ahead = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
@@ -215,14 +215,15 @@ def _weekday(days: np.ndarray) -> np.ndarray:
     return (days.astype(np.int64) + 3) % 7
 
 
-def _closed(days: np.ndarray, holidays: np.ndarray, weekend=(5, 6)) -> np.ndarray:
+def _closed(days: np.ndarray, holidays: np.ndarray, weekend) -> np.ndarray:
     """Whether each ``datetime64[D]`` day is a ``weekend`` weekday (0 = Monday) or one of ``holidays``."""
     return np.isin(_weekday(days), weekend) | np.isin(days, holidays)
 
 
-def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float, groups) -> None:
+def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds: float, groups,
+                       countries=None) -> None:
     """Add the columns of each group in ``groups`` (``FEATURE_GROUPS``) to ``out``; NaN for an invoice
-    without a client."""
+    without a client. ``countries``: each row's (``features.calendar.rows_countries``), for 'holidays'."""
     before = set(out.columns)
     if "stuck" in groups:
         add_stuck_signals(out, t, rows, ds)
@@ -231,7 +232,7 @@ def add_feature_groups(out: pd.DataFrame, t: LedgerArrays, rows: np.ndarray, ds:
     if "pay_calendar" in groups:
         add_pay_calendar(out, t, rows, ds)
     if "holidays" in groups:
-        add_holiday_signals(out, t, rows, ds)
+        add_holiday_signals(out, t, rows, ds, countries)
     no_client = t.doc_client[rows] < 0
     if no_client.any():
         for name in out.columns.difference(list(before)):

@@ -442,22 +442,18 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
             rows, uniques = pd.factorize(np.asarray(countries, dtype=object), use_na_sentinel=True)
             codes = list(uniques) + [None]  # the missing countries (code -1) take the last group
             rows = np.where(rows < 0, len(codes) - 1, rows).astype(np.intp)
-        # A server asks for the same day at every request: each country's days are kept for the last
-        # day and calendar asked (not pickled).
+        # A server asks for the same day at every request: the tables of each mix of countries asked for
+        # are kept for the last day and calendar (not pickled).
         key = (pd.Timestamp(as_of).normalize(), n_days)
         memo = self.__dict__.get("day_weights_memo_")
         if memo is None or memo[0] != key or memo[1] is not cal:
-            memo = (key, cal, {}, {})  # each country's days, and the tables of each mix of countries asked for
-            self.__dict__["day_weights_memo_"] = memo
-        known, tables = memo[2], memo[3]
+            memo = self.__dict__["day_weights_memo_"] = (key, cal, {})
+        tables = memo[2]
         table = tables.get(tuple(codes))
         if table is None:
             if len(tables) >= MEMO_TABLES:
                 tables.clear()
-            missing = [c for c in dict.fromkeys(codes) if c not in known]
-            if missing:
-                known.update(zip(missing, cal.day_weights(key[0], n_days, missing)))
-            table = tables[tuple(codes)] = np.stack([known[c] for c in codes])
+            table = tables[tuple(codes)] = cal.day_weights(key[0], n_days, codes)
             table.flags.writeable = False  # shared by later calls
         return table, rows
 

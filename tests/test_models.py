@@ -128,7 +128,7 @@ def test_the_models_quantiles_follow_its_payment_calendar():
     for k in range(MEMO_TABLES + 5):
         w, rows = pm.day_weights("2025-12-30", 50, [f"X{k}", "GB"])
         np.testing.assert_array_equal(w[rows], pm.payment_calendar_.day_weights("2025-12-30", 50, [f"X{k}", "GB"]))
-    assert 0 < len(pm.day_weights_memo_[3]) <= MEMO_TABLES
+    assert 0 < len(pm.day_weights_memo_[2]) <= MEMO_TABLES
 
 def test_mass_beyond_the_horizon_is_reported_as_such():
     m = _geometry()
