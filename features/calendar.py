@@ -285,30 +285,57 @@ def payment_calendar(ledger: Ledger, as_of, lookback_days: int = 365) -> Payment
                            country_weights=country_w, default_holiday_weight=overall)
 
 
-def calendar_clock(t: np.ndarray, weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Weight of the days in [0, t), day k weighing ``weights[row, k]``; linear inside a day, so ``t``
-    may hold fractions (and beyond the table's ends, at the weight of its first or last day).
+class DayClock:
+    """A table of day weights made ready to read: checked once, its running sums taken once.
 
-    Args:
-        t: days after as_of, any shape; with ``rows``, (n, m) or (n,).
-        weights: (groups, days) weights >= 0 of the days from as_of on (``PaymentCalendar.day_weights``).
-        rows: the group of each row of ``t`` (None: group 0 for every value).
+    ``weights``: (groups, days) weights >= 0 of the days from as_of on (``PaymentCalendar.day_weights``),
+    no group all 0. A server reads the same day's table at every request: ``PaymentDateModel.day_clock``
+    keeps the clock, so a call pays for its own rows only.
     """
-    w = np.asarray(weights, dtype=float)
-    if w.ndim != 2 or w.shape[1] == 0 or not np.all(np.isfinite(w)) or (w < 0).any() or (w.sum(axis=1) <= 0).any():
-        raise ValueError("day weights must be a (groups, days) table of finite values >= 0, no row all 0; "
-                         f"got shape {w.shape}.")
-    t = np.asarray(t, dtype=float)
-    if not np.all(np.isfinite(t)):
-        raise ValueError("calendar_clock needs finite days.")
-    n_days = w.shape[1]
-    # The clock at the start of each day, group after group (exclusive sums: non-decreasing exactly).
-    start = np.concatenate([np.zeros((len(w), 1)), np.cumsum(w[:, :-1], axis=1)], axis=1).ravel()
-    whole = np.clip(np.floor(t), 0, n_days - 1)
-    idx = whole.astype(np.intp)
-    if rows is not None:  # one flat table: a group's days follow the previous group's
-        idx += np.asarray(rows, dtype=np.intp).reshape((-1,) + (1,) * (t.ndim - 1)) * n_days
-    out = t - whole
-    out *= w.ravel()[idx]
-    out += start[idx]
-    return out
+
+    def __init__(self, weights: np.ndarray):
+        w = np.array(weights, dtype=float)
+        if w.ndim != 2 or w.shape[1] == 0 or not np.all(np.isfinite(w)) or (w < 0).any() or (w.sum(axis=1) <= 0).any():
+            raise ValueError("day weights must be a (groups, days) table of finite values >= 0, no row all 0; "
+                             f"got shape {w.shape}.")
+        w.flags.writeable = False
+        self.weights = w
+        self.groups, self.n_days = w.shape
+        ends = np.cumsum(w, axis=1)
+        # The clock at the start of each day, group after group (exclusive sums: non-decreasing exactly).
+        self.starts = np.concatenate([np.zeros((self.groups, 1)), ends[:, :-1]], axis=1).ravel()
+        # The clock at the end of each day in one sorted flat array: group g's shifted by g * gap, gap
+        # being more than any group's total.
+        self.gap = float(ends.max()) + 1.0
+        self.ends = (ends + self.gap * np.arange(self.groups)[:, None]).ravel()
+        # Per group and day, the first day from it with a weight (the last such day when none follows):
+        # a reverse running minimum over those days' indices.
+        day = np.broadcast_to(np.arange(self.n_days), w.shape)
+        nxt = np.minimum.accumulate(np.where(w > 0, day, self.n_days)[:, ::-1], axis=1)[:, ::-1]
+        last = np.where(w > 0, day, -1).max(axis=1, keepdims=True)
+        self.first_open = np.where(nxt < self.n_days, nxt, last).ravel()
+
+    def at(self, t: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Weight of the days in [0, t), day k of row i weighing ``weights[rows[i], k]``; linear inside a
+        day, so ``t`` may hold fractions (and beyond the table's ends, at the weight of its first or last day).
+
+        Args:
+            t: days after as_of, any shape; with ``rows``, (n, m) or (n,).
+            rows: the group of each row of ``t`` (None: group 0 for every value).
+        """
+        t = np.asarray(t, dtype=float)
+        if not np.all(np.isfinite(t)):
+            raise ValueError("the calendar clock needs finite days.")
+        whole = np.clip(np.floor(t), 0, self.n_days - 1)
+        idx = whole.astype(np.intp)
+        if rows is not None:  # one flat table: a group's days follow the previous group's
+            idx += np.asarray(rows, dtype=np.intp).reshape((-1,) + (1,) * (t.ndim - 1)) * self.n_days
+        out = t - whole
+        out *= self.weights.ravel()[idx]
+        out += self.starts[idx]
+        return out
+
+
+def calendar_clock(t: np.ndarray, weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``DayClock(weights).at(t, rows)``: the weight of the days in [0, t) (see ``DayClock``)."""
+    return DayClock(weights).at(t, rows)

@@ -2,7 +2,7 @@
 (``days``, non-decreasing) and P(paid before each) (``cdf``), as ``PaymentDateModel.predict_cdf`` gives.
 
 Inside a bin of several days the CDF rises linearly, either in calendar days or, given day weights
-(``PaymentCalendar.day_weights``), on the calendar clock (``features.calendar.calendar_clock``): in
+(``PaymentCalendar.day_weights``), on the calendar clock (``features.calendar.DayClock``): in
 proportion to how the ledger's payments fall on the weekdays and holidays, so that a quantile does not
 land on a Sunday when the ledger records next to no payment on Sundays.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.calendar import calendar_clock
+from features.calendar import DayClock
 
 
 def count_le(rows: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -73,13 +73,13 @@ def sample_payment_days(days: np.ndarray, cdf: np.ndarray, u: np.ndarray, horizo
 
 
 def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
-                   day_weights: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+                   day_weights: np.ndarray | DayClock | None = None, rows: np.ndarray | None = None) -> np.ndarray:
     """The q-quantiles of the payment day, in whole days after as_of; ``inf`` past ``horizon_days``.
 
     Payments fall on whole days: the day-t payment probability is the CDF's rise over [t, t + 1). The
     q-quantile is the first day t with P(paid on or before t) >= q. Inside a bin the CDF rises in
     calendar days or, with ``day_weights`` ((groups, days from as_of on) covering every day of the
-    grid; ``rows``: each invoice's group, None: group 0), on the calendar clock, as the forecast's
+    grid, or their ``DayClock``; ``rows``: each invoice's group, None: group 0), on the calendar clock, as the forecast's
     ``build_period_cdf`` spreads it: a day of weight 0 holds no quantile (mass the grid puts on such
     days goes to the next day of positive weight, or to the previous one at the table's end).
     """
@@ -89,14 +89,14 @@ def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
         return out
     xp = days.astype(float)
     if day_weights is not None:
-        w = np.asarray(day_weights, dtype=float)
+        clock = day_weights if isinstance(day_weights, DayClock) else DayClock(day_weights)
+        m = clock.n_days
         g = np.zeros(n, dtype=np.intp) if rows is None else np.asarray(rows, dtype=np.intp)
-        if g.shape != (n,) or g.min() < 0 or g.max() >= len(w):
-            raise ValueError(f"rows must give each of the {n} invoices a group in 0..{len(w) - 1}.")
+        if g.shape != (n,) or g.min() < 0 or g.max() >= clock.groups:
+            raise ValueError(f"rows must give each of the {n} invoices a group in 0..{clock.groups - 1}.")
         finite = xp[np.isfinite(xp)]
-        if finite.size and np.ceil(finite.max()) > w.shape[1]:
-            raise ValueError(f"day weights cover {w.shape[1]} days; the CDF grid reaches day {finite.max():g}.")
-        ends, first_open, gap = _clock_ends(w)
+        if finite.size and np.ceil(finite.max()) > m:
+            raise ValueError(f"day weights cover {m} days; the CDF grid reaches day {finite.max():g}.")
     r = np.arange(n)
     # Per level, the grid edges the CDF reaches it between, and how far in; on the clock, the two edges
     # only (the whole grid's clock would cost ten times more), all levels in one call.
@@ -111,7 +111,7 @@ def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
         x1.append(xp[r, i])
     x0, x1 = np.column_stack(x0), np.column_stack(x1)
     if day_weights is not None:
-        both = calendar_clock(np.concatenate([x0, x1], axis=1), w, g)
+        both = clock.at(np.concatenate([x0, x1], axis=1), g)
         x0, x1 = both[:, :len(qs)], both[:, len(qs):]
     for j, (any_, frac) in enumerate(found):
         val = x0[:, j] + frac * (x1[:, j] - x0[:, j])
@@ -121,26 +121,8 @@ def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
         else:
             # The first day whose end on the clock is at or past the clock's value at q, then the first
             # day from it that has a weight.
-            m = w.shape[1]
-            flat = np.searchsorted(ends, val - 1e-9 + g * gap, side="left") - g * m
-            day = np.where(flat < m, first_open.ravel()[g * m + np.minimum(flat, m - 1)], np.inf)
+            flat = np.searchsorted(clock.ends, val - 1e-9 + g * clock.gap, side="left") - g * m
+            day = np.where(flat < m, clock.first_open[g * m + np.minimum(flat, m - 1)], np.inf)
         ok = any_ & (day <= horizon_days)
         out[ok, j] = day[ok]
     return out
-
-
-def _clock_ends(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """The clock at the end of each day, group after group in one sorted flat array (group g's shifted
-    by g * gap, gap being more than any group's total), per group and day the first day from it with a
-    weight (the last such day when none follows), and the gap."""
-    groups, m = w.shape
-    ends = np.cumsum(w, axis=1)
-    gap = float(ends.max()) + 1.0
-    flat = (ends + gap * np.arange(groups)[:, None]).ravel()
-    day = np.broadcast_to(np.arange(m), w.shape)
-    # Per day, the next day with a weight: a reverse running minimum over those days' indices.
-    nxt = np.where(w > 0, day, m)
-    nxt = np.minimum.accumulate(nxt[:, ::-1], axis=1)[:, ::-1]
-    last = np.where(w > 0, day, -1).max(axis=1, keepdims=True)
-    first_open = np.where(nxt < m, nxt, last)
-    return flat, first_open, gap

@@ -31,7 +31,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from features.calendar import PaymentCalendar
+from features.calendar import DayClock, PaymentCalendar
 from models.calibration import km_map as _km_map
 from models.bins import BIN_INPUTS, bin_columns, person_period_rows
 from models.compiled import CompiledTrees
@@ -74,6 +74,20 @@ def _edges(edges) -> np.ndarray:
     if len(e) < 3 or e[0] >= 0 or e[-1] <= 0:
         raise ValueError(f"bin_edges must hold at least 3 edges, some before and some after 0; got {list(edges)}.")
     return e
+
+
+def _country_groups(countries) -> tuple[list, np.ndarray]:
+    """The countries asked for, in order of first appearance, then None (the missing ones), and each
+    invoice's index in that list."""
+    if len(countries) <= 64:  # a few invoices (an API call): a dict costs less than pandas' factorize
+        seen: dict = {}
+        found = [seen.setdefault(c, len(seen)) if isinstance(c, str) else -1 for c in countries]
+        rows, uniques = np.array(found, dtype=np.intp), list(seen)
+    else:
+        rows, uniques = pd.factorize(np.asarray(countries, dtype=object), use_na_sentinel=True)
+        uniques = list(uniques)
+    codes = uniques + [None]  # the missing countries (code -1) take the last group
+    return codes, np.where(rows < 0, len(codes) - 1, rows).astype(np.intp)
 
 
 class PaymentDateModel(CompiledTrees, BaseEstimator):
@@ -412,16 +426,22 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         """The q-quantiles of the payment day, in whole days after as_of; ``inf`` past the horizon.
 
         Payments fall on whole days: the q-quantile is the first day t with P(paid on or before t) >= q
-        (``models.grid.grid_quantiles``). ``day_weights``: ``self.day_weights(...)`` of the same
-        as_of; inside a bin the CDF then rises as the ledger's payments fall on the weekdays and
+        (``models.grid.grid_quantiles``). ``day_weights``: ``self.day_clock(...)`` (or
+        ``self.day_weights(...)``) of the same as_of; inside a bin the CDF then rises as the ledger's payments fall on the weekdays and
         holidays instead of evenly, and a quantile does not land on a day next to no payment does.
         """
         w, rows = day_weights if day_weights is not None else (None, None)
         return grid_quantiles(days, cdf, qs, self.horizon_days, w, rows)
 
     def day_weights(self, as_of, n_days: int | None = None, countries=None) -> tuple[np.ndarray, np.ndarray] | None:
+        """``day_clock``'s table of weights, and each invoice's group (None where it is None)."""
+        clock = self.day_clock(as_of, n_days, countries)
+        return None if clock is None else (clock[0].weights, clock[1])
+
+    def day_clock(self, as_of, n_days: int | None = None, countries=None) -> tuple[DayClock, np.ndarray] | None:
         """Per country (``countries``: one per invoice, None: one group), the weight of each day from
-        ``as_of`` on, and each invoice's group: for ``quantiles`` and ``models.forecast.build_period_cdf``.
+        ``as_of`` on as a ``DayClock``, and each invoice's group: for ``quantiles`` (and, as weights,
+        ``models.forecast.build_period_cdf``).
         The table covers every day of any invoice's CDF grid (the bins' span), or ``n_days`` when more.
 
         From ``payment_calendar_`` (``features.calendar.payment_calendar``); a model stored before it
@@ -436,26 +456,20 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         edges = getattr(self, "edges_", None)
         span = int(np.ptp(edges if edges is not None else _edges(self.bin_edges))) + 2
         n_days = max(span, int(n_days or 0))
-        if countries is None:
-            codes, rows = [None], None
-        else:
-            rows, uniques = pd.factorize(np.asarray(countries, dtype=object), use_na_sentinel=True)
-            codes = list(uniques) + [None]  # the missing countries (code -1) take the last group
-            rows = np.where(rows < 0, len(codes) - 1, rows).astype(np.intp)
-        # A server asks for the same day at every request: the tables of each mix of countries asked for
+        codes, rows = ([None], None) if countries is None else _country_groups(countries)
+        # A server asks for the same day at every request: the clocks of each mix of countries asked for
         # are kept for the last day and calendar (not pickled).
         key = (pd.Timestamp(as_of).normalize(), n_days)
         memo = self.__dict__.get("day_weights_memo_")
         if memo is None or memo[0] != key or memo[1] is not cal:
             memo = self.__dict__["day_weights_memo_"] = (key, cal, {})
         tables = memo[2]
-        table = tables.get(tuple(codes))
-        if table is None:
+        clock = tables.get(tuple(codes))
+        if clock is None:
             if len(tables) >= MEMO_TABLES:
                 tables.clear()
-            table = tables[tuple(codes)] = cal.day_weights(key[0], n_days, codes)
-            table.flags.writeable = False  # shared by later calls
-        return table, rows
+            clock = tables[tuple(codes)] = DayClock(cal.day_weights(key[0], n_days, codes))  # read-only
+        return clock, rows
 
     @staticmethod
     def paid_before(days: np.ndarray, cdf: np.ndarray, day) -> np.ndarray:

@@ -122,8 +122,14 @@ class CalibratedRisk(CompiledTrees, ClassifierMixin, BaseEstimator):
         return state
 
     def predict_proba(self, X: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
-        p = self.calibrator_.predict(self.predict_raw(X, num_threads=num_threads))
+        p = self.calibrated(self.predict_raw(X, num_threads=num_threads))
         return np.column_stack([1 - p, p])
+
+    def calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """The isotonic map of raw probabilities: ``calibrator_.predict`` (linear between its thresholds,
+        flat beyond them) without its input checks, which cost a one-invoice API call more than the map."""
+        iso = self.calibrator_
+        return np.interp(np.asarray(raw, dtype=float), iso.X_thresholds_, iso.y_thresholds_)
 
     def contributions(self, X: pd.DataFrame, num_threads: int = 0) -> np.ndarray:
         """Per-feature contributions to the raw log-odds (``PathAttribution``), last column = bias."""

@@ -453,7 +453,7 @@ class EncaisseModel(BaseEstimator):
         the weekdays and on the holidays of each invoice's country (``countries``, one per row; None:
         the weekdays only): what the scores, the backtests and monitoring all report."""
         pm = self.payment_model_
-        return pm.quantiles(days, cdf, qs, pm.day_weights(as_of, countries=countries))
+        return pm.quantiles(days, cdf, qs, pm.day_clock(as_of, countries=countries))
 
     def _reasons(self, f: pd.DataFrame, X: pd.DataFrame, n: int = 3, lang: str = "en") -> list[str]:
         """Per invoice, the facts that push P(very late) up the most, in plain words."""
@@ -481,4 +481,4 @@ class EncaisseModel(BaseEstimator):
 
 def _risk_proba(model: CalibratedRisk, matrix: np.ndarray, num_threads: int) -> np.ndarray:
     """``model.predict_proba(X)[:, 1]`` from X's float matrix (LightGBM gets the same numbers either way)."""
-    return model.calibrator_.predict(model.predict_raw_matrix(matrix, num_threads=num_threads))
+    return model.calibrated(model.predict_raw_matrix(matrix, num_threads=num_threads))

@@ -367,3 +367,13 @@ def test_scores_put_their_dates_on_the_days_of_each_invoices_country(fitted):
     # Backtests and monitoring read the same countries from the ledger: the same quantiles.
     q = m.payment_quantiles(days, cdf, d, (0.5,), invoice_countries(known, s["invoice_id"]))
     np.testing.assert_array_equal(np.minimum(q[:, 0], m.payment_model_.horizon_days), s["p50_days"].to_numpy())
+
+
+def test_the_risk_models_isotonic_map_is_read_as_the_calibrator_reads_it(fitted):
+    _, _, model = fitted
+    rng = np.random.default_rng(3)
+    for risk in (model.late_model_, model.very_late_model_):
+        iso = risk.calibrator_
+        # Between, on and beyond the thresholds, where the map is flat.
+        u = np.concatenate([rng.random(5000), iso.X_thresholds_, [-1.0, 0.0, 1.0, 2.0]])
+        np.testing.assert_array_equal(risk.calibrated(u), iso.predict(u))

@@ -111,6 +111,11 @@ def test_the_models_quantiles_follow_its_payment_calendar():
     for day, countries in (("2025-12-22", ["FR", "GB"]), ("2025-12-22", [None, "FR", "NL"]), ("2025-12-29", ["GB"])):
         w, rows = pm.day_weights(day, 50, countries)
         np.testing.assert_array_equal(w[rows], cal.day_weights(day, 50, countries))
+    # A day's clock is made once and read by every call; the quantiles read from it are the table's.
+    clock, rows = pm.day_clock("2025-12-22", countries=["GB", None])
+    assert pm.day_clock("2025-12-22", countries=[None, "GB", "GB"])[0] is clock
+    np.testing.assert_array_equal(pm.quantiles(days, cdf, (0.5, 0.9), (clock, rows)),
+                                  pm.quantiles(days, cdf, (0.5, 0.9), (clock.weights.copy(), rows)))
     # The table covers the bins' whole span (42 days here) when asked for fewer.
     assert pm.day_weights("2025-12-22", 10)[0].shape == (1, 42)
     # A calendar put in place of another is read, not the days kept from the first.
