@@ -79,15 +79,16 @@ def build_forecast(model, ledger: Ledger, as_of, *, horizon: int = 13, freq: str
         client_correlation: copula rho of one client's invoices (None: the backtested default).
         seed: random seed of the draws.
         run_rate_weeks: weeks of issuance behind the not-yet-issued line; 0 leaves it out.
-        scored: the open invoices' ``(scores, (days, cdf))`` when already scored; else the model
-            scores them here.
+        scored: the open invoices' ``(scores, (days, cdf))`` when already scored (with a ``country``
+            column when the caller has ``invoice_countries`` of them already); else the model scores them here.
     """
     validate_horizon(horizon, freq)
     d = pd.Timestamp(as_of).normalize()
     known = ledger.known_at(d)
     scores, (days, cdf) = scored if scored is not None else model.score(known, d, return_cdf=True, n_reasons=0)
     scores["open_amount"] = build_open_amounts(scores, known, d)
-    scores["country"] = invoice_countries(known, scores["invoice_id"])
+    if "country" not in scores:
+        scores["country"] = invoice_countries(known, scores["invoice_id"])
     run_rate = build_run_rate(known, d, n_weeks=run_rate_weeks) if run_rate_weeks > 0 else None
     rho = DEFAULT_CLIENT_CORRELATION if client_correlation is None else client_correlation
     frame = build_collection_forecast(scores, days, cdf, model.payment_model_, d, horizon=horizon, freq=freq,

@@ -116,6 +116,9 @@ def test_invoice_countries_take_the_invoices_own_else_its_clients():
     out = invoice_countries(Ledger(invoices=inv, clients=clients), ["D", "B", "C", "A", "Z"])
     assert list(out) == ["NO", "GB", None, "SE", None]
     assert list(invoice_countries(Ledger(invoices=inv.drop(columns="country")), ["A", "B"])) == [None, None]
+    # An id given twice reads its first row.
+    twice = pd.concat([inv, inv.assign(country="FI")], ignore_index=True)
+    assert list(invoice_countries(Ledger(invoices=twice, clients=clients), ["D", "Z", "A"])) == ["NO", None, "SE"]
 
 
 def test_each_country_has_its_own_weekdays_shrunk_to_the_ledgers():
