@@ -303,26 +303,41 @@ class DayClock:
     """
 
     def __init__(self, weights: np.ndarray):
-        w = np.array(weights, dtype=float)
+        w = np.array(weights, dtype=float)  # a copy: made read-only below, not the caller's table
         if w.ndim != 2 or w.shape[1] == 0 or not np.all(np.isfinite(w)) or (w < 0).any() or (w.sum(axis=1) <= 0).any():
             raise ValueError("day weights must be a (groups, days) table of finite values >= 0, no row all 0; "
                              f"got shape {w.shape}.")
-        w.flags.writeable = False
-        self.weights = w
+        self.weights = _frozen(w)
         self.groups, self.n_days = w.shape
-        ends = np.cumsum(w, axis=1)
         # The clock at the start of each day, group after group (exclusive sums: non-decreasing exactly).
-        self.starts = np.concatenate([np.zeros((self.groups, 1)), ends[:, :-1]], axis=1).ravel()
-        # The clock at the end of each day in one sorted flat array: group g's shifted by g * gap, gap
-        # being more than any group's total.
-        self.gap = float(ends.max()) + 1.0
-        self.ends = (ends + self.gap * np.arange(self.groups)[:, None]).ravel()
-        # Per group and day, the first day from it with a weight (the last such day when none follows):
-        # a reverse running minimum over those days' indices.
-        day = np.broadcast_to(np.arange(self.n_days), w.shape)
-        nxt = np.minimum.accumulate(np.where(w > 0, day, self.n_days)[:, ::-1], axis=1)[:, ::-1]
+        starts = np.concatenate([np.zeros((self.groups, 1)), np.cumsum(w[:, :-1], axis=1)], axis=1)
+        self.starts = _frozen(starts.ravel())
+
+    @functools.cached_property
+    def _ends(self) -> tuple[np.ndarray, float]:
+        """The clock at the end of each day in one sorted flat array, group g's shifted by g * gap (more
+        than any group's total), and the gap: for quantiles only, so made on first use."""
+        ends = np.cumsum(self.weights, axis=1)
+        gap = float(ends.max()) + 1.0
+        return _frozen((ends + gap * np.arange(self.groups)[:, None]).ravel()), gap
+
+    @property
+    def ends(self) -> np.ndarray:
+        return self._ends[0]
+
+    @property
+    def gap(self) -> float:
+        return self._ends[1]
+
+    @functools.cached_property
+    def first_open(self) -> np.ndarray:
+        """Per group and day (flat), the first day from it with a weight (the last such day when none
+        follows): a reverse running minimum over those days' indices."""
+        w, m = self.weights, self.n_days
+        day = np.broadcast_to(np.arange(m), w.shape)
+        nxt = np.minimum.accumulate(np.where(w > 0, day, m)[:, ::-1], axis=1)[:, ::-1]
         last = np.where(w > 0, day, -1).max(axis=1, keepdims=True)
-        self.first_open = np.where(nxt < self.n_days, nxt, last).ravel()
+        return _frozen(np.where(nxt < m, nxt, last).ravel())
 
     def at(self, t: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Weight of the days in [0, t), day k of row i weighing ``weights[rows[i], k]``; linear inside a
@@ -343,6 +358,11 @@ class DayClock:
         out *= self.weights.ravel()[idx]
         out += self.starts[idx]
         return out
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False  # shared between a server's threads
+    return a
 
 
 def calendar_clock(t: np.ndarray, weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from features.calendar import calendar_clock
+from features.calendar import DayClock
 from features.invoices import open_invoices
 from ledger.contracts import Ledger, isin
 from models.evaluation import build_baselines
@@ -99,12 +99,13 @@ MAX_CALENDAR_DAYS = 3660
 
 
 def build_period_cdf(days: np.ndarray, cdf: np.ndarray, edges: np.ndarray, horizon_days: float,
-                     day_weights: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+                     day_weights: np.ndarray | DayClock | None = None, rows: np.ndarray | None = None) -> np.ndarray:
     """P(paid before each period edge), per invoice: (n, len(edges)), non-decreasing along rows.
 
     Edges past the model's horizon are cut at it (mass beyond it means 'not paid within the horizon').
     Inside a bin of several days the CDF rises linearly in calendar days or, with ``day_weights``
-    ((groups, days) from as_of on, ``PaymentCalendar.day_weights``; ``rows``: each invoice's group),
+    ((groups, days) from as_of on, ``PaymentCalendar.day_weights``, or their ``DayClock``; ``rows``:
+    each invoice's group),
     in proportion to the weights of its days: a ledger that records no payment on Sundays or on
     Christmas Day puts none of a week-long bin there.
     """
@@ -115,7 +116,8 @@ def build_period_cdf(days: np.ndarray, cdf: np.ndarray, edges: np.ndarray, horiz
     x = np.ascontiguousarray(np.broadcast_to(x[None, :], (n, len(edges))))
     xp = days.astype(float)
     if day_weights is not None:
-        xp, x = calendar_clock(xp, day_weights, rows), calendar_clock(x, day_weights, rows)
+        clock = day_weights if isinstance(day_weights, DayClock) else DayClock(day_weights)
+        xp, x = clock.at(xp, rows), clock.at(x, rows)
     g = interp_rows(x, xp, cdf.astype(float))
     g[:, 0] = np.where(edges[0] <= 0, 0.0, g[:, 0])
     return np.maximum.accumulate(np.clip(g, 0.0, 1.0), axis=1)
@@ -338,8 +340,8 @@ def build_collection_forecast(
     # the clock goes on at its last day's weight.
     n_days = int(np.ceil(min(max(float(np.max(days, initial=0.0)), float(edges[-1])), MAX_CALENDAR_DAYS))) + 2
     countries = scores["country"].to_numpy(dtype=object) if "country" in scores else None
-    calendar = payment_model.day_weights(d, n_days, countries)
-    g = build_period_cdf(days, cdf, edges, horizon_days, *(calendar or (None, None)))
+    clock = payment_model.day_clock(d, n_days, countries)  # the day's, kept by the model
+    g = build_period_cdf(days, cdf, edges, horizon_days, *(clock or (None, None)))
     expected = amounts @ np.diff(g, axis=1) if n else np.zeros(len(starts))
     totals = sample_period_totals(amounts, scores["client_id"].to_numpy(), g, n_samples=n_samples,
                                   client_correlation=client_correlation, seed=seed,
@@ -359,9 +361,9 @@ def build_collection_forecast(
     })
     if run_rate is not None:
         mix = None
-        if calendar is not None and n:
+        if clock is not None and n:
             # The book's day weights: each country's, by its share of the open amount.
-            table, groups = calendar
+            table, groups = clock[0].weights, clock[1]
             share = np.bincount(np.zeros(n, dtype=np.intp) if groups is None else groups, weights=amounts,
                                 minlength=len(table))
             mix = share @ table / share.sum() if share.sum() > 0 else table.mean(axis=0)

@@ -79,8 +79,8 @@ def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
     Payments fall on whole days: the day-t payment probability is the CDF's rise over [t, t + 1). The
     q-quantile is the first day t with P(paid on or before t) >= q. Inside a bin the CDF rises in
     calendar days or, with ``day_weights`` ((groups, days from as_of on) covering every day of the
-    grid, or their ``DayClock``; ``rows``: each invoice's group, None: group 0), on the calendar clock, as the forecast's
-    ``build_period_cdf`` spreads it: a day of weight 0 holds no quantile (mass the grid puts on such
+    grid, or their ``DayClock``; ``rows``: each invoice's group, None: group 0), on the calendar
+    clock, as the forecast's ``build_period_cdf`` spreads it: a day of weight 0 holds no quantile (mass the grid puts on such
     days goes to the next day of positive weight, or to the previous one at the table's end).
     """
     n, k = cdf.shape

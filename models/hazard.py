@@ -63,7 +63,7 @@ MIN_GROUP_EVENTS = 200
 """Payments a calibration group needs in the held-out slice for a map of its own."""
 
 MEMO_TABLES = 256
-"""Day-weight tables (one per mix of countries asked for) ``PaymentDateModel.day_weights`` keeps for a day."""
+"""Day clocks (one per mix of countries asked for) ``PaymentDateModel.day_clock`` keeps for a day."""
 
 PREDICT_CHUNK_ROWS = 250_000
 """Person-period rows predicted at a time (about 200 MB of float matrix for ~100 columns)."""
@@ -79,6 +79,7 @@ def _edges(edges) -> np.ndarray:
 def _country_groups(countries) -> tuple[list, np.ndarray]:
     """The countries asked for, in order of first appearance, then None (the missing ones), and each
     invoice's index in that list."""
+    # Countries are codes or missing (``features.calendar.rows_countries``); anything else is missing here.
     if len(countries) <= 64:  # a few invoices (an API call): a dict costs less than pandas' factorize
         seen: dict = {}
         found = [seen.setdefault(c, len(seen)) if isinstance(c, str) else -1 for c in countries]
@@ -427,8 +428,9 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
 
         Payments fall on whole days: the q-quantile is the first day t with P(paid on or before t) >= q
         (``models.grid.grid_quantiles``). ``day_weights``: ``self.day_clock(...)`` (or
-        ``self.day_weights(...)``) of the same as_of; inside a bin the CDF then rises as the ledger's payments fall on the weekdays and
-        holidays instead of evenly, and a quantile does not land on a day next to no payment does.
+        ``self.day_weights(...)``) of the same as_of; inside a bin the CDF then rises as the ledger's
+        payments fall on the weekdays and holidays instead of evenly, and a quantile does not land on
+        a day next to no payment does.
         """
         w, rows = day_weights if day_weights is not None else (None, None)
         return grid_quantiles(days, cdf, qs, self.horizon_days, w, rows)

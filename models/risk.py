@@ -127,7 +127,8 @@ class CalibratedRisk(CompiledTrees, ClassifierMixin, BaseEstimator):
 
     def calibrated(self, raw: np.ndarray) -> np.ndarray:
         """The isotonic map of raw probabilities: ``calibrator_.predict`` (linear between its thresholds,
-        flat beyond them) without its input checks, which cost a one-invoice API call more than the map."""
+        flat beyond them) without its input checks, which cost a one-invoice API call more than the map.
+        ``raw`` comes from the boosters, finite by construction (``predict`` would refuse NaN)."""
         iso = self.calibrator_
         return np.interp(np.asarray(raw, dtype=float), iso.X_thresholds_, iso.y_thresholds_)
 
