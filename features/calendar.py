@@ -300,6 +300,12 @@ class DayClock:
     ``weights``: (groups, days) weights >= 0 of the days from as_of on (``PaymentCalendar.day_weights``),
     no group all 0. A server reads the same day's table at every request: ``PaymentDateModel.day_clock``
     keeps the clock, so a call pays for its own rows only.
+
+    Attributes (flat arrays, group after group, read-only: shared between a server's threads):
+        starts, ends: the clock at the start and at the end of each day; ``ends`` of group g are
+            shifted by g * ``gap`` (more than any group's total), so that one search covers every group.
+        first_open: per group and day, the first day from it with a weight (the last such day when
+            none follows).
     """
 
     def __init__(self, weights: np.ndarray):
@@ -308,36 +314,17 @@ class DayClock:
             raise ValueError("day weights must be a (groups, days) table of finite values >= 0, no row all 0; "
                              f"got shape {w.shape}.")
         self.weights = _frozen(w)
-        self.groups, self.n_days = w.shape
-        # The clock at the start of each day, group after group (exclusive sums: non-decreasing exactly).
-        starts = np.concatenate([np.zeros((self.groups, 1)), np.cumsum(w[:, :-1], axis=1)], axis=1)
-        self.starts = _frozen(starts.ravel())
-
-    @functools.cached_property
-    def _ends(self) -> tuple[np.ndarray, float]:
-        """The clock at the end of each day in one sorted flat array, group g's shifted by g * gap (more
-        than any group's total), and the gap: for quantiles only, so made on first use."""
-        ends = np.cumsum(self.weights, axis=1)
-        gap = float(ends.max()) + 1.0
-        return _frozen((ends + gap * np.arange(self.groups)[:, None]).ravel()), gap
-
-    @property
-    def ends(self) -> np.ndarray:
-        return self._ends[0]
-
-    @property
-    def gap(self) -> float:
-        return self._ends[1]
-
-    @functools.cached_property
-    def first_open(self) -> np.ndarray:
-        """Per group and day (flat), the first day from it with a weight (the last such day when none
-        follows): a reverse running minimum over those days' indices."""
-        w, m = self.weights, self.n_days
+        self.groups, self.n_days = groups, m = w.shape
+        ends = np.cumsum(w, axis=1)
+        # Exclusive sums from the same running sum: a day's start is its previous day's end exactly.
+        self.starts = _frozen(np.concatenate([np.zeros((groups, 1)), ends[:, :-1]], axis=1).ravel())
+        self.gap = float(ends.max()) + 1.0
+        self.ends = _frozen((ends + self.gap * np.arange(groups)[:, None]).ravel())
+        # A reverse running minimum over the indices of the days with a weight.
         day = np.broadcast_to(np.arange(m), w.shape)
         nxt = np.minimum.accumulate(np.where(w > 0, day, m)[:, ::-1], axis=1)[:, ::-1]
         last = np.where(w > 0, day, -1).max(axis=1, keepdims=True)
-        return _frozen(np.where(nxt < m, nxt, last).ravel())
+        self.first_open = _frozen(np.where(nxt < m, nxt, last).ravel())
 
     def at(self, t: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Weight of the days in [0, t), day k of row i weighing ``weights[rows[i], k]``; linear inside a
@@ -363,8 +350,3 @@ class DayClock:
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False  # shared between a server's threads
     return a
-
-
-def calendar_clock(t: np.ndarray, weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """``DayClock(weights).at(t, rows)``: the weight of the days in [0, t) (see ``DayClock``)."""
-    return DayClock(weights).at(t, rows)

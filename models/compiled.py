@@ -90,7 +90,7 @@ class CompiledTrees:
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: object's own is the live __dict__
         state.pop("compiled_", None)  # native code, attached again by whoever loads the model
-        state.pop("day_weights_memo_", None)  # a cache (PaymentDateModel.day_clock)
+        state.pop("day_clocks_memo_", None)  # a cache (PaymentDateModel.day_clock)
         return state
 
 

@@ -105,9 +105,8 @@ def build_period_cdf(days: np.ndarray, cdf: np.ndarray, edges: np.ndarray, horiz
     Edges past the model's horizon are cut at it (mass beyond it means 'not paid within the horizon').
     Inside a bin of several days the CDF rises linearly in calendar days or, with ``day_weights``
     ((groups, days) from as_of on, ``PaymentCalendar.day_weights``, or their ``DayClock``; ``rows``:
-    each invoice's group),
-    in proportion to the weights of its days: a ledger that records no payment on Sundays or on
-    Christmas Day puts none of a week-long bin there.
+    each invoice's group), in proportion to the weights of its days: a ledger that records no payment
+    on Sundays or on Christmas Day puts none of a week-long bin there.
     """
     n = len(cdf)
     if n == 0:

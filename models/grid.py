@@ -80,8 +80,9 @@ def grid_quantiles(days: np.ndarray, cdf: np.ndarray, qs, horizon_days: float,
     q-quantile is the first day t with P(paid on or before t) >= q. Inside a bin the CDF rises in
     calendar days or, with ``day_weights`` ((groups, days from as_of on) covering every day of the
     grid, or their ``DayClock``; ``rows``: each invoice's group, None: group 0), on the calendar
-    clock, as the forecast's ``build_period_cdf`` spreads it: a day of weight 0 holds no quantile (mass the grid puts on such
-    days goes to the next day of positive weight, or to the previous one at the table's end).
+    clock, as the forecast's ``build_period_cdf`` spreads it: a day of weight 0 holds no quantile
+    (mass the grid puts on such days goes to the next day of positive weight, or to the previous one
+    at the table's end).
     """
     n, k = cdf.shape
     out = np.full((n, len(qs)), np.inf)

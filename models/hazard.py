@@ -427,23 +427,17 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         """The q-quantiles of the payment day, in whole days after as_of; ``inf`` past the horizon.
 
         Payments fall on whole days: the q-quantile is the first day t with P(paid on or before t) >= q
-        (``models.grid.grid_quantiles``). ``day_weights``: ``self.day_clock(...)`` (or
-        ``self.day_weights(...)``) of the same as_of; inside a bin the CDF then rises as the ledger's
-        payments fall on the weekdays and holidays instead of evenly, and a quantile does not land on
-        a day next to no payment does.
+        (``models.grid.grid_quantiles``). ``day_weights``: ``self.day_clock(...)`` of the same as_of;
+        inside a bin the CDF then rises as the ledger's payments fall on the weekdays and holidays
+        instead of evenly, and a quantile does not land on a day next to no payment does.
         """
         w, rows = day_weights if day_weights is not None else (None, None)
         return grid_quantiles(days, cdf, qs, self.horizon_days, w, rows)
 
-    def day_weights(self, as_of, n_days: int | None = None, countries=None) -> tuple[np.ndarray, np.ndarray] | None:
-        """``day_clock``'s table of weights, and each invoice's group (None where it is None)."""
-        clock = self.day_clock(as_of, n_days, countries)
-        return None if clock is None else (clock[0].weights, clock[1])
-
     def day_clock(self, as_of, n_days: int | None = None, countries=None) -> tuple[DayClock, np.ndarray] | None:
         """Per country (``countries``: one per invoice, None: one group), the weight of each day from
-        ``as_of`` on as a ``DayClock``, and each invoice's group: for ``quantiles`` (and, as weights,
-        ``models.forecast.build_period_cdf``).
+        ``as_of`` on as a ``DayClock``, and each invoice's group: for ``quantiles`` and
+        ``models.forecast.build_period_cdf``.
         The table covers every day of any invoice's CDF grid (the bins' span), or ``n_days`` when more.
 
         From ``payment_calendar_`` (``features.calendar.payment_calendar``); a model stored before it
@@ -462,9 +456,9 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
         # A server asks for the same day at every request: the clocks of each mix of countries asked for
         # are kept for the last day and calendar (not pickled).
         key = (pd.Timestamp(as_of).normalize(), n_days)
-        memo = self.__dict__.get("day_weights_memo_")
+        memo = self.__dict__.get("day_clocks_memo_")
         if memo is None or memo[0] != key or memo[1] is not cal:
-            memo = self.__dict__["day_weights_memo_"] = (key, cal, {})
+            memo = self.__dict__["day_clocks_memo_"] = (key, cal, {})
         tables = memo[2]
         clock = tables.get(tuple(codes))
         if clock is None:

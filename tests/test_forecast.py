@@ -405,20 +405,30 @@ def test_the_forecast_puts_little_on_the_holidays_of_each_invoices_country():
     np.testing.assert_allclose(f["expected_amount"].to_numpy(), 4 * none)
 
 
-def test_calendar_clock_counts_the_weights_of_the_days_before_t():
-    from features.calendar import calendar_clock
+def test_the_calendar_clock_counts_the_weights_of_the_days_before_t():
+    from features.calendar import DayClock
 
     w = np.array([[1, 1, 0, 2], [2, 2, 2, 2]], dtype=float)
     t = np.array([-1, 0, 0.5, 2, 2.5, 3, 3.5, 4, 5])
-    np.testing.assert_allclose(calendar_clock(t, w[:1]), [-1, 0, 0.5, 2, 2, 2, 3, 4, 6])
+    np.testing.assert_allclose(DayClock(w[:1]).at(t), [-1, 0, 0.5, 2, 2, 2, 3, 4, 6])
     # Per row: each row's group; (n, m) grids and (n,) columns alike.
+    clock = DayClock(w)
     grid = np.array([[0, 2.5, 4], [0, 2.5, 4]])
-    np.testing.assert_allclose(calendar_clock(grid, w, np.array([0, 1])), [[0, 2, 4], [0, 5, 8]])
-    np.testing.assert_allclose(calendar_clock(np.array([3.5, 3.5]), w, np.array([1, 0])), [7, 3])
+    np.testing.assert_allclose(clock.at(grid, np.array([0, 1])), [[0, 2, 4], [0, 5, 8]])
+    np.testing.assert_allclose(clock.at(np.array([3.5, 3.5]), np.array([1, 0])), [7, 3])
+    # The quantiles' search: each day's end, group 1's shifted past group 0's total, and per day the
+    # first day from it with a weight (day 2 of group 0 has none).
+    assert clock.gap == 9.0
+    assert clock.ends.tolist() == [1, 2, 2, 4, 11, 13, 15, 17]
+    assert clock.first_open.tolist() == [0, 1, 3, 3, 0, 1, 2, 3]
+    # Shared between threads: read-only, and not the caller's table.
+    with pytest.raises(ValueError, match="read-only"):
+        clock.weights[0, 0] = 5.0
+    assert w.flags.writeable
     with pytest.raises(ValueError, match="no row all 0"):
-        calendar_clock(t, np.array([[1, 1], [0, 0]]))
+        DayClock(np.array([[1, 1], [0, 0]]))
     with pytest.raises(ValueError, match="finite days"):
-        calendar_clock(np.array([np.inf]), w[:1])
+        DayClock(w[:1]).at(np.array([np.inf]))
 
 
 

@@ -109,26 +109,27 @@ def test_the_models_quantiles_follow_its_payment_calendar():
     # The days kept between calls are each country's own, whatever the mix asked for, and the day's.
     cal = pm.payment_calendar_
     for day, countries in (("2025-12-22", ["FR", "GB"]), ("2025-12-22", [None, "FR", "NL"]), ("2025-12-29", ["GB"])):
-        w, rows = pm.day_weights(day, 50, countries)
-        np.testing.assert_array_equal(w[rows], cal.day_weights(day, 50, countries))
+        clock, rows = pm.day_clock(day, 50, countries)
+        np.testing.assert_array_equal(clock.weights[rows], cal.day_weights(day, 50, countries))
     # A day's clock is made once and read by every call; the quantiles read from it are the table's.
     clock, rows = pm.day_clock("2025-12-22", countries=["GB", None])
     assert pm.day_clock("2025-12-22", countries=[None, "GB", "GB"])[0] is clock
     np.testing.assert_array_equal(pm.quantiles(days, cdf, (0.5, 0.9), (clock, rows)),
                                   pm.quantiles(days, cdf, (0.5, 0.9), (clock.weights.copy(), rows)))
     # The table covers the bins' whole span (42 days here) when asked for fewer.
-    assert pm.day_weights("2025-12-22", 10)[0].shape == (1, 42)
+    assert pm.day_clock("2025-12-22", 10)[0].weights.shape == (1, 42)
     # A calendar put in place of another is read, not the days kept from the first.
     pm.payment_calendar_ = PaymentCalendar(weekday_weights=np.ones(7))
-    assert (pm.day_weights("2025-12-29", 50, ["GB"])[0] == 1.0).all()
-    assert "day_weights_memo_" not in pickle.loads(pickle.dumps(pm)).__dict__
+    assert (pm.day_clock("2025-12-29", 50, ["GB"])[0].weights == 1.0).all()
+    assert "day_clocks_memo_" not in pickle.loads(pickle.dumps(pm)).__dict__
     # A day of many mixes of countries keeps a bounded number of tables, each still right.
     from models.hazard import MEMO_TABLES
 
     for k in range(MEMO_TABLES + 5):
-        w, rows = pm.day_weights("2025-12-30", 50, [f"X{k}", "GB"])
-        np.testing.assert_array_equal(w[rows], pm.payment_calendar_.day_weights("2025-12-30", 50, [f"X{k}", "GB"]))
-    assert 0 < len(pm.day_weights_memo_[2]) <= MEMO_TABLES
+        clock, rows = pm.day_clock("2025-12-30", 50, [f"X{k}", "GB"])
+        np.testing.assert_array_equal(clock.weights[rows],
+                                      pm.payment_calendar_.day_weights("2025-12-30", 50, [f"X{k}", "GB"]))
+    assert 0 < len(pm.day_clocks_memo_[2]) <= MEMO_TABLES
 
 
 def test_mass_beyond_the_horizon_is_reported_as_such():
