@@ -49,35 +49,52 @@ def day_of(as_of: date | str | pd.Timestamp | None) -> pd.Timestamp:
 def refresh_ledger(state: ServiceState) -> LedgerIndex:
     """Reload the ledger from the store (at start-up, or on reload); caches are dropped with it.
 
-    Writes pending when the load began are in what it read; later ones stay pending (folding a
-    row in twice replaces it by itself).
+    Writes acknowledged before the load began are in what it reads. Those acknowledged while it
+    runs may or may not be, so they are folded in again (folding a row in twice replaces it by
+    itself). A load that ends after a later-begun one has replaced ``index`` leaves it as it is.
     """
     with state.lock:
-        n_pending = len(state.pending)
-    ledger = load_ledger(state.engine)
+        state.load_ticket += 1
+        ticket, began = state.load_ticket, state.write_seq
+        state.loads.append(began)
+    try:
+        ledger = load_ledger(state.engine)
+    finally:
+        with state.lock:
+            state.loads.remove(began)
     with state.lock:
+        if ticket < state.index_ticket:  # a later load is already served
+            state.drop_folded()
+            return state.index
         version = (state.index.version + 1) if state.index is not None else 1
-        state.index = LedgerIndex.build(ledger, version)
-        del state.pending[:n_pending]
+        index = LedgerIndex.build(ledger, version)
+        for seq, table, rows in state.pending:
+            if seq > began:
+                index = index.with_rows(table, rows, index.version + 1)
+        state.index, state.index_ticket = index, ticket
+        state.folded_seq = state.write_seq
+        state.drop_folded()
         state.clear_scoring_caches()
     log.info("ledger loaded: %d invoices, %d payments, %d actions (version %d)", len(ledger.invoices),
              len(ledger.payments), len(ledger.actions), version)
-    return state.index
+    return index
 
 
 def current_ledger(state: ServiceState) -> LedgerIndex:
     """The loaded ledger and its look-ups (loaded on first use), with the API's writes folded in."""
     if state.index is None:
         return refresh_ledger(state)
-    if not state.pending:
+    if state.folded_seq == state.write_seq:
         return state.index
     with state.lock:
-        if state.pending:
+        if state.folded_seq != state.write_seq:
             index = state.index
-            for table, rows in state.pending:
-                index = index.with_rows(table, rows, index.version + 1)
-            state.pending.clear()
+            for seq, table, rows in state.pending:
+                if seq > state.folded_seq:
+                    index = index.with_rows(table, rows, index.version + 1)
             state.index = index
+            state.folded_seq = state.write_seq
+            state.drop_folded()
             state.clear_scoring_caches()
         return state.index
 

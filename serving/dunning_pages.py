@@ -120,8 +120,7 @@ def send(request: Request, client_id: FormText = "", step: FormText = "", csrf: 
     finally:
         email.close()
     if len(result.actions):  # the next read folds them into the loaded ledger, like API writes
-        with ctx.state.lock:
-            ctx.state.pending.append(("actions", result.actions))
+        ctx.state.add_pending("actions", result.actions)
     summary = result.summary()
     log.info("page send: %s %s by key %s: %s sent, %s failed", client_id, step or "(all due)", p.prefix,
              summary["sent"]["total"], summary["failed"]["total"])

@@ -170,8 +170,15 @@ class ServiceState:
             champion, day).
         results: other computed answers (worklists, forecasts, KPIs).
         build_lock: held while ``open_rows`` builds an entry, so concurrent first calls build it once.
-        pending: ``(table, rows)`` stored through the API and not yet in ``index`` (folded in by
-            ``serving.current.current_ledger``).
+        pending: ``(seq, table, rows)`` stored through the API (``add_pending``), numbered in the order
+            they were acknowledged. ``serving.current.current_ledger`` folds those past ``folded_seq``
+            into ``index``; an entry is kept while a ledger load that began before it is running, which
+            folds it again into what it read (the load may have read the store before the write).
+        write_seq: the number of the last entry added to ``pending``.
+        folded_seq: the number of the last entry folded into ``index``.
+        loads: the ``write_seq`` at which each running ledger load began.
+        load_ticket: how many ledger loads have begun; ``index_ticket``: the ticket of the load
+            ``index`` was built from (a load that finishes after a later one does not replace it).
         warming: held while today's caches are built in the background after writes.
         session_secret: the secret signing the pages' session cookie
             (``serving.config.resolve_session_secret``); empty signs and accepts nothing.
@@ -191,7 +198,24 @@ class ServiceState:
     build_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     session_secret: str = field(default="", repr=False)
     pending: list = field(default_factory=list, repr=False)
+    write_seq: int = 0
+    folded_seq: int = 0
+    loads: list = field(default_factory=list, repr=False)
+    load_ticket: int = 0
+    index_ticket: int = 0
     warming: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_pending(self, table: str, rows: pd.DataFrame) -> None:
+        """Record rows committed to the store through the service: the next read folds them in."""
+        with self.lock:
+            self.write_seq += 1
+            self.pending.append((self.write_seq, table, rows))
+
+    def drop_folded(self) -> None:
+        """Forget the pending entries that ``index`` holds and no running load needs (lock held)."""
+        keep_after = min([self.folded_seq, *self.loads])
+        if self.pending and self.pending[0][0] <= keep_after:
+            self.pending = [entry for entry in self.pending if entry[0] > keep_after]
 
     def clear_scoring_caches(self) -> None:
         """Forget everything computed from the ledger or the champion (after a write or a reload)."""

@@ -116,8 +116,7 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
         outcome.warnings += _unknown_invoices(state, good)
     if changed:
         rows_changed = good[good[spec.key].astype(str).isin(set(changed))]
-        with state.lock:
-            state.pending.append((spec.name, rows_changed))
+        state.add_pending(spec.name, rows_changed)
         _warm_soon(state)
     return outcome
 

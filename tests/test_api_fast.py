@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 
 from models.scorer import SCORE_COLUMNS
+from ledger.engine import open_store
+from ledger.staged_upsert import upsert_frame
 from serving import current, invoice_scores
 from api_helpers import AS_OF, open_ids, synthetic
 
@@ -137,6 +139,65 @@ def test_a_write_rebuilds_the_open_invoices(fresh_api):
     inv.loc[inv["invoice_id"] == invoice_id, "due_date"] = pd.Timestamp(moved)
     led = type(api.ledger)(inv, api.ledger.payments, api.ledger.clients, api.ledger.actions)
     assert_rows_equal([after], api.model.score(led, AS_OF))
+
+
+def _new_invoice(api, invoice_id: str) -> dict:
+    row = api.ledger.invoices.set_index("invoice_id").loc[open_ids(api.ledger)[0]]
+    return {"invoice_id": invoice_id, "client_id": row["client_id"], "issue_date": "2025-05-20",
+            "due_date": "2025-07-01", "amount": 12.5}
+
+
+def _write(api, invoice_id: str) -> None:
+    w = api.post("/v1/invoices", {"invoices": [_new_invoice(api, invoice_id)]}, role="system")
+    assert w.status_code == 200 and w.json()["inserted"] == 1, w.text
+
+
+def test_writes_acknowledged_while_the_ledger_reloads_are_served(fresh_api, monkeypatch):
+    """A write acknowledged during a reload is served after it, whether a read folded it in meanwhile or not."""
+    api = fresh_api
+    state = state_of(api)
+    read_store = current.load_ledger
+
+    def load_while_writing(engine, *args, **kwargs):
+        ledger = read_store(engine, *args, **kwargs)  # what the load read: neither write below
+        _write(api, "DURING-LOAD-1")
+        current.current_ledger(state)  # a read folds it into the ledger being replaced
+        _write(api, "DURING-LOAD-2")
+        return ledger
+
+    monkeypatch.setattr(current, "load_ledger", load_while_writing)
+    current.refresh_ledger(state)
+    monkeypatch.setattr(current, "load_ledger", read_store)
+    index = current.current_ledger(state)
+    assert (index.invoice_pos.get_indexer(["DURING-LOAD-1", "DURING-LOAD-2"]) >= 0).all()
+    assert state.pending == []  # folded, and no load running that needs them
+    body = api.post("/v1/scores", {"as_of": AS_OF, "invoice_ids": ["DURING-LOAD-1", "DURING-LOAD-2"]}).json()
+    assert [s["invoice_id"] for s in body["scores"]] == ["DURING-LOAD-1", "DURING-LOAD-2"], body
+
+
+def test_a_load_that_ends_after_a_later_one_does_not_replace_it(fresh_api, monkeypatch):
+    """Two reloads overlap: the ledger read first never replaces the one read after it."""
+    api = fresh_api
+    state = state_of(api)
+    read_store = current.load_ledger
+    engine = open_store(api.settings.store_url)
+
+    def first_load(engine_, *args, **kwargs):
+        ledger = read_store(engine_, *args, **kwargs)
+        with engine.begin() as conn:  # another process (an ingest) writes to the store
+            upsert_frame(conn, "invoices", pd.DataFrame([_new_invoice(api, "BY-INGEST")]).assign(
+                issue_date=pd.Timestamp("2025-05-20"), due_date=pd.Timestamp("2025-07-01"), doc_type="invoice", currency="EUR"))
+        monkeypatch.setattr(current, "load_ledger", read_store)
+        current.refresh_ledger(state)  # a later reload, which reads that write
+        _write(api, "BY-API")
+        return ledger
+
+    monkeypatch.setattr(current, "load_ledger", first_load)
+    current.refresh_ledger(state)
+    engine.dispose()
+    index = current.current_ledger(state)
+    assert (index.invoice_pos.get_indexer(["BY-INGEST", "BY-API"]) >= 0).all()
+    assert state.pending == [] and state.loads == []
 
 
 def test_warm_today_builds_todays_rows(api):
