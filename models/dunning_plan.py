@@ -144,7 +144,8 @@ def plan_dunning(
     led_inv = ledger.invoices
     src = led_inv[isin(led_inv["invoice_id"], sc["invoice_id"])]  # the run's invoices only, not the whole ledger
     src = src.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")
-    paid = pd.to_datetime(sc["invoice_id"].map(src["paid_date"]))
+    # reindex, not map: pandas fails to map an empty Series through an empty datetime one
+    paid = pd.Series(pd.to_datetime(src["paid_date"]).reindex(sc["invoice_id"].to_numpy()).to_numpy(), index=sc.index)
     known = isin(sc["invoice_id"], src.index)
     sc = sc[known & (paid.isna() | (paid >= d))]
     inv = sc[["invoice_id", "client_id", "amount", "due_date", "p_late", "p_very_late"]].copy()

@@ -26,6 +26,7 @@ from serving.auth import allows
 from serving.deps import check_portfolio
 from serving.i18n import LANG_COOKIE, LANGS, fmt_amount, fmt_date, fmt_number, fmt_pct, label, pick_lang, translate
 from serving.keys import Principal, principal_of_key_id
+from serving.schemas.fields import FIRST_DAY, LAST_DAY
 from serving.sessions import SESSION_COOKIE, read_session
 from serving.state import ServiceState
 
@@ -75,13 +76,20 @@ def context(request: Request) -> Ctx:
 
 
 def page_day(ctx: Ctx) -> pd.Timestamp:
-    """``?as_of`` when valid; else the latest stored score run's day on or before today; else today."""
+    """``?as_of`` when given; else the latest stored score run's day on or before today; else today.
+
+    Raises:
+        Stop: a 422 page when ``as_of`` is not a YYYY-MM-DD day within the API's range of days.
+    """
     given = ctx.request.query_params.get("as_of")
     if given:
         try:
-            return pd.Timestamp(date.fromisoformat(given))
+            day = date.fromisoformat(given) if len(given) == 10 else None
         except ValueError:
-            pass
+            day = None
+        if day is None or not FIRST_DAY <= day <= LAST_DAY:
+            raise Stop(error_page(ctx, 422, ctx.t("bad_day", given=given[:40], first=FIRST_DAY, last=LAST_DAY)))
+        return pd.Timestamp(day)
     today = current.today()
     runs = list_score_runs(ctx.state.engine)
     runs = runs[runs["as_of"] <= today] if len(runs) else runs

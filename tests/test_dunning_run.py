@@ -347,6 +347,17 @@ def test_bad_smtp_url_and_missing_score_run_are_usage_errors(_isolated_home, mon
     assert result.exit_code == 2 and "encaisse score" in result.output and "Traceback" not in result.output
 
 
+def test_one_client_without_open_invoices_plans_nothing_and_an_unknown_one_is_a_usage_error(store):
+    engine, *_ = store
+    row = load_ledger(engine, tables=("clients",)).clients.iloc[[0]].assign(client_id="NO-OPEN-INVOICE")
+    with engine.begin() as conn:
+        upsert_frame(conn, "clients", row)
+    code, res = _cli("--dry-run", "--client", "NO-OPEN-INVOICE")
+    assert code == 0 and res["planned"]["total"] == 0 and res["sent"]["total"] == 0
+    result = CliRunner().invoke(app, ["dunning", "run", "--as-of", str(DAY.date()), "--dry-run", "--client", "NOSUCH"])
+    assert result.exit_code == 2 and "'NOSUCH'" in result.output and "Traceback" not in result.output
+
+
 def test_outbox_email_writes_whole_files(tmp_path):
     from email.message import EmailMessage
 

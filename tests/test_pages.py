@@ -263,6 +263,17 @@ def test_forecast_page_takes_the_same_horizon_limit_as_the_api(site):
     assert f'name="horizon" min="1" max="{MAX_HORIZON}"' in tc.get("/forecast").text
 
 
+@pytest.mark.parametrize("path", ["/worklist", "/uplift", "/forecast", "/dunning/preview?client_id=C00001"])
+def test_a_day_that_is_no_date_or_out_of_range_gives_a_422_page(site, path):
+    tc = site.as_("admin")
+    sep = "&" if "?" in path else "?"
+    for given in ("2025-02-30", "0001-01-01", "9999-12-31", "01/02/2025", "2025-06-01T00:00"):
+        r = tc.get(f"{path}{sep}as_of={given}")
+        assert r.status_code == 422, (path, given, r.status_code)
+        assert f"as_of={given}" in unescape(r.text) and "2025-04-01" in r.text
+    assert tc.get(f"{path}{sep}as_of={AS_OF}").status_code == 200
+
+
 def test_no_model_gives_a_503_page_where_a_model_is_needed(tmp_path):
     loader = Loader(None)
     loader.fail = RuntimeError("registry unreachable")

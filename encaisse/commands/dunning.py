@@ -111,6 +111,10 @@ def _run(settings, day, dry_run: bool, client: str | None, policy_path: Path | N
                  stored.run_id[:8], stored.run["as_of"], time.perf_counter() - started)
         if ledger.invoices.empty:
             raise DunningInputError("The store holds no invoices; run `encaisse ingest` first.")
+        if client is not None and not (ledger.clients["client_id"].eq(client).any()
+                                       or ledger.invoices["client_id"].eq(client).any()):
+            raise DunningInputError(f"--client {client!r} is neither a client of the store nor one with an invoice "
+                                    f"open on {day.date()}; check the id (ids are case-sensitive).")
         delivery = None if dry_run else Delivery(email=email, sms=OutboxProvider(outbox_dir / "sms"),
                                                  letter=OutboxProvider(outbox_dir / "letter"),
                                                  mail_from=settings.mail_from)

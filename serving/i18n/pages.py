@@ -48,6 +48,8 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
         "not_found": "Not found.",
         "no_model": "No model is loaded yet: train one (`encaisse train` or `encaisse demo`). {detail}",
         "csrf_failed": "The form expired or did not come from this site; reload the page and try again.",
+        "bad_day": "The day in the address (as_of={given}) is not a date between {first} and {last}; write it like "
+                   "2025-04-01, or remove it to see the latest run.",
         # worklist
         "worklist_title": "Worklist",
         "worklist_source_stored": "Score run {run} of {day} (model v{version}).",
@@ -252,6 +254,8 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
         "not_found": "Introuvable.",
         "no_model": "Aucun modèle n'est chargé : entraînez-en un (`encaisse train` ou `encaisse demo`). {detail}",
         "csrf_failed": "Le formulaire a expiré ou ne vient pas de ce site ; rechargez la page et réessayez.",
+        "bad_day": "Le jour de l'adresse (as_of={given}) n'est pas une date entre le {first} et le {last} ; écrivez-le "
+                   "comme 2025-04-01, ou retirez-le pour voir le dernier calcul.",
         "worklist_title": "Liste de travail",
         "worklist_source_stored": "Calcul {run} du {day} (modèle v{version}).",
         "worklist_source_computed": "Aucun calcul enregistré : scores calculés maintenant avec le modèle v{version}.",
