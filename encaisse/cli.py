@@ -46,3 +46,36 @@ def _register() -> None:
 
 
 _register()
+
+
+def run() -> None:
+    """The ``encaisse`` script: the app, with a folder or store it cannot open reported in one line.
+
+    A workspace on a read-only disk, a ``--home`` under a folder that cannot be created, an output
+    path in a folder without write permission: the user's setup, not a bug, so no traceback (``-v``
+    still logs it).
+    """
+    import logging
+    import sys
+
+    from sqlalchemy.exc import OperationalError
+
+    from encaisse.console import err
+
+    try:
+        app()
+    except OSError as exc:
+        logging.getLogger(__name__).debug("OS error", exc_info=True)
+        where = f" {exc.filename}" if exc.filename else ""
+        err.print(f"[bold red]error:[/] cannot use{where}: {exc.strerror or exc}. Check that the folder exists and "
+                  "that you may write to it (--home or ENCAISSE_HOME for the workspace).", soft_wrap=True)
+        sys.exit(2)
+    except OperationalError as exc:
+        text = str(exc.orig)
+        if not any(s in text for s in ("unable to open database file", "readonly database")):
+            raise
+        logging.getLogger(__name__).debug("store error", exc_info=True)
+        err.print(f"[bold red]error:[/] cannot open the ledger store ({text}). SQLite writes beside its file: the "
+                  "workspace folder must be writable (--home or ENCAISSE_HOME).", soft_wrap=True)
+        sys.exit(2)
+

@@ -303,7 +303,25 @@ def test_cli_kpis_errors(tmp_path):
 
     from encaisse.cli import app
 
-    res = CliRunner().invoke(app, ["kpis", "--as-of", "not-a-date", "--home", str(tmp_path / "a")])
-    assert res.exit_code == 2 and "--as-of must be a date" in " ".join(res.output.split())  # usage error
+    for bad in ("not-a-date", "", "NaT", "01/02/2025", "2025-02-30", "0001-01-01", "2200-01-01"):
+        res = CliRunner().invoke(app, ["kpis", "--as-of", bad, "--home", str(tmp_path / "a")])
+        assert res.exit_code == 2 and "--as-of must be a date" in " ".join(res.output.split()), bad  # usage error
+        assert res.exception is None or isinstance(res.exception, SystemExit), bad
     res = CliRunner().invoke(app, ["kpis", "--as-of", D, "--home", str(tmp_path / "b")])
     assert res.exit_code == 1 and "holds no invoices" in " ".join(res.output.split())
+
+
+def test_a_workspace_that_cannot_be_created_or_is_a_file_is_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from encaisse.cli import run
+
+    (tmp_path / "afile").write_text("x")
+    for home in (tmp_path / "afile" / "ws", tmp_path / "afile"):
+        monkeypatch.setattr(sys, "argv", ["encaisse", "kpis", "--as-of", D, "--home", str(home)])
+        with pytest.raises(SystemExit) as stop:
+            run()
+        assert stop.value.code == 2, home
+        text = " ".join(capsys.readouterr().err.split())
+        assert "afile" in text and "Traceback" not in text, text
+

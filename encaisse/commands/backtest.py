@@ -86,7 +86,7 @@ def _rolling(settings, cfg, cutoffs, from_, to, every, end_day, report, json_) -
 
     try:
         if cutoffs is not None:
-            days = build_cutoffs(cutoffs)
+            days = build_cutoffs([parse_day(c, "--cutoffs") for c in cutoffs.split(",") if c.strip()])
         else:
             if from_ is None or to is None:
                 raise ValueError("--from and --to go together.")

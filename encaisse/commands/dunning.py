@@ -50,7 +50,7 @@ def run(
         raise fail(str(exc), code=EXIT_BAD_INPUT) from None
     except Exception as exc:  # noqa: BLE001 - one line, never a traceback (-v logs it)
         if isinstance(exc, StoreBusyError) or is_busy_error(exc):
-            raise fail(f"the store stayed busy (another process holds its write lock); the run stopped. "
+            raise fail("the store stayed busy (another process holds its write lock); the run stopped. "
                        "What was sent is recorded; run again to send the rest.", code=EXIT_BUSY) from None
         logging.getLogger(__name__).debug("dunning run failed", exc_info=True)
         raise fail(f"dunning run failed: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200]} "

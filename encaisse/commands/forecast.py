@@ -21,6 +21,16 @@ def _money(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:,.0f}".replace(",", " ")
 
 
+CHART_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _chart_path(path: Path | None) -> Path | None:
+    """``--chart`` ends in a format the chart is written in (else matplotlib would add ``.png`` or refuse)."""
+    if path is not None and path.suffix.lower() not in CHART_SUFFIXES:
+        raise typer.BadParameter(f"name a .png, .svg or .pdf file; got {str(path)!r}.")
+    return path
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to `app`."""
 
@@ -29,8 +39,9 @@ def register(app: typer.Typer) -> None:
         as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): forecast from the start of that day.")],
         horizon: Annotated[int, typer.Option("--horizon", min=1, help="Number of periods (at most 366).")] = 13,
         freq: Annotated[str, typer.Option("--freq", help="W: weeks from Monday; D: days.")] = "W",
-        out_file: Annotated[Path | None, typer.Option("--out", help="Write the forecast as CSV here.")] = None,
-        chart: Annotated[Path | None, typer.Option("--chart", help="Write a fan chart (PNG) here.")] = None,
+        out_file: Annotated[Path | None, typer.Option("--out", dir_okay=False, help="Write the forecast as CSV here.")] = None,
+        chart: Annotated[Path | None, typer.Option("--chart", dir_okay=False, callback=_chart_path,
+                                                          help="Write a fan chart here (.png, .svg or .pdf).")] = None,
         samples: Annotated[int, typer.Option("--samples", min=10, help="Joint draws for the bands.")] = 1000,
         rho: Annotated[float | None, typer.Option(
             "--client-correlation", min=0.0, max=0.99,
@@ -38,7 +49,7 @@ def register(app: typer.Typer) -> None:
         run_rate_weeks: Annotated[int, typer.Option(
             "--run-rate-weeks", min=0,
             help="Weeks of issuance behind the not-yet-issued line; 0 leaves it out.")] = 13,
-        seed: Annotated[int, typer.Option("--seed", help="Random seed of the draws.")] = 0,
+        seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed of the draws.")] = 0,
         home: HomeOption = None,
         json_: JsonOption = False,
     ) -> None:

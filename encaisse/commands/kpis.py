@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     @app.command("kpis")
     def kpis(
         as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): KPIs at the start of that day.")],
-        period_days: Annotated[int, typer.Option("--period-days", min=1,
+        period_days: Annotated[int, typer.Option("--period-days", min=1, max=36500,
                                                  help="Period for best possible DSO and CEI, days.")] = 90,
         home: HomeOption = None,
         json_: JsonOption = False,
