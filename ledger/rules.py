@@ -26,7 +26,11 @@ MAX_TEXT_CHARS = 255
 """Longest other text value (the store's ``VARCHAR(255)``, the API's bound)."""
 FIRST_DAY, LAST_DAY = pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31")
 """Dates outside these days are rejected (the API's bounds)."""
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+ID_REFUSED = r"\x00-\x1f\x7f" + "\u0080-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+"""What an id may not hold, as the inside of a character class: the C0 and C1 control characters, and the
+marks and overrides of text direction, which make an id look like another. The last ones are the characters
+themselves, not escapes, so that Python and Arrow's RE2 read the class alike."""
+_CONTROL = re.compile(f"[{ID_REFUSED}]")
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
 """One plain address (local part, '@', a dotted domain): what an SMTP ``RCPT TO`` accepts without

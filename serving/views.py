@@ -73,6 +73,10 @@ def score_client(state: ServiceState, client_id: str, as_of: date | pd.Timestamp
                       invoices=wl.sort_values("due_date", kind="stable").reset_index(drop=True))
 
 
+STALE_RUN_DAYS = 3
+"""A stored run older than this many days is flagged to its readers (a Friday run read on Monday is not)."""
+
+
 @dataclass
 class WorklistView:
     """Ranked worklist rows and where they come from."""
@@ -83,6 +87,24 @@ class WorklistView:
     run_as_of: pd.Timestamp
     model_version: str
     rows: pd.DataFrame
+
+    @property
+    def stale_days(self) -> int:
+        """Days between the stored run and the day asked, when more than ``STALE_RUN_DAYS``; else 0."""
+        days = (self.as_of - self.run_as_of).days if self.source == "stored" else 0
+        return days if days > STALE_RUN_DAYS else 0
+
+    @property
+    def note(self) -> str | None:
+        """What a reader of these rows should know about where they come from (None: nothing)."""
+        if self.source != "stored":
+            return (f"No score run is stored at or before {self.as_of.date()}: scored now with model "
+                    f"{self.model_version} (run `encaisse score` daily to keep an audit trail).")
+        if self.stale_days:
+            return (f"The latest stored score run is of {self.run_as_of.date()}, {self.stale_days} days before "
+                    f"{self.as_of.date()}: its amounts, days overdue and next actions are those of that day. Run "
+                    f"`encaisse score --as-of {self.as_of.date()}` (is its daily job running?).")
+        return None
 
 
 def order_worklist(rows: pd.DataFrame, by: str | None = None, descending: bool = False) -> pd.DataFrame:

@@ -136,6 +136,8 @@ def test_rejected_rows_in_a_score_call_are_422_with_reasons(api):
     r = api.post("/v1/scores", {"as_of": AS_OF, "invoices": [row]})
     assert r.status_code == 422
     assert "due_date 2025-02-01 before issue_date 2025-03-01" in r.json()["detail"]["rejects"][0]["reason"]
+    # The score call stores nothing and takes no allow_rejects: the message does not offer it.
+    assert r.json()["detail"]["message"] == "1 of 1 invoices rows were rejected; nothing was scored. Fix them and send again."
 
 
 # --- clients, worklist, forecast, KPIs, model -----------------------------------------------------
@@ -173,10 +175,12 @@ def test_worklist_scored_now_then_from_the_stored_run(fresh_api):
     engine = open_store(api.settings.store_url)
     run_id = save_scores(engine, scoring.worklist, scoring.client_scores, as_of=AS_OF, model_version="6")
     engine.dispose()
-    r = api.get("/v1/worklist?as_of=2025-06-20&limit=1000")
+    r = api.get("/v1/worklist?as_of=2025-06-04&limit=1000")  # three days later: Friday's run read on Monday
     body = r.json()
     assert body["source"] == "stored" and body["run_id"] == run_id and body["model_version"] == "6"
     assert body["run_as_of"] == AS_OF and body["note"] is None and body["total"] == len(scoring.worklist)
+    stale = api.get("/v1/worklist?as_of=2025-06-20&limit=1").json()
+    assert stale["run_id"] == run_id and "of 2025-06-01, 19 days before 2025-06-20" in stale["note"]
     who = body["rows"][0]["collector"]
     r = api.get(f"/v1/worklist?as_of={AS_OF}&collector={who}")
     assert r.json()["rows"] and {x["collector"] for x in r.json()["rows"]} == {who}
@@ -279,6 +283,8 @@ def test_invoices_post_is_idempotent_and_validated(fresh_api):
     r = api.post("/v1/invoices", {"invoices": bad}, role="system")
     assert r.status_code == 422
     assert r.json()["detail"]["rejects"] == [{"row": 2, "key": "API-4", "reason": "amount is zero or negative (-5.0)"}]
+    assert r.json()["detail"]["message"].endswith("nothing was stored. Fix them, or send ?allow_rejects=true to store "
+                                                  "the others.")
     assert count_rows(engine, "invoices") == n0 + 2
     r = api.post("/v1/invoices?allow_rejects=true", {"invoices": bad}, role="system")
     assert r.status_code == 200 and (r.json()["inserted"], r.json()["rejected"]) == (1, 1)

@@ -97,6 +97,27 @@ def test_contact_rules_reject_malformed_emails_and_languages_with_their_reason()
     assert "unknown language 'EN'" in reasons["c6"] and "postal_address holds control characters" in reasons["c6"]
 
 
+def test_ids_with_control_or_direction_characters_are_refused_by_the_ledger_and_the_api():
+    from pydantic import TypeAdapter, ValidationError
+
+    from ledger.parsing import validate_frame
+    from serving.schemas.fields import Id
+
+    ids = {"plain-1": True, "accents-é-中文-😀": True, "tab\tin": False, "c1\u0085next-line": False,
+           "rtl\u202eoverride": False, "isolate\u2067x": False, "mark\u200e": False}
+    good, rejects = validate_frame("clients", pd.DataFrame({"client_id": list(ids)}))
+    assert set(good["client_id"]) == {k for k, ok in ids.items() if ok}
+    assert set(rejects["client_id"]) == {k for k, ok in ids.items() if not ok}
+    assert rejects["reason"].str.contains("control characters").all()
+    api = TypeAdapter(Id)
+    for value, ok in ids.items():
+        if ok:
+            api.validate_python(value)
+        else:
+            with pytest.raises(ValidationError):
+                api.validate_python(value)
+
+
 def test_contact_text_is_bounded():
     from ledger.parsing import validate_frame
 

@@ -178,6 +178,9 @@ def test_worklist_rows_filters_and_sort(site):
     html = tc.get("/worklist").text
     shown = re.findall(r'<tr data-invoice="([^"]+)"', html)
     assert shown == today["invoice_id"].tolist()
+    assert 'id="stale-run"' not in html
+    later = (pd.Timestamp(AS_OF) + pd.Timedelta(days=19)).date()
+    assert "19 days before the day shown" in unescape(tc.get(f"/worklist?as_of={later}").text)
     everything = re.findall(r'<tr data-invoice="([^"]+)"', tc.get("/worklist?show=all").text)
     assert sorted(everything) == sorted(stored["invoice_id"])
     by_risk = re.findall(r'<tr data-invoice="([^"]+)"', tc.get("/worklist?show=all&sort=p_very_late&order=desc").text)

@@ -54,6 +54,8 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
         "worklist_title": "Worklist",
         "worklist_source_stored": "Score run {run} of {day} (model v{version}).",
         "worklist_source_computed": "No score run stored: scored now with model v{version}.",
+        "worklist_stale_run": "This run is of {day}, {n} days before the day shown: amounts, days overdue and next "
+                              "actions are those of that day. Has the daily `encaisse score` stopped?",
         "filter_collector": "Collector",
         "filter_profile": "Profile",
         "filter_show": "Show",
@@ -259,6 +261,8 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
         "worklist_title": "Liste de travail",
         "worklist_source_stored": "Calcul {run} du {day} (modèle v{version}).",
         "worklist_source_computed": "Aucun calcul enregistré : scores calculés maintenant avec le modèle v{version}.",
+        "worklist_stale_run": "Ce calcul date du {day}, {n} jours avant le jour affiché : montants, jours de retard et "
+                              "prochaines actions sont ceux de ce jour-là. Le `encaisse score` quotidien s'est-il arrêté ?",
         "filter_collector": "Chargé de recouvrement",
         "filter_profile": "Profil",
         "filter_show": "Afficher",

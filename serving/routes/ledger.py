@@ -28,13 +28,18 @@ def _write(state, table: str, rows: list[dict], allow_rejects: bool) -> WriteOut
     return WriteOut(**{k: v for k, v in outcome.__dict__.items() if k in WriteOut.model_fields})
 
 
+REPLACES = ("Each row is the whole record: a row whose key is stored replaces it, so a field left out is stored "
+            "empty (an invoice sent again without its `paid_date` is open again). Send every field you know, as "
+            "`encaisse ingest` reads a full export; a row equal to the stored one changes nothing.")
+
+
 @router.post("/invoices", response_model=WriteOut, summary="Store invoices (insert, update when changed)",
-             responses=RESPONSES)
+             description=REPLACES, responses=RESPONSES)
 def post_invoices(body: InvoicesIn, state: StateDep, _: LedgerCaller, allow_rejects: AllowRejects = False) -> WriteOut:
     return _write(state, "invoices", [r.model_dump() for r in body.invoices], allow_rejects)
 
 
 @router.post("/payments", response_model=WriteOut, summary="Store payments (insert, update when changed)",
-             responses=RESPONSES)
+             description=REPLACES, responses=RESPONSES)
 def post_payments(body: PaymentsIn, state: StateDep, _: LedgerCaller, allow_rejects: AllowRejects = False) -> WriteOut:
     return _write(state, "payments", [r.model_dump() for r in body.payments], allow_rejects)

@@ -32,9 +32,6 @@ def get_worklist(
     view = views.worklist_rows(state, as_of)
     rows = views.collector_rows(view.rows, collector)
     page = rows.iloc[offset:offset + limit]
-    note = None if view.source == "stored" else (
-        f"No score run is stored at or before {view.as_of.date()}: scored now with model {view.model_version} "
-        "(run `encaisse score` daily to keep an audit trail).")
     return WorklistOut(as_of=view.as_of.date(), source=view.source, run_id=view.run_id, run_as_of=view.run_as_of.date(),
-                       model_version=view.model_version, note=note, total=len(rows), limit=limit, offset=offset,
+                       model_version=view.model_version, note=view.note, total=len(rows), limit=limit, offset=offset,
                        rows=records(page, list(InvoiceScoreOut.model_fields)))

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from ledger.rules import ID_REFUSED
+
 FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2199, 12, 31)
 
@@ -19,7 +21,7 @@ def _in_range(d: date) -> date:
 
 Day = Annotated[date, AfterValidator(_in_range), Field(examples=["2025-06-01"])]
 """A calendar day (ISO ``YYYY-MM-DD``)."""
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=f"^[^{ID_REFUSED}]+$")]
 Text = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
 Amount = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
 """An amount in the document currency (the ledger rejects zero or negative ones, row by row)."""
