@@ -194,10 +194,17 @@ def ingest_file(
     """
     t0 = time.perf_counter()
     path = Path(path)
+    if path.is_dir():
+        raise IngestError(f"{path} is a folder: give one file (CSV, CSV.gz or Parquet).")
     if not path.is_file():
         raise IngestError(f"File not found: {path}.")
+    if table is not None and table not in TABLES:
+        raise IngestError(f"Unknown table {table!r}: the tables are {', '.join(TABLES)}.")
     if mapping is not None and not isinstance(mapping, Mapping):
         mapping = load_mapping(mapping)
+    if mapping is not None and table is not None and table != mapping.table:
+        raise IngestError(f"--table {table} contradicts mapping {mapping.name!r}, which maps the {mapping.table} "
+                          "table: drop --table (the mapping says the table) or give the mapping of that table.")
     try:
         opts = resolve_options(path, mapping.source if mapping is not None else SourceOptions(), encoding,
                                delimiter)

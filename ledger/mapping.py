@@ -232,6 +232,10 @@ def load_mapping(path: Path | str) -> Mapping:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MappingError(f"Mapping file not found: {path}.") from None
+    except IsADirectoryError:
+        raise MappingError(f"{path} is a folder: give the mapping YAML file (data/mappings/ has examples).") from None
+    except UnicodeDecodeError as exc:
+        raise MappingError(f"Mapping {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
     except yaml.YAMLError as exc:
         raise MappingError(f"Mapping {path} is not valid YAML: {exc}") from None
     mapping = parse_mapping(data, where=str(path))

@@ -171,8 +171,17 @@ class EncaisseModel(BaseEstimator):
                     feature_groups=tuple(getattr(self, "feature_groups", ()) or ()))
 
     def build_training_set(self, ledger: Ledger, as_of) -> pd.DataFrame:
-        """Snapshot rows with outcomes, from what was known at the start of ``as_of``."""
+        """Snapshot rows with outcomes, from what was known at the start of ``as_of``.
+
+        Raises:
+            ValueError: too few snapshot days, or an ``extra_attributes`` column the invoices lack.
+        """
         d = pd.Timestamp(as_of)
+        missing = [a for a in self.extra_attributes if a not in ledger.invoices.columns]
+        if missing:
+            raise ValueError(f"model.extra_attributes names columns the stored invoices do not have: "
+                             f"{', '.join(missing)}. Map them as `extra:` columns in the ingest mapping and ingest again, or remove them "
+                             "from the configuration.")
         known = ledger.known_at(d)
         dates = snapshot_dates(known, d, freq_days=self.snapshot_freq_days, max_snapshots=self.max_snapshots)
         if len(dates) < 4:

@@ -362,6 +362,15 @@ def test_cli_bad_mapping_and_unknown_table(tmp_path):
     assert res.exit_code == 2 and "did you mean 'column'" in res.stderr
     res = _cli("ingest", str(data))
     assert res.exit_code == 2 and "Cannot tell which table export.csv holds" in res.stderr
+    for bad_table in ("bogus", "Invoices"):
+        res = _cli("ingest", str(data), "--table", bad_table)
+        assert res.exit_code == 2 and f"Unknown table '{bad_table}': the tables are invoices" in res.stderr
+    invoices_mapping = Path(__file__).resolve().parents[1] / "data" / "mappings" / "ibm_ar.yaml"
+    res = _cli("ingest", str(data), "--table", "payments", "--mapping", str(invoices_mapping))
+    assert res.exit_code == 2 and "--table payments contradicts mapping 'ibm_ar'" in " ".join(res.stderr.split())
+    for folder_args in ([str(tmp_path)], [str(data), "--mapping", str(tmp_path)]):
+        res = _cli("ingest", *folder_args)
+        assert res.exit_code == 2 and f"{tmp_path} is a folder" in " ".join(res.stderr.split())
     res = _cli("ingest", str(data), "--table", "invoices", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout.splitlines()[-1])["inserted"] == 3
 

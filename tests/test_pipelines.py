@@ -214,6 +214,13 @@ def test_cli_train_on_an_empty_store_fails_cleanly(tmp_path):
     assert res.exit_code == 2 and "--as-of must be a date" in res.output
 
 
+def test_extra_attributes_the_invoices_lack_are_an_error_before_training(ledger):
+    from models.scorer import EncaisseModel
+
+    with pytest.raises(ValueError, match="do not have: nosuchcol. Map them as `extra:`"):
+        EncaisseModel(extra_attributes=("nosuchcol",)).build_training_set(ledger, AS_OF)
+
+
 # -- tune -----------------------------------------------------------------------------------------
 
 
