@@ -88,6 +88,9 @@ def run_score(
         loading = pool.submit(_load_scoring_champion, settings, compiled=not scheduler)
         ledger = load_store_ledger(settings.store_url)
         champion = loading.result()
+    if pd.Timestamp(champion.as_of) > d:
+        log.warning("the champion was trained as of %s, after %s: its scores of that day saw what came later "
+                    "(train as of that day to score the past)", champion.as_of, d.date())
     policy = load_policy(policy_path)
     from models.monitoring import build_run_forecast, with_ranks
     from models.scoring import build_scoring

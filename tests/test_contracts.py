@@ -118,6 +118,18 @@ def test_ids_with_control_or_direction_characters_are_refused_by_the_ledger_and_
                 api.validate_python(value)
 
 
+def test_api_amounts_are_numbers_not_booleans():
+    from pydantic import TypeAdapter, ValidationError
+
+    from serving.schemas.fields import Amount
+
+    api = TypeAdapter(Amount)
+    assert api.validate_python(12) == 12.0 and api.validate_python("12.5") == 12.5
+    for value in (True, False):
+        with pytest.raises(ValidationError, match="not true or false"):
+            api.validate_python(value)
+
+
 def test_contact_text_is_bounded():
     from ledger.parsing import validate_frame
 

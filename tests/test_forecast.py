@@ -301,9 +301,9 @@ def test_cli_forecast_writes_csv_and_json(fitted, tmp_path, monkeypatch):
     assert payload["totals"]["expected_amount"] == pytest.approx(frame["expected_amount"].sum(), abs=0.1)
 
     res = CliRunner().invoke(app, ["forecast", "--as-of", as_of, "--freq", "M", "--home", str(home)])
-    assert res.exit_code != 0 and "--freq must be W" in res.output
+    assert res.exit_code == 2 and "--freq must be W" in res.output
     res = CliRunner().invoke(app, ["forecast", "--as-of", as_of, "--horizon", str(MAX_HORIZON + 1), "--home", str(home)])
-    assert res.exit_code != 0 and f"--horizon must be 1 to {MAX_HORIZON}" in res.output
+    assert res.exit_code == 2 and f"--horizon must be 1 to {MAX_HORIZON}" in res.output
 
 
 def test_build_forecast_is_the_one_answer_its_serializations_read(fitted):

@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
         try:
             validate_horizon(horizon, freq)
         except ValueError as exc:
-            raise fail(f"--{exc}") from None
+            raise fail(f"--{exc}", code=2) from None
         settings = settings_for(home)
         ledger = load_ledger_or_fail(settings)
         try:

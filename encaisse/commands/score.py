@@ -39,8 +39,10 @@ def register(app: typer.Typer) -> None:
         settings = settings_for(home)
         try:
             result = run_score(settings, day, out=out_file, capacity=capacity, policy_path=policy, scheduler=scheduler)
-        except (ValueError, LookupError, PolicyError) as exc:  # no invoices, no champion, bad policy
-            raise fail(str(exc)) from exc
+        except PolicyError as exc:  # bad input, as in `encaisse dunning run`
+            raise fail(str(exc), code=2) from None
+        except (ValueError, LookupError) as exc:  # no invoices, no champion
+            raise fail(str(exc)) from None
 
         if json_:
             emit_json({"as_of": result.as_of, "model_version": result.model_version,

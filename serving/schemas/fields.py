@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from ledger.rules import ID_REFUSED
 
@@ -23,7 +23,13 @@ Day = Annotated[date, AfterValidator(_in_range), Field(examples=["2025-06-01"])]
 """A calendar day (ISO ``YYYY-MM-DD``)."""
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=f"^[^{ID_REFUSED}]+$")]
 Text = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
-Amount = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):  # JSON true/false would pass as 1.0/0.0
+        raise ValueError("an amount is a number, not true or false")
+    return value
+
+
+Amount = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
 """An amount in the document currency (the ledger rejects zero or negative ones, row by row)."""
 
 ActionStep = Literal["preventive", "reminder", "reminder_1", "reminder_2", "call", "formal_notice", "agency",
