@@ -52,7 +52,7 @@ from ledger.ingest_runs import RunMark, record_completed, record_run, unfinished
 from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows
 from ledger.rejects_file import RejectsFile, reread_rows
 from ledger.references import RejectedReferences, record_rejected_keys, reference_summaries
-from ledger.rules import _summaries
+from ledger.rules import OddRows, _summaries
 from ledger.sources import SourceError, file_hash, resolve_options, read_source
 from ledger.direct_insert import DirectInsert
 from ledger.staged_upsert import StagedUpsert
@@ -293,6 +293,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
         staged = None
         mark = None
         refs = RejectedReferences(conn, spec)
+        odd = OddRows(spec.name)
         unfinished = unfinished_runs(conn, spec.name, req.file_hash)
         try:
             for raw in itertools.chain([first] if first is not None else [], chunks):
@@ -301,6 +302,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
                 if len(chunk.rejected_keys):
                     rejected_keys.append(chunk.rejected_keys)
                 good = prepare_rows(spec, chunk.good, hashed=False)
+                odd.add(good, spec.key)
                 keys = good[spec.key]
                 opened = staged is None
                 if opened:  # the first chunk's keys decide: all new -> straight in
@@ -360,6 +362,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
                 result.unchanged = unchanged + identical
                 if spec.name == "payments" and (inserted or updated):
                     result.problems += _unknown_invoices(conn, staged.now, path.name)
+                result.problems += odd.lines()
                 result.stored = True
                 result.seconds = time.perf_counter() - t0
                 record_rejected_keys(conn, spec, keys, str(path), started)

@@ -239,3 +239,40 @@ def _check_text(table: Table, name: str, t: pd.Series, rows: np.ndarray, problem
 def _flagged(problems: _Problems, col: str) -> np.ndarray:
     """Rows already flagged as unparsable in ``col`` (so they are not also 'missing')."""
     return problems.unparsable.get(col, np.zeros(problems.n, dtype=bool))
+
+
+# --- rows stored, but worth a look ----------------------------------------------------------------
+
+_ODD_ROWS = {
+    "invoices": (("paid_date", "issue_date", "paid_date before issue_date",
+                  "check them at the source; if the export's issue day is a period stamp, map issue_date with "
+                  "not_after: [due_date, paid_date]"),),
+    "actions": (("promise_date", "action_date", "promise_date before action_date",
+                 "check the promised day"),),
+}
+"""Per table: (earlier column, later column, what it is, what to do). Such rows pass the contract (they happen:
+a clearing date before a month-stamped issue day) and are stored, and reported so that a user can look."""
+
+
+class OddRows:
+    """Rows stored although one of their dates comes before another it normally follows, over chunks."""
+
+    def __init__(self, table: str, examples: int = 5) -> None:
+        self.table, self.examples = table, examples
+        self.found: dict[str, tuple[int, list[str], str]] = {}
+
+    def add(self, good: pd.DataFrame, key: str) -> None:
+        """Count the rows of ``good`` (typed canonical rows, ``key`` their id column)."""
+        for early, late, what, fix in _ODD_ROWS.get(self.table, ()):
+            if early not in good.columns or late not in good.columns:
+                continue
+            mask = (pd.to_datetime(good[early]) < pd.to_datetime(good[late])).fillna(False).to_numpy(dtype=bool)
+            if mask.any():
+                n, keys, _ = self.found.get(what, (0, [], fix))
+                keys = keys + good.loc[mask, key].astype(str).head(self.examples - len(keys)).tolist()
+                self.found[what] = (n + int(mask.sum()), keys, fix)
+
+    def lines(self) -> list[str]:
+        """One line per kind: how many, the first ids, and what to check."""
+        return [f"{n} {self.table} row{'' if n == 1 else 's'} stored with {what} ({', '.join(keys)}"
+                f"{', ...' if n > len(keys) else ''}): {fix}." for what, (n, keys, fix) in self.found.items()]

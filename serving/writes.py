@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from ledger.action_history import record_versions, stored_actions
 from ledger.contracts import ACTIONS, INVOICES, PAYMENTS, Table
 from ledger.parsing import validate_frame
+from ledger.rules import OddRows
 from ledger.schema import LEDGER_TABLES, ingest_runs
 from ledger.staged_upsert import upsert_frame
 from ledger.writes import StoreBusyError, write_transaction
@@ -114,6 +115,9 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
     outcome.keys = keys
     if spec.name == "payments" and len(good):
         outcome.warnings += _unknown_invoices(state, good)
+    odd = OddRows(spec.name)
+    odd.add(good, spec.key)
+    outcome.warnings += odd.lines()
     if changed:
         rows_changed = good[good[spec.key].astype(str).isin(set(changed))]
         state.add_pending(spec.name, rows_changed)

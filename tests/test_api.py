@@ -288,7 +288,12 @@ def test_invoices_post_is_idempotent_and_validated(fresh_api):
     assert count_rows(engine, "invoices") == n0 + 2
     r = api.post("/v1/invoices?allow_rejects=true", {"invoices": bad}, role="system")
     assert r.status_code == 200 and (r.json()["inserted"], r.json()["rejected"]) == (1, 1)
-    assert count_rows(engine, "invoices") == n0 + 3
+    assert r.json()["warnings"] == []
+    early = rows[0] | {"invoice_id": "API-5", "paid_date": "2025-01-01"}  # paid before it was issued: stored, said
+    r = api.post("/v1/invoices", {"invoices": [early]}, role="system")
+    assert r.status_code == 200 and r.json()["inserted"] == 1
+    assert r.json()["warnings"][0].startswith("1 invoices row stored with paid_date before issue_date (API-5)")
+    assert count_rows(engine, "invoices") == n0 + 4
     engine.dispose()
     # The new invoice is scorable right away.
     s = api.post("/v1/scores", {"as_of": "2025-06-01", "invoice_ids": ["API-2"]}).json()

@@ -143,6 +143,18 @@ def test_bad_rows_are_reported_and_good_rows_stored(engine, tmp_path):
     assert sorted(load_ledger(engine).invoices["invoice_id"]) == ["A1", "A2", "A3"]
 
 
+def test_rows_with_a_payment_before_their_issue_are_stored_and_reported(engine, tmp_path):
+    lines = GOOD + [f"P{i},C1,2024-01-10,2024-02-10,10,EUR,2024-01-0{i},invoice" for i in range(1, 8)]
+    result = ingest_file(engine, _write(tmp_path / "invoices.csv", lines))
+    assert result.inserted == 10 and result.rejected == 0
+    odd = [p for p in result.problems if "paid_date before issue_date" in p]
+    assert odd == ["7 invoices rows stored with paid_date before issue_date (P1, P2, P3, P4, P5, ...): check them at "
+                   "the source; if the export's issue day is a period stamp, map issue_date with not_after: "
+                   "[due_date, paid_date]."]
+    again = ingest_file(engine, _write(tmp_path / "invoices.csv", GOOD))
+    assert not [p for p in again.problems if "before" in p]
+
+
 def test_rows_referencing_a_rejected_row_are_rejected_until_it_is_stored(engine, tmp_path):
     bad = GOOD + ["B1,C3,2024-03-02,2024-02-01,10,EUR,,invoice"]  # row 4: due before issue
     first = ingest_file(engine, _write(tmp_path / "invoices.csv", bad), rejects_dir=tmp_path)
