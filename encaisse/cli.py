@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Annotated
 
 import typer
@@ -48,6 +49,11 @@ def _register() -> None:
 _register()
 
 
+SETUP_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR, errno.EISDIR,
+                          errno.EEXIST, errno.ENOSPC})
+"""Errors of a path the user gave or set up (permissions, a read-only or full disk, a file where a folder goes)."""
+
+
 def run() -> None:
     """The ``encaisse`` script: the app, with a folder or store it cannot open reported in one line.
 
@@ -65,6 +71,8 @@ def run() -> None:
     try:
         app()
     except OSError as exc:
+        if not exc.filename or exc.errno not in SETUP_ERRNOS:  # a network error, a missing packaged file: not setup
+            raise
         logging.getLogger(__name__).debug("OS error", exc_info=True)
         where = f" {exc.filename}" if exc.filename else ""
         err.print(f"[bold red]error:[/] cannot use{where}: {exc.strerror or exc}. Check that the folder exists and "

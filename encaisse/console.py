@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ledger.workspace import Settings, load_settings
 
-ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
 err = Console(stderr=True)
 out = Console()
 
@@ -28,19 +24,12 @@ def settings_for(home: Path | None) -> Settings:
 
 
 def parse_day(value: str, flag: str = "--as-of") -> pd.Timestamp:
-    """A YYYY-MM-DD option as a day, or a usage error (exit 2).
+    """A YYYY-MM-DD option as a day within the ledger's days (``ledger.rules.parse_iso_day``), or a usage
+    error (exit 2)."""
+    from ledger.rules import FIRST_DAY, LAST_DAY, parse_iso_day
 
-    Only that form: 01/02/2025 is the 1st of February to some users and the 2nd of January to others.
-    The days are those the ledger stores (``ledger.rules.FIRST_DAY`` .. ``LAST_DAY``).
-    """
-    from ledger.rules import FIRST_DAY, LAST_DAY
-
-    text = str(value).strip()
-    try:
-        day = pd.Timestamp(date.fromisoformat(text)) if ISO_DAY.fullmatch(text) else None
-    except ValueError:
-        day = None
-    if day is None or not FIRST_DAY <= day <= LAST_DAY:
+    day = parse_iso_day(value)
+    if day is None:
         raise fail(f"{flag} must be a date like 2025-04-01 (YYYY-MM-DD, from {FIRST_DAY.date()} to {LAST_DAY.date()}); "
                    f"got {value!r}.", code=2)
     return day

@@ -10,6 +10,7 @@ absolute value, dates between :data:`FIRST_DAY` and :data:`LAST_DAY`, ids at mos
 from __future__ import annotations
 
 import re
+from datetime import date
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,22 @@ MAX_TEXT_CHARS = 255
 """Longest other text value (the store's ``VARCHAR(255)``, the API's bound)."""
 FIRST_DAY, LAST_DAY = pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31")
 """Dates outside these days are rejected (the API's bounds)."""
+_ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_iso_day(text: str) -> pd.Timestamp | None:
+    """``text`` as a day if it is written YYYY-MM-DD and lies in ``FIRST_DAY`` .. ``LAST_DAY``; else None.
+
+    Only that form: 01/02/2025 is the 1st of February to some users and the 2nd of January to others.
+    """
+    text = str(text).strip()
+    if not _ISO_DAY.fullmatch(text):
+        return None
+    try:
+        day = pd.Timestamp(date.fromisoformat(text))
+    except ValueError:
+        return None
+    return day if FIRST_DAY <= day <= LAST_DAY else None
 ID_REFUSED = r"\x00-\x1f\x7f" + "\u0080-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069"
 """What an id may not hold, as the inside of a character class: the C0 and C1 control characters, and the
 marks and overrides of text direction, which make an id look like another. The last ones are the characters

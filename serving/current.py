@@ -49,32 +49,33 @@ def day_of(as_of: date | str | pd.Timestamp | None) -> pd.Timestamp:
 def refresh_ledger(state: ServiceState) -> LedgerIndex:
     """Reload the ledger from the store (at start-up, or on reload); caches are dropped with it.
 
-    Writes acknowledged before the load began are in what it reads. Those acknowledged while it
-    runs may or may not be, so they are folded in again (folding a row in twice replaces it by
-    itself). A load that ends after a later-begun one has replaced ``index`` leaves it as it is.
+    One load at a time (``state.reloading``), so a later load has read the store after an earlier one.
+    Writes acknowledged before the load began are in what it reads. Those acknowledged while it runs
+    may or may not be, so they stay pending until it is installed and are folded in again (folding a
+    row in twice replaces it by itself).
     """
-    with state.lock:
-        state.load_ticket += 1
-        ticket, began = state.load_ticket, state.write_seq
-        state.loads.append(began)
-    try:
-        ledger = load_ledger(state.engine)
-    finally:
+    with state.reloading:
         with state.lock:
+            began = state.write_seq
+            state.loads.append(began)
+        try:
+            ledger = load_ledger(state.engine)
+        except BaseException:
+            with state.lock:
+                state.loads.remove(began)
+                state.drop_folded()
+            raise
+        with state.lock:  # the load stops protecting its entries only once it is installed
             state.loads.remove(began)
-    with state.lock:
-        if ticket < state.index_ticket:  # a later load is already served
+            version = (state.index.version + 1) if state.index is not None else 1
+            index = LedgerIndex.build(ledger, version)
+            for seq, table, rows in state.pending:
+                if seq > began:
+                    index = index.with_rows(table, rows, index.version + 1)
+            state.index = index
+            state.folded_seq = state.write_seq
             state.drop_folded()
-            return state.index
-        version = (state.index.version + 1) if state.index is not None else 1
-        index = LedgerIndex.build(ledger, version)
-        for seq, table, rows in state.pending:
-            if seq > began:
-                index = index.with_rows(table, rows, index.version + 1)
-        state.index, state.index_ticket = index, ticket
-        state.folded_seq = state.write_seq
-        state.drop_folded()
-        state.clear_scoring_caches()
+            state.clear_scoring_caches()
     log.info("ledger loaded: %d invoices, %d payments, %d actions (version %d)", len(ledger.invoices),
              len(ledger.payments), len(ledger.actions), version)
     return index

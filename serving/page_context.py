@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import hmac
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -19,6 +18,7 @@ from fastapi import Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from ledger.rules import FIRST_DAY, LAST_DAY, parse_iso_day
 from ledger.scores_store import list_score_runs
 from ledger.writes import StoreBusyError
 from serving import current
@@ -26,7 +26,6 @@ from serving.auth import allows
 from serving.deps import check_portfolio
 from serving.i18n import LANG_COOKIE, LANGS, fmt_amount, fmt_date, fmt_number, fmt_pct, label, pick_lang, translate
 from serving.keys import Principal, principal_of_key_id
-from serving.schemas.fields import FIRST_DAY, LAST_DAY
 from serving.sessions import SESSION_COOKIE, read_session
 from serving.state import ServiceState
 
@@ -83,13 +82,11 @@ def page_day(ctx: Ctx) -> pd.Timestamp:
     """
     given = ctx.request.query_params.get("as_of")
     if given:
-        try:
-            day = date.fromisoformat(given) if len(given) == 10 else None
-        except ValueError:
-            day = None
-        if day is None or not FIRST_DAY <= day <= LAST_DAY:
-            raise Stop(error_page(ctx, 422, ctx.t("bad_day", given=given[:40], first=FIRST_DAY, last=LAST_DAY)))
-        return pd.Timestamp(day)
+        day = parse_iso_day(given)
+        if day is None:
+            raise Stop(error_page(ctx, 422, ctx.t("bad_day", given=given[:40], first=FIRST_DAY.date(),
+                                                  last=LAST_DAY.date())))
+        return day
     today = current.today()
     runs = list_score_runs(ctx.state.engine)
     runs = runs[runs["as_of"] <= today] if len(runs) else runs

@@ -176,9 +176,8 @@ class ServiceState:
             folds it again into what it read (the load may have read the store before the write).
         write_seq: the number of the last entry added to ``pending``.
         folded_seq: the number of the last entry folded into ``index``.
-        loads: the ``write_seq`` at which each running ledger load began.
-        load_ticket: how many ledger loads have begun; ``index_ticket``: the ticket of the load
-            ``index`` was built from (a load that finishes after a later one does not replace it).
+        loads: the ``write_seq`` at which the running ledger load began (one at a time: ``reloading``).
+        reloading: held by a ledger load from its start to its install.
         warming: held while today's caches are built in the background after writes.
         session_secret: the secret signing the pages' session cookie
             (``serving.config.resolve_session_secret``); empty signs and accepts nothing.
@@ -201,8 +200,7 @@ class ServiceState:
     write_seq: int = 0
     folded_seq: int = 0
     loads: list = field(default_factory=list, repr=False)
-    load_ticket: int = 0
-    index_ticket: int = 0
+    reloading: threading.Lock = field(default_factory=threading.Lock, repr=False)
     warming: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_pending(self, table: str, rows: pd.DataFrame) -> None:

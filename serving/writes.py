@@ -92,6 +92,8 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
         raise RowsRejected(outcome)
     keys = good[spec.key].astype(str).tolist()
     source = source or f"api:{table}"
+    odd = OddRows(spec.name)
+    odd.add(good, spec.key)
 
     def work(conn: sa.Connection) -> tuple[int, int, int, list[str]]:
         if spec.name == "actions":
@@ -113,14 +115,12 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
     outcome.inserted, outcome.updated, outcome.unchanged = ins, upd, same
     outcome.stored = True
     outcome.keys = keys
+    if changed:  # at once after the commit, to keep the numbering close to the commit order
+        state.add_pending(spec.name, good[good[spec.key].astype(str).isin(set(changed))])
     if spec.name == "payments" and len(good):
         outcome.warnings += _unknown_invoices(state, good)
-    odd = OddRows(spec.name)
-    odd.add(good, spec.key)
     outcome.warnings += odd.lines()
     if changed:
-        rows_changed = good[good[spec.key].astype(str).isin(set(changed))]
-        state.add_pending(spec.name, rows_changed)
         _warm_soon(state)
     return outcome
 

@@ -175,25 +175,33 @@ def test_writes_acknowledged_while_the_ledger_reloads_are_served(fresh_api, monk
     assert [s["invoice_id"] for s in body["scores"]] == ["DURING-LOAD-1", "DURING-LOAD-2"], body
 
 
-def test_a_load_that_ends_after_a_later_one_does_not_replace_it(fresh_api, monkeypatch):
-    """Two reloads overlap: the ledger read first never replaces the one read after it."""
+def test_reloads_run_one_at_a_time_and_the_later_one_serves_what_it_read(fresh_api, monkeypatch):
+    """A reload asked while another loads waits for it, then reads the store after it: an ingest's rows
+    that the first load missed are served."""
+    import threading
+
     api = fresh_api
     state = state_of(api)
     read_store = current.load_ledger
     engine = open_store(api.settings.store_url)
+    second = threading.Thread(target=current.refresh_ledger, args=(state,))
 
     def first_load(engine_, *args, **kwargs):
         ledger = read_store(engine_, *args, **kwargs)
         with engine.begin() as conn:  # another process (an ingest) writes to the store
             upsert_frame(conn, "invoices", pd.DataFrame([_new_invoice(api, "BY-INGEST")]).assign(
-                issue_date=pd.Timestamp("2025-05-20"), due_date=pd.Timestamp("2025-07-01"), doc_type="invoice", currency="EUR"))
+                issue_date=pd.Timestamp("2025-05-20"), due_date=pd.Timestamp("2025-07-01"), doc_type="invoice",
+                currency="EUR"))
         monkeypatch.setattr(current, "load_ledger", read_store)
-        current.refresh_ledger(state)  # a later reload, which reads that write
+        second.start()  # a reload asked now
+        second.join(timeout=0.5)
+        assert second.is_alive()  # it waits for this load
         _write(api, "BY-API")
         return ledger
 
     monkeypatch.setattr(current, "load_ledger", first_load)
     current.refresh_ledger(state)
+    second.join(timeout=60)
     engine.dispose()
     index = current.current_ledger(state)
     assert (index.invoice_pos.get_indexer(["BY-INGEST", "BY-API"]) >= 0).all()

@@ -123,6 +123,7 @@ def test_score_command_with_a_scheduler_stores_the_same_worklist(ledger, model, 
         version: str = "3"
         run_id: str = "run-d"
         metrics: dict = field(default_factory=dict)
+        as_of: str = str(AS_OF.date())
 
     monkeypatch.setattr(models.registry, "load_champion", lambda settings: _Champion(model))
     engine = open_store(f"sqlite:///{_isolated_home / 'ledger.db'}")

@@ -303,7 +303,7 @@ def test_cli_kpis_errors(tmp_path):
 
     from encaisse.cli import app
 
-    for bad in ("not-a-date", "", "NaT", "01/02/2025", "2025-02-30", "0001-01-01", "2200-01-01"):
+    for bad in ("not-a-date", "", "NaT", "01/02/2025", "2025-02-30", "0001-01-01", "2200-01-01", "2025-W14-2", "20250401"):
         res = CliRunner().invoke(app, ["kpis", "--as-of", bad, "--home", str(tmp_path / "a")])
         assert res.exit_code == 2 and "--as-of must be a date" in " ".join(res.output.split()), bad  # usage error
         assert res.exception is None or isinstance(res.exception, SystemExit), bad
@@ -324,4 +324,24 @@ def test_a_workspace_that_cannot_be_created_or_is_a_file_is_one_line(tmp_path, m
         assert stop.value.code == 2, home
         text = " ".join(capsys.readouterr().err.split())
         assert "afile" in text and "Traceback" not in text, text
+
+
+def test_only_errors_of_a_given_path_are_turned_into_one_line(monkeypatch, capsys):
+    import errno
+
+    import encaisse.cli as cli
+
+    def raising(exc):
+        def app():
+            raise exc
+        return app
+
+    monkeypatch.setattr(cli, "app", raising(PermissionError(errno.EACCES, "Permission denied", "/srv/ws/ledger.db")))
+    with pytest.raises(SystemExit) as stop:
+        cli.run()
+    assert stop.value.code == 2 and "/srv/ws/ledger.db: Permission denied" in " ".join(capsys.readouterr().err.split())
+    for other in (OSError(errno.ETIMEDOUT, "Timed out trying to connect"), FileNotFoundError(errno.ENOENT, "gone")):
+        monkeypatch.setattr(cli, "app", raising(other))  # a network error; a file the code itself names
+        with pytest.raises(OSError):
+            cli.run()
 

@@ -270,7 +270,7 @@ def test_forecast_page_takes_the_same_horizon_limit_as_the_api(site):
 def test_a_day_that_is_no_date_or_out_of_range_gives_a_422_page(site, path):
     tc = site.as_("admin")
     sep = "&" if "?" in path else "?"
-    for given in ("2025-02-30", "0001-01-01", "9999-12-31", "01/02/2025", "2025-06-01T00:00"):
+    for given in ("2025-02-30", "0001-01-01", "9999-12-31", "01/02/2025", "2025-06-01T00:00", "2025-W14-2"):
         r = tc.get(f"{path}{sep}as_of={given}")
         assert r.status_code == 422, (path, given, r.status_code)
         assert f"as_of={given}" in unescape(r.text) and "2025-04-01" in r.text
