@@ -27,7 +27,7 @@ class EncaissePyfunc(PythonModel):
     def load_context(self, context) -> None:
         self.model = joblib.load(context.artifacts["estimator"])
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from ledger.contracts import Ledger
 
         as_of = (params or {}).get("as_of")
