@@ -124,7 +124,7 @@ def list_keys(engine: sa.Engine) -> list[dict]:
 
 
 def revoke_key(engine: sa.Engine, key: str, now: datetime | None = None) -> dict:
-    """Revoke the key with id or prefix ``key``; return its row.
+    """Revoke the key with id or prefix ``key``; return its row (``already_revoked``: it was before this call).
 
     Raises:
         LookupError: no such key.
@@ -140,4 +140,5 @@ def revoke_key(engine: sa.Engine, key: str, now: datetime | None = None) -> dict
             conn.execute(api_keys.update().where(api_keys.c.id == row["id"]).values(revoked_at=now or datetime.now(UTC)))
         out = dict(conn.execute(sa.select(api_keys).where(api_keys.c.id == row["id"])).mappings().one())
     out.pop("key_hash", None)
+    out["already_revoked"] = row["revoked_at"] is not None
     return out

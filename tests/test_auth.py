@@ -135,9 +135,16 @@ def test_keys_cli(tmp_path):
 
     made = run("keys", "create", "--role", "collector", "--collector", "Camille Martin", "--name", "cm")
     assert made["key"].startswith(made["prefix"]) and made["collector"] == "Camille Martin"
+    created = runner.invoke(cli, ["keys", "create", "--role", "collector", "--collector", "Camille Martin",
+                                  "--home", home])
+    assert created.exit_code == 0 and "no client in the store has collector 'Camille Martin'" in " ".join(
+        created.stderr.split())  # an empty store: nobody is assigned yet
     listed = run("keys", "list")["keys"]
-    assert [k["prefix"] for k in listed] == [made["prefix"]] and made["key"] not in json.dumps(listed)
-    assert run("keys", "revoke", made["prefix"])["revoked_at"]
+    assert [k["prefix"] for k in listed][:1] == [made["prefix"]] and made["key"] not in json.dumps(listed)
+    revoked = run("keys", "revoke", made["prefix"])
+    assert revoked["revoked_at"] and not revoked["already_revoked"]
+    again = run("keys", "revoke", made["prefix"])
+    assert again["already_revoked"] and again["revoked_at"] == revoked["revoked_at"]
     assert run("keys", "list")["keys"][0]["revoked_at"] is not None
     bad = runner.invoke(cli, ["keys", "create", "--role", "root", "--home", home])
     assert bad.exit_code == 2 and "role must be one of" in bad.output

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from encaisse.console import emit_json, fail, out, settings_for
+from encaisse.console import emit_json, err, fail, out, settings_for
 from encaisse.options import HomeOption, JsonOption
 
 
@@ -36,10 +36,15 @@ def register(app: typer.Typer) -> None:
         engine = _engine(home)
         try:
             new = create_key(engine, role, collector=collector, name=name)
+            unknown = collector is not None and not _has_collector(engine, collector)
         except ValueError as exc:
             raise fail(str(exc), code=2) from None
         finally:
             engine.dispose()
+        if unknown:
+            err.print(f"[bold yellow]warning:[/] no client in the store has collector {collector!r} (the clients' "
+                      "`collector` column): the key sees no client until some are assigned to that name.",
+                      soft_wrap=True)
         p = new.principal
         if json_:
             emit_json({"key": new.token, "id": p.key_id, "prefix": p.prefix, "role": p.role,
@@ -87,6 +92,22 @@ def register(app: typer.Typer) -> None:
         finally:
             engine.dispose()
         if json_:
-            emit_json({"id": row["id"], "prefix": row["prefix"], "revoked_at": row["revoked_at"]})
+            emit_json({"id": row["id"], "prefix": row["prefix"], "revoked_at": row["revoked_at"],
+                       "already_revoked": row["already_revoked"]})
             return
-        out.print(f"Revoked key {row['prefix']}… (id {row['id']}).")
+        if row["already_revoked"]:
+            out.print(f"Key {row['prefix']}… (id {row['id']}) was already revoked, on {str(row['revoked_at'])[:19]}.")
+        else:
+            out.print(f"Revoked key {row['prefix']}… (id {row['id']}).")
+
+
+def _has_collector(engine, collector: str) -> bool:
+    """Whether a stored client is assigned to ``collector``."""
+    import sqlalchemy as sa
+
+    from ledger.schema import clients
+
+    query = sa.select(clients.c.client_id).where(clients.c.collector == collector).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
