@@ -386,4 +386,20 @@ def evaluate_kpis(
         "doubtful": doubtful_records,
         "doubtful_amount": float(doubtful["outstanding"].sum()) if len(doubtful) else 0.0,
         "suggested_provision": float(doubtful["provision"].sum()) if len(doubtful) else 0.0,
+        **_currency_note(items, known.invoices),
     }
+
+
+def _currency_note(items: pd.DataFrame, invoices: pd.DataFrame) -> dict:
+    """The open amount per currency, and a note when there are several: no exchange rate is applied."""
+    if "currency" not in invoices.columns or not len(items):
+        return {"currencies": {}, "note": None}
+    currency = invoices.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")["currency"]
+    of_items = items["invoice_id"].map(currency).astype("object").fillna("?")
+    per = items["signed_outstanding"].groupby(of_items.to_numpy()).sum()
+    currencies = {str(k): float(v) for k, v in per.sort_values(ascending=False).items()}
+    note = None
+    if len(currencies) > 1:
+        note = (f"The open items are in {len(currencies)} currencies ({', '.join(currencies)}); every amount here "
+                "adds them as they are, with no exchange rate: read `currencies` for the open amount in each.")
+    return {"currencies": currencies, "note": note}

@@ -171,6 +171,17 @@ def test_kpis_hand_computed():
     assert k["suggested_provision"] == pytest.approx(500.0)
 
 
+def test_several_currencies_are_listed_and_said_to_be_added_as_they_are():
+    led = make_ledger()
+    base = evaluate_kpis(led, D)
+    assert base["currencies"] == {"EUR": pytest.approx(13400.0)} and base["note"] is None
+    led.invoices.loc[led.invoices["invoice_id"] == "I6", "currency"] = "USD"
+    k = evaluate_kpis(led, D)
+    assert k["currencies"] == {"EUR": pytest.approx(9400.0), "USD": pytest.approx(4000.0)}
+    assert k["note"].startswith("The open items are in 2 currencies (EUR, USD)") and "no exchange rate" in k["note"]
+    assert k["open_balance"] == base["open_balance"]  # added as they are, as the note says
+
+
 def test_kpis_are_json_ready():
     import json
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from encaisse.console import emit_json, load_ledger_or_fail, out, parse_day, settings_for
+from encaisse.console import emit_json, err, load_ledger_or_fail, out, parse_day, settings_for
 from encaisse.options import HomeOption, JsonOption
 
 
@@ -60,3 +60,6 @@ def register(app: typer.Typer) -> None:
         else:
             out.print(table)
             out.print(aging)
+            if result["note"]:
+                err.print(f"[bold yellow]note:[/] {result['note']} "
+                          + ", ".join(f"{c} {_money(v)}" for c, v in result["currencies"].items()), soft_wrap=True)
