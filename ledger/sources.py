@@ -17,6 +17,7 @@ import codecs
 import gzip
 import hashlib
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,21 @@ def _decodes(data: bytes, encoding: str) -> bool:
     return True
 
 
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+
+
+def _utf8_with_stray_bytes(data: bytes) -> tuple[int, bytes] | None:
+    """(line, byte) of the first byte that is not UTF-8 in ``data``, if the rest holds UTF-8 letters
+    (multi-byte sequences, which a Windows export almost never holds by chance); else None."""
+    if not _UTF8_MULTIBYTE.search(data):
+        return None
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(data, final=False)
+    except UnicodeDecodeError as exc:
+        return data[:exc.start].count(b"\n") + 1, data[exc.start:exc.start + 1]
+    return None
+
+
 def resolve_options(path: Path, opts: SourceOptions, encoding: str | None = None,
                     delimiter: str | None = None) -> SourceOptions:
     """``opts`` with the encoding to read ``path`` with, checked against the file's start.
@@ -134,6 +150,13 @@ def resolve_options(path: Path, opts: SourceOptions, encoding: str | None = None
     if declared:
         raise SourceError(f"{path.name} is not {opts.encoding}: set the file's encoding with --encoding "
                           "(or `encoding` under `source` in the mapping), e.g. --encoding cp1252.")
+    bad = _utf8_with_stray_bytes(head)
+    if bad is not None:
+        line, byte = bad
+        raise SourceError(f"{path.name} is UTF-8 but for byte {byte!r} on line {line} (counting the header as 1): "
+                          "fix that line at the source, or, if the file is not UTF-8, say its encoding with "
+                          "--encoding (e.g. cp1252). Read as cp1252, every accented letter of it would be garbled. "
+                          "Nothing was stored.")
     for enc in FALLBACK_ENCODINGS:
         if _decodes(head, enc):
             log.warning("%s is not UTF-8: reading it as %s (set --encoding to choose another)", path.name, enc)

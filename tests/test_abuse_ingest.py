@@ -88,6 +88,16 @@ def test_a_latin1_file_without_a_mapping_is_read_with_its_encoding(tmp_path):
     assert "Traceback" not in res.output + res.stderr
 
 
+def test_a_utf8_file_with_one_stray_byte_is_refused_naming_its_line_not_read_as_cp1252(tmp_path):
+    path = tmp_path / "clients_u8.csv"
+    path.write_bytes("client_id,name\nC1,Société Générale\nC2,Dupont\n".encode("utf-8").replace(b"Dupont", b"Dup\xffont"))
+    res = cli("ingest", str(path), "--home", str(tmp_path / "ws"))
+    assert res.exit_code == 2 and "Traceback" not in res.output + res.stderr
+    assert "is UTF-8 but for byte b'\\xff' on line 3" in " ".join(res.stderr.split())
+    res = cli("ingest", str(path), "--home", str(tmp_path / "ws"), "--encoding", "cp1252", "--json")
+    assert res.exit_code == 0 and last_json(res)["inserted"] == 2  # said so: read as asked
+
+
 def test_an_empty_file_is_a_one_line_error_storing_nothing_and_writing_no_rejects(tmp_path):
     path = tmp_path / "invoices.csv"
     path.write_bytes(b"")
