@@ -6,6 +6,7 @@ Run it with ``encaisse serve`` (uvicorn), or ``uvicorn --factory serving.app:cre
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -68,9 +69,14 @@ def create_app(
         if loaded and serving.warm_today:
             invoice_scores.warm_today(state)  # today's client features and open invoices: the day's first call is fast
         current.settle_heap()  # the ledger, model and caches loaded: out of the collector's scans
+        stop = threading.Event()
+        reloader = current.start_periodic_reload(state, stop) if serving.reload_seconds else None
         try:
             yield
         finally:
+            stop.set()
+            if reloader is not None:
+                reloader.join(timeout=60)
             engine.dispose()
 
     app = FastAPI(title="Encaisse", version="1", description=API_DESCRIPTION, lifespan=lifespan)

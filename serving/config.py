@@ -52,6 +52,9 @@ class ServingSettings(BaseSettings):
                                                                 "for score calls.")
     warm_today: bool = Field(default=True, description="Build today's open invoices for score calls at start-up "
                                                        "and, in the background, after a write.")
+    reload_seconds: float = Field(default=0.0, ge=0, description="Reload the ledger from the store in the background "
+                                  "this often (0: only at start-up and on POST /v1/admin/reload): what other workers, "
+                                  "replicas, ingests and dunning runs stored is served within this delay.")
 
     @model_validator(mode="after")
     def _no_placeholder_secret(self) -> "ServingSettings":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -79,6 +80,24 @@ def refresh_ledger(state: ServiceState) -> LedgerIndex:
     log.info("ledger loaded: %d invoices, %d payments, %d actions (version %d)", len(ledger.invoices),
              len(ledger.payments), len(ledger.actions), version)
     return index
+
+
+def start_periodic_reload(state: ServiceState, stop: threading.Event) -> threading.Thread:
+    """Reload the ledger every ``serving.reload_seconds`` until ``stop`` is set (a daemon thread).
+
+    What this process was sent is served at once; this brings in, within the delay, what other
+    processes stored. A failed reload is logged and the ledger held is kept.
+    """
+    def run() -> None:
+        while not stop.wait(state.serving.reload_seconds):
+            try:
+                refresh_ledger(state)
+            except Exception:  # noqa: BLE001 - a store briefly unreachable must not end the reloads
+                log.warning("periodic ledger reload failed; serving the ledger loaded before", exc_info=True)
+
+    thread = threading.Thread(target=run, name="ledger-reload", daemon=True)
+    thread.start()
+    return thread
 
 
 def current_ledger(state: ServiceState) -> LedgerIndex:

@@ -208,6 +208,34 @@ def test_reloads_run_one_at_a_time_and_the_later_one_serves_what_it_read(fresh_a
     assert state.pending == [] and state.loads == []
 
 
+def test_a_periodic_reload_serves_what_another_process_stored(tmp_path):
+    """With reload_seconds, rows another process stores (an ingest, another worker) are served within the delay,
+    and this process's own writes stay served across the reloads."""
+    import time
+
+    from api_helpers import start_api
+    from serving.config import ServingSettings
+
+    with start_api(tmp_path / "home", serving=ServingSettings(reload_seconds=0.2, warm_today=False)) as api:
+        state = state_of(api)
+        _write(api, "BY-THIS-PROCESS")
+        engine = open_store(api.settings.store_url)
+        with engine.begin() as conn:
+            upsert_frame(conn, "invoices", pd.DataFrame([_new_invoice(api, "BY-ANOTHER")]).assign(
+                issue_date=pd.Timestamp("2025-05-20"), due_date=pd.Timestamp("2025-07-01"), doc_type="invoice",
+                currency="EUR"))
+        engine.dispose()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if current.current_ledger(state).invoice_pos.get_indexer(["BY-ANOTHER"])[0] >= 0:
+                break
+            time.sleep(0.05)
+        index = current.current_ledger(state)
+        assert (index.invoice_pos.get_indexer(["BY-ANOTHER", "BY-THIS-PROCESS"]) >= 0).all()
+        body = api.post("/v1/scores", {"as_of": AS_OF, "invoice_ids": ["BY-ANOTHER"]}).json()
+        assert [s["invoice_id"] for s in body["scores"]] == ["BY-ANOTHER"]
+
+
 def test_warm_today_builds_todays_rows(api):
     state = state_of(api)
     invoice_scores.warm_today(state)
