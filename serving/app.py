@@ -70,7 +70,13 @@ def create_app(
             invoice_scores.warm_today(state)  # today's client features and open invoices: the day's first call is fast
         current.settle_heap()  # the ledger, model and caches loaded: out of the collector's scans
         stop = threading.Event()
-        reloader = current.start_periodic_reload(state, stop) if serving.reload_seconds else None
+
+        def warm() -> None:  # after each periodic reload, so that no request pays for it
+            if state.champion is not None:
+                invoice_scores.warm_today(state)
+
+        reloader = (current.start_periodic_reload(state, stop, after=warm if serving.warm_today else None)
+                    if serving.reload_seconds else None)
         try:
             yield
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import numpy as np
@@ -82,8 +83,10 @@ def refresh_ledger(state: ServiceState) -> LedgerIndex:
     return index
 
 
-def start_periodic_reload(state: ServiceState, stop: threading.Event) -> threading.Thread:
-    """Reload the ledger every ``serving.reload_seconds`` until ``stop`` is set (a daemon thread).
+def start_periodic_reload(state: ServiceState, stop: threading.Event,
+                          after: Callable[[], None] | None = None) -> threading.Thread:
+    """Reload the ledger every ``serving.reload_seconds`` until ``stop`` is set (a daemon thread), then
+    call ``after`` (the app warms today's scoring caches there, so no request pays for the reload).
 
     What this process was sent is served at once; this brings in, within the delay, what other
     processes stored. A failed reload is logged and the ledger held is kept.
@@ -92,6 +95,8 @@ def start_periodic_reload(state: ServiceState, stop: threading.Event) -> threadi
         while not stop.wait(state.serving.reload_seconds):
             try:
                 refresh_ledger(state)
+                if after is not None:
+                    after()
             except Exception:  # noqa: BLE001 - a store briefly unreachable must not end the reloads
                 log.warning("periodic ledger reload failed; serving the ledger loaded before", exc_info=True)
 

@@ -216,7 +216,7 @@ def test_a_periodic_reload_serves_what_another_process_stored(tmp_path):
     from api_helpers import start_api
     from serving.config import ServingSettings
 
-    with start_api(tmp_path / "home", serving=ServingSettings(reload_seconds=0.2, warm_today=False)) as api:
+    with start_api(tmp_path / "home", serving=ServingSettings(reload_seconds=0.2)) as api:
         state = state_of(api)
         _write(api, "BY-THIS-PROCESS")
         engine = open_store(api.settings.store_url)
@@ -232,6 +232,13 @@ def test_a_periodic_reload_serves_what_another_process_stored(tmp_path):
             time.sleep(0.05)
         index = current.current_ledger(state)
         assert (index.invoice_pos.get_indexer(["BY-ANOTHER", "BY-THIS-PROCESS"]) >= 0).all()
+        warmed = False
+        while not warmed and time.monotonic() < deadline:  # each reload is followed by today's caches, warmed
+            with state.lock:
+                warmed = index.version < state.index.version and any(
+                    k[0] == state.index.version and k[3] == current.today() for k in state.open_rows)
+            time.sleep(0.05)
+        assert warmed
         body = api.post("/v1/scores", {"as_of": AS_OF, "invoice_ids": ["BY-ANOTHER"]}).json()
         assert [s["invoice_id"] for s in body["scores"]] == ["BY-ANOTHER"]
 
