@@ -74,8 +74,7 @@ def run() -> None:
         if not exc.filename or exc.errno not in SETUP_ERRNOS:  # a network error, a missing packaged file: not setup
             raise
         logging.getLogger(__name__).debug("OS error", exc_info=True)
-        where = f" {exc.filename}" if exc.filename else ""
-        err.print(f"[bold red]error:[/] cannot use{where}: {exc.strerror or exc}. Check that the folder exists and "
+        err.print(f"[bold red]error:[/] cannot use {exc.filename}: {exc.strerror or exc}. Check that the folder exists and "
                   "that you may write to it (--home or ENCAISSE_HOME for the workspace).", soft_wrap=True)
         sys.exit(2)
     except OperationalError as exc:

@@ -67,7 +67,7 @@ def build_open_items(ledger: Ledger, as_of: pd.Timestamp | str) -> pd.DataFrame:
     """Documents open at the start of ``as_of``, with what is still owed on each.
 
     Returns:
-        One row per open document (any ``doc_type``): ``invoice_id, client_id, doc_type,
+        One row per open document (any ``doc_type``): ``invoice_id, client_id, doc_type, currency,
         issue_date, due_date, amount, outstanding`` (>= 0, currency units), ``signed_outstanding``
         (negative for credit notes) and ``days_past_due`` (int days, <= 0 when not yet due).
     """
@@ -90,6 +90,7 @@ def build_open_items(ledger: Ledger, as_of: pd.Timestamp | str) -> pd.DataFrame:
         "invoice_id": inv["invoice_id"],
         "client_id": inv["client_id"],
         "doc_type": inv["doc_type"],
+        "currency": inv["currency"],
         "issue_date": inv["issue_date"],
         "due_date": inv["due_date"],
         "amount": inv["amount"].astype(float),
@@ -386,17 +387,14 @@ def evaluate_kpis(
         "doubtful": doubtful_records,
         "doubtful_amount": float(doubtful["outstanding"].sum()) if len(doubtful) else 0.0,
         "suggested_provision": float(doubtful["provision"].sum()) if len(doubtful) else 0.0,
-        **_currency_note(items, known.invoices),
+        **_currency_note(items),
     }
 
 
-def _currency_note(items: pd.DataFrame, invoices: pd.DataFrame) -> dict:
-    """The open amount per currency, and a note when there are several: no exchange rate is applied."""
-    if "currency" not in invoices.columns or not len(items):
-        return {"currencies": {}, "note": None}
-    currency = invoices.drop_duplicates("invoice_id", keep="last").set_index("invoice_id")["currency"]
-    of_items = items["invoice_id"].map(currency).astype("object").fillna("?")
-    per = items["signed_outstanding"].groupby(of_items.to_numpy()).sum()
+def _currency_note(items: pd.DataFrame) -> dict:
+    """The open amount per currency (``build_open_items``), and a note when there are several: no exchange
+    rate is applied."""
+    per = items["signed_outstanding"].groupby(items["currency"].astype("object").fillna("?").to_numpy()).sum()
     currencies = {str(k): float(v) for k, v in per.sort_values(ascending=False).items()}
     note = None
     if len(currencies) > 1:

@@ -10,8 +10,8 @@ absolute value, dates between :data:`FIRST_DAY` and :data:`LAST_DAY`, ids at mos
 from __future__ import annotations
 
 import re
-from datetime import date
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,8 @@ def parse_iso_day(text: str) -> pd.Timestamp | None:
     except ValueError:
         return None
     return day if FIRST_DAY <= day <= LAST_DAY else None
+
+
 ID_REFUSED = r"\x00-\x1f\x7f" + "\u0080-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069"
 """What an id may not hold, as the inside of a character class: the C0 and C1 control characters, and the
 marks and overrides of text direction, which make an id look like another. The last ones are the characters

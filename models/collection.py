@@ -67,7 +67,8 @@ def validate_horizon(horizon: int, freq: str) -> None:
 
 def build_forecast(model, ledger: Ledger, as_of, *, horizon: int = 13, freq: str = "W", n_samples: int = 1000,
                    client_correlation: float | None = None, seed: int = 0, run_rate_weeks: int = 13,
-                   scored: tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray]] | None = None) -> CollectionForecast:
+                   scored: tuple[pd.DataFrame, tuple[np.ndarray, np.ndarray]] | None = None,
+                   countries: np.ndarray | None = None) -> CollectionForecast:
     """The collection forecast of the invoices open at ``as_of``.
 
     Args:
@@ -79,16 +80,16 @@ def build_forecast(model, ledger: Ledger, as_of, *, horizon: int = 13, freq: str
         client_correlation: copula rho of one client's invoices (None: the backtested default).
         seed: random seed of the draws.
         run_rate_weeks: weeks of issuance behind the not-yet-issued line; 0 leaves it out.
-        scored: the open invoices' ``(scores, (days, cdf))`` when already scored (with a ``country``
-            column when the caller has ``invoice_countries`` of them already); else the model scores them here.
+        scored: the open invoices' ``(scores, (days, cdf))`` when already scored; else the model scores them here.
+        countries: ``features.calendar.invoice_countries`` of the scored invoices, when the caller has them
+            already; else read here.
     """
     validate_horizon(horizon, freq)
     d = pd.Timestamp(as_of).normalize()
     known = ledger.known_at(d)
     scores, (days, cdf) = scored if scored is not None else model.score(known, d, return_cdf=True, n_reasons=0)
     scores["open_amount"] = build_open_amounts(scores, known, d)
-    if "country" not in scores:
-        scores["country"] = invoice_countries(known, scores["invoice_id"])
+    scores["country"] = invoice_countries(known, scores["invoice_id"]) if countries is None else countries
     run_rate = build_run_rate(known, d, n_weeks=run_rate_weeks) if run_rate_weeks > 0 else None
     rho = DEFAULT_CLIENT_CORRELATION if client_correlation is None else client_correlation
     frame = build_collection_forecast(scores, days, cdf, model.payment_model_, d, horizon=horizon, freq=freq,

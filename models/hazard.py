@@ -423,16 +423,16 @@ class PaymentDateModel(CompiledTrees, BaseEstimator):
                     self.group_calibration_[int(k)] = _km_map(u[m], ev[m])
         return self
 
-    def quantiles(self, days: np.ndarray, cdf: np.ndarray, qs=(0.1, 0.5, 0.9), day_weights=None) -> np.ndarray:
+    def quantiles(self, days: np.ndarray, cdf: np.ndarray, qs=(0.1, 0.5, 0.9), clock=None) -> np.ndarray:
         """The q-quantiles of the payment day, in whole days after as_of; ``inf`` past the horizon.
 
         Payments fall on whole days: the q-quantile is the first day t with P(paid on or before t) >= q
-        (``models.grid.grid_quantiles``). ``day_weights``: ``self.day_clock(...)`` of the same as_of;
+        (``models.grid.grid_quantiles``). ``clock``: ``self.day_clock(...)`` of the same as_of;
         inside a bin the CDF then rises as the ledger's payments fall on the weekdays and holidays
         instead of evenly, and a quantile does not land on a day next to no payment does.
         """
-        w, rows = day_weights if day_weights is not None else (None, None)
-        return grid_quantiles(days, cdf, qs, self.horizon_days, w, rows)
+        day_clock, rows = clock if clock is not None else (None, None)
+        return grid_quantiles(days, cdf, qs, self.horizon_days, day_clock, rows)
 
     def day_clock(self, as_of, n_days: int | None = None, countries=None) -> tuple[DayClock, np.ndarray] | None:
         """Per country (``countries``: one per invoice, None: one group), the weight of each day from

@@ -106,13 +106,12 @@ def build_run_forecast(model, ledger: Ledger, as_of, worklist: pd.DataFrame | No
         scores, (days, cdf) = model.score(known, d, n_reasons=0, return_cdf=True)
     else:
         scores, (days, cdf) = scored[0].drop(columns="reasons", errors="ignore"), scored[1]
-    scores = scores.assign(country=invoice_countries(known, scores["invoice_id"]))  # read once, for both
-    q = np.minimum(model.payment_quantiles(days, cdf, d, PINBALL_LEVELS, scores["country"].to_numpy()),
-                   model.payment_model_.horizon_days)
+    countries = invoice_countries(known, scores["invoice_id"])  # read once, for both
+    q = np.minimum(model.payment_quantiles(days, cdf, d, PINBALL_LEVELS, countries), model.payment_model_.horizon_days)
     inv = pd.DataFrame(q, columns=QUANTILE_DAY_COLUMNS)
     inv.insert(0, "invoice_id", scores["invoice_id"].to_numpy())
     fc = build_forecast(model, known, d, horizon=RUN_FORECAST_WEEKS, freq="W", run_rate_weeks=0,
-                        scored=(scores, (days, cdf)))
+                        scored=(scores, (days, cdf)), countries=countries)
     return with_ranks(RunForecast(periods=fc.periods.drop(columns="not_yet_issued_amount", errors="ignore"),
                                   invoices=inv), worklist)
 

@@ -180,8 +180,8 @@ class EncaisseModel(BaseEstimator):
         missing = [a for a in self.extra_attributes if a not in ledger.invoices.columns]
         if missing:
             raise ValueError(f"model.extra_attributes names columns the stored invoices do not have: "
-                             f"{', '.join(missing)}. Map them as `extra:` columns in the ingest mapping and ingest again, or remove them "
-                             "from the configuration.")
+                             f"{', '.join(missing)}. Map them as `extra:` columns in the ingest mapping and ingest "
+                             "again, or remove them from the configuration.")
         known = ledger.known_at(d)
         dates = snapshot_dates(known, d, freq_days=self.snapshot_freq_days, max_snapshots=self.max_snapshots)
         if len(dates) < 4:

@@ -96,10 +96,9 @@ def create_app(
         o = exc.outcome
         route = request.scope.get("route")
         takes_option = route is not None and any(p.name == "allow_rejects" for p in route.dependant.query_params)
-        nothing = "nothing was scored" if request.url.path.endswith("/scores") else "nothing was stored"
         fix = "Fix them, or send ?allow_rejects=true to store the others." if takes_option else "Fix them and send again."
         return JSONResponse({"detail": {
-            "message": f"{o.rejected} of {o.received} {o.table} rows were rejected; {nothing}. {fix}",
+            "message": f"{o.rejected} of {o.received} {o.table} rows were rejected; nothing was stored. {fix}",
             "rejected": o.rejected, "rejects": o.rejects}}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.exception_handler(StoreBusyError)

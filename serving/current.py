@@ -58,17 +58,16 @@ def refresh_ledger(state: ServiceState) -> LedgerIndex:
     """
     with state.reloading:
         with state.lock:
-            began = state.write_seq
-            state.loads.append(began)
+            began = state.load_began = state.write_seq
         try:
             ledger = load_ledger(state.engine)
         except BaseException:
             with state.lock:
-                state.loads.remove(began)
+                state.load_began = None
                 state.drop_folded()
             raise
         with state.lock:  # the load stops protecting its entries only once it is installed
-            state.loads.remove(began)
+            state.load_began = None
             version = (state.index.version + 1) if state.index is not None else 1
             index = LedgerIndex.build(ledger, version)
             for seq, table, rows in state.pending:

@@ -17,7 +17,7 @@ from typing import Literal, get_args
 
 import sqlalchemy as sa
 
-from ledger.schema import api_keys
+from ledger.schema import api_keys, clients
 
 Role = Literal["collector", "treasurer", "system", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -142,3 +142,11 @@ def revoke_key(engine: sa.Engine, key: str, now: datetime | None = None) -> dict
     out.pop("key_hash", None)
     out["already_revoked"] = row["revoked_at"] is not None
     return out
+
+
+def collector_has_clients(engine: sa.Engine, collector: str) -> bool:
+    """Whether a stored client is assigned to ``collector`` (a collector key for anyone else sees nothing)."""
+    query = sa.select(clients.c.client_id).where(clients.c.collector == collector).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+

@@ -176,7 +176,8 @@ class ServiceState:
             folds it again into what it read (the load may have read the store before the write).
         write_seq: the number of the last entry added to ``pending``.
         folded_seq: the number of the last entry folded into ``index``.
-        loads: the ``write_seq`` at which the running ledger load began (one at a time: ``reloading``).
+        load_began: the ``write_seq`` at which the running ledger load began (None: none runs; one at a
+            time: ``reloading``).
         reloading: held by a ledger load from its start to its install.
         warming: held while today's caches are built in the background after writes.
         session_secret: the secret signing the pages' session cookie
@@ -199,7 +200,7 @@ class ServiceState:
     pending: list = field(default_factory=list, repr=False)
     write_seq: int = 0
     folded_seq: int = 0
-    loads: list = field(default_factory=list, repr=False)
+    load_began: int | None = None
     reloading: threading.Lock = field(default_factory=threading.Lock, repr=False)
     warming: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -211,7 +212,7 @@ class ServiceState:
 
     def drop_folded(self) -> None:
         """Forget the pending entries that ``index`` holds and no running load needs (lock held)."""
-        keep_after = min([self.folded_seq, *self.loads])
+        keep_after = self.folded_seq if self.load_began is None else min(self.folded_seq, self.load_began)
         if self.pending and self.pending[0][0] <= keep_after:
             self.pending = [entry for entry in self.pending if entry[0] > keep_after]
 

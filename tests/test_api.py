@@ -137,7 +137,7 @@ def test_rejected_rows_in_a_score_call_are_422_with_reasons(api):
     assert r.status_code == 422
     assert "due_date 2025-02-01 before issue_date 2025-03-01" in r.json()["detail"]["rejects"][0]["reason"]
     # The score call stores nothing and takes no allow_rejects: the message does not offer it.
-    assert r.json()["detail"]["message"] == "1 of 1 invoices rows were rejected; nothing was scored. Fix them and send again."
+    assert r.json()["detail"]["message"] == "1 of 1 invoices rows were rejected; nothing was stored. Fix them and send again."
 
 
 # --- clients, worklist, forecast, KPIs, model -----------------------------------------------------

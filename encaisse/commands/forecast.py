@@ -39,9 +39,10 @@ def register(app: typer.Typer) -> None:
         as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): forecast from the start of that day.")],
         horizon: Annotated[int, typer.Option("--horizon", min=1, help="Number of periods (at most 366).")] = 13,
         freq: Annotated[str, typer.Option("--freq", help="W: weeks from Monday; D: days.")] = "W",
-        out_file: Annotated[Path | None, typer.Option("--out", dir_okay=False, help="Write the forecast as CSV here.")] = None,
+        out_file: Annotated[Path | None, typer.Option("--out", dir_okay=False,
+                                                      help="Write the forecast as CSV here.")] = None,
         chart: Annotated[Path | None, typer.Option("--chart", dir_okay=False, callback=_chart_path,
-                                                          help="Write a fan chart here (.png, .svg or .pdf).")] = None,
+                                                   help="Write a fan chart here (.png, .svg or .pdf).")] = None,
         samples: Annotated[int, typer.Option("--samples", min=10, help="Joint draws for the bands.")] = 1000,
         rho: Annotated[float | None, typer.Option(
             "--client-correlation", min=0.0, max=0.99,

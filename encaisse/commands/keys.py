@@ -31,12 +31,12 @@ def register(app: typer.Typer) -> None:
         json_: JsonOption = False,
     ) -> None:
         """Create a key and print it once: it is stored hashed and cannot be shown again."""
-        from serving.keys import create_key
+        from serving.keys import collector_has_clients, create_key
 
         engine = _engine(home)
         try:
             new = create_key(engine, role, collector=collector, name=name)
-            unknown = collector is not None and not _has_collector(engine, collector)
+            unknown = collector is not None and not collector_has_clients(engine, collector)
         except ValueError as exc:
             raise fail(str(exc), code=2) from None
         finally:
@@ -99,15 +99,3 @@ def register(app: typer.Typer) -> None:
             out.print(f"Key {row['prefix']}… (id {row['id']}) was already revoked, on {str(row['revoked_at'])[:19]}.")
         else:
             out.print(f"Revoked key {row['prefix']}… (id {row['id']}).")
-
-
-def _has_collector(engine, collector: str) -> bool:
-    """Whether a stored client is assigned to ``collector``."""
-    import sqlalchemy as sa
-
-    from ledger.schema import clients
-
-    query = sa.select(clients.c.client_id).where(clients.c.collector == collector).limit(1)
-    with engine.connect() as conn:
-        return conn.execute(query).first() is not None
-

@@ -20,8 +20,8 @@ def register(app: typer.Typer) -> None:
     @app.command("score")
     def score(
         as_of: Annotated[str, typer.Option("--as-of", help="Day (YYYY-MM-DD): score at the start of that day.")],
-        out_file: Annotated[Path | None, typer.Option("--out", dir_okay=False, help="Write the worklist here (CSV, or Parquet "
-                                                      "for .parquet).")] = None,
+        out_file: Annotated[Path | None, typer.Option("--out", dir_okay=False, help="Write the worklist here (CSV, "
+                                                      "or Parquet for .parquet).")] = None,
         capacity: Annotated[float | None, typer.Option("--capacity", min=1, help="Minutes per collector per "
                                                        "day: each collector's list stops there.")] = None,
         policy: PolicyOption = None,
