@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from ledger.changes import KEYS_MAX, record_change
 from ledger.contracts import TABLES, Table
 from ledger.schema import LEDGER_TABLES
 from ledger.staged_upsert import StagedUpsert
@@ -99,6 +100,7 @@ class DirectInsert:
         self._stamp = stamp
         self.committed = 0
         self.on_commit = on_commit
+        self._keys: list[str] | None = []  # what the change row names (None: more than KEYS_MAX)
 
     def lock(self) -> None:
         """Take the write lock for the next batch (waiting for others' short writes: the busy timeout)."""
@@ -130,6 +132,8 @@ class DirectInsert:
             ix.create(self.conn, checkfirst=True)
         if self.on_commit is not None:
             self.on_commit(None)
+        if self.committed:  # rows others may have read are gone: readers read the whole ledger again
+            record_change(self.conn, self.spec.name, None, self.committed)
         dbapi.commit()
         self.committed = self.staged = 0
 
@@ -179,6 +183,9 @@ class DirectInsert:
 
     def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> pd.Series:
         """Insert typed canonical rows with a unique ``source_row`` column (and extras); their ``row_hash``."""
+        if self._keys is not None:
+            self._keys = self._keys + df[self.spec.key].astype(str).tolist() \
+                if len(self._keys) + len(df) <= KEYS_MAX else None
         return _write_frame(self, df, on_progress)
 
     def hand_over(self, to: StagedUpsert, source_rows: list[int]) -> None:
@@ -213,7 +220,7 @@ class DirectInsert:
         self.close()
 
     def merge(self) -> tuple[int, int, int]:
-        """Build the secondary indexes over the inserted rows.
+        """Build the secondary indexes over the inserted rows, and record the change (``ledger.changes``).
 
         Returns:
             ``(inserted, 0, 0)``.
@@ -226,6 +233,8 @@ class DirectInsert:
             time.sleep(self.COMMIT_GAP_SECONDS)
         self._indexes = []
         self.lock()  # the caller records the run and commits
+        if self.staged:
+            record_change(self.conn, self.spec.name, self._keys, self.staged)
         self.close()
         return self.staged, 0, 0
 

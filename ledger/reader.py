@@ -419,6 +419,23 @@ def load_store_ledger(url: str) -> Ledger:
     return ledger
 
 
+def read_keys(conn: sa.Connection, table: str, keys: Iterable[str]) -> pd.DataFrame:
+    """The stored rows of ``table`` with these keys, typed as ``load_ledger`` reads them (invoices with
+    their extras as columns, text not compacted), in key order; keys not stored are absent."""
+    spec = TABLES[table]
+    keys = sorted(set(map(str, keys)))
+    column = sa.literal_column(conn.dialect.identifier_preparer.quote(spec.key))
+    parts = []
+    for start in range(0, len(keys), 500):
+        # The keys as SQL literals, escaped by the dialect: the readers run the query text as it is.
+        where = sa.select(column).where(column.in_(keys[start:start + 500]))
+        text = str(where.whereclause.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+        parts.append(_read_table(conn, spec, f"WHERE {text}"))
+    if not parts:
+        return _read_table(conn, spec, "WHERE 1 = 0")
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
 def count_rows(engine: sa.Engine, table: str) -> int:
     """Number of rows stored in a ledger table."""
     with engine.connect() as conn:

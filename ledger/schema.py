@@ -16,6 +16,8 @@ adds the billing contact of ``clients`` (``email``, ``phone``, ``postal_address`
 ``opt_out``). ``dunning_messages`` and ``dunning_message_invoices`` (revision 0006) are the dunning
 run's journal. ``run_forecasts``
 and ``run_invoice_forecasts`` (revision 0007) keep what each scoring run forecast, for monitoring.
+``ledger_changes`` (revision 0009) is the change log: one row per write of a ledger table, naming the
+keys it changed (``ledger.changes``), so a process holding the ledger in memory reads only those.
 
 The store is created and upgraded by the Alembic migrations in ``ledger/migrations`` (see
 ``ledger.engine.open_store``), never with ``metadata.create_all``: this module is the reference the
@@ -109,6 +111,20 @@ ingest_rejected_keys = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Column("source", sa.String(1024), nullable=False),
     sa.Column("rejected_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Revision 0009: one row per write of a ledger table, in the write's transaction (``ledger.changes``).
+# AUTOINCREMENT: SQLite never reuses an id, so a reader that has seen id n never misses a later one.
+ledger_changes = sa.Table(
+    "ledger_changes",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("table_name", sa.String(32), nullable=False),
+    sa.Column("row_keys", sa.Text(), nullable=True),  # a JSON list; null: too many to name (read the ledger again)
+    sa.Column("n_rows", sa.Integer(), nullable=False),
+    sa.Column("writer", sa.String(64), nullable=False),
+    sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sqlite_autoincrement=True,
 )
 
 # --- score history (migration 0002) ---------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from ledger.changes import KEYS_MAX, record_change
 from ledger.contracts import TABLES, Table, coerce_frame
 from ledger.writers import SQLITE_CACHE_KB, _bind, _write_frame
 
@@ -128,7 +129,8 @@ class StagedUpsert:
         return int(n - matched), int(changed), int(matched - changed)
 
     def merge(self) -> tuple[int, int, int]:
-        """Insert new keys and update changed rows; drop the staging table.
+        """Insert new keys and update changed rows, and record the change (``ledger.changes``); drop the
+        staging table.
 
         Returns:
             ``(inserted, updated, unchanged)``.
@@ -152,12 +154,19 @@ class StagedUpsert:
                 rebuild = sorted(self.target.indexes, key=lambda ix: ix.name)
         for ix in rebuild:
             ix.drop(self.conn)
+        keys: list[str] | None = None
         if new or changed:
             # No staged key is stored yet: a plain INSERT (PostgreSQL's ON CONFLICT checks every
             # row with a speculative insertion, which a first load does not need).
-            self.conn.execute(self._merge_statement(plain=not (changed or unchanged)))
+            stmt = self._merge_statement(plain=not (changed or unchanged))
+            if new + changed <= KEYS_MAX:  # the keys as the merge wrote them, whatever was written meanwhile
+                keys = [str(k) for k in self.conn.execute(stmt.returning(self.target.c[self.spec.key])).scalars()]
+            else:
+                self.conn.execute(stmt)
         for ix in rebuild:
             ix.create(self.conn)
+        if new or changed:
+            record_change(self.conn, self.spec.name, keys, len(keys) if keys is not None else new + changed)
         self.close()
         return new, changed, unchanged
 

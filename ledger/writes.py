@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -66,8 +68,14 @@ def _begin_immediate(conn: sa.Connection) -> None:
     dbapi.execute("BEGIN IMMEDIATE")
 
 
-def write_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], timeout: float = 20.0) -> T:
+def write_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], timeout: float = 20.0,
+                      commit_lock: threading.Lock | None = None,
+                      committed: Callable[[T], None] | None = None) -> T:
     """Run ``work(conn)`` in one transaction, waiting up to ``timeout`` seconds for the write lock.
+
+    ``committed(result)``, if given, runs at once after the commit, with ``commit_lock`` held from just
+    before the commit: what it records of the write (the service's pending rows) is then ordered as the
+    commits of the writes holding that lock are, and before or after a read that holds it.
 
     Returns:
         What ``work`` returned, once committed.
@@ -87,10 +95,18 @@ def write_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], tim
                 if sqlite:
                     busy_before = conn.connection.driver_connection.execute("PRAGMA busy_timeout").fetchone()[0]
                 try:
-                    with conn.begin():
+                    trans = conn.begin()
+                    try:
                         if sqlite:
                             _begin_immediate(conn)
                         out = work(conn)
+                    except BaseException:
+                        trans.rollback()
+                        raise
+                    with commit_lock if commit_lock is not None else nullcontext():
+                        trans.commit()
+                        if committed is not None:
+                            committed(out)
                     return out
                 finally:
                     if busy_before is not None:

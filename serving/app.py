@@ -75,14 +75,18 @@ def create_app(
             if state.champion is not None:
                 invoice_scores.warm_today(state)
 
-        reloader = (current.start_periodic_reload(state, stop, after=warm if serving.warm_today else None)
-                    if serving.reload_seconds else None)
+        threads = []
+        if serving.reload_seconds:
+            threads.append(current.start_periodic_reload(state, stop, after=warm if serving.warm_today else None))
+        if serving.sync_seconds:
+            threads.append(current.start_change_sync(state, stop, after=(lambda: writes.warm_soon(state))
+                                                     if serving.warm_today else None))
         try:
             yield
         finally:
             stop.set()
-            if reloader is not None:
-                reloader.join(timeout=60)
+            for thread in threads:
+                thread.join(timeout=60)
             engine.dispose()
 
     app = FastAPI(title="Encaisse", version="1", description=API_DESCRIPTION, lifespan=lifespan)

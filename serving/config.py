@@ -52,9 +52,12 @@ class ServingSettings(BaseSettings):
                                                                 "for score calls.")
     warm_today: bool = Field(default=True, description="Build today's open invoices for score calls at start-up "
                                                        "and, in the background, after a write.")
-    reload_seconds: float = Field(default=0.0, ge=0, description="Reload the ledger from the store in the background "
-                                  "this often (0: only at start-up and on POST /v1/admin/reload): what other workers, "
-                                  "replicas, ingests and dunning runs stored is served within this delay.")
+    sync_seconds: float = Field(default=1.0, ge=0, description="Read the store's change log this often and fold in "
+                                "the rows other workers, replicas, ingests and dunning runs stored (0: never; a bulk "
+                                "write reads the whole ledger again).")
+    reload_seconds: float = Field(default=0.0, ge=0, description="Reload the whole ledger from the store in the "
+                                  "background this often (0: only at start-up, on POST /v1/admin/reload, and after "
+                                  "a bulk write seen in the change log).")
 
     @model_validator(mode="after")
     def _no_placeholder_secret(self) -> "ServingSettings":

@@ -1,7 +1,8 @@
 """The service's current state: the loaded ledger and champion, and the client features cached on them.
 
 Every function takes the ``ServiceState``; HTTP lives in the routes. Writes arriving through the
-API are folded into the loaded ledger here (``current_ledger``), so a write is seen without a reload.
+API are folded into the loaded ledger here (``current_ledger``), so a write is seen without a reload;
+so are, within ``serving.sync_seconds``, those other processes store (``sync_changes``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
@@ -17,8 +19,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from features.clients import build_client_features
+from ledger.changes import KEEP, last_change_id, read_changes
 from ledger.contracts import Ledger
-from ledger.reader import load_ledger
+from ledger.reader import load_ledger, read_keys
 from ledger.workspace import Settings
 from models.registry import ChampionModel, load_champion
 from serving.state import LedgerIndex, ServiceState
@@ -52,6 +55,7 @@ def refresh_ledger(state: ServiceState) -> LedgerIndex:
     """Reload the ledger from the store (at start-up, or on reload); caches are dropped with it.
 
     One load at a time (``state.reloading``), so a later load has read the store after an earlier one.
+    The change log is read again from where it stood when the load began (``sync_changes``).
     Writes acknowledged before the load began are in what it reads. Those acknowledged while it runs
     may or may not be, so they stay pending until it is installed and are folded in again (folding a
     row in twice replaces it by itself).
@@ -60,6 +64,8 @@ def refresh_ledger(state: ServiceState) -> LedgerIndex:
         with state.lock:
             began = state.load_began = state.write_seq
         try:
+            with state.engine.connect() as conn:  # before the load: what the log adds after it is read again
+                change_began = last_change_id(conn)
             ledger = load_ledger(state.engine)
         except BaseException:
             with state.lock:
@@ -77,6 +83,10 @@ def refresh_ledger(state: ServiceState) -> LedgerIndex:
             state.folded_seq = state.write_seq
             state.drop_folded()
             state.clear_scoring_caches()
+            # Changes past the load's start are read again: a row folded in above may be older than
+            # what the load read, and the next read of the log brings the store's newest.
+            state.change_seen = change_began
+            state.change_read_at = time.monotonic()
     log.info("ledger loaded: %d invoices, %d payments, %d actions (version %d)", len(ledger.invoices),
              len(ledger.payments), len(ledger.actions), version)
     return index
@@ -100,6 +110,87 @@ def start_periodic_reload(state: ServiceState, stop: threading.Event,
                 log.warning("periodic ledger reload failed; serving the ledger loaded before", exc_info=True)
 
     thread = threading.Thread(target=run, name="ledger-reload", daemon=True)
+    thread.start()
+    return thread
+
+
+SYNC_CHANGES_MAX = 1_000
+"""Change rows one read of the log folds in; more, and the whole ledger is read again."""
+SYNC_ROWS_MAX = 20_000
+"""Rows one read of the log folds in; more, and the whole ledger is read again."""
+
+
+def sync_changes(state: ServiceState) -> int | None:
+    """Fold in what other processes stored since the change log was last read (``ledger.changes``).
+
+    The rows each change names are read again by key and go to ``state.pending``, as the API's writes
+    do; this service's own changes are skipped (``state.writer``: folded in already). A bulk write,
+    rows removed, more than ``SYNC_CHANGES_MAX`` changes or ``SYNC_ROWS_MAX`` rows, or a log not read
+    for half of ``ledger.changes.KEEP`` (pruned rows may be missed): the whole ledger is read again.
+
+    Returns:
+        The rows folded in (0: nothing new, or a load is running and will read them), or None when
+        the whole ledger was read again.
+    """
+    if state.index is None or state.change_seen is None:
+        refresh_ledger(state)
+        return None
+    if not state.reloading.acquire(blocking=False):
+        return 0  # a load runs: it reads the store, then the log from where it stood
+    try:
+        if time.monotonic() - state.change_read_at > KEEP.total_seconds() / 2:
+            reload = "the change log was not read for too long"
+        else:
+            with state.engine.connect() as conn:
+                changes = read_changes(conn, state.change_seen, limit=SYNC_CHANGES_MAX + 1)
+            theirs = [c for c in changes if c.writer != state.writer]
+            reload = None
+            if len(changes) > SYNC_CHANGES_MAX:
+                reload = f"more than {SYNC_CHANGES_MAX} changes"
+            elif any(c.keys is None for c in theirs):
+                reload = "a bulk write"
+            elif sum(len(c.keys or ()) for c in theirs) > SYNC_ROWS_MAX:
+                reload = f"more than {SYNC_ROWS_MAX} rows changed"
+        if reload is None:
+            keys_of: dict[str, set[str]] = {}
+            for change in theirs:
+                keys_of.setdefault(change.table, set()).update(change.keys or ())
+            folded = 0
+            with state.commit_lock:  # ordered with this service's own writes (ServiceState.commit_lock)
+                if keys_of:
+                    with state.engine.connect() as conn:
+                        rows = {table: read_keys(conn, table, keys) for table, keys in keys_of.items()}
+                    for table, frame in rows.items():
+                        if len(frame):
+                            state.add_pending(table, frame)
+                            folded += len(frame)
+                if changes:
+                    state.change_seen = changes[-1].id
+            state.change_read_at = time.monotonic()
+            return folded
+    finally:
+        state.reloading.release()
+    log.info("reading the whole ledger again: %s since the last read of the change log", reload)
+    refresh_ledger(state)
+    return None
+
+
+def start_change_sync(state: ServiceState, stop: threading.Event,
+                      after: Callable[[], None] | None = None) -> threading.Thread:
+    """Read the change log every ``serving.sync_seconds`` until ``stop`` is set (a daemon thread), and
+    call ``after`` when something was folded in (the app warms today's scoring caches there).
+
+    A failed read is logged; the next one reads from where the last good one stopped.
+    """
+    def run() -> None:
+        while not stop.wait(state.serving.sync_seconds):
+            try:
+                if sync_changes(state) != 0 and after is not None:
+                    after()
+            except Exception:  # noqa: BLE001 - a store briefly unreachable must not end the reads
+                log.warning("reading the store's change log failed; trying again", exc_info=True)
+
+    thread = threading.Thread(target=run, name="ledger-changes", daemon=True)
     thread.start()
     return thread
 

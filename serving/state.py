@@ -4,7 +4,8 @@ One ``ServiceState`` per app (``app.state.encaisse``), built in the lifespan. Th
 once (and again on ``POST /v1/admin/reload``), so score calls never read the database. A write
 through the API leaves its stored rows in ``pending``; the next read folds them into the loaded
 ledger (``LedgerIndex.with_rows``: new rows appended, changed ones replaced), never reloading the
-whole ledger. Caches are keyed by the ledger's ``version`` and the model version, so a write or a
+whole ledger. What other processes store reaches ``pending`` the same way, through the store's change
+log (``serving.current.sync_changes``). Caches are keyed by the ledger's ``version`` and the model version, so a write or a
 reload can never serve stale figures.
 
 Score calls on stored invoices read ``open_rows``: per (ledger version, champion, ``as_of`` day),
@@ -15,6 +16,7 @@ feature path (``serving.invoice_scores.open_rows``); a call then scores only the
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,7 +72,8 @@ class LedgerIndex:
         )
 
     def with_rows(self, table: str, rows: pd.DataFrame, version: int) -> "LedgerIndex":
-        """This ledger with ``rows`` of ``table`` written (typed canonical rows, keys unique), as ``version``.
+        """This ledger with ``rows`` of ``table`` written (typed canonical rows, keys unique, and the
+        invoices' extras as columns if they have them), as ``version``.
 
         New keys are appended and their positions added to the look-ups; a key already loaded is
         replaced (its table's look-ups are then rebuilt). The other tables are shared, not copied.
@@ -80,9 +83,9 @@ class LedgerIndex:
         new = coerce_frame(rows[[c for c in rows.columns if c in spec.names]], spec)
         if table in COMPACT_TABLES:
             new = compact_frame(new, spec)
-        for c in old.columns:
+        for c in old.columns:  # the invoices' mapped extras, when the rows carry them (read from the store)
             if c not in new.columns:
-                new[c] = None
+                new[c] = rows[c].to_numpy() if c in rows.columns else None
         new = new[list(old.columns)]
         for c in new.columns:  # one dtype per column, so the concatenation keeps the loaded ones
             if new[c].dtype != old[c].dtype:
@@ -178,8 +181,16 @@ class ServiceState:
         folded_seq: the number of the last entry folded into ``index``.
         load_began: the ``write_seq`` at which the running ledger load began (None: none runs; one at a
             time: ``reloading``).
-        reloading: held by a ledger load from its start to its install.
+        reloading: held by a ledger load from its start to its install, and by a read of the change log
+            (``serving.current.sync_changes``): one at a time.
         warming: held while today's caches are built in the background after writes.
+        writer: this service's name in the store's change log (``ledger.changes``): the log's reads skip
+            its rows, which ``pending`` holds already.
+        change_seen: the last change-log id whose rows the loaded ledger holds (None before the first load).
+        change_read_at: when the change log was last read, or the ledger loaded (``time.monotonic``).
+        commit_lock: held by an API write from just before its commit until its rows are in ``pending``,
+            and by a read of the change log from its read of the rows until they are: ``pending`` then
+            holds the rows in the order the store had them.
         session_secret: the secret signing the pages' session cookie
             (``serving.config.resolve_session_secret``); empty signs and accepts nothing.
     """
@@ -203,6 +214,10 @@ class ServiceState:
     load_began: int | None = None
     reloading: threading.Lock = field(default_factory=threading.Lock, repr=False)
     warming: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    writer: str = field(default_factory=lambda: f"service:{uuid.uuid4().hex}")
+    change_seen: int | None = None
+    change_read_at: float = 0.0
+    commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_pending(self, table: str, rows: pd.DataFrame) -> None:
         """Record rows committed to the store through the service: the next read folds them in."""

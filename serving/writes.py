@@ -22,6 +22,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ledger.action_history import record_versions, stored_actions
+from ledger.changes import writing_as
 from ledger.contracts import ACTIONS, INVOICES, PAYMENTS, Table
 from ledger.parsing import validate_frame
 from ledger.rules import OddRows
@@ -111,17 +112,21 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
         changed = [k for k, h in zip(keys, good["row_hash"].astype(str)) if hashes.get(k) != h]
         return ins, upd, same, changed
 
-    ins, upd, same, changed = write_transaction(state.engine, work, timeout=state.serving.write_timeout_seconds)
+    def committed(result: tuple[int, int, int, list[str]]) -> None:
+        if result[3]:  # numbered under the commit lock: in commit order, and ordered with the change log's reads
+            state.add_pending(spec.name, good[good[spec.key].astype(str).isin(set(result[3]))])
+
+    with writing_as(state.writer):  # the change log's rows of this write are skipped by this process's reads
+        ins, upd, same, changed = write_transaction(state.engine, work, timeout=state.serving.write_timeout_seconds,
+                                                    commit_lock=state.commit_lock, committed=committed)
     outcome.inserted, outcome.updated, outcome.unchanged = ins, upd, same
     outcome.stored = True
     outcome.keys = keys
-    if changed:  # at once after the commit, to keep the numbering close to the commit order
-        state.add_pending(spec.name, good[good[spec.key].astype(str).isin(set(changed))])
     if spec.name == "payments" and len(good):
         outcome.warnings += _unknown_invoices(state, good)
     outcome.warnings += odd.lines()
     if changed:
-        _warm_soon(state)
+        warm_soon(state)
     return outcome
 
 
@@ -135,7 +140,7 @@ def _unknown_invoices(state: ServiceState, good: pd.DataFrame) -> list[str]:
     return [f"{len(unknown)} payment(s) name an invoice not in the store: {shown} (stored all the same)."]
 
 
-def _warm_soon(state: ServiceState) -> None:
+def warm_soon(state: ServiceState) -> None:
     """Rebuild today's scoring caches in the background: one thread, however many writes arrive."""
     if not state.serving.warm_today or not state.warming.acquire(blocking=False):
         return
