@@ -237,6 +237,7 @@ def test_actions_change_features_afterwards(fresh_api):
     assert r.status_code == 201, r.text
     assert r.json()["created"] is True and r.json()["write"]["inserted"] == 1
     again = api.post("/v1/actions", action, role="system")
+    assert again.status_code == 200  # nothing created
     assert again.json()["created"] is False and again.json()["action_id"] == r.json()["action_id"]
     after = api.get(url).json()
     assert after["behaviour"]["c_promises"] == before["behaviour"]["c_promises"] + 1
