@@ -390,6 +390,7 @@ def test_cli_bad_mapping_and_unknown_table(tmp_path):
 def test_cli_db_current_and_upgrade(tmp_path):
     res = _cli("db", "current", "--home", str(tmp_path / "ws"), "--json")
     assert json.loads(res.stdout.splitlines()[-1])["revision"] is None
+    assert not (tmp_path / "ws").exists()  # asking creates nothing
     res = _cli("db", "upgrade", "--home", str(tmp_path / "ws"), "--json")
     from ledger.engine import head_revision
 

@@ -132,11 +132,23 @@ def db_upgrade(home: HomeOption = None, json_out: JsonOption = False) -> None:
 
 @db_app.command("current")
 def db_current(home: HomeOption = None, json_out: JsonOption = False) -> None:
-    """Show the store's schema revision and the newest one this release knows."""
+    """Show the store's schema revision and the newest one this release knows (creates nothing)."""
+    import sqlalchemy as sa
+
     from ledger.engine import create_store_engine, current_revision, head_revision
 
-    engine = create_store_engine(settings_for(home).store_url)
-    rev, head = current_revision(engine), head_revision()
+    settings = settings_for(home)
+    url = sa.engine.make_url(settings.database_url or f"sqlite:///{settings.home.expanduser().resolve() / 'ledger.db'}")
+    head = head_revision()
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).is_file():
+        if json_out:
+            emit_json({"revision": None, "head": head, "up_to_date": False})
+        else:
+            typer.echo(f"no store at {url.database} yet: `encaisse ingest` or `encaisse db upgrade` creates it")
+        return
+    engine = create_store_engine(url.render_as_string(hide_password=False))
+    rev = current_revision(engine)
     engine.dispose()
     if json_out:
         emit_json({"revision": rev, "head": head, "up_to_date": rev == head})
