@@ -52,7 +52,7 @@ from ledger.ingest_runs import RunMark, record_completed, record_run, unfinished
 from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows
 from ledger.rejects_file import RejectsFile, reread_rows
 from ledger.references import RejectedReferences, record_rejected_keys, reference_summaries
-from ledger.rules import OddRows, _summaries
+from ledger.rules import OVERPAID_TOLERANCE, OddRows, _summaries, payment_problem_lines
 from ledger.sources import SourceError, file_hash, resolve_options, read_source
 from ledger.direct_insert import DirectInsert
 from ledger.staged_upsert import StagedUpsert
@@ -110,6 +110,35 @@ class IngestResult:
         if self.rejects_file:
             lines.append(f"rejected and filtered rows with their reasons: {self.rejects_file}")
         return "\n".join(lines)
+
+
+def _payment_problems(conn: sa.Connection, stamp: datetime, examples: int = 5) -> list[str]:
+    """Lines naming the invoices of the payments just written that have a payment dated before their
+    issue day, and those the payments now overpay (``ledger.rules.payment_problem_lines``).
+
+    One pass over the payments written, an invoice look-up and the invoice's other payments each
+    (bench/RESULTS.md, ingest)."""
+    from ledger.schema import invoices, payments
+
+    written = (sa.select(payments.c.invoice_id, sa.func.min(payments.c.paid_date).label("first_paid"),
+                         sa.func.sum(payments.c.amount).label("written"))
+               .where(payments.c.updated_at == stamp).group_by(payments.c.invoice_id).subquery())
+    others = payments.alias("others")
+    before = (sa.select(sa.func.coalesce(sa.func.sum(others.c.amount), 0.0))
+              .where(others.c.invoice_id == written.c.invoice_id).where(others.c.updated_at != stamp).scalar_subquery())
+    flags = (sa.select(written.c.invoice_id, (written.c.first_paid < invoices.c.issue_date).label("early"),
+                       (written.c.written + before > invoices.c.amount + OVERPAID_TOLERANCE).label("over"))
+             .select_from(written.join(invoices, invoices.c.invoice_id == written.c.invoice_id)).subquery())
+    early: list[str] = []
+    over: list[str] = []
+    for invoice_id, is_early, is_over in conn.execute(
+            sa.select(flags.c.invoice_id, flags.c.early, flags.c.over)
+            .where(sa.or_(flags.c.early, flags.c.over)).order_by(flags.c.invoice_id)):
+        if is_early:
+            early.append(str(invoice_id))
+        if is_over:
+            over.append(str(invoice_id))
+    return payment_problem_lines((len(early), early[:examples]), (len(over), over[:examples]))
 
 
 # --- reading (ledger.sources) ------------------------------------------------------------------
@@ -362,6 +391,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
                 result.unchanged = unchanged + identical
                 if spec.name == "payments" and (inserted or updated):
                     result.problems += _unknown_invoices(conn, staged.now, path.name)
+                    result.problems += _payment_problems(conn, staged.now)
                 result.problems += odd.lines()
                 result.stored = True
                 result.seconds = time.perf_counter() - t0

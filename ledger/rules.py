@@ -295,3 +295,25 @@ class OddRows:
         """One line per kind: how many, the first ids, and what to check."""
         return [f"{n} {self.table} row{'' if n == 1 else 's'} stored with {what} ({', '.join(keys)}"
                 f"{', ...' if n > len(keys) else ''}): {fix}." for what, (n, keys, fix) in self.found.items()]
+
+
+OVERPAID_TOLERANCE = 0.005
+"""Payments may exceed their invoice's amount by this much (currency units) before it counts as overpaid."""
+
+
+def payment_problem_lines(early: tuple[int, list[str]], overpaid: tuple[int, list[str]]) -> list[str]:
+    """What ingest and the API say of payments just stored: how many invoices got one dated before their issue
+    day, and how many they now overpay, with the first ids (stored all the same)."""
+    lines = []
+    n, ids = early
+    if n:
+        lines.append(f"{n} invoice{'' if n == 1 else 's'} paid before {'its' if n == 1 else 'their'} issue_date "
+                     f"({', '.join(ids)}{', ...' if n > len(ids) else ''}): stored all the same; check the payments' "
+                     "paid_date or the invoice.")
+    n, ids = overpaid
+    if n:
+        lines.append(f"{n} invoice{'' if n == 1 else 's'} now paid more than {'its' if n == 1 else 'their'} amount "
+                     f"({', '.join(ids)}{', ...' if n > len(ids) else ''}): stored all the same; the excess is a credit "
+                     "owed to the client (refund it or allocate it to another invoice), or a payment was sent twice "
+                     "under two ids.")
+    return lines

@@ -25,7 +25,7 @@ from ledger.action_history import record_versions, stored_actions
 from ledger.changes import writing_as
 from ledger.contracts import ACTIONS, INVOICES, PAYMENTS, Table
 from ledger.parsing import validate_frame
-from ledger.rules import OddRows
+from ledger.rules import OVERPAID_TOLERANCE, OddRows, payment_problem_lines
 from ledger.schema import LEDGER_TABLES, ingest_runs
 from ledger.staged_upsert import upsert_frame
 from ledger.writes import StoreBusyError, write_transaction
@@ -124,6 +124,7 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
     outcome.keys = keys
     if spec.name == "payments" and len(good):
         outcome.warnings += _unknown_invoices(state, good)
+        outcome.warnings += _payment_problems(state, good)
     outcome.warnings += odd.lines()
     if changed:
         warm_soon(state)
@@ -138,6 +139,26 @@ def _unknown_invoices(state: ServiceState, good: pd.DataFrame) -> list[str]:
         return []
     shown = ", ".join(unknown[:10]) + (", ..." if len(unknown) > 10 else "")
     return [f"{len(unknown)} payment(s) name an invoice not in the store: {shown} (stored all the same)."]
+
+
+def _payment_problems(state: ServiceState, good: pd.DataFrame, examples: int = 5) -> list[str]:
+    """The invoices of these payments paid before their issue day, and those now overpaid, in the served
+    ledger (this write folded in): ``ledger.rules.payment_problem_lines``."""
+    index = current_ledger(state)
+    inv, pay = index.ledger.invoices, index.ledger.payments
+    pos = index.invoice_pos.get_indexer(good["invoice_id"].astype(str).tolist())
+    known = pos >= 0
+    issued = pd.to_datetime(inv["issue_date"].to_numpy()[pos[known]])
+    paid_early = pd.to_datetime(good.loc[known, "paid_date"]).to_numpy() < issued
+    early_ids = sorted(set(good.loc[known, "invoice_id"].astype(str)[paid_early]))
+    over: list[str] = []
+    amounts, paid_amounts = inv["amount"].to_numpy(), pay["amount"].to_numpy()
+    for invoice_id in good.loc[known, "invoice_id"].astype(str).unique():
+        rows = index.payments_of_invoice.get(invoice_id)
+        paid = float(paid_amounts[rows].sum()) if rows is not None else 0.0
+        if paid > float(amounts[index.invoice_pos.get_indexer([invoice_id])[0]]) + OVERPAID_TOLERANCE:
+            over.append(invoice_id)
+    return payment_problem_lines((len(early_ids), early_ids[:examples]), (len(over), sorted(over)[:examples]))
 
 
 def warm_soon(state: ServiceState) -> None:

@@ -210,13 +210,32 @@ def test_writes_are_folded_into_the_loaded_ledger_without_reloading_it(site, mon
 
 def test_a_payment_of_an_unknown_invoice_is_stored_and_reported(site):
     settings, ledger, keys, a_client, _ = site
-    known = str(ledger.invoices["invoice_id"].iloc[0])
+    unpaid = ledger.invoices[~ledger.invoices["invoice_id"].isin(ledger.payments["invoice_id"])]
+    known = str(unpaid.loc[unpaid["amount"] > 1, "invoice_id"].iloc[0])  # a payment of 1.0 overpays nothing
     rows = [{"payment_id": "PAY-KNOWN", "invoice_id": known, "paid_date": "2025-06-01", "amount": 1.0},
             {"payment_id": "PAY-UNKNOWN", "invoice_id": "NO-SUCH-INVOICE", "paid_date": "2025-06-01", "amount": 1.0}]
     with client(settings) as tc:
         r = tc.post("/v1/payments", json={"payments": rows}, headers={"X-API-Key": keys["admin"]})
     assert r.status_code == 200 and r.json()["inserted"] == 2
     assert r.json()["warnings"] == ["1 payment(s) name an invoice not in the store: NO-SUCH-INVOICE (stored all the same)."]
+
+
+def test_payments_before_their_invoice_or_beyond_its_amount_are_stored_and_reported(site):
+    settings, ledger, keys, a_client, _ = site
+    invoice = {"invoice_id": "INV-OVER", "client_id": a_client, "issue_date": "2025-05-01", "due_date": "2025-06-01",
+               "amount": 100.0, "currency": "EUR"}
+    rows = [{"payment_id": "PAY-EARLY", "invoice_id": "INV-OVER", "paid_date": "2025-04-30", "amount": 60.0},
+            {"payment_id": "PAY-LATER", "invoice_id": "INV-OVER", "paid_date": "2025-06-02", "amount": 40.0}]
+    with client(settings) as tc:
+        assert tc.post("/v1/invoices", json={"invoices": [invoice]}, headers={"X-API-Key": keys["admin"]}).status_code == 200
+        r = tc.post("/v1/payments", json={"payments": rows}, headers={"X-API-Key": keys["admin"]})
+        assert r.status_code == 200 and r.json()["warnings"] == [
+            "1 invoice paid before its issue_date (INV-OVER): stored all the same; check the payments' paid_date or the "
+            "invoice."]
+        extra = {"payment_id": "PAY-TWICE", "invoice_id": "INV-OVER", "paid_date": "2025-06-02", "amount": 40.0}
+        r = tc.post("/v1/payments", json={"payments": [extra]}, headers={"X-API-Key": keys["admin"]})
+    assert r.status_code == 200 and r.json()["inserted"] == 1
+    assert r.json()["warnings"][0].startswith("1 invoice now paid more than its amount (INV-OVER): stored all the same")
 
 
 def test_a_page_form_under_a_held_lock_is_a_503_page_and_stores_nothing(site):

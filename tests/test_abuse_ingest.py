@@ -204,6 +204,27 @@ def test_payments_of_unknown_invoices_are_reported(tmp_path):
     assert "2 payments name invoices not in the store: A1, NOPE" in res.stderr  # a workspace without invoices
 
 
+def test_payments_before_their_invoice_or_beyond_its_amount_are_stored_and_reported(tmp_path):
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    inv = tmp_path / "invoices.csv"
+    inv.write_text(HEADER + "A1,C1,2025-11-01,2025-12-01,100,EUR\nA2,C1,2025-11-01,2025-12-01,50,EUR\n", encoding="utf-8")
+    ingest_file(engine, inv, rejects_dir=tmp_path)
+    pay = tmp_path / "payments.csv"
+    pay.write_text("payment_id,invoice_id,paid_date,amount\nP1,A1,2025-10-30,60\nP2,A1,2025-12-02,40.004\n"
+                   "P3,A2,2025-12-02,50\n", encoding="utf-8")
+    result = ingest_file(engine, pay, rejects_dir=tmp_path)
+    assert result.inserted == 3 and result.problems == [
+        "1 invoice paid before its issue_date (A1): stored all the same; check the payments' paid_date or the invoice."]
+    more = tmp_path / "payments_more.csv"  # a second file: the totals count what was stored before
+    more.write_text("payment_id,invoice_id,paid_date,amount\nP4,A1,2025-12-03,0.01\nP5,A2,2025-12-03,0.004\n",
+                    encoding="utf-8")
+    result = ingest_file(engine, more, rejects_dir=tmp_path)
+    assert result.inserted == 2 and len(result.problems) == 1
+    assert result.problems[0].startswith("1 invoice now paid more than its amount (A1): stored all the same")
+    assert ingest_file(engine, more, rejects_dir=tmp_path).problems == []  # sent again: nothing stored, nothing said
+    engine.dispose()
+
+
 def _open(url: str, barrier, queue) -> None:
     barrier.wait()
     try:
