@@ -216,6 +216,8 @@ class DirectInsert:
         self._indexes = []
         if self.on_commit is not None:
             self.on_commit(None)
+        if self.committed:  # rows others may have read are gone until the merge: read it all again
+            record_change(self.conn, self.spec.name, None, self.committed)
         dbapi.commit()
         self.close()
 

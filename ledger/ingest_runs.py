@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
+from ledger.changes import record_change
 from ledger.schema import ingest_runs
 
 if TYPE_CHECKING:
@@ -50,10 +51,13 @@ def unfinished_runs(conn: sa.Connection, table: str, file_hash: str) -> list[sa.
 
 
 def record_completed(conn: sa.Connection, runs: list[sa.Row], result: IngestResult, name: str) -> None:
-    """Mark earlier unfinished runs of the file as interrupted, completed by this one, and say so."""
+    """Mark earlier unfinished runs of the file as interrupted, completed by this one, and say so; the
+    change log gets a bulk change for their rows."""
     ids = [r.id for r in runs]
     conn.execute(ingest_runs.update().where(ingest_runs.c.id.in_(ids))
                  .values(status="interrupted", finished_at=datetime.now(UTC)))
+    # What the killed run committed was never named in the change log: readers read it all again.
+    record_change(conn, result.table, None, sum(int(r.inserted or 0) for r in runs))
     result.completed_runs = ids
     for r in runs:
         result.problems.append(f"an earlier ingest of {name} (run {r.id}, started {r.started_at:%Y-%m-%d %H:%M:%S}) "

@@ -193,7 +193,7 @@ def _sqlite_file(engine_or_conn: Any) -> str | None:
     return path if path and path != ":memory:" and not path.startswith("file:") else None
 
 
-def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list[Any]]:
+def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str], params: tuple | None = None) -> list[list[Any]]:
     """Run ``sql`` on the raw driver cursor and return typed column parts, a batch at a time.
 
     The driver's own values are read (no SQLAlchemy type processing per value); PostgreSQL dates
@@ -208,7 +208,7 @@ def _fetch_columns(conn: sa.Connection, sql: str, kinds: list[str]) -> list[list
     parts: list[list[Any]] = [[] for _ in kinds]
     try:
         with gc_paused():
-            cur.execute(sql)
+            cur.execute(sql, params) if params is not None else cur.execute(sql)
             while True:
                 rows = cur.fetchmany(LOAD_ROWS)
                 if not rows:
@@ -294,15 +294,18 @@ def _table_select(dialect: sa.Dialect, spec: Table, where: str = "", compact: bo
 
 
 def _read_table(conn: sa.Connection, spec: Table, where: str = "", compact: bool = False,
-                arrow_table: Any = None) -> pd.DataFrame:
+                arrow_table: Any = None, params: tuple | None = None) -> pd.DataFrame:
     """The table's rows (``where``) as a typed frame in key order; ``compact``: its text columns held
     as ``contracts.compact_frame`` holds them. ``arrow_table``: SQLite, the same query's rows in
-    rowid order as read by ``_adbc_tables`` (None: read here with ``sqlite3``)."""
+    rowid order as read by ``_adbc_tables`` (None: read here with ``sqlite3``). ``params``: the
+    driver's parameters of ``where`` (a few rows: read with the driver's cursor on either store)."""
     names, kinds, ids, shared, select = _table_select(conn.dialect, spec, where, compact)
     arrow = False
     preparer = conn.dialect.identifier_preparer
     by_key = select + f"ORDER BY {preparer.quote(spec.key)}"
-    if conn.dialect.name == "postgresql":
+    if params is not None:
+        columns = [_concat(k, p) for k, p in zip(kinds, _fetch_columns(conn, by_key, kinds, params))]
+    elif conn.dialect.name == "postgresql":
         columns = [_concat(k, p) for k, p in zip(kinds, _copy_columns(conn, by_key, kinds))]
     else:
         # SQLite: in table order, then by key here. Walking the key's index to read the rows in
@@ -424,15 +427,14 @@ def read_keys(conn: sa.Connection, table: str, keys: Iterable[str]) -> pd.DataFr
     their extras as columns, text not compacted), in key order; keys not stored are absent."""
     spec = TABLES[table]
     keys = sorted(set(map(str, keys)))
-    column = sa.literal_column(conn.dialect.identifier_preparer.quote(spec.key))
+    column = conn.dialect.identifier_preparer.quote(spec.key)
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"  # the drivers' placeholders (psycopg, sqlite3)
     parts = []
     for start in range(0, len(keys), 500):
-        # The keys as SQL literals, escaped by the dialect: the readers run the query text as it is.
-        where = sa.select(column).where(column.in_(keys[start:start + 500]))
-        text = str(where.whereclause.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
-        parts.append(_read_table(conn, spec, f"WHERE {text}"))
+        batch = tuple(keys[start:start + 500])
+        parts.append(_read_table(conn, spec, f"WHERE {column} IN ({', '.join([mark] * len(batch))})", params=batch))
     if not parts:
-        return _read_table(conn, spec, "WHERE 1 = 0")
+        return _read_table(conn, spec, "WHERE 1 = 0", params=())
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 

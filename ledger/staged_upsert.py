@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,8 @@ class StagedUpsert:
         self.stage.drop(conn, checkfirst=True)  # a failed ingest may have left it on a pooled connection
         self.stage.create(conn)
         self._cache_size = None
+        self.written_keys: list[str] | None = None
+        """After ``merge``: the keys it inserted or changed (None: more than ``KEYS_MAX``, not listed)."""
         if self.dialect == "sqlite":
             # Index maintenance on a large merge thrashes SQLite's default 2 MB page cache.
             self._cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
@@ -167,6 +169,7 @@ class StagedUpsert:
             ix.create(self.conn)
         if new or changed:
             record_change(self.conn, self.spec.name, keys, len(keys) if keys is not None else new + changed)
+        self.written_keys = keys if new or changed else []
         self.close()
         return new, changed, unchanged
 
@@ -214,6 +217,29 @@ def upsert_frame(
     now: datetime | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int, int]:
+    """``upsert_rows``' counts (see there)."""
+    done = upsert_rows(conn, table, df, now=now, on_progress=on_progress)
+    return done.inserted, done.updated, done.unchanged
+
+
+class Upserted(NamedTuple):
+    """What ``upsert_rows`` did: counts, and the keys it inserted or changed (None: more than
+    ``ledger.changes.KEYS_MAX``, not listed)."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    keys: list[str] | None
+
+
+def upsert_rows(
+    conn: sa.Connection,
+    table: str | Table,
+    df: pd.DataFrame,
+    *,
+    now: datetime | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Upserted:
     """Insert new keys, update keys whose values changed, leave the rest; in the caller's transaction.
 
     Args:
@@ -226,7 +252,7 @@ def upsert_frame(
         on_progress: called with (rows staged, rows to stage) after every batch.
 
     Returns:
-        ``(inserted, updated, unchanged)`` counts.
+        The counts and the keys written (``Upserted``).
     """
     spec = TABLES[table] if isinstance(table, str) else table
     extras = [c for c in df.columns if c not in spec.names and c != "row_hash"]
@@ -243,4 +269,4 @@ def upsert_frame(
     staged = StagedUpsert(conn, spec, extras, now)
     total = len(frame)
     staged.stage_frame(frame, on_progress=(lambda done: on_progress(done, total)) if on_progress else None)
-    return staged.merge()
+    return Upserted(*staged.merge(), keys=staged.written_keys)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from features.clients import build_client_features
 from ledger.changes import KEEP, last_change_id, read_changes
-from ledger.contracts import Ledger
+from ledger.contracts import TABLES, Ledger
 from ledger.reader import load_ledger, read_keys
 from ledger.workspace import Settings
 from models.registry import ChampionModel, load_champion
@@ -61,11 +61,16 @@ def refresh_ledger(state: ServiceState) -> LedgerIndex:
     row in twice replaces it by itself).
     """
     with state.reloading:
-        with state.lock:
-            began = state.load_began = state.write_seq
         try:
-            with state.engine.connect() as conn:  # before the load: what the log adds after it is read again
-                change_began = last_change_id(conn)
+            with state.engine.connect() as conn:
+                # One point for both marks: a write of this service acknowledged (numbered) after it is
+                # folded in again; one stored elsewhere after it has a change id past change_began and
+                # is read again from the log. The connection is taken first: nothing under the commit
+                # lock waits for the pool (writers holding connections may wait for that lock).
+                with state.commit_lock:
+                    with state.lock:
+                        began = state.load_began = state.write_seq
+                    change_began = last_change_id(conn)
             ledger = load_ledger(state.engine)
         except BaseException:
             with state.lock:
@@ -114,19 +119,48 @@ def start_periodic_reload(state: ServiceState, stop: threading.Event,
     return thread
 
 
-SYNC_CHANGES_MAX = 1_000
-"""Change rows one read of the log folds in; more, and the whole ledger is read again."""
+SYNC_PAGE = 1_000
+"""Change rows read from the log at a time."""
 SYNC_ROWS_MAX = 20_000
 """Rows one read of the log folds in; more, and the whole ledger is read again."""
+
+
+def _changed_keys(state: ServiceState) -> tuple[dict[str, set[str]], int, str | None]:
+    """What the log names past ``state.change_seen`` that others stored: ``(keys by table, the last id
+    read, why the whole ledger must be read again or None)``."""
+    if time.monotonic() - state.change_read_at > KEEP.total_seconds() / 2:
+        return {}, state.change_seen, "the change log was not read for too long"
+    keys_of: dict[str, set[str]] = {}
+    last = state.change_seen
+    while True:
+        with state.engine.connect() as conn:
+            page = read_changes(conn, last, limit=SYNC_PAGE)
+        for change in page:
+            if change.writer == state.writer:  # folded in already, when it was acknowledged
+                continue
+            if change.keys is None:
+                return {}, last, "a bulk write"
+            keys_of.setdefault(change.table, set()).update(change.keys)
+        if page:
+            last = page[-1].id
+        if sum(len(k) for k in keys_of.values()) > SYNC_ROWS_MAX:
+            return {}, last, f"more than {SYNC_ROWS_MAX} rows changed"
+        if len(page) < SYNC_PAGE:
+            return keys_of, last, None
 
 
 def sync_changes(state: ServiceState) -> int | None:
     """Fold in what other processes stored since the change log was last read (``ledger.changes``).
 
-    The rows each change names are read again by key and go to ``state.pending``, as the API's writes
-    do; this service's own changes are skipped (``state.writer``: folded in already). A bulk write,
-    rows removed, more than ``SYNC_CHANGES_MAX`` changes or ``SYNC_ROWS_MAX`` rows, or a log not read
-    for half of ``ledger.changes.KEEP`` (pruned rows may be missed): the whole ledger is read again.
+    The rows the log names are read again by key and go to ``state.pending``, as the API's writes do;
+    this service's own changes are skipped (``state.writer``: folded in already). A bulk write, rows
+    removed, more than ``SYNC_ROWS_MAX`` rows, or a log not read for half of ``ledger.changes.KEEP``
+    (pruned rows may be missed): the whole ledger is read again.
+
+    The rows are read without the commit lock (a read may wait for a table an ingest holds, and the
+    ingest for a writer of this service waiting for that lock). A key this service wrote while they
+    were read keeps its write's row: it is the newer, or what the store held when read; what others
+    store after it is past the log's last id read, and read at the next call.
 
     Returns:
         The rows folded in (0: nothing new, or a load is running and will read them), or None when
@@ -138,34 +172,29 @@ def sync_changes(state: ServiceState) -> int | None:
     if not state.reloading.acquire(blocking=False):
         return 0  # a load runs: it reads the store, then the log from where it stood
     try:
-        if time.monotonic() - state.change_read_at > KEEP.total_seconds() / 2:
-            reload = "the change log was not read for too long"
-        else:
-            with state.engine.connect() as conn:
-                changes = read_changes(conn, state.change_seen, limit=SYNC_CHANGES_MAX + 1)
-            theirs = [c for c in changes if c.writer != state.writer]
-            reload = None
-            if len(changes) > SYNC_CHANGES_MAX:
-                reload = f"more than {SYNC_CHANGES_MAX} changes"
-            elif any(c.keys is None for c in theirs):
-                reload = "a bulk write"
-            elif sum(len(c.keys or ()) for c in theirs) > SYNC_ROWS_MAX:
-                reload = f"more than {SYNC_ROWS_MAX} rows changed"
+        keys_of, last, reload = _changed_keys(state)
         if reload is None:
-            keys_of: dict[str, set[str]] = {}
-            for change in theirs:
-                keys_of.setdefault(change.table, set()).update(change.keys or ())
+            with state.commit_lock:
+                own_before = state.own_writes
+            rows = {}
+            if keys_of:
+                with state.engine.connect() as conn:
+                    rows = {table: read_keys(conn, table, keys) for table, keys in keys_of.items()}
             folded = 0
-            with state.commit_lock:  # ordered with this service's own writes (ServiceState.commit_lock)
-                if keys_of:
-                    with state.engine.connect() as conn:
-                        rows = {table: read_keys(conn, table, keys) for table, keys in keys_of.items()}
-                    for table, frame in rows.items():
-                        if len(frame):
-                            state.add_pending(table, frame)
-                            folded += len(frame)
-                if changes:
-                    state.change_seen = changes[-1].id
+            with state.commit_lock:
+                since = state.own_writes - own_before
+                if since > len(state.own_log):
+                    return 0  # too many of its own writes meanwhile to tell their keys: read again next time
+                written: dict[str, set[str]] = {}
+                for table, keys in list(state.own_log)[len(state.own_log) - since:]:
+                    written.setdefault(table, set()).update(keys)
+                for table, frame in rows.items():
+                    if table in written:
+                        frame = frame[~frame[TABLES[table].key].astype(str).isin(written[table])]
+                    if len(frame):
+                        state.add_pending(table, frame)
+                        folded += len(frame)
+                state.change_seen = last
             state.change_read_at = time.monotonic()
             return folded
     finally:

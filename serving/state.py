@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,12 +83,15 @@ class LedgerIndex:
         new = coerce_frame(rows[[c for c in rows.columns if c in spec.names]], spec)
         if table in COMPACT_TABLES:
             new = compact_frame(new, spec)
-        for c in old.columns:  # the invoices' mapped extras, when the rows carry them (read from the store)
+        extras = [c for c in rows.columns if c not in spec.names and c != "row_hash"] if table == "invoices" else []
+        for c in extras:  # the invoices' mapped extras, when the rows carry them (read from the store)
+            new[c] = rows[c].to_numpy()
+        for c in old.columns:
             if c not in new.columns:
-                new[c] = rows[c].to_numpy() if c in rows.columns else None
-        new = new[list(old.columns)]
+                new[c] = None
+        new = new[list(old.columns) + [c for c in new.columns if c not in old.columns]]
         for c in new.columns:  # one dtype per column, so the concatenation keeps the loaded ones
-            if new[c].dtype != old[c].dtype:
+            if c in old.columns and new[c].dtype != old[c].dtype:
                 try:
                     new[c] = new[c].astype(old[c].dtype)
                 except (TypeError, ValueError):
@@ -188,9 +191,11 @@ class ServiceState:
             its rows, which ``pending`` holds already.
         change_seen: the last change-log id whose rows the loaded ledger holds (None before the first load).
         change_read_at: when the change log was last read, or the ledger loaded (``time.monotonic``).
-        commit_lock: held by an API write from just before its commit until its rows are in ``pending``,
-            and by a read of the change log from its read of the rows until they are: ``pending`` then
-            holds the rows in the order the store had them.
+        commit_lock: held by an API write from just before its commit until its rows are in ``pending``
+            (``add_own_write``): its writes are numbered in commit order. Nothing waits for the store
+            while holding it.
+        own_writes, own_log: how many writes this service committed, and the keys of the latest
+            (table, keys), for ``serving.current.sync_changes``.
         session_secret: the secret signing the pages' session cookie
             (``serving.config.resolve_session_secret``); empty signs and accepts nothing.
     """
@@ -218,6 +223,15 @@ class ServiceState:
     change_seen: int | None = None
     change_read_at: float = 0.0
     commit_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    own_writes: int = 0
+    own_log: deque = field(default_factory=lambda: deque(maxlen=4096), repr=False)
+
+    def add_own_write(self, table: str, rows: pd.DataFrame) -> None:
+        """Record a write this service committed (commit lock held): its rows go to ``pending``, and their
+        keys to ``own_log``, which a read of the change log running meanwhile leaves to it."""
+        self.own_writes += 1
+        self.own_log.append((table, frozenset(rows[TABLES[table].key].astype(str))))
+        self.add_pending(table, rows)
 
     def add_pending(self, table: str, rows: pd.DataFrame) -> None:
         """Record rows committed to the store through the service: the next read folds them in."""

@@ -26,8 +26,8 @@ from ledger.changes import writing_as
 from ledger.contracts import ACTIONS, INVOICES, PAYMENTS, Table
 from ledger.parsing import validate_frame
 from ledger.rules import OVERPAID_TOLERANCE, OddRows, payment_problem_lines
-from ledger.schema import LEDGER_TABLES, ingest_runs
-from ledger.staged_upsert import upsert_frame
+from ledger.schema import ingest_runs
+from ledger.staged_upsert import Upserted, upsert_rows
 from ledger.writes import StoreBusyError, write_transaction
 from serving.keys import Principal
 from serving.current import current_ledger
@@ -51,16 +51,6 @@ def _by(principal: Principal | None, source: str) -> str:
         return source
     who = f"key {principal.prefix} ({principal.role}"
     return who + (f", collector {principal.collector})" if principal.collector else ")")
-
-
-def _stored_hashes(conn: sa.Connection, spec: Table, keys: list[str]) -> dict[str, str]:
-    t = LEDGER_TABLES[spec.name]
-    out: dict[str, str] = {}
-    for start in range(0, len(keys), 10_000):
-        part = keys[start:start + 10_000]
-        out.update((str(k), h) for k, h in conn.execute(sa.select(t.c[spec.key], t.c.row_hash)
-                                                         .where(t.c[spec.key].in_(part))).all())
-    return out
 
 
 def _check_owner(stored: pd.DataFrame, principal: Principal | None) -> None:
@@ -101,20 +91,19 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
             stored = stored_actions(conn, keys)
             _check_owner(stored, principal)
             record_versions(conn, good, stored, _by(principal, source), now=started)
-            hashes = dict(zip(stored["action_id"].astype(str), stored["row_hash"]))
-        else:
-            hashes = _stored_hashes(conn, spec, keys)
-        ins, upd, same = upsert_frame(conn, spec, good, now=started) if len(good) else (0, 0, 0)
+        done = upsert_rows(conn, spec, good, now=started) if len(good) else Upserted(0, 0, 0, [])
+        ins, upd, same = done.inserted, done.updated, done.unchanged
         conn.execute(ingest_runs.insert().values(
             started_at=started, finished_at=datetime.now(UTC), source=source, mapping=None,
             table_name=spec.name, status="stored", read=len(df), inserted=ins, updated=upd, unchanged=same,
             rejected=outcome.rejected, filtered=0, rejects_file=None))
-        changed = [k for k, h in zip(keys, good["row_hash"].astype(str)) if hashes.get(k) != h]
+        # The keys the merge wrote (what another writer stored meanwhile included), or all when too many to list.
+        changed = done.keys if done.keys is not None else keys
         return ins, upd, same, changed
 
     def committed(result: tuple[int, int, int, list[str]]) -> None:
-        if result[3]:  # numbered under the commit lock: in commit order, and ordered with the change log's reads
-            state.add_pending(spec.name, good[good[spec.key].astype(str).isin(set(result[3]))])
+        if result[3]:  # under the commit lock: numbered in commit order
+            state.add_own_write(spec.name, good[good[spec.key].astype(str).isin(set(result[3]))])
 
     with writing_as(state.writer):  # the change log's rows of this write are skipped by this process's reads
         ins, upd, same, changed = write_transaction(state.engine, work, timeout=state.serving.write_timeout_seconds,

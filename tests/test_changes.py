@@ -44,9 +44,9 @@ def _changes(engine, after=0):
 
 def test_each_write_names_the_keys_it_changed_and_a_bulk_write_names_none(store, monkeypatch):
     with store.begin() as conn:
-        upsert_frame(conn, "invoices", _invoices(["a'1", "b", "c"]))
+        upsert_frame(conn, "invoices", _invoices(["a'1", "b", "c", "50%"]))
     with store.begin() as conn:
-        upsert_frame(conn, "invoices", _invoices(["a'1", "b", "c"]))  # the same rows: no change
+        upsert_frame(conn, "invoices", _invoices(["a'1", "b", "c", "50%"]))  # the same rows: no change
     with store.begin() as conn:
         upsert_frame(conn, "invoices", pd.concat([_invoices(["b"], amount=5.0), _invoices(["c"]), _invoices(["d"])]))
     with store.begin() as conn:  # rolled back: no change either
@@ -56,16 +56,16 @@ def test_each_write_names_the_keys_it_changed_and_a_bulk_write_names_none(store,
     with store.begin() as conn, writing_as("another"):
         upsert_frame(conn, "invoices", _invoices(["f", "g"]))
     changes = _changes(store)
-    assert [(c.table, c.keys, c.n_rows) for c in changes] == [
-        ("invoices", ("a'1", "b", "c"), 3), ("invoices", ("b", "d"), 2), ("invoices", None, 2)]
+    assert [(c.table, c.keys and tuple(sorted(c.keys)), c.n_rows) for c in changes] == [
+        ("invoices", ("50%", "a'1", "b", "c"), 4), ("invoices", ("b", "d"), 2), ("invoices", None, 2)]
     assert [c.id for c in changes] == sorted(c.id for c in changes)
     assert changes[-1].writer == "another" and changes[0].writer != "another"
     assert _changes(store, after=changes[1].id) == changes[2:]
     with store.connect() as conn:
         assert last_change_id(conn) == changes[-1].id
-        rows = read_keys(conn, "invoices", ["b", "a'1", "zz"])  # a quote in a key, and a key not stored
-    assert rows["invoice_id"].tolist() == ["a'1", "b"] and rows["amount"].tolist() == [100.0, 5.0]
-    assert rows["rating"].tolist() == ["A", "A"]  # the mapped extras, as columns
+        rows = read_keys(conn, "invoices", ["b", "a'1", "zz", "50%"])  # a quote and a % in keys, one not stored
+    assert rows["invoice_id"].tolist() == ["50%", "a'1", "b"] and rows["amount"].tolist() == [100.0, 100.0, 5.0]
+    assert rows["rating"].tolist() == ["A", "A", "A"]  # the mapped extras, as columns
 
 
 def test_change_ids_are_committed_in_their_order(pg_url):
@@ -274,3 +274,126 @@ def test_migration_creates_the_change_log_on_an_older_store(tmp_path):
         assert [c.keys for c in _changes(engine)] == [("after-upgrade",)]
     finally:
         engine.dispose()
+
+
+def _pg_state(pg_url):
+    """A service state on a PostgreSQL store holding two invoices (no app: its functions are called)."""
+    from ledger.workspace import Settings
+    from serving.state import ServiceState
+
+    engine = open_store(pg_url)
+    with engine.begin() as conn:
+        upsert_frame(conn, "invoices", _invoices(["K", "L"]).drop(columns="rating"))  # as the API sends them
+    state = ServiceState(settings=Settings(database_url=pg_url), serving=ServingSettings(write_timeout_seconds=20),
+                         engine=engine, loader=lambda settings: None)
+    current.refresh_ledger(state)
+    return state
+
+
+def _served(state, invoice_id, column="amount"):
+    index = current.current_ledger(state)
+    return index.ledger.invoices[column].iloc[index.invoice_pos.get_indexer([invoice_id])[0]]
+
+
+def test_a_write_of_this_service_never_waits_for_a_read_of_the_change_log(pg_url):
+    """PostgreSQL: a read of the log waiting for a table another writer holds does not hold the service's own
+    writes (the other writer may be waiting for one of them: nothing would end the wait)."""
+    from serving.writes import write_rows
+
+    state = _pg_state(pg_url)
+    other = open_store(pg_url)
+    blocker = other.connect()
+    try:
+        with other.begin() as conn:
+            upsert_frame(conn, "invoices", _invoices(["BY-OTHER"]))
+        trans = blocker.begin()
+        blocker.exec_driver_sql("LOCK TABLE invoices IN ACCESS EXCLUSIVE MODE")  # as an ingest rebuilding indexes
+        sync = threading.Thread(target=current.sync_changes, args=(state,))
+        sync.start()
+        sync.join(timeout=1.0)
+        reading = sync.is_alive()  # waits for the table
+        payment = {"payment_id": "P1", "invoice_id": "K", "paid_date": "2025-06-02", "amount": 10.0}
+        writer = threading.Thread(target=write_rows, args=(state, "payments", [payment]))
+        writer.start()
+        writer.join(timeout=10)
+        wrote = not writer.is_alive()
+        trans.rollback()
+        sync.join(timeout=30)
+        writer.join(timeout=30)
+        assert reading and wrote
+        assert _knows(state, "BY-OTHER") and len(current.current_ledger(state).ledger.payments) == 1
+    finally:
+        blocker.close()
+        other.dispose()
+        state.engine.dispose()
+
+
+def test_a_write_serves_what_it_stored_when_another_process_wrote_the_same_row_meanwhile(pg_url, monkeypatch):
+    """PostgreSQL: the service re-sends a stored row while another process changes it: the store holds the
+    service's row, and so does what it serves."""
+    import serving.writes as writes_mod
+
+    state = _pg_state(pg_url)
+    other = open_store(pg_url)
+    real = staged_mod.StagedUpsert.merge
+    first = []
+
+    def others_write_first(self):  # the service's merge, once its rows are staged: the other process commits first
+        if not first:
+            first.append(1)
+            with other.begin() as theirs, writing_as("another-process"):
+                upsert_frame(theirs, "invoices", _invoices(["K"], amount=200.0))
+            assert current.sync_changes(state) == 1 and _served(state, "K") == 200.0  # the service reads it
+        return real(self)
+
+    monkeypatch.setattr(staged_mod.StagedUpsert, "merge", others_write_first)
+    try:
+        row = {"invoice_id": "K", "client_id": "C1", "issue_date": "2025-05-20", "due_date": "2025-07-01",
+               "amount": 100.0, "currency": "EUR", "doc_type": "invoice"}
+        outcome = writes_mod.write_rows(state, "invoices", [row])  # the row as stored before the other's write
+        assert outcome.updated == 1
+        with other.connect() as conn:
+            assert read_keys(conn, "invoices", ["K"])["amount"].tolist() == [100.0]
+        assert _served(state, "K") == 100.0
+        current.sync_changes(state)
+        assert _served(state, "K") == 100.0
+    finally:
+        other.dispose()
+        state.engine.dispose()
+
+
+def test_a_reload_during_a_write_of_this_service_serves_what_the_store_holds(tmp_path, monkeypatch):
+    """A write of this service is committed; before it is numbered, another process changes the same row, and
+    a reload begins: the reload serves the other process's row, the store's."""
+    from serving.writes import write_rows
+
+    with start_api(tmp_path / "home", serving=ServingSettings(sync_seconds=0)) as api:
+        state = api.client.app.state.encaisse
+        client_id = str(api.ledger.invoices["client_id"][0])
+        row = {"invoice_id": "K", "client_id": client_id, "issue_date": "2025-05-20", "due_date": "2025-07-01",
+               "amount": 300.0, "currency": "EUR", "doc_type": "invoice"}
+        committed, resume = threading.Event(), threading.Event()
+        real = state.add_pending
+
+        def paused(*args, **kwargs):  # the write's rows, numbered once it has committed
+            committed.set()
+            resume.wait(30)
+            real(*args, **kwargs)
+
+        monkeypatch.setattr(state, "add_pending", paused)
+        writer = threading.Thread(target=write_rows, args=(state, "invoices", [row]))
+        writer.start()
+        assert committed.wait(30)
+        engine = open_store(api.settings.store_url)
+        with engine.begin() as conn:  # another process, after the service's commit
+            upsert_frame(conn, "invoices", _invoices(["K"], amount=200.0).assign(client_id=client_id))
+        engine.dispose()
+        reload = threading.Thread(target=current.refresh_ledger, args=(state,))
+        reload.start()
+        reload.join(timeout=1.0)
+        resume.set()
+        writer.join(timeout=30)
+        reload.join(timeout=60)
+        assert _served(state, "K") == 200.0
+        current.sync_changes(state)
+        assert _served(state, "K") == 200.0

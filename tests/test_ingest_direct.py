@@ -157,6 +157,12 @@ def test_a_stored_key_in_a_later_chunk_moves_the_file_to_a_stage(tmp_path, monke
     _assert_same(direct, staged)
     assert writers[:3] == ["DirectInsert", "DirectInsert", "StagedUpsert"]
     assert direct[0][1][0] == (22, 20, 1, 0, 1, 0)
+    from ledger.changes import read_changes
+
+    engine = open_store(f"sqlite:///{tmp_path / 'direct.db'}")
+    with engine.connect() as conn:  # the rows moved out of the table to the stage are announced: read it all again
+        assert None in [c.keys for c in read_changes(conn, 0)]
+    engine.dispose()
     assert len(list((tmp_path / "rejects_direct").iterdir())) == 1  # the abandoned attempt's is gone
 
 
@@ -289,8 +295,14 @@ def test_a_killed_ingest_is_marked_and_the_next_one_of_the_file_completes_it(tmp
     engine = open_store(f"sqlite:///{db}")
     other = _write(tmp_path / "invoices_other.csv", _lines(5, start=100))  # another file: no word of the run
     assert ingest_file(engine, other, rejects_dir=tmp_path).completed_runs == []
+    from ledger.changes import read_changes
+
+    with engine.connect() as conn:
+        before = read_changes(conn, 0)[-1].id
     result = ingest_file(engine, path, rejects_dir=tmp_path)
     assert (result.inserted, result.unchanged, result.completed_runs) == (30, 20, [1])
+    with engine.connect() as conn:  # the killed run's rows were never named: a bulk change says so
+        assert None in [c.keys for c in read_changes(conn, before)]
     assert any(p.startswith("an earlier ingest of invoices.csv (run 1, started ") and
                p.endswith("did not finish after storing 20 rows: this one completed it (the rows it had stored "
                           "are counted unchanged)") for p in result.problems)
