@@ -160,6 +160,11 @@ ACTIONS = Table(
 
 TABLES: dict[str, Table] = {t.name: t for t in (INVOICES, PAYMENTS, CLIENTS, ACTIONS)}
 
+ACTION_STEPS = ("preventive", "reminder", "reminder_1", "reminder_2", "call", "formal_notice", "agency",
+                "promise", "dispute", "dispute_resolved", "payment_plan", "dunning_block", "dunning_unblock")
+"""The action steps the product reads (client features, next steps, the worklist) and the API takes. Other
+steps are stored (a dunning policy may name its own ladder steps) and reported at ingest."""
+
 # A working set of ISO 4217 codes; unknown codes are rejected at ingest.
 CURRENCIES = frozenset(
     "EUR USD GBP CHF SEK NOK DKK PLN CZK HUF RON BGN JPY CNY CAD AUD NZD SGD HKD INR BRL MXN ZAR "

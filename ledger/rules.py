@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ledger.contracts import CURRENCIES, DOC_TYPES, LANGUAGES, Table
+from ledger.contracts import ACTION_STEPS, CURRENCIES, DOC_TYPES, LANGUAGES, Table
 
 MAX_AMOUNT = 1e12
 """Largest amount accepted, in absolute value (the API's bound too)."""
@@ -279,9 +279,14 @@ class OddRows:
     def __init__(self, table: str, examples: int = 5) -> None:
         self.table, self.examples = table, examples
         self.found: dict[str, tuple[int, list[str], str]] = {}
+        self.steps: dict[str, int] = {}  # actions: the steps the product does not read, and how many rows
 
     def add(self, good: pd.DataFrame, key: str) -> None:
         """Count the rows of ``good`` (typed canonical rows, ``key`` their id column)."""
+        if self.table == "actions" and "step" in good.columns:
+            steps = good["step"].astype(str)
+            for step, n in steps[~steps.isin(ACTION_STEPS)].value_counts().items():
+                self.steps[step] = self.steps.get(step, 0) + int(n)
         for early, late, what, fix in _ODD_ROWS.get(self.table, ()):
             if early not in good.columns or late not in good.columns:
                 continue
@@ -293,8 +298,17 @@ class OddRows:
 
     def lines(self) -> list[str]:
         """One line per kind: how many, the first ids, and what to check."""
-        return [f"{n} {self.table} row{'' if n == 1 else 's'} stored with {what} ({', '.join(keys)}"
-                f"{', ...' if n > len(keys) else ''}): {fix}." for what, (n, keys, fix) in self.found.items()]
+        out = [f"{n} {self.table} row{'' if n == 1 else 's'} stored with {what} ({', '.join(keys)}"
+               f"{', ...' if n > len(keys) else ''}): {fix}." for what, (n, keys, fix) in self.found.items()]
+        if self.steps:
+            n = sum(self.steps.values())
+            shown = sorted(self.steps.items(), key=lambda kv: (-kv[1], kv[0]))
+            listed = ", ".join(f"{step!r} x{count}" for step, count in shown[:self.examples])
+            out.append(f"{n} action{'' if n == 1 else 's'} stored with a step the product does not read ({listed}"
+                       f"{', ...' if len(shown) > self.examples else ''}): client features and next steps count them "
+                       f"as no known step. Map them to one of {', '.join(ACTION_STEPS)} (a mapping's step: values:), "
+                       "unless a dunning policy names them.")
+        return out
 
 
 OVERPAID_TOLERANCE = 0.005

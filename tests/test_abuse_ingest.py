@@ -225,6 +225,21 @@ def test_payments_before_their_invoice_or_beyond_its_amount_are_stored_and_repor
     engine.dispose()
 
 
+def test_actions_with_a_step_the_product_does_not_read_are_stored_and_reported(tmp_path):
+    engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
+    path = tmp_path / "actions.csv"
+    path.write_text("action_id,client_id,action_date,step\nA1,C1,2025-01-02,relance_1\nA2,C1,2025-01-03,relance_1\n"
+                    "A3,C1,2025-01-04,Reminder 1\nA4,C1,2025-01-05,reminder_1\n", encoding="utf-8")
+    result = ingest_file(engine, path, rejects_dir=tmp_path)
+    assert result.inserted == 4
+    assert [p for p in result.problems if "step" in p] == [
+        "3 actions stored with a step the product does not read ('relance_1' x2, 'Reminder 1' x1): client features "
+        "and next steps count them as no known step. Map them to one of preventive, reminder, reminder_1, reminder_2, "
+        "call, formal_notice, agency, promise, dispute, dispute_resolved, payment_plan, dunning_block, "
+        "dunning_unblock (a mapping's step: values:), unless a dunning policy names them."]
+    engine.dispose()
+
+
 def _open(url: str, barrier, queue) -> None:
     barrier.wait()
     try:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
+from ledger.contracts import ACTION_STEPS
 from ledger.rules import ID_REFUSED
 
 FIRST_DAY = date(1900, 1, 1)
@@ -32,8 +33,7 @@ def _not_bool(value: object) -> object:
 Amount = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
 """An amount in the document currency (the ledger rejects zero or negative ones, row by row)."""
 
-ActionStep = Literal["preventive", "reminder", "reminder_1", "reminder_2", "call", "formal_notice", "agency",
-                     "promise", "dispute", "dispute_resolved", "payment_plan", "dunning_block", "dunning_unblock"]
+ActionStep = Literal[ACTION_STEPS]
 
 
 class StrictIn(BaseModel):
