@@ -105,16 +105,27 @@ def start_periodic_reload(state: ServiceState, stop: threading.Event,
     What this process was sent is served at once; this brings in, within the delay, what other
     processes stored. A failed reload is logged and the ledger held is kept.
     """
-    def run() -> None:
-        while not stop.wait(state.serving.reload_seconds):
-            try:
-                refresh_ledger(state)
-                if after is not None:
-                    after()
-            except Exception:  # noqa: BLE001 - a store briefly unreachable must not end the reloads
-                log.warning("periodic ledger reload failed; serving the ledger loaded before", exc_info=True)
+    def step() -> None:
+        refresh_ledger(state)
+        if after is not None:
+            after()
 
-    thread = threading.Thread(target=run, name="ledger-reload", daemon=True)
+    return _every(state.serving.reload_seconds, stop, step, "ledger-reload",
+                  "periodic ledger reload failed; serving the ledger loaded before")
+
+
+def _every(seconds: float, stop: threading.Event, step: Callable[[], None], name: str,
+           failed: str) -> threading.Thread:
+    """Run ``step`` every ``seconds`` until ``stop`` is set, in a daemon thread; a failure is logged
+    (a store briefly unreachable must not end the loop)."""
+    def run() -> None:
+        while not stop.wait(seconds):
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - logged, and tried again at the next turn
+                log.warning("%s", failed, exc_info=True)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
 
@@ -211,17 +222,12 @@ def start_change_sync(state: ServiceState, stop: threading.Event,
 
     A failed read is logged; the next one reads from where the last good one stopped.
     """
-    def run() -> None:
-        while not stop.wait(state.serving.sync_seconds):
-            try:
-                if sync_changes(state) != 0 and after is not None:
-                    after()
-            except Exception:  # noqa: BLE001 - a store briefly unreachable must not end the reads
-                log.warning("reading the store's change log failed; trying again", exc_info=True)
+    def step() -> None:
+        if sync_changes(state) != 0 and after is not None:
+            after()
 
-    thread = threading.Thread(target=run, name="ledger-changes", daemon=True)
-    thread.start()
-    return thread
+    return _every(state.serving.sync_seconds, stop, step, "ledger-changes",
+                  "reading the store's change log failed; trying again")
 
 
 def current_ledger(state: ServiceState) -> LedgerIndex:
