@@ -29,9 +29,10 @@ import sqlalchemy as sa
 
 from ledger.schema import ledger_changes
 
-KEYS_MAX = 1_000
-"""A write that changes more rows than this names none of them: readers read the whole ledger again,
-which is then cheaper than folding the rows in one by one."""
+KEYS_MAX = 10_000
+"""A write that changes more rows than this names none of them: readers read the whole ledger again.
+A day's file of changed rows is named, and read by key (seconds) instead of the whole ledger (minutes at
+10M invoices); a first load is not (a change row holds its keys as one JSON text)."""
 KEEP = timedelta(days=1)
 """How long a change row is kept."""
 PRUNE_EVERY = 256

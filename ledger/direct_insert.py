@@ -101,6 +101,8 @@ class DirectInsert:
         self.committed = 0
         self.on_commit = on_commit
         self._keys: list[str] | None = []  # what the change row names (None: more than KEYS_MAX)
+        self.announce_at_merge = True  # as StagedUpsert's
+        self._announced = False
 
     def lock(self) -> None:
         """Take the write lock for the next batch (waiting for others' short writes: the busy timeout)."""
@@ -235,10 +237,16 @@ class DirectInsert:
             time.sleep(self.COMMIT_GAP_SECONDS)
         self._indexes = []
         self.lock()  # the caller records the run and commits
-        if self.staged:
-            record_change(self.conn, self.spec.name, self._keys, self.staged)
+        if self.staged and self.announce_at_merge:
+            self.announce()
         self.close()
         return self.staged, 0, 0
+
+    def announce(self) -> None:
+        """Record the change row of the rows inserted (``ledger.changes``), once."""
+        if self.staged and not self._announced:
+            record_change(self.conn, self.spec.name, self._keys, self.staged)
+            self._announced = True
 
     def close(self) -> None:
         """Give the connection its page cache size back (a rollback restores dropped indexes)."""

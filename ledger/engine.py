@@ -85,6 +85,11 @@ def create_store_engine(url: str, busy_timeout: float | None = None) -> sa.Engin
     kwargs = {"connect_args": {"timeout": busy_timeout}} if busy_timeout is not None and url.startswith("sqlite") else {}
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
+        import sqlite3
+
+        if sqlite3.sqlite_version_info < (3, 35):  # INSERT ... RETURNING (the change log's keys)
+            raise RuntimeError(f"The ledger store needs SQLite 3.35 or newer; this Python has {sqlite3.sqlite_version}. "
+                               "Use a newer Python, or PostgreSQL (ENCAISSE_DATABASE_URL).")
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         db = engine.url.database
         if db and db != ":memory:":

@@ -384,6 +384,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
             else:
                 if on_progress:
                     on_progress("write", 0, staged.staged)
+                staged.announce_at_merge = False  # announced last, just before the commit
                 inserted, updated, unchanged = staged.merge()
                 if on_progress:
                     on_progress("write", staged.staged, staged.staged)
@@ -399,6 +400,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
                 if unfinished:
                     record_completed(conn, unfinished, result, path.name)
                 record_run(conn, result, started, "stored", req.file_hash, mark)
+                staged.announce()
                 trans.commit()
         except BaseException as exc:
             if trans.is_active:

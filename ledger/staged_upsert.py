@@ -54,6 +54,10 @@ class StagedUpsert:
         self._cache_size = None
         self.written_keys: list[str] | None = None
         """After ``merge``: the keys it inserted or changed (None: more than ``KEYS_MAX``, not listed)."""
+        self.announce_at_merge = True
+        """False: the caller calls ``announce`` just before its commit. On PostgreSQL the change row takes a
+        lock every writer takes, held to the commit: an ingest announces after its checks and records."""
+        self._change: tuple[list[str] | None, int] | None = None
         if self.dialect == "sqlite":
             # Index maintenance on a large merge thrashes SQLite's default 2 MB page cache.
             self._cache_size = conn.exec_driver_sql("PRAGMA cache_size").scalar()
@@ -168,10 +172,18 @@ class StagedUpsert:
         for ix in rebuild:
             ix.create(self.conn)
         if new or changed:
-            record_change(self.conn, self.spec.name, keys, len(keys) if keys is not None else new + changed)
+            self._change = (keys, len(keys) if keys is not None else new + changed)
+            if self.announce_at_merge:
+                self.announce()
         self.written_keys = keys if new or changed else []
         self.close()
         return new, changed, unchanged
+
+    def announce(self) -> None:
+        """Record the merge's change row (``ledger.changes``), if it wrote anything and has not yet."""
+        if self._change is not None:
+            record_change(self.conn, self.spec.name, *self._change)
+            self._change = None
 
     def close(self) -> None:
         """Drop the staging table (if still there)."""

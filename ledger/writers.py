@@ -57,12 +57,18 @@ class RowWriter(Protocol):
     """What an ingest asks of a writer of one ledger table (``StagedUpsert`` or ``DirectInsert``).
 
     ``stage_frame`` batches of rows (unique ``source_row`` each), then ``merge`` once; ``close``
-    whatever happens. ``staged`` counts the rows written so far; ``now`` stamps them.
+    whatever happens. ``staged`` counts the rows written so far; ``now`` stamps them. The change row
+    (``ledger.changes``) is recorded by ``merge``, or with ``announce_at_merge`` False by ``announce``,
+    which the caller calls just before its commit.
     """
 
     spec: Table
     now: datetime
     staged: int
+    announce_at_merge: bool
+
+    def announce(self) -> None:
+        """Record the change row of what ``merge`` wrote (once)."""
 
     def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> pd.Series:
         """Write rows; their ``row_hash``."""

@@ -6,7 +6,7 @@ write in a transaction begun with ``BEGIN IMMEDIATE`` (the lock taken first, so 
 fails half-way for want of it), polling for the lock every few milliseconds until a deadline; a
 failed attempt is rolled back whole and tried again. Past the deadline it raises
 ``StoreBusyError`` and nothing was written. On PostgreSQL, lock and serialization failures are
-retried the same way.
+retried the same way, and a lock wait ends at the deadline (``lock_timeout``).
 """
 
 from __future__ import annotations
@@ -99,6 +99,9 @@ def write_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], tim
                     try:
                         if sqlite:
                             _begin_immediate(conn)
+                        else:  # PostgreSQL: any lock wait (a row, the change log's) ends by the deadline
+                            wait_ms = max(1, int((deadline - time.monotonic()) * 1000))
+                            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {wait_ms}")
                         out = work(conn)
                     except BaseException:
                         trans.rollback()

@@ -130,8 +130,8 @@ def _every(seconds: float, stop: threading.Event, step: Callable[[], None], name
     return thread
 
 
-SYNC_PAGE = 1_000
-"""Change rows read from the log at a time."""
+SYNC_PAGE = 100
+"""Change rows read from the log at a time (each may name up to ``ledger.changes.KEYS_MAX`` keys)."""
 SYNC_ROWS_MAX = 20_000
 """Rows one read of the log folds in; more, and the whole ledger is read again."""
 
@@ -152,10 +152,10 @@ def _changed_keys(state: ServiceState) -> tuple[dict[str, set[str]], int, str | 
             if change.keys is None:
                 return {}, last, "a bulk write"
             keys_of.setdefault(change.table, set()).update(change.keys)
+            if sum(len(k) for k in keys_of.values()) > SYNC_ROWS_MAX:
+                return {}, last, f"more than {SYNC_ROWS_MAX} rows changed"
         if page:
             last = page[-1].id
-        if sum(len(k) for k in keys_of.values()) > SYNC_ROWS_MAX:
-            return {}, last, f"more than {SYNC_ROWS_MAX} rows changed"
         if len(page) < SYNC_PAGE:
             return keys_of, last, None
 

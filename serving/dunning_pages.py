@@ -119,8 +119,10 @@ def send(request: Request, client_id: FormText = "", step: FormText = "", csrf: 
                              control_salt=control_salt(_policy(), settings.home_dir))
     finally:
         email.close()
-    if len(result.actions):  # the next read folds them into the loaded ledger, like API writes
-        ctx.state.add_pending("actions", result.actions)
+    if len(result.actions):
+        # Read back through the change log, as what other processes store: the rows as the store holds them
+        # now (an outcome another worker recorded on one of them since is not undone).
+        current.sync_changes(ctx.state)
     summary = result.summary()
     log.info("page send: %s %s by key %s: %s sent, %s failed", client_id, step or "(all due)", p.prefix,
              summary["sent"]["total"], summary["failed"]["total"])

@@ -55,9 +55,7 @@ class LedgerIndex:
     @classmethod
     def build(cls, ledger: Ledger, version: int) -> "LedgerIndex":
         def groups(df: pd.DataFrame, col: str) -> dict[Any, np.ndarray]:
-            if df.empty:
-                return {}
-            return df.reset_index(drop=True).groupby(col, sort=False, dropna=True).indices
+            return positions_by_value(df[col]) if len(df) else {}
 
         inv = ledger.invoices.reset_index(drop=True)
         ledger = Ledger(invoices=inv, payments=ledger.payments.reset_index(drop=True),
@@ -107,8 +105,6 @@ class LedgerIndex:
         frames = {name: getattr(self.ledger, name) for name in TABLES}
         frames[table] = frame
         ledger = Ledger(**frames)
-        if replaced:  # positions moved: this table's look-ups are rebuilt
-            return LedgerIndex.build(ledger, version)
         start = len(old)
         out = LedgerIndex(ledger=ledger, version=version, invoice_pos=self.invoice_pos,
                           invoices_of_client=self.invoices_of_client, payments_of_invoice=self.payments_of_invoice,
@@ -118,6 +114,12 @@ class LedgerIndex:
                    "payments": [("payments_of_invoice", "invoice_id")],
                    "actions": [("actions_of_invoice", "invoice_id"), ("actions_of_client", "client_id")],
                    "clients": [("client_rows", "client_id")]}[table]
+        if replaced:  # positions moved: this table's look-ups are rebuilt, the others' kept
+            for attr, col in lookups:
+                setattr(out, attr, positions_by_value(frame[col]) if len(frame) else {})
+            if table == "invoices":
+                out.invoice_pos = pd.Index(frame["invoice_id"].astype(str))
+            return out
         for attr, col in lookups:
             groups = dict(getattr(self, attr))
             for k, pos in new.reset_index(drop=True).groupby(col, sort=False, dropna=True).indices.items():
@@ -137,6 +139,16 @@ class LedgerIndex:
             return None
         value = self.ledger.clients["collector"].iloc[rows[-1]]
         return None if pd.isna(value) else str(value)
+
+
+def positions_by_value(values: pd.Series) -> dict[Any, np.ndarray]:
+    """The row positions of each value (missing values left out), ascending: ``groupby(...).indices``
+    without its Python call per group on Arrow-held text (bench/RESULTS.md, the change log)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    order = np.argsort(codes, kind="stable")
+    order = order[np.searchsorted(codes[order], 0):]  # missing values (code -1) sort first
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return dict(zip(uniques.tolist(), np.split(order.astype(np.intp, copy=False), bounds))) if len(order) else {}
 
 
 class LRU(OrderedDict):
@@ -192,8 +204,9 @@ class ServiceState:
         change_seen: the last change-log id whose rows the loaded ledger holds (None before the first load).
         change_read_at: when the change log was last read, or the ledger loaded (``time.monotonic``).
         commit_lock: held by an API write from just before its commit until its rows are in ``pending``
-            (``add_own_write``): its writes are numbered in commit order. Nothing waits for the store
-            while holding it.
+            (``add_own_write``): its writes are numbered in commit order. Held, nothing waits for another
+            writer or for the pool (the commit itself, and the reload's read of the log's last id, take no
+            lock another writer holds).
         own_writes, own_log: how many writes this service committed, and the keys of the latest
             (table, keys), for ``serving.current.sync_changes``.
         session_secret: the secret signing the pages' session cookie

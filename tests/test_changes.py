@@ -397,3 +397,103 @@ def test_a_reload_during_a_write_of_this_service_serves_what_the_store_holds(tmp
         assert _served(state, "K") == 200.0
         current.sync_changes(state)
         assert _served(state, "K") == 200.0
+
+
+def _lookups(index) -> dict:
+    names = ("invoices_of_client", "payments_of_invoice", "actions_of_invoice", "actions_of_client", "client_rows")
+    out = {name: {k: v.tolist() for k, v in getattr(index, name).items()} for name in names}
+    out["invoice_pos"] = index.invoice_pos.tolist()
+    return out
+
+
+@pytest.mark.parametrize("table", ["invoices", "payments", "actions", "clients"])
+def test_rows_folded_in_leave_the_look_ups_a_fresh_build_would_make(table):
+    """New keys appended, stored keys replaced (a client changing hands too): every look-up equals what
+    ``LedgerIndex.build`` makes of the same ledger."""
+    from ledger.contracts import TABLES, coerce_frame
+    from ledger.synth import make_ledger
+    from serving.state import LedgerIndex, positions_by_value
+
+    ledger = make_ledger(12, seed=5, end_date="2025-07-31")
+    index = LedgerIndex.build(ledger, 1)
+    frame = getattr(ledger, table)
+    key = TABLES[table].key
+    rows = frame.sample(4, random_state=1).copy()  # stored keys: replaced
+    owner = "invoice_id" if table == "payments" else "client_id"
+    if owner != key:
+        rows[owner] = frame[owner].iloc[0]
+    fresh = frame.sample(3, random_state=2).copy()
+    fresh[key] = [f"NEW-{i}" for i in range(3)]
+    for written in (fresh, rows):  # appended, then replaced
+        index = index.with_rows(table, coerce_frame(written, TABLES[table]), index.version + 1)
+    rebuilt = LedgerIndex.build(index.ledger, 1)
+    assert _lookups(index) == _lookups(rebuilt)
+    got = getattr(index.ledger, table).set_index(key)
+    if owner != key:  # the replaced rows hold what was written
+        assert got.loc[rows[key].astype(str), owner].tolist() == rows[owner].tolist()
+    assert set(fresh[key]) <= set(got.index)
+    assert positions_by_value(pd.Series(["b", None, "a", "b"], dtype=object)).keys() == {"b", "a"}
+
+
+def test_a_write_waiting_for_another_writer_on_postgresql_gives_up_at_its_bound(pg_url):
+    """The change log's lock, held by another writer until its commit, is waited for within the service's
+    write bound: past it, the write is refused busy (503) with nothing stored."""
+    import time as clock
+
+    from ledger.writes import StoreBusyError
+    from serving.writes import write_rows
+
+    state = _pg_state(pg_url)
+    state.serving = ServingSettings(write_timeout_seconds=1)
+    blocker = state.engine.connect()
+    try:
+        trans = blocker.begin()
+        upsert_frame(blocker, "invoices", _invoices(["HELD"]))  # its change row: the lock, held to its commit
+        payment = {"payment_id": "P1", "invoice_id": "K", "paid_date": "2025-06-02", "amount": 10.0}
+        started = clock.monotonic()
+        timer = threading.Timer(8.0, trans.rollback)
+        timer.start()
+        with pytest.raises(StoreBusyError):
+            write_rows(state, "payments", [payment])
+        waited = clock.monotonic() - started
+        timer.cancel()
+        trans.rollback()
+        assert waited < 5
+        assert current.current_ledger(state).ledger.payments.empty
+    finally:
+        blocker.close()
+        state.engine.dispose()
+
+
+def test_an_ingest_takes_the_change_logs_lock_only_at_its_end(pg_url, tmp_path, monkeypatch):
+    """PostgreSQL: while an ingest checks what it stored and records its run, other writers are not held by
+    the change log's lock (it is taken just before the ingest's commit)."""
+    import ledger.ingest as ingest_mod
+
+    engine = open_store(pg_url)
+    other = open_store(pg_url)
+    real = ingest_mod._payment_problems
+    done = []
+
+    def with_another_writer(conn, stamp, *args, **kwargs):
+        writer = threading.Thread(target=lambda: write_transaction(
+            other, lambda c: upsert_frame(c, "invoices", _invoices(["MEANWHILE"])), timeout=30))
+        writer.start()
+        writer.join(timeout=5)
+        done.append(not writer.is_alive())
+        out = real(conn, stamp, *args, **kwargs)
+        writer.join(timeout=30)
+        return out
+
+    monkeypatch.setattr(ingest_mod, "_payment_problems", with_another_writer)
+    try:
+        with engine.begin() as conn:
+            upsert_frame(conn, "invoices", _invoices(["K"]))
+        path = tmp_path / "payments.csv"
+        path.write_text("payment_id,invoice_id,paid_date,amount\nP1,K,2025-07-02,100\n", encoding="utf-8")
+        assert ingest_file(engine, path).inserted == 1
+        assert done == [True]
+        assert [c.table for c in _changes(engine)] == ["invoices", "invoices", "payments"]
+    finally:
+        other.dispose()
+        engine.dispose()
