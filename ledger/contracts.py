@@ -162,8 +162,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (INVOICES, PAYMENTS, CLIENTS, ACT
 
 ACTION_STEPS = ("preventive", "reminder", "reminder_1", "reminder_2", "call", "formal_notice", "agency",
                 "promise", "dispute", "dispute_resolved", "payment_plan", "dunning_block", "dunning_unblock")
-"""The action steps the product reads (client features, next steps, the worklist) and the API takes. Other
-steps are stored (a dunning policy may name its own ladder steps) and reported at ingest."""
+"""The action steps the product reads (client features, next steps, the worklist) and the API takes. A dunning
+policy names its own ladder steps too (``models.policy.Policy.step_names``), which next steps read; other steps
+are stored and reported at ingest."""
 
 # A working set of ISO 4217 codes; unknown codes are rejected at ingest.
 CURRENCIES = frozenset(

@@ -36,7 +36,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,23 +112,25 @@ class IngestResult:
         return "\n".join(lines)
 
 
-def _payment_problems(conn: sa.Connection, stamp: datetime, examples: int = 5) -> list[str]:
-    """Lines naming the invoices of the payments just written that have a payment dated before their
-    issue day, and those the payments now overpay (``ledger.rules.payment_problem_lines``).
+def _payment_problems(conn: sa.Connection, table: str, stamp: datetime, examples: int = 5) -> list[str]:
+    """Lines naming the invoices this write touched (those of the payments written, or the invoices
+    written) that now have a payment dated before their issue day, or payments beyond their amount
+    (``ledger.rules.payment_problem_lines``).
 
-    One pass over the payments written, an invoice look-up and the invoice's other payments each
-    (bench/RESULTS.md, ingest)."""
+    One pass over the touched invoices, with an invoice look-up and their payments each (bench/RESULTS.md,
+    the change log)."""
     from ledger.schema import invoices, payments
 
-    written = (sa.select(payments.c.invoice_id, sa.func.min(payments.c.paid_date).label("first_paid"),
-                         sa.func.sum(payments.c.amount).label("written"))
-               .where(payments.c.updated_at == stamp).group_by(payments.c.invoice_id).subquery())
-    others = payments.alias("others")
-    before = (sa.select(sa.func.coalesce(sa.func.sum(others.c.amount), 0.0))
-              .where(others.c.invoice_id == written.c.invoice_id).where(others.c.updated_at != stamp).scalar_subquery())
-    flags = (sa.select(written.c.invoice_id, (written.c.first_paid < invoices.c.issue_date).label("early"),
-                       (written.c.written + before > invoices.c.amount + OVERPAID_TOLERANCE).label("over"))
-             .select_from(written.join(invoices, invoices.c.invoice_id == written.c.invoice_id)).subquery())
+    if table == "payments":
+        touched = sa.select(payments.c.invoice_id).where(payments.c.updated_at == stamp).distinct()
+    else:
+        touched = sa.select(invoices.c.invoice_id).where(invoices.c.updated_at == stamp)
+    paid = (sa.select(payments.c.invoice_id, sa.func.min(payments.c.paid_date).label("first_paid"),
+                      sa.func.sum(payments.c.amount).label("paid"))
+            .where(payments.c.invoice_id.in_(touched)).group_by(payments.c.invoice_id).subquery())
+    flags = (sa.select(paid.c.invoice_id, (paid.c.first_paid < invoices.c.issue_date).label("early"),
+                       (paid.c.paid > invoices.c.amount + OVERPAID_TOLERANCE).label("over"))
+             .select_from(paid.join(invoices, invoices.c.invoice_id == paid.c.invoice_id)).subquery())
     early: list[str] = []
     over: list[str] = []
     for invoice_id, is_early, is_over in conn.execute(
@@ -193,6 +195,7 @@ def ingest_file(
     on_progress: ProgressFn | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
+    policy_steps: Iterable[str] = (),
 ) -> IngestResult:
     """Ingest one CSV (``.csv``, ``.csv.gz``) or Parquet file into the store: its good rows, and
     its rejected rows reported.
@@ -212,6 +215,8 @@ def ingest_file(
         on_progress: called with (stage, done, total) as rows are read and written.
         encoding: the CSV's encoding (default: the mapping's, else detected: ``ledger.sources``).
         delimiter: the CSV's separator (default: the mapping's, else ',').
+        policy_steps: the dunning policy's step names: actions carrying one are not reported as a step
+            nothing reads (``ledger.contracts.ACTION_STEPS`` are not either).
 
     Returns:
         The counts and the rejects file.
@@ -239,7 +244,8 @@ def ingest_file(
                                delimiter)
         rejects_dir = Path(rejects_dir) if rejects_dir is not None else path.parent
         req = _Request(engine=engine, path=path, mapping=mapping, opts=opts, rejects_dir=rejects_dir, table=table,
-                       strict=strict, chunk_rows=chunk_rows, on_progress=on_progress, file_hash=file_hash(path))
+                       strict=strict, chunk_rows=chunk_rows, on_progress=on_progress, file_hash=file_hash(path),
+                       policy_steps=tuple(policy_steps))
         result = _ingest_once(req)
     except SourceError as exc:
         raise IngestError(str(exc)) from None
@@ -262,6 +268,7 @@ class _Request:
     chunk_rows: int
     on_progress: ProgressFn | None
     file_hash: str
+    policy_steps: tuple[str, ...] = ()
 
 
 def _ingest_once(req: _Request) -> IngestResult:
@@ -322,7 +329,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
         staged = None
         mark = None
         refs = RejectedReferences(conn, spec)
-        odd = OddRows(spec.name)
+        odd = OddRows(spec.name, policy_steps=req.policy_steps)
         unfinished = unfinished_runs(conn, spec.name, req.file_hash)
         try:
             for raw in itertools.chain([first] if first is not None else [], chunks):
@@ -392,7 +399,8 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
                 result.unchanged = unchanged + identical
                 if spec.name == "payments" and (inserted or updated):
                     result.problems += _unknown_invoices(conn, staged.now, path.name)
-                    result.problems += _payment_problems(conn, staged.now)
+                if spec.name in ("payments", "invoices") and (inserted or updated):
+                    result.problems += _payment_problems(conn, spec.name, staged.now)
                 result.problems += odd.lines()
                 result.stored = True
                 result.seconds = time.perf_counter() - t0

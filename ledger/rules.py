@@ -10,7 +10,7 @@ absolute value, dates between :data:`FIRST_DAY` and :data:`LAST_DAY`, ids at mos
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date
 from typing import Any
 
@@ -276,16 +276,18 @@ a clearing date before a month-stamped issue day) and are stored, and reported s
 class OddRows:
     """Rows stored although one of their dates comes before another it normally follows, over chunks."""
 
-    def __init__(self, table: str, examples: int = 5) -> None:
+    def __init__(self, table: str, examples: int = 5, policy_steps: Iterable[str] = ()) -> None:
+        """``policy_steps``: the step names the dunning policy uses (read as ladder steps, not reported)."""
         self.table, self.examples = table, examples
         self.found: dict[str, tuple[int, list[str], str]] = {}
-        self.steps: dict[str, int] = {}  # actions: the steps the product does not read, and how many rows
+        self.known_steps = set(ACTION_STEPS) | set(policy_steps)
+        self.steps: dict[str, int] = {}  # actions: the steps nothing reads, and how many rows
 
     def add(self, good: pd.DataFrame, key: str) -> None:
         """Count the rows of ``good`` (typed canonical rows, ``key`` their id column)."""
         if self.table == "actions" and "step" in good.columns:
             steps = good["step"].astype(str)
-            for step, n in steps[~steps.isin(ACTION_STEPS)].value_counts().items():
+            for step, n in steps[~steps.isin(self.known_steps)].value_counts().items():
                 self.steps[step] = self.steps.get(step, 0) + int(n)
         for early, late, what, fix in _ODD_ROWS.get(self.table, ()):
             if early not in good.columns or late not in good.columns:
@@ -304,10 +306,10 @@ class OddRows:
             n = sum(self.steps.values())
             shown = sorted(self.steps.items(), key=lambda kv: (-kv[1], kv[0]))
             listed = ", ".join(f"{step!r} x{count}" for step, count in shown[:self.examples])
-            out.append(f"{n} action{'' if n == 1 else 's'} stored with a step the product does not read ({listed}"
-                       f"{', ...' if len(shown) > self.examples else ''}): client features and next steps count them "
-                       f"as no known step. Map them to one of {', '.join(ACTION_STEPS)} (a mapping's step: values:), "
-                       "unless a dunning policy names them.")
+            out.append(f"{n} action{'' if n == 1 else 's'} stored with a step neither the product nor the dunning "
+                       f"policy reads ({listed}{', ...' if len(shown) > self.examples else ''}): client features and "
+                       f"next steps count them as no known step. Map them (a mapping's step: values:) to one of "
+                       f"{', '.join(ACTION_STEPS)}, or to a step of the policy.")
         return out
 
 
@@ -316,8 +318,9 @@ OVERPAID_TOLERANCE = 0.005
 
 
 def payment_problem_lines(early: tuple[int, list[str]], overpaid: tuple[int, list[str]]) -> list[str]:
-    """What ingest and the API say of payments just stored: how many invoices got one dated before their issue
-    day, and how many they now overpay, with the first ids (stored all the same)."""
+    """What ingest and the API say of the invoices a write of payments or invoices touched: how many have a
+    payment dated before their issue day, and how many are paid beyond their amount, with the first ids
+    (stored all the same)."""
     lines = []
     n, ids = early
     if n:

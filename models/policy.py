@@ -355,6 +355,11 @@ class Policy(BaseModel):
                                 "notices and agency handovers are never held back")
         return problems
 
+    def step_names(self) -> set[str]:
+        """Every step name the scenarios use (ladders and payment-plan steps): actions carrying one count
+        as that step done."""
+        return {s.step for sc in self.scenarios.values() for s in sc.steps + sc.plan_steps}
+
     @property
     def ordered_profiles(self) -> list[Profile]:
         return sorted(self.profiles, key=lambda p: p.priority)

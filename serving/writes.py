@@ -113,7 +113,9 @@ def write_rows(state: ServiceState, table: str, rows: list[dict], allow_rejects:
     outcome.keys = keys
     if spec.name == "payments" and len(good):
         outcome.warnings += _unknown_invoices(state, good)
-        outcome.warnings += _payment_problems(state, good)
+    if spec.name in ("payments", "invoices") and changed:
+        outcome.warnings += _payment_problems(state, good.loc[good[spec.key].astype(str).isin(set(changed)),
+                                                              "invoice_id"].astype(str).unique())
     outcome.warnings += odd.lines()
     if changed:
         warm_soon(state)
@@ -130,24 +132,24 @@ def _unknown_invoices(state: ServiceState, good: pd.DataFrame) -> list[str]:
     return [f"{len(unknown)} payment(s) name an invoice not in the store: {shown} (stored all the same)."]
 
 
-def _payment_problems(state: ServiceState, good: pd.DataFrame, examples: int = 5) -> list[str]:
-    """The invoices of these payments paid before their issue day, and those now overpaid, in the served
-    ledger (this write folded in): ``ledger.rules.payment_problem_lines``."""
+def _payment_problems(state: ServiceState, invoice_ids, examples: int = 5) -> list[str]:
+    """The invoices a write touched, in the served ledger (this write folded in), that have a payment dated
+    before their issue day or payments beyond their amount: ``ledger.rules.payment_problem_lines``."""
     index = current_ledger(state)
     inv, pay = index.ledger.invoices, index.ledger.payments
-    pos = index.invoice_pos.get_indexer(good["invoice_id"].astype(str).tolist())
-    known = pos >= 0
-    issued = pd.to_datetime(inv["issue_date"].to_numpy()[pos[known]])
-    paid_early = pd.to_datetime(good.loc[known, "paid_date"]).to_numpy() < issued
-    early_ids = sorted(set(good.loc[known, "invoice_id"].astype(str)[paid_early]))
+    issued, amounts = inv["issue_date"].to_numpy(), inv["amount"].to_numpy()
+    paid_days, paid_amounts = pay["paid_date"].to_numpy(), pay["amount"].to_numpy()
+    early: list[str] = []
     over: list[str] = []
-    amounts, paid_amounts = inv["amount"].to_numpy(), pay["amount"].to_numpy()
-    for invoice_id in good.loc[known, "invoice_id"].astype(str).unique():
-        rows = index.payments_of_invoice.get(invoice_id)
-        paid = float(paid_amounts[rows].sum()) if rows is not None else 0.0
-        if paid > float(amounts[index.invoice_pos.get_indexer([invoice_id])[0]]) + OVERPAID_TOLERANCE:
+    for invoice_id in sorted(invoice_ids):
+        at, rows = index.invoice_pos.get_indexer([invoice_id])[0], index.payments_of_invoice.get(invoice_id)
+        if at < 0 or rows is None:
+            continue
+        if paid_days[rows].min() < issued[at]:
+            early.append(invoice_id)
+        if float(paid_amounts[rows].sum()) > float(amounts[at]) + OVERPAID_TOLERANCE:
             over.append(invoice_id)
-    return payment_problem_lines((len(early_ids), early_ids[:examples]), (len(over), sorted(over)[:examples]))
+    return payment_problem_lines((len(early), early[:examples]), (len(over), over[:examples]))
 
 
 def warm_soon(state: ServiceState) -> None:

@@ -234,8 +234,14 @@ def test_payments_before_their_invoice_or_beyond_its_amount_are_stored_and_repor
             "invoice."]
         extra = {"payment_id": "PAY-TWICE", "invoice_id": "INV-OVER", "paid_date": "2025-06-02", "amount": 40.0}
         r = tc.post("/v1/payments", json={"payments": [extra]}, headers={"X-API-Key": keys["admin"]})
-    assert r.status_code == 200 and r.json()["inserted"] == 1
-    assert r.json()["warnings"][0].startswith("1 invoice now paid more than its amount (INV-OVER): stored all the same")
+        assert r.status_code == 200 and r.json()["inserted"] == 1
+        assert [w[:50] for w in r.json()["warnings"]] == [
+            "1 invoice paid before its issue_date (INV-OVER): s", "1 invoice now paid more than its amount (INV-OVER)"]
+        again = tc.post("/v1/payments", json={"payments": [extra]}, headers={"X-API-Key": keys["admin"]})
+        assert again.json()["unchanged"] == 1 and again.json()["warnings"] == []  # nothing stored, nothing said
+        lowered = tc.post("/v1/invoices", json={"invoices": [{**invoice, "amount": 90.0, "issue_date": "2025-04-01"}]},
+                          headers={"X-API-Key": keys["admin"]})
+    assert [w[:50] for w in lowered.json()["warnings"]] == ["1 invoice now paid more than its amount (INV-OVER)"]
 
 
 def test_a_page_form_under_a_held_lock_is_a_503_page_and_stores_nothing(site):

@@ -219,9 +219,24 @@ def test_payments_before_their_invoice_or_beyond_its_amount_are_stored_and_repor
     more.write_text("payment_id,invoice_id,paid_date,amount\nP4,A1,2025-12-03,0.01\nP5,A2,2025-12-03,0.004\n",
                     encoding="utf-8")
     result = ingest_file(engine, more, rejects_dir=tmp_path)
-    assert result.inserted == 2 and len(result.problems) == 1
-    assert result.problems[0].startswith("1 invoice now paid more than its amount (A1): stored all the same")
+    assert result.inserted == 2 and len(result.problems) == 2  # A1, touched again, still paid before its issue
+    assert result.problems[1].startswith("1 invoice now paid more than its amount (A1): stored all the same")
     assert ingest_file(engine, more, rejects_dir=tmp_path).problems == []  # sent again: nothing stored, nothing said
+    # The invoice side: stored after its payments, its amount lowered, its issue day moved after a payment.
+    pay = tmp_path / "payments_first.csv"
+    pay.write_text("payment_id,invoice_id,paid_date,amount\nQ1,B1,2025-12-02,200\nQ2,B2,2025-12-02,100\n"
+                   "Q3,B3,2025-11-05,10\n", encoding="utf-8")
+    ingest_file(engine, pay, rejects_dir=tmp_path)
+    later = tmp_path / "invoices_later.csv"
+    later.write_text(HEADER + "B1,C1,2025-11-01,2025-12-01,100,EUR\nB2,C1,2025-11-01,2025-12-01,100,EUR\n"
+                     "B3,C1,2025-11-01,2025-12-01,100,EUR\n", encoding="utf-8")
+    assert [p[:45] for p in ingest_file(engine, later, rejects_dir=tmp_path).problems] == [
+        "1 invoice now paid more than its amount (B1):"]
+    changed = tmp_path / "invoices_changed.csv"
+    changed.write_text(HEADER + "B1,C1,2025-11-01,2025-12-01,100,EUR\nB2,C1,2025-11-01,2025-12-01,50,EUR\n"
+                       "B3,C1,2025-11-10,2025-12-01,100,EUR\n", encoding="utf-8")
+    assert [p[:45] for p in ingest_file(engine, changed, rejects_dir=tmp_path).problems] == [
+        "1 invoice paid before its issue_date (B3): st", "1 invoice now paid more than its amount (B2):"]
     engine.dispose()
 
 
@@ -229,14 +244,19 @@ def test_actions_with_a_step_the_product_does_not_read_are_stored_and_reported(t
     engine = open_store(f"sqlite:///{tmp_path / 'ledger.db'}")
     path = tmp_path / "actions.csv"
     path.write_text("action_id,client_id,action_date,step\nA1,C1,2025-01-02,relance_1\nA2,C1,2025-01-03,relance_1\n"
-                    "A3,C1,2025-01-04,Reminder 1\nA4,C1,2025-01-05,reminder_1\n", encoding="utf-8")
-    result = ingest_file(engine, path, rejects_dir=tmp_path)
-    assert result.inserted == 4
+                    "A3,C1,2025-01-04,Reminder 1\nA4,C1,2025-01-05,reminder_1\nA5,C1,2025-01-06,instalment_call\n",
+                    encoding="utf-8")
+    from models.policy import load_policy
+
+    result = ingest_file(engine, path, rejects_dir=tmp_path, policy_steps=load_policy().step_names())
+    assert result.inserted == 5
     assert [p for p in result.problems if "step" in p] == [
-        "3 actions stored with a step the product does not read ('relance_1' x2, 'Reminder 1' x1): client features "
-        "and next steps count them as no known step. Map them to one of preventive, reminder, reminder_1, reminder_2, "
-        "call, formal_notice, agency, promise, dispute, dispute_resolved, payment_plan, dunning_block, "
-        "dunning_unblock (a mapping's step: values:), unless a dunning policy names them."]
+        "3 actions stored with a step neither the product nor the dunning policy reads ('relance_1' x2, 'Reminder 1' "
+        "x1): client features and next steps count them as no known step. Map them (a mapping's step: values:) to one "
+        "of preventive, reminder, reminder_1, reminder_2, call, formal_notice, agency, promise, dispute, "
+        "dispute_resolved, payment_plan, dunning_block, dunning_unblock, or to a step of the policy."]
+    res = cli("ingest", str(path), "--home", str(tmp_path / "ws"))  # the CLI reads the shipped policy's steps
+    assert "3 actions stored with a step neither" in " ".join(res.stderr.split())
     engine.dispose()
 
 

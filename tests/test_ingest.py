@@ -409,3 +409,14 @@ def test_validate_frame_takes_empty_input_and_all_empty_columns():
     assert len(good) == 1 and len(rejects) == 0 and pd.isna(good["terms"].iloc[0])
     good, rejects = validate_frame("invoices", rows.iloc[:0])
     assert len(good) == 0 and len(rejects) == 0
+
+
+def test_cli_db_current_names_a_store_it_cannot_read(tmp_path, monkeypatch, pg_url):
+    import sqlalchemy as sa
+
+    missing = sa.engine.make_url(pg_url).set(database="no_such_database_here", query={})
+    monkeypatch.setenv("ENCAISSE_DATABASE_URL", missing.render_as_string(hide_password=False))
+    res = _cli("db", "current", "--home", str(tmp_path / "ws"))
+    assert res.exit_code == 2 and "cannot read the store" in " ".join(res.stderr.split())
+    assert "no_such_database_here" in res.stderr
+    assert isinstance(res.exception, SystemExit)  # one line, no traceback

@@ -35,6 +35,8 @@ def ingest(
                                                   "(default: the mapping's, else ',').")] = None,
     wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for another process holding "
                                         "the store's write lock.")] = 120.0,
+    policy: Annotated[Path | None, typer.Option("--policy", help="The dunning policy YAML whose step names actions "
+                                                "may carry (default: the shipped policy).")] = None,
     home: HomeOption = None,
     json_out: JsonOption = False,
 ) -> None:
@@ -51,8 +53,14 @@ def ingest(
     from ledger.engine import open_store
     from ledger.writes import StoreBusyError, is_busy_error
 
+    from models.policy import PolicyError, load_policy
+
     if strict and allow_rejects:
         raise fail("--strict and --allow-rejects contradict each other: give one.", code=EXIT_BAD_INPUT)
+    try:
+        policy_steps = load_policy(policy).step_names()
+    except PolicyError as exc:
+        raise fail(str(exc), code=EXIT_BAD_INPUT) from None
     settings = settings_for(home)
     try:
         engine = open_store(settings.store_url, busy_timeout=wait)
@@ -73,7 +81,7 @@ def ingest(
         try:
             result = ingest_file(engine, path, mapping, settings.rejects_dir, table=table,
                                  strict=strict, on_progress=on_progress, encoding=encoding,
-                                 delimiter=delimiter)
+                                 delimiter=delimiter, policy_steps=policy_steps)
             code = EXIT_REJECTED if result.rejected else EXIT_STORED
         except (IngestError, MappingError) as exc:
             engine.dispose()
@@ -140,16 +148,22 @@ def db_current(home: HomeOption = None, json_out: JsonOption = False) -> None:
     settings = settings_for(home)
     url = sa.engine.make_url(settings.database_url or f"sqlite:///{settings.home.expanduser().resolve() / 'ledger.db'}")
     head = head_revision()
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
-            and not Path(url.database).is_file():
+    plain_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+        and not url.database.startswith("file:")  # a URI-form name is the driver's to open
+    if plain_file and not Path(url.database).is_file():
         if json_out:
             emit_json({"revision": None, "head": head, "up_to_date": False})
         else:
             typer.echo(f"no store at {url.database} yet: `encaisse ingest` or `encaisse db upgrade` creates it")
         return
     engine = create_store_engine(url.render_as_string(hide_password=False))
-    rev = current_revision(engine)
-    engine.dispose()
+    try:
+        rev = current_revision(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise fail(f"cannot read the store {url.render_as_string(hide_password=True)}: "
+                   f"{str(getattr(exc, 'orig', exc)).splitlines()[0][:200]}", code=2) from None
+    finally:
+        engine.dispose()
     if json_out:
         emit_json({"revision": rev, "head": head, "up_to_date": rev == head})
     else:

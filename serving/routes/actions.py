@@ -13,8 +13,9 @@ router = APIRouter(prefix="/v1", tags=["actions"])
 
 @router.post("/actions", response_model=ActionOut, status_code=status.HTTP_201_CREATED,
              summary="Record a collector action (call, promise to pay, dispute, payment plan, dunning block)",
-             responses={200: {"model": ActionOut, "description": "An action already stored: edited, or the same "
-                                                                 "(`created` false, nothing changed)."},
+             responses={200: {"model": ActionOut, "description": "An action already stored: edited (`created` "
+                                                                 "true, `write.updated` 1), or the same (`created` "
+                                                                 "false, nothing changed)."},
                         403: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut},
                         503: {"model": ErrorOut, "description": "The store stayed busy; nothing was stored. "
                                                                 "Retry after `Retry-After` seconds."}})

@@ -43,5 +43,6 @@ class ActionOut(BaseModel):
     """The stored action."""
 
     action_id: str
-    created: bool = Field(description="False when the same action was already stored.")
+    created: bool = Field(description="True when the action was stored new (201) or edited (200); false when "
+                                      "the same action was already stored (200, nothing changed).")
     write: WriteOut
