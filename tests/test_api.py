@@ -255,6 +255,8 @@ def test_actions_change_features_afterwards(fresh_api):
     ({"client_id": "NOPE", "action_date": "2025-05-30", "step": "call"}, 404, "Client 'NOPE' is not in the store."),
     ({"client_id": "C00001", "action_date": "2025-05-30", "step": "promise"}, 422, None),
     ({"client_id": "C00001", "action_date": "2025-05-30", "step": "phone"}, 422, None),
+    ({"client_id": "NOPE", "action_date": "2025-05-30", "step": "instalment_call"}, 404,  # a step of the policy
+     "Client 'NOPE' is not in the store."),
 ])
 def test_bad_actions(api, body, status, detail):
     r = api.post("/v1/actions", body)

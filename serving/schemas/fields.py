@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
@@ -33,7 +34,23 @@ def _not_bool(value: object) -> object:
 Amount = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
 """An amount in the document currency (the ledger rejects zero or negative ones, row by row)."""
 
-ActionStep = Literal[ACTION_STEPS]
+@functools.cache
+def known_action_steps() -> tuple[str, ...]:
+    """The steps an action may carry: those the product reads, then the shipped dunning policy's own."""
+    from models.policy import load_policy
+
+    return ACTION_STEPS + tuple(sorted(load_policy().step_names() - set(ACTION_STEPS)))
+
+
+def _known_step(step: str) -> str:
+    if step not in known_action_steps():
+        raise ValueError(f"unknown step {step!r}: one of {', '.join(known_action_steps())}")
+    return step
+
+
+ActionStep = Annotated[str, AfterValidator(_known_step), Field(
+    description="The product's steps (" + ", ".join(ACTION_STEPS) + ") or a step of the dunning policy "
+                "(e.g. instalment_call), as the worklist's next action names it.", examples=["call"])]
 
 
 class StrictIn(BaseModel):
