@@ -85,4 +85,3 @@ def run() -> None:
         err.print(f"[bold red]error:[/] cannot open the ledger store ({text}). SQLite writes beside its file: the "
                   "workspace folder must be writable (--home or ENCAISSE_HOME).", soft_wrap=True)
         sys.exit(2)
-

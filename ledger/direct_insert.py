@@ -185,9 +185,10 @@ class DirectInsert:
 
     def stage_frame(self, df: pd.DataFrame, on_progress: Callable[[int], None] | None = None) -> pd.Series:
         """Insert typed canonical rows with a unique ``source_row`` column (and extras); their ``row_hash``."""
-        if self._keys is not None:
-            self._keys = self._keys + df[self.spec.key].astype(str).tolist() \
-                if len(self._keys) + len(df) <= KEYS_MAX else None
+        if self._keys is not None and len(self._keys) + len(df) > KEYS_MAX:
+            self._keys = None
+        elif self._keys is not None:
+            self._keys.extend(df[self.spec.key].astype(str).tolist())
         return _write_frame(self, df, on_progress)
 
     def hand_over(self, to: StagedUpsert, source_rows: list[int]) -> None:
@@ -237,7 +238,7 @@ class DirectInsert:
             time.sleep(self.COMMIT_GAP_SECONDS)
         self._indexes = []
         self.lock()  # the caller records the run and commits
-        if self.staged and self.announce_at_merge:
+        if self.announce_at_merge:
             self.announce()
         self.close()
         return self.staged, 0, 0

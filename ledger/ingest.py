@@ -52,7 +52,8 @@ from ledger.ingest_runs import RunMark, record_completed, record_run, unfinished
 from ledger.parsing import IngestError, identity_mapping, map_rows, prepare_rows
 from ledger.rejects_file import RejectsFile, reread_rows
 from ledger.references import RejectedReferences, record_rejected_keys, reference_summaries
-from ledger.rules import OVERPAID_TOLERANCE, OddRows, _summaries, payment_problem_lines
+from ledger.payment_checks import invoices_written, payment_problems
+from ledger.rules import OddRows, _summaries
 from ledger.sources import SourceError, file_hash, resolve_options, read_source
 from ledger.direct_insert import DirectInsert
 from ledger.staged_upsert import StagedUpsert
@@ -110,37 +111,6 @@ class IngestResult:
         if self.rejects_file:
             lines.append(f"rejected and filtered rows with their reasons: {self.rejects_file}")
         return "\n".join(lines)
-
-
-def _payment_problems(conn: sa.Connection, table: str, stamp: datetime, examples: int = 5) -> list[str]:
-    """Lines naming the invoices this write touched (those of the payments written, or the invoices
-    written) that now have a payment dated before their issue day, or payments beyond their amount
-    (``ledger.rules.payment_problem_lines``).
-
-    One pass over the touched invoices, with an invoice look-up and their payments each (bench/RESULTS.md,
-    the change log)."""
-    from ledger.schema import invoices, payments
-
-    if table == "payments":
-        touched = sa.select(payments.c.invoice_id).where(payments.c.updated_at == stamp).distinct()
-    else:
-        touched = sa.select(invoices.c.invoice_id).where(invoices.c.updated_at == stamp)
-    paid = (sa.select(payments.c.invoice_id, sa.func.min(payments.c.paid_date).label("first_paid"),
-                      sa.func.sum(payments.c.amount).label("paid"))
-            .where(payments.c.invoice_id.in_(touched)).group_by(payments.c.invoice_id).subquery())
-    flags = (sa.select(paid.c.invoice_id, (paid.c.first_paid < invoices.c.issue_date).label("early"),
-                       (paid.c.paid > invoices.c.amount + OVERPAID_TOLERANCE).label("over"))
-             .select_from(paid.join(invoices, invoices.c.invoice_id == paid.c.invoice_id)).subquery())
-    early: list[str] = []
-    over: list[str] = []
-    for invoice_id, is_early, is_over in conn.execute(
-            sa.select(flags.c.invoice_id, flags.c.early, flags.c.over)
-            .where(sa.or_(flags.c.early, flags.c.over)).order_by(flags.c.invoice_id)):
-        if is_early:
-            early.append(str(invoice_id))
-        if is_over:
-            over.append(str(invoice_id))
-    return payment_problem_lines((len(early), early[:examples]), (len(over), over[:examples]))
 
 
 # --- reading (ledger.sources) ------------------------------------------------------------------
@@ -400,7 +370,7 @@ def _ingest(req: _Request, direct: bool = False) -> IngestResult:
                 if spec.name == "payments" and (inserted or updated):
                     result.problems += _unknown_invoices(conn, staged.now, path.name)
                 if spec.name in ("payments", "invoices") and (inserted or updated):
-                    result.problems += _payment_problems(conn, spec.name, staged.now)
+                    result.problems += payment_problems(conn, invoices_written(spec.name, staged.now))
                 result.problems += odd.lines()
                 result.stored = True
                 result.seconds = time.perf_counter() - t0

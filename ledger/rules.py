@@ -274,7 +274,8 @@ a clearing date before a month-stamped issue day) and are stored, and reported s
 
 
 class OddRows:
-    """Rows stored although one of their dates comes before another it normally follows, over chunks."""
+    """Rows stored although one of their dates comes before another it normally follows, and actions with a
+    step nothing reads, counted over chunks."""
 
     def __init__(self, table: str, examples: int = 5, policy_steps: Iterable[str] = ()) -> None:
         """``policy_steps``: the step names the dunning policy uses (read as ladder steps, not reported)."""
@@ -311,26 +312,3 @@ class OddRows:
                        f"next steps count them as no known step. Map them (a mapping's step: values:) to one of "
                        f"{', '.join(ACTION_STEPS)}, or to a step of the policy.")
         return out
-
-
-OVERPAID_TOLERANCE = 0.005
-"""Payments may exceed their invoice's amount by this much (currency units) before it counts as overpaid."""
-
-
-def payment_problem_lines(early: tuple[int, list[str]], overpaid: tuple[int, list[str]]) -> list[str]:
-    """What ingest and the API say of the invoices a write of payments or invoices touched: how many have a
-    payment dated before their issue day, and how many are paid beyond their amount, with the first ids
-    (stored all the same)."""
-    lines = []
-    n, ids = early
-    if n:
-        lines.append(f"{n} invoice{'' if n == 1 else 's'} paid before {'its' if n == 1 else 'their'} issue_date "
-                     f"({', '.join(ids)}{', ...' if n > len(ids) else ''}): stored all the same; check the payments' "
-                     "paid_date or the invoice.")
-    n, ids = overpaid
-    if n:
-        lines.append(f"{n} invoice{'' if n == 1 else 's'} now paid more than {'its' if n == 1 else 'their'} amount "
-                     f"({', '.join(ids)}{', ...' if n > len(ids) else ''}): stored all the same; the excess is a credit "
-                     "owed to the client (refund it or allocate it to another invoice), or a payment was sent twice "
-                     "under two ids.")
-    return lines

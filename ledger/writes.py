@@ -75,7 +75,7 @@ def write_transaction(engine: sa.Engine, work: Callable[[sa.Connection], T], tim
 
     ``committed(result)``, if given, runs at once after the commit, with ``commit_lock`` held from just
     before the commit: what it records of the write (the service's pending rows) is then ordered as the
-    commits of the writes holding that lock are, and before or after a read that holds it.
+    commits of the writes holding that lock are.
 
     Returns:
         What ``work`` returned, once committed.

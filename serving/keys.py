@@ -149,4 +149,3 @@ def collector_has_clients(engine: sa.Engine, collector: str) -> bool:
     query = sa.select(clients.c.client_id).where(clients.c.collector == collector).limit(1)
     with engine.connect() as conn:
         return conn.execute(query).first() is not None
-

@@ -122,8 +122,8 @@ class LedgerIndex:
             return out
         for attr, col in lookups:
             groups = dict(getattr(self, attr))
-            for k, pos in new.reset_index(drop=True).groupby(col, sort=False, dropna=True).indices.items():
-                at = np.asarray(pos, dtype=np.intp) + start
+            for k, pos in positions_by_value(new[col]).items():
+                at = pos + start
                 groups[k] = np.concatenate([groups[k], at]) if k in groups else at
             setattr(out, attr, groups)
         if table == "invoices":

@@ -25,7 +25,8 @@ from ledger.action_history import record_versions, stored_actions
 from ledger.changes import writing_as
 from ledger.contracts import ACTIONS, INVOICES, PAYMENTS, Table
 from ledger.parsing import validate_frame
-from ledger.rules import OVERPAID_TOLERANCE, OddRows, payment_problem_lines
+from ledger.payment_checks import OVERPAID_TOLERANCE, problem_lines
+from ledger.rules import OddRows
 from ledger.schema import ingest_runs
 from ledger.staged_upsert import Upserted, upsert_rows
 from ledger.writes import StoreBusyError, write_transaction
@@ -132,24 +133,25 @@ def _unknown_invoices(state: ServiceState, good: pd.DataFrame) -> list[str]:
     return [f"{len(unknown)} payment(s) name an invoice not in the store: {shown} (stored all the same)."]
 
 
-def _payment_problems(state: ServiceState, invoice_ids, examples: int = 5) -> list[str]:
-    """The invoices a write touched, in the served ledger (this write folded in), that have a payment dated
-    before their issue day or payments beyond their amount: ``ledger.rules.payment_problem_lines``."""
+def _payment_problems(state: ServiceState, invoice_ids) -> list[str]:
+    """``ledger.payment_checks``' lines for the invoices a write touched, read in the served ledger (this
+    write folded in) rather than the store: nothing on a write's path waits for another writer's tables."""
     index = current_ledger(state)
     inv, pay = index.ledger.invoices, index.ledger.payments
     issued, amounts = inv["issue_date"].to_numpy(), inv["amount"].to_numpy()
     paid_days, paid_amounts = pay["paid_date"].to_numpy(), pay["amount"].to_numpy()
     early: list[str] = []
     over: list[str] = []
-    for invoice_id in sorted(invoice_ids):
-        at, rows = index.invoice_pos.get_indexer([invoice_id])[0], index.payments_of_invoice.get(invoice_id)
+    ids = list(invoice_ids)
+    for invoice_id, at in zip(ids, index.invoice_pos.get_indexer(ids)):
+        rows = index.payments_of_invoice.get(invoice_id)
         if at < 0 or rows is None:
             continue
         if paid_days[rows].min() < issued[at]:
             early.append(invoice_id)
         if float(paid_amounts[rows].sum()) > float(amounts[at]) + OVERPAID_TOLERANCE:
             over.append(invoice_id)
-    return payment_problem_lines((len(early), early[:examples]), (len(over), over[:examples]))
+    return problem_lines(early, over)
 
 
 def warm_soon(state: ServiceState) -> None:

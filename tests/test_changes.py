@@ -472,20 +472,20 @@ def test_an_ingest_takes_the_change_logs_lock_only_at_its_end(pg_url, tmp_path, 
 
     engine = open_store(pg_url)
     other = open_store(pg_url)
-    real = ingest_mod._payment_problems
+    real = ingest_mod.payment_problems
     done = []
 
-    def with_another_writer(conn, stamp, *args, **kwargs):
+    def with_another_writer(conn, *args, **kwargs):
         writer = threading.Thread(target=lambda: write_transaction(
             other, lambda c: upsert_frame(c, "invoices", _invoices(["MEANWHILE"])), timeout=30))
         writer.start()
         writer.join(timeout=5)
         done.append(not writer.is_alive())
-        out = real(conn, stamp, *args, **kwargs)
+        out = real(conn, *args, **kwargs)
         writer.join(timeout=30)
         return out
 
-    monkeypatch.setattr(ingest_mod, "_payment_problems", with_another_writer)
+    monkeypatch.setattr(ingest_mod, "payment_problems", with_another_writer)
     try:
         with engine.begin() as conn:
             upsert_frame(conn, "invoices", _invoices(["K"]))

@@ -25,6 +25,8 @@ Day = Annotated[date, AfterValidator(_in_range), Field(examples=["2025-06-01"])]
 """A calendar day (ISO ``YYYY-MM-DD``)."""
 Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=f"^[^{ID_REFUSED}]+$")]
 Text = Annotated[str, StringConstraints(max_length=255, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
 def _not_bool(value: object) -> object:
     if isinstance(value, bool):  # JSON true/false would pass as 1.0/0.0
         raise ValueError("an amount is a number, not true or false")
